@@ -1,0 +1,64 @@
+"""Demo data for `make run`: an operator, a verified customer with two lines, three packages and
+the retry policy. Idempotent: running it again changes nothing that exists."""
+from datetime import timedelta
+
+from allauth.account.models import EmailAddress
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Line, Package, User
+from renewals.models import RetryPolicy
+
+OPERATOR = ("operator@example.com", "operator-demo-pass")
+CUSTOMER = ("customer@example.com", "customer-demo-pass")
+GB = 1024**3
+PACKAGES = [
+    ("Starter 1 GB / 7 days", 1 * GB, 7, 1800, "CNY"),
+    ("Standard 10 GB / 30 days", 10 * GB, 30, 9800, "CNY"),
+    ("Plus 50 GB / 30 days", 50 * GB, 30, 19800, "CNY"),
+]
+
+
+class Command(BaseCommand):
+    help = "Load the demo operator, customer, packages and lines (idempotent)."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        operator = self._user(*OPERATOR, is_staff=True, is_superuser=True, name="Demo Operator")
+        customer = self._user(*CUSTOMER, name="Demo Customer")
+        packages = [
+            Package.objects.get_or_create(
+                name=name,
+                defaults={"data_allowance_bytes": allowance, "validity_days": days, "price_minor": price, "currency": currency},
+            )[0]
+            for name, allowance, days, price, currency in PACKAGES
+        ]
+        now = timezone.now()
+        Line.objects.get_or_create(
+            iccid="8986001234567890123",
+            defaults={
+                "owner": customer, "label": "Phone", "smdp_address": "smdp.example.com", "matching_id": "DEMO-PHONE-0001",
+                "status": Line.Status.ACTIVE, "package": packages[1], "data_remaining_bytes": 6 * GB,
+                "data_used_bytes": 4 * GB, "expires_at": now + timedelta(days=20), "activated_at": now - timedelta(days=10),
+            },
+        )
+        Line.objects.get_or_create(
+            iccid="89860012345678901245",
+            defaults={
+                "owner": customer, "label": "Tablet", "smdp_address": "smdp.example.com", "matching_id": "DEMO-TABLET-0002",
+                "status": Line.Status.ACTIVE, "package": packages[0], "data_remaining_bytes": 300 * 1024**2,
+                "data_used_bytes": GB - 300 * 1024**2, "expires_at": now + timedelta(days=2), "activated_at": now - timedelta(days=5),
+            },
+        )
+        RetryPolicy.current()
+        self.stdout.write(self.style.SUCCESS(f"demo data ready: operator {operator.email}, customer {customer.email}"))
+
+    def _user(self, email: str, password: str, **fields) -> User:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            user = User(email=email, **fields)
+            user.set_password(password)
+            user.save()
+        EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+        return user

@@ -1,0 +1,177 @@
+"""Who the customer is and what they own: users, eSIM lines, the packages the operator
+sells, and the partner's usage records."""
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+ICCID_VALIDATOR = RegexValidator(
+    r"^\d{18,20}$", _("An ICCID is 18 to 20 digits.")
+)  # stored as received: no Luhn check digit is required (DESIGN.md)
+CURRENCY_VALIDATOR = RegexValidator(r"^[A-Z]{3}$", _("Use an ISO 4217 code such as CNY or EUR."))
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra_fields):
+        email = self.normalize_email(email) if email else None
+        user = self.model(email=email, **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email=None, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra_fields)
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        extra_fields["is_staff"] = True
+        extra_fields["is_superuser"] = True
+        return self._create_user(email, password, **extra_fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A customer or an operator. Logs in by email or phone (django-allauth); no username."""
+
+    email = models.EmailField(_("email address"), unique=True, null=True, blank=True)
+    phone = models.CharField(_("phone number"), max_length=20, unique=True, null=True, blank=True)
+    phone_verified = models.BooleanField(_("phone verified"), default=False)
+    name = models.CharField(_("name"), max_length=150, blank=True)
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    is_staff = models.BooleanField(_("staff status"), default=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(email__isnull=False) | Q(phone__isnull=False),
+                name="user_has_email_or_phone",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email or self.phone or f"user {self.pk}"
+
+    def clean(self):
+        super().clean()
+        # Empty strings would collide on the unique index; absent means NULL.
+        self.email = self.__class__.objects.normalize_email(self.email) or None
+        self.phone = self.phone or None
+
+
+class Package(models.Model):
+    """What the operator sells: a data allowance valid for a number of days, at a price."""
+
+    name = models.CharField(_("name"), max_length=100)
+    data_allowance_bytes = models.BigIntegerField(_("data allowance (bytes)"), validators=[MinValueValidator(0)])
+    validity_days = models.PositiveIntegerField(_("validity (days)"), validators=[MinValueValidator(1)])
+    price_minor = models.BigIntegerField(_("price (minor units)"), validators=[MinValueValidator(0)])
+    currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
+    active = models.BooleanField(_("on sale"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("package")
+        verbose_name_plural = _("packages")
+        ordering = ["currency", "price_minor", "name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="package_price_not_negative"),
+            models.CheckConstraint(condition=Q(data_allowance_bytes__gte=0), name="package_allowance_not_negative"),
+            models.CheckConstraint(condition=Q(validity_days__gte=1), name="package_validity_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Line(models.Model):
+    """One eSIM. Data counters are bytes; `expires_at` is the end of validity (UTC)."""
+
+    class Status(models.TextChoices):
+        INACTIVE = "inactive", _("Not activated")
+        ACTIVE = "active", _("Active")
+        DATA_EXHAUSTED = "data_exhausted", _("Out of data")
+        SUSPENDED = "suspended", _("Suspended")
+        EXPIRED = "expired", _("Expired")
+        TERMINATED = "terminated", _("Terminated")
+
+    owner = models.ForeignKey(
+        User, verbose_name=_("owner"), related_name="lines", on_delete=models.PROTECT, null=True, blank=True
+    )
+    iccid = models.CharField(_("ICCID"), max_length=20, unique=True, validators=[ICCID_VALIDATOR])
+    smdp_address = models.CharField(_("SM-DP+ address"), max_length=255)
+    matching_id = models.CharField(_("matching ID"), max_length=255)
+    label = models.CharField(_("label"), max_length=100, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.INACTIVE)
+    package = models.ForeignKey(
+        Package, verbose_name=_("active package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
+    )
+    data_remaining_bytes = models.BigIntegerField(_("data remaining (bytes)"), default=0)
+    data_used_bytes = models.BigIntegerField(_("data used (bytes)"), default=0)
+    # Usage beyond zero that the overage policy let through; settled at the next renewal.
+    overage_bytes = models.BigIntegerField(_("overage (bytes)"), default=0)
+    expires_at = models.DateTimeField(_("valid until"), null=True, blank=True)
+    # Which low-data / expiry notices were sent for the current package (reset when one is applied).
+    usage_notice_level = models.PositiveSmallIntegerField(_("usage notice sent at %"), default=0)
+    expiry_notice_sent = models.BooleanField(_("expiry notice sent"), default=False)
+    activated_at = models.DateTimeField(_("activated"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("line")
+        verbose_name_plural = _("lines")
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["owner", "created_at"]), models.Index(fields=["status", "expires_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(data_used_bytes__gte=0), name="line_used_not_negative"),
+            models.CheckConstraint(condition=Q(overage_bytes__gte=0), name="line_overage_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.iccid
+
+    @property
+    def lpa_string(self) -> str:
+        return f"LPA:1${self.smdp_address}${self.matching_id}"
+
+    @property
+    def data_total_bytes(self) -> int:
+        return max(self.data_remaining_bytes, 0) + self.data_used_bytes
+
+
+class UsageRecord(models.Model):
+    """One record from the network partner; its id makes a re-sent record a no-op."""
+
+    partner_record_id = models.CharField(_("partner record id"), max_length=128, unique=True)
+    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="usage_records", on_delete=models.CASCADE)
+    bytes = models.BigIntegerField(_("bytes"), validators=[MinValueValidator(0)])
+    period_start = models.DateTimeField(_("period start"))
+    period_end = models.DateTimeField(_("period end"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("usage record")
+        verbose_name_plural = _("usage records")
+        indexes = [models.Index(fields=["line", "period_start"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(bytes__gte=0), name="usage_bytes_not_negative"),
+            models.CheckConstraint(condition=Q(period_end__gte=models.F("period_start")), name="usage_period_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return self.partner_record_id

@@ -1,0 +1,49 @@
+"""Every write to lines and packages goes through here."""
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from .models import Line, Package
+
+logger = logging.getLogger(__name__)
+
+
+class LineTerminated(Exception):
+    """A package cannot be applied to a terminated line."""
+
+
+RESUMABLE = (Line.Status.INACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.SUSPENDED, Line.Status.EXPIRED)
+
+
+@transaction.atomic
+def apply_package(*, line: Line, package: Package, now: datetime, overage_billed: bool = False) -> Line:
+    """Add the package to the line (DESIGN.md invariant 6). Callers that also mark a renewal or a
+    charge succeeded call this inside their own transaction, so both commit or neither does.
+
+    Overage is settled here: deducted from the new allowance, unless it was billed with the charge.
+    """
+    line = Line.objects.select_for_update().get(pk=line.pk)
+    if line.status == Line.Status.TERMINATED:
+        raise LineTerminated(line.pk)
+    remaining = max(line.data_remaining_bytes, 0) + package.data_allowance_bytes
+    if not overage_billed:
+        remaining = max(remaining - line.overage_bytes, 0)
+    previous_status = line.status
+    line.data_remaining_bytes = remaining
+    line.overage_bytes = 0
+    new_end = now + timedelta(days=package.validity_days)
+    line.expires_at = max(line.expires_at, new_end) if line.expires_at else new_end
+    line.package = package
+    line.usage_notice_level = 0
+    line.expiry_notice_sent = False
+    if line.status in RESUMABLE:
+        line.status = Line.Status.ACTIVE
+    if line.activated_at is None:
+        line.activated_at = now
+    line.save()
+    logger.info(
+        "package_applied line=%s package=%s status=%s->%s remaining=%s expires_at=%s",
+        line.pk, package.pk, previous_status, line.status, remaining, line.expires_at.isoformat(),
+    )
+    return line

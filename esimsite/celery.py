@@ -1,0 +1,10 @@
+"""The Celery app. State lives in the database; Celery only executes (DESIGN.md, invariant 4)."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "esimsite.settings.base")
+
+app = Celery("esimsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("payments/", include("payments.urls")),
+    path("renewals/", include("renewals.urls")),
+    path("", include("accounts.urls")),
+]

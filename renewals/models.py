@@ -1,0 +1,146 @@
+"""Auto-renewal rules, renewal cycles and the operator's retry policy. The state machine is
+in DESIGN.md; transitions live in renewals/services.py, guarded by the constraints here."""
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import CURRENCY_VALIDATOR
+
+DEFAULT_RETRY_DELAYS_MINUTES = [60, 360, 1440, 4320]
+# Card declines that retrying cannot fix: wait until the customer changes the method.
+DEFAULT_HARD_DECLINE_CODES = [
+    "lost_card",
+    "stolen_card",
+    "pickup_card",
+    "restricted_card",
+    "expired_card",
+    "incorrect_number",
+    "invalid_account",
+    "card_not_supported",
+    "currency_not_supported",
+    "do_not_honor",
+    "fraudulent",
+]
+
+
+def default_retry_delays() -> list[int]:
+    return list(DEFAULT_RETRY_DELAYS_MINUTES)
+
+
+def default_hard_decline_codes() -> list[str]:
+    return list(DEFAULT_HARD_DECLINE_CODES)
+
+
+class RetryPolicy(models.Model):
+    """Operator-edited dunning policy; one row (`RetryPolicy.current()`)."""
+
+    retry_delays_minutes = models.JSONField(_("delays between attempts (minutes)"), default=default_retry_delays)
+    hard_decline_codes = models.JSONField(_("hard decline codes"), default=default_hard_decline_codes)
+    grace_hours = models.PositiveIntegerField(_("grace before suspension (hours)"), default=0)
+    minimum_renewal_minor = models.BigIntegerField(_("minimum renewal amount (minor units)"), default=0, validators=[MinValueValidator(0)])
+    alert_after_failures = models.PositiveSmallIntegerField(_("alert after failed attempts"), default=3)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("retry policy")
+        verbose_name_plural = _("retry policy")
+
+    def __str__(self) -> str:
+        return str(_("Retry policy"))
+
+    @classmethod
+    def current(cls) -> "RetryPolicy":
+        policy, _created = cls.objects.get_or_create(pk=1)
+        return policy
+
+
+class RenewalRule(models.Model):
+    class OveragePolicy(models.TextChoices):
+        BLOCK = "block", _("Stop data until renewed")
+        DEDUCT_FROM_NEXT = "deduct_from_next", _("Continue, deduct from the next package")
+        BILL_OVERAGE = "bill_overage", _("Continue, bill the overage with the next renewal")
+
+    line = models.OneToOneField("accounts.Line", verbose_name=_("line"), related_name="renewal_rule", on_delete=models.CASCADE)
+    enabled = models.BooleanField(_("auto-renewal on"), default=False)
+    package = models.ForeignKey("accounts.Package", verbose_name=_("package to buy"), related_name="+", on_delete=models.PROTECT)
+    trigger_data_below_mb = models.PositiveIntegerField(_("when data remaining is at most (MB)"), null=True, blank=True)
+    trigger_hours_before_expiry = models.PositiveIntegerField(_("when validity ends within (hours)"), null=True, blank=True)
+    payment_method_id = models.CharField(_("payment method"), max_length=255, blank=True, help_text=_("Empty: the default method."))
+    overage_policy = models.CharField(_("when data runs out"), max_length=20, choices=OveragePolicy.choices, default=OveragePolicy.BLOCK)
+    overage_cap_mb = models.PositiveIntegerField(_("overage cap (MB)"), null=True, blank=True)
+    max_renewals_per_day = models.PositiveSmallIntegerField(_("at most renewals per 24 hours"), default=2, validators=[MinValueValidator(1)])
+    monthly_spend_cap_minor = models.BigIntegerField(_("monthly spend cap (minor units)"), null=True, blank=True, validators=[MinValueValidator(0)])
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("renewal rule")
+        verbose_name_plural = _("renewal rules")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(enabled=False) | Q(trigger_data_below_mb__isnull=False) | Q(trigger_hours_before_expiry__isnull=False),
+                name="enabled_rule_has_trigger",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rule for {self.line_id}"
+
+
+class Renewal(models.Model):
+    """One renewal cycle of one line, from due to done."""
+
+    class Status(models.TextChoices):
+        DUE = "due", _("Due")
+        CHARGING = "charging", _("Charging")
+        RETRY_SCHEDULED = "retry_scheduled", _("Retry scheduled")
+        AWAITING_METHOD = "awaiting_method", _("Waiting for a new payment method")
+        REQUIRES_ACTION = "requires_action", _("Needs the customer's action")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    OPEN = (Status.DUE, Status.CHARGING, Status.RETRY_SCHEDULED, Status.AWAITING_METHOD, Status.REQUIRES_ACTION)
+    CLAIMABLE = (Status.DUE, Status.RETRY_SCHEDULED)
+
+    line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewals", on_delete=models.PROTECT)
+    rule = models.ForeignKey(RenewalRule, verbose_name=_("rule"), related_name="renewals", on_delete=models.SET_NULL, null=True, blank=True)
+    package = models.ForeignKey("accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT)
+    amount_minor = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(0)])
+    currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DUE)
+    trigger = models.CharField(_("trigger"), max_length=40, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_failure_code = models.CharField(_("last failure code"), max_length=100, blank=True)
+    last_failure_message = models.CharField(_("last failure reason"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("renewal")
+        verbose_name_plural = _("renewals")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Invariant 2: a database guarantee, not a Python check.
+            models.UniqueConstraint(
+                fields=["line"],
+                condition=Q(status__in=["due", "charging", "retry_scheduled", "awaiting_method", "requires_action"]),
+                name="one_open_renewal_per_line",
+            ),
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="renewal_amount_not_negative"),
+        ]
+        indexes = [
+            # The dispatcher's claim reads only claimable rows: its cost follows the due work, not the table.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["due", "retry_scheduled"]),
+                name="renewal_claimable_idx",
+            ),
+            models.Index(fields=["line", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"renewal {self.pk} of line {self.line_id} ({self.status})"
