@@ -6,6 +6,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("api/partner/", include("accounts.api_urls")),
     path("payments/", include("payments.urls")),
     path("renewals/", include("renewals.urls")),
     path("", include("accounts.urls")),

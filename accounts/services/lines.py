@@ -1,4 +1,4 @@
-"""Every write to lines and packages goes through here."""
+"""Lines and packages: applying what the customer paid for."""
 import logging
 from datetime import datetime, timedelta
 
