@@ -40,7 +40,7 @@ def line_detail(request, line_id: int):
         raise Http404
     lpa = line.lpa_string
     qr_svg = segno.make(lpa, error="m").svg_inline(
-        scale=5, border=4, light="#fff", title=_("QR code of the activation code")
+        scale=5, border=4, light="#fff", omitsize=True, title=_("QR code of the activation code")
     )
     context = {
         "line": line,

@@ -160,6 +160,7 @@ LOGGING = {
 # Sign-up needs an email: allauth refuses (a Critical system check) phone-only sign-up while email
 # verification is mandatory. A phone is optional at sign-up, verified by SMS code, and a login name.
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm"}
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email", "phone"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "phone", "password1*", "password2*"]
