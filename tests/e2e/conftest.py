@@ -1,0 +1,80 @@
+"""Browser harness: Debian's Chromium driven by Playwright against pytest-django's live_server.
+
+Fixtures for every browser test (payments and renewals use them too):
+- `browser` (session): headless Chromium from /usr/bin/chromium (installed by the set-up; never
+  `playwright install`);
+- `page`: a fresh context (own cookies) on the live server, English, with `base_url` set, so
+  `page.goto("/accounts/login/")` works; `page.js_errors` lists uncaught script errors;
+- `log_in(user, password=PASSWORD)`: logs a user in through the real login form;
+- `verified_customer`: a customer with a verified email and the password PASSWORD.
+"""
+import os
+import re
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.factories import make_user
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the test
+# itself (factories, assertions) would otherwise be refused as "async unsafe".
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PASSWORD = "e2e-Long-passw0rd!"
+TIMEOUT_MS = 15_000
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        raise pytest.UsageError(f"{CHROMIUM} is missing: apt-get install -y chromium (the set-up does it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_context_options():
+    """Override in a test module to change the locale, viewport, permissions..."""
+    return {"locale": "en-US", "viewport": {"width": 390, "height": 844}}  # a phone screen
+
+
+@pytest.fixture
+def page(browser, live_server, browser_context_options):
+    context = browser.new_context(base_url=live_server.url, **browser_context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda error: page.js_errors.append(str(error)))
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def verified_customer(transactional_db):
+    return make_user(email="browser.customer@example.com", password=PASSWORD)
+
+
+@pytest.fixture
+def log_in(page):
+    def log_in(user, password: str = PASSWORD):
+        page.goto("/accounts/login/")
+        page.locator("input[name=login]").fill(user.email or user.phone)
+        page.locator("input[name=password]").fill(password)
+        page.locator("form[action='/accounts/login/'] button[type=submit]").click()
+        page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
+        return page
+
+    return log_in
