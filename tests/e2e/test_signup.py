@@ -1,8 +1,8 @@
 """A new customer signs up in a real browser, verifies the email by link and sees the account page."""
 import re
 
-from django.core import mail
 import pytest
+from django.core import mail
 from playwright.sync_api import expect
 
 from accounts.models import User
