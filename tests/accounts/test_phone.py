@@ -92,6 +92,7 @@ def test_sms_rate_limit_is_a_429_not_a_500(db):
     response = second.post(reverse("account_login"), {"login": "+8613800138001", "password": PASSWORD})
     assert response.status_code == 429
     assert "Too many requests" in response.content.decode()
+    assert 'id="site-header"' in response.content.decode()  # our layout, not a bare error
 
 
 def test_failed_logins_lock_the_account_for_a_while(client, customer):
