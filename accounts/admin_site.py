@@ -36,6 +36,8 @@ class StaffAdminSite(admin.AdminSite):
             next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
         ):
             next_url = reverse("admin:index", current_app=self.name)
+        if self.has_permission(request):
+            return redirect(next_url)
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(next_url, reverse("account_login"))

@@ -6,12 +6,17 @@ Fixtures for every browser test (payments and renewals use them too):
 - `page`: a fresh context (own cookies) on the live server, English, with `base_url` set, so
   `page.goto("/accounts/login/")` works; `page.js_errors` lists uncaught script errors;
 - `log_in(user, password=PASSWORD)`: logs a user in through the real login form;
-- `verified_customer`: a customer with a verified email and the password PASSWORD.
+- `verified_customer`: a customer with a verified email and the password PASSWORD;
+- `operator` + `log_in_operator(operator)`: a superuser with TOTP, logged in through the code step,
+  so `page.goto("/admin/")` opens the admin (a TOTP code counts once per 30 s: log in once per test).
 """
 import os
 import re
 
+import time
+
 import pytest
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
 from playwright.sync_api import sync_playwright
 
 from tests.factories import make_user
@@ -78,3 +83,23 @@ def log_in(page):
         return page
 
     return log_in
+
+
+@pytest.fixture
+def operator(transactional_db):
+    user = make_user(email="browser.operator@example.com", password=PASSWORD, is_staff=True, is_superuser=True)
+    user.totp_secret = generate_totp_secret()
+    TOTP.activate(user, user.totp_secret)
+    return user
+
+
+@pytest.fixture
+def log_in_operator(page, log_in):
+    def log_in_operator(user, password: str = PASSWORD):
+        log_in(user, password)
+        page.locator("input[name=code]").fill(format_hotp_value(hotp_value(user.totp_secret, int(time.time()) // 30)))
+        page.locator("input[name=code]").press("Enter")
+        page.wait_for_url(re.compile(r"^(?!.*/accounts/2fa/)"))
+        return page
+
+    return log_in_operator
