@@ -12,4 +12,4 @@ def test_operator_logs_in_with_a_code_and_opens_the_admin(page, live_server, ope
     page.goto("/admin/")
     expect(page.get_by_role("heading", name="Operations", level=1)).to_be_visible()
     expect(page.get_by_role("link", name="Axis eSIM operations")).to_be_visible()
-    expect(page.get_by_role("link", name="Lines")).to_be_visible()
+    expect(page.get_by_role("link", name="Lines", exact=True)).to_be_visible()
