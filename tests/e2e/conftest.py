@@ -1,7 +1,7 @@
 """Browser harness: Debian's Chromium driven by Playwright against pytest-django's live_server.
 
 Fixtures for every browser test (payments and renewals use them too):
-- `browser` (session): headless Chromium from /usr/bin/chromium (installed by the set-up; never
+- `browser` (package): headless Chromium from /usr/bin/chromium (installed by the set-up; never
   `playwright install`);
 - `page`: a fresh context (own cookies) on the live server, English, with `base_url` set, so
   `page.goto("/accounts/login/")` works; `page.js_errors` lists uncaught script errors;
@@ -21,10 +21,6 @@ from playwright.sync_api import sync_playwright
 
 from tests.factories import make_user
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the test
-# itself (factories, assertions) would otherwise be refused as "async unsafe".
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,8 +36,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="package")
+def _orm_beside_playwright():
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of fixtures and tests
+    # (factories, live_server's flush, assertions) would otherwise be refused as "async unsafe".
+    # Scoped to this package: the variable must not leak into other tests (check --deploy refuses it).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="package")
+def browser(_orm_beside_playwright):
     if not os.path.exists(CHROMIUM):
         raise pytest.UsageError(f"{CHROMIUM} is missing: apt-get install -y chromium (the set-up does it)")
     with sync_playwright() as playwright:
