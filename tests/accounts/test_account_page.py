@@ -119,6 +119,7 @@ def test_another_customers_line_detail_is_404(client, customer, other_customer):
     client.force_login(customer)
     assert client.get(reverse("accounts:line_detail", args=[line.pk])).status_code == 404
     assert client.get(reverse("accounts:line_detail", args=[999999])).status_code == 404
+    assert client.get("/lines/99999999999999999999999/").status_code == 404  # beyond bigint: still no 500
 
 
 def test_account_page_in_chinese(client, customer):
