@@ -7,6 +7,9 @@ Fixtures for every browser test (payments and renewals use them too):
   `page.goto("/accounts/login/")` works; `page.js_errors` lists uncaught script errors;
 - `log_in(user, password=PASSWORD)`: logs a user in through the real login form;
 - `verified_customer`: a customer with a verified email and the password PASSWORD;
+- `customer_page`: `page` with `verified_customer` already logged in;
+- `email_link(path_prefix)`: the path of the first link starting with path_prefix in the newest
+  email in mail.outbox (the live server shares this process, so its emails land there);
 - `operator` + `log_in_operator(operator)`: a superuser with TOTP, logged in through the code step,
   so `page.goto("/admin/")` opens the admin (a TOTP code counts once per 30 s: log in once per test).
 """
@@ -17,6 +20,7 @@ import time
 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.core import mail
 from playwright.sync_api import sync_playwright
 
 from tests.factories import make_user
@@ -89,6 +93,20 @@ def log_in(page):
         return page
 
     return log_in
+
+
+@pytest.fixture
+def customer_page(page, log_in, verified_customer):
+    return log_in(verified_customer)
+
+
+def email_link(path_prefix: str) -> str:
+    if not mail.outbox:
+        raise AssertionError("no email was sent")
+    match = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"\S*)", mail.outbox[-1].body)
+    if match is None:
+        raise AssertionError(f"no link to {path_prefix} in: {mail.outbox[-1].body}")
+    return match.group(1)
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
 """A new customer signs up in a real browser, verifies the email by link and sees the account page."""
-import re
 
 import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
 from accounts.models import User
-from tests.e2e.conftest import PASSWORD
+from tests.e2e.conftest import PASSWORD, email_link
 from tests.factories import make_line
 
 pytestmark = pytest.mark.e2e
@@ -21,8 +20,7 @@ def test_sign_up_verify_email_and_see_the_account_page(page, live_server):
     expect(page.get_by_role("heading", name="Verify Your Email Address")).to_be_visible()
 
     assert [message.to for message in mail.outbox] == [["new.customer@example.com"]]
-    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+/)", mail.outbox[0].body).group(1)
-    page.goto(link)
+    page.goto(email_link("/accounts/confirm-email/"))
     page.get_by_role("button", name="Confirm").click()
 
     page.wait_for_url(live_server.url + "/")
@@ -56,7 +54,12 @@ def test_account_page_in_chinese(page, log_in, verified_customer):
     verified_customer.language = "zh-hans"
     verified_customer.save()
     make_line(owner=verified_customer, label="手机")
-    log_in(verified_customer)
+    log_in(verified_customer)  # the saved language wins over the browser's English
     expect(page.get_by_role("heading", name="我的线路", level=1)).to_be_visible()
     expect(page.locator("progress")).to_have_count(1)
     expect(page.get_by_text("剩余流量")).to_be_visible()
+
+
+def test_customer_page_fixture_is_logged_in(customer_page, live_server):
+    assert customer_page.url == live_server.url + "/"
+    expect(customer_page.get_by_role("button", name="Log out")).to_be_visible()
