@@ -6,7 +6,9 @@
     var status = button.parentNode.querySelector(".copy-status");
     if (status) { status.textContent = text; }
   }
-  function fallbackCopy(field) {
+  function selectedCopy(field) {
+    // The old way, for browsers without the async clipboard API (or when it is refused). Even if
+    // it fails, the code stays selected for the customer to copy by hand.
     field.focus();
     field.select();
     try { return document.execCommand("copy"); } catch (e) { return false; }
@@ -19,8 +21,8 @@
     var text = field.value !== undefined ? field.value : field.textContent;
     var done = function () { announce(button, button.getAttribute("data-copied-label") || ""); };
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, function () { if (fallbackCopy(field)) { done(); } });
-    } else if (fallbackCopy(field)) {
+      navigator.clipboard.writeText(text).then(done, function () { if (selectedCopy(field)) { done(); } });
+    } else if (selectedCopy(field)) {
       done();
     }
   });

@@ -41,6 +41,8 @@ def test_customer_copies_the_activation_code(browser, live_server, verified_cust
         page.locator("input[name=password]").fill(PASSWORD)
         page.locator("form[action='/accounts/login/'] button[type=submit]").click()
         page.get_by_role("link", name=line.iccid).click()
+        page.wait_for_load_state("load")  # copy.js is deferred: its click handler exists after load
+        page.bring_to_front()  # the async clipboard API needs a focused document
         expect(page.get_by_role("heading", name="Install this eSIM")).to_be_visible()
         expect(page.get_by_role("img", name="QR code of the activation code")).to_be_visible()
         page.get_by_role("button", name="Copy").click()
