@@ -1,7 +1,7 @@
 """Browser harness: Debian's Chromium driven by Playwright against pytest-django's live_server.
 
 Fixtures for every browser test (payments and renewals use them too):
-- `browser` (package): headless Chromium from /usr/bin/chromium (installed by the set-up; never
+- `browser` (module): headless Chromium from /usr/bin/chromium (installed by the set-up; never
   `playwright install`);
 - `page`: a fresh context (own cookies) on the live server, English, with `base_url` set, so
   `page.goto("/accounts/login/")` works; `page.js_errors` lists uncaught script errors;
@@ -40,17 +40,19 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def _orm_beside_playwright():
     # Playwright's sync API runs an event loop in this thread; the ORM calls of fixtures and tests
     # (factories, live_server's flush, assertions) would otherwise be refused as "async unsafe".
-    # Scoped to this package: the variable must not leak into other tests (check --deploy refuses it).
+    # Scoped to the module: the variable must not leak into other tests (check --deploy refuses it).
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         yield
 
 
-@pytest.fixture(scope="package")
+# Module scope: one Playwright per thread at a time, so a module that starts its own Playwright
+# must not find ours still running from an earlier module.
+@pytest.fixture(scope="module")
 def browser(_orm_beside_playwright):
     if not os.path.exists(CHROMIUM):
         raise pytest.UsageError(f"{CHROMIUM} is missing: apt-get install -y chromium (the set-up does it)")
