@@ -4,6 +4,9 @@ import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -282,3 +285,29 @@ def test_overlapping_batches_from_two_threads_never_lose_usage(customer, package
     assert sum(r["accepted"] for r in results) == 250
     assert sum(r["duplicates"] for r in results) == 50
     assert {counters(line) for line in lines} == {(5 * GB - 50 * MB, 5 * GB + 50 * MB)}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+record_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=140) | json_values,
+        "iccid": st.from_regex(r"\A[0-9]{17,21}\Z") | json_values,
+        "bytes": st.integers(min_value=-(2**70), max_value=2**70) | json_values,
+        "start": st.datetimes().map(lambda d: d.isoformat()) | st.text(max_size=30) | json_values,
+        "end": st.datetimes().map(lambda d: d.isoformat() + "Z") | st.text(max_size=30) | json_values,
+    },
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.fixed_dictionaries({"records": st.lists(record_like | json_values, max_size=6)}) | json_values)
+def test_no_signed_body_ever_gets_a_500(client, line, body):
+    """Whatever the partner sends, signed, the answer is a documented status with a JSON body."""
+    response = signed_post(client, body)  # the test client re-raises a server error
+    assert response.status_code in {200, 207, 400, 413}
+    assert isinstance(response.json(), dict)
