@@ -593,7 +593,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
         return None
     intent = gateways.find_payment_intent_for_charge(charge)
     if intent is None:
-        outcome = _Outcome(kind=PROCESSOR_ERROR, failure_code="not_sent", failure_message="the processor never received this attempt")
+        outcome = Outcome(kind=PROCESSOR_ERROR, failure_code="not_sent", failure_message="the processor never received this attempt")
     else:
         outcome = gateways.outcome_from_payment_intent(intent)
         if outcome is None:  # still processing at the processor: look again on the next sweep
@@ -604,7 +604,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     kind: str
     payment_intent_id: str = ""
     failure_code: str = ""
