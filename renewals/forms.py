@@ -23,14 +23,17 @@ def to_major(amount_minor: int, currency: str) -> Decimal:
 
 
 def payment_method_choices(user) -> list[tuple[str, str]]:
-    """The customer's saved methods from the payments app; the default is always offered."""
+    """The customer's saved methods, from the payments mirror (no call to Stripe); the default is
+    always offered."""
+    from djstripe.models import PaymentMethod
+
+    from payments import gateways
+
     choices = [("", _("My default payment method"))]
-    try:
-        from payments.selectors import payment_methods_for_user
-    except ImportError:  # the payments branch provides it
-        return choices
-    for method in payment_methods_for_user(user):
-        choices.append((method.id, str(method)))
+    customer = gateways.customer_for_user(user)
+    if customer is not None:
+        for method in PaymentMethod.objects.filter(customer=customer).order_by("created", "id"):
+            choices.append((method.id, gateways.payment_method_summary(method)))
     return choices
 
 

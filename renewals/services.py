@@ -31,12 +31,21 @@ logger = logging.getLogger(__name__)
 MB = 1024**2
 GB = 1024**3
 
-# Charge outcome kinds, as the payments gateway classifies them.
+# Charge outcome kinds, as payments.gateways.OutcomeKind spells them.
 SUCCEEDED = "succeeded"
-SOFT = "soft"
-HARD = "hard"
+PENDING = "pending"  # accepted, settles later (SEPA): a webhook or reconciliation decides
+SOFT = "soft_decline"
+HARD = "hard_decline"
 AUTHENTICATION_REQUIRED = "authentication_required"
-PROCESSOR_ERROR = "processor_error"
+PROCESSOR_ERROR = "processor_error"  # from the gateway: outcome UNKNOWN, reconcile first
+# An attempt reconciliation proved the processor never received: safe to retry as a new attempt.
+NOT_SENT = "not_sent"
+DECLINE_KINDS = {
+    SOFT: Charge.DeclineKind.SOFT,
+    HARD: Charge.DeclineKind.HARD,
+    AUTHENTICATION_REQUIRED: Charge.DeclineKind.AUTHENTICATION_REQUIRED,
+    NOT_SENT: Charge.DeclineKind.PROCESSOR_ERROR,
+}
 
 # Lines the engine never renews: not yet activated, or gone for good.
 NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED)
@@ -310,7 +319,8 @@ def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
     _log("renewal_cancelled", renewal, previous=previous, reason=reason)
 
 
-def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime) -> PreparedCharge | None:
+def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
+                   payment_method_summary: str = "") -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
@@ -344,7 +354,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
             purpose=Charge.Purpose.RENEWAL, amount_minor=amount, currency=renewal.currency, status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
-            payment_method_id=payment_method_id, sent_at=now,
+            payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
         )
         renewal.attempts = attempt
         renewal.amount_minor = amount
@@ -376,29 +386,46 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     # Processor look-ups happen outside any row lock; the rule itself is re-read under the lock.
     rule_method = renewal.rule.payment_method_id if renewal.rule else ""
     payment_method_id = rule_method or gateways.default_payment_method_id(user) or ""
-    customer_id = gateways.ensure_customer(user) if payment_method_id else ""
+    customer_id = gateways.ensure_customer(user).id if payment_method_id else ""
     prepared = prepare_charge(
-        renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now()
+        renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
+        payment_method_summary=_method_summary(payment_method_id),
     )
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
-    try:
-        outcome = gateways.charge_off_session(
-            charge=prepared.charge, customer_id=prepared.customer_id, payment_method_id=prepared.payment_method_id
-        )
-    except Exception:
-        # Unknown outcome (time-out, connection reset): the charge stays pending and is reconciled by
-        # looking its PaymentIntent up, never re-sent blindly (invariant 1).
-        logger.exception("charge_outcome_unknown renewal=%s charge=%s", renewal_id, prepared.charge.pk)
+    outcome = gateways.charge_off_session(
+        charge=prepared.charge, customer_id=prepared.customer_id, payment_method_id=prepared.payment_method_id
+    )
+    if _kind(outcome) in (PROCESSOR_ERROR, PENDING):
+        # Unknown (time-out, connection reset, 5xx) or not settled yet: the charge stays pending and
+        # is reconciled by looking its PaymentIntent up, never re-sent blindly (invariant 1).
+        logger.warning("charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s", renewal_id, prepared.charge.pk,
+                       _kind(outcome), getattr(outcome, "failure_code", ""))
         return Renewal.objects.get(pk=renewal_id)
     return record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
 
 
+def _method_summary(payment_method_id: str) -> str:
+    """'Visa •••• 4242' for the ledger, from the payments mirror (no call to Stripe)."""
+    if not payment_method_id:
+        return ""
+    from djstripe.models import PaymentMethod
+
+    from payments import gateways
+
+    row = PaymentMethod.objects.filter(id=payment_method_id).first()
+    return gateways.payment_method_summary(row) if row is not None else ""
+
+
 # --- outcomes --------------------------------------------------------------------------------
+
+def _kind(outcome: Any) -> str:
+    return str(getattr(outcome.kind, "value", outcome.kind))
+
 
 def _outcome_fields(outcome: Any) -> dict[str, str]:
     return {
-        "kind": outcome.kind,
+        "kind": _kind(outcome),
         "payment_intent_id": getattr(outcome, "payment_intent_id", "") or "",
         "failure_code": getattr(outcome, "failure_code", "") or "",
         "failure_message": getattr(outcome, "failure_message", "") or "",
@@ -411,6 +438,8 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
     the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
     left alone, and a second success for one renewal is refused by the database (invariant 1)."""
     result = _outcome_fields(outcome)
+    if result["kind"] in (PROCESSOR_ERROR, PENDING):
+        raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile the charge instead")
     renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
     with transaction.atomic():
         rule, renewal = _lock_rule_and_renewal(renewal_id)
@@ -441,7 +470,7 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
                 notifications.notify_later(renewal, notifications.NEEDS_ACTION)
         else:
             charge.status = Charge.Status.FAILED
-            charge.decline_kind = kind if kind in Charge.DeclineKind.values else Charge.DeclineKind.PROCESSOR_ERROR
+            charge.decline_kind = DECLINE_KINDS.get(kind, Charge.DeclineKind.PROCESSOR_ERROR)
             charge.failure_code = result["failure_code"][:100]
             charge.failure_message = result["failure_message"][:500]
             charge.settled_at = now
@@ -584,22 +613,27 @@ def stale_pending_charges(*, now: datetime) -> list[int]:
 def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     """An attempt whose outcome we never recorded (a worker killed between the processor's answer
     and our commit, a time-out): look its PaymentIntent up and record what really happened. Never
-    sends it again; an attempt the processor never saw counts as a processor error and is retried
-    as a new attempt with a new key."""
+    sends it again; an attempt the processor never saw is closed as not sent, and the renewal
+    retries on the policy as a new attempt with a new key. None: still unknown, ask next tick."""
     from payments import gateways
 
     charge = Charge.objects.get(pk=charge_id)
     if charge.status != Charge.Status.PENDING:
         return None
-    intent = gateways.find_payment_intent_for_charge(charge)
+    intent = gateways.find_payment_intent_for_charge(charge)  # GatewayError: Stripe unreachable, ask later
     if intent is None:
-        outcome = Outcome(kind=PROCESSOR_ERROR, failure_code="not_sent", failure_message="the processor never received this attempt")
+        outcome: Any = Outcome(kind=NOT_SENT, failure_code="not_sent", failure_message="The payment processor never received this attempt.")
     else:
         outcome = gateways.outcome_from_payment_intent(intent)
-        if outcome is None:  # still processing at the processor: look again on the next sweep
-            logger.info("charge_reconcile_pending charge=%s payment_intent=%s", charge.pk, getattr(intent, "id", ""))
+        if _kind(outcome) in (PENDING, PROCESSOR_ERROR):
+            logger.info("charge_reconcile_pending charge=%s payment_intent=%s status=%s", charge.pk,
+                        outcome.payment_intent_id, getattr(outcome, "payment_intent_status", ""))
+            if _kind(outcome) == PROCESSOR_ERROR and charge.renewal_id:
+                renewal = Renewal.objects.get(pk=charge.renewal_id)
+                raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
+                            message=f"charge {charge.pk}: PaymentIntent {outcome.payment_intent_id} in an unexpected state")
             return None
-    logger.warning("charge_reconciled charge=%s renewal=%s kind=%s", charge.pk, charge.renewal_id, outcome.kind)
+    logger.warning("charge_reconciled charge=%s renewal=%s kind=%s", charge.pk, charge.renewal_id, _kind(outcome))
     return record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Line
+from payments.gateways import ChargeOutcome, OutcomeKind
 from payments.models import Charge
 from renewals import services
 from renewals.models import Alert, Renewal
@@ -25,12 +26,19 @@ def open_and_claim(rule, now=NOW) -> Renewal:
     return renewal
 
 
+def outcome(kind: str, code: str = "", pi: str = ""):
+    """The gateway's own outcome value; `not_sent` is the engine's reconciliation verdict."""
+    if kind == "not_sent":
+        return services.Outcome(kind=kind, failure_code=code)
+    return ChargeOutcome(OutcomeKind(kind), pi or None, code, "")
+
+
 def attempt(renewal, now, kind, code="", pi="") -> Renewal:
     """One attempt as the charge step makes it: Charge written first, then the outcome."""
     prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id="cus_test", payment_method_id="pm_test", now=now)
     assert prepared is not None
     return services.record_charge_outcome(
-        charge_id=prepared.charge.pk, outcome=services.Outcome(kind=kind, failure_code=code, payment_intent_id=pi), now=now
+        charge_id=prepared.charge.pk, outcome=outcome(kind, code, pi), now=now
     )
 
 
@@ -155,7 +163,7 @@ def test_turning_off_while_an_attempt_is_at_the_processor_does_not_retry_its_dec
     renewal = open_and_claim(rule)
     prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=NOW)
     assert services.turn_off_rule(rule=rule, now=NOW) == []  # in flight: cannot be called back
-    renewal = services.record_charge_outcome(charge_id=prepared.charge.pk, outcome=services.Outcome(kind="soft", failure_code="insufficient_funds"), now=NOW)
+    renewal = services.record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome("soft_decline", code="insufficient_funds"), now=NOW)
     assert renewal.status == Renewal.Status.CANCELLED and renewal.next_attempt_at is None
 
 
@@ -190,7 +198,7 @@ def test_success_applies_the_package_and_marks_the_renewal_succeeded_together(ru
 def test_a_recorded_outcome_is_not_recorded_twice(rule):
     renewal = open_and_claim(rule)
     prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=NOW)
-    ok = services.Outcome(kind="succeeded", payment_intent_id="pi_2")
+    ok = outcome("succeeded", pi="pi_2")
     services.record_charge_outcome(charge_id=prepared.charge.pk, outcome=ok, now=NOW)
     remaining = Line.objects.get(pk=rule.line_id).data_remaining_bytes
     services.record_charge_outcome(charge_id=prepared.charge.pk, outcome=ok, now=NOW)
@@ -216,12 +224,12 @@ def test_authentication_required_waits_for_the_customer_without_using_a_retry(ru
     assert "needs your action" in mail.outbox[-1].subject
     # The customer's pay-now confirms the same PaymentIntent: the line is renewed.
     charge = Charge.objects.get(renewal=renewal)
-    renewal = services.record_charge_outcome(charge_id=charge.pk, outcome=services.Outcome(kind="succeeded", payment_intent_id="pi_3ds"), now=NOW)
+    renewal = services.record_charge_outcome(charge_id=charge.pk, outcome=outcome("succeeded", pi="pi_3ds"), now=NOW)
     assert renewal.status == Renewal.Status.SUCCEEDED
 
 
 def test_hard_decline_stops_retries_until_the_method_changes(rule, customer):
-    renewal = attempt(open_and_claim(rule), NOW, "hard", code="expired_card")
+    renewal = attempt(open_and_claim(rule), NOW, "hard_decline", code="expired_card")
     assert renewal.status == Renewal.Status.AWAITING_METHOD and renewal.next_attempt_at is None
     assert services.claim_due_renewals(now=NOW + timedelta(days=30)) == []
     assert services.payment_method_changed(user=customer, now=NOW + timedelta(days=1)) == [renewal.pk]
@@ -232,14 +240,14 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
     now = NOW
     for delay in policy.retry_delays_minutes:
         with django_capture_on_commit_callbacks(execute=True):
-            renewal = attempt(renewal, now, "soft", code="insufficient_funds")
+            renewal = attempt(renewal, now, "soft_decline", code="insufficient_funds")
         assert renewal.status == Renewal.Status.RETRY_SCHEDULED
         assert renewal.next_attempt_at == now + timedelta(minutes=delay)
         assert services.claim_due_renewals(now=renewal.next_attempt_at - timedelta(seconds=1)) == []  # not a second early
         now = renewal.next_attempt_at
         assert services.claim_due_renewals(now=now) == [renewal.pk]
     with django_capture_on_commit_callbacks(execute=True):
-        renewal = attempt(renewal, now, "processor_error", code="api_error")
+        renewal = attempt(renewal, now, "not_sent", code="not_sent")
     assert renewal.status == Renewal.Status.FAILED and renewal.failures == 4 and renewal.line_suspended_at == now
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
     assert Charge.objects.filter(renewal=renewal, status=Charge.Status.FAILED).count() == 4
@@ -255,12 +263,12 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
 def test_paying_a_failed_renewal_restores_the_suspended_line(rule, policy, customer, django_capture_on_commit_callbacks):
     policy.retry_delays_minutes = []
     policy.save()
-    renewal = attempt(open_and_claim(rule), NOW, "soft", code="card_declined")
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
     assert renewal.status == Renewal.Status.FAILED
     pay_now = Charge.objects.create(user=customer, line=rule.line, renewal=renewal, attempt=renewal.attempts + 1, purpose=Charge.Purpose.RENEWAL,
                                     amount_minor=renewal.amount_minor, currency="CNY", idempotency_key="pay-now-1", sent_at=NOW)
     with django_capture_on_commit_callbacks(execute=True):
-        renewal = services.record_charge_outcome(charge_id=pay_now.pk, outcome=services.Outcome(kind="succeeded", payment_intent_id="pi_now"), now=NOW)
+        renewal = services.record_charge_outcome(charge_id=pay_now.pk, outcome=outcome("succeeded", pi="pi_now"), now=NOW)
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is restored"
@@ -270,7 +278,7 @@ def test_grace_delays_the_suspension_to_the_dispatcher(rule, policy):
     policy.retry_delays_minutes = []
     policy.grace_hours = 12
     policy.save()
-    renewal = attempt(open_and_claim(rule), NOW, "soft")
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline")
     assert renewal.status == Renewal.Status.FAILED and renewal.line_suspended_at is None
     assert services.suspend_overdue_lines(now=NOW + timedelta(hours=11)) == []
     assert services.suspend_overdue_lines(now=NOW + timedelta(hours=12)) == [renewal.pk]
@@ -279,7 +287,7 @@ def test_grace_delays_the_suspension_to_the_dispatcher(rule, policy):
 
 
 def test_no_new_renewal_before_the_policy_delay_after_a_decline(rule, policy):
-    renewal = attempt(open_and_claim(rule), NOW, "soft")
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline")
     services.turn_off_rule(rule=rule, now=NOW)  # cancels the retry
     rule.refresh_from_db()
     rule.enabled = True
