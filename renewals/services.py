@@ -646,6 +646,45 @@ class Outcome:
     payment_method_summary: str = ""
 
 
+# --- pay now (the payments app's on-session flow) -------------------------------------------
+
+PAYABLE = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.REQUIRES_ACTION, Renewal.Status.FAILED)
+
+
+def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, payment_method_summary: str = "") -> Charge:
+    """Reserve the customer's on-session attempt: a pending `Charge` with its own key, and the
+    renewal taken out of the dispatcher's hands (`charging`) so no off-session attempt can race
+    it. The payments app then calls gateways.charge_on_session and `record_charge_outcome`.
+    Works with the rule off: paying a failed renewal is the customer's own choice."""
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status not in PAYABLE:
+            raise RenewalNotPayable(renewal.status)
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            raise RenewalNotPayable("attempt_in_flight")
+        previous = renewal.status
+        attempt = renewal.attempts + 1
+        try:
+            with transaction.atomic():
+                renewal.status = Renewal.Status.CHARGING
+                renewal.claimed_at = now
+                renewal.next_attempt_at = None
+                renewal.completed_at = None
+                renewal.attempts = attempt
+                renewal.save()
+        except IntegrityError:  # a failed cycle, and the line has opened a new one since
+            raise RenewalNotPayable("line_has_an_open_renewal")
+        line = Line.objects.get(pk=renewal.line_id)
+        charge = Charge.objects.create(
+            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
+            purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
+            idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
+            payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+        )
+        _log("pay_now_started", renewal, previous=previous, charge=charge.pk)
+    return charge
+
+
 # --- the customer's actions ------------------------------------------------------------------
 
 def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRule:
