@@ -72,7 +72,7 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The zero-set-up run shares one file between the portal, the worker and beat.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -128,14 +128,19 @@ SMS_BACKEND = env("SMS_BACKEND", default="accounts.sms.ConsoleBackend")
 
 # Stripe through dj-stripe. In development and tests STRIPE_API_BASE points at localstripe.
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="sk_test_localstripe_esimsite")
-STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe_esimsite")
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="sk_test_localstripe0esimsite0devonly0key")
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe0esimsite0devonly0key")
 STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="http://127.0.0.1:8420")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default=STRIPE_API_BASE + "/js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="whsec_localstripe_esimsite")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
+# Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
+STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
+# Retries for reads and binding calls only; charge calls never retry (payments/gateways.py).
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
@@ -179,3 +184,15 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "esimsite"
+
+# Renewals (renewals/tasks.py): beat ticks the dispatcher; state lives in the database.
+RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERVAL_SECONDS", default=30))
+# A charge left pending this long (a crash, a time-out) is reconciled by looking its PaymentIntent up.
+RENEWALS_RECONCILE_AFTER = timedelta(minutes=env.int("RENEWALS_RECONCILE_AFTER_MINUTES", default=10))
+RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
+CELERY_BEAT_SCHEDULE["renewals-dispatch"] = {
+    "task": "renewals.dispatch_renewals",
+    "schedule": RENEWALS_DISPATCH_INTERVAL,
+    # A tick not started within the interval is superseded by the next one.
+    "options": {"expires": RENEWALS_DISPATCH_INTERVAL.total_seconds()},
+}
