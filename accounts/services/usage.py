@@ -14,17 +14,15 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from renewals.models import RenewalRule
+from renewals.services import evaluate_triggers
+
 from ..models import Line, UsageRecord
 from . import network, notices
 
 logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-# The renewal engine lives in renewals (another branch until merged); usage only needs its entry point.
-try:
-    from renewals.services import evaluate_triggers
-except ImportError:  # pragma: no cover - removed when the renewals branch is merged
-    evaluate_triggers = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,6 @@ def settle_usage(*, line: Line, rule, used_bytes: int) -> LineChange:
     """The line after `used_bytes` more usage, under its renewal rule's overage policy (no rule:
     block). Remaining data never goes below zero; usage past zero goes to `overage_bytes` up to
     the rule's cap when the policy lets service continue; at zero (and at the cap) data stops."""
-    from renewals.models import RenewalRule
-
     available = max(line.data_remaining_bytes, 0)
     remaining = max(available - used_bytes, 0)
     beyond_zero = used_bytes - (available - remaining)
@@ -163,8 +159,6 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
 
 def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dict[int, LineChange], list[int], dict[int, int]]:
     """Lock the lines (in id order, so batches never deadlock), settle the usage, write every line in one UPDATE."""
-    from renewals.models import RenewalRule
-
     lines = list(
         Line.objects.filter(pk__in=used_by_line).select_related("package").order_by("pk").select_for_update(of=("self",))
     )
@@ -207,9 +201,6 @@ def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:
 def _evaluate_triggers(*, line_ids: list[int], now: datetime) -> None:
     """A line that crossed its threshold gets its renewal now, not at the next beat. The usage is
     already committed; if this fails the beat sweep evaluates the same lines, so it is logged."""
-    if evaluate_triggers is None:
-        logger.warning("renewal_triggers_not_evaluated lines=%s: renewals.services.evaluate_triggers is missing", line_ids)
-        return
     try:
         evaluate_triggers(line_ids=line_ids, now=now)
     except Exception:

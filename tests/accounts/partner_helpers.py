@@ -1,7 +1,12 @@
 """What a test needs to talk to the partner API like the partner, and to be the partner's
 command endpoint: signed requests, and a real HTTP receiver on 127.0.0.1 (the edge we fake)."""
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
@@ -63,3 +68,41 @@ class Receiver:
     def commands(self) -> list[dict]:
         with self.lock:
             return [json.loads(r["body"]) for r in self.requests]
+
+
+@contextlib.contextmanager
+def celery_worker(log_path, **env):
+    """A real Celery worker process on the test database (for django_db(transaction=True) tests)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "esimsite.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        **env,
+    }
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=solo", "--loglevel=INFO",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"accounts-test-{os.getpid()}@%h"],
+            env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,11 +1,7 @@
 """Network commands: rows in an outbox, delivered signed to a real local HTTP receiver, retried
 with backoff stored on the row, in order per line, exactly once per sweep even with two sweeps."""
 import json
-import os
-import subprocess
-import sys
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -19,7 +15,7 @@ from accounts.models import NetworkCommand
 from accounts.services import network
 from accounts.services.network import deliver_due_commands, enqueue_command, retry_failed_command
 from accounts.tasks import deliver_network_commands
-from tests.accounts.partner_helpers import Receiver
+from tests.accounts.partner_helpers import Receiver, celery_worker, wait_until
 from tests.factories import make_line
 
 
@@ -189,35 +185,14 @@ def test_two_sweeps_at_once_deliver_each_command_once(receiver, customer, packag
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_delivers_a_command_right_after_the_commit(receiver, line, tmp_path):
     """The kick after commit reaches a real Celery worker through Redis; no beat needed."""
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "esimsite.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "NETWORK_WEBHOOK_URL": receiver.url,
-        "NETWORK_WEBHOOK_SECRET": django_settings.NETWORK_WEBHOOK_SECRET,
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"outbox-test-{os.getpid()}@%h"],
-        env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
-    )
-    try:
+    log = tmp_path / "worker.log"
+    with celery_worker(log, NETWORK_WEBHOOK_URL=receiver.url, NETWORK_WEBHOOK_SECRET=django_settings.NETWORK_WEBHOOK_SECRET):
         with transaction.atomic():
             command = enqueue_command(line=line, command="block_data", reason="data exhausted")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not receiver.requests:
-            time.sleep(0.2)
-        command.refresh_from_db()
-        while time.monotonic() < deadline and command.status != "delivered":
-            time.sleep(0.2)
+
+        def delivered():
             command.refresh_from_db()
-        assert [c["id"] for c in receiver.commands()] == [command.pk], (tmp_path / "worker.log").read_text()
-        assert command.status == "delivered"
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+            return command.status == "delivered"
+
+        assert wait_until(delivered), log.read_text()
+    assert [c["id"] for c in receiver.commands()] == [command.pk]

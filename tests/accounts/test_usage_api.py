@@ -229,11 +229,32 @@ def test_csrf_is_not_required(line):
 def test_batch_costs_the_same_few_queries_whatever_its_size(client, customer, package, django_assert_max_num_queries):
     lines = [make_line(owner=customer, package=package) for _ in range(100)]
     body = {"records": [record(lines[i % 100], id=f"r-{i}", bytes=MB) for i in range(1000)]}
-    # ICCID lookup, savepoint, INSERT … RETURNING, SELECT … FOR UPDATE, rules, UPDATE … FROM, release.
-    with django_assert_max_num_queries(8):
+    # Usage: ICCID lookup, savepoint, INSERT … RETURNING, SELECT … FOR UPDATE, rules, UPDATE … FROM, release (7);
+    # renewals.evaluate_triggers for lines without rules (7).
+    with django_assert_max_num_queries(14) as captured:
         response = signed_post(client, body)
     assert response.json() == {"accepted": 1000, "duplicates": 0}
     assert {counters(line) for line in lines} == {(5 * GB - 10 * MB, 5 * GB + 10 * MB)}
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert sum(sql.startswith('INSERT INTO "accounts_usagerecord"') for sql in statements) == 1
+    assert sum('UPDATE "accounts_line"' in sql for sql in statements) == 1
+
+
+def test_ten_records_and_a_thousand_cost_the_same_queries(client, customer, package):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from renewals.models import RetryPolicy
+
+    RetryPolicy.current()  # created on first use: not part of a batch's cost
+    lines = [make_line(owner=customer, package=package) for _ in range(100)]
+    counts = []
+    for size, prefix in ((10, "small"), (1000, "big")):
+        body = {"records": [record(lines[i % 100], id=f"{prefix}-{i}", bytes=MB) for i in range(size)]}
+        with CaptureQueriesContext(connection) as captured:
+            assert signed_post(client, body).status_code == 200
+        counts.append(len(captured))
+    assert counts[0] == counts[1]
 
 
 @pytest.mark.django_db(transaction=True)
