@@ -77,8 +77,8 @@ def _kick_delivery() -> None:
 
     try:
         deliver_network_commands.apply_async(retry=False)
-    except Exception:  # kombu raises several connection error types; the rows are safe either way
-        logger.warning("network_command_kick_failed: delivery waits for the beat sweep", exc_info=True)
+    except Exception as exc:  # kombu raises several connection error types; the rows are safe either way
+        logger.warning("network_command_kick_failed error=%s: delivery waits for the beat sweep", exc)
 
 
 @dataclass
