@@ -149,6 +149,19 @@ PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET", default="dev-partner-usage-se
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET", default="dev-network-webhook-secret")
+# The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
+# a command whose kick was lost with Redis goes out at the next sweep.
+NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
+CELERY_BEAT_SCHEDULE["accounts-deliver-network-commands"] = {
+    "task": "accounts.deliver_network_commands",
+    "schedule": NETWORK_COMMANDS_SWEEP_INTERVAL,
+    "options": {"expires": NETWORK_COMMANDS_SWEEP_INTERVAL.total_seconds()},
+}
+CELERY_BEAT_SCHEDULE["accounts-expiry-notices"] = {
+    "task": "accounts.send_expiry_notices",
+    "schedule": timedelta(minutes=10),
+    "options": {"expires": 600},
+}
 
 LOGGING = {
     "version": 1,
