@@ -138,6 +138,11 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="http://127.0.0.1:8420")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default=STRIPE_API_BASE + "/js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="whsec_localstripe_esimsite")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
+# Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
+STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
+# Retries for reads and binding calls only; charge calls never retry (payments/gateways.py).
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
@@ -146,6 +151,19 @@ PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET", default="dev-partner-usage-se
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET", default="dev-network-webhook-secret")
+# The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
+# a command whose kick was lost with Redis goes out at the next sweep.
+NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
+CELERY_BEAT_SCHEDULE["accounts-deliver-network-commands"] = {
+    "task": "accounts.deliver_network_commands",
+    "schedule": NETWORK_COMMANDS_SWEEP_INTERVAL,
+    "options": {"expires": NETWORK_COMMANDS_SWEEP_INTERVAL.total_seconds()},
+}
+CELERY_BEAT_SCHEDULE["accounts-expiry-notices"] = {
+    "task": "accounts.send_expiry_notices",
+    "schedule": timedelta(minutes=10),
+    "options": {"expires": 600},
+}
 
 LOGGING = {
     "version": 1,
@@ -185,3 +203,15 @@ ACCOUNT_RATE_LIMITS: dict = {}
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "esimsite"
+
+# Renewals (renewals/tasks.py): beat ticks the dispatcher; state lives in the database.
+RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERVAL_SECONDS", default=30))
+# A charge left pending this long (a crash, a time-out) is reconciled by looking its PaymentIntent up.
+RENEWALS_RECONCILE_AFTER = timedelta(minutes=env.int("RENEWALS_RECONCILE_AFTER_MINUTES", default=10))
+RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
+CELERY_BEAT_SCHEDULE["renewals-dispatch"] = {
+    "task": "renewals.dispatch_renewals",
+    "schedule": RENEWALS_DISPATCH_INTERVAL,
+    # A tick not started within the interval is superseded by the next one.
+    "options": {"expires": RENEWALS_DISPATCH_INTERVAL.total_seconds()},
+}
