@@ -81,11 +81,8 @@ def _log(event: str, renewal: Renewal, **extra: Any) -> None:
 def _network_command(*, line: Line, command: str, reason: str) -> None:
     """The one place the engine talks to the network partner: an outbox row, written in the
     caller's transaction so the command exists exactly when the state change does."""
-    try:
-        from accounts.services.network import enqueue_command
-    except ImportError:  # the outbox lands with the usage branch
-        logger.warning("network_command_unavailable line=%s command=%s reason=%s", line.pk, command, reason)
-        return
+    from accounts.services.network import enqueue_command
+
     enqueue_command(line=line, command=command, reason=reason)
 
 
@@ -305,7 +302,9 @@ class PreparedCharge:
 def _lock_rule_and_renewal(renewal_id: int) -> tuple[RenewalRule | None, Renewal]:
     rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
     rule = RenewalRule.objects.select_for_update().filter(pk=rule_id).first() if rule_id else None
-    renewal = Renewal.objects.select_for_update().select_related("line", "package").get(pk=renewal_id)
+    # of=self: joined rows (the line, the package every customer shares) stay unlocked; the line is
+    # locked last, where the package is applied.
+    renewal = Renewal.objects.select_for_update(of=("self",)).select_related("line", "package").get(pk=renewal_id)
     return rule, renewal
 
 
@@ -587,7 +586,7 @@ def suspend_overdue_lines(*, now: datetime) -> list[int]:
     done = []
     with transaction.atomic():
         renewals = list(
-            Renewal.objects.select_for_update(skip_locked=True)
+            Renewal.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Renewal.Status.FAILED, line_suspended_at__isnull=True, suspend_at__lte=now)
             .select_related("line")[: _claim_batch_size()]
         )
@@ -736,7 +735,7 @@ def payment_method_changed(*, user, now: datetime) -> list[int]:
     whose last cycle failed may start a new one (DESIGN.md: hard declines)."""
     woken: list[int] = []
     with transaction.atomic():
-        for rule in RenewalRule.objects.select_for_update().filter(line__owner=user).select_related("line", "package"):
+        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user).select_related("line", "package"):
             renewal = Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN).first()
             if renewal is not None and renewal.status == Renewal.Status.AWAITING_METHOD and rule.enabled:
                 renewal.status = Renewal.Status.DUE

@@ -7,7 +7,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Line
+from accounts.models import Line, NetworkCommand
 from payments.gateways import ChargeOutcome, OutcomeKind
 from payments.models import Charge
 from renewals import services
@@ -250,6 +250,7 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
         renewal = attempt(renewal, now, "not_sent", code="not_sent")
     assert renewal.status == Renewal.Status.FAILED and renewal.failures == 4 and renewal.line_suspended_at == now
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    assert list(NetworkCommand.objects.filter(line=rule.line).values_list("command", flat=True)) == ["suspend"]
     assert Charge.objects.filter(renewal=renewal, status=Charge.Status.FAILED).count() == 4
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.REPEATED_FAILURES).exists()
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.RENEWAL_FAILED).exists()
@@ -271,6 +272,7 @@ def test_paying_a_failed_renewal_restores_the_suspended_line(rule, policy, custo
         renewal = services.record_charge_outcome(charge_id=pay_now.pk, outcome=outcome("succeeded", pi="pi_now"), now=NOW)
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    assert list(NetworkCommand.objects.filter(line=rule.line).order_by("id").values_list("command", flat=True)) == ["suspend", "resume"]
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is restored"
 
 
@@ -309,3 +311,10 @@ def test_bill_overage_adds_the_overage_fee_to_the_renewal(rule, policy):
     renewal = services.open_renewal(rule=rule, now=NOW, trigger="data")
     assert renewal.amount_minor == rule.package.price_minor + 1001  # rounded up, never a fraction
     assert renewal.overage_billed_bytes == GB + 1
+
+
+def test_renewing_a_line_blocked_for_data_unblocks_it_at_the_network(rule):
+    Line.objects.filter(pk=rule.line_id).update(status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0)
+    attempt(open_and_claim(rule), NOW, "succeeded", pi="pi_unblock")
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    assert list(NetworkCommand.objects.filter(line=rule.line).values_list("command", flat=True)) == ["unblock_data"]
