@@ -754,6 +754,34 @@ def payment_method_changed(*, user, now: datetime) -> list[int]:
     return woken
 
 
+# --- the operator's actions (admin) ----------------------------------------------------------
+
+def retry_now(*, renewal_id: int, now: datetime) -> bool:
+    """Operator: bring a scheduled retry, or a renewal waiting for a method, forward to now. The
+    next dispatcher tick claims it; an attempt in flight is never doubled."""
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status not in (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE):
+            return False
+        renewal.status = Renewal.Status.DUE
+        renewal.next_attempt_at = now
+        renewal.save()
+        _log("renewal_due", renewal, reason="operator_retry_now")
+    return True
+
+
+def cancel_renewal(*, renewal_id: int, now: datetime, reason: str = "operator") -> bool:
+    """Operator: cancel an open renewal not yet at the processor."""
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status not in Renewal.OPEN:
+            return False
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            return False
+        _cancel(renewal, now=now, reason=reason)
+    return True
+
+
 # --- the dispatcher --------------------------------------------------------------------------
 
 @dataclass

@@ -318,3 +318,13 @@ def test_renewing_a_line_blocked_for_data_unblocks_it_at_the_network(rule):
     attempt(open_and_claim(rule), NOW, "succeeded", pi="pi_unblock")
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
     assert list(NetworkCommand.objects.filter(line=rule.line).values_list("command", flat=True)) == ["unblock_data"]
+
+
+def test_operator_retry_now_and_cancel(rule):
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="insufficient_funds")
+    assert services.retry_now(renewal_id=renewal.pk, now=NOW + timedelta(minutes=1))
+    assert services.claim_due_renewals(now=NOW + timedelta(minutes=1)) == [renewal.pk]
+    assert services.cancel_renewal(renewal_id=renewal.pk, now=NOW)  # charging, but no attempt sent yet
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.CANCELLED
+    assert not services.retry_now(renewal_id=renewal.pk, now=NOW)  # a closed renewal stays closed
