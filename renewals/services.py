@@ -47,8 +47,10 @@ DECLINE_KINDS = {
     NOT_SENT: Charge.DeclineKind.PROCESSOR_ERROR,
 }
 
-# Lines the engine never renews: not yet activated, or gone for good.
-NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED)
+# Lines a trigger never renews: not yet activated, gone for good, or suspended (by a failed cycle,
+# which only the customer's payment or new method reopens, or by the operator, whose suspension a
+# renewal must not lift behind their back).
+NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED, Line.Status.SUSPENDED)
 
 
 class RenewalError(Exception):
@@ -147,8 +149,8 @@ def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy) -> tup
 def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after_method_change: bool) -> str:
     """Guards from billing systems that got this wrong: after a decline, no new renewal before the
     policy's delay; after a failed cycle, none until the customer acts (pays or changes method)."""
-    last = Renewal.objects.filter(line=line).exclude(status=Renewal.Status.SUCCEEDED).order_by("-created_at", "-id").first()
-    if last is None or last.failures == 0:
+    last = Renewal.objects.filter(line=line).order_by("-created_at", "-id").first()
+    if last is None or last.status == Renewal.Status.SUCCEEDED or last.failures == 0:
         return ""
     if last.status == Renewal.Status.FAILED and not after_method_change:
         return "failed_cycle"
@@ -731,19 +733,26 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 
 
 def payment_method_changed(*, user, now: datetime) -> list[int]:
-    """A new default method: each renewal waiting for one gets one immediate attempt, and a line
-    whose last cycle failed may start a new one (DESIGN.md: hard declines)."""
+    """The customer set a new default method (the payments app calls this): each renewal of theirs
+    waiting for a method, or whose cycle failed, gets one immediate attempt; a line whose trigger
+    is met and has no renewal starts one (DESIGN.md: hard declines)."""
     woken: list[int] = []
     with transaction.atomic():
-        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user).select_related("line", "package"):
-            renewal = Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN).first()
-            if renewal is not None and renewal.status == Renewal.Status.AWAITING_METHOD and rule.enabled:
-                renewal.status = Renewal.Status.DUE
-                renewal.next_attempt_at = now
-                renewal.save()
-                _log("renewal_due", renewal, reason="payment_method_changed")
-                woken.append(renewal.pk)
-            elif renewal is None and rule.enabled and rule.line.status not in NOT_RENEWABLE:
+        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package"):
+            latest = Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
+            if latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED):
+                previous = latest.status
+                latest.status = Renewal.Status.DUE
+                latest.next_attempt_at = now
+                latest.completed_at = None
+                try:
+                    with transaction.atomic():
+                        latest.save()
+                except IntegrityError:  # cannot happen for the latest renewal; never two open ones
+                    continue
+                _log("renewal_due", latest, previous=previous, reason="payment_method_changed")
+                woken.append(latest.pk)
+            elif (latest is None or latest.status not in Renewal.OPEN) and rule.line.status not in NOT_RENEWABLE:
                 trigger = trigger_met(rule=rule, line=rule.line, now=now)
                 if trigger:
                     opened = open_renewal(rule=rule, now=now, trigger=trigger, after_method_change=True)

@@ -328,3 +328,28 @@ def test_operator_retry_now_and_cancel(rule):
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.CANCELLED
     assert not services.retry_now(renewal_id=renewal.pk, now=NOW)  # a closed renewal stays closed
+
+
+def test_a_new_method_gives_a_failed_cycle_one_immediate_attempt(rule, policy, customer, django_capture_on_commit_callbacks):
+    policy.retry_delays_minutes = []
+    policy.save()
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
+    assert renewal.status == Renewal.Status.FAILED
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    later = NOW + timedelta(days=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.payment_method_changed(user=customer, now=later) == [renewal.pk]
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.CHARGING
+    renewal = attempt(renewal, later, "succeeded", pi="pi_new_card")
+    assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    # The paid cycle no longer holds the line back: its next trigger opens a new renewal.
+    Line.objects.filter(pk=rule.line_id).update(data_remaining_bytes=0)
+    assert len(services.evaluate_triggers(line_ids=[rule.line_id], now=later + timedelta(days=1))) == 1
+
+
+def test_a_line_the_operator_suspended_is_not_renewed_behind_their_back(rule):
+    Line.objects.filter(pk=rule.line_id).update(status=Line.Status.SUSPENDED)
+    assert services.evaluate_triggers(line_ids=[rule.line_id], now=NOW) == []
+    assert services.run_dispatcher(now=NOW, enqueue=False).opened == []
