@@ -57,10 +57,6 @@ class RenewalError(Exception):
     """Base of the engine's domain errors."""
 
 
-class RuleDisabled(RenewalError):
-    """The line's rule is off: nothing may be charged."""
-
-
 class RenewalNotPayable(RenewalError):
     """The renewal is already paid or cancelled."""
 

@@ -4,9 +4,11 @@ own list of PaymentIntents is the judge (invariant 1)."""
 import os
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -94,7 +96,7 @@ def test_a_worker_killed_after_stripe_answered_is_reconciled_without_a_second_ch
         assert wait_until(lambda: "reason=attempt_in_flight" in log_text(log2), timeout=60), log_text(log2)
     assert len(payment_intents_for(renewal)) == 1
 
-    report = services.run_dispatcher(now=timezone.now() + services._reconcile_after() + timezone.timedelta(seconds=1), enqueue=False)
+    report = services.run_dispatcher(now=timezone.now() + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1), enqueue=False)
     assert report.reconciled == [charge.pk]
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
