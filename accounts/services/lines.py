@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from .models import Line, Package
+from ..models import Line, Package
 
 logger = logging.getLogger(__name__)
 
