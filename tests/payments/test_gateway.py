@@ -112,38 +112,6 @@ def test_charge_with_a_method_not_attached_is_refused_not_unknown(customer, line
     assert outcome.kind is OutcomeKind.HARD_DECLINE
 
 
-@pytest.fixture
-def unresponsive_stripe():
-    """A socket that accepts connections and never answers: what a hung processor looks like."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    # The SDK's globals, not settings: the autouse `settings` fixture is restored only after
-    # this one, and configure() must then read the real values.
-    stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
-    stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
-    yield held
-    gateways.configure()
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
-
-
 def test_time_out_is_an_unknown_outcome_sent_once(customer, line, package, stripe_customer, add_card, unresponsive_stripe):
     # add_card ran against localstripe before the fixture switched the API base.
     pm_id = gateways.default_payment_method_id(customer)
