@@ -1,8 +1,11 @@
 """Auto-renewal rules, renewal cycles and the operator's retry policy. The state machine is
 in DESIGN.md; transitions live in renewals/services.py, guarded by the constraints here."""
+from datetime import timedelta
+
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import CURRENCY_VALIDATOR
@@ -40,6 +43,10 @@ class RetryPolicy(models.Model):
     grace_hours = models.PositiveIntegerField(_("grace before suspension (hours)"), default=0)
     minimum_renewal_minor = models.BigIntegerField(_("minimum renewal amount (minor units)"), default=0, validators=[MinValueValidator(0)])
     alert_after_failures = models.PositiveSmallIntegerField(_("alert after failed attempts"), default=3)
+    # bill_overage rules pay for data used beyond zero at this rate, with the next renewal.
+    overage_price_per_gb_minor = models.BigIntegerField(
+        _("overage price per GB (minor units)"), default=0, validators=[MinValueValidator(0)]
+    )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
@@ -53,6 +60,16 @@ class RetryPolicy(models.Model):
     def current(cls) -> "RetryPolicy":
         policy, _created = cls.objects.get_or_create(pk=1)
         return policy
+
+    @property
+    def max_failures(self) -> int:
+        """Declines a renewal may take: the first attempt plus one per configured delay."""
+        return len(self.retry_delays_minutes) + 1
+
+    def delay_after_failure(self, failures: int) -> timedelta:
+        """Wait after the `failures`-th decline (1-based); the last delay repeats if asked beyond."""
+        delays = self.retry_delays_minutes or [60]
+        return timedelta(minutes=int(delays[min(max(failures, 1), len(delays)) - 1]))
 
 
 class RenewalRule(models.Model):
@@ -111,7 +128,18 @@ class Renewal(models.Model):
     currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DUE)
     trigger = models.CharField(_("trigger"), max_length=40, blank=True)
+    # Every charge attempt of this renewal, numbered 1.. (Charge.attempt); includes 3-D Secure attempts.
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # Declines that consume the retry schedule (soft, processor error, hard); 3-D Secure does not.
+    failures = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # Overage (bytes) paid for inside amount_minor by a bill_overage rule; settled when applied.
+    overage_billed_bytes = models.BigIntegerField(_("overage billed (bytes)"), default=0)
+    # A failed renewal suspends its line once the policy's grace has passed.
+    suspend_at = models.DateTimeField(_("suspend line at"), null=True, blank=True)
+    line_suspended_at = models.DateTimeField(_("line suspended"), null=True, blank=True)
+    # This renewal's payment brought a suspended line back (the customer is told "restored").
+    resumed_line = models.BooleanField(_("resumed the line"), default=False)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     last_failure_code = models.CharField(_("last failure code"), max_length=100, blank=True)
     last_failure_message = models.CharField(_("last failure reason"), max_length=500, blank=True)
@@ -140,7 +168,39 @@ class Renewal(models.Model):
                 name="renewal_claimable_idx",
             ),
             models.Index(fields=["line", "-created_at"]),
+            models.Index(fields=["suspend_at"], condition=Q(status="failed", line_suspended_at__isnull=True), name="renewal_suspension_due_idx"),
         ]
 
     def __str__(self) -> str:
         return f"renewal {self.pk} of line {self.line_id} ({self.status})"
+
+
+class Alert(models.Model):
+    """Something an operator should look at: a line renewing beyond its cap, a renewal failing
+    again and again, a charge whose outcome could not be reconciled."""
+
+    class Kind(models.TextChoices):
+        RENEWAL_CAP_REACHED = "renewal_cap_reached", _("Renewals per 24 hours cap reached")
+        SPEND_CAP_REACHED = "spend_cap_reached", _("Monthly spend cap reached")
+        REPEATED_FAILURES = "repeated_failures", _("Renewal failing repeatedly")
+        RENEWAL_FAILED = "renewal_failed", _("Renewal failed, line suspended")
+        UNRECONCILED_CHARGE = "unreconciled_charge", _("Charge outcome unknown")
+
+    kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices)
+    line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewal_alerts", on_delete=models.CASCADE)
+    renewal = models.ForeignKey(Renewal, verbose_name=_("renewal"), related_name="alerts", on_delete=models.CASCADE, null=True, blank=True)
+    message = models.CharField(_("message"), max_length=500)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One open alert per line and kind: a runaway line raises one alert, not one per sweep.
+            models.UniqueConstraint(fields=["line", "kind"], condition=Q(resolved_at__isnull=True), name="one_open_alert_per_line_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} line {self.line_id}"

@@ -171,3 +171,15 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "esimsite"
+
+# Renewals (renewals/tasks.py): beat ticks the dispatcher; state lives in the database.
+RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERVAL_SECONDS", default=30))
+# A charge left pending this long (a crash, a time-out) is reconciled by looking its PaymentIntent up.
+RENEWALS_RECONCILE_AFTER = timedelta(minutes=env.int("RENEWALS_RECONCILE_AFTER_MINUTES", default=10))
+RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
+CELERY_BEAT_SCHEDULE["renewals-dispatch"] = {
+    "task": "renewals.dispatch_renewals",
+    "schedule": RENEWALS_DISPATCH_INTERVAL,
+    # A tick not started within the interval is superseded by the next one.
+    "options": {"expires": RENEWALS_DISPATCH_INTERVAL.total_seconds()},
+}

@@ -1,0 +1,30 @@
+"""One dispatcher pass in the foreground, for operators and tests: prints what it did."""
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from renewals import services
+from renewals.models import Renewal
+
+
+class Command(BaseCommand):
+    help = "Run one renewal dispatcher pass: trigger sweep, suspensions, reconciliation, claim and charge."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--enqueue", action="store_true",
+            help="Hand claimed renewals to the Celery workers instead of charging them here.",
+        )
+
+    def handle(self, *args, enqueue: bool = False, **options):
+        report = services.run_dispatcher(now=timezone.now(), enqueue=enqueue)
+        self.stdout.write(f"opened {len(report.opened)} renewal(s): {report.opened}")
+        self.stdout.write(f"suspended the line of {len(report.suspended)} failed renewal(s): {report.suspended}")
+        self.stdout.write(f"reconciled {len(report.reconciled)} charge(s): {report.reconciled}")
+        self.stdout.write(f"claimed {len(report.claimed)} renewal(s): {report.claimed}; requeued {len(report.requeued)}: {report.requeued}")
+        if enqueue:
+            self.stdout.write("charges enqueued for the workers")
+            return
+        for renewal_id in report.requeued + report.claimed:
+            renewal = services.charge_renewal(renewal_id=renewal_id)
+            self.stdout.write(f"renewal {renewal.pk} line {renewal.line_id}: {renewal.status}"
+                              + (f" (next attempt {renewal.next_attempt_at.isoformat()})" if renewal.status == Renewal.Status.RETRY_SCHEDULED else ""))

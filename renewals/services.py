@@ -1,0 +1,794 @@
+"""The renewal engine: every transition of a `Renewal` (DESIGN.md's state machine) is one function
+here, in one transaction, with one structured log line. Tasks, views, the admin and the partner
+usage API call these; nothing else writes renewals.
+
+Lock order, everywhere: rule, then renewal, then charge, then line. The charge step and turning
+a rule off both take the rule's row lock first, which is what makes "turning a rule off wins"
+(invariant 3) hold without deadlocks.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+
+from accounts.models import Line
+from accounts.services import apply_package
+from payments.models import Charge
+
+from . import notifications
+from .models import Alert, Renewal, RenewalRule, RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+MB = 1024**2
+GB = 1024**3
+
+# Charge outcome kinds, as payments.gateways.OutcomeKind spells them.
+SUCCEEDED = "succeeded"
+PENDING = "pending"  # accepted, settles later (SEPA): a webhook or reconciliation decides
+SOFT = "soft_decline"
+HARD = "hard_decline"
+AUTHENTICATION_REQUIRED = "authentication_required"
+PROCESSOR_ERROR = "processor_error"  # from the gateway: outcome UNKNOWN, reconcile first
+# An attempt reconciliation proved the processor never received: safe to retry as a new attempt.
+NOT_SENT = "not_sent"
+DECLINE_KINDS = {
+    SOFT: Charge.DeclineKind.SOFT,
+    HARD: Charge.DeclineKind.HARD,
+    AUTHENTICATION_REQUIRED: Charge.DeclineKind.AUTHENTICATION_REQUIRED,
+    NOT_SENT: Charge.DeclineKind.PROCESSOR_ERROR,
+}
+
+# Lines the engine never renews: not yet activated, or gone for good.
+NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED)
+
+
+class RenewalError(Exception):
+    """Base of the engine's domain errors."""
+
+
+class RuleDisabled(RenewalError):
+    """The line's rule is off: nothing may be charged."""
+
+
+class RenewalNotPayable(RenewalError):
+    """The renewal is already paid or cancelled."""
+
+
+def _reconcile_after() -> timedelta:
+    return getattr(settings, "RENEWALS_RECONCILE_AFTER", timedelta(minutes=10))
+
+
+def _claim_batch_size() -> int:
+    return getattr(settings, "RENEWALS_CLAIM_BATCH_SIZE", 100)
+
+
+def _log(event: str, renewal: Renewal, **extra: Any) -> None:
+    details = " ".join(f"{key}={value}" for key, value in extra.items())
+    logger.info("%s renewal=%s line=%s status=%s attempts=%s %s", event, renewal.pk, renewal.line_id, renewal.status, renewal.attempts, details)
+
+
+# --- network commands (the usage helper's outbox) ----------------------------------------------
+
+def _network_command(*, line: Line, command: str, reason: str) -> None:
+    """The one place the engine talks to the network partner: an outbox row, written in the
+    caller's transaction so the command exists exactly when the state change does."""
+    try:
+        from accounts.services.network import enqueue_command
+    except ImportError:  # the outbox lands with the usage branch
+        logger.warning("network_command_unavailable line=%s command=%s reason=%s", line.pk, command, reason)
+        return
+    enqueue_command(line=line, command=command, reason=reason)
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+def raise_alert(*, kind: str, line: Line, message: str, renewal: Renewal | None = None, now: datetime) -> Alert:
+    """One open alert per line and kind (a database constraint): a runaway line alerts once."""
+    existing = Alert.objects.filter(line=line, kind=kind, resolved_at__isnull=True).first()
+    if existing:
+        return existing
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(kind=kind, line=line, renewal=renewal, message=message[:500], created_at=now)
+    except IntegrityError:  # raised concurrently by another worker: theirs stands
+        return Alert.objects.get(line=line, kind=kind, resolved_at__isnull=True)
+    logger.error("renewal_alert kind=%s line=%s renewal=%s message=%s", kind, line.pk, renewal.pk if renewal else None, message)
+    return alert
+
+
+# --- triggers and opening renewals -----------------------------------------------------------
+
+def trigger_met(*, rule: RenewalRule, line: Line, now: datetime) -> str:
+    """Which trigger of the rule the line meets ('' if none)."""
+    if rule.trigger_data_below_mb is not None and line.data_remaining_bytes <= rule.trigger_data_below_mb * MB:
+        return "data"
+    if (
+        rule.trigger_hours_before_expiry is not None
+        and line.expires_at is not None
+        and line.expires_at <= now + timedelta(hours=rule.trigger_hours_before_expiry)
+    ):
+        return "expiry"
+    return ""
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def renewals_in_last_day(*, line: Line, now: datetime) -> int:
+    return Renewal.objects.filter(line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)).count()
+
+
+def spent_this_month(*, line: Line, now: datetime) -> int:
+    """Money taken by this line's renewals since the first of the month (UTC), net of refunds."""
+    total = Charge.objects.filter(
+        renewal__line=line, status__in=Charge.MONEY_TAKEN, settled_at__gte=month_start(now)
+    ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]
+    return int(total or 0)
+
+
+def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
+    # Rounded up to the minor unit: never bill a fraction, never bill zero for real overage.
+    return math.ceil(overage_bytes * policy.overage_price_per_gb_minor / GB) if overage_bytes > 0 else 0
+
+
+def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy) -> tuple[int, int]:
+    """(amount in minor units, overage bytes billed) for one renewal of this rule."""
+    overage = line.overage_bytes if rule.overage_policy == RenewalRule.OveragePolicy.BILL_OVERAGE else 0
+    return rule.package.price_minor + overage_fee_minor(overage_bytes=overage, policy=policy), overage
+
+
+def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after_method_change: bool) -> str:
+    """Guards from billing systems that got this wrong: after a decline, no new renewal before the
+    policy's delay; after a failed cycle, none until the customer acts (pays or changes method)."""
+    last = Renewal.objects.filter(line=line).exclude(status=Renewal.Status.SUCCEEDED).order_by("-created_at", "-id").first()
+    if last is None or last.failures == 0:
+        return ""
+    if last.status == Renewal.Status.FAILED and not after_method_change:
+        return "failed_cycle"
+    ended = last.completed_at or last.updated_at
+    if not after_method_change and ended + policy.delay_after_failure(last.failures) > now:
+        return "decline_cooldown"
+    return ""
+
+
+def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: RetryPolicy | None = None,
+                 after_method_change: bool = False) -> Renewal | None:
+    """Open a `due` renewal for the rule's line, or None when a guard says no. "No open renewal for
+    the line" is the database's constraint (invariant 2), not a check here."""
+    policy = policy or RetryPolicy.current()
+    line = rule.line
+    blocked = _blocked_by_history(line=line, now=now, policy=policy, after_method_change=after_method_change)
+    if blocked:
+        logger.info("renewal_not_opened line=%s reason=%s", line.pk, blocked)
+        return None
+    if renewals_in_last_day(line=line, now=now) >= rule.max_renewals_per_day:
+        raise_alert(kind=Alert.Kind.RENEWAL_CAP_REACHED, line=line, now=now,
+                    message=f"line {line.pk} reached {rule.max_renewals_per_day} renewals in 24 hours; trigger {trigger} ignored")
+        logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
+        return None
+    amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
+    if rule.monthly_spend_cap_minor is not None and spent_this_month(line=line, now=now) + amount > rule.monthly_spend_cap_minor:
+        raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
+                    message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}")
+        logger.info("renewal_not_opened line=%s reason=monthly_cap", line.pk)
+        return None
+    try:
+        with transaction.atomic():
+            renewal = Renewal.objects.create(
+                line=line, rule=rule, package=rule.package, amount_minor=amount, currency=rule.package.currency,
+                overage_billed_bytes=overage, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
+            )
+    except IntegrityError:
+        # one_open_renewal_per_line: this line already has a renewal on its way.
+        logger.info("renewal_not_opened line=%s reason=open_renewal_exists", line.pk)
+        return None
+    _log("renewal_opened", renewal, trigger=trigger, amount=amount, currency=renewal.currency)
+    return renewal
+
+
+def evaluate_triggers(*, line_ids: Iterable[int], now: datetime, dispatch: bool = True) -> list[Renewal]:
+    """Open renewals for the lines whose enabled rule's trigger is met, and start charging them
+    as soon as the caller's transaction commits (a customer at 0 MB waits seconds, not a beat).
+    dispatch=False leaves them `due` for the next claim (`renewals_tick --inline`)."""
+    line_ids = list(line_ids)
+    if not line_ids:
+        return []
+    policy = RetryPolicy.current()
+    opened: list[Renewal] = []
+    rules = (
+        RenewalRule.objects.filter(line_id__in=line_ids, enabled=True)
+        .exclude(line__status__in=NOT_RENEWABLE)
+        .exclude(line__renewals__status__in=Renewal.OPEN)
+        .select_related("line", "package")
+        .order_by("line_id")
+    )
+    with transaction.atomic():
+        for rule in rules:
+            trigger = trigger_met(rule=rule, line=rule.line, now=now)
+            if not trigger:
+                continue
+            renewal = open_renewal(rule=rule, now=now, trigger=trigger, policy=policy)
+            if renewal is not None:
+                opened.append(renewal)
+        if opened and dispatch:
+            ids = [renewal.pk for renewal in opened]
+            transaction.on_commit(lambda: dispatch_now(renewal_ids=ids, now=now))
+    return opened
+
+
+def lines_with_enabled_rules_ids(*, now: datetime) -> list[int]:
+    """The beat sweep's candidates: enabled rules whose line has no open renewal and whose data
+    trigger is met or which watch the validity end (checked precisely by `trigger_met`)."""
+    return list(
+        RenewalRule.objects.filter(enabled=True)
+        .exclude(line__status__in=NOT_RENEWABLE)
+        .exclude(line__renewals__status__in=Renewal.OPEN)
+        .filter(
+            Q(trigger_data_below_mb__isnull=False, line__data_remaining_bytes__lte=F("trigger_data_below_mb") * MB)
+            | Q(trigger_hours_before_expiry__isnull=False, line__expires_at__isnull=False)
+        )
+        .values_list("line_id", flat=True)
+    )
+
+
+# --- claiming ----------------------------------------------------------------------------------
+
+def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: list[int] | None = None) -> list[int]:
+    """Claim due work (invariant 4): rows locked with SKIP LOCKED, so two dispatchers at once get
+    disjoint batches; claimed rows become `charging` before the lock is released."""
+    limit = limit or _claim_batch_size()
+    with transaction.atomic():
+        due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now)
+        if renewal_ids is not None:
+            due = due.filter(pk__in=renewal_ids)
+        ids = list(
+            due.select_for_update(skip_locked=True).order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            Renewal.objects.filter(pk__in=ids).update(status=Renewal.Status.CHARGING, claimed_at=now, next_attempt_at=None)
+    for renewal_id in ids:
+        logger.info("renewal_claimed renewal=%s status=charging", renewal_id)
+    return ids
+
+
+def _enqueue_charges(renewal_ids: list[int]) -> None:
+    from .tasks import charge_renewal_task
+
+    for renewal_id in renewal_ids:
+        charge_renewal_task.delay(renewal_id)
+
+
+def dispatch_now(*, renewal_ids: list[int], now: datetime) -> list[int]:
+    """Claim these renewals (if still due) and hand them to the workers at once."""
+    ids = claim_due_renewals(now=now, renewal_ids=renewal_ids, limit=len(renewal_ids))
+    _enqueue_charges(ids)
+    return ids
+
+
+def requeue_lost_claims(*, now: datetime) -> list[int]:
+    """Claimed renewals whose task never ran (a broker lost, a worker gone before it started): no
+    attempt is in flight for them, so running the charge step again is safe."""
+    stale = now - _reconcile_after()
+    with transaction.atomic():
+        ids = list(
+            Renewal.objects.select_for_update(skip_locked=True)
+            .filter(status=Renewal.Status.CHARGING, claimed_at__lt=stale)
+            .exclude(charges__status=Charge.Status.PENDING)
+            .values_list("id", flat=True)[: _claim_batch_size()]
+        )
+        if ids:
+            Renewal.objects.filter(pk__in=ids).update(claimed_at=now)
+    for renewal_id in ids:
+        logger.warning("renewal_requeued renewal=%s reason=claim_without_attempt", renewal_id)
+    return ids
+
+
+# --- the charge step -------------------------------------------------------------------------
+
+@dataclass
+class PreparedCharge:
+    charge: Charge
+    customer_id: str
+    payment_method_id: str
+
+
+def _lock_rule_and_renewal(renewal_id: int) -> tuple[RenewalRule | None, Renewal]:
+    rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
+    rule = RenewalRule.objects.select_for_update().filter(pk=rule_id).first() if rule_id else None
+    renewal = Renewal.objects.select_for_update().select_related("line", "package").get(pk=renewal_id)
+    return rule, renewal
+
+
+def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
+    previous = renewal.status
+    renewal.status = Renewal.Status.CANCELLED
+    renewal.completed_at = now
+    renewal.next_attempt_at = None
+    renewal.last_failure_message = reason
+    renewal.save()
+    _log("renewal_cancelled", renewal, previous=previous, reason=reason)
+
+
+def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
+                   payment_method_summary: str = "") -> PreparedCharge | None:
+    """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
+
+    Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
+    (invariant 3); turned off after, the attempt is already at the processor and its outcome is
+    recorded. A pending charge means an attempt is in flight or unknown: never a second one.
+    """
+    with transaction.atomic():
+        rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status != Renewal.Status.CHARGING:
+            _log("charge_skipped", renewal, reason="not_charging")
+            return None
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            _log("charge_skipped", renewal, reason="attempt_in_flight")
+            return None
+        if rule is None or not rule.enabled:
+            _cancel(renewal, now=now, reason="rule_off")
+            return None
+        if not payment_method_id:
+            renewal.status = Renewal.Status.AWAITING_METHOD
+            renewal.last_failure_code = "no_payment_method"
+            renewal.last_failure_message = ""
+            renewal.save()
+            _log("renewal_awaiting_method", renewal, reason="no_payment_method")
+            notifications.notify_later(renewal, notifications.NEEDS_ACTION)
+            return None
+        policy = RetryPolicy.current()
+        line = Line.objects.get(pk=renewal.line_id)
+        amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
+        attempt = renewal.attempts + 1
+        charge = Charge.objects.create(
+            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
+            purpose=Charge.Purpose.RENEWAL, amount_minor=amount, currency=renewal.currency, status=Charge.Status.PENDING,
+            idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
+            payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+        )
+        renewal.attempts = attempt
+        renewal.amount_minor = amount
+        renewal.overage_billed_bytes = overage
+        renewal.save()
+        _log("charge_prepared", renewal, charge=charge.pk, amount=amount, currency=charge.currency)
+    return PreparedCharge(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id)
+
+
+def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
+    """The charge step: prepare (commit), call the processor off-session, record the outcome in a
+    new transaction. Safe to run twice: the second run finds the renewal not `charging` or an
+    attempt in flight, and sends nothing."""
+    from django.utils import timezone
+
+    from payments import gateways
+
+    renewal = Renewal.objects.select_related("line__owner", "rule").get(pk=renewal_id)
+    if renewal.status != Renewal.Status.CHARGING:
+        _log("charge_skipped", renewal, reason="not_charging")
+        return renewal
+    user = renewal.line.owner
+    if user is None:
+        with transaction.atomic():
+            _rule, renewal = _lock_rule_and_renewal(renewal_id)
+            if renewal.status == Renewal.Status.CHARGING and not renewal.charges.filter(status=Charge.Status.PENDING).exists():
+                _cancel(renewal, now=now or timezone.now(), reason="line_has_no_owner")
+        return renewal
+    # Processor look-ups happen outside any row lock; the rule itself is re-read under the lock.
+    rule_method = renewal.rule.payment_method_id if renewal.rule else ""
+    payment_method_id = rule_method or gateways.default_payment_method_id(user) or ""
+    customer_id = gateways.ensure_customer(user).id if payment_method_id else ""
+    prepared = prepare_charge(
+        renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
+        payment_method_summary=_method_summary(payment_method_id),
+    )
+    if prepared is None:
+        return Renewal.objects.get(pk=renewal_id)
+    outcome = gateways.charge_off_session(
+        charge=prepared.charge, customer_id=prepared.customer_id, payment_method_id=prepared.payment_method_id
+    )
+    if _kind(outcome) in (PROCESSOR_ERROR, PENDING):
+        # Unknown (time-out, connection reset, 5xx) or not settled yet: the charge stays pending and
+        # is reconciled by looking its PaymentIntent up, never re-sent blindly (invariant 1).
+        logger.warning("charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s", renewal_id, prepared.charge.pk,
+                       _kind(outcome), getattr(outcome, "failure_code", ""))
+        return Renewal.objects.get(pk=renewal_id)
+    return record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
+
+
+def _method_summary(payment_method_id: str) -> str:
+    """'Visa •••• 4242' for the ledger, from the payments mirror (no call to Stripe)."""
+    if not payment_method_id:
+        return ""
+    from djstripe.models import PaymentMethod
+
+    from payments import gateways
+
+    row = PaymentMethod.objects.filter(id=payment_method_id).first()
+    return gateways.payment_method_summary(row) if row is not None else ""
+
+
+# --- outcomes --------------------------------------------------------------------------------
+
+def _kind(outcome: Any) -> str:
+    return str(getattr(outcome.kind, "value", outcome.kind))
+
+
+def _outcome_fields(outcome: Any) -> dict[str, str]:
+    return {
+        "kind": _kind(outcome),
+        "payment_intent_id": getattr(outcome, "payment_intent_id", "") or "",
+        "failure_code": getattr(outcome, "failure_code", "") or "",
+        "failure_message": getattr(outcome, "failure_message", "") or "",
+        "payment_method_summary": getattr(outcome, "payment_method_summary", "") or "",
+    }
+
+
+def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Renewal:
+    """Record what the processor said about one attempt of a renewal (off-session, reconciled, or
+    the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
+    left alone, and a second success for one renewal is refused by the database (invariant 1)."""
+    result = _outcome_fields(outcome)
+    if result["kind"] in (PROCESSOR_ERROR, PENDING):
+        raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile the charge instead")
+    renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
+    with transaction.atomic():
+        rule, renewal = _lock_rule_and_renewal(renewal_id)
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
+            _log("outcome_ignored", renewal, charge=charge.pk, charge_status=charge.status, kind=result["kind"])
+            return renewal
+        if result["payment_intent_id"]:
+            charge.payment_intent_id = result["payment_intent_id"]
+        if result["payment_method_summary"]:
+            charge.payment_method_summary = result["payment_method_summary"]
+        kind = result["kind"]
+        rule_on = rule is not None and rule.enabled
+        if kind == SUCCEEDED:
+            _record_success(renewal=renewal, charge=charge, now=now)
+        elif kind == AUTHENTICATION_REQUIRED:
+            charge.status = Charge.Status.REQUIRES_ACTION
+            charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
+            charge.failure_code = result["failure_code"] or "authentication_required"
+            charge.failure_message = result["failure_message"][:500]
+            charge.save()
+            if renewal.status == Renewal.Status.CHARGING:
+                renewal.status = Renewal.Status.REQUIRES_ACTION
+                renewal.last_failure_code = charge.failure_code
+                renewal.last_failure_message = charge.failure_message
+                renewal.save()
+                _log("renewal_requires_action", renewal, charge=charge.pk)
+                notifications.notify_later(renewal, notifications.NEEDS_ACTION)
+        else:
+            charge.status = Charge.Status.FAILED
+            charge.decline_kind = DECLINE_KINDS.get(kind, Charge.DeclineKind.PROCESSOR_ERROR)
+            charge.failure_code = result["failure_code"][:100]
+            charge.failure_message = result["failure_message"][:500]
+            charge.settled_at = now
+            charge.save()
+            if renewal.status == Renewal.Status.CHARGING:
+                _record_decline(renewal=renewal, charge=charge, hard=(kind == HARD), rule_on=rule_on, now=now)
+            else:
+                # A declined pay-now: the customer saw it in the browser; the cycle stays where it was.
+                _log("pay_now_declined", renewal, charge=charge.pk, code=charge.failure_code)
+    return Renewal.objects.get(pk=renewal_id)
+
+
+def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
+    if renewal.status in (Renewal.Status.SUCCEEDED, Renewal.Status.CANCELLED) and renewal.charges.filter(
+        status__in=Charge.MONEY_TAKEN
+    ).exclude(pk=charge.pk).exists():
+        # The processor took money twice for one cycle (e.g. a pay-now racing an off-session
+        # attempt). The constraint keeps the ledger honest; an operator refunds.
+        charge.status = Charge.Status.FAILED
+        charge.failure_code = "duplicate_payment"
+        charge.failure_message = "paid twice for one renewal: refund needed"
+        charge.settled_at = now
+        charge.save()
+        raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
+                    message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} a second time: refund it")
+        return
+    charge.status = Charge.Status.SUCCEEDED
+    charge.decline_kind = ""
+    charge.failure_code = ""
+    charge.failure_message = ""
+    charge.settled_at = now
+    charge.save()
+    line = Line.objects.select_for_update().get(pk=renewal.line_id)
+    was_suspended = line.status == Line.Status.SUSPENDED
+    was_blocked = line.status == Line.Status.DATA_EXHAUSTED
+    previous = renewal.status
+    # Invariant 6: the package and the renewal's success commit together.
+    line = apply_package(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    renewal.status = Renewal.Status.SUCCEEDED
+    renewal.completed_at = now
+    renewal.next_attempt_at = None
+    renewal.last_failure_code = ""
+    renewal.last_failure_message = ""
+    renewal.resumed_line = was_suspended
+    renewal.save()
+    Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
+    _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
+    if was_suspended or was_blocked:
+        _network_command(line=line, command="resume", reason=f"renewal {renewal.pk} paid")
+    notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
+
+
+def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bool, now: datetime) -> None:
+    policy = RetryPolicy.current()
+    renewal.failures += 1
+    renewal.last_failure_code = charge.failure_code
+    renewal.last_failure_message = charge.failure_message
+    renewal.next_attempt_at = None
+    if renewal.failures >= policy.alert_after_failures:
+        raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=renewal.line, renewal=renewal, now=now,
+                    message=f"renewal {renewal.pk} of line {renewal.line_id} declined {renewal.failures} times (last: {charge.failure_code})")
+    if not rule_on:
+        renewal.save()
+        _cancel(renewal, now=now, reason="rule_off")
+        return
+    if hard:
+        renewal.status = Renewal.Status.AWAITING_METHOD
+        renewal.save()
+        _log("renewal_awaiting_method", renewal, charge=charge.pk, code=charge.failure_code)
+        notifications.notify_later(renewal, notifications.NEEDS_ACTION)
+        return
+    if renewal.failures >= policy.max_failures:
+        renewal.status = Renewal.Status.FAILED
+        renewal.completed_at = now
+        renewal.suspend_at = now + timedelta(hours=policy.grace_hours)
+        renewal.save()
+        _log("renewal_failed", renewal, charge=charge.pk, code=charge.failure_code, suspend_at=renewal.suspend_at.isoformat())
+        raise_alert(kind=Alert.Kind.RENEWAL_FAILED, line=renewal.line, renewal=renewal, now=now,
+                    message=f"renewal {renewal.pk} of line {renewal.line_id} failed after {renewal.failures} attempts")
+        if renewal.suspend_at <= now:
+            _suspend_line_for(renewal=renewal, now=now)
+        return
+    renewal.status = Renewal.Status.RETRY_SCHEDULED
+    renewal.next_attempt_at = now + policy.delay_after_failure(renewal.failures)
+    renewal.save()
+    _log("renewal_retry_scheduled", renewal, charge=charge.pk, code=charge.failure_code, next_attempt_at=renewal.next_attempt_at.isoformat())
+    notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
+
+
+# --- suspension --------------------------------------------------------------------------------
+
+SUSPENDABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
+
+
+def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
+    line = Line.objects.select_for_update().get(pk=renewal.line_id)
+    renewal.line_suspended_at = now
+    renewal.save(update_fields=["line_suspended_at", "updated_at"])
+    if line.status not in SUSPENDABLE:
+        _log("line_not_suspended", renewal, line_status=line.status)
+        return
+    previous = line.status
+    line.status = Line.Status.SUSPENDED
+    line.save(update_fields=["status", "updated_at"])
+    _network_command(line=line, command="suspend", reason=f"renewal {renewal.pk} failed")
+    _log("line_suspended", renewal, line_status_before=previous)
+    notifications.notify_later(renewal, notifications.SUSPENDED)
+
+
+def suspend_overdue_lines(*, now: datetime) -> list[int]:
+    """Failed renewals whose grace has passed suspend their line (once)."""
+    done = []
+    with transaction.atomic():
+        renewals = list(
+            Renewal.objects.select_for_update(skip_locked=True)
+            .filter(status=Renewal.Status.FAILED, line_suspended_at__isnull=True, suspend_at__lte=now)
+            .select_related("line")[: _claim_batch_size()]
+        )
+        for renewal in renewals:
+            # A later renewal of the line already paid: nothing to suspend for.
+            if Renewal.objects.filter(line_id=renewal.line_id, status=Renewal.Status.SUCCEEDED, completed_at__gt=renewal.completed_at).exists():
+                renewal.line_suspended_at = now
+                renewal.save(update_fields=["line_suspended_at", "updated_at"])
+                continue
+            _suspend_line_for(renewal=renewal, now=now)
+            done.append(renewal.pk)
+    return done
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+def stale_pending_charges(*, now: datetime) -> list[int]:
+    return list(
+        Charge.objects.filter(
+            purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING, sent_at__lt=now - _reconcile_after()
+        ).order_by("sent_at").values_list("id", flat=True)[: _claim_batch_size()]
+    )
+
+
+def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
+    """An attempt whose outcome we never recorded (a worker killed between the processor's answer
+    and our commit, a time-out): look its PaymentIntent up and record what really happened. Never
+    sends it again; an attempt the processor never saw is closed as not sent, and the renewal
+    retries on the policy as a new attempt with a new key. None: still unknown, ask next tick."""
+    from payments import gateways
+
+    charge = Charge.objects.get(pk=charge_id)
+    if charge.status != Charge.Status.PENDING:
+        return None
+    intent = gateways.find_payment_intent_for_charge(charge)  # GatewayError: Stripe unreachable, ask later
+    if intent is None:
+        outcome: Any = Outcome(kind=NOT_SENT, failure_code="not_sent", failure_message="The payment processor never received this attempt.")
+    else:
+        outcome = gateways.outcome_from_payment_intent(intent)
+        if _kind(outcome) in (PENDING, PROCESSOR_ERROR):
+            logger.info("charge_reconcile_pending charge=%s payment_intent=%s status=%s", charge.pk,
+                        outcome.payment_intent_id, getattr(outcome, "payment_intent_status", ""))
+            if _kind(outcome) == PROCESSOR_ERROR and charge.renewal_id:
+                renewal = Renewal.objects.get(pk=charge.renewal_id)
+                raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
+                            message=f"charge {charge.pk}: PaymentIntent {outcome.payment_intent_id} in an unexpected state")
+            return None
+    logger.warning("charge_reconciled charge=%s renewal=%s kind=%s", charge.pk, charge.renewal_id, _kind(outcome))
+    return record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+
+
+@dataclass
+class Outcome:
+    kind: str
+    payment_intent_id: str = ""
+    failure_code: str = ""
+    failure_message: str = ""
+    payment_method_summary: str = ""
+
+
+# --- pay now (the payments app's on-session flow) -------------------------------------------
+
+PAYABLE = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.REQUIRES_ACTION, Renewal.Status.FAILED)
+
+
+def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, payment_method_summary: str = "") -> Charge:
+    """Reserve the customer's on-session attempt: a pending `Charge` with its own key, and the
+    renewal taken out of the dispatcher's hands (`charging`) so no off-session attempt can race
+    it. The payments app then calls gateways.charge_on_session and `record_charge_outcome`.
+    Works with the rule off: paying a failed renewal is the customer's own choice."""
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status not in PAYABLE:
+            raise RenewalNotPayable(renewal.status)
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            raise RenewalNotPayable("attempt_in_flight")
+        previous = renewal.status
+        attempt = renewal.attempts + 1
+        try:
+            with transaction.atomic():
+                renewal.status = Renewal.Status.CHARGING
+                renewal.claimed_at = now
+                renewal.next_attempt_at = None
+                renewal.completed_at = None
+                renewal.attempts = attempt
+                renewal.save()
+        except IntegrityError:  # a failed cycle, and the line has opened a new one since
+            raise RenewalNotPayable("line_has_an_open_renewal")
+        line = Line.objects.get(pk=renewal.line_id)
+        charge = Charge.objects.create(
+            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
+            purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
+            idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
+            payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+        )
+        _log("pay_now_started", renewal, previous=previous, charge=charge.pk)
+    return charge
+
+
+# --- the customer's actions ------------------------------------------------------------------
+
+def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRule:
+    """Save the confirmed rule (the form validated `values`); turning it on evaluates the triggers
+    at once, so a line already below its threshold renews now."""
+    with transaction.atomic():
+        rule = RenewalRule.objects.select_for_update().filter(line=line).first()
+        if rule is None:
+            rule = RenewalRule(line=line)
+        for name, value in values.items():
+            setattr(rule, name, value)
+        rule.full_clean()
+        rule.save()
+        logger.info("renewal_rule_saved rule=%s line=%s enabled=%s package=%s", rule.pk, line.pk, rule.enabled, rule.package_id)
+        if not rule.enabled:
+            _cancel_unsent(rule=rule, now=now)
+    if rule.enabled:
+        evaluate_triggers(line_ids=[line.pk], now=now)
+    return rule
+
+
+def _cancel_unsent(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
+    cancelled = []
+    for renewal in Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN):
+        if renewal.status == Renewal.Status.CHARGING and renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            # Already at the processor: its outcome is recorded, and a decline is not retried.
+            _log("renewal_left_in_flight", renewal, reason="rule_off")
+            continue
+        _cancel(renewal, now=now, reason="rule_off")
+        cancelled.append(renewal)
+    return cancelled
+
+
+def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
+    """Turn auto-renewal off at once (invariant 3): under the rule's lock, every renewal of the
+    line not yet sent to the processor is cancelled."""
+    with transaction.atomic():
+        rule = RenewalRule.objects.select_for_update().get(pk=rule.pk)
+        rule.enabled = False
+        rule.save(update_fields=["enabled", "updated_at"])
+        logger.info("renewal_rule_turned_off rule=%s line=%s", rule.pk, rule.line_id)
+        return _cancel_unsent(rule=rule, now=now)
+
+
+def payment_method_changed(*, user, now: datetime) -> list[int]:
+    """A new default method: each renewal waiting for one gets one immediate attempt, and a line
+    whose last cycle failed may start a new one (DESIGN.md: hard declines)."""
+    woken: list[int] = []
+    with transaction.atomic():
+        for rule in RenewalRule.objects.select_for_update().filter(line__owner=user).select_related("line", "package"):
+            renewal = Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN).first()
+            if renewal is not None and renewal.status == Renewal.Status.AWAITING_METHOD and rule.enabled:
+                renewal.status = Renewal.Status.DUE
+                renewal.next_attempt_at = now
+                renewal.save()
+                _log("renewal_due", renewal, reason="payment_method_changed")
+                woken.append(renewal.pk)
+            elif renewal is None and rule.enabled and rule.line.status not in NOT_RENEWABLE:
+                trigger = trigger_met(rule=rule, line=rule.line, now=now)
+                if trigger:
+                    opened = open_renewal(rule=rule, now=now, trigger=trigger, after_method_change=True)
+                    if opened is not None:
+                        woken.append(opened.pk)
+        if woken:
+            transaction.on_commit(lambda: dispatch_now(renewal_ids=woken, now=now))
+    return woken
+
+
+# --- the dispatcher --------------------------------------------------------------------------
+
+@dataclass
+class DispatchReport:
+    opened: list[int] = field(default_factory=list)
+    claimed: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    reconciled: list[int] = field(default_factory=list)
+    suspended: list[int] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"opened={len(self.opened)} claimed={len(self.claimed)} requeued={len(self.requeued)} "
+            f"reconciled={len(self.reconciled)} suspended={len(self.suspended)}"
+        )
+
+
+def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
+    """One beat tick: the trigger sweep (safety net and expiry triggers), suspension after grace,
+    reconciliation of unknown outcomes, and the claim of due work. With enqueue=False the caller
+    runs the charge step itself (`renewals_tick --inline`)."""
+    report = DispatchReport()
+    # Opened renewals are left due: the claim below takes them with the rest of the batch.
+    opened = evaluate_triggers(line_ids=lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
+    report.opened = [renewal.pk for renewal in opened]
+    report.suspended = suspend_overdue_lines(now=now)
+    for charge_id in stale_pending_charges(now=now):
+        try:
+            if reconcile_charge(charge_id=charge_id, now=now) is not None:
+                report.reconciled.append(charge_id)
+        except Exception:
+            logger.exception("charge_reconcile_error charge=%s", charge_id)
+    report.requeued = requeue_lost_claims(now=now)
+    report.claimed = claim_due_renewals(now=now)
+    if enqueue:
+        _enqueue_charges(report.requeued + report.claimed)
+    logger.info("renewals_dispatched %s", report)
+    return report
+

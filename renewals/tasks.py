@@ -1,0 +1,25 @@
+"""Celery entry points of the engine: they take ids, load rows and call a service. State lives in
+the database (invariant 4): a task delivered twice, or never, changes nothing the next tick
+cannot put right."""
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="renewals.dispatch_renewals", ignore_result=True)
+def dispatch_renewals() -> str:
+    """Beat's tick (every RENEWALS_DISPATCH_INTERVAL): claim due renewals and enqueue their charges."""
+    return str(services.run_dispatcher(now=timezone.now()))
+
+
+# acks_late + reject_on_worker_lost: a worker killed mid-task gets the task redelivered; the
+# charge step finds the attempt in flight (a pending Charge) and sends nothing twice.
+@shared_task(name="renewals.charge_renewal", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def charge_renewal_task(renewal_id: int) -> str:
+    renewal = services.charge_renewal(renewal_id=renewal_id)
+    return renewal.status

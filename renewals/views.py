@@ -1,0 +1,101 @@
+"""The customer's auto-renewal pages: the rule form, its confirmation page, and turning it off.
+Only the confirmation's POST saves; every line is looked up among the customer's own (404 else)."""
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from accounts import selectors as account_selectors
+from accounts.models import Line
+
+from . import selectors, services
+from .forms import RenewalRuleForm
+from .models import RenewalRule, RetryPolicy
+from .money import format_money
+
+
+def _own_line(request, line_id: int) -> Line:
+    try:
+        return account_selectors.line_for_user(request.user, line_id)
+    except Line.DoesNotExist:
+        raise Http404
+
+
+def describe_rule(values: dict, method_label: str) -> str:
+    """The rule in plain words, as the confirmation page restates it."""
+    package = values["package"]
+    if not values["enabled"]:
+        return _("Auto-renewal will be off: we will not charge you automatically.")
+    mb, hours = values["trigger_data_below_mb"], values["trigger_hours_before_expiry"]
+    if mb is not None and hours is not None:
+        when = _("When this line has %(mb)s MB or less left, or its validity ends within %(hours)s hours") % {"mb": mb, "hours": hours}
+    elif mb is not None:
+        when = _("When this line has %(mb)s MB or less left") % {"mb": mb}
+    else:
+        when = _("When this line's validity ends within %(hours)s hours") % {"hours": hours}
+    count = values["max_renewals_per_day"]
+    sentence = _("%(when)s, we will charge %(method)s %(amount)s for %(package)s, %(times)s") % {
+        "when": when,
+        "method": method_label,
+        "amount": format_money(package.price_minor, package.currency),
+        "package": package.name,
+        "times": ngettext("at most once a day", "at most %(count)s times a day", count) % {"count": count},
+    }
+    cap = values["monthly_spend_cap_minor"]
+    if cap is not None:
+        sentence = _("%(sentence)s and %(cap)s a month.") % {"sentence": sentence, "cap": format_money(cap, package.currency)}
+    else:
+        sentence = _("%(sentence)s.") % {"sentence": sentence}
+    return sentence
+
+
+@login_required
+def rule_page(request, line_id: int):
+    line = _own_line(request, line_id)
+    rule = selectors.rule_for_line(line)
+    policy = RetryPolicy.current()
+    if request.method == "POST":
+        form = RenewalRuleForm(request.POST, user=request.user, policy=policy)
+        if form.is_valid():
+            values = form.rule_values()
+            if "confirm" in request.POST:
+                services.save_rule(line=line, values=values, now=timezone.now())
+                messages.success(request, _("Your auto-renewal rule is saved."))
+                return redirect("renewals:rule", line_id=line.pk)
+            if "edit" not in request.POST:
+                return render(request, "renewals/confirm.html", {
+                    "line": line, "form": form, "summary": describe_rule(values, form.payment_method_label()),
+                })
+    else:
+        form = RenewalRuleForm(initial=RenewalRuleForm.initial_for(rule), user=request.user, policy=policy)
+    return render(request, "renewals/rule.html", {
+        "line": line,
+        "rule": rule,
+        "form": form,
+        "policy": policy,
+        "renewals": line.renewals.select_related("package")[:10],
+        "minimum": policy.minimum_renewal_minor,
+        "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
+    })
+
+
+@login_required
+@require_POST
+def turn_off(request, line_id: int):
+    line = _own_line(request, line_id)
+    rule = RenewalRule.objects.filter(line=line).first()
+    if rule is not None and rule.enabled:
+        cancelled = services.turn_off_rule(rule=rule, now=timezone.now())
+        messages.success(request, _("Auto-renewal is off.") + (" " + _("The pending renewal was cancelled.") if cancelled else ""))
+    else:
+        messages.info(request, _("Auto-renewal is already off."))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = ""
+    return redirect(target or "renewals:rule", **({} if target else {"line_id": line.pk}))

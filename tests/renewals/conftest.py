@@ -1,0 +1,66 @@
+"""Renewal fixtures: a line with an enabled rule, and a small policy so retries are minutes apart."""
+import pytest
+
+from renewals.models import RenewalRule, RetryPolicy
+from tests.factories import MB
+
+
+def make_rule(*, line, package, **fields) -> RenewalRule:
+    defaults = {
+        "enabled": True,
+        "trigger_data_below_mb": 500,
+        "max_renewals_per_day": 2,
+        "overage_policy": RenewalRule.OveragePolicy.BLOCK,
+    }
+    defaults.update(fields)
+    return RenewalRule.objects.create(line=line, package=package, **defaults)
+
+
+@pytest.fixture
+def policy(db):
+    policy = RetryPolicy.current()
+    policy.retry_delays_minutes = [60, 360, 1440]
+    policy.alert_after_failures = 3
+    policy.save()
+    return policy
+
+
+@pytest.fixture
+def low_line(line):
+    """The customer's line, 100 MB left: below a 500 MB threshold."""
+    line.data_remaining_bytes = 100 * MB
+    line.save()
+    return line
+
+
+@pytest.fixture
+def rule(low_line, package, policy):
+    return make_rule(line=low_line, package=package)
+
+
+@pytest.fixture
+def add_card(customer):
+    """add_card(number) -> the customer's new default method, made in the real localstripe the way
+    the browser would (the number goes to localstripe only)."""
+    from payments import gateways
+    from tests.payments.conftest import create_card
+
+    def _add(number: str = "4242424242424242", *, default: bool = True):
+        stripe_customer = gateways.ensure_customer(customer)
+        pm = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card(number))
+        if default:
+            gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=pm.id)
+        return pm
+
+    return _add
+
+
+def payment_intents_for(renewal) -> list:
+    """Every PaymentIntent localstripe holds for this renewal: the processor's own list, not ours."""
+    import stripe
+    from django.conf import settings
+
+    return [
+        pi for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
+        if (pi["metadata"] or {}).get("renewal_id") == str(renewal.pk)
+    ]

@@ -1,0 +1,178 @@
+"""Invariants under real concurrency: threads with their own PostgreSQL connections, committed
+transactions (transaction=True), and the real localstripe."""
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from payments.models import Charge
+from renewals import services
+from renewals.models import Renewal
+from tests.factories import make_line
+
+from .conftest import make_rule, payment_intents_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def in_thread(target, *args):
+    """Run target in a thread with its own database connection, closed afterwards."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = target(*args)
+        except BaseException as exc:  # surfaced by the test, not lost in the thread
+            box["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def due_renewals(customer, package, count, now):
+    ids = []
+    for _ in range(count):
+        line = make_line(owner=customer, data_remaining_bytes=0)
+        ids.append(services.open_renewal(rule=make_rule(line=line, package=package), now=now, trigger="data").pk)
+    return ids
+
+
+def test_a_second_dispatcher_skips_rows_the_first_holds_instead_of_waiting(customer, package, policy):
+    now = timezone.now()
+    ids = due_renewals(customer, package, 10, now)
+    holding, release = threading.Event(), threading.Event()
+
+    def first():
+        with transaction.atomic():  # keeps its row locks until release
+            claimed = services.claim_due_renewals(now=now, limit=4)
+            holding.set()
+            release.wait(20)
+        return claimed
+
+    thread_a, a = in_thread(first)
+    assert holding.wait(20)
+    thread_b, b = in_thread(lambda: services.claim_due_renewals(now=now))
+    thread_b.join(5)
+    waited = thread_b.is_alive()
+    release.set()
+    thread_a.join(20)
+    thread_b.join(20)
+    assert "error" not in a and "error" not in b
+    assert not waited, "the second claim blocked on the first one's rows"
+    assert len(a["result"]) == 4
+    assert set(a["result"]).isdisjoint(b["result"])
+    assert set(a["result"]) | set(b["result"]) == set(ids)
+
+
+def test_many_dispatchers_at_once_claim_each_renewal_exactly_once(customer, package, policy):
+    now = timezone.now()
+    ids = due_renewals(customer, package, 24, now)
+    barrier = threading.Barrier(6)
+
+    def dispatcher():
+        barrier.wait(20)
+        claimed = []
+        while batch := services.claim_due_renewals(now=now, limit=3):
+            claimed.extend(batch)
+        return claimed
+
+    threads = [in_thread(dispatcher) for _ in range(6)]
+    results = []
+    for thread, box in threads:
+        thread.join(30)
+        assert "error" not in box
+        results.extend(box["result"])
+    assert sorted(results) == sorted(ids)  # every row once, none twice
+    assert set(Renewal.objects.values_list("status", flat=True)) == {Renewal.Status.CHARGING}
+
+
+def test_turning_the_rule_off_wins_over_a_charge_step_waiting_for_the_lock(rule):
+    now = timezone.now()
+    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
+    services.claim_due_renewals(now=now)
+    turned_off, release = threading.Event(), threading.Event()
+
+    def customer_turns_off():
+        with transaction.atomic():
+            services.turn_off_rule(rule=rule, now=now)
+            turned_off.set()
+            release.wait(20)  # the customer's request has not committed yet
+
+    thread_off, off = in_thread(customer_turns_off)
+    assert turned_off.wait(20)
+    thread_charge, charge = in_thread(
+        lambda: services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
+    )
+    thread_charge.join(2)
+    assert thread_charge.is_alive(), "the charge step did not wait for the rule's row lock"
+    release.set()
+    thread_off.join(20)
+    thread_charge.join(20)
+    assert "error" not in off and "error" not in charge
+    assert charge["result"] is None
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.CANCELLED
+    assert not Charge.objects.filter(renewal=renewal).exists()
+
+
+def test_two_workers_running_the_same_charge_task_create_one_payment_intent(rule, add_card):
+    add_card()
+    now = timezone.now()
+    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
+    services.claim_due_renewals(now=now)
+    barrier = threading.Barrier(2)
+
+    def worker():
+        barrier.wait(20)
+        return services.charge_renewal(renewal_id=renewal.pk, now=now).status
+
+    workers = [in_thread(worker) for _ in range(2)]
+    for thread, box in workers:
+        thread.join(60)
+        assert "error" not in box, box.get("error")
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert len(payment_intents_for(renewal)) == 1
+    assert Charge.objects.filter(renewal=renewal).count() == 1
+
+
+def test_lost_claims_are_requeued_after_the_reconcile_delay(rule):
+    now = timezone.now()
+    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
+    services.claim_due_renewals(now=now)  # ... and the broker lost the task
+    assert services.requeue_lost_claims(now=now + timedelta(minutes=5)) == []
+    assert services.requeue_lost_claims(now=now + timedelta(minutes=11)) == [renewal.pk]
+    assert services.requeue_lost_claims(now=now + timedelta(minutes=12)) == []  # once per delay
+
+
+def test_a_rule_disabled_in_an_uncommitted_transaction_is_seen_by_the_charge_step(rule):
+    """The charge step reads the rule under its row lock, not a snapshot from before the lock:
+    an operator's bulk edit that has not committed yet is waited for, then obeyed."""
+    now = timezone.now()
+    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
+    services.claim_due_renewals(now=now)
+    disabled, release = threading.Event(), threading.Event()
+
+    def operator_disables():
+        with transaction.atomic():
+            type(rule).objects.filter(pk=rule.pk).update(enabled=False)
+            disabled.set()
+            release.wait(20)
+
+    thread_off, off = in_thread(operator_disables)
+    assert disabled.wait(20)
+    thread_charge, charge = in_thread(
+        lambda: services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
+    )
+    thread_charge.join(2)
+    release.set()
+    thread_off.join(20)
+    thread_charge.join(20)
+    assert "error" not in off and "error" not in charge
+    assert charge["result"] is None
+    assert not Charge.objects.filter(renewal=renewal).exists()
