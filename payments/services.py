@@ -159,8 +159,7 @@ def _tell_renewals_method_changed(user) -> None:
     """A new default wakes renewals that wait for a method (hard declines): DESIGN.md."""
     from renewals import services as renewal_services
 
-    if hasattr(renewal_services, "payment_method_changed"):
-        renewal_services.payment_method_changed(user=user, now=timezone.now())
+    renewal_services.payment_method_changed(user=user, now=timezone.now())
 
 
 def set_default_method(*, user, payment_method_id: str) -> None:
@@ -252,52 +251,43 @@ def purchase_package(*, user, line: Line, package: Package, payment_method_id: s
 
 
 def payable_renewal(*, user, renewal_id: int):
-    """The user's renewal that can be paid now (needs action, waiting for a method, retrying, or
-    failed), or NotPayable. Another customer's renewal is 'not found'."""
+    """The user's renewal that can be paid now (renewals.services.PAYABLE: needs action, waiting
+    for a method, retrying, or failed), or NotPayable. Another customer's renewal is 'not found'."""
+    from renewals import services as renewal_services
     from renewals.models import Renewal
 
     renewal = Renewal.objects.select_related("line", "package").filter(pk=renewal_id, line__owner=user).first()
     if renewal is None:
         raise NotPayable(_("Renewal not found."), code="not_found")
-    payable = (Renewal.Status.REQUIRES_ACTION, Renewal.Status.AWAITING_METHOD, Renewal.Status.RETRY_SCHEDULED,
-               Renewal.Status.FAILED, Renewal.Status.DUE)
-    if renewal.status not in payable:
+    if renewal.status not in renewal_services.PAYABLE:
         raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
     return renewal
 
 
 def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None = None) -> Charge:
-    """The customer pays a renewal that needs action or has failed, on-session (the same flow as
-    a purchase). Earlier intents of the renewal left waiting for authentication are cancelled
-    first, so that only this payment can take the money; the renewals engine records the
-    outcome (package applied, line resumed) through renewals.services.record_charge_outcome."""
-    from renewals.models import Renewal
+    """The customer pays a renewal that needs action or has failed, on-session (the purchase
+    flow). Earlier intents of the renewal left waiting for authentication are cancelled first, so
+    only this payment can take the money. The renewals engine reserves the attempt (renewal
+    `charging`, so no off-session attempt races it) and records the outcome: package applied
+    and line resumed in one transaction."""
+    from renewals import services as renewal_services
 
     now = now or timezone.now()
+    renewal = payable_renewal(user=user, renewal_id=renewal.pk)
     method = _own_method(user, payment_method_id)
-
-    def locked_payable():
-        locked = Renewal.objects.select_for_update().select_related("line", "package").get(pk=renewal.pk)
-        if locked.line.owner_id != user.pk:
-            raise NotPayable(_("Renewal not found."), code="not_found")
-        payable_renewal(user=user, renewal_id=locked.pk)
-        if locked.status == Renewal.Status.CHARGING or locked.charges.filter(status=Charge.Status.PENDING).exists():
-            raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight")
-        return locked
-
-    with transaction.atomic():
-        waiting = list(locked_payable().charges.filter(status=Charge.Status.REQUIRES_ACTION))
-    # Before the new charge: an old intent completed meanwhile pays the renewal, and then there
-    # is nothing left to pay.
-    for old in waiting:
+    for old in renewal.charges.filter(status=Charge.Status.REQUIRES_ACTION):
         _supersede(old)
-    with transaction.atomic():
-        renewal = locked_payable()
-        charge = _new_charge(user=user, line=renewal.line, package=renewal.package, amount_minor=renewal.amount_minor,
-                             currency=renewal.currency, purpose=Charge.Purpose.RENEWAL, method=method, renewal=renewal, now=now)
+    try:
+        charge = renewal_services.start_pay_now(renewal_id=renewal.pk, payment_method_id=method.id, now=now,
+                                                payment_method_summary=gateways.payment_method_summary(method))
+    except renewal_services.RenewalNotPayable as exc:
+        logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
+        if str(exc) == "attempt_in_flight":
+            raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
+        raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
     logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
-    return record_outcome(charge_id=charge.pk, outcome=outcome)
+    return record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
 def _supersede(charge: Charge) -> None:

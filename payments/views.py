@@ -121,7 +121,7 @@ def method_remove(request, payment_method_id: str):
     if method is None:
         raise Http404
     rules = services.rules_using_method(user=request.user, payment_method_id=method.id)
-    form = RemoveMethodForm(request.POST or None, methods=methods, removing=method.id)
+    form = RemoveMethodForm(request.POST if request.method == "POST" else None, methods=methods, removing=method.id)
     if request.method == "POST" and form.is_valid():
         try:
             services.remove_method(user=request.user, payment_method_id=method.id,
@@ -182,7 +182,7 @@ def buy(request, line_id: int):
     except Line.DoesNotExist:
         raise Http404
     methods = selectors.usable_payment_methods_for_user(request.user)
-    form = BuyPackageForm(request.POST or None, methods=methods)
+    form = BuyPackageForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
         try:
             charge = services.purchase_package(user=request.user, line=line, package=form.cleaned_data["package"],
@@ -209,7 +209,7 @@ def pay_renewal(request, renewal_id: int):
         messages.info(request, exc.user_message)
         return redirect("payments:history")
     methods = selectors.usable_payment_methods_for_user(request.user)
-    form = PayNowForm(request.POST or None, methods=methods)
+    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
         try:
             charge = services.start_pay_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
