@@ -71,10 +71,14 @@ def _as_browser(path: str, data: dict):
 
 def confirm_setup_as_browser(client_secret: str, number: str = "4242424242424242", *, exp_month: int = 12, exp_year: int = 2034):
     intent_id = client_secret.split("_secret_")[0]
-    return _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {
+    response = _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {
         "client_secret": client_secret, "use_stripe_sdk": True,
         "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": str(exp_month), "exp_year": str(exp_year), "cvc": "123"}},
     })
+    if response.status_code == 200 and response.json()["status"] == "requires_action":
+        # 3-D Secure card: the stand-in's "Complete authentication" confirms the intent again.
+        response = _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {"client_secret": client_secret, "use_stripe_sdk": True})
+    return response
 
 
 def confirm_sepa_setup_as_browser(client_secret: str, iban: str = "DE89370400440532013000"):
