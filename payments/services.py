@@ -315,9 +315,10 @@ def complete_authentication(*, user, charge_id: int) -> Charge:
     return reconcile(charge=charge)
 
 
-def reconcile(*, charge: Charge) -> Charge:
+def reconcile(*, charge: Charge, not_found_means_not_sent: bool = False) -> Charge:
     """Ask Stripe what became of a charge that is not settled, and record it. Unknown stays
-    pending (and is asked again later); never re-sent."""
+    pending (and is asked again later); never re-sent. Only once a request can no longer be in
+    flight (`not_found_means_not_sent`) does a missing PaymentIntent close the charge."""
     if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
         return charge
     try:
@@ -326,8 +327,26 @@ def reconcile(*, charge: Charge) -> Charge:
         logger.warning("charge_reconcile_unreachable charge=%s", charge.pk)
         return charge
     if intent is None:
+        if not_found_means_not_sent and charge.status == Charge.Status.PENDING:
+            logger.warning("charge_reconciled_not_sent charge=%s", charge.pk)
+            return record_outcome(charge_id=charge.pk, outcome=ChargeOutcome(
+                OutcomeKind.SOFT_DECLINE, None, "not_sent", "The payment processor never received this payment."))
         return charge
     return record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(intent))
+
+
+def reconcile_stale_purchases(*, now: datetime | None = None) -> list[int]:
+    """Purchases left pending (a time-out, a crash between Stripe's answer and our commit),
+    older than PAYMENTS_RECONCILE_AFTER: look each up and settle it. Renewal charges are the
+    renewals dispatcher's (renewals.services.reconcile_charge). Returns the ids settled."""
+    now = now or timezone.now()
+    stale = Charge.objects.filter(renewal__isnull=True, status=Charge.Status.PENDING,
+                                  sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER).order_by("sent_at")[:100]
+    settled = []
+    for charge in stale:
+        if reconcile(charge=charge, not_found_means_not_sent=True).status != Charge.Status.PENDING:
+            settled.append(charge.pk)
+    return settled
 
 
 # --- recording outcomes --------------------------------------------------------------------------

@@ -143,3 +143,41 @@ def unresponsive_stripe():
     for conn in held:
         conn.close()
     server.close()
+
+
+@pytest.fixture
+def unresponsive_stripe_later():
+    """A context manager version of unresponsive_stripe, for tests that first need localstripe."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def hang():
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        held, stop = [], threading.Event()
+
+        def accept():
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    held.append(server.accept()[0])
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
+        stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
+        try:
+            yield held
+        finally:
+            gateways.configure()
+            stop.set()
+            thread.join()
+            for conn in held:
+                conn.close()
+            server.close()
+
+    yield hang
+    gateways.configure()

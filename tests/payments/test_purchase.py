@@ -215,3 +215,47 @@ def test_another_customers_renewal_is_404(customer_client, other_customer, packa
     renewal = Renewal.objects.create(line=theirs, package=package, amount_minor=100, currency="CNY", status=Renewal.Status.FAILED)
     assert customer_client.get(reverse("payments:pay_renewal", args=[renewal.pk])).status_code == 404
     assert customer_client.post(reverse("payments:pay_renewal", args=[renewal.pk]), {"payment_method": "pm_x"}).status_code == 404
+
+
+# --- unknown outcomes ---------------------------------------------------------------------------
+
+def test_processor_time_out_leaves_the_purchase_pending_then_reconciliation_closes_it(
+        customer, customer_client, bind_card, line, package, settings, unresponsive_stripe_later):
+    import time_machine
+
+    from payments import services
+
+    bind_card("4242424242424242")
+    (method,) = methods_of(customer)
+    before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    with unresponsive_stripe_later():
+        response = buy(customer_client, line, package, method.id)
+    assert response["Location"] == reverse("payments:history")
+    assert "We could not confirm the payment" in customer_client.get(response["Location"]).content.decode()
+    charge = Charge.objects.get(user=customer)
+    assert charge.status == Charge.Status.PENDING and charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR
+    assert services.reconcile_stale_purchases() == []  # too early: the request could still be in flight
+    with time_machine.travel(timezone.now() + settings.PAYMENTS_RECONCILE_AFTER + timedelta(seconds=1)):
+        assert services.reconcile_stale_purchases() == [charge.pk]
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.FAILED and charge.failure_code == "not_sent"
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
+
+
+def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, line, package, add_card, stripe_customer, settings):
+    import time_machine
+
+    from payments import gateways, services
+    from tests.payments.conftest import make_charge
+
+    pm = add_card("4242424242424242")
+    charge = make_charge(user=customer, line=line, package=package, payment_method_id=pm.id, sent_at=timezone.now())
+    # Stripe took the money; our process died before recording it.
+    assert gateways.charge_on_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=pm.id).succeeded
+    before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    with time_machine.travel(timezone.now() + settings.PAYMENTS_RECONCILE_AFTER + timedelta(seconds=1)):
+        assert services.reconcile_stale_purchases() == [charge.pk]
+        assert services.reconcile_stale_purchases() == []
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.SUCCEEDED and charge.payment_intent_id
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == before + package.data_allowance_bytes
