@@ -411,6 +411,33 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
     return charge
 
 
+# --- refunds (operator) --------------------------------------------------------------------------
+
+def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=None) -> Charge:
+    """Refund a succeeded charge, all of what is left by default. Under the charge's row lock, so
+    two operators cannot refund the same money twice; capped at the amount not yet refunded."""
+    with transaction.atomic():
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status not in Charge.MONEY_TAKEN or not charge.payment_intent_id:
+            raise PaymentError(_("Only a succeeded payment can be refunded."), code="not_refundable")
+        remaining = charge.amount_minor - charge.refunded_minor
+        amount = remaining if amount_minor is None else int(amount_minor)
+        if amount <= 0 or amount > remaining:
+            raise PaymentError(_("Nothing left to refund, or more than what is left."), code="refund_amount")
+        try:
+            gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=amount,
+                                           idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}", charge_id=charge.pk)
+        except GatewayError as exc:
+            raise PaymentError(exc.user_message, code=exc.code) from exc
+        charge.refunded_minor += amount
+        if charge.refunded_minor == charge.amount_minor:
+            charge.status = Charge.Status.REFUNDED
+        charge.save()
+    logger.info("charge_refunded charge=%s amount=%s refunded_total=%s status=%s operator=%s", charge.pk, amount,
+                charge.refunded_minor, charge.status, getattr(operator, "pk", None))
+    return charge
+
+
 # --- webhooks ----------------------------------------------------------------------------------------
 
 LOCAL_WEBHOOK_ENDPOINT_ID = "we_localstripe"

@@ -1,5 +1,4 @@
 """payments.gateways against the real localstripe: what the renewals engine relies on."""
-import socket
 import threading
 
 import pytest
@@ -146,3 +145,30 @@ def test_reconciliation_refuses_to_guess_when_stripe_is_unreachable(customer, li
 def test_card_numbers_only_reach_localstripe(customer, stripe_customer):
     pm = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242"))
     assert "4242424242424242" not in str(pm.stripe_data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_needs_make_one_stripe_customer():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tests.factories import make_user
+
+    user = make_user(email="racing@example.com")
+    gateways.ensure_local_owner_account()
+    barrier = threading.Barrier(4)
+
+    def first_need():
+        try:
+            barrier.wait()
+            return gateways.ensure_customer(user).id
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = set(pool.map(lambda _: first_need(), range(4)))
+    assert len(ids) == 1
+    assert Customer.objects.filter(subscriber=user).count() == 1
+    remote = [c for c in stripe.Customer.list(limit=100).auto_paging_iter() if c["email"] == "racing@example.com"]
+    assert len(remote) == 1

@@ -10,7 +10,6 @@ from djstripe.models import PaymentMethod
 from payments import gateways
 from payments.selectors import card_expiry_flags, payment_methods_for_user
 from renewals.models import RenewalRule
-from tests.factories import make_line
 from tests.payments.conftest import confirm_sepa_setup_as_browser
 
 
@@ -133,14 +132,13 @@ def test_expired_and_expiring_cards_are_flagged(customer, customer_client, bind_
 
 
 @pytest.mark.parametrize("today, expected", [
-    (date(2026, 11, 24), (False, True)),   # exp 12/2026: valid through 31 Dec, within 30 days of 1 Dec? no: 37 days
-    (date(2026, 12, 1), (False, True)),
-    (date(2027, 1, 1), (True, False)),
     (date(2026, 10, 31), (False, False)),
+    (date(2026, 11, 30), (False, False)),  # a card of 12/2026 is valid through 31 Dec: 31 days away
+    (date(2026, 12, 1), (False, True)),    # 30 days away
+    (date(2026, 12, 31), (False, True)),   # its last valid day
+    (date(2027, 1, 1), (True, False)),
 ])
 def test_expiry_flag_boundaries(today, expected):
-    if today == date(2026, 11, 24):
-        expected = (False, False)  # 31 Dec is 37 days away
     assert card_expiry_flags(12, 2026, today) == expected
 
 

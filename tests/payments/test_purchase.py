@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Line
 from payments.models import Charge
 from renewals.models import Renewal, RenewalRule
-from tests.factories import GB, make_line, make_package
+from tests.factories import make_line, make_package
 from tests.payments.conftest import authenticate_as_browser
 
 
