@@ -147,9 +147,13 @@ def _after_payment(request, charge: Charge, *, retry_url: str):
         return redirect("payments:receipt", charge_id=charge.pk)
     if charge.status == Charge.Status.REQUIRES_ACTION:
         return redirect("payments:authenticate", charge_id=charge.pk)
-    if charge.status == Charge.Status.PENDING:
+    if charge.status == Charge.Status.PENDING and charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR:
         messages.warning(request, _("We could not confirm the payment with the payment processor yet. "
                                     "We are checking it; nothing will be charged twice."))
+        return redirect("payments:history")
+    if charge.status == Charge.Status.PENDING:
+        # Direct debits settle later: the webhook (or reconciliation) applies the package then.
+        messages.info(request, _("Your bank is processing the payment. The package is added as soon as it settles."))
         return redirect("payments:history")
     messages.error(request, _("The payment failed: %(reason)s Nothing was charged.") % {"reason": failure_reason(charge)})
     return redirect(retry_url)

@@ -259,3 +259,40 @@ def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, li
     charge.refresh_from_db()
     assert charge.status == Charge.Status.SUCCEEDED and charge.payment_intent_id
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before + package.data_allowance_bytes
+
+
+# --- SEPA Direct Debit ----------------------------------------------------------------------------
+
+def bind_sepa(client, iban):
+    from tests.payments.conftest import confirm_sepa_setup_as_browser
+
+    start = client.post(reverse("payments:method_setup"), {"method_type": "sepa_debit"}).json()
+    confirm_sepa_setup_as_browser(start["client_secret"], iban)
+    client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "make_default": "on"})
+
+
+def test_sepa_purchase_that_settles_at_once(customer, customer_client, line, package):
+    bind_sepa(customer_client, "DE89370400440532013000")
+    (method,) = methods_of(customer)
+    response = buy(customer_client, line, package, method.id)
+    charge = Charge.objects.get(user=customer)
+    assert charge.status == Charge.Status.SUCCEEDED and charge.payment_method_summary == "SEPA Direct Debit •••• 3000"
+    assert response["Location"] == reverse("payments:receipt", args=[charge.pk])
+
+
+def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, customer_client, line, package):
+    import time
+
+    from payments import services
+
+    bind_sepa(customer_client, "DE62370400440532013001")  # localstripe: processing, then declined ~0.5 s later
+    (method,) = methods_of(customer)
+    before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    response = buy(customer_client, line, package, method.id)
+    charge = Charge.objects.get(user=customer)
+    assert charge.status == Charge.Status.PENDING and charge.payment_intent_id and charge.decline_kind == ""
+    assert "Your bank is processing the payment" in customer_client.get(response["Location"]).content.decode()
+    time.sleep(1.5)
+    charge = services.reconcile(charge=charge)
+    assert charge.status == Charge.Status.FAILED and charge.failure_code == "card_declined"
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
