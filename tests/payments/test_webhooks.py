@@ -138,3 +138,20 @@ def test_localstripe_delivers_the_event_and_it_settles_the_charge(live_server, c
     assert Event.objects.filter(type="payment_intent.succeeded").exists()
     line.refresh_from_db()
     assert line.package_id == package.pk
+
+
+def test_configure_local_webhooks_command(db, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from djstripe.models import WebhookEndpoint
+
+    out = StringIO()
+    call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", stdout=out)
+    endpoint = WebhookEndpoint.objects.get(id=services.LOCAL_WEBHOOK_ENDPOINT_ID)
+    assert endpoint.url == f"http://127.0.0.1:8000/stripe/webhook/{endpoint.djstripe_uuid}/"
+    assert endpoint.secret == settings.STRIPE_WEBHOOK_SECRET
+    assert endpoint.url in out.getvalue()
+    # Run again (make run restarts): still one endpoint.
+    call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", stdout=StringIO())
+    assert WebhookEndpoint.objects.count() == 1
