@@ -51,6 +51,7 @@ def payments_page(payments_browser, live_server, shopper):
                           "domain": host, "path": "/"}])
     page = context.new_page()
     page.js_errors = []
+    page.live_url = live_server.url  # our server; localstripe listens on another port
     page.on("pageerror", lambda error: page.js_errors.append(str(error)))
     yield page
     context.close()
@@ -79,6 +80,8 @@ def test_declined_card_shows_the_error_and_saves_nothing(payments_page, shopper)
 def test_add_a_3ds_card_and_buy_a_package_through_the_bank_check(payments_page, shopper):
     user, line, package = shopper
     page = payments_page
+    sent_to_us = []
+    page.on("request", lambda request: sent_to_us.append(request.post_data or "") if request.url.startswith(page.live_url) else None)
     page.goto("/payments/methods/")
     type_card(page, "4000002500003155")
     page.click("#add-method-submit")
@@ -101,6 +104,9 @@ def test_add_a_3ds_card_and_buy_a_package_through_the_bank_check(payments_page, 
     page.goto("/payments/history/")
     expect(page.locator(f'tr[data-charge-id="{charge.pk}"]')).to_contain_text("Succeeded")
     assert page.js_errors == []
+    # The card number went from the browser to Stripe (localstripe) only, never to our server.
+    assert any("payment_method" in body for body in sent_to_us)  # we did see our own form posts
+    assert not any("4000002500003155" in body for body in sent_to_us)
 
 
 def test_failed_bank_check_charges_nothing(payments_page, shopper):

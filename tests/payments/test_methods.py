@@ -196,3 +196,10 @@ def test_another_customers_method_is_a_404(customer, customer_client, other_cust
 def test_anonymous_is_sent_to_login(client, db, name, args):
     response = client.get(reverse(name, args=args))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_methods_page_queries_do_not_grow_with_methods(customer, customer_client, bind_card, django_assert_max_num_queries):
+    for number in ("4242424242424242", "5555555555554444", "4000056655665556"):
+        bind_card(number, make_default=False)
+    with django_assert_max_num_queries(8):
+        assert customer_client.get(reverse("payments:methods")).status_code == 200
