@@ -203,3 +203,16 @@ def test_methods_page_queries_do_not_grow_with_methods(customer, customer_client
         bind_card(number, make_default=False)
     with django_assert_max_num_queries(8):
         assert customer_client.get(reverse("payments:methods")).status_code == 200
+
+
+def test_adding_a_method_from_the_buy_page_returns_there_and_never_elsewhere(customer_client, line):
+    from tests.payments.conftest import confirm_setup_as_browser
+
+    buy_url = reverse("payments:buy", args=[line.pk])
+    page = customer_client.get(reverse("payments:methods"), {"next": buy_url}).content.decode()
+    assert f'name="next" value="{buy_url}"' in page
+    for next_url, expected in ((buy_url, buy_url), ("https://evil.example/", reverse("payments:methods"))):
+        start = customer_client.post(reverse("payments:method_setup"), {"method_type": "card"}).json()
+        confirm_setup_as_browser(start["client_secret"])
+        finish = customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "next": next_url})
+        assert finish["Location"] == expected
