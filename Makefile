@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test bootstrap bootstrap-test messages
+.PHONY: run test bootstrap bootstrap-test messages bench
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -30,3 +30,13 @@ run: bootstrap messages
 
 test: bootstrap-test messages
 	scripts/with-services $(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/RESULTS.md): each bench on its own throwaway services; figures printed and
+# kept in var/bench/<bench>.out. Not part of `make test` (tests/bench/ runs them at tiny sizes).
+BENCHES ?= dispatcher
+bench: bootstrap-test messages
+	mkdir -p var/bench
+	for b in $(BENCHES); do \
+		echo "### bench.$$b"; \
+		WITH_SERVICES_QUIET=1 scripts/with-services $(PY) -m bench.$$b 2>&1 | tee var/bench/$$b.out; \
+	done

@@ -1,0 +1,231 @@
+"""What every bench shares: Django set up against the services of scripts/with-services, bulk
+loading of lines, rules and renewals with INSERT … SELECT generate_series (a million rows in
+seconds, not an ORM loop), timers and a one-line description of the machine and its load.
+
+Benches print their figures; they assert nothing about time. tests/bench/test_smoke.py runs each
+at tiny sizes so that they keep working."""
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "var" / "bench"
+GB = 1024**3
+MB = 1024**2
+
+
+def setup_django(*, migrate: bool = True) -> None:
+    """Django on the test settings (captured email/SMS, real PostgreSQL/Redis/localstripe), the
+    schema migrated, and the app's INFO log lines sent to var/bench/<bench>.log: they are part of
+    the real cost of a pass, but 10,000 of them would drown the figures."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "esimsite.settings.test")
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        sys.exit("bench: needs the real services; run it under scripts/with-services (or `make bench`)")
+    import django
+
+    django.setup()
+    if migrate:
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+
+
+def log_to_file(name: str) -> Path:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{name}.log"
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    return path
+
+
+def machine() -> str:
+    """Cores, memory and the load average when the figures were taken: this machine is shared."""
+    cores = os.cpu_count()
+    try:
+        mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        mem = f"{mem_kb / 1024 / 1024:.0f} GB"
+    except (OSError, StopIteration):
+        mem = "?"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{cores} cores, {mem} RAM, load average {load}"
+
+
+def header(title: str) -> None:
+    print(f"== {title}")
+    print(f"   machine: {machine()}")
+    print(f"   time: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+
+
+@contextmanager
+def timed():
+    """with timed() as t: ...; t() -> seconds."""
+    start = time.perf_counter()
+    end = None
+
+    def elapsed() -> float:
+        return (end if end is not None else time.perf_counter()) - start
+
+    try:
+        yield elapsed
+    finally:
+        end = time.perf_counter()
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def percentile(values, p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+# --- bulk loading ----------------------------------------------------------------------------
+
+def execute(sql: str, params=None) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def scalar(sql: str, params=None):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def bench_package(*, price_minor: int = 9800, currency: str = "CNY"):
+    from accounts.models import Package
+
+    package, _ = Package.objects.get_or_create(
+        name="Bench 10 GB / 30 days",
+        defaults={"data_allowance_bytes": 10 * GB, "validity_days": 30, "price_minor": price_minor, "currency": currency},
+    )
+    return package
+
+
+def iccid(n: int) -> str:
+    """The ICCID of bench line number n (1-based), as load_lines writes it."""
+    return f"8988{n:015d}"
+
+
+def load_users(*, first: int, last: int) -> int:
+    """Customers bench{n}@example.com for n in first..last, with a verified primary email (allauth
+    lets them log in) and the password 'bench-pass' (test settings hash with MD5: cheap to check)."""
+    from django.contrib.auth.hashers import make_password
+
+    password = make_password("bench-pass")
+    n = execute(
+        """
+        INSERT INTO accounts_user (password, is_superuser, email, phone, phone_verified, name, language,
+                                   time_zone, is_staff, is_active, date_joined)
+        SELECT %s, false, 'bench' || g || '@example.com', NULL, false, '', '', 'UTC', false, true, now()
+        FROM generate_series(%s, %s) g
+        """,
+        [password, first, last],
+    )
+    execute(
+        """
+        INSERT INTO account_emailaddress (user_id, email, verified, "primary")
+        SELECT id, email, true, true FROM accounts_user
+        WHERE email LIKE 'bench%%@example.com' AND id NOT IN (SELECT user_id FROM account_emailaddress)
+        """
+    )
+    return n
+
+
+def load_lines(*, first: int, last: int, package_id: int, data_remaining_bytes: int = 8 * GB,
+               with_owners: bool = False, expires_in_days: int = 20) -> int:
+    """Active lines number first..last (ICCID iccid(n)); owned by bench{n}@example.com when
+    with_owners (load_users first)."""
+    owner = (
+        "(SELECT id FROM accounts_user u WHERE u.email = 'bench' || g || '@example.com')" if with_owners else "NULL"
+    )
+    return execute(
+        f"""
+        INSERT INTO accounts_line (iccid, smdp_address, matching_id, label, status, data_remaining_bytes,
+                                   data_used_bytes, overage_bytes, expires_at, usage_notice_level,
+                                   expiry_notice_sent, activated_at, created_at, updated_at, owner_id, package_id)
+        SELECT '8988' || lpad(g::text, 15, '0'), 'smdp.bench.example', 'BENCH-' || g, '', 'active', %s,
+               %s, 0, now() + make_interval(days => %s), 0, false, now(), now(), now(), {owner}, %s
+        FROM generate_series(%s, %s) g
+        """,
+        [data_remaining_bytes, 10 * GB - data_remaining_bytes if data_remaining_bytes < 10 * GB else 0,
+         expires_in_days, package_id, first, last],
+    )
+
+
+def load_rules(*, first: int, last: int, package_id: int, trigger_data_below_mb: int | None = 500,
+               trigger_hours_before_expiry: int | None = None) -> int:
+    """An enabled rule on each of lines first..last."""
+    return execute(
+        """
+        INSERT INTO renewals_renewalrule (enabled, trigger_data_below_mb, trigger_hours_before_expiry,
+                                          payment_method_id, overage_policy, overage_cap_mb, max_renewals_per_day,
+                                          monthly_spend_cap_minor, created_at, updated_at, line_id, package_id)
+        SELECT true, %s, %s, '', 'block', NULL, 2, NULL, now(), now(), l.id, %s
+        FROM accounts_line l
+        WHERE l.iccid BETWEEN %s AND %s
+        """,
+        [trigger_data_below_mb, trigger_hours_before_expiry, package_id, iccid(first), iccid(last)],
+    )
+
+
+def load_renewal_history(*, first: int, last: int, package_id: int) -> int:
+    """One succeeded renewal, 40 days old, per line first..last: the table a dispatcher must not
+    read grows with the business."""
+    return execute(
+        """
+        INSERT INTO renewals_renewal (amount_minor, currency, status, trigger, attempts, next_attempt_at,
+                                      last_failure_code, last_failure_message, created_at, updated_at, completed_at,
+                                      line_id, package_id, rule_id, claimed_at, failures, line_suspended_at,
+                                      overage_billed_bytes, resumed_line, suspend_at)
+        SELECT 9800, 'CNY', 'succeeded', 'data', 1, NULL, '', '', now() - interval '40 days',
+               now() - interval '40 days', now() - interval '40 days', l.id, %s, r.id,
+               now() - interval '40 days', 0, NULL, 0, false, NULL
+        FROM accounts_line l LEFT JOIN renewals_renewalrule r ON r.line_id = l.id
+        WHERE l.iccid BETWEEN %s AND %s
+        """,
+        [package_id, iccid(first), iccid(last)],
+    )
+
+
+def load_due_renewals(*, line_numbers: list[int], package_id: int, amount_minor: int = 9800, currency: str = "CNY") -> int:
+    """A `due` renewal, next attempt a minute ago, for each given line number."""
+    return execute(
+        """
+        INSERT INTO renewals_renewal (amount_minor, currency, status, trigger, attempts, next_attempt_at,
+                                      last_failure_code, last_failure_message, created_at, updated_at, completed_at,
+                                      line_id, package_id, rule_id, claimed_at, failures, line_suspended_at,
+                                      overage_billed_bytes, resumed_line, suspend_at)
+        SELECT %s, %s, 'due', 'data', 0, now() - interval '1 minute', '', '', now(), now(), NULL,
+               l.id, %s, r.id, NULL, 0, NULL, 0, false, NULL
+        FROM accounts_line l LEFT JOIN renewals_renewalrule r ON r.line_id = l.id
+        WHERE l.iccid = ANY(%s)
+        """,
+        [amount_minor, currency, package_id, [iccid(n) for n in line_numbers]],
+    )
+
+
+def vacuum_analyze(*tables: str) -> None:
+    """Fresh statistics, as autovacuum would have them on a table that grew slowly."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")

@@ -1,0 +1,15 @@
+"""Each bench at tiny sizes, so that `make bench` keeps working: the figures are printed, never
+asserted (a timed assertion on a shared machine would be a flaky test). What is asserted is that
+the bench did the work it claims to measure."""
+import pytest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_dispatcher_bench_claims_every_due_renewal_at_two_sizes_and_explains_the_claim():
+    from bench import dispatcher
+
+    results = dispatcher.run(due=50, sizes=(400, 1200), repeat=1)
+
+    assert set(results) >= {400, 1200, "ratio_claim", "ratio_pass", "claim_plan"}
+    assert results["claim_uses_partial_index"], results["claim_plan"]
