@@ -229,3 +229,79 @@ def vacuum_analyze(*tables: str) -> None:
     with connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")
+
+
+# --- processes on loopback -------------------------------------------------------------------
+
+def database_url() -> str:
+    """The URL of the database Django is connected to (in the suite: the test database)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict:
+    """The environment for a web or worker process on the same database and services."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "esimsite.settings.test"),
+        "DATABASE_URL": database_url(),
+        **extra,
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, *, timeout: float = 60.0, process=None) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(process, *, timeout: float = 20.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except Exception:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def gunicorn(*, workers: int, log_name: str, threads: int = 1):
+    """gunicorn serving esimsite on a free loopback port; yields the base URL."""
+    import subprocess
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(OUT_DIR / f"{log_name}.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "esimsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread" if threads > 1 else "sync",
+         "--timeout", "120", "--log-level", "warning"],
+        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+        log.close()

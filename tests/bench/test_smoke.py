@@ -13,3 +13,12 @@ def test_dispatcher_bench_claims_every_due_renewal_at_two_sizes_and_explains_the
 
     assert set(results) >= {400, 1200, "ratio_claim", "ratio_pass", "claim_plan"}
     assert results["claim_uses_partial_index"], results["claim_plan"]
+
+
+def test_ingest_bench_applies_every_record_directly_and_through_gunicorn():
+    from bench import ingest
+
+    results = ingest.run(records=400, batch=100, concurrency=2, lines=200)
+
+    assert results["statuses"] == {200: 4}
+    assert results["direct_rate"] > 0 and results["http_rate"] > 0
