@@ -305,3 +305,101 @@ def gunicorn(*, workers: int, log_name: str, threads: int = 1):
     finally:
         stop(process)
         log.close()
+
+
+# --- customers who can pay, and real workers ----------------------------------------------------
+
+def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int = 4) -> list[int]:
+    """Customers bench1..bench<count>, each with one line (its rule renews below 500 MB) and a
+    default Visa card in localstripe, made through the payments gateway as the portal makes it.
+    Returns the line ids, in customer order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import stripe
+    from django.conf import settings
+    from django.db import connection
+
+    from accounts.models import Line, User
+    from payments import gateways
+
+    package = bench_package()
+    load_users(first=1, last=count)
+    load_lines(first=1, last=count, package_id=package.pk, with_owners=True, data_remaining_bytes=data_remaining_bytes)
+    load_rules(first=1, last=count, package_id=package.pk)
+    gateways.ensure_local_owner_account()
+    users = list(User.objects.filter(email__startswith="bench").order_by("pk"))
+
+    def add_card(user) -> None:
+        try:
+            customer = gateways.ensure_customer(user)
+            pm = stripe.PaymentMethod.create(
+                type="card", card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                api_key=settings.STRIPE_SECRET_KEY,
+            )
+            gateways.attach_payment_method(customer_id=customer.id, payment_method_id=pm["id"])
+            gateways.set_default_payment_method(customer_id=customer.id, payment_method_id=pm["id"])
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(add_card, users))
+    return list(Line.objects.filter(iccid__startswith="8988").order_by("iccid").values_list("pk", flat=True))
+
+
+@contextmanager
+def celery_worker(*, concurrency: int, log_name: str, name: str = "bench"):
+    """A real Celery worker (prefork, `concurrency` processes) on the same database and Redis;
+    waits until it is ready to take tasks."""
+    import subprocess
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{log_name}.log"
+    log = open(path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=prefork", f"--concurrency={concurrency}",
+         "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
+         "-n", f"{name}-{os.getpid()}@%h"],
+        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while b" ready." not in path.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start:\n{path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        stop(process)
+        log.close()
+
+
+def wait_until(predicate, *, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def processor_writes_per_second(*, since: float, until: float, path_prefix: str = "POST /v1/payment_intents") -> dict[int, int]:
+    """Writes localstripe itself logged (its aiohttp access log, ESIMSITE_SERVICES_DIR/localstripe.log),
+    per whole second of wall-clock time in [since, until]: the processor's count, not ours."""
+    import datetime as dt
+
+    services_dir = os.environ.get("ESIMSITE_SERVICES_DIR")
+    if not services_dir:
+        return {}
+    counts: dict[int, int] = {}
+    with open(Path(services_dir) / "localstripe.log", errors="replace") as f:
+        for line in f:
+            if path_prefix not in line:
+                continue
+            try:
+                stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            except ValueError:
+                continue
+            seconds = time.mktime(stamp.timetuple()) + stamp.microsecond / 1e6  # asctime is local time
+            if since <= seconds <= until:
+                counts[int(seconds)] = counts.get(int(seconds), 0) + 1
+    return counts

@@ -22,3 +22,24 @@ def test_ingest_bench_applies_every_record_directly_and_through_gunicorn():
 
     assert results["statuses"] == {200: 4}
     assert results["direct_rate"] > 0 and results["http_rate"] > 0
+
+
+@pytest.mark.worker
+def test_threshold_bench_measures_every_crossing_line_up_to_its_payment_intent():
+    from bench import threshold
+
+    results = threshold.run(lines=3, rate=5)
+
+    assert results["succeeded"] == 3 and results["intents"] == 3
+    assert 0 < results["p50_sent"] <= results["p50"]
+
+
+@pytest.mark.worker
+def test_throughput_bench_completes_every_renewal_and_counts_processor_writes():
+    from bench import throughput
+
+    results = throughput.run(renewals=6)
+
+    assert results["succeeded"] == 6
+    assert results["engine_rate"] > 0 and results["ceiling_rate"] > 0
+    assert results["peak_writes"] >= 1  # read from localstripe's own access log
