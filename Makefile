@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test bootstrap bootstrap-test messages bench
+.PHONY: run test bootstrap bootstrap-test messages bench chaos
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -40,3 +40,10 @@ bench: bootstrap-test messages
 		echo "### bench.$$b"; \
 		WITH_SERVICES_QUIET=1 scripts/with-services $(PY) -m bench.$$b 2>&1 | tee var/bench/$$b.out; \
 	done
+
+# The chaos run (bench/chaos.py says what it breaks and what it checks); exit status 1 if an
+# invariant fails. CHAOS_ARGS="--lines 2000 --duration 180 --settle 600" for the issue's size.
+CHAOS_ARGS ?=
+chaos: bootstrap-test messages
+	mkdir -p var/bench
+	WITH_SERVICES_QUIET=1 scripts/with-services $(PY) -m bench.chaos $(CHAOS_ARGS) 2>&1 | tee var/bench/chaos.out
