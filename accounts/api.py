@@ -7,6 +7,8 @@ records listed in "rejected". Every rejection is logged with what the partner se
 import json
 import logging
 import re
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +29,9 @@ MAX_RECORD_ID_LENGTH = 128
 # A record of more than a petabyte is a partner bug, and capping it keeps the sums inside bigint.
 MAX_RECORD_BYTES = 10**15
 ICCID_RE = re.compile(r"[0-9]{18,20}")
+# Usage is reported after the fact: a period ending in the future, or before the service existed,
+# is a partner clock bug, and refusing it keeps date arithmetic away from the year-1/9999 edges.
+EARLIEST_USAGE = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi" / "partner.yaml"
 
 
@@ -53,7 +58,7 @@ def _timestamp(record: dict, key: str):
     return parsed
 
 
-def parse_record(index: int, record) -> UsageInput:
+def parse_record(index: int, record, *, now: datetime) -> UsageInput:
     """A record's shape and values, or RecordError saying what is wrong (for the partner to fix)."""
     if not isinstance(record, dict):
         raise RecordError("record must be an object")
@@ -77,6 +82,10 @@ def parse_record(index: int, record) -> UsageInput:
     start, end = _timestamp(record, "start"), _timestamp(record, "end")
     if end < start:
         raise RecordError("end must not be before start")
+    if start < EARLIEST_USAGE:
+        raise RecordError("start must not be before 2000-01-01")
+    if end > now + settings.PARTNER_SIGNATURE_TOLERANCE:
+        raise RecordError("end must not be in the future")
     return UsageInput(index=index, partner_record_id=record_id, iccid=iccid, bytes=used, start=start, end=end)
 
 
@@ -120,13 +129,14 @@ def usage_batch(request):
         logger.warning("usage_batch_rejected status=413 reason=too_many_records count=%s", len(raw_records))
         return _error(413, f"at most {MAX_RECORDS} records per request", max_records=MAX_RECORDS)
 
+    now = timezone.now()
     valid, rejected = [], []
     for index, raw in enumerate(raw_records):
         try:
-            valid.append(parse_record(index, raw))
+            valid.append(parse_record(index, raw, now=now))
         except RecordError as exc:
             rejected.append({"index": index, "id": _record_id_for_log(raw), "error": str(exc)})
-    result = ingest_usage(records=valid, now=timezone.now())
+    result = ingest_usage(records=valid, now=now)
     rejected = sorted(rejected + result.rejected, key=lambda r: r["index"])
     for entry in rejected:
         logger.warning("usage_record_rejected index=%s id=%r error=%s", entry["index"], entry["id"], entry["error"])

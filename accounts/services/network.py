@@ -77,8 +77,8 @@ def _kick_delivery() -> None:
 
     try:
         deliver_network_commands.apply_async(retry=False)
-    except Exception:  # kombu raises several connection error types; the rows are safe either way
-        logger.warning("network_command_kick_failed: delivery waits for the beat sweep", exc_info=True)
+    except Exception as exc:  # kombu raises several connection error types; the rows are safe either way
+        logger.warning("network_command_kick_failed error=%s: delivery waits for the beat sweep", exc)
 
 
 @dataclass
@@ -202,14 +202,19 @@ def deliver_due_commands(*, now: datetime | None = None, limit: int = 100) -> Sw
 
 
 @transaction.atomic
-def retry_failed_command(*, command: NetworkCommand, now: datetime | None = None) -> NetworkCommand:
-    """Operator action: put a command that gave up back in the queue, with a fresh attempt count."""
+def retry_command_now(*, command: NetworkCommand, now: datetime | None = None) -> NetworkCommand:
+    """Operator action: send a pending command at the next sweep instead of at its backoff time,
+    or put a command that gave up back in the queue with a fresh attempt count. A delivered
+    command is left alone."""
     now = now or timezone.now()
-    updated = NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.FAILED).update(
-        status=NetworkCommand.Status.PENDING, attempts=0, next_attempt_at=now
-    )
+    pending = NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING)
+    failed = NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.FAILED)
+    # A lease never reaches further than DELIVERY_LEASE: a later time is a backoff, safe to cut short.
+    # A command inside its lease may be on the wire right now and is left alone.
+    updated = pending.filter(next_attempt_at__gt=now + DELIVERY_LEASE).update(next_attempt_at=now)
+    updated += failed.update(status=NetworkCommand.Status.PENDING, attempts=0, next_attempt_at=now)
     if updated:
-        logger.info("network_command_requeued command=%s line=%s id=%s", command.command, command.line_id, command.pk)
+        logger.info("network_command_retry_now command=%s line=%s id=%s", command.command, command.line_id, command.pk)
         transaction.on_commit(_kick_delivery)
     command.refresh_from_db()
     return command

@@ -17,7 +17,7 @@ from accounts import partner_signature
 USAGE_URL = "/api/partner/usage"
 
 
-def record(line, *, id: str, bytes: int, start="2026-11-24T10:00:00Z", end="2026-11-24T10:05:00Z", **extra) -> dict:
+def record(line, *, id: str, bytes: int, start="2026-11-01T10:00:00Z", end="2026-11-01T10:05:00Z", **extra) -> dict:
     return {"id": id, "iccid": line.iccid, "bytes": bytes, "start": start, "end": end, **extra}
 
 

@@ -28,13 +28,13 @@ def test_batch_lowers_remaining_and_raises_used(client, line):
     assert response.json() == {"accepted": 2, "duplicates": 0}
     assert counters(line) == (before_remaining - 150 * MB, before_used + 150 * MB)
     stored = UsageRecord.objects.get(partner_record_id="r-1")
-    assert (stored.line, stored.bytes, stored.period_start.isoformat()) == (line, 100 * MB, "2026-11-24T10:00:00+00:00")
+    assert (stored.line, stored.bytes, stored.period_start.isoformat()) == (line, 100 * MB, "2026-11-01T10:00:00+00:00")
 
 
 def test_offset_timestamps_are_stored_in_utc(client, line):
-    body = {"records": [record(line, id="tz", bytes=1, start="2026-11-24T18:00:00+08:00", end="2026-11-24T18:30:00+08:00")]}
+    body = {"records": [record(line, id="tz", bytes=1, start="2026-11-01T18:00:00+08:00", end="2026-11-01T18:30:00+08:00")]}
     assert signed_post(client, body).status_code == 200
-    assert UsageRecord.objects.get().period_start.isoformat() == "2026-11-24T10:00:00+00:00"
+    assert UsageRecord.objects.get().period_start.isoformat() == "2026-11-01T10:00:00+00:00"
 
 
 def test_same_batch_sent_twice_is_applied_once(client, line):
@@ -76,7 +76,7 @@ def test_unknown_iccid_is_rejected_alone(client, line):
     body = {
         "records": [
             record(line, id="good", bytes=MB),
-            {"id": "stranger", "iccid": "8944000000000000001", "bytes": MB, "start": "2026-11-24T10:00:00Z", "end": "2026-11-24T10:05:00Z"},
+            {"id": "stranger", "iccid": "8944000000000000001", "bytes": MB, "start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"},
         ]
     }
     response = signed_post(client, body)
@@ -95,11 +95,14 @@ def test_unknown_iccid_is_rejected_alone(client, line):
         ({"bytes": True}, "bytes must be an integer"),
         ({"bytes": None}, "bytes must be an integer"),
         ({"bytes": 10**16}, "bytes must be at most 1000000000000000"),
-        ({"start": "2026-11-24T10:10:00Z"}, "end must not be before start"),
-        ({"start": "2026-11-24T10:00:00"}, "start must include a UTC offset (e.g. Z or +08:00)"),
+        ({"start": "2026-11-01T10:10:00Z"}, "end must not be before start"),
+        ({"start": "2026-11-01T10:00:00"}, "start must include a UTC offset (e.g. Z or +08:00)"),
         ({"end": "yesterday"}, "end is not an ISO-8601 date-time"),
         ({"end": "2026-13-45T10:00:00Z"}, "end is not an ISO-8601 date-time"),
         ({"start": 1732442400}, "start must be an ISO-8601 string"),
+        ({"start": "0001-01-01T00:00:00+05:00"}, "start must not be before 2000-01-01"),
+        ({"start": "1999-12-31T23:59:59Z"}, "start must not be before 2000-01-01"),
+        ({"end": "9999-12-31T23:59:59-05:00"}, "end must not be in the future"),
         ({"iccid": "8986 0000"}, "iccid must be a string of 18 to 20 digits"),
         ({"iccid": 89860000000000000001}, "iccid must be a string of 18 to 20 digits"),
         ({"id": ""}, "id must be a string of 1 to 128 printable characters"),
@@ -199,6 +202,11 @@ def test_bad_signature_is_401_and_changes_nothing(client, line, how, settings):
     assert "error" in response.json()
     assert counters(line) == before
     assert not UsageRecord.objects.exists()
+
+
+def test_a_period_ending_now_is_accepted(client, line):
+    end = timezone.now().isoformat()
+    assert signed_post(client, {"records": [record(line, id="now", bytes=1, start="2000-01-01T00:00:00Z", end=end)]}).status_code == 200
 
 
 def test_signature_within_the_window_is_accepted(client, line):
