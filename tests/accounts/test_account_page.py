@@ -87,7 +87,7 @@ def test_account_page_query_budget(client, db, django_assert_max_num_queries):
     for _ in range(8):
         make_line(owner=user, package=make_package())
     client.force_login(user)
-    with django_assert_max_num_queries(4):  # session, user, lines with packages, usage
+    with django_assert_max_num_queries(5):  # session, user, lines with packages, usage, renewal banners
         client.get(reverse("accounts:home"))
 
 
