@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from .models import Line, Package, UsageRecord, User
+from .models import Line, NetworkCommand, Package, UsageRecord, User
 
 
 @admin.register(User)
@@ -42,3 +42,27 @@ class UsageRecordAdmin(admin.ModelAdmin):
     search_fields = ["partner_record_id", "line__iccid"]
     list_select_related = ["line"]
     raw_id_fields = ["line"]
+
+
+@admin.register(NetworkCommand)
+class NetworkCommandAdmin(admin.ModelAdmin):
+    """The outbox to the network partner: what was sent, what is retrying, what gave up."""
+
+    list_display = ["id", "line", "command", "status", "attempts", "next_attempt_at", "last_response_code", "created_at", "delivered_at"]
+    list_filter = ["status", "command"]
+    search_fields = ["line__iccid", "reason"]
+    list_select_related = ["line"]
+    raw_id_fields = ["line"]
+    readonly_fields = [f.name for f in NetworkCommand._meta.fields]
+    actions = ["retry_now"]
+
+    def has_add_permission(self, request):
+        return False  # commands come from services (enqueue_command), never typed in
+
+    @admin.action(description=_("Retry the selected commands now"))
+    def retry_now(self, request, queryset):
+        from .services.network import retry_command_now
+
+        for command in queryset:
+            retry_command_now(command=command)
+        self.message_user(request, _("The selected commands will be sent at the next sweep."))

@@ -1,10 +1,14 @@
-"""Shows times in the signed-in user's own zone; storage stays UTC."""
+"""Per-request settings that follow the signed-in user: time zone, language, and a 429 for
+allauth's rate limits where allauth itself does not catch them."""
 import zoneinfo
 
-from django.utils import timezone
+from django.conf import settings
+from django.utils import timezone, translation
 
 
 class UserTimeZoneMiddleware:
+    """Shows times in the signed-in user's own zone; storage stays UTC."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
@@ -16,3 +20,57 @@ class UserTimeZoneMiddleware:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             timezone.deactivate()
         return self.get_response(request)
+
+
+class UserLanguageMiddleware:
+    """A signed-in user's saved language beats the cookie and Accept-Language, and the cookie is
+    refreshed so the choice also holds after logout. Sits after Authentication and Locale."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        language = self._saved_language(request)
+        if language:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        response = self.get_response(request)
+        language = self._saved_language(request)  # the user may have logged in during this request
+        if language and request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME) != language:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME,
+                language,
+                max_age=settings.LANGUAGE_COOKIE_AGE,
+                path=settings.LANGUAGE_COOKIE_PATH,
+                domain=settings.LANGUAGE_COOKIE_DOMAIN,
+                secure=settings.LANGUAGE_COOKIE_SECURE,
+                httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+                samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+            )
+        return response
+
+    @staticmethod
+    def _saved_language(request) -> str:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not user.language:
+            return ""
+        return user.language if translation.check_for_language(user.language) else ""
+
+
+class RateLimitedMiddleware:
+    """allauth raises RateLimited from inside login stages (sending the phone code: "verify_phone",
+    1/30s per number, 3/m per IP) without catching it. Answer 429, never 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from allauth.core.exceptions import RateLimited
+        from allauth.core.ratelimit import respond_429
+
+        if isinstance(exception, RateLimited):
+            return respond_429(request)
+        return None

@@ -175,3 +175,54 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return self.partner_record_id
+
+
+class NetworkCommand(models.Model):
+    """One command to the network partner, kept as a row (an outbox) so that losing the broker or
+    the partner being down loses nothing: the delivery sweep re-sends due rows, oldest first per line."""
+
+    class Command(models.TextChoices):
+        BLOCK_DATA = "block_data", _("Block data")
+        UNBLOCK_DATA = "unblock_data", _("Unblock data")
+        SUSPEND = "suspend", _("Suspend")
+        RESUME = "resume", _("Resume")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="network_commands", on_delete=models.PROTECT)
+    command = models.CharField(_("command"), max_length=20, choices=Command.choices)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # While a delivery is in flight this holds its lease: a crashed sender's command is re-sent after it.
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    last_response_code = models.PositiveSmallIntegerField(_("last response code"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("network command")
+        verbose_name_plural = _("network commands")
+        ordering = ["id"]
+        indexes = [
+            # The sweep reads only pending rows: its cost follows the backlog, not the table.
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="netcmd_due_idx"),
+            models.Index(fields=["line", "id"], condition=Q(status="pending"), name="netcmd_line_pending_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(command__in=["block_data", "unblock_data", "suspend", "resume"]),
+                name="networkcommand_command_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="delivered", delivered_at__isnull=False) | ~Q(status="delivered"),
+                name="networkcommand_delivered_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.command} line {self.line_id} ({self.status})"

@@ -518,8 +518,10 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     renewal.save()
     Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
     _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
-    if was_suspended or was_blocked:
+    if was_suspended:
         _network_command(line=line, command="resume", reason=f"renewal {renewal.pk} paid")
+    elif was_blocked:
+        _network_command(line=line, command="unblock_data", reason=f"renewal {renewal.pk} paid")
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
 
 

@@ -16,7 +16,7 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 SITE_ID = 1
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.StaffAdminConfig",  # django.contrib.admin whose admin.site demands a TOTP step
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -27,7 +27,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "djstripe",
-    "accounts",
+    "accounts.apps.AccountsConfig",
     "payments",
     "renewals",
 ]
@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.UserTimeZoneMiddleware",
+    "accounts.middleware.UserLanguageMiddleware",
+    "accounts.middleware.RateLimitedMiddleware",
 ]
 
 ROOT_URLCONF = "esimsite.urls"
@@ -152,6 +154,19 @@ PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET", default="dev-partner-usage-se
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET", default="dev-network-webhook-secret")
+# The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
+# a command whose kick was lost with Redis goes out at the next sweep.
+NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
+CELERY_BEAT_SCHEDULE["accounts-deliver-network-commands"] = {
+    "task": "accounts.deliver_network_commands",
+    "schedule": NETWORK_COMMANDS_SWEEP_INTERVAL,
+    "options": {"expires": NETWORK_COMMANDS_SWEEP_INTERVAL.total_seconds()},
+}
+CELERY_BEAT_SCHEDULE["accounts-expiry-notices"] = {
+    "task": "accounts.send_expiry_notices",
+    "schedule": timedelta(minutes=10),
+    "options": {"expires": 600},
+}
 
 LOGGING = {
     "version": 1,
@@ -163,15 +178,32 @@ LOGGING = {
 }
 
 # django-allauth: email (and phone) login, mandatory email verification, rate limits on.
+# Sign-up needs an email: allauth refuses (a Critical system check) phone-only sign-up while email
+# verification is mandatory. A phone is optional at sign-up, verified by SMS code, and a login name.
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm"}
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
-ACCOUNT_LOGIN_METHODS = {"email"}
-ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_LOGIN_METHODS = {"email", "phone"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "phone", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
-ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = False  # a link
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # the link opens a page with a Confirm button: mail scanners cannot confirm
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Axis eSIM] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
+ACCOUNT_PHONE_VERIFICATION_ENABLED = True
+ACCOUNT_PHONE_VERIFICATION_MAX_ATTEMPTS = 3
+ACCOUNT_PHONE_VERIFICATION_TIMEOUT = 15 * 60
+# allauth's default code looks like "GPTX-RXNQ": people type digits from an SMS.
+ACCOUNT_PHONE_VERIFICATION_CODE_FORMAT = {"numeric": True, "length": 6, "dashed": False}
+ACCOUNT_PHONE_VERIFICATION_SUPPORTS_RESEND = True
+ACCOUNT_PHONE_VERIFICATION_SUPPORTS_CHANGE = True
+# {} keeps allauth's default limits ON (False would switch them off). They live in the cache,
+# which is Redis: shared by every web process. Behind a proxy set ALLAUTH_TRUSTED_PROXY_COUNT.
+ACCOUNT_RATE_LIMITS: dict = {}
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "esimsite"
 

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Line, Package, User
+from accounts.models import Line, Package, UsageRecord, User
 from renewals.models import RetryPolicy
 
 OPERATOR = ("operator@example.com", "operator-demo-pass")
@@ -26,7 +26,7 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, **options):
         operator = self._user(*OPERATOR, is_staff=True, is_superuser=True, name="Demo Operator")
-        customer = self._user(*CUSTOMER, name="Demo Customer")
+        customer = self._user(*CUSTOMER, name="Demo Customer", time_zone="Asia/Shanghai")
         packages = [
             Package.objects.get_or_create(
                 name=name,
@@ -51,8 +51,23 @@ class Command(BaseCommand):
                 "data_used_bytes": GB - 300 * 1024**2, "expires_at": now + timedelta(days=2), "activated_at": now - timedelta(days=5),
             },
         )
+        self._usage(Line.objects.filter(owner=customer), now=now)
         RetryPolicy.current()
-        self.stdout.write(self.style.SUCCESS(f"demo data ready: operator {operator.email}, customer {customer.email}"))
+        self.stdout.write(self.style.SUCCESS("demo data ready"))
+        self.stdout.write(f"  customer: {CUSTOMER[0]} / {CUSTOMER[1]}")
+        self.stdout.write(f"  operator: {OPERATOR[0]} / {OPERATOR[1]} (the admin asks to set up an authenticator app first)")
+
+    def _usage(self, lines, *, now) -> None:
+        """A month of daily records per line, so the account page's chart has something to draw.
+        Record ids are per line and day: a second run adds nothing."""
+        for line in lines:
+            for days_ago in range(30):
+                day = now - timedelta(days=days_ago, hours=1)  # never in the future
+                amount = (50 + (days_ago * 37 + line.pk * 11) % 200) * 1024**2
+                UsageRecord.objects.get_or_create(
+                    partner_record_id=f"demo-{line.iccid}-{day:%Y%m%d}",
+                    defaults={"line": line, "bytes": amount, "period_start": day, "period_end": day + timedelta(hours=1)},
+                )
 
     def _user(self, email: str, password: str, **fields) -> User:
         user = User.objects.filter(email=email).first()

@@ -1,0 +1,152 @@
+"""The partner API (machine to machine): usage batches in, and its OpenAPI description.
+
+Answers are always JSON, whatever the input (accounts/openapi/partner.yaml is the contract):
+401 bad signature, 400 not a batch, 413 too many records, 200 all applied, 207 applied except the
+records listed in "rejected". Every rejection is logged with what the partner sent us to identify it.
+"""
+import json
+import logging
+import re
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from . import partner_signature
+from .services.usage import UsageInput, ingest_usage
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORDS = 1000
+MAX_RECORD_ID_LENGTH = 128
+# A record of more than a petabyte is a partner bug, and capping it keeps the sums inside bigint.
+MAX_RECORD_BYTES = 10**15
+ICCID_RE = re.compile(r"[0-9]{18,20}")
+# Usage is reported after the fact: a period ending in the future, or before the service existed,
+# is a partner clock bug, and refusing it keeps date arithmetic away from the year-1/9999 edges.
+EARLIEST_USAGE = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi" / "partner.yaml"
+
+
+def _error(status: int, message: str, **fields) -> JsonResponse:
+    return JsonResponse({"error": message, **fields}, status=status)
+
+
+class RecordError(ValueError):
+    pass
+
+
+def _timestamp(record: dict, key: str):
+    value = record.get(key)
+    if not isinstance(value, str):
+        raise RecordError(f"{key} must be an ISO-8601 string")
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise RecordError(f"{key} is not an ISO-8601 date-time")
+    if timezone.is_naive(parsed):
+        raise RecordError(f"{key} must include a UTC offset (e.g. Z or +08:00)")
+    return parsed
+
+
+def parse_record(index: int, record, *, now: datetime) -> UsageInput:
+    """A record's shape and values, or RecordError saying what is wrong (for the partner to fix)."""
+    if not isinstance(record, dict):
+        raise RecordError("record must be an object")
+    missing = [key for key in ("id", "iccid", "bytes", "start", "end") if key not in record]
+    if missing:
+        raise RecordError(f"missing field(s): {', '.join(missing)}")
+    record_id = record["id"]
+    # Printable only: no NUL (PostgreSQL text refuses it) and no lone surrogates (not encodable).
+    if not isinstance(record_id, str) or not 1 <= len(record_id) <= MAX_RECORD_ID_LENGTH or not record_id.isprintable():
+        raise RecordError(f"id must be a string of 1 to {MAX_RECORD_ID_LENGTH} printable characters")
+    iccid = record["iccid"]
+    if not isinstance(iccid, str) or not ICCID_RE.fullmatch(iccid):
+        raise RecordError("iccid must be a string of 18 to 20 digits")
+    used = record["bytes"]
+    if isinstance(used, bool) or not isinstance(used, int):
+        raise RecordError("bytes must be an integer")
+    if used < 0:
+        raise RecordError("bytes must not be negative")
+    if used > MAX_RECORD_BYTES:
+        raise RecordError(f"bytes must be at most {MAX_RECORD_BYTES}")
+    start, end = _timestamp(record, "start"), _timestamp(record, "end")
+    if end < start:
+        raise RecordError("end must not be before start")
+    if start < EARLIEST_USAGE:
+        raise RecordError("start must not be before 2000-01-01")
+    if end > now + settings.PARTNER_SIGNATURE_TOLERANCE:
+        raise RecordError("end must not be in the future")
+    return UsageInput(index=index, partner_record_id=record_id, iccid=iccid, bytes=used, start=start, end=end)
+
+
+def _record_id_for_log(record) -> str | None:
+    if isinstance(record, dict) and isinstance(record.get("id"), str):
+        return record["id"][:MAX_RECORD_ID_LENGTH]
+    return None
+
+
+@csrf_exempt
+def usage_batch(request):
+    """POST /api/partner/usage: see accounts/openapi/partner.yaml."""
+    if request.method != "POST":
+        return _error(405, "use POST")
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        logger.warning("usage_batch_rejected status=413 reason=body_too_large")
+        return _error(413, f"request body too large; send at most {MAX_RECORDS} records per request")
+    try:
+        partner_signature.verify(
+            header=request.headers.get(partner_signature.HEADER),
+            secret=settings.PARTNER_USAGE_SECRET,
+            body=body,
+            now=timezone.now(),
+            tolerance=settings.PARTNER_SIGNATURE_TOLERANCE,
+        )
+    except partner_signature.SignatureError as exc:
+        logger.warning("usage_batch_rejected status=401 reason=%s remote=%s", exc, request.META.get("REMOTE_ADDR"))
+        return _error(401, str(exc))
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # ValueError covers bad UTF-8 and bad JSON
+        logger.warning("usage_batch_rejected status=400 reason=not_json bytes=%s", len(body))
+        return _error(400, "body is not JSON")
+    if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
+        logger.warning("usage_batch_rejected status=400 reason=no_records_list")
+        return _error(400, 'body must be an object with a "records" array')
+    raw_records = payload["records"]
+    if len(raw_records) > MAX_RECORDS:
+        logger.warning("usage_batch_rejected status=413 reason=too_many_records count=%s", len(raw_records))
+        return _error(413, f"at most {MAX_RECORDS} records per request", max_records=MAX_RECORDS)
+
+    now = timezone.now()
+    valid, rejected = [], []
+    for index, raw in enumerate(raw_records):
+        try:
+            valid.append(parse_record(index, raw, now=now))
+        except RecordError as exc:
+            rejected.append({"index": index, "id": _record_id_for_log(raw), "error": str(exc)})
+    result = ingest_usage(records=valid, now=now)
+    rejected = sorted(rejected + result.rejected, key=lambda r: r["index"])
+    for entry in rejected:
+        logger.warning("usage_record_rejected index=%s id=%r error=%s", entry["index"], entry["id"], entry["error"])
+    body = {"accepted": result.accepted, "duplicates": result.duplicates}
+    if rejected:
+        return JsonResponse({**body, "rejected": rejected}, status=207)
+    return JsonResponse(body, status=200)
+
+
+@require_GET
+def openapi_description(request):
+    """The checked-in OpenAPI description, served as is so that it cannot drift from the file."""
+    return HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/yaml; charset=utf-8")

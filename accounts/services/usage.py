@@ -1,0 +1,207 @@
+"""Partner usage ingestion: record a batch of usage records once, lower the lines' data, apply the
+overage policy at zero, then let the renewal engine look at the lines at once.
+
+The cost of a batch does not grow in queries with its size: one INSERT … ON CONFLICT DO NOTHING
+RETURNING tells which records are new, one SELECT … FOR UPDATE locks the touched lines, one
+UPDATE … FROM (VALUES …) writes them, all in one transaction, so a duplicate can never be applied
+twice and two partners' retries of the same batch serialize on the unique index.
+"""
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from renewals.models import RenewalRule
+from renewals.services import evaluate_triggers
+
+from ..models import Line, UsageRecord
+from . import network, notices
+
+logger = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UsageInput:
+    """One record that passed the shape checks; `index` is its position in the request."""
+
+    index: int
+    partner_record_id: str
+    iccid: str
+    bytes: int
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)  # {"index", "id", "error"}
+    line_ids: list[int] = field(default_factory=list)  # lines whose counters changed
+    exhausted_line_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LineChange:
+    remaining: int
+    used: int
+    overage: int
+    status: str
+    notice_level: int
+
+
+def settle_usage(*, line: Line, rule, used_bytes: int) -> LineChange:
+    """The line after `used_bytes` more usage, under its renewal rule's overage policy (no rule:
+    block). Remaining data never goes below zero; usage past zero goes to `overage_bytes` up to
+    the rule's cap when the policy lets service continue; at zero (and at the cap) data stops."""
+    available = max(line.data_remaining_bytes, 0)
+    remaining = max(available - used_bytes, 0)
+    beyond_zero = used_bytes - (available - remaining)
+    policy = rule.overage_policy if rule is not None else RenewalRule.OveragePolicy.BLOCK
+    cap = (rule.overage_cap_mb or 0) * MB if rule is not None else 0
+    overage = line.overage_bytes
+    if policy != RenewalRule.OveragePolicy.BLOCK:
+        # The network may have let more through before our block arrived; the customer agreed to the cap only.
+        overage = min(overage + beyond_zero, max(cap, overage))
+    exhausted = remaining == 0 and (policy == RenewalRule.OveragePolicy.BLOCK or overage >= cap)
+    status = line.status
+    if exhausted and status == Line.Status.ACTIVE:
+        status = Line.Status.DATA_EXHAUSTED
+    allowance = line.package.data_allowance_bytes if line.package_id else line.data_total_bytes
+    level = notices.usage_notice_level(remaining_bytes=remaining, allowance_bytes=allowance)
+    return LineChange(
+        remaining=remaining,
+        used=line.data_used_bytes + used_bytes,
+        overage=overage,
+        status=status,
+        notice_level=max(level, line.usage_notice_level),
+    )
+
+
+def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> IngestResult:
+    """Record the batch and apply each new record to its line, exactly once. Records whose ICCID
+    is unknown are rejected one by one; the others go ahead."""
+    now = now or timezone.now()
+    result = IngestResult()
+    # Sorted by id: concurrent batches that share records wait on the unique index in the same order (no deadlock).
+    unique: dict[str, UsageInput] = {}
+    for record in records:
+        if record.partner_record_id in unique:
+            result.duplicates += 1
+        else:
+            unique[record.partner_record_id] = record
+    batch = sorted(unique.values(), key=lambda r: r.partner_record_id)
+    if not batch:
+        return result
+
+    line_ids = dict(Line.objects.filter(iccid__in={r.iccid for r in batch}).values_list("iccid", "id"))
+    known = []
+    for record in batch:
+        if record.iccid in line_ids:
+            known.append(record)
+        else:
+            result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": "unknown iccid"})
+
+    with transaction.atomic():
+        inserted = _insert_new_records(known, line_ids=line_ids, now=now)
+        result.accepted = len(inserted)
+        result.duplicates += len(known) - len(inserted)
+        used_by_line: dict[int, int] = defaultdict(int)
+        for record in known:
+            if record.partner_record_id in inserted:
+                used_by_line[line_ids[record.iccid]] += record.bytes
+        if used_by_line:
+            changes, exhausted, new_levels = _apply_to_lines(used_by_line, now=now)
+            result.line_ids = sorted(changes)
+            result.exhausted_line_ids = exhausted
+            if exhausted:
+                network.enqueue_commands(
+                    commands=[(line_id, "block_data", "data exhausted") for line_id in exhausted], now=now
+                )
+            if new_levels:
+                notices.send_after_commit(usage_levels=new_levels)
+
+    logger.info(
+        "usage_batch_ingested accepted=%s duplicates=%s rejected=%s lines=%s exhausted=%s",
+        result.accepted, result.duplicates, len(result.rejected), len(result.line_ids), result.exhausted_line_ids,
+    )
+    if result.line_ids:
+        _evaluate_triggers(line_ids=result.line_ids, now=now)
+    return result
+
+
+def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], now: datetime) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: the ids that were not there before.
+    PostgreSQL and SQLite (≥ 3.35) both speak this dialect, so development runs the same path."""
+    if not records:
+        return set()
+    qn = connection.ops.quote_name
+    table = qn(UsageRecord._meta.db_table)
+    columns = ", ".join(qn(UsageRecord._meta.get_field(f).column) for f in ("partner_record_id", "line", "bytes", "period_start", "period_end", "received_at"))
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list = []
+    for r in records:
+        params += [r.partner_record_id, line_ids[r.iccid], r.bytes, adapt(r.start), adapt(r.end), adapt(now)]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(records))
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES {values} "
+        f"ON CONFLICT ({qn('partner_record_id')}) DO NOTHING RETURNING {qn('partner_record_id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dict[int, LineChange], list[int], dict[int, int]]:
+    """Lock the lines (in id order, so batches never deadlock), settle the usage, write every line in one UPDATE."""
+    lines = list(
+        Line.objects.filter(pk__in=used_by_line).select_related("package").order_by("pk").select_for_update(of=("self",))
+    )
+    rules = {rule.line_id: rule for rule in RenewalRule.objects.filter(line_id__in=used_by_line).only("line_id", "overage_policy", "overage_cap_mb")}
+    changes: dict[int, LineChange] = {}
+    exhausted: list[int] = []
+    new_levels: dict[int, int] = {}
+    for line in lines:
+        change = settle_usage(line=line, rule=rules.get(line.pk), used_bytes=used_by_line[line.pk])
+        changes[line.pk] = change
+        if change.status == Line.Status.DATA_EXHAUSTED and line.status != Line.Status.DATA_EXHAUSTED:
+            exhausted.append(line.pk)
+            logger.info("line_data_exhausted line=%s overage=%s", line.pk, change.overage)
+        if change.notice_level > line.usage_notice_level:
+            new_levels[line.pk] = change.notice_level
+    _write_lines(changes, now=now)
+    return changes, exhausted, new_levels
+
+
+def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:
+    """One UPDATE … FROM (VALUES …) for the whole batch (a CTE, which SQLite ≥ 3.33 also runs)."""
+    qn = connection.ops.quote_name
+    table = qn(Line._meta.db_table)
+    row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer))"
+    params: list = []
+    for line_id, c in changes.items():
+        params += [line_id, c.remaining, c.used, c.overage, c.status, c.notice_level]
+    params.append(connection.ops.adapt_datetimefield_value(now))
+    sql = (
+        f"WITH v (id, remaining, used, overage, status, notice_level) AS (VALUES {', '.join([row] * len(changes))}) "
+        f"UPDATE {table} SET {qn('data_remaining_bytes')} = v.remaining, {qn('data_used_bytes')} = v.used, "
+        f"{qn('overage_bytes')} = v.overage, {qn('status')} = v.status, "
+        f"{qn('usage_notice_level')} = v.notice_level, {qn('updated_at')} = %s "
+        f"FROM v WHERE {table}.{qn('id')} = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _evaluate_triggers(*, line_ids: list[int], now: datetime) -> None:
+    """A line that crossed its threshold gets its renewal now, not at the next beat. The usage is
+    already committed; if this fails the beat sweep evaluates the same lines, so it is logged."""
+    try:
+        evaluate_triggers(line_ids=line_ids, now=now)
+    except Exception:
+        logger.exception("renewal_triggers_failed lines=%s", line_ids)

@@ -1,0 +1,18 @@
+"""Celery tasks of accounts. Each one only calls a service; all of them are safe to run twice and on
+several workers at once, because the state (outbox rows, notice flags) is in the database."""
+from celery import shared_task
+
+from .services import network, notices
+
+
+@shared_task(name="accounts.deliver_network_commands", ignore_result=True)
+def deliver_network_commands() -> dict:
+    """Deliver due network commands. Run by beat (the safety net) and kicked after a commit."""
+    report = network.deliver_due_commands()
+    return {"delivered": len(report.delivered), "retrying": len(report.retrying), "failed": len(report.failed)}
+
+
+@shared_task(name="accounts.send_expiry_notices", ignore_result=True)
+def send_expiry_notices() -> int:
+    """Email the customers whose package ends within 24 hours (once per package). Run by beat."""
+    return notices.send_expiry_notices()

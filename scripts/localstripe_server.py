@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Run localstripe on 127.0.0.1 without its hard-coded /tmp pickle.
+
+localstripe 1.15.10 binds '::' (every interface) and pickles its whole store
+to /tmp/localstripe.pickle after every write: slow, and two instances (two
+test runs, two worktrees) overwrite each other's data.  This launcher imports
+localstripe's aiohttp app and replaces that persistence:
+
+* default: in memory only (what the tests want: a fresh store per run);
+* ``--store-file PATH``: load PATH at start-up (if it exists) and write it
+  once at shutdown (what ``make run`` uses, so that data survives a restart).
+
+Usage: python scripts/localstripe_server.py --port 8420 [--host 127.0.0.1]
+       [--store-file var/localstripe.pickle]
+"""
+import argparse
+import logging
+import os
+import pickle
+import sys
+import tempfile
+
+from aiohttp import web
+from localstripe import resources
+from localstripe.server import app, store
+
+
+def _no_dump(self):
+    return None
+
+
+def _no_load(self):
+    return None
+
+
+def load_store(path):
+    try:
+        with open(path, "rb") as f:
+            old = pickle.load(f)
+    except FileNotFoundError:
+        return
+    except Exception as exc:  # a corrupt/incompatible file: start empty
+        logging.getLogger("localstripe").warning(
+            "ignoring unreadable store file %s: %s", path, exc)
+        return
+    dict.clear(store)
+    dict.update(store, old)
+
+
+def save_store(path):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".localstripe-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(dict(store), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int,
+                        default=int(os.environ.get("LOCALSTRIPE_PORT", 8420)))
+    parser.add_argument("--store-file", default=None,
+                        help="persist the store here (load at start, save at "
+                             "shutdown); default: memory only")
+    args = parser.parse_args(argv)
+
+    # Per-request persistence off, whatever the mode.
+    resources.Store.dump_to_disk = _no_dump
+    resources.Store.try_load_from_disk = _no_load
+
+    if args.store_file:
+        load_store(args.store_file)
+
+        async def _save(_app):
+            save_store(args.store_file)
+
+        app.on_cleanup.append(_save)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(message)s")
+    access_log = logging.getLogger("aiohttp.access")
+    access_log.setLevel(logging.INFO)
+
+    web.run_app(app, host=args.host, port=args.port, access_log=access_log,
+                print=lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Browser harness: Debian's Chromium driven by Playwright against pytest-django's live_server.
+
+Fixtures for every browser test (payments and renewals use them too):
+- `browser` (module): headless Chromium from /usr/bin/chromium (installed by the set-up; never
+  `playwright install`);
+- `page`: a fresh context (own cookies) on the live server, English, with `base_url` set, so
+  `page.goto("/accounts/login/")` works; `page.js_errors` lists uncaught script errors;
+- `log_in(user, password=PASSWORD)`: logs a user in through the real login form;
+- `verified_customer`: a customer with a verified email and the password PASSWORD;
+- `customer_page`: `page` with `verified_customer` already logged in;
+- `email_link(path_prefix)`: the path of the first link starting with path_prefix in the newest
+  email in mail.outbox (the live server shares this process, so its emails land there);
+- `operator` + `log_in_operator(operator)`: a superuser with TOTP, logged in through the code step,
+  so `page.goto("/admin/")` opens the admin (a TOTP code counts once per 30 s: log in once per test).
+"""
+import os
+import re
+
+import time
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.core import mail
+from playwright.sync_api import sync_playwright
+
+from tests.factories import make_user
+
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PASSWORD = "e2e-Long-passw0rd!"
+TIMEOUT_MS = 15_000
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="module")
+def _orm_beside_playwright():
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of fixtures and tests
+    # (factories, live_server's flush, assertions) would otherwise be refused as "async unsafe".
+    # Scoped to the module: the variable must not leak into other tests (check --deploy refuses it).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+# Module scope: one Playwright per thread at a time, so a module that starts its own Playwright
+# must not find ours still running from an earlier module.
+@pytest.fixture(scope="module")
+def browser(_orm_beside_playwright):
+    if not os.path.exists(CHROMIUM):
+        raise pytest.UsageError(f"{CHROMIUM} is missing: apt-get install -y chromium (the set-up does it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_context_options():
+    """Override in a test module to change the locale, viewport, permissions..."""
+    return {"locale": "en-US", "viewport": {"width": 390, "height": 844}}  # a phone screen
+
+
+@pytest.fixture
+def page(browser, live_server, browser_context_options):
+    context = browser.new_context(base_url=live_server.url, **browser_context_options)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda error: page.js_errors.append(str(error)))
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def verified_customer(transactional_db):
+    return make_user(email="browser.customer@example.com", password=PASSWORD)
+
+
+@pytest.fixture
+def log_in(page):
+    def log_in(user, password: str = PASSWORD):
+        page.goto("/accounts/login/")
+        page.locator("input[name=login]").fill(user.email or user.phone)
+        page.locator("input[name=password]").fill(password)
+        page.locator("form[action='/accounts/login/'] button[type=submit]").click()
+        page.wait_for_url(re.compile(r"^(?!.*/accounts/login/)"))
+        return page
+
+    return log_in
+
+
+@pytest.fixture
+def customer_page(page, log_in, verified_customer):
+    return log_in(verified_customer)
+
+
+def email_link(path_prefix: str) -> str:
+    if not mail.outbox:
+        raise AssertionError("no email was sent")
+    match = re.search(r"https?://[^/\s]+(" + re.escape(path_prefix) + r"\S*)", mail.outbox[-1].body)
+    if match is None:
+        raise AssertionError(f"no link to {path_prefix} in: {mail.outbox[-1].body}")
+    return match.group(1)
+
+
+@pytest.fixture
+def operator(transactional_db):
+    user = make_user(email="browser.operator@example.com", password=PASSWORD, is_staff=True, is_superuser=True)
+    user.totp_secret = generate_totp_secret()
+    TOTP.activate(user, user.totp_secret)
+    return user
+
+
+@pytest.fixture
+def log_in_operator(page, log_in):
+    def log_in_operator(user, password: str = PASSWORD):
+        log_in(user, password)
+        page.locator("input[name=code]").fill(format_hotp_value(hotp_value(user.totp_secret, int(time.time()) // 30)))
+        page.locator("input[name=code]").press("Enter")
+        page.wait_for_url(re.compile(r"^(?!.*/accounts/2fa/)"))
+        return page
+
+    return log_in_operator

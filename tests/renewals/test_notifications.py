@@ -1,0 +1,58 @@
+"""Renewal emails in the customer's language and time zone, and a complete zh-Hans catalogue."""
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+
+from django.core import mail
+
+from renewals import notifications
+from renewals.models import Renewal
+from renewals.money import format_money
+
+from .conftest import make_rule
+
+CATALOGUE = Path(__file__).resolve().parents[2] / "renewals" / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
+
+
+def test_a_chinese_customer_gets_chinese_email_with_local_times(customer, line, package, policy):
+    customer.language = "zh-hans"
+    customer.time_zone = "Asia/Shanghai"
+    customer.save()
+    rule = make_rule(line=line, package=package)
+    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
+                                     status=Renewal.Status.RETRY_SCHEDULED,
+                                     next_attempt_at=datetime(2026, 11, 24, 16, 30, tzinfo=dt_timezone.utc))
+    assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
+    [message] = mail.outbox
+    assert message.subject == f"线路 {line.iccid} 的续费付款失败"
+    assert "CNY 98.00" in message.body and "再次尝试" in message.body
+    assert "00:30" in message.body or "0:30" in message.body  # 16:30 UTC is 00:30 in Shanghai
+    assert f"/renewals/lines/{line.pk}/" in message.body  # the pay-now (or rule) link
+
+
+def test_every_kind_of_email_renders_in_both_languages(customer, line, package, policy):
+    rule = make_rule(line=line, package=package)
+    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY")
+    for language in ("en", "zh-hans"):
+        customer.language = language
+        customer.save()
+        for kind in notifications.KINDS:
+            assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=kind)
+    assert len(mail.outbox) == 2 * len(notifications.KINDS)
+    assert len({m.subject for m in mail.outbox}) == 2 * len(notifications.KINDS)
+    assert all("{%" not in m.body and "CNY 98.00" in m.body for m in mail.outbox)
+
+
+def test_money_is_formatted_from_minor_units_by_the_currency():
+    assert format_money(9800, "CNY") == "CNY 98.00"
+    assert format_money(5, "EUR") == "EUR 0.05"
+    assert format_money(1200, "JPY") == "JPY 1,200"
+    assert format_money(1234567, "KWD") == "KWD 1,234.567"
+
+
+def test_the_zh_hans_catalogue_is_complete():
+    text = CATALOGUE.read_text(encoding="utf-8")
+    entries = text.split("\n\n")[1:]  # the first block is the header
+    assert entries
+    for entry in entries:
+        assert "#, fuzzy" not in entry, entry
+        assert 'msgstr ""' not in entry.splitlines()[-1] and 'msgstr[0] ""' not in entry, entry
