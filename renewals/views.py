@@ -17,7 +17,7 @@ from accounts.models import Line
 from . import selectors, services
 from .forms import RenewalRuleForm
 from .models import RenewalRule, RetryPolicy
-from .money import format_money
+from payments.money import format_money
 
 
 def _own_line(request, line_id: int) -> Line:

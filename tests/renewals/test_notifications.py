@@ -6,7 +6,7 @@ from django.core import mail
 
 from renewals import notifications
 from renewals.models import Renewal
-from renewals.money import format_money
+from payments.money import format_money
 
 from .conftest import make_rule
 
