@@ -32,3 +32,8 @@ def format_money(amount_minor: int, currency: str, *, use_l10n: bool = True) -> 
     value = to_decimal(amount_minor, currency)
     number = formats.number_format(value, decimal_pos=currency_exponent(currency), use_l10n=use_l10n, force_grouping=True)
     return f"{currency.upper()} {number}"
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """Decimal('98.00') CNY -> 9800. Callers validate the decimal places first."""
+    return int(amount.scaleb(currency_exponent(currency)).to_integral_value())

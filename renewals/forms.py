@@ -6,20 +6,11 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Package
+from payments.money import format_money, to_decimal as to_major, to_minor
 
 from .models import RenewalRule, RetryPolicy
-from .money import MINOR_UNIT_EXPONENTS, format_money
 
 MB = 1024**2
-
-
-def to_minor(amount: Decimal, currency: str) -> int:
-    exponent = MINOR_UNIT_EXPONENTS.get(currency, 2)
-    return int(amount.scaleb(exponent).to_integral_value())
-
-
-def to_major(amount_minor: int, currency: str) -> Decimal:
-    return Decimal(amount_minor).scaleb(-MINOR_UNIT_EXPONENTS.get(currency, 2))
 
 
 def payment_method_choices(user) -> list[tuple[str, str]]:

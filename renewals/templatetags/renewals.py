@@ -2,7 +2,7 @@
 from django import template
 
 from .. import selectors
-from ..money import format_money
+from payments.money import format_money
 from ..notifications import pay_now_path
 
 register = template.Library()
