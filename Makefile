@@ -33,7 +33,7 @@ test: bootstrap-test messages
 
 # Benchmarks (bench/RESULTS.md): each bench on its own throwaway services; figures printed and
 # kept in var/bench/<bench>.out. Not part of `make test` (tests/bench/ runs them at tiny sizes).
-BENCHES ?= dispatcher ingest threshold throughput
+BENCHES ?= dispatcher ingest threshold throughput portal
 bench: bootstrap-test messages
 	mkdir -p var/bench
 	for b in $(BENCHES); do \

@@ -24,6 +24,7 @@ def setup_django(*, migrate: bool = True) -> None:
     """Django on the test settings (captured email/SMS, real PostgreSQL/Redis/localstripe), the
     schema migrated, and the app's INFO log lines sent to var/bench/<bench>.log: they are part of
     the real cost of a pass, but 10,000 of them would drown the figures."""
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear as they come, also through `tee`
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "esimsite.settings.test")
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):

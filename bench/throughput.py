@@ -24,12 +24,16 @@ def _plain_client(jobs, barrier, results):
 
     barrier.wait()
     done = 0
-    for customer_id, pm_id in jobs:
-        stripe.PaymentIntent.create(
-            amount=9800, currency="cny", customer=customer_id, payment_method=pm_id, payment_method_types=["card"],
-            confirm=True, off_session=True, api_key=settings.STRIPE_SECRET_KEY, max_network_retries=0,
-        )
-        done += 1
+    try:
+        for customer_id, pm_id in jobs:
+            stripe.PaymentIntent.create(
+                amount=9800, currency="cny", customer=customer_id, payment_method=pm_id, payment_method_types=["card"],
+                confirm=True, off_session=True, api_key=settings.STRIPE_SECRET_KEY, max_network_retries=0,
+            )
+            done += 1
+    except BaseException as exc:  # the parent says what went wrong instead of waiting for a result
+        results.put(("error", repr(exc)))
+        raise
     results.put((done, time.time()))
 
 
@@ -47,6 +51,8 @@ def run_ceiling(jobs: list[tuple[str, str]], *, processes: int = 2) -> tuple[flo
     barrier.wait()
     start = time.time()
     outcomes = [results.get(timeout=600) for _ in procs]
+    errors = [o[1] for o in outcomes if o[0] == "error"]
+    assert not errors, errors
     for p in procs:
         p.join()
     end = max(o[1] for o in outcomes)

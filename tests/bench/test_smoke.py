@@ -43,3 +43,13 @@ def test_throughput_bench_completes_every_renewal_and_counts_processor_writes():
     assert results["succeeded"] == 6
     assert results["engine_rate"] > 0 and results["ceiling_rate"] > 0
     assert results["peak_writes"] >= 1  # read from localstripe's own access log
+
+
+def test_portal_bench_browses_as_logged_in_customers_without_errors():
+    from bench import portal
+
+    results = portal.run(customers=60, users=3, seconds=4, web_workers=2)
+
+    assert results["Aggregated"]["requests"] > 0
+    assert results["Aggregated"]["failures"] == 0  # a redirect to the login page counts as one
+    assert {"account", "line", "history"} <= set(results)

@@ -1,0 +1,37 @@
+"""Locust users for bench 5: each is one logged-in customer (a session made by bench.portal),
+waiting 1 s between pages, browsing the account page, its line page and its transaction history."""
+import json
+import os
+import random
+
+from locust import HttpUser, constant, task
+
+with open(os.environ["BENCH_PORTAL_SESSIONS"]) as f:
+    SESSIONS = json.load(f)  # [{"cookie": ..., "line_id": ...}, ...]
+
+
+class Customer(HttpUser):
+    wait_time = constant(1)
+
+    def on_start(self):
+        me = random.choice(SESSIONS)
+        self.line_id = me["line_id"]
+        self.client.cookies.set("sessionid", me["cookie"])
+
+    def page(self, path: str, name: str) -> None:
+        # A lost session would be redirected to the login page, which answers 200: that is a failure here.
+        with self.client.get(path, name=name, catch_response=True, allow_redirects=False) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code} {response.headers.get('Location', '')}")
+
+    @task(2)
+    def account(self):
+        self.page("/", "account")
+
+    @task(2)
+    def line(self):
+        self.page(f"/lines/{self.line_id}/", "line")
+
+    @task(1)
+    def history(self):
+        self.page("/payments/history/", "history")
