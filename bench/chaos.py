@@ -12,7 +12,7 @@ What it does, exactly:
   endpoint's code) that takes it below the threshold, spread over the window;
 - the controller, every 2-5 s, does one of: SIGKILL a worker and restart it 1-3 s later; SIGKILL
   Redis and restart it on the same port 1-3 s later; start a second beat (two beats tick for a
-  while) or stop one; switch the proxy to a fault for 3-8 s, on half the requests: `500` (not
+  while) or stop one; switch the proxy to the next fault (in turn) for 3-8 s, on half the requests: `500` (not
   forwarded), `500_after` (forwarded, then 500: the charge happened), `429` (not forwarded),
   `timeout` (forwarded, answer held past the client's 3 s time-out), `drop` (forwarded, then the
   connection is closed with no answer);
@@ -215,6 +215,7 @@ def run(*, lines: int = 500, duration: float = 90.0, settle: float = 300.0, seed
         pending_restarts: list[tuple[float, str]] = []
         next_event = start + rng.uniform(2, 5)
         fault_until = 0.0
+        fault_start = rng.randrange(len(FAULTS))
         period = datetime(2026, 11, 1, 10, 0, tzinfo=dt_timezone.utc)
         sent = 0
         while time.monotonic() - start < duration:
@@ -269,7 +270,9 @@ def run(*, lines: int = 500, duration: float = 90.0, settle: float = 300.0, seed
                         events["second_beat"] += 1
                         print(f"   t={now - start:5.1f}s start beat {other}: two beats tick")
                 elif kind == "fault" and not fault_until:
-                    mode = rng.choice(FAULTS)
+                    # In turn, from a random start: a run with five fault windows meets every kind.
+                    mode = FAULTS[(fault_start + events["fault_windows"]) % len(FAULTS)]
+                    events["fault_windows"] += 1
                     proxy_control(proxy_port, mode, 0.5)
                     fault_until = now + rng.uniform(3, 8)
                     events[f"fault_{mode}"] += 1

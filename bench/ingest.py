@@ -7,7 +7,7 @@ Lines carry an enabled 500 MB rule and 8 GB of data, so every batch runs the who
 the direct path, a thread for HTTP) owns a disjoint slice of the lines, so clients never wait on
 each other's row locks; every record has a new id, so every record is applied.
 
-    scripts/with-services .venv/bin/python -m bench.ingest [--records 200000 --batch 1000 --concurrency 4]
+    scripts/with-services .venv/bin/python -m bench.ingest [--records 50000 --batch 1000 --concurrency 4]
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def run_http(client_batches, *, base_url: str, secret: str) -> tuple[float, int,
     return t(), sum(accepted), statuses
 
 
-def run(*, records: int = 200_000, batch: int = 1000, concurrency: int = 4, lines: int = 20_000,
+def run(*, records: int = 50_000, batch: int = 1000, concurrency: int = 4, lines: int = 20_000,
         web_workers: int | None = None) -> dict:
     from django.conf import settings
 
@@ -153,7 +153,7 @@ def run(*, records: int = 200_000, batch: int = 1000, concurrency: int = 4, line
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--lines", type=int, default=20_000)
