@@ -4,14 +4,14 @@ import json
 import os
 import random
 
-from locust import HttpUser, constant, task
+from locust import HttpUser, SequentialTaskSet, constant, task
 
 with open(os.environ["BENCH_PORTAL_SESSIONS"]) as f:
     SESSIONS = json.load(f)  # [{"cookie": ..., "line_id": ...}, ...]
 
 
-class Customer(HttpUser):
-    wait_time = constant(1)
+class Browse(SequentialTaskSet):
+    """In turn (so every page is met even in a few seconds): account, line, account, line, history."""
 
     def on_start(self):
         me = random.choice(SESSIONS)
@@ -24,14 +24,27 @@ class Customer(HttpUser):
             if response.status_code != 200:
                 response.failure(f"{response.status_code} {response.headers.get('Location', '')}")
 
-    @task(2)
+    @task
     def account(self):
         self.page("/", "account")
 
-    @task(2)
+    @task
     def line(self):
         self.page(f"/lines/{self.line_id}/", "line")
 
-    @task(1)
+    @task
+    def account_again(self):
+        self.page("/", "account")
+
+    @task
+    def line_again(self):
+        self.page(f"/lines/{self.line_id}/", "line")
+
+    @task
     def history(self):
         self.page("/payments/history/", "history")
+
+
+class Customer(HttpUser):
+    wait_time = constant(1)
+    tasks = [Browse]

@@ -48,7 +48,7 @@ def test_throughput_bench_completes_every_renewal_and_counts_processor_writes():
 def test_portal_bench_browses_as_logged_in_customers_without_errors():
     from bench import portal
 
-    results = portal.run(customers=60, users=3, seconds=4, web_workers=2)
+    results = portal.run(customers=60, users=3, seconds=7, web_workers=2)
 
     assert results["Aggregated"]["requests"] > 0
     assert results["Aggregated"]["failures"] == 0  # a redirect to the login page counts as one
