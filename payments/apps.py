@@ -7,6 +7,6 @@ class PaymentsConfig(AppConfig):
     verbose_name = _("Payments")
 
     def ready(self) -> None:
-        from . import gateways
+        from . import gateways, webhooks  # noqa: F401  (webhooks: connects the event receivers)
 
         gateways.configure()

@@ -502,6 +502,20 @@ def find_payment_intent_for_charge(charge) -> stripe.PaymentIntent | None:
     return None
 
 
+def refund_payment_intent(*, payment_intent_id: str, amount_minor: int, idempotency_key: str, charge_id: int) -> str:
+    """Refund part or all of a succeeded intent; returns the refund id. The caller caps the
+    amount: localstripe accepts refunds beyond the amount charged."""
+    try:
+        refund = stripe.Refund.create(payment_intent=payment_intent_id, amount=amount_minor,
+                                      metadata={"charge_id": str(charge_id)}, idempotency_key=idempotency_key,
+                                      max_network_retries=0, api_key=_key())
+    except stripe.StripeError as exc:
+        logger.warning("stripe_refund_failed charge=%s pi=%s error=%s", charge_id, payment_intent_id, type(exc).__name__)
+        raise _gateway_error(exc) from exc
+    logger.info("stripe_refund charge=%s pi=%s refund=%s amount=%s", charge_id, payment_intent_id, refund["id"], amount_minor)
+    return refund["id"]
+
+
 # --- webhooks ----------------------------------------------------------------------------------------
 
 def register_local_webhook(*, url: str, secret: str, name: str = "esimsite") -> None:

@@ -143,6 +143,9 @@ STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=2
 # Retries for reads and binding calls only; charge calls never retry (payments/gateways.py).
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# A purchase still pending this long after it was sent cannot be in flight any more: reconcile it.
+PAYMENTS_RECONCILE_AFTER = timedelta(seconds=env.int("PAYMENTS_RECONCILE_AFTER_SECONDS", default=600))
+CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "payments.reconcile_pending_purchases", "schedule": 300.0}
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 

@@ -2,6 +2,8 @@
 `add_card` plays the browser's part (Stripe.js would create the method from the number); the
 number goes straight to localstripe, never through our code."""
 import itertools
+import socket
+import threading
 import uuid
 
 import pytest
@@ -56,3 +58,126 @@ def make_charge(*, user, line=None, package=None, renewal=None, attempt=None, am
         idempotency_key=f"test-{uuid.uuid4()}",
         **fields,
     )
+
+
+def _as_browser(path: str, data: dict):
+    """What localstripe's Stripe.js stand-in sends with the publishable key (the card number
+    goes from the 'browser' to localstripe, never through our server)."""
+    import requests
+
+    response = requests.post(f"{settings.STRIPE_API_BASE}{path}", json={"key": settings.STRIPE_PUBLISHABLE_KEY, **data}, timeout=10)
+    return response
+
+
+def confirm_setup_as_browser(client_secret: str, number: str = "4242424242424242", *, exp_month: int = 12, exp_year: int = 2034):
+    intent_id = client_secret.split("_secret_")[0]
+    response = _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {
+        "client_secret": client_secret, "use_stripe_sdk": True,
+        "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": str(exp_month), "exp_year": str(exp_year), "cvc": "123"}},
+    })
+    if response.status_code == 200 and response.json()["status"] == "requires_action":
+        # 3-D Secure card: the stand-in's "Complete authentication" confirms the intent again.
+        response = _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {"client_secret": client_secret, "use_stripe_sdk": True})
+    return response
+
+
+def confirm_sepa_setup_as_browser(client_secret: str, iban: str = "DE89370400440532013000"):
+    intent_id = client_secret.split("_secret_")[0]
+    return _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {
+        "client_secret": client_secret, "use_stripe_sdk": True,
+        "payment_method_data": {"type": "sepa_debit", "sepa_debit": {"iban": iban}, "billing_details": {"name": "Alice", "email": "alice@example.com"}},
+    })
+
+
+def authenticate_as_browser(payment_intent_id: str, client_secret: str, *, success: bool = True):
+    """The bank's 3-D Secure answer, as the stand-in posts it after 'Complete authentication'."""
+    return _as_browser(f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={'true' if success else 'false'}",
+                       {"client_secret": client_secret})
+
+
+@pytest.fixture
+def bind_card(customer_client):
+    """bind_card(number, make_default=True): the whole browser flow through our pages."""
+    from django.urls import reverse
+
+    def _bind(number: str = "4242424242424242", *, make_default: bool = True, exp_month: int = 12, exp_year: int = 2034, client=None):
+        client = client or customer_client
+        start = client.post(reverse("payments:method_setup"), {"method_type": "card"})
+        assert start.status_code == 200, start.content
+        data = start.json()
+        browser = confirm_setup_as_browser(data["client_secret"], number, exp_month=exp_month, exp_year=exp_year)
+        finish = client.post(reverse("payments:method_finish"), {"setup_intent_id": data["setup_intent_id"],
+                                                                "make_default": "on" if make_default else ""})
+        return browser, finish
+
+    return _bind
+
+
+@pytest.fixture
+def unresponsive_stripe():
+    """A socket that accepts connections and never answers: what a hung processor looks like."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    # The SDK's globals, not settings: the autouse `settings` fixture is restored only after
+    # this one, and configure() must then read the real values.
+    stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
+    stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
+    yield held
+    gateways.configure()
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture
+def unresponsive_stripe_later():
+    """A context manager version of unresponsive_stripe, for tests that first need localstripe."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def hang():
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        held, stop = [], threading.Event()
+
+        def accept():
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    held.append(server.accept()[0])
+                except OSError:
+                    continue
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
+        stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
+        try:
+            yield held
+        finally:
+            gateways.configure()
+            stop.set()
+            thread.join()
+            for conn in held:
+                conn.close()
+            server.close()
+
+    yield hang
+    gateways.configure()

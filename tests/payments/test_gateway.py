@@ -1,5 +1,4 @@
 """payments.gateways against the real localstripe: what the renewals engine relies on."""
-import socket
 import threading
 
 import pytest
@@ -112,38 +111,6 @@ def test_charge_with_a_method_not_attached_is_refused_not_unknown(customer, line
     assert outcome.kind is OutcomeKind.HARD_DECLINE
 
 
-@pytest.fixture
-def unresponsive_stripe():
-    """A socket that accepts connections and never answers: what a hung processor looks like."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    # The SDK's globals, not settings: the autouse `settings` fixture is restored only after
-    # this one, and configure() must then read the real values.
-    stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
-    stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
-    yield held
-    gateways.configure()
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
-
-
 def test_time_out_is_an_unknown_outcome_sent_once(customer, line, package, stripe_customer, add_card, unresponsive_stripe):
     # add_card ran against localstripe before the fixture switched the API base.
     pm_id = gateways.default_payment_method_id(customer)
@@ -178,3 +145,30 @@ def test_reconciliation_refuses_to_guess_when_stripe_is_unreachable(customer, li
 def test_card_numbers_only_reach_localstripe(customer, stripe_customer):
     pm = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242"))
     assert "4242424242424242" not in str(pm.stripe_data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_needs_make_one_stripe_customer():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tests.factories import make_user
+
+    user = make_user(email="racing@example.com")
+    gateways.ensure_local_owner_account()
+    barrier = threading.Barrier(4)
+
+    def first_need():
+        try:
+            barrier.wait()
+            return gateways.ensure_customer(user).id
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = set(pool.map(lambda _: first_need(), range(4)))
+    assert len(ids) == 1
+    assert Customer.objects.filter(subscriber=user).count() == 1
+    remote = [c for c in stripe.Customer.list(limit=100).auto_paging_iter() if c["email"] == "racing@example.com"]
+    assert len(remote) == 1

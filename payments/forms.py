@@ -1,0 +1,88 @@
+"""Forms of the payments pages. Card numbers and IBANs are never fields here: Stripe.js sends
+them from the browser to Stripe; our forms carry only ids."""
+from django import forms
+from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Line, Package
+from accounts.selectors import lines_for_user
+
+from .models import Charge
+from .money import format_money
+
+
+def method_choices(methods) -> list[tuple[str, str]]:
+    choices = []
+    for method in methods:
+        label = method.summary
+        if method.is_default:
+            label = _("%(method)s (default)") % {"method": label}
+        choices.append((method.id, label))
+    return choices
+
+
+class PackageChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Package) -> str:
+        return f"{obj.name} — {format_money(obj.price_minor, obj.currency)}"
+
+
+class BuyPackageForm(forms.Form):
+    package = PackageChoiceField(label=_("Package"), queryset=Package.objects.filter(active=True), empty_label=None,
+                                 widget=forms.RadioSelect)
+    payment_method = forms.ChoiceField(label=_("Pay with"), widget=forms.RadioSelect)
+
+    def __init__(self, *args, methods, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["payment_method"].choices = method_choices(methods)
+        default = next((m.id for m in methods if m.is_default), methods[0].id if methods else None)
+        if default:
+            self.fields["payment_method"].initial = default
+        first = self.fields["package"].queryset.first()
+        if first is not None:
+            self.fields["package"].initial = first.pk
+
+
+class PayNowForm(forms.Form):
+    payment_method = forms.ChoiceField(label=_("Pay with"), widget=forms.RadioSelect)
+
+    def __init__(self, *args, methods, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["payment_method"].choices = method_choices(methods)
+        default = next((m.id for m in methods if m.is_default), methods[0].id if methods else None)
+        if default:
+            self.fields["payment_method"].initial = default
+
+
+class FinishBindingForm(forms.Form):
+    setup_intent_id = forms.CharField(max_length=255, validators=[RegexValidator(r"^seti_[A-Za-z0-9_]+$")])
+    make_default = forms.BooleanField(required=False)
+
+
+class StartBindingForm(forms.Form):
+    method_type = forms.ChoiceField(choices=[("card", "card"), ("sepa_debit", "sepa_debit"), ("paypal", "paypal")])
+
+
+class RemoveMethodForm(forms.Form):
+    replacement = forms.ChoiceField(label=_("Replacement for auto-renewal"), required=False)
+
+    def __init__(self, *args, methods, removing: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["replacement"].choices = [("", "—")] + method_choices([m for m in methods if m.id != removing and not m.expired])
+
+
+class HistoryFilterForm(forms.Form):
+    line = forms.ModelChoiceField(label=_("Line"), queryset=Line.objects.none(), required=False, empty_label=_("All lines"))
+    status = forms.ChoiceField(label=_("Status"), required=False, choices=[("", _("All statuses")), *Charge.Status.choices])
+    date_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["line"].queryset = lines_for_user(user)
+        self.fields["line"].label_from_instance = lambda line: line.label or line.iccid
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError(_("The start date is after the end date."))
+        return data

@@ -1,0 +1,472 @@
+"""Every write of the payments app: binding and removing payment methods, on-session payments
+(purchases and the renewals' pay-now) and recording what the processor said. Stripe is only
+reached through payments.gateways; a `Charge` row is committed before any charge call.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Line, Package
+from accounts.services import LineTerminated, apply_package
+
+from . import gateways
+from .gateways import ChargeOutcome, GatewayError, OutcomeKind
+from .models import Charge
+
+logger = logging.getLogger(__name__)
+
+METHOD_TYPES = ("card", "sepa_debit", "paypal")
+
+
+class PaymentError(Exception):
+    """A domain error with a message safe to show the customer."""
+
+    def __init__(self, message: str, *, code: str = ""):
+        super().__init__(message)
+        self.user_message = message
+        self.code = code
+
+
+class MethodUnavailable(PaymentError):
+    pass
+
+
+class BindingFailed(PaymentError):
+    pass
+
+
+class PaymentMethodNotFound(PaymentError):
+    pass
+
+
+class ReplacementRequired(PaymentError):
+    def __init__(self, message: str, *, rules):
+        super().__init__(message, code="replacement_required")
+        self.rules = rules
+
+
+class NotPayable(PaymentError):
+    pass
+
+
+# --- payment methods -------------------------------------------------------------------------
+
+def enabled_method_types() -> list[str]:
+    types = ["card", "sepa_debit"]
+    if settings.STRIPE_PAYPAL_ENABLED:
+        types.append("paypal")
+    return types
+
+
+@dataclass(frozen=True)
+class BindingStart:
+    setup_intent_id: str
+    client_secret: str
+    method_type: str
+
+
+def start_binding(*, user, method_type: str) -> BindingStart:
+    """A fresh SetupIntent the browser confirms with Stripe.js; the card number or IBAN goes
+    from the browser to Stripe, never to us."""
+    if method_type not in enabled_method_types():
+        raise MethodUnavailable(_("This payment method is not available."), code="method_unavailable")
+    try:
+        customer = gateways.ensure_customer(user)
+        intent = gateways.create_setup_intent(customer_id=customer.id, method_type=method_type)
+    except GatewayError as exc:
+        logger.warning("binding_start_failed user=%s type=%s code=%s", user.pk, method_type, exc.code)
+        if method_type == "paypal":
+            raise MethodUnavailable(
+                _("PayPal is not available from the payment processor right now. Nothing was saved."), code=exc.code
+            ) from exc
+        raise BindingFailed(exc.user_message, code=exc.code) from exc
+    logger.info("binding_started user=%s type=%s setup_intent=%s", user.pk, method_type, intent["id"])
+    return BindingStart(setup_intent_id=intent["id"], client_secret=intent["client_secret"], method_type=method_type)
+
+
+def _setup_error_message(intent) -> str:
+    error = gateways._get(intent, "last_setup_error")
+    code = gateways._get(error, "code") or ""
+    if code == "card_declined" or intent["status"] == "canceled":
+        return _("Your card was declined. Nothing was saved; please use another card.")
+    return _("The payment method could not be set up. Nothing was saved.")
+
+
+def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
+    """Attach the method of a SetupIntent the browser confirmed. The intent is read back from
+    Stripe with our secret key: the browser only tells us which intent, never which method,
+    and the intent must belong to this customer."""
+    customer = gateways.ensure_customer(user)
+    try:
+        intent = gateways.retrieve_setup_intent(setup_intent_id)
+    except GatewayError as exc:
+        logger.warning("binding_finish_failed user=%s setup_intent=%s code=%s", user.pk, setup_intent_id, exc.code)
+        raise BindingFailed(exc.user_message if exc.unknown else _("The payment method could not be set up. Nothing was saved."),
+                            code=exc.code) from exc
+    if gateways._get(intent, "customer") != customer.id:
+        logger.warning("binding_foreign_intent user=%s setup_intent=%s", user.pk, setup_intent_id)
+        raise BindingFailed(_("The payment method could not be set up. Nothing was saved."), code="foreign_setup_intent")
+    if intent["status"] != "succeeded":
+        logger.info("binding_declined user=%s setup_intent=%s status=%s", user.pk, setup_intent_id, intent["status"])
+        raise BindingFailed(_setup_error_message(intent), code="setup_failed")
+    payment_method_id = gateways._get(intent, "payment_method")
+    payment_method_id = gateways._get(payment_method_id, "id", payment_method_id)
+    try:
+        method = gateways.attach_payment_method(customer_id=customer.id, payment_method_id=payment_method_id)
+    except GatewayError as exc:
+        raise BindingFailed(exc.user_message, code=exc.code) from exc
+    if make_default or not gateways.default_payment_method_id(user):
+        try:
+            _set_default(user=user, customer_id=customer.id, payment_method_id=method.id)
+        except GatewayError as exc:
+            # Nothing half-saved: a method the customer asked to make default is not left attached
+            # as a non-default one.
+            try:
+                gateways.detach_payment_method(method.id)
+            except GatewayError:
+                logger.error("binding_rollback_failed user=%s pm=%s", user.pk, method.id)
+            raise BindingFailed(exc.user_message, code=exc.code) from exc
+    logger.info("payment_method_bound user=%s pm=%s type=%s", user.pk, method.id, method.type)
+    return method
+
+
+def _own_method(user, payment_method_id: str):
+    from djstripe.models import PaymentMethod
+
+    customer = gateways.customer_for_user(user)
+    method = PaymentMethod.objects.filter(id=payment_method_id, customer=customer).first() if customer and payment_method_id else None
+    if method is None:
+        raise PaymentMethodNotFound(_("Payment method not found."), code="not_found")
+    return method
+
+
+def _set_default(*, user, customer_id: str, payment_method_id: str | None) -> None:
+    gateways.set_default_payment_method(customer_id=customer_id, payment_method_id=payment_method_id)
+    logger.info("default_payment_method_set user=%s pm=%s", user.pk, payment_method_id)
+    if payment_method_id:
+        _tell_renewals_method_changed(user)
+
+
+def _tell_renewals_method_changed(user) -> None:
+    """A new default wakes renewals that wait for a method (hard declines): DESIGN.md."""
+    from renewals import services as renewal_services
+
+    renewal_services.payment_method_changed(user=user, now=timezone.now())
+
+
+def set_default_method(*, user, payment_method_id: str) -> None:
+    method = _own_method(user, payment_method_id)
+    try:
+        _set_default(user=user, customer_id=method.customer_id, payment_method_id=method.id)
+    except GatewayError as exc:
+        raise PaymentError(exc.user_message, code=exc.code) from exc
+
+
+def rules_using_method(*, user, payment_method_id: str):
+    """Enabled auto-renewal rules that would charge this method: named explicitly, or through
+    the default when it is the default."""
+    from django.db.models import Q
+
+    from renewals.models import RenewalRule
+
+    condition = Q(payment_method_id=payment_method_id)
+    if gateways.default_payment_method_id(user) == payment_method_id:
+        condition |= Q(payment_method_id="")
+    return list(RenewalRule.objects.filter(condition, line__owner=user, enabled=True).select_related("line"))
+
+
+def remove_method(*, user, payment_method_id: str, replacement_id: str = "") -> None:
+    """Detach a method. If an auto-renewal rule charges it, a replacement must be named first;
+    the rules then charge the replacement (and it becomes the default if the removed one was)."""
+    from renewals.models import RenewalRule
+
+    method = _own_method(user, payment_method_id)
+    replacement = None
+    if replacement_id:
+        replacement = _own_method(user, replacement_id)
+        if replacement.id == method.id:
+            raise PaymentError(_("Choose a different payment method as the replacement."), code="same_method")
+    rules = rules_using_method(user=user, payment_method_id=method.id)
+    if rules and replacement is None:
+        raise ReplacementRequired(
+            _("An auto-renewal rule charges this payment method. Choose a replacement before removing it."), rules=rules
+        )
+    was_default = gateways.default_payment_method_id(user) == method.id
+    try:
+        if was_default:
+            _set_default(user=user, customer_id=method.customer_id, payment_method_id=replacement.id if replacement else None)
+        if replacement is not None:
+            with transaction.atomic():
+                moved = RenewalRule.objects.filter(line__owner=user, payment_method_id=method.id).update(
+                    payment_method_id=replacement.id
+                )
+            logger.info("renewal_rules_moved user=%s from=%s to=%s rules=%s", user.pk, method.id, replacement.id, moved)
+        gateways.detach_payment_method(method.id)
+    except GatewayError as exc:
+        logger.warning("payment_method_remove_failed user=%s pm=%s code=%s", user.pk, method.id, exc.code)
+        raise PaymentError(exc.user_message, code=exc.code) from exc
+    logger.info("payment_method_removed user=%s pm=%s replacement=%s", user.pk, method.id, replacement.id if replacement else "")
+
+
+# --- on-session payments -----------------------------------------------------------------------
+
+def _new_charge(*, user, line: Line | None, package: Package | None, amount_minor: int, currency: str,
+                purpose: str, method, renewal=None, now: datetime) -> Charge:
+    # Committed before the processor is called (autocommit outside a transaction): an attempt
+    # can never exist at Stripe without the row that explains it.
+    return Charge.objects.create(
+        user=user, line=line, package=package, renewal=renewal, purpose=purpose,
+        amount_minor=amount_minor, currency=currency, status=Charge.Status.PENDING,
+        idempotency_key=f"{purpose}-{uuid.uuid4().hex}",
+        payment_method_id=method.id, payment_method_summary=gateways.payment_method_summary(method)[:100],
+        sent_at=now,
+    )
+
+
+def purchase_package(*, user, line: Line, package: Package, payment_method_id: str, now: datetime | None = None) -> Charge:
+    """Buy a package for a line, on-session. Returns the charge: succeeded (package applied),
+    requires_action (the browser must authenticate with the charge's PaymentIntent), failed
+    (reason on the charge, nothing applied) or pending (outcome unknown: reconciled later)."""
+    now = now or timezone.now()
+    if line.owner_id != user.pk:
+        raise NotPayable(_("Line not found."), code="not_found")
+    if line.status == Line.Status.TERMINATED:
+        raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
+    if not package.active:
+        raise NotPayable(_("This package is no longer on sale."), code="package_inactive")
+    method = _own_method(user, payment_method_id)
+    charge = _new_charge(user=user, line=line, package=package, amount_minor=package.price_minor, currency=package.currency,
+                         purpose=Charge.Purpose.PURCHASE, method=method, now=now)
+    logger.info("purchase_started charge=%s user=%s line=%s package=%s", charge.pk, user.pk, line.pk, package.pk)
+    outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
+    return record_outcome(charge_id=charge.pk, outcome=outcome)
+
+
+def payable_renewal(*, user, renewal_id: int):
+    """The user's renewal that can be paid now (renewals.services.PAYABLE: needs action, waiting
+    for a method, retrying, or failed), or NotPayable. Another customer's renewal is 'not found'."""
+    from renewals import services as renewal_services
+    from renewals.models import Renewal
+
+    renewal = Renewal.objects.select_related("line", "package").filter(pk=renewal_id, line__owner=user).first()
+    if renewal is None:
+        raise NotPayable(_("Renewal not found."), code="not_found")
+    if renewal.status not in renewal_services.PAYABLE:
+        raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
+    return renewal
+
+
+def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None = None) -> Charge:
+    """The customer pays a renewal that needs action or has failed, on-session (the purchase
+    flow). Earlier intents of the renewal left waiting for authentication are cancelled first, so
+    only this payment can take the money. The renewals engine reserves the attempt (renewal
+    `charging`, so no off-session attempt races it) and records the outcome: package applied
+    and line resumed in one transaction."""
+    from renewals import services as renewal_services
+
+    now = now or timezone.now()
+    renewal = payable_renewal(user=user, renewal_id=renewal.pk)
+    method = _own_method(user, payment_method_id)
+    for old in renewal.charges.filter(status=Charge.Status.REQUIRES_ACTION):
+        _supersede(old)
+    try:
+        charge = renewal_services.start_pay_now(renewal_id=renewal.pk, payment_method_id=method.id, now=now,
+                                                payment_method_summary=gateways.payment_method_summary(method))
+    except renewal_services.RenewalNotPayable as exc:
+        logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
+        if str(exc) == "attempt_in_flight":
+            raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
+        raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
+    logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
+    outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
+    return record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+
+
+def _supersede(charge: Charge) -> None:
+    """Cancel an intent waiting for authentication that a new payment replaces. If it was
+    completed meanwhile, record that instead."""
+    if charge.payment_intent_id:
+        try:
+            intent = gateways.retrieve_payment_intent(charge.payment_intent_id)
+        except GatewayError:
+            intent = None
+        if intent is not None and intent["status"] in ("succeeded", "processing"):
+            record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(intent))
+            return
+        gateways.cancel_payment_intent(charge.payment_intent_id)
+    record_outcome(charge_id=charge.pk, outcome=ChargeOutcome(
+        OutcomeKind.SOFT_DECLINE, charge.payment_intent_id, "superseded", "Replaced by a new payment."))
+
+
+def complete_authentication(*, user, charge_id: int) -> Charge:
+    """After the browser's 3-D Secure step: read the intent back from Stripe and record it. The
+    webhook may have done it already; recording is idempotent."""
+    charge = Charge.objects.filter(pk=charge_id, user=user).first()
+    if charge is None:
+        raise NotPayable(_("Payment not found."), code="not_found")
+    return reconcile(charge=charge)
+
+
+def reconcile(*, charge: Charge, not_found_means_not_sent: bool = False) -> Charge:
+    """Ask Stripe what became of a charge that is not settled, and record it. Unknown stays
+    pending (and is asked again later); never re-sent. Only once a request can no longer be in
+    flight (`not_found_means_not_sent`) does a missing PaymentIntent close the charge."""
+    if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
+        return charge
+    try:
+        intent = gateways.find_payment_intent_for_charge(charge)
+    except GatewayError:
+        logger.warning("charge_reconcile_unreachable charge=%s", charge.pk)
+        return charge
+    if intent is None:
+        if not_found_means_not_sent and charge.status == Charge.Status.PENDING:
+            logger.warning("charge_reconciled_not_sent charge=%s", charge.pk)
+            return record_outcome(charge_id=charge.pk, outcome=ChargeOutcome(
+                OutcomeKind.SOFT_DECLINE, None, "not_sent", "The payment processor never received this payment."))
+        return charge
+    return record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(intent))
+
+
+def reconcile_stale_purchases(*, now: datetime | None = None) -> list[int]:
+    """Purchases left pending (a time-out, a crash between Stripe's answer and our commit),
+    older than PAYMENTS_RECONCILE_AFTER: look each up and settle it. Renewal charges are the
+    renewals dispatcher's (renewals.services.reconcile_charge). Returns the ids settled."""
+    now = now or timezone.now()
+    stale = Charge.objects.filter(renewal__isnull=True, status=Charge.Status.PENDING,
+                                  sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER).order_by("sent_at")[:100]
+    settled = []
+    for charge in stale:
+        if reconcile(charge=charge, not_found_means_not_sent=True).status != Charge.Status.PENDING:
+            settled.append(charge.pk)
+    return settled
+
+
+# --- recording outcomes --------------------------------------------------------------------------
+
+FAILED_KINDS = {
+    OutcomeKind.SOFT_DECLINE: Charge.DeclineKind.SOFT,
+    OutcomeKind.HARD_DECLINE: Charge.DeclineKind.HARD,
+}
+
+
+def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | None = None) -> Charge:
+    """Record the processor's answer on the ledger. Idempotent and order-proof: a settled charge
+    (succeeded, failed, refunded) never changes again, so a duplicate or late webhook, the
+    browser's return and reconciliation can all call this. Renewal charges are handed to the
+    renewals engine, which moves the renewal on in the same transaction."""
+    now = now or timezone.now()
+    kind = outcome.kind
+    charge = Charge.objects.get(pk=charge_id)
+    if charge.renewal_id and kind not in (OutcomeKind.PROCESSOR_ERROR, OutcomeKind.PENDING):
+        from renewals import services as renewal_services
+
+        renewal_services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+        return Charge.objects.get(pk=charge_id)
+    with transaction.atomic():
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
+            logger.info("charge_outcome_ignored charge=%s status=%s kind=%s", charge.pk, charge.status, kind.value)
+            return charge
+        if outcome.payment_intent_id:
+            charge.payment_intent_id = outcome.payment_intent_id
+        previous = charge.status
+        if kind is OutcomeKind.SUCCEEDED:
+            charge.status = Charge.Status.SUCCEEDED
+            charge.decline_kind = ""
+            charge.failure_code = charge.failure_message = ""
+            charge.settled_at = now
+            if charge.purpose == Charge.Purpose.PURCHASE and charge.line_id and charge.package_id:
+                try:
+                    # Atomic with the charge's success: both commit or neither does.
+                    apply_package(line=charge.line, package=charge.package, now=now)
+                except LineTerminated:
+                    logger.error("purchase_paid_for_terminated_line charge=%s line=%s", charge.pk, charge.line_id)
+        elif kind is OutcomeKind.AUTHENTICATION_REQUIRED:
+            charge.status = Charge.Status.REQUIRES_ACTION
+            charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
+            charge.failure_code = outcome.failure_code[:100]
+            charge.failure_message = outcome.failure_message[:500]
+        elif kind in FAILED_KINDS:
+            charge.status = Charge.Status.FAILED
+            charge.decline_kind = FAILED_KINDS[kind]
+            charge.failure_code = outcome.failure_code[:100]
+            charge.failure_message = outcome.failure_message[:500]
+            charge.settled_at = now
+        elif kind is OutcomeKind.PROCESSOR_ERROR:
+            # Unknown: stays pending with the reason, reconciled later.
+            charge.decline_kind = Charge.DeclineKind.PROCESSOR_ERROR
+            charge.failure_code = outcome.failure_code[:100]
+            charge.failure_message = outcome.failure_message[:500]
+        charge.save()
+    logger.info("charge_recorded charge=%s purpose=%s status=%s->%s kind=%s pi=%s code=%s", charge.pk, charge.purpose,
+                previous, charge.status, kind.value, charge.payment_intent_id, charge.failure_code)
+    return charge
+
+
+# --- refunds (operator) --------------------------------------------------------------------------
+
+def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=None) -> Charge:
+    """Refund a succeeded charge, all of what is left by default. Under the charge's row lock, so
+    two operators cannot refund the same money twice; capped at the amount not yet refunded."""
+    with transaction.atomic():
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status not in Charge.MONEY_TAKEN or not charge.payment_intent_id:
+            raise PaymentError(_("Only a succeeded payment can be refunded."), code="not_refundable")
+        remaining = charge.amount_minor - charge.refunded_minor
+        amount = remaining if amount_minor is None else int(amount_minor)
+        if amount <= 0 or amount > remaining:
+            raise PaymentError(_("Nothing left to refund, or more than what is left."), code="refund_amount")
+        try:
+            gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=amount,
+                                           idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}", charge_id=charge.pk)
+        except GatewayError as exc:
+            raise PaymentError(exc.user_message, code=exc.code) from exc
+        charge.refunded_minor += amount
+        if charge.refunded_minor == charge.amount_minor:
+            charge.status = Charge.Status.REFUNDED
+        charge.save()
+    logger.info("charge_refunded charge=%s amount=%s refunded_total=%s status=%s operator=%s", charge.pk, amount,
+                charge.refunded_minor, charge.status, getattr(operator, "pk", None))
+    return charge
+
+
+# --- webhooks ----------------------------------------------------------------------------------------
+
+LOCAL_WEBHOOK_ENDPOINT_ID = "we_localstripe"
+
+
+def configure_local_webhook_endpoint(*, base_url: str, register: bool = True):
+    """Development and tests: the dj-stripe endpoint row (holding the signing secret) and
+    localstripe's delivery to it. Real Stripe endpoints are created in the dashboard and synced."""
+    from djstripe.models import Account, WebhookEndpoint
+
+    gateways.ensure_local_owner_account()
+    account = Account.objects.get(id=gateways.LOCAL_ACCOUNT_ID)
+    endpoint, _created = WebhookEndpoint.objects.get_or_create(
+        id=LOCAL_WEBHOOK_ENDPOINT_ID,
+        defaults={"url": base_url, "secret": settings.STRIPE_WEBHOOK_SECRET, "enabled_events": ["*"], "status": "enabled",
+                  "api_version": "", "livemode": False, "djstripe_owner_account": account},
+    )
+    url = base_url.rstrip("/") + reverse_webhook_path(endpoint)
+    if endpoint.url != url or endpoint.secret != settings.STRIPE_WEBHOOK_SECRET:
+        endpoint.url = url
+        endpoint.secret = settings.STRIPE_WEBHOOK_SECRET
+        endpoint.save(update_fields=["url", "secret"])
+    if register:
+        gateways.register_local_webhook(url=url, secret=settings.STRIPE_WEBHOOK_SECRET)
+    logger.info("local_webhook_configured endpoint=%s url=%s", endpoint.id, url)
+    return endpoint
+
+
+def reverse_webhook_path(endpoint) -> str:
+    from django.urls import reverse
+
+    return reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid})

@@ -1,0 +1,9 @@
+"""Celery tasks of the payments app: they only call services (safe to run twice)."""
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="payments.reconcile_pending_purchases")
+def reconcile_pending_purchases() -> list[int]:
+    return services.reconcile_stale_purchases()

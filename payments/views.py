@@ -1,0 +1,337 @@
+"""HTTP in and out for payment methods, purchases, pay-now, history and receipts. Every view
+is for the signed-in customer's own objects: anything else is a 404."""
+import csv
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.models import Line, Package
+from accounts.selectors import line_for_user
+
+from . import selectors, services
+from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, PayNowForm, RemoveMethodForm, StartBindingForm
+from .models import Charge
+from .money import plain_amount
+
+logger = logging.getLogger(__name__)
+
+HISTORY_PAGE_SIZE = 20
+
+
+def _safe_next(request, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+def _stripe_context() -> dict:
+    return {"stripe_js_url": settings.STRIPE_JS_URL, "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY}
+
+
+# --- payment methods ---------------------------------------------------------------------------
+
+def _methods_page(request, *, status: int = 200, error: str = ""):
+    context = {
+        "methods": selectors.payment_methods_for_user(request.user),
+        "method_types": services.enabled_method_types(),
+        "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
+        "next": _safe_next(request, ""),
+        "error": error,
+        **_stripe_context(),
+    }
+    return render(request, "payments/methods.html", context, status=status)
+
+
+@login_required
+@require_GET
+def methods(request):
+    return _methods_page(request)
+
+
+@login_required
+@require_POST
+def method_setup(request):
+    """JSON for the page's script: a fresh SetupIntent's client secret."""
+    form = StartBindingForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"error": _("This payment method is not available.")}, status=400)
+    try:
+        start = services.start_binding(user=request.user, method_type=form.cleaned_data["method_type"])
+    except services.PaymentError as exc:
+        return JsonResponse({"error": exc.user_message}, status=400 if isinstance(exc, services.MethodUnavailable) else 502)
+    return JsonResponse({"client_secret": start.client_secret, "setup_intent_id": start.setup_intent_id})
+
+
+def _finish(request, data):
+    form = FinishBindingForm(data)
+    if not form.is_valid():
+        return _methods_page(request, status=400, error=_("The payment method could not be set up. Nothing was saved."))
+    try:
+        method = services.finish_binding(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"],
+                                         make_default=form.cleaned_data["make_default"])
+    except services.PaymentError as exc:
+        return _methods_page(request, status=400, error=exc.user_message)
+    messages.success(request, _("%(method)s was added.") % {"method": services.gateways.payment_method_summary(method)})
+    return redirect(_safe_next(request, reverse("payments:methods")))
+
+
+@login_required
+@require_POST
+def method_finish(request):
+    return _finish(request, request.POST)
+
+
+@login_required
+@require_GET
+def method_return(request):
+    """Where Stripe sends the customer back after a redirect-based method (PayPal)."""
+    return _finish(request, {"setup_intent_id": request.GET.get("setup_intent", ""), "make_default": request.GET.get("make_default")})
+
+
+@login_required
+@require_POST
+def method_default(request, payment_method_id: str):
+    try:
+        services.set_default_method(user=request.user, payment_method_id=payment_method_id)
+    except services.PaymentMethodNotFound:
+        raise Http404
+    except services.PaymentError as exc:
+        messages.error(request, exc.user_message)
+    else:
+        messages.success(request, _("Default payment method changed."))
+    return redirect("payments:methods")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def method_remove(request, payment_method_id: str):
+    methods = selectors.payment_methods_for_user(request.user)
+    method = next((m for m in methods if m.id == payment_method_id), None)
+    if method is None:
+        raise Http404
+    rules = services.rules_using_method(user=request.user, payment_method_id=method.id)
+    form = RemoveMethodForm(request.POST if request.method == "POST" else None, methods=methods, removing=method.id)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.remove_method(user=request.user, payment_method_id=method.id,
+                                   replacement_id=form.cleaned_data["replacement"])
+        except services.ReplacementRequired as exc:
+            form.add_error("replacement", exc.user_message)
+        except services.PaymentMethodNotFound:
+            raise Http404
+        except services.PaymentError as exc:
+            form.add_error(None, exc.user_message)
+        else:
+            messages.success(request, _("%(method)s was removed.") % {"method": method.summary})
+            return redirect("payments:methods")
+    return render(request, "payments/method_remove.html", {"method": method, "rules": rules, "form": form},
+                  status=400 if form.errors else 200)
+
+
+# --- paying --------------------------------------------------------------------------------------
+
+def _after_payment(request, charge: Charge, *, retry_url: str):
+    if charge.status == Charge.Status.SUCCEEDED:
+        messages.success(request, _("Payment received. Thank you!"))
+        return redirect("payments:receipt", charge_id=charge.pk)
+    if charge.status == Charge.Status.REQUIRES_ACTION:
+        return redirect("payments:authenticate", charge_id=charge.pk)
+    if charge.status == Charge.Status.PENDING and charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR:
+        messages.warning(request, _("We could not confirm the payment with the payment processor yet. "
+                                    "We are checking it; nothing will be charged twice."))
+        return redirect("payments:history")
+    if charge.status == Charge.Status.PENDING:
+        # Direct debits settle later: the webhook (or reconciliation) applies the package then.
+        messages.info(request, _("Your bank is processing the payment. The package is added as soon as it settles."))
+        return redirect("payments:history")
+    messages.error(request, _("The payment failed: %(reason)s Nothing was charged.") % {"reason": failure_reason(charge)})
+    return redirect(retry_url)
+
+
+def failure_reason(charge: Charge) -> str:
+    """A translated reason for the customer from the processor's code."""
+    reasons = {
+        "card_declined": _("Your card was declined."),
+        "insufficient_funds": _("Your card has insufficient funds."),
+        "expired_card": _("Your card has expired."),
+        "incorrect_cvc": _("The card's security code is incorrect."),
+        "payment_intent_authentication_failure": _("Your bank's authentication was not completed."),
+        "authentication_required": _("Your bank asks you to confirm this payment."),
+        "superseded": _("Replaced by a new payment."),
+        "not_sent": _("The payment processor never received this payment."),
+    }
+    if charge.failure_code in reasons:
+        return reasons[charge.failure_code]
+    if charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR:
+        return _("The payment processor did not answer.")
+    return _("The payment was declined (%(code)s).") % {"code": charge.failure_code or _("unknown reason")}
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def buy(request, line_id: int):
+    try:
+        line = line_for_user(request.user, line_id)
+    except Line.DoesNotExist:
+        raise Http404
+    methods = selectors.usable_payment_methods_for_user(request.user)
+    form = BuyPackageForm(request.POST if request.method == "POST" else None, methods=methods)
+    if request.method == "POST" and form.is_valid():
+        try:
+            charge = services.purchase_package(user=request.user, line=line, package=form.cleaned_data["package"],
+                                               payment_method_id=form.cleaned_data["payment_method"])
+        except services.PaymentMethodNotFound:
+            form.add_error("payment_method", _("Choose one of your payment methods."))
+        except services.NotPayable as exc:
+            form.add_error(None, exc.user_message)
+        else:
+            return _after_payment(request, charge, retry_url=reverse("payments:buy", args=[line.pk]))
+    return render(request, "payments/buy.html", {"line": line, "form": form, "methods": methods,
+                                                 "has_packages": Package.objects.filter(active=True).exists()},
+                  status=400 if form.errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def pay_renewal(request, renewal_id: int):
+    try:
+        renewal = services.payable_renewal(user=request.user, renewal_id=renewal_id)
+    except services.NotPayable as exc:
+        if exc.code == "not_found":
+            raise Http404
+        messages.info(request, exc.user_message)
+        return redirect("payments:history")
+    methods = selectors.usable_payment_methods_for_user(request.user)
+    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
+    if request.method == "POST" and form.is_valid():
+        try:
+            charge = services.start_pay_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
+        except services.PaymentMethodNotFound:
+            form.add_error("payment_method", _("Choose one of your payment methods."))
+        except services.NotPayable as exc:
+            form.add_error(None, exc.user_message)
+        else:
+            return _after_payment(request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk]))
+    return render(request, "payments/pay_renewal.html", {"renewal": renewal, "form": form, "methods": methods},
+                  status=400 if form.errors else 200)
+
+
+def _retry_url(charge: Charge) -> str:
+    if charge.renewal_id:
+        return reverse("payments:pay_renewal", args=[charge.renewal_id])
+    if charge.line_id:
+        return reverse("payments:buy", args=[charge.line_id])
+    return reverse("payments:history")
+
+
+@login_required
+@require_GET
+def authenticate(request, charge_id: int):
+    """The 3-D Secure step: Stripe.js shows the bank's challenge, then the page posts back."""
+    try:
+        charge = selectors.charge_for_user(request.user, charge_id)
+    except Charge.DoesNotExist:
+        raise Http404
+    if charge.status != Charge.Status.REQUIRES_ACTION or not charge.payment_intent_id:
+        return _after_payment(request, charge, retry_url=_retry_url(charge))
+    try:
+        intent = services.gateways.retrieve_payment_intent(charge.payment_intent_id)
+    except services.GatewayError as exc:
+        messages.error(request, exc.user_message)
+        return redirect("payments:history")
+    return render(request, "payments/authenticate.html", {"charge": charge, "client_secret": intent["client_secret"],
+                                                          **_stripe_context()})
+
+
+@login_required
+@require_POST
+def complete(request, charge_id: int):
+    try:
+        charge = services.complete_authentication(user=request.user, charge_id=charge_id)
+    except services.NotPayable:
+        raise Http404
+    if charge.status == Charge.Status.REQUIRES_ACTION:
+        # The customer closed the challenge without an answer: the intent still waits.
+        messages.error(request, _("The payment was not confirmed by your bank. Nothing was charged."))
+        return redirect(_retry_url(charge))
+    return _after_payment(request, charge, retry_url=_retry_url(charge))
+
+
+# --- history -------------------------------------------------------------------------------------
+
+def _filtered_charges(request):
+    form = HistoryFilterForm(request.GET or None, user=request.user)
+    filters = {}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = {"line_id": data["line"].pk if data["line"] else None, "status": data["status"],
+                   "date_from": data["date_from"], "date_to": data["date_to"]}
+    return form, selectors.charges_for_user(request.user, **filters)
+
+
+@login_required
+@require_GET
+def history(request):
+    form, charges = _filtered_charges(request)
+    page = Paginator(charges, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "payments/history.html", {
+        "form": form, "page": page, "query": query.urlencode(), "failure_reason": failure_reason,
+        "rows": [(charge, failure_reason(charge) if charge.status in (Charge.Status.FAILED,) else "") for charge in page],
+    })
+
+
+def _csv_cell(value) -> str:
+    # A cell starting with = + - @ is a formula to spreadsheets: neutralise it.
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@login_required
+@require_GET
+def history_csv(request):
+    _form, charges = _filtered_charges(request)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="transactions.csv"'
+    response.write("\ufeff")  # spreadsheet programs read UTF-8 (Chinese names) only with the BOM
+    writer = csv.writer(response)
+    writer.writerow([_("Date"), _("Line"), _("Package"), _("Purpose"), _("Amount"), _("Currency"), _("Payment method"),
+                     _("Status"), _("Failure reason"), _("Reference")])
+    for charge in charges.iterator():
+        writer.writerow([_csv_cell(v) for v in (
+            timezone.localtime(charge.created_at).isoformat(timespec="seconds"),
+            charge.line.iccid if charge.line else "",
+            charge.package.name if charge.package else "",
+            charge.get_purpose_display(),
+            plain_amount(charge.amount_minor, charge.currency),
+            charge.currency,
+            charge.payment_method_summary,
+            charge.get_status_display(),
+            failure_reason(charge) if charge.status == Charge.Status.FAILED else "",
+            charge.payment_intent_id or "",
+        )])
+    return response
+
+
+@login_required
+@require_GET
+def receipt(request, charge_id: int):
+    try:
+        charge = selectors.charge_for_user(request.user, charge_id)
+    except Charge.DoesNotExist:
+        raise Http404
+    if charge.status not in Charge.MONEY_TAKEN:
+        raise Http404
+    return render(request, "payments/receipt.html", {"charge": charge})

@@ -1,0 +1,65 @@
+"""Operator refunds against localstripe: capped at what is left (localstripe itself would
+over-refund), through the admin action."""
+import pytest
+import stripe
+from django.contrib import admin
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.test import RequestFactory
+
+from payments import gateways, services
+from payments.admin import ChargeAdmin
+from payments.models import Charge
+from tests.factories import make_user
+from tests.payments.conftest import make_charge
+
+
+@pytest.fixture
+def paid_charge(customer, line, package, stripe_customer, add_card):
+    pm = add_card("4242424242424242")
+    charge = make_charge(user=customer, line=line, package=package)
+    outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=pm.id)
+    return services.record_outcome(charge_id=charge.pk, outcome=outcome)
+
+
+def refunded_at_stripe(charge) -> int:
+    return sum(r["amount"] for r in stripe.Refund.list(payment_intent=charge.payment_intent_id)["data"])
+
+
+def test_partial_then_remaining_refund(paid_charge):
+    services.refund_charge(charge_id=paid_charge.pk, amount_minor=1000)
+    paid_charge.refresh_from_db()
+    assert (paid_charge.status, paid_charge.refunded_minor) == (Charge.Status.SUCCEEDED, 1000)
+    services.refund_charge(charge_id=paid_charge.pk)
+    paid_charge.refresh_from_db()
+    assert (paid_charge.status, paid_charge.refunded_minor) == (Charge.Status.REFUNDED, 9800)
+    assert refunded_at_stripe(paid_charge) == 9800
+
+
+def test_no_refund_beyond_the_amount(paid_charge):
+    with pytest.raises(services.PaymentError):
+        services.refund_charge(charge_id=paid_charge.pk, amount_minor=9801)
+    services.refund_charge(charge_id=paid_charge.pk)
+    with pytest.raises(services.PaymentError):
+        services.refund_charge(charge_id=paid_charge.pk)
+    assert refunded_at_stripe(paid_charge) == 9800
+
+
+def test_failed_charges_are_not_refundable(customer, line, package):
+    charge = make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, payment_intent_id="pi_failed")
+    with pytest.raises(services.PaymentError):
+        services.refund_charge(charge_id=charge.pk)
+
+
+def test_admin_action_refunds_and_reports(paid_charge, customer, line, package):
+    failed = make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED)
+    operator = make_user(email="ops@example.com", is_staff=True, is_superuser=True)
+    request = RequestFactory().post("/admin/payments/charge/")
+    request.user = operator
+    request.session = {}
+    request._messages = FallbackStorage(request)
+    ChargeAdmin(Charge, admin.site).refund_in_full(request, Charge.objects.filter(pk__in=[paid_charge.pk, failed.pk]).order_by("pk"))
+    texts = [str(m) for m in request._messages]
+    assert f"Charge {paid_charge.pk} refunded." in texts
+    assert any(t.startswith(f"Charge {failed.pk}:") for t in texts)
+    paid_charge.refresh_from_db()
+    assert paid_charge.status == Charge.Status.REFUNDED

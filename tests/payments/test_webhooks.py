@@ -1,0 +1,157 @@
+"""Stripe events through dj-stripe's signed endpoint settle our charges: once, whatever the
+order, and never on a bad signature. Events are real localstripe PaymentIntents; the last test
+has localstripe deliver them itself to a live server."""
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+import stripe
+from django.urls import reverse
+from djstripe.models import Event, WebhookEventTrigger
+
+from accounts.models import Line
+from payments import services
+from payments.models import Charge
+from tests.payments.conftest import authenticate_as_browser
+
+
+@pytest.fixture
+def endpoint(db, settings):
+    return services.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def event_for(intent, event_type: str, event_id: str) -> bytes:
+    return json.dumps({
+        "id": event_id, "object": "event", "type": event_type, "api_version": "2017-08-15", "livemode": False,
+        "created": int(time.time()), "data": {"object": intent.to_dict_recursive() if hasattr(intent, "to_dict_recursive") else intent.to_dict()},
+    }, default=str).encode()
+
+
+def post_event(client, endpoint, body: bytes, signature: str):
+    return client.post(reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid}), body,
+                       content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+
+
+@pytest.fixture
+def authenticated_purchase(customer, customer_client, bind_card, line, package):
+    """A 3-D Secure purchase whose customer confirmed at the bank but never came back to our
+    page: only the webhook can settle it."""
+    bind_card("4000002500003155")
+    from payments.selectors import payment_methods_for_user
+
+    (method,) = payment_methods_for_user(customer)
+    customer_client.post(reverse("payments:buy", args=[line.pk]), {"package": package.pk, "payment_method": method.id})
+    charge = Charge.objects.get(user=customer)
+    assert charge.status == Charge.Status.REQUIRES_ACTION
+    intent = stripe.PaymentIntent.retrieve(charge.payment_intent_id)
+    authenticate_as_browser(intent["id"], intent["client_secret"], success=True)
+    return charge, stripe.PaymentIntent.retrieve(charge.payment_intent_id)
+
+
+def test_bad_signature_is_400_and_changes_nothing(client, endpoint, authenticated_purchase, line):
+    charge, intent = authenticated_purchase
+    data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    body = event_for(intent, "payment_intent.succeeded", "evt_bad_sig")
+    for signature in (sign(body, "whsec_wrong"), "", sign(body, endpoint.secret, int(time.time()) - 3600)):
+        assert post_event(client, endpoint, body, signature).status_code == 400
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.REQUIRES_ACTION
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before
+    assert not Event.objects.filter(id="evt_bad_sig").exists()
+    assert WebhookEventTrigger.objects.filter(valid=True).count() == 0
+
+
+def test_the_same_event_twice_is_applied_once(client, endpoint, authenticated_purchase, line, package):
+    charge, intent = authenticated_purchase
+    data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    body = event_for(intent, "payment_intent.succeeded", "evt_twice")
+    assert post_event(client, endpoint, body, sign(body, endpoint.secret)).status_code == 200
+    assert post_event(client, endpoint, body, sign(body, endpoint.secret)).status_code == 200
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.SUCCEEDED
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before + package.data_allowance_bytes
+    assert Event.objects.filter(id="evt_twice").count() == 1
+
+
+def test_a_late_failure_event_after_success_changes_nothing(client, endpoint, authenticated_purchase, line, package):
+    charge, intent = authenticated_purchase
+    data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    succeeded = event_for(intent, "payment_intent.succeeded", "evt_ok")
+    stale = dict(intent.to_dict(), status="requires_payment_method",
+                 last_payment_error={"code": "card_declined", "message": "Your card was declined."})
+    failed = json.dumps({"id": "evt_late_fail", "object": "event", "type": "payment_intent.payment_failed", "api_version": "2017-08-15",
+                         "livemode": False, "created": int(time.time()) - 60, "data": {"object": stale}}, default=str).encode()
+    assert post_event(client, endpoint, succeeded, sign(succeeded, endpoint.secret)).status_code == 200
+    assert post_event(client, endpoint, failed, sign(failed, endpoint.secret)).status_code == 200
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.SUCCEEDED and charge.failure_code == ""
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before + package.data_allowance_bytes
+
+
+def test_a_failure_event_arriving_first_settles_to_stripes_latest_state(client, endpoint, authenticated_purchase, line, package):
+    # Out of order: the stale 'failed' event comes first; the receiver reads the intent back
+    # from Stripe, which says succeeded.
+    charge, intent = authenticated_purchase
+    stale = dict(intent.to_dict(), status="requires_payment_method")
+    failed = json.dumps({"id": "evt_first_fail", "object": "event", "type": "payment_intent.payment_failed", "api_version": "2017-08-15",
+                         "livemode": False, "created": int(time.time()), "data": {"object": stale}}, default=str).encode()
+    assert post_event(client, endpoint, failed, sign(failed, endpoint.secret)).status_code == 200
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_localstripe_delivers_the_event_and_it_settles_the_charge(live_server, customer, line, package, settings):
+    from django.test import Client
+
+    from tests.payments.conftest import confirm_setup_as_browser
+
+    services.configure_local_webhook_endpoint(base_url=live_server.url)
+    browser = Client()
+    browser.force_login(customer)
+    start = browser.post(reverse("payments:method_setup"), {"method_type": "card"}).json()
+    confirm_setup_as_browser(start["client_secret"], "4000002500003155")
+    browser.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"]})
+    from payments.selectors import payment_methods_for_user
+
+    (method,) = payment_methods_for_user(customer)
+    browser.post(reverse("payments:buy", args=[line.pk]), {"package": package.pk, "payment_method": method.id})
+    charge = Charge.objects.get(user=customer)
+    intent = stripe.PaymentIntent.retrieve(charge.payment_intent_id)
+    authenticate_as_browser(intent["id"], intent["client_secret"], success=True)
+    # localstripe posts the signed event about a second later; nobody visits our page.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        charge.refresh_from_db()
+        if charge.status == Charge.Status.SUCCEEDED:
+            break
+        time.sleep(0.2)
+    assert charge.status == Charge.Status.SUCCEEDED
+    assert Event.objects.filter(type="payment_intent.succeeded").exists()
+    line.refresh_from_db()
+    assert line.package_id == package.pk
+
+
+def test_configure_local_webhooks_command(db, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from djstripe.models import WebhookEndpoint
+
+    out = StringIO()
+    call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", stdout=out)
+    endpoint = WebhookEndpoint.objects.get(id=services.LOCAL_WEBHOOK_ENDPOINT_ID)
+    assert endpoint.url == f"http://127.0.0.1:8000/stripe/webhook/{endpoint.djstripe_uuid}/"
+    assert endpoint.secret == settings.STRIPE_WEBHOOK_SECRET
+    assert endpoint.url in out.getvalue()
+    # Run again (make run restarts): still one endpoint.
+    call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", stdout=StringIO())
+    assert WebhookEndpoint.objects.count() == 1
