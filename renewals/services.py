@@ -47,16 +47,14 @@ DECLINE_KINDS = {
     NOT_SENT: Charge.DeclineKind.PROCESSOR_ERROR,
 }
 
-# Lines the engine never renews: not yet activated, or gone for good.
-NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED)
+# Lines a trigger never renews: not yet activated, gone for good, or suspended (by a failed cycle,
+# which only the customer's payment or new method reopens, or by the operator, whose suspension a
+# renewal must not lift behind their back).
+NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED, Line.Status.SUSPENDED)
 
 
 class RenewalError(Exception):
     """Base of the engine's domain errors."""
-
-
-class RuleDisabled(RenewalError):
-    """The line's rule is off: nothing may be charged."""
 
 
 class RenewalNotPayable(RenewalError):
@@ -81,11 +79,8 @@ def _log(event: str, renewal: Renewal, **extra: Any) -> None:
 def _network_command(*, line: Line, command: str, reason: str) -> None:
     """The one place the engine talks to the network partner: an outbox row, written in the
     caller's transaction so the command exists exactly when the state change does."""
-    try:
-        from accounts.services.network import enqueue_command
-    except ImportError:  # the outbox lands with the usage branch
-        logger.warning("network_command_unavailable line=%s command=%s reason=%s", line.pk, command, reason)
-        return
+    from accounts.services.network import enqueue_command
+
     enqueue_command(line=line, command=command, reason=reason)
 
 
@@ -150,8 +145,8 @@ def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy) -> tup
 def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after_method_change: bool) -> str:
     """Guards from billing systems that got this wrong: after a decline, no new renewal before the
     policy's delay; after a failed cycle, none until the customer acts (pays or changes method)."""
-    last = Renewal.objects.filter(line=line).exclude(status=Renewal.Status.SUCCEEDED).order_by("-created_at", "-id").first()
-    if last is None or last.failures == 0:
+    last = Renewal.objects.filter(line=line).order_by("-created_at", "-id").first()
+    if last is None or last.status == Renewal.Status.SUCCEEDED or last.failures == 0:
         return ""
     if last.status == Renewal.Status.FAILED and not after_method_change:
         return "failed_cycle"
@@ -305,7 +300,9 @@ class PreparedCharge:
 def _lock_rule_and_renewal(renewal_id: int) -> tuple[RenewalRule | None, Renewal]:
     rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
     rule = RenewalRule.objects.select_for_update().filter(pk=rule_id).first() if rule_id else None
-    renewal = Renewal.objects.select_for_update().select_related("line", "package").get(pk=renewal_id)
+    # of=self: joined rows (the line, the package every customer shares) stay unlocked; the line is
+    # locked last, where the package is applied.
+    renewal = Renewal.objects.select_for_update(of=("self",)).select_related("line", "package").get(pk=renewal_id)
     return rule, renewal
 
 
@@ -587,7 +584,7 @@ def suspend_overdue_lines(*, now: datetime) -> list[int]:
     done = []
     with transaction.atomic():
         renewals = list(
-            Renewal.objects.select_for_update(skip_locked=True)
+            Renewal.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Renewal.Status.FAILED, line_suspended_at__isnull=True, suspend_at__lte=now)
             .select_related("line")[: _claim_batch_size()]
         )
@@ -732,19 +729,26 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 
 
 def payment_method_changed(*, user, now: datetime) -> list[int]:
-    """A new default method: each renewal waiting for one gets one immediate attempt, and a line
-    whose last cycle failed may start a new one (DESIGN.md: hard declines)."""
+    """The customer set a new default method (the payments app calls this): each renewal of theirs
+    waiting for a method, or whose cycle failed, gets one immediate attempt; a line whose trigger
+    is met and has no renewal starts one (DESIGN.md: hard declines)."""
     woken: list[int] = []
     with transaction.atomic():
-        for rule in RenewalRule.objects.select_for_update().filter(line__owner=user).select_related("line", "package"):
-            renewal = Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN).first()
-            if renewal is not None and renewal.status == Renewal.Status.AWAITING_METHOD and rule.enabled:
-                renewal.status = Renewal.Status.DUE
-                renewal.next_attempt_at = now
-                renewal.save()
-                _log("renewal_due", renewal, reason="payment_method_changed")
-                woken.append(renewal.pk)
-            elif renewal is None and rule.enabled and rule.line.status not in NOT_RENEWABLE:
+        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package"):
+            latest = Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
+            if latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED):
+                previous = latest.status
+                latest.status = Renewal.Status.DUE
+                latest.next_attempt_at = now
+                latest.completed_at = None
+                try:
+                    with transaction.atomic():
+                        latest.save()
+                except IntegrityError:  # cannot happen for the latest renewal; never two open ones
+                    continue
+                _log("renewal_due", latest, previous=previous, reason="payment_method_changed")
+                woken.append(latest.pk)
+            elif (latest is None or latest.status not in Renewal.OPEN) and rule.line.status not in NOT_RENEWABLE:
                 trigger = trigger_met(rule=rule, line=rule.line, now=now)
                 if trigger:
                     opened = open_renewal(rule=rule, now=now, trigger=trigger, after_method_change=True)
@@ -753,6 +757,34 @@ def payment_method_changed(*, user, now: datetime) -> list[int]:
         if woken:
             transaction.on_commit(lambda: dispatch_now(renewal_ids=woken, now=now))
     return woken
+
+
+# --- the operator's actions (admin) ----------------------------------------------------------
+
+def retry_now(*, renewal_id: int, now: datetime) -> bool:
+    """Operator: bring a scheduled retry, or a renewal waiting for a method, forward to now. The
+    next dispatcher tick claims it; an attempt in flight is never doubled."""
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status not in (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE):
+            return False
+        renewal.status = Renewal.Status.DUE
+        renewal.next_attempt_at = now
+        renewal.save()
+        _log("renewal_due", renewal, reason="operator_retry_now")
+    return True
+
+
+def cancel_renewal(*, renewal_id: int, now: datetime, reason: str = "operator") -> bool:
+    """Operator: cancel an open renewal not yet at the processor."""
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        if renewal.status not in Renewal.OPEN:
+            return False
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            return False
+        _cancel(renewal, now=now, reason=reason)
+    return True
 
 
 # --- the dispatcher --------------------------------------------------------------------------

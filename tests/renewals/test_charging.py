@@ -1,5 +1,6 @@
 """The charge step against the real localstripe: what the processor ends up holding is checked
 in its own list of PaymentIntents, not in our tables."""
+import io
 from datetime import timedelta
 
 import time_machine
@@ -110,10 +111,13 @@ def test_an_attempt_the_processor_never_saw_is_retried_as_a_new_attempt(rule, ad
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.RETRY_SCHEDULED
     assert Charge.objects.get(pk=prepared.charge.pk).failure_code == "not_sent"
+    out = io.StringIO()
     with time_machine.travel(renewal.next_attempt_at + timedelta(seconds=1), tick=False):
-        call_command("renewals_tick")
+        call_command("renewals_tick", stdout=out)
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.attempts == 2
+    assert f"claimed 1 renewal(s): [{renewal.pk}]" in out.getvalue()
+    assert f"renewal {renewal.pk} line {rule.line_id}: succeeded" in out.getvalue()
     assert len(payment_intents_for(renewal)) == 1
 
 

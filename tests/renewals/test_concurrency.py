@@ -176,3 +176,27 @@ def test_a_rule_disabled_in_an_uncommitted_transaction_is_seen_by_the_charge_ste
     assert "error" not in off and "error" not in charge
     assert charge["result"] is None
     assert not Charge.objects.filter(renewal=renewal).exists()
+
+
+def test_two_beats_ticking_at_once_open_and_claim_each_renewal_once(customer, package, policy):
+    """Two beat processes (or a beat and an operator's renewals_tick) sweep the same lines at the
+    same moment: the database's one-open-renewal constraint and SKIP LOCKED sort them out."""
+    lines = [make_line(owner=customer, data_remaining_bytes=0) for _ in range(8)]
+    for line in lines:
+        make_rule(line=line, package=package)
+    now = timezone.now()
+    barrier = threading.Barrier(4)
+
+    def beat():
+        barrier.wait(20)
+        return services.run_dispatcher(now=now, enqueue=False)
+
+    beats = [in_thread(beat) for _ in range(4)]
+    claimed = []
+    for thread, box in beats:
+        thread.join(60)
+        assert "error" not in box, box.get("error")
+        claimed.extend(box["result"].claimed)
+    renewals = Renewal.objects.all()
+    assert renewals.count() == 8 and {r.line_id for r in renewals} == {line.pk for line in lines}
+    assert sorted(claimed) == sorted(r.pk for r in renewals)

@@ -7,7 +7,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Line
+from accounts.models import Line, NetworkCommand
 from payments.gateways import ChargeOutcome, OutcomeKind
 from payments.models import Charge
 from renewals import services
@@ -250,6 +250,7 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
         renewal = attempt(renewal, now, "not_sent", code="not_sent")
     assert renewal.status == Renewal.Status.FAILED and renewal.failures == 4 and renewal.line_suspended_at == now
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    assert list(NetworkCommand.objects.filter(line=rule.line).values_list("command", flat=True)) == ["suspend"]
     assert Charge.objects.filter(renewal=renewal, status=Charge.Status.FAILED).count() == 4
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.REPEATED_FAILURES).exists()
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.RENEWAL_FAILED).exists()
@@ -271,6 +272,7 @@ def test_paying_a_failed_renewal_restores_the_suspended_line(rule, policy, custo
         renewal = services.record_charge_outcome(charge_id=pay_now.pk, outcome=outcome("succeeded", pi="pi_now"), now=NOW)
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    assert list(NetworkCommand.objects.filter(line=rule.line).order_by("id").values_list("command", flat=True)) == ["suspend", "resume"]
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is restored"
 
 
@@ -309,3 +311,45 @@ def test_bill_overage_adds_the_overage_fee_to_the_renewal(rule, policy):
     renewal = services.open_renewal(rule=rule, now=NOW, trigger="data")
     assert renewal.amount_minor == rule.package.price_minor + 1001  # rounded up, never a fraction
     assert renewal.overage_billed_bytes == GB + 1
+
+
+def test_renewing_a_line_blocked_for_data_unblocks_it_at_the_network(rule):
+    Line.objects.filter(pk=rule.line_id).update(status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0)
+    attempt(open_and_claim(rule), NOW, "succeeded", pi="pi_unblock")
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    assert list(NetworkCommand.objects.filter(line=rule.line).values_list("command", flat=True)) == ["unblock_data"]
+
+
+def test_operator_retry_now_and_cancel(rule):
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="insufficient_funds")
+    assert services.retry_now(renewal_id=renewal.pk, now=NOW + timedelta(minutes=1))
+    assert services.claim_due_renewals(now=NOW + timedelta(minutes=1)) == [renewal.pk]
+    assert services.cancel_renewal(renewal_id=renewal.pk, now=NOW)  # charging, but no attempt sent yet
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.CANCELLED
+    assert not services.retry_now(renewal_id=renewal.pk, now=NOW)  # a closed renewal stays closed
+
+
+def test_a_new_method_gives_a_failed_cycle_one_immediate_attempt(rule, policy, customer, django_capture_on_commit_callbacks):
+    policy.retry_delays_minutes = []
+    policy.save()
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
+    assert renewal.status == Renewal.Status.FAILED
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    later = NOW + timedelta(days=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.payment_method_changed(user=customer, now=later) == [renewal.pk]
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.CHARGING
+    renewal = attempt(renewal, later, "succeeded", pi="pi_new_card")
+    assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    # The paid cycle no longer holds the line back: its next trigger opens a new renewal.
+    Line.objects.filter(pk=rule.line_id).update(data_remaining_bytes=0)
+    assert len(services.evaluate_triggers(line_ids=[rule.line_id], now=later + timedelta(days=1))) == 1
+
+
+def test_a_line_the_operator_suspended_is_not_renewed_behind_their_back(rule):
+    Line.objects.filter(pk=rule.line_id).update(status=Line.Status.SUSPENDED)
+    assert services.evaluate_triggers(line_ids=[rule.line_id], now=NOW) == []
+    assert services.run_dispatcher(now=NOW, enqueue=False).opened == []

@@ -1,0 +1,109 @@
+"""Real Celery worker processes against the test database, Redis and localstripe: a charge task
+delivered twice, and a worker SIGKILLed between Stripe's answer and our commit. The processor's
+own list of PaymentIntents is the judge (invariant 1)."""
+import os
+import signal
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import Line
+from esimsite.celery import app
+from payments.models import Charge
+from renewals import services
+from renewals.models import Renewal
+from renewals.tasks import charge_renewal_task
+from tests.accounts.partner_helpers import celery_worker, wait_until
+
+from .conftest import payment_intents_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def claimed_renewal(rule) -> Renewal:
+    now = timezone.now()
+    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
+    assert services.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
+    return renewal
+
+
+def log_text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+
+
+def test_a_charge_task_delivered_twice_to_real_workers_charges_once(rule, add_card, tmp_path):
+    add_card()
+    renewal = claimed_renewal(rule)
+    app.control.purge()
+    charge_renewal_task.delay(renewal.pk)
+    charge_renewal_task.delay(renewal.pk)
+    log = tmp_path / "worker.log"
+    with celery_worker(log, CELERY_WORKER_NAME="renewals"):
+        assert wait_until(lambda: log_text(log).count("renewals.charge_renewal[") >= 4, timeout=60), log_text(log)
+        assert wait_until(lambda: Renewal.objects.get(pk=renewal.pk).status == Renewal.Status.SUCCEEDED, timeout=30)
+    assert len(payment_intents_for(renewal)) == 1
+    assert Charge.objects.filter(renewal=renewal).count() == 1
+    assert "reason=not_charging" in log_text(log) or "reason=attempt_in_flight" in log_text(log)
+
+
+def test_a_worker_killed_after_stripe_answered_is_reconciled_without_a_second_charge(rule, add_card, tmp_path):
+    add_card()
+    renewal = claimed_renewal(rule)
+    app.control.purge()
+    # Hold the line's row lock: the worker gets Stripe's answer, then blocks on its way to commit.
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_line_lock():
+        try:
+            with transaction.atomic():
+                # NO KEY: the worker may still insert its Charge (a foreign key to the line).
+                Line.objects.select_for_update(no_key=True).get(pk=rule.line_id)
+                locked.set()
+                release.wait(120)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_line_lock, daemon=True)
+    holder.start()
+    assert locked.wait(20)
+    log = tmp_path / "worker.log"
+    with celery_worker(log) as worker:
+        charge_renewal_task.delay(renewal.pk)
+        assert wait_until(lambda: [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"], timeout=60), log_text(log)
+        with connection.cursor() as cursor:
+            assert wait_until(lambda: _waiting_on_a_lock(cursor), timeout=20)
+        os.kill(worker.pid, signal.SIGKILL)  # between the processor's answer and our commit
+        worker.wait(20)
+    release.set()
+    holder.join(20)
+    charge = Charge.objects.get(renewal=renewal)
+    assert charge.status == Charge.Status.PENDING  # the answer was lost with the worker
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.CHARGING
+
+    # Redis hands an unacknowledged (acks_late) task to a worker again once its visibility timeout
+    # passes; we deliver it again at once rather than wait: it must see the attempt in flight.
+    log2 = tmp_path / "worker2.log"
+    with celery_worker(log2):
+        charge_renewal_task.delay(renewal.pk)
+        assert wait_until(lambda: "reason=attempt_in_flight" in log_text(log2), timeout=60), log_text(log2)
+    assert len(payment_intents_for(renewal)) == 1
+
+    report = services.run_dispatcher(now=timezone.now() + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1), enqueue=False)
+    assert report.reconciled == [charge.pk]
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]
+    assert Charge.objects.get(renewal=renewal).status == Charge.Status.SUCCEEDED
+
+
+def _waiting_on_a_lock(cursor) -> bool:
+    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    return cursor.fetchone()[0] > 0
