@@ -122,6 +122,12 @@ def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
     try:
         method = gateways.attach_payment_method(customer_id=customer.id, payment_method_id=payment_method_id)
     except GatewayError as exc:
+        if exc.unknown:
+            # The attach may have happened at Stripe: undo it so nothing is half-saved.
+            try:
+                gateways.detach_payment_method(payment_method_id)
+            except GatewayError:
+                logger.error("binding_rollback_failed user=%s pm=%s", user.pk, payment_method_id)
         raise BindingFailed(exc.user_message, code=exc.code) from exc
     if make_default or not gateways.default_payment_method_id(user):
         try:

@@ -79,7 +79,7 @@ def test_receipt_is_printable_and_only_for_money_taken(customer, customer_client
                        payment_method_summary="Visa •••• 4242")
     pending = make_charge(user=customer, line=line, package=package)
     html = customer_client.get(reverse("payments:receipt", args=[paid.pk])).content.decode()
-    assert "@media print" in html and "CNY 98.00" in html and "Visa •••• 4242" in html and "pi_paid" in html
+    assert "payments/payments.css" in html and 'id="print-receipt"' in html and "CNY 98.00" in html and "Visa •••• 4242" in html and "pi_paid" in html
     assert customer_client.get(reverse("payments:receipt", args=[pending.pk])).status_code == 404
 
 

@@ -155,3 +155,11 @@ def test_configure_local_webhooks_command(db, settings):
     # Run again (make run restarts): still one endpoint.
     call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", stdout=StringIO())
     assert WebhookEndpoint.objects.count() == 1
+
+
+def test_configure_local_webhooks_says_clearly_when_localstripe_is_down(db, settings):
+    from django.core.management import CommandError, call_command
+
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
+    with pytest.raises(CommandError, match="could not configure localstripe"):
+        call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", "--wait", "1")

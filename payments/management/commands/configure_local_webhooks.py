@@ -1,4 +1,7 @@
-"""Make localstripe deliver its events to this site's dj-stripe webhook endpoint (make run)."""
+"""Make localstripe deliver its events to this site's dj-stripe webhook endpoint (make run).
+localstripe forgets its webhook configuration when it restarts: run this after every start."""
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
 from payments import gateways, services
@@ -9,12 +12,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="Base URL of this site as localstripe reaches it.")
+        parser.add_argument("--wait", type=float, default=0, help="Seconds to keep retrying while localstripe starts.")
 
     def handle(self, *args, **options):
         if not gateways.is_local_stripe():
             raise CommandError("STRIPE_API_BASE is real Stripe: configure webhooks in the Stripe dashboard.")
-        try:
-            endpoint = services.configure_local_webhook_endpoint(base_url=options["url"])
-        except Exception as exc:  # connection refused etc.: say what to check
-            raise CommandError(f"could not configure localstripe at the STRIPE_API_BASE: {exc}") from exc
+        deadline = time.monotonic() + options["wait"]
+        while True:
+            try:
+                endpoint = services.configure_local_webhook_endpoint(base_url=options["url"])
+                break
+            except Exception as exc:  # connection refused while localstripe starts, etc.
+                if time.monotonic() >= deadline:
+                    raise CommandError(f"could not configure localstripe at the STRIPE_API_BASE: {exc}") from exc
+                time.sleep(0.5)
         self.stdout.write(f"localstripe delivers events to {endpoint.url}")
