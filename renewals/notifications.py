@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone, translation
 
 logger = logging.getLogger(__name__)
@@ -21,11 +21,8 @@ KINDS = (SUCCEEDED, RETRY_SCHEDULED, NEEDS_ACTION, SUSPENDED, RESTORED)
 
 
 def pay_now_path(renewal) -> str:
-    """The payments app's on-session pay-now page for this renewal; the rule page until it exists."""
-    try:
-        return reverse("payments:pay_renewal", args=[renewal.pk])
-    except NoReverseMatch:
-        return reverse("renewals:rule", args=[renewal.line_id])
+    """The payments app's on-session pay-now page for this renewal."""
+    return reverse("payments:pay_renewal", args=[renewal.pk])
 
 
 def notify_later(renewal, kind: str) -> None:

@@ -257,10 +257,17 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
 
 
 def _enqueue_charges(renewal_ids: list[int]) -> None:
+    from kombu.exceptions import OperationalError
+
     from .tasks import charge_renewal_task
 
     for renewal_id in renewal_ids:
-        charge_renewal_task.delay(renewal_id)
+        try:
+            charge_renewal_task.delay(renewal_id)
+        except OperationalError:
+            # Broker down: the claim is a row, so requeue_lost_claims hands it out again once the
+            # broker is back (invariant 4: losing Redis loses no renewal).
+            logger.warning("charge_enqueue_failed renewal=%s reason=broker_unavailable", renewal_id)
 
 
 def dispatch_now(*, renewal_ids: list[int], now: datetime) -> list[int]:

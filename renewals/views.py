@@ -55,6 +55,17 @@ def describe_rule(values: dict, method_label: str) -> str:
     return sentence
 
 
+def rule_values(rule: RenewalRule) -> dict:
+    return {
+        "enabled": rule.enabled,
+        "package": rule.package,
+        "trigger_data_below_mb": rule.trigger_data_below_mb,
+        "trigger_hours_before_expiry": rule.trigger_hours_before_expiry,
+        "max_renewals_per_day": rule.max_renewals_per_day,
+        "monthly_spend_cap_minor": rule.monthly_spend_cap_minor,
+    }
+
+
 @login_required
 def rule_page(request, line_id: int):
     line = _own_line(request, line_id)
@@ -74,7 +85,14 @@ def rule_page(request, line_id: int):
                 })
     else:
         form = RenewalRuleForm(initial=RenewalRuleForm.initial_for(rule), user=request.user, policy=policy)
+    current = None
+    if rule is not None and not rule.enabled:
+        current = _("Auto-renewal is off.")
+    elif rule is not None:
+        methods = dict(form.fields["payment_method_id"].choices)
+        current = describe_rule(rule_values(rule), str(methods.get(rule.payment_method_id, methods[""])))
     return render(request, "renewals/rule.html", {
+        "current": current,
         "line": line,
         "rule": rule,
         "form": form,

@@ -1,5 +1,6 @@
 """Invariants under real concurrency: threads with their own PostgreSQL connections, committed
 transactions (transaction=True), and the real localstripe."""
+import os
 import threading
 from datetime import timedelta
 
@@ -200,3 +201,37 @@ def test_two_beats_ticking_at_once_open_and_claim_each_renewal_once(customer, pa
     renewals = Renewal.objects.all()
     assert renewals.count() == 8 and {r.line_id for r in renewals} == {line.pk for line in lines}
     assert sorted(claimed) == sorted(r.pk for r in renewals)
+
+
+def test_a_dead_broker_loses_no_renewal(rule):
+    """The usage API's immediate dispatch with Redis down (a real subprocess, pointed at a port
+    where nothing listens): the renewal is claimed in the database and handed out again by the
+    sweep once the reconcile delay has passed."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    dead_port = probe.getsockname()[1]
+    probe.close()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "esimsite.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{dead_port}/0",
+    }
+    code = (
+        "from django.utils import timezone; from renewals import services; "
+        f"print('opened', len(services.evaluate_triggers(line_ids=[{rule.line_id}], now=timezone.now())))"
+    )
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], env=env, capture_output=True, text=True,
+                            timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert "opened 1" in result.stdout
+    assert "charge_enqueue_failed" in result.stderr
+    renewal = Renewal.objects.get(line=rule.line)
+    assert renewal.status == Renewal.Status.CHARGING
+    assert services.requeue_lost_claims(now=timezone.now() + timedelta(minutes=11)) == [renewal.pk]

@@ -26,7 +26,7 @@ def test_a_chinese_customer_gets_chinese_email_with_local_times(customer, line, 
     assert message.subject == f"线路 {line.iccid} 的续费付款失败"
     assert "CNY 98.00" in message.body and "再次尝试" in message.body
     assert "00:30" in message.body or "0:30" in message.body  # 16:30 UTC is 00:30 in Shanghai
-    assert f"/renewals/lines/{line.pk}/" in message.body  # the pay-now (or rule) link
+    assert f"http://127.0.0.1:8000/payments/renewals/{renewal.pk}/pay/" in message.body  # pay now, on-session
 
 
 def test_every_kind_of_email_renders_in_both_languages(customer, line, package, policy):

@@ -156,7 +156,7 @@ def test_banner_for_a_scheduled_retry_links_to_pay_now(customer_client, rule):
     Renewal.objects.filter(pk=renewal.pk).update(status=Renewal.Status.RETRY_SCHEDULED, next_attempt_at=timezone.now() + timedelta(hours=1))
     body = customer_client.get(rule_url(rule.line)).content.decode()
     assert "failed; we will try again on" in body
-    assert "Pay now" in body
+    assert f'href="{reverse("payments:pay_renewal", args=[renewal.pk])}">Pay now' in body
 
 
 def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, package, policy):
@@ -167,3 +167,10 @@ def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, packag
     assert "When this line" not in summary
     with translation.override("zh-hans"):
         assert "自动续费" in customer_client.get(rule_url(line), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+
+def test_page_restates_the_saved_rule(customer_client, rule):
+    body = customer_client.get(rule_url(rule.line)).content.decode()
+    assert "When this line has 500 MB or less left, we will charge My default payment method CNY 98.00" in body
+    services.turn_off_rule(rule=rule, now=timezone.now())
+    assert "Auto-renewal is off." in customer_client.get(rule_url(rule.line)).content.decode()
