@@ -73,3 +73,13 @@ def test_healthz_reports_redis_down_without_details(client, db, settings):
     assert response.status_code == 503
     assert response.json()["redis"] == "down" and response.json()["broker_queue_length"] is None
     assert "127.0.0.1" not in response.content.decode()
+
+
+def test_operations_page_in_chinese_for_a_chinese_speaking_operator(db):
+    from tests.admin.conftest import admin_client_for
+
+    client, user = admin_client_for("support")
+    user.language = "zh-hans"
+    user.save(update_fields=["language"])
+    page = client.get("/admin/operations/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "待续费" in page and "最近 24 小时失败" in page
