@@ -142,7 +142,7 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
             return []
         from payments.admin import CustomerChargeInline
 
-        return [CustomerLineInline, CustomerChargeInline]
+        return [CustomerLineInline, CustomerChargeInline, ChangeHistoryInline]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from payments.selectors import payment_methods_for_user

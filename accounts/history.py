@@ -31,6 +31,9 @@ TRACKED: dict[str, tuple[str, ...] | None] = {
     "renewals.RetryPolicy": None,
 }
 UNTRACKED_FIELDS = {"id", "created_at", "updated_at"}
+# The retry policy's one row is created with defaults on first use (RetryPolicy.current()), often
+# inside a partner's usage batch: not a change anyone made, and not worth a query there.
+CREATION_NOT_HISTORY = {"renewals.RetryPolicy"}
 SNAPSHOT_ATTR = "_history_snapshot"
 
 
@@ -113,6 +116,9 @@ def _saved(sender, instance, created, raw=False, **kwargs) -> None:
     before = getattr(instance, SNAPSHOT_ATTR, {})
     after = snapshot(instance)
     if created:
+        if sender._meta.label in CREATION_NOT_HISTORY and _acting.get().actor is None:
+            setattr(instance, SNAPSHOT_ATTR, after)
+            return
         changed_before, changed_after = {}, after
     else:
         keys = [key for key in after if key in before and before[key] != after[key]]

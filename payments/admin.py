@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from accounts.admin import ChangeHistoryInline
 from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from accounts.history import record_change
 
@@ -57,6 +58,7 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     raw_id_fields = ["user", "line", "renewal", "package"]
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
+    inlines = [ChangeHistoryInline]  # refunds by whom and why
     # Confirmed and recorded (accounts.admin_actions); refund_in_full stays callable for scripts and tests.
     actions = [
         confirmed_action(name="refund_confirmed", description=_("Refund what is left of the selected payments"),

@@ -69,6 +69,8 @@ def test_refund_through_stripe_shows_in_the_ledger_and_history(finance_client, c
     assert (charge.status, charge.refunded_minor) == (Charge.Status.REFUNDED, 9800)
     record = ChangeRecord.objects.get(action="refunded")
     assert (record.actor, record.reason, record.after["refunded_minor"]) == (user, "goodwill", 9800)
+    page = client.get(f"/admin/payments/charge/{charge.pk}/change/").content.decode()
+    assert "goodwill" in page and user.email in page
 
 
 def test_resend_verification_email(support_client):
@@ -79,6 +81,7 @@ def test_resend_verification_email(support_client):
     assert confirmed.status_code == 302
     assert [message.to for message in mail.outbox] == [["late@example.com"]]
     assert ChangeRecord.objects.get(action="verification_email_sent").actor == user
+    assert "verification_email_sent" in client.get(f"/admin/accounts/user/{unverified.pk}/change/").content.decode()
 
 
 def test_resend_pay_now_email(support_client, customer, line, package):
