@@ -53,7 +53,20 @@ def renewal_counts(*, now: datetime) -> dict[str, int]:
         retrying=Count("pk", filter=Q(status__in=[S.RETRY_SCHEDULED, S.AWAITING_METHOD])),
         requires_action=Count("pk", filter=Q(status=S.REQUIRES_ACTION)),
         failed_24h=Count("pk", filter=Q(status=S.FAILED, completed_at__gte=since)),
-        suspended_24h=Count("pk", filter=Q(line_suspended_at__gte=since)),
+    ) | {"suspended_24h": lines_suspended_since(since)}
+
+
+def lines_suspended_since(since: datetime) -> int:
+    """Lines that went to suspended since then, by the engine or an operator: the history has both
+    (a line's status change is recorded from its save, whoever makes it)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from .models import ChangeRecord, Line
+
+    return (
+        ChangeRecord.objects.filter(content_type=ContentType.objects.get_for_model(Line), created_at__gte=since,
+                                    after__status=Line.Status.SUSPENDED)
+        .values("object_id").distinct().count()
     )
 
 

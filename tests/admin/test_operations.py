@@ -1,10 +1,12 @@
 """The operations page counts a seeded scenario; /healthz tells the load balancer the truth, and nothing more."""
 from datetime import timedelta
 
+import time_machine
 from django.utils import timezone
 
 from accounts import heartbeats
-from accounts.models import UsageRecord
+from accounts.models import Line, UsageRecord
+from accounts.services.line_status import suspend_line
 from renewals.models import Alert
 from renewals.tasks import dispatch_renewals
 from tests.admin.factories import make_charge, make_renewal
@@ -24,6 +26,11 @@ def test_operations_page_counts_the_seeded_scenario(support_client, customer):
     failed_line = line()
     make_renewal(line=failed_line, package=package, status="failed", completed_at=now - timedelta(hours=2),
                  line_suspended_at=now - timedelta(hours=1))
+    failed_line.status = Line.Status.SUSPENDED  # as the engine does it: a save, recorded in the history
+    failed_line.save()
+    suspend_line(line_id=line().pk, reason="fraud", actor=None, now=now)  # an operator's suspension
+    with time_machine.travel(now - timedelta(days=3)):
+        suspend_line(line_id=line().pk, reason="old", actor=None, now=now - timedelta(days=3))
     make_renewal(line=line(), package=package, status="failed", completed_at=now - timedelta(days=3))
     make_charge(user=customer, package=package, status="succeeded", amount_minor=9800, settled_at=now)
     make_charge(user=customer, package=package, status="refunded", amount_minor=1000, refunded_minor=1000, settled_at=now)
@@ -33,7 +40,7 @@ def test_operations_page_counts_the_seeded_scenario(support_client, customer):
 
     page = client.get("/admin/operations/")
     assert page.status_code == 200
-    assert page.context["counts"] == {"due": 2, "retrying": 1, "requires_action": 1, "failed_24h": 1, "suspended_24h": 1}
+    assert page.context["counts"] == {"due": 2, "retrying": 1, "requires_action": 1, "failed_24h": 1, "suspended_24h": 2}
     today = {row["currency"]: row["amount_minor"] for row in page.context["revenue_today"]}
     assert today == {"CNY": 9800, "USD": 500}
     html = page.content.decode()
