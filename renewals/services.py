@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Max, Q, Sum
 
 from accounts.models import Line
 from accounts.services import apply_package
@@ -223,14 +223,19 @@ def evaluate_triggers(*, line_ids: Iterable[int], now: datetime, dispatch: bool 
 
 def lines_with_enabled_rules_ids(*, now: datetime) -> list[int]:
     """The beat sweep's candidates: enabled rules whose line has no open renewal and whose data
-    trigger is met or which watch the validity end (checked precisely by `trigger_met`)."""
+    trigger is met or whose validity ends within the widest expiry window, so a tick's cost follows
+    the lines near a trigger, not every rule (`trigger_met` decides precisely)."""
+    # The widest expiry window of any enabled rule bounds the candidates in SQL (portable to SQLite,
+    # which cannot multiply a column by an interval); `trigger_met` then checks each rule's own.
+    widest_hours = RenewalRule.objects.filter(enabled=True).aggregate(hours=Max("trigger_hours_before_expiry"))["hours"]
+    expiry_horizon = now + timedelta(hours=widest_hours or 0)
     return list(
         RenewalRule.objects.filter(enabled=True)
         .exclude(line__status__in=NOT_RENEWABLE)
         .exclude(line__renewals__status__in=Renewal.OPEN)
         .filter(
             Q(trigger_data_below_mb__isnull=False, line__data_remaining_bytes__lte=F("trigger_data_below_mb") * MB)
-            | Q(trigger_hours_before_expiry__isnull=False, line__expires_at__isnull=False)
+            | Q(trigger_hours_before_expiry__isnull=False, line__expires_at__lte=expiry_horizon)
         )
         .values_list("line_id", flat=True)
     )
