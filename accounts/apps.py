@@ -9,14 +9,12 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Customers and lines")
 
     def ready(self):
-        from celery.signals import task_postrun
         from django.db.models.signals import post_migrate
 
-        from . import heartbeats, history, roles, signals  # noqa: F401
+        from . import history, roles, signals  # noqa: F401
 
         history.connect()
         post_migrate.connect(roles.on_post_migrate, sender=self, dispatch_uid="accounts-operator-groups")
-        task_postrun.connect(heartbeats.on_task_postrun, dispatch_uid="accounts-dispatcher-heartbeat", weak=False)
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

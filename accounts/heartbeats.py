@@ -1,6 +1,5 @@
-"""Heartbeats of periodic jobs: the renewals dispatcher's last finished pass is stamped when its
-Celery task succeeds (a signal, so the engine need not know), and read as an age by the
-operations page and /healthz. The partner's last usage batch is read from the usage records."""
+"""Heartbeats of periodic jobs: the renewals dispatcher stamps each finished pass (from beat or
+`renewals_tick` alike), read as an age by the operations page and /healthz. The partner's last usage batch is read from the usage records."""
 from datetime import datetime, timedelta
 
 from django.db.models import Max
@@ -9,7 +8,6 @@ from django.utils import timezone
 from .models import Heartbeat, UsageRecord
 
 DISPATCHER = "renewals.dispatcher"
-DISPATCH_TASK = "renewals.dispatch_renewals"
 
 
 def beat(name: str, *, now: datetime | None = None) -> None:
@@ -26,8 +24,3 @@ def last_usage_batch() -> datetime | None:
 
 def age(moment: datetime | None, *, now: datetime) -> timedelta | None:
     return None if moment is None else max(now - moment, timedelta(0))
-
-
-def on_task_postrun(sender=None, task=None, state=None, **kwargs) -> None:
-    if task is not None and task.name == DISPATCH_TASK and state == "SUCCESS":
-        beat(DISPATCHER)

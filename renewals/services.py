@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q, Sum
 
+from accounts import heartbeats
 from accounts.models import Line
 from accounts.services import apply_package
 from payments.models import Charge
@@ -835,6 +836,7 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     report.claimed = claim_due_renewals(now=now)
     if enqueue:
         _enqueue_charges(report.requeued + report.claimed)
+    heartbeats.beat(heartbeats.DISPATCHER, now=now)
     logger.info("renewals_dispatched %s", report)
     return report
 

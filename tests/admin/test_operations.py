@@ -90,3 +90,11 @@ def test_operations_page_in_chinese_for_a_chinese_speaking_operator(db):
     user.save(update_fields=["language"])
     page = client.get("/admin/operations/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
     assert "待续费" in page and "最近 24 小时失败" in page
+
+
+def test_a_foreground_dispatcher_pass_counts_as_a_pass(support_client):
+    from renewals.services import run_dispatcher
+
+    now = timezone.now()
+    run_dispatcher(now=now, enqueue=False)  # what `renewals_tick --inline` runs
+    assert heartbeats.last_beat(heartbeats.DISPATCHER) == now
