@@ -48,6 +48,7 @@ def test_twice_leaves_one_customer_one_default_card_and_one_enabled_rule(demo):
     rule = rules[0]
     assert rule.line.iccid == TABLET_ICCID
     assert rule.enabled and rule.trigger_data_below_mb == 200 and rule.payment_method_id == ""
+    assert rule.max_renewals_per_day == 10
     assert rule.package == Package.objects.order_by("price_minor").first()
     # The Tablet has 300 MB: nothing to renew yet.
     assert not Renewal.objects.exists()

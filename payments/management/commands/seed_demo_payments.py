@@ -12,6 +12,9 @@ from renewals.models import RenewalRule
 
 TABLET_ICCID = "89860012345678901245"
 RULE_THRESHOLD_MB = 200
+# The README's walk renews the Tablet twice; room to run it again the same day without meeting
+# the daily cap (default 2) that guards real customers from a runaway trigger.
+RULE_MAX_RENEWALS_PER_DAY = 10
 
 
 class Command(BaseCommand):
@@ -68,7 +71,7 @@ class Command(BaseCommand):
             rule = renewal_services.save_rule(
                 line=line, now=timezone.now(),
                 values={"enabled": True, "package": package, "trigger_data_below_mb": RULE_THRESHOLD_MB,
-                        "overage_policy": RenewalRule.OveragePolicy.BLOCK},
+                        "overage_policy": RenewalRule.OveragePolicy.BLOCK, "max_renewals_per_day": RULE_MAX_RENEWALS_PER_DAY},
             )
             verb = "created"
         else:
