@@ -95,3 +95,13 @@ def test_needs_the_demo_customer(db):
     with pytest.raises(CommandError, match="run `manage.py seed_demo` first"):
         _run()
     assert not Line.objects.exists()
+
+
+def test_the_gateway_sends_card_numbers_only_to_a_local_stand_in(db, settings):
+    # Works against the suite's localstripe...
+    assert gateways.create_local_test_card("4242424242424242").startswith("pm_")
+    # ...and refuses as soon as the configuration is not local, even though the SDK still points there.
+    settings.STRIPE_API_BASE = "https://api.stripe.com"
+    with pytest.raises(gateways.GatewayError) as refused:
+        gateways.create_local_test_card("4242424242424242")
+    assert refused.value.code == "not_local"
