@@ -85,7 +85,7 @@ class RenewalAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     actions = [
         confirmed_action(name="retry_now_confirmed", description=_("Retry now"), permission="retry_renewal",
                          perform=_transition(services.retry_now, "retry_now",
-                                             _("Only a due, scheduled or waiting renewal can be retried now."))),
+                                             _("Only a due, scheduled or waiting renewal, or the line's latest failed one, can be retried now."))),
         confirmed_action(name="cancel_confirmed", description=_("Cancel the renewal"), permission="cancel_renewal",
                          perform=_transition(services.cancel_renewal, "cancelled",
                                              _("Already finished, or a charge is at the processor."))),

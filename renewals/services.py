@@ -775,16 +775,28 @@ def payment_method_changed(*, user, now: datetime) -> list[int]:
 # --- the operator's actions (admin) ----------------------------------------------------------
 
 def retry_now(*, renewal_id: int, now: datetime) -> bool:
-    """Operator: bring a scheduled retry, or a renewal waiting for a method, forward to now. The
+    """Operator: bring a scheduled retry, or a renewal waiting for a method, forward to now; a
+    failed cycle (the line's latest) gets one more attempt, as a new default method gives it. The
     next dispatcher tick claims it; an attempt in flight is never doubled."""
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
-        if renewal.status not in (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE):
+        retryable = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE, Renewal.Status.FAILED)
+        if renewal.status not in retryable:
             return False
+        if renewal.status == Renewal.Status.FAILED:
+            latest = Renewal.objects.filter(line_id=renewal.line_id).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+            if latest != renewal.pk:
+                return False  # a newer cycle of the line supersedes this one
+        previous = renewal.status
         renewal.status = Renewal.Status.DUE
         renewal.next_attempt_at = now
-        renewal.save()
-        _log("renewal_due", renewal, reason="operator_retry_now")
+        renewal.completed_at = None
+        try:
+            with transaction.atomic():
+                renewal.save()
+        except IntegrityError:  # the line has another open renewal (invariant 2): that one goes on
+            return False
+        _log("renewal_due", renewal, previous=previous, reason="operator_retry_now")
     return True
 
 
