@@ -30,3 +30,17 @@ def test_saving_a_line_without_a_tracked_change_writes_nothing(line):
     line.data_used_bytes += 1
     line.save()
     assert not ChangeRecord.objects.filter(content_type__model="line", action="changed").exists()
+
+
+def test_a_usage_batch_that_uses_up_the_data_records_the_line_state_change(client, line):
+    from accounts.history import history_for
+    from tests.accounts.partner_helpers import record, signed_post
+
+    line.data_remaining_bytes = 1024
+    line.save()
+    before = history_for(line).count()
+    response = signed_post(client, {"records": [record(line, id="exhaust-1", bytes=4096)]})
+    assert response.status_code == 200, response.content
+    entry = history_for(line).first()
+    assert history_for(line).count() == before + 1
+    assert (entry.action, entry.actor, entry.before, entry.after) == ("usage_batch", None, {"status": "active"}, {"status": "data_exhausted"})
