@@ -1,15 +1,125 @@
+"""The operator's view of customers, lines, packages and the outbox. Actions ask first and call
+services (accounts.admin_actions); every change to a line's state or a package is history."""
+from allauth.account.models import EmailAddress
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.contenttypes.admin import GenericTabularInline
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
-from .models import Line, NetworkCommand, Package, UsageRecord, User
+from .admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from .history import acting, record_change
+from .models import ChangeRecord, Line, NetworkCommand, Package, UsageRecord, User
+from .services.line_status import resume_line, suspend_line
+
+
+class ChangeHistoryInline(GenericTabularInline):
+    """The object's change history on its own page: who, when, what, before and after."""
+
+    model = ChangeRecord
+    ct_field = "content_type"
+    ct_fk_field = "object_id"
+    fields = ["created_at", "actor", "action", "reason", "before", "after"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = _("change history")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class HistoryAdminMixin:
+    """Saves and deletions from the admin are attributed to the operator in the history."""
+
+    def save_model(self, request, obj, form, change):
+        with acting(request.user):
+            super().save_model(request, obj, form, change)
+
+    def delete_model(self, request, obj):
+        with acting(request.user):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with acting(request.user):
+            for obj in queryset:  # one by one, so each deletion writes its history row
+                obj.delete()
+
+
+def _resend_verification(*, request, obj, reason, now) -> Outcome:
+    addresses = list(EmailAddress.objects.filter(user=obj, verified=False))
+    if not addresses:
+        return Outcome(False, _("No unverified email address."))
+    for address in addresses:
+        address.send_confirmation(request)
+    record_change(obj=obj, action="verification_email_sent", actor=request.user, reason=reason,
+                  after={"emails": [address.email for address in addresses]}, now=now)
+    return Outcome(True)
+
+
+def _suspend(*, request, obj, reason, now) -> Outcome:
+    if suspend_line(line_id=obj.pk, reason=reason, actor=request.user, now=now):
+        return Outcome(True)
+    return Outcome(False, _("Already suspended or terminated."))
+
+
+def _resume(*, request, obj, reason, now) -> Outcome:
+    if resume_line(line_id=obj.pk, reason=reason, actor=request.user, now=now):
+        return Outcome(True)
+    return Outcome(False, _("Only a suspended line can be resumed."))
+
+
+def _user_rows(queryset):
+    for user in queryset.order_by("pk"):
+        yield [user.pk, user.email or "", user.phone or "", user.name, user.language, user.is_active,
+               user.date_joined.isoformat()]
+
+
+def _line_rows(queryset):
+    for line in queryset.select_related("owner", "package").order_by("pk"):
+        yield [line.pk, line.iccid, line.smdp_address, line.matching_id, line.status, str(line.owner or ""),
+               line.package.name if line.package else "", line.data_remaining_bytes, line.data_used_bytes,
+               line.expires_at.isoformat() if line.expires_at else ""]
+
+
+class CustomerLineInline(admin.TabularInline):
+    model = Line
+    fk_name = "owner"
+    fields = ["iccid", "status", "package", "data_remaining_bytes", "data_used_bytes", "expires_at"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = _("lines")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("package")
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
+    """The customer page: everything about the customer on one screen (lines and charges inline;
+    rules, renewals and payment method summaries below, see the change_form template)."""
+
+    change_form_template = "admin/accounts/user/change_form.html"
     ordering = ["-date_joined"]
     list_display = ["email", "phone", "name", "is_staff", "date_joined"]
-    search_fields = ["email", "phone", "name"]
+    search_fields = ["email", "phone", "name", "=lines__iccid", "=charges__payment_intent_id"]
     fieldsets = (
         (None, {"fields": ("email", "phone", "phone_verified", "password")}),
         (_("Profile"), {"fields": ("name", "language", "time_zone")}),
@@ -17,23 +127,95 @@ class UserAdmin(BaseUserAdmin):
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "phone", "password1", "password2")}),)
-    list_filter = ["is_staff", "is_active"]
+    list_filter = ["is_staff", "is_active", "phone_verified", "language", ("date_joined", admin.DateFieldListFilter)]
+    date_hierarchy = "date_joined"
+    actions = [
+        confirmed_action(name="resend_verification_email", description=_("Resend the email verification link"),
+                         permission="email_customer", perform=_resend_verification),
+        csv_export_action(name="export_customers_csv", filename="customers.csv",
+                          header=["id", _("email address"), _("phone number"), _("name"), _("language"), _("active"),
+                                  _("date joined")], rows=_user_rows),
+    ]
+
+    def get_inlines(self, request, obj):
+        if obj is None:
+            return []
+        from payments.admin import CustomerChargeInline
+
+        return [CustomerLineInline, CustomerChargeInline, ChangeHistoryInline]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from payments.selectors import payment_methods_for_user
+        from renewals.models import Renewal, RenewalRule
+
+        user = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if user is not None:
+            extra_context.update(
+                customer_rules=RenewalRule.objects.filter(line__owner=user).select_related("line", "package").order_by("line_id"),
+                customer_renewals=Renewal.objects.filter(line__owner=user).select_related("line", "package")
+                .order_by("-created_at", "-id")[:20],
+                customer_payment_methods=payment_methods_for_user(user),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Package)
-class PackageAdmin(admin.ModelAdmin):
+class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
     list_filter = ["active", "currency"]
     search_fields = ["name"]
+    ordering = ["currency", "price_minor", "name"]
+    inlines = [ChangeHistoryInline]
 
 
 @admin.register(Line)
-class LineAdmin(admin.ModelAdmin):
-    list_display = ["iccid", "owner", "status", "package", "data_remaining_bytes", "expires_at"]
-    list_filter = ["status"]
-    search_fields = ["iccid", "owner__email", "owner__phone"]
+class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
+    change_list_template = "admin/accounts/line/change_list.html"
+    list_display = ["iccid", "owner", "status", "package", "data_remaining_bytes", "expires_at", "created_at"]
+    list_filter = ["status", "package", ("expires_at", admin.DateFieldListFilter), ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["=iccid", "iccid", "owner__email", "owner__phone", "matching_id"]
     list_select_related = ["owner", "package"]
     raw_id_fields = ["owner"]
+    ordering = ["-created_at", "-id"]
+    inlines = [ChangeHistoryInline]
+    actions = [
+        confirmed_action(name="suspend_lines", description=_("Suspend the line (sends the network command)"),
+                         permission="suspend_line", perform=_suspend, reason_required=True),
+        confirmed_action(name="resume_lines", description=_("Resume the line (sends the network command)"),
+                         permission="resume_line", perform=_resume, reason_required=True),
+        csv_export_action(name="export_lines_csv", filename="lines.csv",
+                          header=["id", _("ICCID"), _("SM-DP+ address"), _("matching ID"), _("status"), _("owner"),
+                                  _("active package"), _("data remaining (bytes)"), _("data used (bytes)"),
+                                  _("valid until")], rows=_line_rows),
+    ]
+
+    def get_urls(self):
+        from .admin_views import LineImportView
+
+        view = self.admin_site.admin_view(LineImportView.as_view(model_admin=self))
+        return [path("import/", view, name="accounts_line_import"), *super().get_urls()]
+
+
+@admin.register(ChangeRecord)
+class ChangeRecordAdmin(admin.ModelAdmin):
+    """All history in one list, for questions like "what did this operator do today"."""
+
+    list_display = ["created_at", "content_type", "object_repr", "action", "actor", "reason"]
+    list_filter = ["action", "content_type", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["object_repr", "object_id", "actor__email", "reason"]
+    list_select_related = ["content_type", "actor"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at", "content_type", "object_id", "object_repr", "action", "actor", "reason", "before", "after"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(UsageRecord)

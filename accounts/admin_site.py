@@ -25,6 +25,15 @@ class StaffAdminSite(admin.AdminSite):
     site_header = gettext_lazy("Axis eSIM operations")
     site_title = gettext_lazy("Axis eSIM operations")
     index_title = gettext_lazy("Operations")
+    index_template = "admin/accounts/index.html"  # adds the operations page link
+
+    def get_urls(self):
+        from django.urls import path
+
+        from .admin_views import operations_view
+
+        operations = path("operations/", self.admin_view(lambda request: operations_view(request, self)), name="operations")
+        return [operations, *super().get_urls()]
 
     def has_permission(self, request):
         return super().has_permission(request) and passed_two_factor(request)

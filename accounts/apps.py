@@ -9,7 +9,12 @@ class AccountsConfig(AppConfig):
     verbose_name = _("Customers and lines")
 
     def ready(self):
-        from . import signals  # noqa: F401
+        from django.db.models.signals import post_migrate
+
+        from . import history, roles, signals  # noqa: F401
+
+        history.connect()
+        post_migrate.connect(roles.on_post_migrate, sender=self, dispatch_uid="accounts-operator-groups")
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

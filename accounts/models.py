@@ -1,5 +1,6 @@
 """Who the customer is and what they own: users, eSIM lines, the packages the operator
 sells, and the partner's usage records."""
+from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -226,3 +227,59 @@ class NetworkCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.command} line {self.line_id} ({self.status})"
+
+
+class ChangeRecord(models.Model):
+    """One change an operator or a service made to something the business must be able to
+    explain later: a rule, a line's state, a package, the retry policy, a renewal or a charge
+    acted on from the admin. Who (empty: the system), when, why, and the fields before / after."""
+
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", verbose_name=_("object type"), related_name="+", on_delete=models.PROTECT
+    )
+    object_id = models.CharField(_("object id"), max_length=64)
+    object_repr = models.CharField(_("object"), max_length=200)
+    subject = GenericForeignKey("content_type", "object_id")
+    action = models.CharField(_("action"), max_length=40)
+    actor = models.ForeignKey(
+        User, verbose_name=_("by"), related_name="+", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    before = models.JSONField(_("before"), default=dict, blank=True)
+    after = models.JSONField(_("after"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("change record")
+        verbose_name_plural = _("change history")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["content_type", "object_id", "-created_at"])]
+        # The operator roles' action rights (accounts/roles.py); stock add/change/view do not say them.
+        permissions = [
+            ("retry_renewal", _("Can retry a renewal now")),
+            ("cancel_renewal", _("Can cancel a renewal")),
+            ("suspend_line", _("Can suspend a line")),
+            ("resume_line", _("Can resume a line")),
+            ("refund_charge", _("Can refund a charge")),
+            ("email_customer", _("Can resend a verification or pay-now email")),
+            ("import_lines", _("Can import lines from CSV")),
+            ("view_operations", _("Can see the operations page")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_repr}"
+
+
+class Heartbeat(models.Model):
+    """When a periodic job last finished a pass (the renewals dispatcher): the operations page and
+    the health endpoint read its age. One row per job, overwritten each pass."""
+
+    name = models.CharField(_("name"), max_length=50, primary_key=True)
+    at = models.DateTimeField(_("last pass"))
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,18 +1,74 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from accounts.admin import ChangeHistoryInline
+from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from accounts.history import record_change
+
 from . import services
 from .models import Charge
+from .money import plain_amount
+
+
+def _refund(*, request, obj, reason, now) -> Outcome:
+    """One confirmed refund through the payments service, written to the change history."""
+    before = {"status": obj.status, "refunded_minor": obj.refunded_minor}
+    try:
+        charge = services.refund_charge(charge_id=obj.pk, operator=request.user)
+    except services.PaymentError as exc:
+        return Outcome(False, exc.user_message)
+    record_change(obj=charge, action="refunded", actor=request.user, reason=reason, before=before,
+                  after={"status": charge.status, "refunded_minor": charge.refunded_minor}, now=now)
+    return Outcome(True)
+
+
+def _charge_rows(queryset):
+    for charge in queryset.select_related("user", "line", "package").order_by("pk"):
+        yield [charge.pk, charge.created_at.isoformat(), str(charge.user), charge.line.iccid if charge.line else "",
+               charge.package.name if charge.package else "", charge.purpose, plain_amount(charge.amount_minor, charge.currency),
+               plain_amount(charge.refunded_minor, charge.currency), charge.currency, charge.status, charge.decline_kind,
+               charge.failure_code, charge.failure_message, charge.payment_intent_id or "", charge.payment_method_summary]
+
+
+class CustomerChargeInline(admin.TabularInline):
+    """The customer's charges on the customer page (accounts.admin.UserAdmin), newest first."""
+
+    model = Charge
+    fk_name = "user"
+    fields = ["created_at", "purpose", "amount_minor", "currency", "status", "decline_kind", "failure_message",
+              "payment_method_summary", "payment_intent_id"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Charge)
-class ChargeAdmin(admin.ModelAdmin):
-    list_display = ["id", "user", "purpose", "amount_minor", "currency", "status", "decline_kind", "payment_intent_id", "created_at"]
-    list_filter = ["status", "purpose", "decline_kind", "currency"]
-    search_fields = ["payment_intent_id", "user__email", "user__phone", "line__iccid"]
-    list_select_related = ["user", "line"]
+class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+    list_display = ["id", "user", "line", "package", "purpose", "amount_minor", "currency", "status", "decline_kind",
+                    "failure_code", "payment_intent_id", "created_at"]
+    list_filter = ["status", "purpose", "decline_kind", "currency", "package", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["=payment_intent_id", "user__email", "user__phone", "=line__iccid"]
+    list_select_related = ["user", "line", "package"]
     raw_id_fields = ["user", "line", "renewal", "package"]
-    actions = ["refund_in_full"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    inlines = [ChangeHistoryInline]  # refunds by whom and why
+    # Confirmed and recorded (accounts.admin_actions); refund_in_full stays callable for scripts and tests.
+    actions = [
+        confirmed_action(name="refund_confirmed", description=_("Refund what is left of the selected payments"),
+                         permission="refund_charge", perform=_refund,
+                         warning=_("The money goes back to the customer's payment method. This cannot be undone.")),
+        csv_export_action(name="export_charges_csv", filename="charges.csv",
+                          header=["id", _("created"), _("customer"), _("ICCID"), _("package"), _("purpose"), _("amount"),
+                                  _("refunded"), _("currency"), _("status"), _("decline kind"), _("failure code"),
+                                  _("failure reason"), _("PaymentIntent"), _("payment method")], rows=_charge_rows),
+    ]
     # The ledger is written by services only; the admin reads it and acts through services.
     readonly_fields = [f.name for f in Charge._meta.fields]
 

@@ -13,6 +13,7 @@ import enum
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe
 from django.conf import settings
@@ -103,6 +104,19 @@ def configure() -> None:
 
 def is_local_stripe() -> bool:
     return not settings.STRIPE_API_BASE.rstrip("/").startswith(STRIPE_PRODUCTION_API_BASE)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_local_test_stripe() -> bool:
+    """Stricter than is_local_stripe(), for what only demo data may do: the API is on this
+    machine (localstripe), the key is a test key and live mode is off."""
+    return (
+        urlsplit(settings.STRIPE_API_BASE).hostname in LOOPBACK_HOSTS
+        and settings.STRIPE_SECRET_KEY.startswith("sk_test_")
+        and not settings.STRIPE_LIVE_MODE
+    )
 
 
 def ensure_local_owner_account() -> None:
@@ -234,6 +248,20 @@ def payment_method_summary(pm: Any) -> str:
         email = (data.get("paypal") or {}).get("payer_email")
         return f"PayPal ({email})" if email else "PayPal"
     return str(kind or "payment method")
+
+
+def create_local_test_card(number: str, *, exp_month: int = 12, exp_year: int = 2034) -> str:
+    """localstripe only (demo data): a card PaymentMethod made from a raw test card number, as
+    Stripe.js does in the browser; returns its id. Real Stripe never sees a card number from us."""
+    if not is_local_test_stripe():
+        raise GatewayError("card numbers are only accepted by a local Stripe stand-in with a test key", code="not_local")
+    try:
+        pm = stripe.PaymentMethod.create(
+            type="card", card={"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"}, api_key=_key(),
+        )
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from exc
+    return pm["id"]
 
 
 def create_setup_intent(*, customer_id: str, method_type: str) -> stripe.SetupIntent:

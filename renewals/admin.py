@@ -5,32 +5,97 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import services
+from accounts.admin import ChangeHistoryInline, HistoryAdminMixin
+from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from accounts.history import record_change
+
+from . import notifications, services
 from .models import Alert, Renewal, RenewalRule, RetryPolicy
+
+# Which email a "resend pay-now email" sends, by the renewal's state.
+PAY_NOW_EMAILS = {
+    Renewal.Status.REQUIRES_ACTION: notifications.NEEDS_ACTION,
+    Renewal.Status.RETRY_SCHEDULED: notifications.RETRY_SCHEDULED,
+    Renewal.Status.AWAITING_METHOD: notifications.RETRY_SCHEDULED,
+    Renewal.Status.FAILED: notifications.SUSPENDED,
+}
+
+
+def _renewal_state(renewal: Renewal) -> dict:
+    return {"status": renewal.status, "next_attempt_at": renewal.next_attempt_at}
+
+
+def _transition(service, action: str, refused):
+    """A confirmed admin action that calls one engine service and writes the history row."""
+
+    def perform(*, request, obj, reason, now) -> Outcome:
+        before = _renewal_state(obj)
+        if not service(renewal_id=obj.pk, now=now):
+            return Outcome(False, refused)
+        obj.refresh_from_db()
+        record_change(obj=obj, action=action, actor=request.user, reason=reason, before=before,
+                      after=_renewal_state(obj), now=now)
+        return Outcome(True)
+
+    return perform
+
+
+def _resend_pay_now(*, request, obj, reason, now) -> Outcome:
+    kind = PAY_NOW_EMAILS.get(obj.status)
+    if kind is None or not notifications.send_renewal_email(renewal_id=obj.pk, kind=kind):
+        return Outcome(False, _("Nothing to pay for this renewal, or the customer has no email address."))
+    record_change(obj=obj, action="pay_now_email_sent", actor=request.user, reason=reason, after={"email": kind}, now=now)
+    return Outcome(True)
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(admin.ModelAdmin):
+class RetryPolicyAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "retry_delays_minutes", "grace_hours", "minimum_renewal_minor", "updated_at"]
+    inlines = [ChangeHistoryInline]
 
 
 @admin.register(RenewalRule)
-class RenewalRuleAdmin(admin.ModelAdmin):
-    list_display = ["line", "enabled", "package", "trigger_data_below_mb", "trigger_hours_before_expiry", "overage_policy"]
-    list_filter = ["enabled", "overage_policy"]
-    search_fields = ["line__iccid", "line__owner__email"]
-    list_select_related = ["line", "package"]
+class RenewalRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    list_display = ["line", "line_owner", "enabled", "package", "trigger_data_below_mb", "trigger_hours_before_expiry",
+                    "overage_policy", "updated_at"]
+    list_filter = ["enabled", "overage_policy", "package", ("updated_at", admin.DateFieldListFilter)]
+    search_fields = ["=line__iccid", "line__owner__email", "line__owner__phone"]
+    list_select_related = ["line__owner", "package"]
     raw_id_fields = ["line"]
+    ordering = ["-updated_at", "-id"]
+    inlines = [ChangeHistoryInline]
+
+    @admin.display(description=_("customer"), ordering="line__owner__email")
+    def line_owner(self, rule):
+        return rule.line.owner
 
 
 @admin.register(Renewal)
-class RenewalAdmin(admin.ModelAdmin):
-    list_display = ["id", "line", "status", "attempts", "failures", "next_attempt_at", "amount_minor", "currency", "created_at"]
-    list_filter = ["status"]
-    search_fields = ["line__iccid", "line__owner__email"]
-    list_select_related = ["line"]
+class RenewalAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+    list_display = ["id", "line", "line_owner", "status", "package", "attempts", "failures", "last_failure_code",
+                    "next_attempt_at", "amount_minor", "currency", "created_at"]
+    list_filter = ["status", "package", ("created_at", admin.DateFieldListFilter), "currency"]
+    search_fields = ["=line__iccid", "line__owner__email", "line__owner__phone", "=charges__payment_intent_id"]
+    list_select_related = ["line__owner", "package"]
     raw_id_fields = ["line", "rule"]
-    actions = ["retry_now", "cancel"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    inlines = [ChangeHistoryInline]
+    # Confirmed and recorded (accounts.admin_actions); retry_now / cancel stay callable for scripts and tests.
+    actions = [
+        confirmed_action(name="retry_now_confirmed", description=_("Retry now"), permission="retry_renewal",
+                         perform=_transition(services.retry_now, "retry_now",
+                                             _("Only a due, scheduled or waiting renewal, or the line's latest failed one, can be retried now."))),
+        confirmed_action(name="cancel_confirmed", description=_("Cancel the renewal"), permission="cancel_renewal",
+                         perform=_transition(services.cancel_renewal, "cancelled",
+                                             _("Already finished, or a charge is at the processor."))),
+        confirmed_action(name="resend_pay_now_email", description=_("Resend the pay-now email"),
+                         permission="email_customer", perform=_resend_pay_now),
+    ]
+
+    @admin.display(description=_("customer"), ordering="line__owner__email")
+    def line_owner(self, renewal):
+        return renewal.line.owner
 
     @admin.action(description=_("Retry now"))
     def retry_now(self, request, queryset):

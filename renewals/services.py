@@ -17,8 +17,9 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Max, Q, Sum
 
+from accounts import heartbeats
 from accounts.models import Line
 from accounts.services import apply_package
 from payments.models import Charge
@@ -223,14 +224,19 @@ def evaluate_triggers(*, line_ids: Iterable[int], now: datetime, dispatch: bool 
 
 def lines_with_enabled_rules_ids(*, now: datetime) -> list[int]:
     """The beat sweep's candidates: enabled rules whose line has no open renewal and whose data
-    trigger is met or which watch the validity end (checked precisely by `trigger_met`)."""
+    trigger is met or whose validity ends within the widest expiry window, so a tick's cost follows
+    the lines near a trigger, not every rule (`trigger_met` decides precisely)."""
+    # The widest expiry window of any enabled rule bounds the candidates in SQL (portable to SQLite,
+    # which cannot multiply a column by an interval); `trigger_met` then checks each rule's own.
+    widest_hours = RenewalRule.objects.filter(enabled=True).aggregate(hours=Max("trigger_hours_before_expiry"))["hours"]
+    expiry_horizon = now + timedelta(hours=widest_hours or 0)
     return list(
         RenewalRule.objects.filter(enabled=True)
         .exclude(line__status__in=NOT_RENEWABLE)
         .exclude(line__renewals__status__in=Renewal.OPEN)
         .filter(
             Q(trigger_data_below_mb__isnull=False, line__data_remaining_bytes__lte=F("trigger_data_below_mb") * MB)
-            | Q(trigger_hours_before_expiry__isnull=False, line__expires_at__isnull=False)
+            | Q(trigger_hours_before_expiry__isnull=False, line__expires_at__lte=expiry_horizon)
         )
         .values_list("line_id", flat=True)
     )
@@ -769,16 +775,28 @@ def payment_method_changed(*, user, now: datetime) -> list[int]:
 # --- the operator's actions (admin) ----------------------------------------------------------
 
 def retry_now(*, renewal_id: int, now: datetime) -> bool:
-    """Operator: bring a scheduled retry, or a renewal waiting for a method, forward to now. The
+    """Operator: bring a scheduled retry, or a renewal waiting for a method, forward to now; a
+    failed cycle (the line's latest) gets one more attempt, as a new default method gives it. The
     next dispatcher tick claims it; an attempt in flight is never doubled."""
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
-        if renewal.status not in (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE):
+        retryable = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE, Renewal.Status.FAILED)
+        if renewal.status not in retryable:
             return False
+        if renewal.status == Renewal.Status.FAILED:
+            latest = Renewal.objects.filter(line_id=renewal.line_id).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+            if latest != renewal.pk:
+                return False  # a newer cycle of the line supersedes this one
+        previous = renewal.status
         renewal.status = Renewal.Status.DUE
         renewal.next_attempt_at = now
-        renewal.save()
-        _log("renewal_due", renewal, reason="operator_retry_now")
+        renewal.completed_at = None
+        try:
+            with transaction.atomic():
+                renewal.save()
+        except IntegrityError:  # the line has another open renewal (invariant 2): that one goes on
+            return False
+        _log("renewal_due", renewal, previous=previous, reason="operator_retry_now")
     return True
 
 
@@ -830,6 +848,7 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     report.claimed = claim_due_renewals(now=now)
     if enqueue:
         _enqueue_charges(report.requeued + report.claimed)
+    heartbeats.beat(heartbeats.DISPATCHER, now=now)
     logger.info("renewals_dispatched %s", report)
     return report
 

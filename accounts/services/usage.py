@@ -17,6 +17,7 @@ from django.utils import timezone
 from renewals.models import RenewalRule
 from renewals.services import evaluate_triggers
 
+from .. import history
 from ..models import Line, UsageRecord
 from . import network, notices
 
@@ -175,6 +176,11 @@ def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dic
         if change.notice_level > line.usage_notice_level:
             new_levels[line.pk] = change.notice_level
     _write_lines(changes, now=now)
+    # The bulk UPDATE bypasses the history signals: record the line states it changed.
+    history.record_changes(
+        [(line, {"status": line.status}, {"status": changes[line.pk].status}) for line in lines if changes[line.pk].status != line.status],
+        action="usage_batch", reason="data used up", now=now,
+    )
     return changes, exhausted, new_levels
 
 

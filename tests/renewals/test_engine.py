@@ -353,3 +353,28 @@ def test_a_line_the_operator_suspended_is_not_renewed_behind_their_back(rule):
     Line.objects.filter(pk=rule.line_id).update(status=Line.Status.SUSPENDED)
     assert services.evaluate_triggers(line_ids=[rule.line_id], now=NOW) == []
     assert services.run_dispatcher(now=NOW, enqueue=False).opened == []
+
+
+def test_operator_retry_gives_a_failed_cycle_one_more_attempt_that_resumes_the_line(rule, policy):
+    policy.retry_delays_minutes = []
+    policy.save()
+    renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
+    assert renewal.status == Renewal.Status.FAILED
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    later = NOW + timedelta(hours=3)
+    assert services.retry_now(renewal_id=renewal.pk, now=later)
+    assert services.claim_due_renewals(now=later) == [renewal.pk]
+    renewal = attempt(Renewal.objects.get(pk=renewal.pk), later, "succeeded", pi="pi_operator_retry")
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+
+
+def test_operator_cannot_reopen_a_failed_cycle_the_line_has_moved_past(rule, policy):
+    policy.retry_delays_minutes = []
+    policy.save()
+    old = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
+    newer = Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=100, currency="CNY",
+                                   status=Renewal.Status.DUE, next_attempt_at=NOW)
+    assert not services.retry_now(renewal_id=old.pk, now=NOW)
+    old.refresh_from_db()
+    assert old.status == Renewal.Status.FAILED and newer.status == Renewal.Status.DUE

@@ -56,3 +56,14 @@ def test_the_zh_hans_catalogue_is_complete():
     for entry in entries:
         assert "#, fuzzy" not in entry, entry
         assert 'msgstr ""' not in entry.splitlines()[-1] and 'msgstr[0] ""' not in entry, entry
+
+
+def test_english_retry_email_ends_its_date_sentence_with_one_full_stop(customer, line, package, policy):
+    rule = make_rule(line=line, package=package)
+    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
+                                     status=Renewal.Status.RETRY_SCHEDULED,
+                                     next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=dt_timezone.utc))
+    assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
+    [message] = mail.outbox
+    assert "We will try again on Nov. 24, 2026, 19:02." in message.body
+    assert ".." not in message.body

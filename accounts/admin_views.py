@@ -1,0 +1,102 @@
+"""Admin pages that are not one model's list: the line CSV import (upload, preview, import) and
+the operations page. Both sit behind the two-factor admin site and the operator roles."""
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from django.views import View
+
+from . import operations
+from .services.line_import import ImportFileError, import_lines, parse
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+
+
+class LineImportForm(forms.Form):
+    file = forms.FileField(label=_("CSV file"), required=False,
+                           help_text=_("Columns: iccid, smdp_address, matching_id, package (optional: a package name or number)."))
+    # The file's text travels back with the preview; it is checked again before anything is created.
+    text = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("file")
+        if upload is not None:
+            if upload.size > MAX_UPLOAD_BYTES:
+                raise forms.ValidationError(_("The file is larger than 5 MB."))
+            try:
+                data["text"] = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise forms.ValidationError(_("The file must be UTF-8 text.")) from None
+        if not data.get("text"):
+            raise forms.ValidationError(_("Choose a CSV file."))
+        return data
+
+
+class LineImportView(View):
+    model_admin = None
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.has_perm("accounts.import_lines"):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def render(self, request, **context):
+        admin = self.model_admin
+        return TemplateResponse(request, "admin/accounts/line/import.html", {
+            **admin.admin_site.each_context(request), "opts": admin.model._meta, "title": _("Import lines from CSV"), **context,
+        })
+
+    def get(self, request):
+        return self.render(request, form=LineImportForm())
+
+    def post(self, request):
+        form = LineImportForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return self.render(request, form=form)
+        text = form.cleaned_data["text"]
+        try:
+            if request.POST.get("confirm") != "yes":
+                rows = parse(text)
+                return self.render(request, form=LineImportForm(initial={"text": text}), rows=rows, preview=True,
+                                   good=sum(row.ok for row in rows), bad=sum(not row.ok for row in rows))
+            created, bad = import_lines(text=text, actor=request.user, now=timezone.now())
+        except ImportFileError as exc:
+            form.add_error(None, str(exc))
+            return self.render(request, form=form)
+        except IntegrityError:
+            form.add_error(None, _("Another import added some of these lines meanwhile: nothing was imported, try again."))
+            return self.render(request, form=form)
+        messages.success(request, ngettext("%(count)d line imported.", "%(count)d lines imported.", len(created)) % {"count": len(created)})
+        if bad:
+            return self.render(request, form=LineImportForm(), rows=bad, rejected=True, bad=len(bad))
+        return redirect("admin:accounts_line_changelist")
+
+
+def operations_view(request, admin_site):
+    if not request.user.has_perm("accounts.view_operations"):
+        raise PermissionDenied
+    from payments.money import format_money
+
+    now = timezone.now()
+    day_start, month_start = operations.day_and_month_start(now)
+
+    def money_rows(since):
+        return [{**row, "formatted": format_money(row["amount_minor"], row["currency"])} for row in operations.revenue(since=since)]
+
+    return TemplateResponse(request, "admin/accounts/operations.html", {
+        **admin_site.each_context(request),
+        "title": _("Operations"),
+        "now": now,
+        "counts": operations.renewal_counts(now=now),
+        "revenue_today": money_rows(day_start),
+        "revenue_month": money_rows(month_start),
+        "alerts": operations.open_alerts(),
+        "dispatcher": operations.dispatcher_job(now=now),
+        "usage": operations.usage_job(now=now),
+    })

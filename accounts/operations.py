@@ -1,0 +1,95 @@
+"""Reads behind the operations page: the engine's queues, the last 24 hours' failures and
+suspensions, revenue summed in SQL per currency, open alerts and the age of the periodic jobs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
+
+from . import heartbeats
+
+DAY = timedelta(hours=24)
+
+
+@dataclass
+class JobAge:
+    at: datetime | None
+    age: timedelta | None
+    stale: bool
+
+
+def _job(at: datetime | None, *, now: datetime, stale_after: timedelta) -> JobAge:
+    age = heartbeats.age(at, now=now)
+    return JobAge(at=at, age=age, stale=age is None or age > stale_after)
+
+
+def dispatcher_stale_after() -> timedelta:
+    return getattr(settings, "OPERATIONS_DISPATCHER_STALE_AFTER",
+                   3 * getattr(settings, "RENEWALS_DISPATCH_INTERVAL", timedelta(seconds=30)) + timedelta(seconds=30))
+
+
+def usage_stale_after() -> timedelta:
+    return getattr(settings, "OPERATIONS_USAGE_STALE_AFTER", timedelta(hours=2))
+
+
+def dispatcher_job(*, now: datetime) -> JobAge:
+    return _job(heartbeats.last_beat(heartbeats.DISPATCHER), now=now, stale_after=dispatcher_stale_after())
+
+
+def usage_job(*, now: datetime) -> JobAge:
+    return _job(heartbeats.last_usage_batch(), now=now, stale_after=usage_stale_after())
+
+
+def renewal_counts(*, now: datetime) -> dict[str, int]:
+    from renewals.models import Renewal
+
+    since = now - DAY
+    S = Renewal.Status
+    return Renewal.objects.aggregate(
+        due=Count("pk", filter=Q(status=S.DUE)),
+        retrying=Count("pk", filter=Q(status__in=[S.RETRY_SCHEDULED, S.AWAITING_METHOD])),
+        requires_action=Count("pk", filter=Q(status=S.REQUIRES_ACTION)),
+        failed_24h=Count("pk", filter=Q(status=S.FAILED, completed_at__gte=since)),
+    ) | {"suspended_24h": lines_suspended_since(since)}
+
+
+def lines_suspended_since(since: datetime) -> int:
+    """Lines that went to suspended since then, by the engine or an operator: the history has both
+    (a line's status change is recorded from its save, whoever makes it)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from .models import ChangeRecord, Line
+
+    return (
+        ChangeRecord.objects.filter(content_type=ContentType.objects.get_for_model(Line), created_at__gte=since,
+                                    after__status=Line.Status.SUSPENDED)
+        .values("object_id").distinct().count()
+    )
+
+
+def revenue(*, since: datetime) -> list[dict]:
+    """Money kept (charged minus refunded) from `since` on, per currency, integer minor units."""
+    from payments.models import Charge
+
+    return list(
+        Charge.objects.filter(status__in=Charge.MONEY_TAKEN)
+        .annotate(settled=Coalesce("settled_at", "created_at"))
+        .filter(settled__gte=since)
+        .values("currency")
+        .annotate(amount_minor=Sum(F("amount_minor") - F("refunded_minor")), charges=Count("pk"))
+        .order_by("currency")
+    )
+
+
+def open_alerts(limit: int = 50):
+    from renewals.models import Alert
+
+    return Alert.objects.filter(resolved_at__isnull=True).select_related("line", "renewal").order_by("-created_at", "-id")[:limit]
+
+
+def day_and_month_start(now: datetime) -> tuple[datetime, datetime]:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day, day.replace(day=1)

@@ -1,0 +1,119 @@
+"""Every operator action asks first, calls the owning app's service and writes who / when / why."""
+from django.core import mail
+
+from accounts.models import ChangeRecord, Line, NetworkCommand
+from payments import gateways
+from payments import services as payment_services
+from payments.models import Charge
+from tests.admin.conftest import run_action
+from tests.admin.factories import make_charge, make_renewal
+from tests.factories import make_user
+from tests.payments.conftest import create_card
+
+
+def test_suspend_asks_for_a_reason_then_sends_the_command_and_records_it(finance_client, line):
+    client, user = finance_client
+    first, confirmed = run_action(client, "/admin/accounts/line/", "suspend_lines", [line.pk], reason="")
+    assert "Please confirm" in first.content.decode()
+    assert confirmed.status_code == 200  # the reason is required: the page comes back
+    line.refresh_from_db()
+    assert line.status == Line.Status.ACTIVE and not NetworkCommand.objects.exists()
+
+    _first, confirmed = run_action(client, "/admin/accounts/line/", "suspend_lines", [line.pk], reason="fraud check")
+    assert confirmed.status_code == 302
+    line.refresh_from_db()
+    assert line.status == Line.Status.SUSPENDED
+    command = NetworkCommand.objects.get(line=line)
+    assert (command.command, command.reason) == ("suspend", "fraud check")
+    record = ChangeRecord.objects.get(action="suspended")
+    assert (record.actor, record.reason, record.before, record.after) == (user, "fraud check", {"status": "active"}, {"status": "suspended"})
+    page = client.get(f"/admin/accounts/line/{line.pk}/change/").content.decode()
+    assert "fraud check" in page and user.email in page
+
+
+def test_support_resumes_a_suspended_line(support_client, line):
+    client, user = support_client
+    Line.objects.filter(pk=line.pk).update(status=Line.Status.SUSPENDED)
+    assert "suspend_lines" not in client.get("/admin/accounts/line/").content.decode()  # support may not suspend
+    _first, confirmed = run_action(client, "/admin/accounts/line/", "resume_lines", [line.pk], reason="customer paid by phone")
+    assert confirmed.status_code == 302
+    line.refresh_from_db()
+    assert line.status == Line.Status.ACTIVE
+    assert NetworkCommand.objects.get(line=line).command == "resume"
+    assert ChangeRecord.objects.get(action="resumed").actor == user
+
+
+def test_cancel_renewal_is_recorded(support_client, line, package):
+    client, user = support_client
+    renewal = make_renewal(line=line, package=package, status="retry_scheduled")
+    _first, confirmed = run_action(client, "/admin/renewals/renewal/", "cancel_confirmed", [renewal.pk], reason="duplicate")
+    assert confirmed.status_code == 302
+    renewal.refresh_from_db()
+    assert renewal.status == "cancelled"
+    record = ChangeRecord.objects.get(action="cancelled")
+    assert (record.actor, record.reason, record.before["status"], record.after["status"]) == (user, "duplicate", "retry_scheduled", "cancelled")
+
+
+def test_refund_through_stripe_shows_in_the_ledger_and_history(finance_client, customer, line, package):
+    client, user = finance_client
+    stripe_customer = gateways.ensure_customer(customer)
+    method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
+    charge = make_charge(user=customer, line=line, package=package)
+    outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=method.id)
+    charge = payment_services.record_outcome(charge_id=charge.pk, outcome=outcome)
+    assert charge.status == Charge.Status.SUCCEEDED
+    first, confirmed = run_action(client, "/admin/payments/charge/", "refund_confirmed", [charge.pk], reason="goodwill")
+    assert "cannot be undone" in first.content.decode()
+    assert confirmed.status_code == 302
+    charge.refresh_from_db()
+    assert (charge.status, charge.refunded_minor) == (Charge.Status.REFUNDED, 9800)
+    record = ChangeRecord.objects.get(action="refunded")
+    assert (record.actor, record.reason, record.after["refunded_minor"]) == (user, "goodwill", 9800)
+    page = client.get(f"/admin/payments/charge/{charge.pk}/change/").content.decode()
+    assert "goodwill" in page and user.email in page
+
+
+def test_resend_verification_email(support_client):
+    client, user = support_client
+    unverified = make_user(email="late@example.com", verified=False)
+    mail.outbox.clear()
+    _first, confirmed = run_action(client, "/admin/accounts/user/", "resend_verification_email", [unverified.pk])
+    assert confirmed.status_code == 302
+    assert [message.to for message in mail.outbox] == [["late@example.com"]]
+    assert ChangeRecord.objects.get(action="verification_email_sent").actor == user
+    assert "verification_email_sent" in client.get(f"/admin/accounts/user/{unverified.pk}/change/").content.decode()
+
+
+def test_resend_pay_now_email(support_client, customer, line, package):
+    client, user = support_client
+    renewal = make_renewal(line=line, package=package, status="requires_action")
+    mail.outbox.clear()
+    _first, confirmed = run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [renewal.pk])
+    assert confirmed.status_code == 302
+    assert [message.to for message in mail.outbox] == [[customer.email]]
+    assert f"/{renewal.pk}/" in mail.outbox[0].body
+    assert ChangeRecord.objects.get(action="pay_now_email_sent").actor == user
+
+
+def test_customer_page_shows_lines_rules_renewals_charges_and_method_summaries(support_client, customer, line, package):
+    from tests.admin.factories import make_rule
+
+    client, _user = support_client
+    stripe_customer = gateways.ensure_customer(customer)
+    method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4000056655665556"))
+    make_rule(line=line, package=package)
+    make_renewal(line=line, package=package, status="retry_scheduled", last_failure_code="insufficient_funds")
+    make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, failure_message="Your card has insufficient funds.")
+    page = client.get(f"/admin/accounts/user/{customer.pk}/change/").content.decode()
+    assert line.iccid in page and "insufficient_funds" in page and "Your card has insufficient funds." in page
+    assert "5556" in page and "4000056655665556" not in page
+    assert method.id  # the summary comes from dj-stripe's mirror
+
+
+def test_find_a_customer_by_iccid_and_by_payment_intent(support_client, customer, line, package):
+    client, _user = support_client
+    make_user(email="someone-else@example.com")
+    make_charge(user=customer, line=line, package=package, payment_intent_id="pi_findme123")
+    for term in (line.iccid, "pi_findme123", "alice@"):
+        page = client.get("/admin/accounts/user/", {"q": term}).content.decode()
+        assert "alice@example.com" in page and "someone-else@example.com" not in page, term
