@@ -22,6 +22,9 @@ def _plain_client(jobs, barrier, results):
     import stripe
     from django.conf import settings
 
+    # A connection of its own: a keep-alive socket inherited through fork, shared with the
+    # sibling, interleaves the two clients' requests on one stream.
+    stripe.default_http_client = stripe.RequestsClient(timeout=settings.STRIPE_HTTP_TIMEOUT_SECONDS)
     barrier.wait()
     done = 0
     try:
