@@ -100,6 +100,10 @@ class RenewalRule(models.Model):
                 name="enabled_rule_has_trigger",
             ),
         ]
+        indexes = [
+            # The beat sweep's MAX(expiry window) over enabled rules reads one index entry, not the table.
+            models.Index(fields=["trigger_hours_before_expiry"], condition=Q(enabled=True), name="rule_enabled_expiry_hours_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"rule for {self.line_id}"
