@@ -54,8 +54,10 @@ def run(*, lines: int = 500, rate: float = 5.0, worker_concurrency: int = 2) -> 
     succeeded = [c for c in charges if c[3] == Charge.Status.SUCCEEDED]
     upper = [c[2].timestamp() - accepted[c[0]] for c in succeeded]
     lower = [c[1].timestamp() - accepted[c[0]] for c in succeeded]
+    # Only this run's renewals: the same localstripe may hold other runs' (or other tests') intents.
+    renewal_ids = {str(pk) for pk in Renewal.objects.filter(line_id__in=line_ids).values_list("pk", flat=True)}
     intents = [pi for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
-               if (pi["metadata"] or {}).get("renewal_id")]
+               if (pi["metadata"] or {}).get("renewal_id") in renewal_ids]
     print(f"   renewals succeeded: {len(succeeded)}/{lines} (all done: {done}); PaymentIntents in localstripe: {len(intents)}")
     figures = {
         "succeeded": len(succeeded), "intents": len(intents),
