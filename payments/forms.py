@@ -26,22 +26,6 @@ class PackageChoiceField(forms.ModelChoiceField):
         return f"{obj.name} — {format_money(obj.price_minor, obj.currency)}"
 
 
-class BuyPackageForm(forms.Form):
-    package = PackageChoiceField(label=_("Package"), queryset=Package.objects.filter(active=True), empty_label=None,
-                                 widget=forms.RadioSelect)
-    payment_method = forms.ChoiceField(label=_("Pay with"), widget=forms.RadioSelect)
-
-    def __init__(self, *args, methods, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["payment_method"].choices = method_choices(methods)
-        default = next((m.id for m in methods if m.is_default), methods[0].id if methods else None)
-        if default:
-            self.fields["payment_method"].initial = default
-        first = self.fields["package"].queryset.first()
-        if first is not None:
-            self.fields["package"].initial = first.pk
-
-
 class PayNowForm(forms.Form):
     payment_method = forms.ChoiceField(label=_("Pay with"), widget=forms.RadioSelect)
 
@@ -51,6 +35,18 @@ class PayNowForm(forms.Form):
         default = next((m.id for m in methods if m.is_default), methods[0].id if methods else None)
         if default:
             self.fields["payment_method"].initial = default
+
+
+class BuyPackageForm(PayNowForm):
+    package = PackageChoiceField(label=_("Package"), queryset=Package.objects.filter(active=True), empty_label=None,
+                                 widget=forms.RadioSelect)
+    field_order = ["package", "payment_method"]
+
+    def __init__(self, *args, methods, **kwargs):
+        super().__init__(*args, methods=methods, **kwargs)
+        first = self.fields["package"].queryset.first()
+        if first is not None:
+            self.fields["package"].initial = first.pk
 
 
 class FinishBindingForm(forms.Form):

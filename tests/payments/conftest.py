@@ -1,6 +1,7 @@
 """Payments fixtures: customers and cards made in the real localstripe the suite runs against.
 `add_card` plays the browser's part (Stripe.js would create the method from the number); the
 number goes straight to localstripe, never through our code."""
+import contextlib
 import itertools
 import socket
 import threading
@@ -113,14 +114,14 @@ def bind_card(customer_client):
     return _bind
 
 
-@pytest.fixture
-def unresponsive_stripe():
-    """A socket that accepts connections and never answers: what a hung processor looks like."""
+@contextlib.contextmanager
+def _hung_processor():
+    """Point the SDK at a socket that accepts connections and never answers: what a hung
+    processor looks like. Yields the held connections."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
-    held = []
-    stop = threading.Event()
+    held, stop = [], threading.Event()
 
     def accept():
         server.settimeout(0.2)
@@ -136,48 +137,26 @@ def unresponsive_stripe():
     # this one, and configure() must then read the real values.
     stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
     stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
-    yield held
-    gateways.configure()
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    try:
+        yield held
+    finally:
+        gateways.configure()
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.fixture
+def unresponsive_stripe():
+    """Stripe hangs for the whole test."""
+    with _hung_processor() as held:
+        yield held
 
 
 @pytest.fixture
 def unresponsive_stripe_later():
-    """A context manager version of unresponsive_stripe, for tests that first need localstripe."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def hang():
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        held, stop = [], threading.Event()
-
-        def accept():
-            server.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    held.append(server.accept()[0])
-                except OSError:
-                    continue
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        stripe.api_base = f"http://127.0.0.1:{server.getsockname()[1]}"
-        stripe.default_http_client = stripe.RequestsClient(timeout=0.5)
-        try:
-            yield held
-        finally:
-            gateways.configure()
-            stop.set()
-            thread.join()
-            for conn in held:
-                conn.close()
-            server.close()
-
-    yield hang
+    """Stripe hangs inside `with unresponsive_stripe_later():`, for tests that first need localstripe."""
+    yield _hung_processor
     gateways.configure()
