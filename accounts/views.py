@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone, translation
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django.views.i18n import set_language as django_set_language
 
 from . import selectors
@@ -23,6 +23,7 @@ IOS_INSTALL_URL = "https://esimsetup.apple.com/esim_qrcode_provisioning?carddata
 
 
 @login_required
+@require_GET
 def home(request):
     lines = list(selectors.lines_for_user(request.user))
     zone = timezone.get_current_timezone()
@@ -33,6 +34,7 @@ def home(request):
 
 
 @login_required
+@require_GET
 def line_detail(request, line_id: int):
     try:
         line = selectors.line_for_user(request.user, line_id)
