@@ -116,6 +116,14 @@ def test_customers_own_choices_never_include_another_customers_objects(world):
     assert other_line.iccid not in csv.content.decode()
 
 
+@pytest.mark.parametrize("name", sorted(ALLAUTH_OWN_ACCOUNT))
+def test_allauth_account_pages_send_an_anonymous_visitor_to_login(db, name):
+    client = client_for(None)
+    for method in ("get", "post"):
+        response = getattr(client, method)(reverse(name))
+        assert is_login_redirect(response), (method, response.status_code, response.get("Location"))
+
+
 # --- unverified contact details -------------------------------------------------------------------
 
 def _portal_gets(world):
