@@ -226,8 +226,20 @@ class UsageRecordAdmin(admin.ModelAdmin):
     raw_id_fields = ["line"]
 
 
+def _retry_command(*, request, obj, reason, now) -> Outcome:
+    from .services.network import retry_command_now
+
+    before = {"status": obj.status, "attempts": obj.attempts, "next_attempt_at": obj.next_attempt_at}
+    command = retry_command_now(command=obj, now=now)
+    after = {"status": command.status, "attempts": command.attempts, "next_attempt_at": command.next_attempt_at}
+    if after == before:
+        return Outcome(False, _("Already delivered, or being sent right now."))
+    record_change(obj=command, action="retry_now", actor=request.user, reason=reason, before=before, after=after, now=now)
+    return Outcome(True)
+
+
 @admin.register(NetworkCommand)
-class NetworkCommandAdmin(admin.ModelAdmin):
+class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     """The outbox to the network partner: what was sent, what is retrying, what gave up."""
 
     list_display = ["id", "line", "command", "status", "attempts", "next_attempt_at", "last_response_code", "created_at", "delivered_at"]
@@ -236,15 +248,12 @@ class NetworkCommandAdmin(admin.ModelAdmin):
     list_select_related = ["line"]
     raw_id_fields = ["line"]
     readonly_fields = [f.name for f in NetworkCommand._meta.fields]
-    actions = ["retry_now"]
+    inlines = [ChangeHistoryInline]
+    # Sending a command again changes the line on the network: asked first and recorded.
+    actions = [
+        confirmed_action(name="retry_now_confirmed", description=_("Retry the selected commands now"),
+                         permission="retry_renewal", perform=_retry_command),
+    ]
 
     def has_add_permission(self, request):
         return False  # commands come from services (enqueue_command), never typed in
-
-    @admin.action(description=_("Retry the selected commands now"))
-    def retry_now(self, request, queryset):
-        from .services.network import retry_command_now
-
-        for command in queryset:
-            retry_command_now(command=command)
-        self.message_user(request, _("The selected commands will be sent at the next sweep."))

@@ -66,6 +66,9 @@ class OperatorPermissionsMixin:
     def has_import_lines_permission(self, request):
         return self._operator_may(request, "import_lines")
 
+    def has_view_operations_permission(self, request):
+        return self._operator_may(request, "view_operations")
+
 
 def confirmed_action(*, name: str, description, permission: str, perform: Callable[..., Outcome],
                      reason_required: bool = False, warning=None):

@@ -111,16 +111,24 @@ class RenewalAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
         self.message_user(request, ngettext("%(count)d renewal cancelled.", "%(count)d renewals cancelled.", done) % {"count": done}, messages.SUCCESS)
 
 
+def _resolve_alert(*, request, obj, reason, now) -> Outcome:
+    if not services.resolve_alert(alert_id=obj.pk, now=now):
+        return Outcome(False, _("Already resolved."))
+    record_change(obj=obj, action="resolved", actor=request.user, reason=reason,
+                  before={"resolved_at": None}, after={"resolved_at": now}, now=now)
+    return Outcome(True)
+
+
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "line", "renewal", "message", "resolved_at"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["line__iccid", "message"]
     list_select_related = ["line", "renewal"]
     raw_id_fields = ["line", "renewal"]
-    actions = ["resolve"]
-
-    @admin.action(description=_("Mark resolved"))
-    def resolve(self, request, queryset):
-        done = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
-        self.message_user(request, ngettext("%(count)d alert resolved.", "%(count)d alerts resolved.", done) % {"count": done}, messages.SUCCESS)
+    inlines = [ChangeHistoryInline]
+    # Confirmed and recorded like every operator action: who resolved it, when, and why.
+    actions = [
+        confirmed_action(name="resolve_confirmed", description=_("Mark resolved"), permission="view_operations",
+                         perform=_resolve_alert),
+    ]

@@ -103,6 +103,14 @@ def raise_alert(*, kind: str, line: Line, message: str, renewal: Renewal | None 
 
 # --- triggers and opening renewals -----------------------------------------------------------
 
+def resolve_alert(*, alert_id: int, now: datetime) -> bool:
+    """An operator has dealt with an alert. False if it was already resolved."""
+    resolved = Alert.objects.filter(pk=alert_id, resolved_at__isnull=True).update(resolved_at=now)
+    if resolved:
+        logger.info("alert_resolved alert=%s", alert_id)
+    return bool(resolved)
+
+
 def trigger_met(*, rule: RenewalRule, line: Line, now: datetime) -> str:
     """Which trigger of the rule the line meets ('' if none)."""
     if rule.trigger_data_below_mb is not None and line.data_remaining_bytes <= rule.trigger_data_below_mb * MB:

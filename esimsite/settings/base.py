@@ -5,6 +5,7 @@ from pathlib import Path
 
 import environ
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -123,6 +124,22 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+# Beat's sweeps have a queue of their own, listed first, and every worker consumes both. Redis
+# hands each worker the next message from its queues in turn, so a tick waits for at most the
+# task in hand. In one queue, ticks sat behind a backlog of charges until they expired (the
+# 2,000-line chaos run: every tick discarded while 2,000 charges drained, so nothing was
+# reconciled for ten minutes).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("sweeps"), Queue("celery"))
+CELERY_TASK_ROUTES = {
+    name: {"queue": "sweeps"}
+    for name in (
+        "renewals.dispatch_renewals",
+        "payments.reconcile_pending_purchases",
+        "accounts.deliver_network_commands",
+        "accounts.send_expiry_notices",
+    )
+}
 
 # Email and SMS: console in development, captured in tests, real backends in production.
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

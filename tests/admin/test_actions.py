@@ -117,3 +117,43 @@ def test_find_a_customer_by_iccid_and_by_payment_intent(support_client, customer
     for term in (line.iccid, "pi_findme123", "alice@"):
         page = client.get("/admin/accounts/user/", {"q": term}).content.decode()
         assert "alice@example.com" in page and "someone-else@example.com" not in page, term
+
+
+def test_resolving_an_alert_asks_first_and_records_who(support_client, line):
+    from django.utils import timezone
+
+    from renewals.models import Alert
+    from renewals.services import raise_alert
+
+    client, operator = support_client
+    alert = raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=line, message="3 declines in a row", now=timezone.now())
+    first, confirmed = run_action(client, "/admin/renewals/alert/", "resolve_confirmed", [alert.pk],
+                                  reason="customer called, new card on file")
+    assert str(alert).encode() in first.content  # the confirmation page names what is resolved
+    alert.refresh_from_db()
+    assert alert.resolved_at is not None
+    record = ChangeRecord.objects.get(action="resolved", object_id=str(alert.pk))
+    assert (record.actor, record.reason) == (operator, "customer called, new card on file")
+    # Choosing the action alone changes nothing: a second alert stays open until confirmed.
+    second = raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=line, message="again", now=timezone.now())
+    client.post("/admin/renewals/alert/", {"action": "resolve_confirmed", "_selected_action": [str(second.pk)], "index": 0})
+    second.refresh_from_db()
+    assert second.resolved_at is None
+
+
+def test_retrying_a_network_command_asks_first_and_records_who(support_client, line):
+    from accounts.services.network import enqueue_command
+
+    client, operator = support_client
+    command = enqueue_command(line=line, command="suspend")
+    NetworkCommand.objects.filter(pk=command.pk).update(status=NetworkCommand.Status.FAILED, attempts=8)
+    client.post("/admin/accounts/networkcommand/", {
+        "action": "retry_now_confirmed", "_selected_action": [str(command.pk)], "index": 0})
+    command.refresh_from_db()
+    assert command.status == NetworkCommand.Status.FAILED  # only asked so far
+    _first, confirmed = run_action(client, "/admin/accounts/networkcommand/", "retry_now_confirmed", [command.pk],
+                                   reason="partner fixed their endpoint")
+    command.refresh_from_db()
+    assert (command.status, command.attempts) == (NetworkCommand.Status.PENDING, 0)
+    record = ChangeRecord.objects.get(action="retry_now", object_id=str(command.pk))
+    assert record.actor == operator and record.before["status"] == "failed"

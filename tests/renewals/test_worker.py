@@ -104,6 +104,32 @@ def test_a_worker_killed_after_stripe_answered_is_reconciled_without_a_second_ch
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.SUCCEEDED
 
 
+def test_a_backlog_of_charges_does_not_hold_back_the_dispatcher_tick(customer, package, policy, add_card, tmp_path):
+    """Beat's tick expires after one interval. Behind a backlog of charges in the same queue it
+    expired unseen, so the dispatcher (and its reconciliation) stopped while charges drained."""
+    from accounts.heartbeats import DISPATCHER, last_beat
+    from renewals.tasks import dispatch_renewals
+    from tests.factories import make_line
+
+    from .conftest import make_rule
+
+    add_card()
+    renewals = [claimed_renewal(make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=0), package=package))
+                for _ in range(30)]
+    app.control.purge()
+    for renewal in renewals:
+        charge_renewal_task.delay(renewal.pk)
+    log = tmp_path / "worker.log"
+    with celery_worker(log):
+        assert wait_until(lambda: "renewals.charge_renewal[" in log_text(log), timeout=60), log_text(log)
+        dispatch_renewals.apply_async(expires=2)  # the backlog takes longer than that to drain
+        assert wait_until(lambda: last_beat(DISPATCHER) is not None, timeout=30), log_text(log)
+        done_when_ticked = Renewal.objects.filter(pk__in=[r.pk for r in renewals], status=Renewal.Status.SUCCEEDED).count()
+        assert wait_until(lambda: Renewal.objects.filter(status=Renewal.Status.SUCCEEDED).count() == 30, timeout=180), log_text(log)
+    assert done_when_ticked < 25
+    assert "Discarding revoked task: renewals.dispatch_renewals" not in log_text(log)
+
+
 def _waiting_on_a_lock(cursor) -> bool:
     cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
     return cursor.fetchone()[0] > 0
