@@ -10,6 +10,9 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+# Stripe.js's nested frames and its 3-D Secure pages (Stripe's published CSP requirements).
+CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=["https://*.js.stripe.com"])
+CSP_EXTRA_FRAME_SRC = env.list("CSP_EXTRA_FRAME_SRC", default=["https://*.js.stripe.com", "https://hooks.stripe.com"])
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=True)
 STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
