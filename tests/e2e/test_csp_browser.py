@@ -67,6 +67,7 @@ def test_customer_line_phone_and_receipt_pages(customer_page, verified_customer)
     expect(page.locator(".qr svg")).to_be_visible()
     page.goto("/accounts/phone/change/")  # allauth's page with the one hashed style attribute
     expect(page.locator("input[name=phone]")).to_be_visible()
+    assert page.locator("form#verify-phone[style]").count() == 1  # so the watcher would see a blocked style
     page.goto(f"/payments/charges/{charge.pk}/receipt/")
     page.evaluate("window.print = function () { document.body.dataset.printed = 'yes'; }")
     page.locator("#print-receipt").click()
