@@ -22,6 +22,7 @@ from . import selectors, services
 from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, PayNowForm, RemoveMethodForm, StartBindingForm
 from .models import Charge
 from .money import plain_amount
+from .rate_limits import limit
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def methods(request):
 
 @login_required
 @require_POST
+@limit("payment_method", json=True)
 def method_setup(request):
     """JSON for the page's script: a fresh SetupIntent's client secret."""
     form = StartBindingForm(request.POST)
@@ -101,6 +103,7 @@ def method_return(request):
 
 @login_required
 @require_POST
+@limit("payment_method")
 def method_default(request, payment_method_id: str):
     try:
         services.set_default_method(user=request.user, payment_method_id=payment_method_id)
@@ -180,6 +183,7 @@ def failure_reason(charge: Charge) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@limit("payment")
 def buy(request, line_id: int):
     try:
         line = line_for_user(request.user, line_id)
@@ -204,6 +208,7 @@ def buy(request, line_id: int):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@limit("payment")
 def pay_renewal(request, renewal_id: int):
     try:
         renewal = services.payable_renewal(user=request.user, renewal_id=renewal_id)

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "accounts.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -160,12 +161,24 @@ STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
 STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
 # Retries for reads and binding calls only; charge calls never retry (payments/gateways.py).
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
+# Content-Security-Policy (accounts.middleware): Stripe.js's own origin comes from STRIPE_JS_URL
+# and the API's from STRIPE_API_BASE; these add what real Stripe.js also loads (production.py).
+CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=[])
+CSP_EXTRA_FRAME_SRC = env.list("CSP_EXTRA_FRAME_SRC", default=[])
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 # A purchase still pending this long after it was sent cannot be in flight any more: reconcile it.
 PAYMENTS_RECONCILE_AFTER = timedelta(seconds=env.int("PAYMENTS_RECONCILE_AFTER_SECONDS", default=600))
 CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "payments.reconcile_pending_purchases", "schedule": 300.0}
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
+
+# Portal payment writes (payments/rate_limits.py), allauth's notation: N/<duration>/user|ip, each
+# counted in the shared cache. "payment": buying and paying a renewal; "payment_method": starting
+# a SetupIntent (card testing) and choosing a default (which can retry a failed renewal at once).
+PAYMENTS_RATE_LIMITS = {
+    "payment": env("PAYMENTS_RATE_LIMIT_PAYMENT", default="5/10m/user,30/10m/ip"),
+    "payment_method": env("PAYMENTS_RATE_LIMIT_PAYMENT_METHOD", default="10/h/user,30/h/ip"),
+}
 
 # Network partner: usage records in, commands out.
 PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET", default="dev-partner-usage-secret")

@@ -10,6 +10,9 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+# Stripe.js's nested frames and its 3-D Secure pages (Stripe's published CSP requirements).
+CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=["https://*.js.stripe.com"])
+CSP_EXTRA_FRAME_SRC = env.list("CSP_EXTRA_FRAME_SRC", default=["https://*.js.stripe.com", "https://hooks.stripe.com"])
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=True)
 STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
@@ -27,7 +30,13 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = True
+CSRF_COOKIE_SAMESITE = "Lax"
+# Only the server reads the language cookie; over https only like the others.
+LANGUAGE_COOKIE_SECURE = True
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

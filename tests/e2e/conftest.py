@@ -12,17 +12,28 @@ Fixtures for every browser test (payments and renewals use them too):
   email in mail.outbox (the live server shares this process, so its emails land there);
 - `operator` + `log_in_operator(operator)`: a superuser with TOTP, logged in through the code step,
   so `page.goto("/admin/")` opens the admin (a TOTP code counts once per 30 s: log in once per test).
+
+Checked after every browser test, whichever fixtures it uses (autouse):
+- no Content-Security-Policy violation in any page of any browser context (`securitypolicyviolation`
+  events and Chromium's CSP console errors);
+- no card number in any text/JSON/bytea column of the database nor in any log line written
+  during the test, the live server's request log included (tests/e2e/card_scan.py).
 """
 import os
 import re
 
 import time
 
+import logging
+
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
 from django.core import mail
-from playwright.sync_api import sync_playwright
+from django.core.servers.basehttp import WSGIRequestHandler
+from django.test.testcases import QuietWSGIRequestHandler
+from playwright.sync_api import Browser, sync_playwright
 
+from tests.e2e.card_scan import card_numbers_in_database, card_numbers_in_lines
 from tests.factories import make_user
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
@@ -38,6 +49,63 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+# Reports every CSP violation of a page (and its frames) to the test through an exposed binding.
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  window.__esimsiteCspViolation(e.violatedDirective + " blocked " + (e.blockedURI || "inline") +
+                                " at " + (e.sourceFile || e.documentURI) + ":" + e.lineNumber);
+});
+"""
+
+
+@pytest.fixture(autouse=True)
+def csp_violations(monkeypatch):
+    """Every browser context of the test, whoever opens it, watches for CSP violations."""
+    found: list[str] = []
+    new_context = Browser.new_context
+
+    def watched_new_context(self, *args, **kwargs):
+        context = new_context(self, *args, **kwargs)
+        context.expose_binding("__esimsiteCspViolation", lambda source, text: found.append(f"{source['frame'].url}: {text}"))
+        context.add_init_script(CSP_WATCH)
+        context.on("console", lambda message: found.append(f"console: {message.text}")
+                   if message.type == "error" and "Content Security Policy" in message.text else None)
+        return context
+
+    monkeypatch.setattr(Browser, "new_context", watched_new_context)
+    yield found
+    assert found == [], "Content-Security-Policy violations:\n" + "\n".join(found)
+
+
+@pytest.fixture(autouse=True)
+def no_card_numbers_stored_or_logged(request, tmp_path, monkeypatch):
+    """After a browser test (before the live server's database is flushed): no card number in
+    the database, nor in what our logging wrote to a file meanwhile."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # so this check tears down before the flush
+    # The live server's request log (method, path, query string, status) is silenced by Django's
+    # test server; give it the development server's logging back.
+    monkeypatch.setattr(QuietWSGIRequestHandler, "log_message", WSGIRequestHandler.log_message)
+    log_file = tmp_path / "e2e.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # Our loggers, Celery's and Django's reach the root at their configured levels (LOGGING: INFO);
+    # django.server does not propagate (Django's default logging), so it gets the file directly.
+    loggers = [logging.getLogger(), logging.getLogger("django.server")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()
+    hits = card_numbers_in_database() + card_numbers_in_lines(log_file.read_text(encoding="utf-8").splitlines())
+    assert hits == [], "card numbers stored or logged:\n" + "\n".join(hits)
 
 
 @pytest.fixture(scope="module")
