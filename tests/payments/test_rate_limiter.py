@@ -139,6 +139,15 @@ def test_every_gateway_write_goes_through_the_limiter_and_is_counted(proxy, cust
     assert processor_limit.write_stats().writes == len(writes)
 
 
+def _take_the_seconds_only_slot(settings) -> None:
+    """Limit 1 write a second, taken by someone else just now; a write now would wait ~1 s, more
+    than the 0.3 s it may."""
+    settings.STRIPE_WRITE_RATE_LIMIT = 1
+    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 2  # the set-up's own writes leave the window first
+    processor_limit.acquire_write(method="POST", path="/elsewhere")
+    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 0.3
+
+
 def _renewal_charging(rule) -> Renewal:
     now = timezone.now()
     renewal = renewal_services.open_renewal(rule=rule, now=now, trigger="data")
@@ -161,10 +170,8 @@ def _claim_and_charge(renewal: Renewal) -> Renewal:
 
 def test_renewal_charge_refused_after_the_bounded_wait_sends_nothing_and_is_retried_without_costing_an_attempt(
         renewing_rule, settings, caplog):
-    settings.STRIPE_WRITE_RATE_LIMIT = 1
-    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 0.3
     renewal = _renewal_charging(renewing_rule)
-    processor_limit.acquire_write(method="POST", path="/elsewhere")  # the second's only slot, taken
+    _take_the_seconds_only_slot(settings)
     processor_limit.reset_write_stats()
 
     with caplog.at_level(logging.INFO):
@@ -190,9 +197,7 @@ def test_pay_now_refused_by_the_limiter_tells_the_customer_and_leaves_the_renewa
     renewal.next_attempt_at = later = timezone.now() + timedelta(hours=1)
     renewal.save()
     method_id = gateways.default_payment_method_id(customer)
-    settings.STRIPE_WRITE_RATE_LIMIT = 1
-    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 0.3
-    processor_limit.acquire_write(method="POST", path="/elsewhere")
+    _take_the_seconds_only_slot(settings)
 
     with pytest.raises(services.NotPayable) as refused:
         services.start_pay_now(user=customer, renewal=renewal, payment_method_id=method_id)
@@ -208,9 +213,7 @@ def test_pay_now_refused_by_the_limiter_tells_the_customer_and_leaves_the_renewa
 def test_purchase_refused_by_the_limiter_shows_a_form_error_and_charges_nothing(customer_client, customer, line, package,
                                                                                 add_card, settings):
     card = add_card()
-    settings.STRIPE_WRITE_RATE_LIMIT = 1
-    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 0.3
-    processor_limit.acquire_write(method="POST", path="/elsewhere")
+    _take_the_seconds_only_slot(settings)
 
     response = customer_client.post(f"/payments/lines/{line.pk}/buy/", {"package": package.pk, "payment_method": card.id})
 
@@ -260,9 +263,9 @@ def test_with_the_limiters_redis_stopped_nothing_is_sent_and_the_renewal_goes_th
 def test_operations_page_shows_the_write_counters(customer, settings):
     from tests.admin.conftest import admin_client_for
 
-    settings.STRIPE_WRITE_RATE_LIMIT = 1
-    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 0.3
+    _take_the_seconds_only_slot(settings)
     processor_limit.reset_write_stats()
+    time.sleep(processor_limit.window_seconds())
     processor_limit.acquire_write(method="POST", path="/one")
     with pytest.raises(processor_limit.WriteNotSent):
         processor_limit.acquire_write(method="POST", path="/two")
