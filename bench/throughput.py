@@ -151,13 +151,15 @@ def run(*, renewals: int = 500, worker_concurrency: int = 2, low_limit: int = 20
     print(f"   low limit {low_limit}/s, {low_concurrency} worker processes: {low['succeeded']} renewals in {low['seconds']:.2f} s "
           f"= {low['rate']:.1f} renewals/s (the limit allows {low_limit}/s, one write per renewal)")
     _print_writes("low-limit", low)
+    bound = "it bound: writes waited for their slot" if low["stats"].waited else \
+        "it did not bind: the engine is slower than the limit here; try a lower --low-limit"
     print(f"   limit holds: {'yes' if holds else 'NO'} (most in any 1 s window {low['stats'].max_window}, "
-          f"localstripe's peak {low['log_peak']}/s, limit {low_limit}/s)")
+          f"localstripe's peak {low['log_peak']}/s, limit {low_limit}/s); {bound}")
     return {"engine_rate": engine["rate"], "ceiling_rate": ceiling_rate, "ratio": ratio, "peak_writes": engine["log_peak"],
             "succeeded": engine["succeeded"], "writes": engine["stats"].writes, "max_window": engine["stats"].max_window,
             "refused": engine["stats"].refused, "low_limit": low_limit, "low_rate": low["rate"],
             "low_succeeded": low["succeeded"], "low_writes": low["stats"].writes, "low_max_window": low["stats"].max_window,
-            "low_log_peak": low["log_peak"], "low_refused": low["stats"].refused}
+            "low_log_peak": low["log_peak"], "low_refused": low["stats"].refused, "low_waited": low["stats"].waited}
 
 
 def main(argv=None) -> None:
