@@ -99,4 +99,5 @@ def operations_view(request, admin_site):
         "alerts": operations.open_alerts(),
         "dispatcher": operations.dispatcher_job(now=now),
         "usage": operations.usage_job(now=now),
+        "processor_writes": operations.processor_writes(),
     })

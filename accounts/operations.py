@@ -90,6 +90,13 @@ def open_alerts(limit: int = 50):
     return Alert.objects.filter(resolved_at__isnull=True).select_related("line", "renewal").order_by("-created_at", "-id")[:limit]
 
 
+def processor_writes():
+    """The processor write limiter's counters (payments.processor_limit); None if its Redis is down."""
+    from payments import processor_limit
+
+    return processor_limit.write_stats()
+
+
 def day_and_month_start(now: datetime) -> tuple[datetime, datetime]:
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return day, day.replace(day=1)

@@ -348,9 +348,9 @@ def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int 
 
 
 @contextmanager
-def celery_worker(*, concurrency: int, log_name: str, name: str = "bench"):
-    """A real Celery worker (prefork, `concurrency` processes) on the same database and Redis;
-    waits until it is ready to take tasks."""
+def celery_worker(*, concurrency: int, log_name: str, name: str = "bench", env: dict | None = None):
+    """A real Celery worker (prefork, `concurrency` processes) on the same database and Redis, with
+    `env` added to its environment; waits until it is ready to take tasks."""
     import subprocess
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -360,7 +360,7 @@ def celery_worker(*, concurrency: int, log_name: str, name: str = "bench"):
         [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=prefork", f"--concurrency={concurrency}",
          "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
          "-n", f"{name}-{os.getpid()}@%h"],
-        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=child_env(**(env or {})), stdout=log, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120

@@ -5,7 +5,11 @@ from a charge call, and the quirks of localstripe are handled in this file only.
 Charges: the caller writes the `Charge` row (with its idempotency key) *before* calling
 `charge_off_session` / `charge_on_session`. A `processor_error` outcome means the result is
 UNKNOWN (time-out, connection reset, 5xx, 429): reconcile with
-`find_payment_intent_for_charge`, never re-send blindly (DESIGN.md invariant 1).
+`find_payment_intent_for_charge`, never re-send blindly (DESIGN.md invariant 1). A `throttled`
+outcome is the opposite: our own write limiter held the request back, nothing was sent.
+
+Every write (POST/DELETE, dj-stripe's included) goes through `WriteLimitedClient`, the SDK's HTTP
+client installed by `configure()`: it takes a send slot from payments.processor_limit first.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import stripe
 from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext as _
+
+from . import processor_limit
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ class OutcomeKind(enum.StrEnum):
     AUTHENTICATION_REQUIRED = "authentication_required"
     # Outcome unknown: the request may or may not have reached Stripe.
     PROCESSOR_ERROR = "processor_error"
+    # Certainly not sent: our write limiter refused it (limit held past the bounded wait, or its
+    # Redis unreachable). Nothing to reconcile, no attempt made: try again later.
+    THROTTLED = "throttled"
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,49 @@ class GatewayError(Exception):
         self.unknown = unknown
 
 
+class ProcessorBusy(GatewayError):
+    """Raised from the HTTP client before a write is sent: the processor write limit is reached
+    for longer than STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS, or the limiter cannot be asked. Nothing
+    was sent, so it is safe to retry."""
+
+    def __init__(self, reason: str):
+        super().__init__(_("The payment processor is busy right now. Nothing was charged or saved; please try again in a moment."),
+                         code=f"processor_busy_{reason}")
+        self.reason = reason
+
+
+WRITE_METHODS = frozenset({"post", "delete"})
+
+
+class WriteLimitedClient(stripe.HTTPClient):
+    """The SDK's HTTP client for every Stripe request of the process: a write (each try of it,
+    retries included) first waits for its slot from the processor write limiter."""
+
+    def __init__(self, inner: stripe.HTTPClient):
+        super().__init__()
+        self.inner = inner
+        self.name = inner.name
+
+    def _slot(self, method: str, url: str) -> None:
+        if method.lower() not in WRITE_METHODS:
+            return
+        try:
+            processor_limit.acquire_write(method=method.upper(), path=urlsplit(url).path)
+        except processor_limit.WriteNotSent as exc:
+            raise ProcessorBusy(exc.reason) from exc
+
+    def request(self, method, url, headers, post_data=None):
+        self._slot(method, url)
+        return self.inner.request(method, url, headers, post_data)
+
+    def request_stream(self, method, url, headers, post_data=None):
+        self._slot(method, url)
+        return self.inner.request_stream(method, url, headers, post_data)
+
+    def close(self):
+        self.inner.close()
+
+
 # --- configuration -----------------------------------------------------------------------
 
 def configure() -> None:
@@ -99,7 +151,7 @@ def configure() -> None:
     # Reads may retry; the charge calls pass max_network_retries=0 per request, because
     # localstripe ignores Idempotency-Key and a retried create would be a second charge.
     stripe.max_network_retries = settings.STRIPE_MAX_NETWORK_RETRIES
-    stripe.default_http_client = stripe.RequestsClient(timeout=settings.STRIPE_HTTP_TIMEOUT_SECONDS)
+    stripe.default_http_client = WriteLimitedClient(stripe.RequestsClient(timeout=settings.STRIPE_HTTP_TIMEOUT_SECONDS))
 
 
 def is_local_stripe() -> bool:
@@ -423,6 +475,8 @@ def _confirm(*, charge, customer_id: str, payment_method_id: str, off_session: b
         pi = stripe.PaymentIntent.create(
             **params, idempotency_key=charge.idempotency_key, max_network_retries=0, api_key=_key(),
         )
+    except ProcessorBusy as exc:
+        outcome = ChargeOutcome(OutcomeKind.THROTTLED, None, exc.code, exc.user_message)
     except stripe.CardError as exc:
         pi_id = _payment_intent_id_from_card_error(exc)
         code = exc.code or ""
@@ -491,7 +545,7 @@ def cancel_payment_intent(payment_intent_id: str) -> None:
     so it can never be completed later next to its replacement."""
     try:
         stripe.PaymentIntent.cancel(payment_intent_id, api_key=_key())
-    except stripe.StripeError as exc:
+    except (stripe.StripeError, ProcessorBusy) as exc:
         logger.warning("stripe_cancel_failed pi=%s error=%s", payment_intent_id, type(exc).__name__)
 
 

@@ -253,7 +253,16 @@ def purchase_package(*, user, line: Line, package: Package, payment_method_id: s
                          purpose=Charge.Purpose.PURCHASE, method=method, now=now)
     logger.info("purchase_started charge=%s user=%s line=%s package=%s", charge.pk, user.pk, line.pk, package.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
+    if outcome.kind is OutcomeKind.THROTTLED:
+        # Never sent: no attempt to keep on the ledger.
+        Charge.objects.filter(pk=charge.pk, status=Charge.Status.PENDING, payment_intent_id__isnull=True).delete()
+        _processor_busy(charge, outcome)
     return record_outcome(charge_id=charge.pk, outcome=outcome)
+
+
+def _processor_busy(charge: Charge, outcome: ChargeOutcome):
+    logger.warning("payment_not_sent charge=%s renewal=%s code=%s", charge.pk, charge.renewal_id, outcome.failure_code)
+    raise NotPayable(outcome.failure_message, code=outcome.failure_code)
 
 
 def payable_renewal(*, user, renewal_id: int):
@@ -293,6 +302,9 @@ def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None
         raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
     logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
+    if outcome.kind is OutcomeKind.THROTTLED:
+        renewal_services.release_unsent_attempt(charge_id=charge.pk, now=now, previous=renewal)
+        _processor_busy(charge, outcome)
     return record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 

@@ -7,3 +7,10 @@ from . import services
 @shared_task(name="payments.reconcile_pending_purchases")
 def reconcile_pending_purchases() -> list[int]:
     return services.reconcile_stale_purchases()
+
+
+@shared_task(name="payments.log_processor_writes")
+def log_processor_writes() -> None:
+    from . import processor_limit
+
+    processor_limit.log_write_stats()

@@ -39,6 +39,7 @@ SOFT = "soft_decline"
 HARD = "hard_decline"
 AUTHENTICATION_REQUIRED = "authentication_required"
 PROCESSOR_ERROR = "processor_error"  # from the gateway: outcome UNKNOWN, reconcile first
+THROTTLED = "throttled"  # from the gateway: our write limiter sent nothing; not an attempt
 # An attempt reconciliation proved the processor never received: safe to retry as a new attempt.
 NOT_SENT = "not_sent"
 DECLINE_KINDS = {
@@ -414,6 +415,8 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     outcome = gateways.charge_off_session(
         charge=prepared.charge, customer_id=prepared.customer_id, payment_method_id=prepared.payment_method_id
     )
+    if _kind(outcome) == THROTTLED:
+        return release_unsent_attempt(charge_id=prepared.charge.pk, now=now or timezone.now())
     if _kind(outcome) in (PROCESSOR_ERROR, PENDING):
         # Unknown (time-out, connection reset, 5xx) or not settled yet: the charge stays pending and
         # is reconciled by looking its PaymentIntent up, never re-sent blindly (invariant 1).
@@ -456,8 +459,8 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
     the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
     left alone, and a second success for one renewal is refused by the database (invariant 1)."""
     result = _outcome_fields(outcome)
-    if result["kind"] in (PROCESSOR_ERROR, PENDING):
-        raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile the charge instead")
+    if result["kind"] in (PROCESSOR_ERROR, PENDING, THROTTLED):
+        raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile or release the charge instead")
     renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
     with transaction.atomic():
         rule, renewal = _lock_rule_and_renewal(renewal_id)
@@ -664,6 +667,31 @@ class Outcome:
     failure_code: str = ""
     failure_message: str = ""
     payment_method_summary: str = ""
+
+
+def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal | None = None) -> Renewal:
+    """Give back an attempt that our processor write limiter refused before sending it (a THROTTLED
+    outcome). Nothing reached the processor: nothing to reconcile and no decline to count, so the
+    pending charge row goes and the attempt count is restored. An off-session attempt waits for the
+    next claim (the rule re-checked then); a customer's pay-now returns to `previous`, the renewal
+    as read before start_pay_now took it."""
+    renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
+    with transaction.atomic():
+        _rule, renewal = _lock_rule_and_renewal(renewal_id)
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status != Charge.Status.PENDING or charge.payment_intent_id or renewal.status != Renewal.Status.CHARGING:
+            _log("release_ignored", renewal, charge=charge.pk, charge_status=charge.status)
+            return renewal
+        charge.delete()
+        renewal.attempts = charge.attempt - 1
+        if previous is not None:
+            renewal.status, renewal.next_attempt_at, renewal.completed_at = previous.status, previous.next_attempt_at, previous.completed_at
+        else:
+            renewal.status = Renewal.Status.RETRY_SCHEDULED if renewal.failures else Renewal.Status.DUE
+            renewal.next_attempt_at = now
+        renewal.save()
+        _log("renewal_attempt_released", renewal, charge=charge_id, reason="processor_busy", next_attempt_at=renewal.next_attempt_at)
+    return renewal
 
 
 # --- pay now (the payments app's on-session flow) -------------------------------------------

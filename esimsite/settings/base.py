@@ -166,6 +166,21 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=[])
 CSP_EXTRA_FRAME_SRC = env.list("CSP_EXTRA_FRAME_SRC", default=[])
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Processor write-rate limit (payments/processor_limit.py), shared by every process through Redis.
+# Stripe allows 100 writes/s in live mode and 25 in test mode (stripe.com/docs/rate-limits); its
+# newer pages also give single endpoints (POST /v1/payment_intents) 25/s unless raised: set the
+# limit to what the account really has.
+STRIPE_WRITE_RATE_LIMIT = env.int("STRIPE_WRITE_RATE_LIMIT", default=100 if STRIPE_LIVE_MODE else 25)
+# A write whose slot is further away than this is not sent ("processor busy", retried later).
+STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS", default=2.0)
+# The limit is kept over 1 s plus this margin: a request reaches the processor a little after the
+# limiter let it through (scheduling, network), and the limit must hold where Stripe counts.
+STRIPE_RATE_LIMIT_MARGIN_SECONDS = env.float("STRIPE_RATE_LIMIT_MARGIN_SECONDS", default=0.1)
+STRIPE_RATE_LIMIT_REDIS_URL = env("STRIPE_RATE_LIMIT_REDIS_URL", default=REDIS_URL)
+STRIPE_RATE_LIMIT_KEY_PREFIX = env("STRIPE_RATE_LIMIT_KEY_PREFIX", default="esimsite")
+CELERY_BEAT_SCHEDULE["payments-log-processor-writes"] = {
+    "task": "payments.log_processor_writes", "schedule": 60.0, "options": {"expires": 60},
+}
 # A purchase still pending this long after it was sent cannot be in flight any more: reconcile it.
 PAYMENTS_RECONCILE_AFTER = timedelta(seconds=env.int("PAYMENTS_RECONCILE_AFTER_SECONDS", default=600))
 CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "payments.reconcile_pending_purchases", "schedule": 300.0}
