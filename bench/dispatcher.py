@@ -137,8 +137,8 @@ def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), rep
         print(claim_sql)
         print(claim_plan)
         print(f"   claim query uses renewal_claimable_idx: {results['claim_uses_partial_index']}")
-        # The candidate query joins rules with lines (the sweep may also read an aggregate first).
-        sweep_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "INNER JOIN")
+        # The candidate query reads the lines' trigger copies (after the widest expiry window's MAX).
+        sweep_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "renew_below_bytes")
         results["sweep_plan"] = explain(sweep_sql)
         print(f"-- EXPLAIN (ANALYZE, BUFFERS) of the trigger sweep's candidate query at {large:,} lines:")
         print(sweep_sql)
