@@ -8,6 +8,7 @@ import json
 import logging
 import re
 from datetime import datetime
+from functools import lru_cache
 from datetime import timezone as dt_timezone
 from pathlib import Path
 
@@ -43,12 +44,21 @@ class RecordError(ValueError):
     pass
 
 
+# A partner reports fixed periods: a batch repeats the same few start/end strings a thousand times.
+# Only timestamp-sized strings are remembered, so junk input cannot fill the cache with big strings.
+_parse_short_datetime = lru_cache(maxsize=1024)(parse_datetime)
+
+
+def _parse_datetime(value: str):
+    return _parse_short_datetime(value) if len(value) <= 40 else parse_datetime(value)
+
+
 def _timestamp(record: dict, key: str):
     value = record.get(key)
     if not isinstance(value, str):
         raise RecordError(f"{key} must be an ISO-8601 string")
     try:
-        parsed = parse_datetime(value)
+        parsed = _parse_datetime(value)
     except ValueError:
         parsed = None
     if parsed is None:

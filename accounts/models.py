@@ -130,6 +130,13 @@ class Line(models.Model):
     usage_notice_level = models.PositiveSmallIntegerField(_("usage notice sent at %"), default=0)
     expiry_notice_sent = models.BooleanField(_("expiry notice sent"), default=False)
     activated_at = models.DateTimeField(_("activated"), null=True, blank=True)
+    # Copies of the line's enabled renewal rule's triggers (NULL: no such trigger), so that the beat
+    # sweep finds the lines at a trigger through an index instead of joining every rule with its
+    # line. The database keeps them in step (renewals migration 0004's triggers recompute them on
+    # any write to the rule, and on any write to these columns): whatever Python writes here is
+    # replaced by the rule's values.
+    renew_below_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
+    renew_hours_before_expiry = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -137,7 +144,18 @@ class Line(models.Model):
         verbose_name = _("line")
         verbose_name_plural = _("lines")
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["owner", "created_at"]), models.Index(fields=["status", "expires_at"])]
+        indexes = [
+            models.Index(fields=["owner", "created_at"]),
+            models.Index(fields=["status", "expires_at"]),
+            # The sweep's data trigger: "remaining <= threshold" as a range scan of the candidates only.
+            models.Index(
+                models.F("data_remaining_bytes") - models.F("renew_below_bytes"),
+                condition=Q(renew_below_bytes__isnull=False),
+                name="line_data_trigger_headroom_idx",
+            ),
+            # The sweep's expiry trigger: the lines with an expiry rule, by end of validity.
+            models.Index(fields=["expires_at"], condition=Q(renew_hours_before_expiry__isnull=False), name="line_expiry_trigger_idx"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(data_used_bytes__gte=0), name="line_used_not_negative"),
             models.CheckConstraint(condition=Q(overage_bytes__gte=0), name="line_overage_not_negative"),

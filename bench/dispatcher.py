@@ -8,7 +8,8 @@ runs, the due rows put back to `due` between runs:
   pass   renewals.services.run_dispatcher(enqueue=False) with RENEWALS_CLAIM_BATCH_SIZE=D:
          trigger sweep + suspensions + reconciliation + requeue + the claim (the beat's tick);
   sweep  renewals.services.lines_with_enabled_rules_ids: the trigger sweep's candidate query alone.
-Then EXPLAIN (ANALYZE, BUFFERS) of the claim query and of the sweep query at the larger size.
+Then EXPLAIN (ANALYZE, BUFFERS) of the claim query, of the sweep's candidate query and of its
+MAX(expiry window) at the larger size.
 
     scripts/with-services .venv/bin/python -m bench.dispatcher [--due 10000 --sizes 100000 1000000]
 """
@@ -137,12 +138,18 @@ def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), rep
         print(claim_sql)
         print(claim_plan)
         print(f"   claim query uses renewal_claimable_idx: {results['claim_uses_partial_index']}")
-        # The candidate query joins rules with lines (the sweep may also read an aggregate first).
-        sweep_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "INNER JOIN")
+        # The candidate query reads the lines' trigger copies (after the widest expiry window's MAX).
+        sweep_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "renew_below_bytes")
         results["sweep_plan"] = explain(sweep_sql)
+        results["sweep_uses_trigger_index"] = "line_data_trigger_headroom_idx" in results["sweep_plan"]
         print(f"-- EXPLAIN (ANALYZE, BUFFERS) of the trigger sweep's candidate query at {large:,} lines:")
         print(sweep_sql)
         print(results["sweep_plan"])
+        print(f"   sweep query uses line_data_trigger_headroom_idx: {results['sweep_uses_trigger_index']}")
+        widest_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "MAX(")
+        print(f"-- EXPLAIN (ANALYZE, BUFFERS) of the sweep's widest expiry window (read first) at {large:,} lines:")
+        print(widest_sql)
+        print(explain(widest_sql))
     return results
 
 

@@ -3,7 +3,7 @@ overage policy at zero, then let the renewal engine look at the lines at once.
 
 The cost of a batch does not grow in queries with its size: one INSERT … ON CONFLICT DO NOTHING
 RETURNING tells which records are new, one SELECT … FOR UPDATE locks the touched lines, one
-UPDATE … FROM (VALUES …) writes them, all in one transaction, so a duplicate can never be applied
+UPDATE … FROM (the batch's values) writes them, all in one transaction, so a duplicate can never be applied
 twice and two partners' retries of the same batch serialize on the unique index.
 """
 import logging
@@ -56,7 +56,33 @@ class LineChange:
     notice_level: int
 
 
-def settle_usage(*, line: Line, rule, used_bytes: int) -> LineChange:
+@dataclass(frozen=True)
+class LineState:
+    """What settling usage reads of a line (a locked row as a tuple: no model instance, whose
+    construction and history snapshot cost more than the settling itself)."""
+
+    pk: int
+    iccid: str
+    status: str
+    data_remaining_bytes: int
+    data_used_bytes: int
+    overage_bytes: int
+    usage_notice_level: int
+    package_id: int | None
+    package_allowance_bytes: int | None
+
+    @property
+    def data_total_bytes(self) -> int:
+        return max(self.data_remaining_bytes, 0) + self.data_used_bytes
+
+
+@dataclass(frozen=True)
+class RuleOverage:
+    overage_policy: str
+    overage_cap_mb: int | None
+
+
+def settle_usage(*, line: LineState, rule: RuleOverage | None, used_bytes: int) -> LineChange:
     """The line after `used_bytes` more usage, under its renewal rule's overage policy (no rule:
     block). Remaining data never goes below zero; usage past zero goes to `overage_bytes` up to
     the rule's cap when the policy lets service continue; at zero (and at the cap) data stops."""
@@ -73,7 +99,7 @@ def settle_usage(*, line: Line, rule, used_bytes: int) -> LineChange:
     status = line.status
     if exhausted and status == Line.Status.ACTIVE:
         status = Line.Status.DATA_EXHAUSTED
-    allowance = line.package.data_allowance_bytes if line.package_id else line.data_total_bytes
+    allowance = line.package_allowance_bytes if line.package_id else line.data_total_bytes
     level = notices.usage_notice_level(remaining_bytes=remaining, allowance_bytes=allowance)
     return LineChange(
         remaining=remaining,
@@ -144,26 +170,46 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
     qn = connection.ops.quote_name
     table = qn(UsageRecord._meta.db_table)
     columns = ", ".join(qn(UsageRecord._meta.get_field(f).column) for f in ("partner_record_id", "line", "bytes", "period_start", "period_end", "received_at"))
-    adapt = connection.ops.adapt_datetimefield_value
-    params: list = []
-    for r in records:
-        params += [r.partner_record_id, line_ids[r.iccid], r.bytes, adapt(r.start), adapt(r.end), adapt(now)]
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(records))
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES {values} "
-        f"ON CONFLICT ({qn('partner_record_id')}) DO NOTHING RETURNING {qn('partner_record_id')}"
-    )
+    conflict = f"ON CONFLICT ({qn('partner_record_id')}) DO NOTHING RETURNING {qn('partner_record_id')}"
+    if connection.vendor == "postgresql":
+        # One array per column: six parameters instead of six per record, so the driver does not
+        # parse a 6,000-placeholder statement on every batch (a fifth of a batch's time).
+        sql = (
+            f"INSERT INTO {table} ({columns}) "
+            "SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[]) "
+            f"{conflict}"
+        )
+        params = [
+            [r.partner_record_id for r in records], [line_ids[r.iccid] for r in records], [r.bytes for r in records],
+            [r.start for r in records], [r.end for r in records], [now] * len(records),
+        ]
+    else:
+        adapt = connection.ops.adapt_datetimefield_value
+        params = []
+        for r in records:
+            params += [r.partner_record_id, line_ids[r.iccid], r.bytes, adapt(r.start), adapt(r.end), adapt(now)]
+        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(records))} {conflict}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
 
 
+LINE_STATE_FIELDS = (
+    "pk", "iccid", "status", "data_remaining_bytes", "data_used_bytes", "overage_bytes", "usage_notice_level",
+    "package_id", "package__data_allowance_bytes",
+)
+
+
 def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dict[int, LineChange], list[int], dict[int, int]]:
     """Lock the lines (in id order, so batches never deadlock), settle the usage, write every line in one UPDATE."""
-    lines = list(
-        Line.objects.filter(pk__in=used_by_line).select_related("package").order_by("pk").select_for_update(of=("self",))
-    )
-    rules = {rule.line_id: rule for rule in RenewalRule.objects.filter(line_id__in=used_by_line).only("line_id", "overage_policy", "overage_cap_mb")}
+    lines = [
+        LineState(*row)
+        for row in Line.objects.filter(pk__in=used_by_line).order_by("pk").select_for_update(of=("self",)).values_list(*LINE_STATE_FIELDS)
+    ]
+    rules = {
+        line_id: RuleOverage(policy, cap)
+        for line_id, policy, cap in RenewalRule.objects.filter(line_id__in=used_by_line).values_list("line_id", "overage_policy", "overage_cap_mb")
+    }
     changes: dict[int, LineChange] = {}
     exhausted: list[int] = []
     new_levels: dict[int, int] = {}
@@ -178,28 +224,41 @@ def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dic
     _write_lines(changes, now=now)
     # The bulk UPDATE bypasses the history signals: record the line states it changed.
     history.record_changes(
-        [(line, {"status": line.status}, {"status": changes[line.pk].status}) for line in lines if changes[line.pk].status != line.status],
+        [(Line(pk=line.pk, iccid=line.iccid), {"status": line.status}, {"status": changes[line.pk].status})
+         for line in lines if changes[line.pk].status != line.status],
         action="usage_batch", reason="data used up", now=now,
     )
     return changes, exhausted, new_levels
 
 
 def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:
-    """One UPDATE … FROM (VALUES …) for the whole batch (a CTE, which SQLite ≥ 3.33 also runs)."""
+    """One UPDATE … FROM the batch's values (unnest'ed arrays on PostgreSQL, a VALUES CTE, which
+    SQLite ≥ 3.33 also runs, elsewhere)."""
     qn = connection.ops.quote_name
     table = qn(Line._meta.db_table)
-    row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer))"
-    params: list = []
-    for line_id, c in changes.items():
-        params += [line_id, c.remaining, c.used, c.overage, c.status, c.notice_level]
-    params.append(connection.ops.adapt_datetimefield_value(now))
-    sql = (
-        f"WITH v (id, remaining, used, overage, status, notice_level) AS (VALUES {', '.join([row] * len(changes))}) "
+    set_columns = (
         f"UPDATE {table} SET {qn('data_remaining_bytes')} = v.remaining, {qn('data_used_bytes')} = v.used, "
         f"{qn('overage_bytes')} = v.overage, {qn('status')} = v.status, "
         f"{qn('usage_notice_level')} = v.notice_level, {qn('updated_at')} = %s "
-        f"FROM v WHERE {table}.{qn('id')} = v.id"
     )
+    if connection.vendor == "postgresql":
+        sql = (
+            f"{set_columns} FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::integer[]) "
+            f"AS v (id, remaining, used, overage, status, notice_level) WHERE {table}.{qn('id')} = v.id"
+        )
+        params: list = [now, list(changes), [c.remaining for c in changes.values()], [c.used for c in changes.values()],
+                        [c.overage for c in changes.values()], [c.status for c in changes.values()],
+                        [c.notice_level for c in changes.values()]]
+    else:
+        row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer))"
+        params = []
+        for line_id, c in changes.items():
+            params += [line_id, c.remaining, c.used, c.overage, c.status, c.notice_level]
+        params.append(connection.ops.adapt_datetimefield_value(now))
+        sql = (
+            f"WITH v (id, remaining, used, overage, status, notice_level) AS (VALUES {', '.join([row] * len(changes))}) "
+            f"{set_columns} FROM v WHERE {table}.{qn('id')} = v.id"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
