@@ -17,11 +17,11 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, Sum
+from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 
 from accounts import heartbeats
 from accounts.models import Line
-from accounts.services import apply_package
+from accounts.services import apply_package_to_locked_line
 from payments.models import Charge
 
 from . import notifications
@@ -137,9 +137,13 @@ def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
     return math.ceil(overage_bytes * policy.overage_price_per_gb_minor / GB) if overage_bytes > 0 else 0
 
 
-def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy) -> tuple[int, int]:
-    """(amount in minor units, overage bytes billed) for one renewal of this rule."""
+def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int]:
+    """(amount in minor units, overage bytes billed) for one renewal of this rule. The policy is
+    read only when there is overage to price."""
     overage = line.overage_bytes if rule.overage_policy == RenewalRule.OveragePolicy.BILL_OVERAGE else 0
+    if overage <= 0:
+        return rule.package.price_minor, 0
+    policy = policy or RetryPolicy.current()
     return rule.package.price_minor + overage_fee_minor(overage_bytes=overage, policy=policy), overage
 
 
@@ -310,13 +314,29 @@ class PreparedCharge:
     payment_method_id: str
 
 
-def _lock_rule_and_renewal(renewal_id: int) -> tuple[RenewalRule | None, Renewal]:
-    rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
-    rule = RenewalRule.objects.select_for_update().filter(pk=rule_id).first() if rule_id else None
-    # of=self: joined rows (the line, the package every customer shares) stay unlocked; the line is
-    # locked last, where the package is applied.
-    renewal = Renewal.objects.select_for_update(of=("self",)).select_related("line", "package").get(pk=renewal_id)
-    return rule, renewal
+_UNKNOWN = object()
+
+
+def _locked_renewal(renewal_id: int, *, with_rule: bool = False) -> Renewal:
+    """The renewal under its row lock, with `attempt_in_flight` (a pending charge: an attempt at
+    the processor or unknown) read in the same statement. of=self: joined rows (the line, the
+    package every customer shares, the rule) stay unlocked; the line is locked last, where the
+    package is applied."""
+    related = ("line", "package", "rule") if with_rule else ("line", "package")
+    in_flight = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.PENDING)
+    return (
+        Renewal.objects.select_for_update(of=("self",)).select_related(*related)
+        .annotate(attempt_in_flight=Exists(in_flight)).get(pk=renewal_id)
+    )
+
+
+def _lock_rule_and_renewal(renewal_id: int, *, rule_id: Any = _UNKNOWN) -> tuple[RenewalRule | None, Renewal]:
+    """Lock order: the rule first (turning it off takes it first too), then the renewal. A caller
+    that has read the renewal already passes its rule_id (a renewal's rule never changes)."""
+    if rule_id is _UNKNOWN:
+        rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
+    rule = RenewalRule.objects.select_for_update(of=("self",)).select_related("package").filter(pk=rule_id).first() if rule_id else None
+    return rule, _locked_renewal(renewal_id)
 
 
 def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
@@ -330,7 +350,7 @@ def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
 
 
 def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
-                   payment_method_summary: str = "") -> PreparedCharge | None:
+                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN) -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
@@ -338,11 +358,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
     recorded. A pending charge means an attempt is in flight or unknown: never a second one.
     """
     with transaction.atomic():
-        rule, renewal = _lock_rule_and_renewal(renewal_id)
+        rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
         if renewal.status != Renewal.Status.CHARGING:
             _log("charge_skipped", renewal, reason="not_charging")
             return None
-        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.attempt_in_flight:
             _log("charge_skipped", renewal, reason="attempt_in_flight")
             return None
         if rule is None or not rule.enabled:
@@ -356,9 +376,8 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             _log("renewal_awaiting_method", renewal, reason="no_payment_method")
             notifications.notify_later(renewal, notifications.NEEDS_ACTION)
             return None
-        policy = RetryPolicy.current()
-        line = Line.objects.get(pk=renewal.line_id)
-        amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
+        line = renewal.line  # read with the renewal; only its overage matters here, and the line is locked where it changes
+        amount, overage = renewal_amount(rule=rule, line=line)
         attempt = renewal.attempts + 1
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
@@ -369,7 +388,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
         renewal.attempts = attempt
         renewal.amount_minor = amount
         renewal.overage_billed_bytes = overage
-        renewal.save()
+        renewal.save(update_fields=["attempts", "amount_minor", "overage_billed_bytes", "updated_at"])
         _log("charge_prepared", renewal, charge=charge.pk, amount=amount, currency=charge.currency)
     return PreparedCharge(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id)
 
@@ -381,6 +400,7 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     from django.utils import timezone
 
     from payments import gateways
+    from payments.selectors import method_for_off_session
 
     renewal = Renewal.objects.select_related("line__owner", "rule").get(pk=renewal_id)
     if renewal.status != Renewal.Status.CHARGING:
@@ -390,16 +410,24 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     if user is None:
         with transaction.atomic():
             _rule, renewal = _lock_rule_and_renewal(renewal_id)
-            if renewal.status == Renewal.Status.CHARGING and not renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            if renewal.status == Renewal.Status.CHARGING and not renewal.attempt_in_flight:
                 _cancel(renewal, now=now or timezone.now(), reason="line_has_no_owner")
         return renewal
-    # Processor look-ups happen outside any row lock; the rule itself is re-read under the lock.
+    # Look-ups happen outside any row lock; the rule itself is re-read under the lock. One read of
+    # the payments mirror gives the method, its customer and its summary: a method attached to a
+    # customer means the processor's customer exists, so ensure_customer (a locking transaction)
+    # is needed only for a method the mirror does not hold.
     rule_method = renewal.rule.payment_method_id if renewal.rule else ""
-    payment_method_id = rule_method or gateways.default_payment_method_id(user) or ""
-    customer_id = gateways.ensure_customer(user).id if payment_method_id else ""
+    method = method_for_off_session(user=user, payment_method_id=rule_method)
+    if method is not None:
+        payment_method_id, customer_id, summary = method.id, method.customer_id, gateways.payment_method_summary(method)
+    elif rule_method:
+        payment_method_id, customer_id, summary = rule_method, gateways.ensure_customer(user).id, ""
+    else:
+        payment_method_id = customer_id = summary = ""
     prepared = prepare_charge(
         renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
-        payment_method_summary=_method_summary(payment_method_id),
+        payment_method_summary=summary, rule_id=renewal.rule_id,
     )
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
@@ -412,19 +440,7 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
         logger.warning("charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s", renewal_id, prepared.charge.pk,
                        _kind(outcome), getattr(outcome, "failure_code", ""))
         return Renewal.objects.get(pk=renewal_id)
-    return record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
-
-
-def _method_summary(payment_method_id: str) -> str:
-    """'Visa •••• 4242' for the ledger, from the payments mirror (no call to Stripe)."""
-    if not payment_method_id:
-        return ""
-    from djstripe.models import PaymentMethod
-
-    from payments import gateways
-
-    row = PaymentMethod.objects.filter(id=payment_method_id).first()
-    return gateways.payment_method_summary(row) if row is not None else ""
+    return _record_outcome(renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -447,12 +463,19 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
     """Record what the processor said about one attempt of a renewal (off-session, reconciled, or
     the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
     left alone, and a second success for one renewal is refused by the database (invariant 1)."""
+    renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
+    return _record_outcome(renewal_id=renewal_id, charge_id=charge_id, outcome=outcome, now=now)
+
+
+def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datetime) -> Renewal:
     result = _outcome_fields(outcome)
     if result["kind"] in (PROCESSOR_ERROR, PENDING):
         raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile the charge instead")
-    renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
     with transaction.atomic():
-        rule, renewal = _lock_rule_and_renewal(renewal_id)
+        # The rule is read, not locked: a success wins whatever the rule says, and a rule turned off
+        # meanwhile waits for this renewal's lock, then cancels what this leaves open.
+        renewal = _locked_renewal(renewal_id, with_rule=True)
+        rule = renewal.rule
         charge = Charge.objects.select_for_update().get(pk=charge_id)
         if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
             _log("outcome_ignored", renewal, charge=charge.pk, charge_status=charge.status, kind=result["kind"])
@@ -490,7 +513,7 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
             else:
                 # A declined pay-now: the customer saw it in the browser; the cycle stays where it was.
                 _log("pay_now_declined", renewal, charge=charge.pk, code=charge.failure_code)
-    return Renewal.objects.get(pk=renewal_id)
+    return renewal
 
 
 def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
@@ -518,7 +541,8 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     was_blocked = line.status == Line.Status.DATA_EXHAUSTED
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
-    line = apply_package(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    renewal.line = line
     renewal.status = Renewal.Status.SUCCEEDED
     renewal.completed_at = now
     renewal.next_attempt_at = None
@@ -672,7 +696,7 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         if renewal.status not in PAYABLE:
             raise RenewalNotPayable(renewal.status)
-        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.attempt_in_flight:
             raise RenewalNotPayable("attempt_in_flight")
         previous = renewal.status
         attempt = renewal.attempts + 1
@@ -686,7 +710,7 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
                 renewal.save()
         except IntegrityError:  # a failed cycle, and the line has opened a new one since
             raise RenewalNotPayable("line_has_an_open_renewal")
-        line = Line.objects.get(pk=renewal.line_id)
+        line = renewal.line
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
             purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
@@ -806,7 +830,7 @@ def cancel_renewal(*, renewal_id: int, now: datetime, reason: str = "operator") 
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         if renewal.status not in Renewal.OPEN:
             return False
-        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.attempt_in_flight:
             return False
         _cancel(renewal, now=now, reason=reason)
     return True
