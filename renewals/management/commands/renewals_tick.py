@@ -20,6 +20,8 @@ class Command(BaseCommand):
         self.stdout.write(f"opened {len(report.opened)} renewal(s): {report.opened}")
         self.stdout.write(f"suspended the line of {len(report.suspended)} failed renewal(s): {report.suspended}")
         self.stdout.write(f"reconciled {len(report.reconciled)} charge(s): {report.reconciled}")
+        if report.reconciling:
+            self.stdout.write(f"handed {len(report.reconciling)} charge(s) to the workers to reconcile: {report.reconciling}")
         self.stdout.write(f"claimed {len(report.claimed)} renewal(s): {report.claimed}; requeued {len(report.requeued)}: {report.requeued}")
         if enqueue:
             self.stdout.write("charges enqueued for the workers")
