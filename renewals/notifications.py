@@ -3,7 +3,7 @@
 email announces a change that rolled back, and none slows the charge path down."""
 import logging
 import zoneinfo
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -66,10 +66,14 @@ def send_notice(*, notice_id: int) -> bool:
     return True
 
 
+# An email still unsent after this is stale news (and one that fails every time stops being tried).
+NOTICE_GIVE_UP_AFTER = timedelta(days=1)
+
+
 def unsent_notice_ids(*, older_than: datetime | None = None, limit: int = 100) -> list[int]:
     from .models import RenewalNotice
 
-    unsent = RenewalNotice.objects.filter(sent_at__isnull=True)
+    unsent = RenewalNotice.objects.filter(sent_at__isnull=True, created_at__gt=timezone.now() - NOTICE_GIVE_UP_AFTER)
     if older_than is not None:
         unsent = unsent.filter(created_at__lt=older_than)
     return list(unsent.order_by("created_at", "id").values_list("id", flat=True)[:limit])
