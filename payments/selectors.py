@@ -98,3 +98,19 @@ def charges_for_user(user, *, line_id: int | None = None, status: str = "", date
 def charge_for_user(user, charge_id: int) -> Charge:
     """Charge.DoesNotExist for another customer's charge: a 404, never a 403."""
     return Charge.objects.select_related("line", "package", "user").get(pk=charge_id, user=user)
+
+
+def method_for_off_session(*, user, payment_method_id: str = ""):
+    """The dj-stripe PaymentMethod an off-session charge for `user` uses, with its customer id:
+    `payment_method_id` if the customer holds it, else their default if still attached; None if
+    neither. One query on the mirror, no call to Stripe (a renewal's charge path reads it once)."""
+    from django.conf import settings
+    from django.db.models import F
+    from djstripe.models import PaymentMethod
+
+    methods = PaymentMethod.objects.filter(
+        customer__subscriber=user, customer__livemode=settings.STRIPE_LIVE_MODE, customer__date_purged__isnull=True
+    )
+    if payment_method_id:
+        return methods.filter(id=payment_method_id).first()
+    return methods.filter(id=F("customer__default_payment_method")).first()

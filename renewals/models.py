@@ -43,6 +43,10 @@ class RetryPolicy(models.Model):
     grace_hours = models.PositiveIntegerField(_("grace before suspension (hours)"), default=0)
     minimum_renewal_minor = models.BigIntegerField(_("minimum renewal amount (minor units)"), default=0, validators=[MinValueValidator(0)])
     alert_after_failures = models.PositiveSmallIntegerField(_("alert after failed attempts"), default=3)
+    # A renewal waiting for 3-D Secure fails, and its line is suspended, once this has passed
+    # without the customer paying. Not grace_hours: that one may be 0, which would cut a line the
+    # tick after the bank asked for a confirmation the customer has not even read yet.
+    authentication_hours = models.PositiveIntegerField(_("time to confirm a payment with the bank (hours)"), default=24)
     # bill_overage rules pay for data used beyond zero at this rate, with the next renewal.
     overage_price_per_gb_minor = models.BigIntegerField(
         _("overage price per GB (minor units)"), default=0, validators=[MinValueValidator(0)]
@@ -139,7 +143,8 @@ class Renewal(models.Model):
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
     # Overage (bytes) paid for inside amount_minor by a bill_overage rule; settled when applied.
     overage_billed_bytes = models.BigIntegerField(_("overage billed (bytes)"), default=0)
-    # A failed renewal suspends its line once the policy's grace has passed.
+    # A failed renewal suspends its line once the policy's grace has passed; one waiting for the
+    # customer's 3-D Secure fails and suspends at this time (the policy's authentication_hours).
     suspend_at = models.DateTimeField(_("suspend line at"), null=True, blank=True)
     line_suspended_at = models.DateTimeField(_("line suspended"), null=True, blank=True)
     # This renewal's payment brought a suspended line back (the customer is told "restored").
@@ -173,6 +178,7 @@ class Renewal(models.Model):
             ),
             models.Index(fields=["line", "-created_at"]),
             models.Index(fields=["suspend_at"], condition=Q(status="failed", line_suspended_at__isnull=True), name="renewal_suspension_due_idx"),
+            models.Index(fields=["suspend_at"], condition=Q(status="requires_action"), name="renewal_authentication_due_idx"),
         ]
 
     def __str__(self) -> str:
@@ -208,3 +214,25 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} line {self.line_id}"
+
+
+class RenewalNotice(models.Model):
+    """An email the customer is owed about a renewal, written in the transaction that changed the
+    renewal and sent by its own task after the commit: the charge path never waits for SMTP, and
+    `sent_at`, set under the row's lock, keeps a redelivered task from sending it twice."""
+
+    renewal = models.ForeignKey(Renewal, verbose_name=_("renewal"), related_name="notices", on_delete=models.CASCADE)
+    kind = models.CharField(_("kind"), max_length=30)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("renewal email")
+        verbose_name_plural = _("renewal emails")
+        indexes = [
+            # The dispatcher's safety-net sweep reads only the unsent ones.
+            models.Index(fields=["created_at"], condition=Q(sent_at__isnull=True), name="renewal_notice_unsent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} email for renewal {self.renewal_id}"

@@ -1,7 +1,9 @@
-"""Emails about a customer's renewals, in the customer's language and time zone. Sent after the
-transaction that changed the renewal commits, so no email announces a change that rolled back."""
+"""Emails about a customer's renewals, in the customer's language and time zone. Each is a
+`RenewalNotice` row written with the state change and sent by a Celery task after the commit: no
+email announces a change that rolled back, and none slows the charge path down."""
 import logging
 import zoneinfo
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -26,8 +28,67 @@ def pay_now_path(renewal) -> str:
 
 
 def notify_later(renewal, kind: str) -> None:
-    renewal_id = renewal.pk
-    transaction.on_commit(lambda: send_renewal_email(renewal_id=renewal_id, kind=kind))
+    """Owe the customer this email: a row in the caller's transaction, its task enqueued once the
+    transaction commits (and the dispatcher's sweep as the safety net if Redis loses it)."""
+    from .models import RenewalNotice
+
+    notice = RenewalNotice.objects.create(renewal_id=renewal.pk, kind=kind)
+    transaction.on_commit(lambda: enqueue_notices([notice.pk]))
+
+
+def enqueue_notices(notice_ids: list[int]) -> None:
+    from kombu.exceptions import OperationalError
+
+    from .tasks import send_renewal_notice_task
+
+    for notice_id in notice_ids:
+        try:
+            send_renewal_notice_task.delay(notice_id)
+        except OperationalError:
+            # The row stays unsent: the dispatcher's sweep enqueues it again once the broker is back.
+            logger.warning("renewal_email_enqueue_failed notice=%s reason=broker_unavailable", notice_id)
+
+
+def send_notice(*, notice_id: int) -> bool:
+    """Send one owed email, once: the row is locked (SKIP LOCKED: a twin task sending it right now
+    is left to it) and marked sent in the same transaction. An SMTP error rolls back, so the sweep
+    tries again. A worker killed between the send and the commit sends it again: at least once."""
+    from .models import RenewalNotice
+
+    with transaction.atomic():
+        notice = RenewalNotice.objects.select_for_update(skip_locked=True).filter(pk=notice_id, sent_at__isnull=True).first()
+        if notice is None:
+            logger.info("renewal_email_skipped notice=%s reason=already_sent_or_sending", notice_id)
+            return False
+        send_renewal_email(renewal_id=notice.renewal_id, kind=notice.kind)
+        notice.sent_at = timezone.now()
+        notice.save(update_fields=["sent_at"])
+    return True
+
+
+# An email still unsent after this is stale news (and one that fails every time stops being tried).
+NOTICE_GIVE_UP_AFTER = timedelta(days=1)
+
+
+def unsent_notice_ids(*, older_than: datetime | None = None, limit: int = 100) -> list[int]:
+    from .models import RenewalNotice
+
+    unsent = RenewalNotice.objects.filter(sent_at__isnull=True, created_at__gt=timezone.now() - NOTICE_GIVE_UP_AFTER)
+    if older_than is not None:
+        unsent = unsent.filter(created_at__lt=older_than)
+    return list(unsent.order_by("created_at", "id").values_list("id", flat=True)[:limit])
+
+
+def send_unsent_notices(*, older_than: datetime | None = None) -> list[int]:
+    """Send, here and now, the emails still owed (the foreground `renewals_tick`, tests)."""
+    sent = []
+    for notice_id in unsent_notice_ids(older_than=older_than):
+        try:
+            if send_notice(notice_id=notice_id):
+                sent.append(notice_id)
+        except Exception:
+            logger.exception("renewal_email_failed notice=%s", notice_id)
+    return sent
 
 
 def send_renewal_email(*, renewal_id: int, kind: str) -> bool:

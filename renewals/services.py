@@ -17,11 +17,11 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, Sum
+from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 
 from accounts import heartbeats
 from accounts.models import Line
-from accounts.services import apply_package
+from accounts.services import apply_package_to_locked_line
 from payments.models import Charge
 
 from . import notifications
@@ -61,6 +61,10 @@ class RenewalError(Exception):
 
 class RenewalNotPayable(RenewalError):
     """The renewal is already paid or cancelled."""
+
+
+# An email not sent this long after its renewal changed has lost its task: the dispatcher resends it.
+NOTICE_SWEEP_AFTER = timedelta(minutes=2)
 
 
 def _reconcile_after() -> timedelta:
@@ -146,9 +150,13 @@ def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
     return math.ceil(overage_bytes * policy.overage_price_per_gb_minor / GB) if overage_bytes > 0 else 0
 
 
-def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy) -> tuple[int, int]:
-    """(amount in minor units, overage bytes billed) for one renewal of this rule."""
+def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int]:
+    """(amount in minor units, overage bytes billed) for one renewal of this rule. The policy is
+    read only when there is overage to price."""
     overage = line.overage_bytes if rule.overage_policy == RenewalRule.OveragePolicy.BILL_OVERAGE else 0
+    if overage <= 0:
+        return rule.package.price_minor, 0
+    policy = policy or RetryPolicy.current()
     return rule.package.price_minor + overage_fee_minor(overage_bytes=overage, policy=policy), overage
 
 
@@ -333,13 +341,29 @@ class PreparedCharge:
     payment_method_id: str
 
 
-def _lock_rule_and_renewal(renewal_id: int) -> tuple[RenewalRule | None, Renewal]:
-    rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
-    rule = RenewalRule.objects.select_for_update().filter(pk=rule_id).first() if rule_id else None
-    # of=self: joined rows (the line, the package every customer shares) stay unlocked; the line is
-    # locked last, where the package is applied.
-    renewal = Renewal.objects.select_for_update(of=("self",)).select_related("line", "package").get(pk=renewal_id)
-    return rule, renewal
+_UNKNOWN = object()
+
+
+def _locked_renewal(renewal_id: int, *, with_rule: bool = False) -> Renewal:
+    """The renewal under its row lock, with `attempt_in_flight` (a pending charge: an attempt at
+    the processor or unknown) read in the same statement. of=self: joined rows (the line, the
+    package every customer shares, the rule) stay unlocked; the line is locked last, where the
+    package is applied."""
+    related = ("line", "package", "rule") if with_rule else ("line", "package")
+    in_flight = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.PENDING)
+    return (
+        Renewal.objects.select_for_update(of=("self",)).select_related(*related)
+        .annotate(attempt_in_flight=Exists(in_flight)).get(pk=renewal_id)
+    )
+
+
+def _lock_rule_and_renewal(renewal_id: int, *, rule_id: Any = _UNKNOWN) -> tuple[RenewalRule | None, Renewal]:
+    """Lock order: the rule first (turning it off takes it first too), then the renewal. A caller
+    that has read the renewal already passes its rule_id (a renewal's rule never changes)."""
+    if rule_id is _UNKNOWN:
+        rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
+    rule = RenewalRule.objects.select_for_update(of=("self",)).select_related("package").filter(pk=rule_id).first() if rule_id else None
+    return rule, _locked_renewal(renewal_id)
 
 
 def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
@@ -353,7 +377,7 @@ def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
 
 
 def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
-                   payment_method_summary: str = "") -> PreparedCharge | None:
+                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN) -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
@@ -361,11 +385,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
     recorded. A pending charge means an attempt is in flight or unknown: never a second one.
     """
     with transaction.atomic():
-        rule, renewal = _lock_rule_and_renewal(renewal_id)
+        rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
         if renewal.status != Renewal.Status.CHARGING:
             _log("charge_skipped", renewal, reason="not_charging")
             return None
-        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.attempt_in_flight:
             _log("charge_skipped", renewal, reason="attempt_in_flight")
             return None
         if rule is None or not rule.enabled:
@@ -379,9 +403,8 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             _log("renewal_awaiting_method", renewal, reason="no_payment_method")
             notifications.notify_later(renewal, notifications.NEEDS_ACTION)
             return None
-        policy = RetryPolicy.current()
-        line = Line.objects.get(pk=renewal.line_id)
-        amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
+        line = renewal.line  # read with the renewal; only its overage matters here, and the line is locked where it changes
+        amount, overage = renewal_amount(rule=rule, line=line)
         attempt = renewal.attempts + 1
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
@@ -392,7 +415,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
         renewal.attempts = attempt
         renewal.amount_minor = amount
         renewal.overage_billed_bytes = overage
-        renewal.save()
+        renewal.save(update_fields=["attempts", "amount_minor", "overage_billed_bytes", "updated_at"])
         _log("charge_prepared", renewal, charge=charge.pk, amount=amount, currency=charge.currency)
     return PreparedCharge(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id)
 
@@ -404,6 +427,7 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     from django.utils import timezone
 
     from payments import gateways
+    from payments.selectors import method_for_off_session
 
     renewal = Renewal.objects.select_related("line__owner", "rule").get(pk=renewal_id)
     if renewal.status != Renewal.Status.CHARGING:
@@ -413,16 +437,24 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     if user is None:
         with transaction.atomic():
             _rule, renewal = _lock_rule_and_renewal(renewal_id)
-            if renewal.status == Renewal.Status.CHARGING and not renewal.charges.filter(status=Charge.Status.PENDING).exists():
+            if renewal.status == Renewal.Status.CHARGING and not renewal.attempt_in_flight:
                 _cancel(renewal, now=now or timezone.now(), reason="line_has_no_owner")
         return renewal
-    # Processor look-ups happen outside any row lock; the rule itself is re-read under the lock.
+    # Look-ups happen outside any row lock; the rule itself is re-read under the lock. One read of
+    # the payments mirror gives the method, its customer and its summary: a method attached to a
+    # customer means the processor's customer exists, so ensure_customer (a locking transaction)
+    # is needed only for a method the mirror does not hold.
     rule_method = renewal.rule.payment_method_id if renewal.rule else ""
-    payment_method_id = rule_method or gateways.default_payment_method_id(user) or ""
-    customer_id = gateways.ensure_customer(user).id if payment_method_id else ""
+    method = method_for_off_session(user=user, payment_method_id=rule_method)
+    if method is not None:
+        payment_method_id, customer_id, summary = method.id, method.customer_id, gateways.payment_method_summary(method)
+    elif rule_method:
+        payment_method_id, customer_id, summary = rule_method, gateways.ensure_customer(user).id, ""
+    else:
+        payment_method_id = customer_id = summary = ""
     prepared = prepare_charge(
         renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
-        payment_method_summary=_method_summary(payment_method_id),
+        payment_method_summary=summary, rule_id=renewal.rule_id,
     )
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
@@ -437,19 +469,7 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
         logger.warning("charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s", renewal_id, prepared.charge.pk,
                        _kind(outcome), getattr(outcome, "failure_code", ""))
         return Renewal.objects.get(pk=renewal_id)
-    return record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
-
-
-def _method_summary(payment_method_id: str) -> str:
-    """'Visa •••• 4242' for the ledger, from the payments mirror (no call to Stripe)."""
-    if not payment_method_id:
-        return ""
-    from djstripe.models import PaymentMethod
-
-    from payments import gateways
-
-    row = PaymentMethod.objects.filter(id=payment_method_id).first()
-    return gateways.payment_method_summary(row) if row is not None else ""
+    return _record_outcome(renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -472,12 +492,19 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
     """Record what the processor said about one attempt of a renewal (off-session, reconciled, or
     the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
     left alone, and a second success for one renewal is refused by the database (invariant 1)."""
+    renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
+    return _record_outcome(renewal_id=renewal_id, charge_id=charge_id, outcome=outcome, now=now)
+
+
+def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datetime) -> Renewal:
     result = _outcome_fields(outcome)
     if result["kind"] in (PROCESSOR_ERROR, PENDING, THROTTLED):
         raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile or release the charge instead")
-    renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
     with transaction.atomic():
-        rule, renewal = _lock_rule_and_renewal(renewal_id)
+        # The rule is read, not locked: a success wins whatever the rule says, and a rule turned off
+        # meanwhile waits for this renewal's lock, then cancels what this leaves open.
+        renewal = _locked_renewal(renewal_id, with_rule=True)
+        rule = renewal.rule
         charge = Charge.objects.select_for_update().get(pk=charge_id)
         if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
             _log("outcome_ignored", renewal, charge=charge.pk, charge_status=charge.status, kind=result["kind"])
@@ -500,6 +527,8 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
                 renewal.status = Renewal.Status.REQUIRES_ACTION
                 renewal.last_failure_code = charge.failure_code
                 renewal.last_failure_message = charge.failure_message
+                # The customer's time to pay now; then the cycle fails like one out of retries.
+                renewal.suspend_at = now + timedelta(hours=RetryPolicy.current().authentication_hours)
                 renewal.save()
                 _log("renewal_requires_action", renewal, charge=charge.pk)
                 notifications.notify_later(renewal, notifications.NEEDS_ACTION)
@@ -513,9 +542,10 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
             if renewal.status == Renewal.Status.CHARGING:
                 _record_decline(renewal=renewal, charge=charge, hard=(kind == HARD), rule_on=rule_on, now=now)
             else:
-                # A declined pay-now: the customer saw it in the browser; the cycle stays where it was.
+                # A declined pay-now (the customer saw it in the browser), or an intent withdrawn from
+                # a cancelled renewal: the cycle stays where it was.
                 _log("pay_now_declined", renewal, charge=charge.pk, code=charge.failure_code)
-    return Renewal.objects.get(pk=renewal_id)
+    return renewal
 
 
 def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
@@ -543,7 +573,8 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     was_blocked = line.status == Line.Status.DATA_EXHAUSTED
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
-    line = apply_package(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    renewal.line = line
     renewal.status = Renewal.Status.SUCCEEDED
     renewal.completed_at = now
     renewal.next_attempt_at = None
@@ -617,10 +648,41 @@ def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
     notifications.notify_later(renewal, notifications.SUSPENDED)
 
 
+AUTHENTICATION_TIMEOUT = "authentication_timeout"
+
+
+def _fail_unconfirmed(*, now: datetime) -> list[int]:
+    """Renewals whose 3-D Secure the customer did not complete in the policy's time fail, exactly
+    like a cycle out of retries: alert, line suspended (network command, email). The customer's
+    pay-now still works afterwards and resumes the line."""
+    failed = []
+    renewals = list(
+        Renewal.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(status=Renewal.Status.REQUIRES_ACTION, suspend_at__lte=now)
+        .select_related("line")[: _claim_batch_size()]
+    )
+    for renewal in renewals:
+        renewal.status = Renewal.Status.FAILED
+        renewal.completed_at = now
+        renewal.next_attempt_at = None
+        renewal.last_failure_code = AUTHENTICATION_TIMEOUT
+        renewal.last_failure_message = "The payment was not confirmed with the bank in time."
+        renewal.suspend_at = now
+        renewal.save()
+        _log("renewal_failed", renewal, reason=AUTHENTICATION_TIMEOUT)
+        raise_alert(kind=Alert.Kind.RENEWAL_FAILED, line=renewal.line, renewal=renewal, now=now,
+                    message=f"renewal {renewal.pk} of line {renewal.line_id}: 3-D Secure not completed in time")
+        _suspend_line_for(renewal=renewal, now=now)
+        failed.append(renewal.pk)
+    return failed
+
+
 def suspend_overdue_lines(*, now: datetime) -> list[int]:
-    """Failed renewals whose grace has passed suspend their line (once)."""
+    """Failed renewals whose grace has passed suspend their line (once); so do renewals whose
+    3-D Secure was not completed in time, which fail first."""
     done = []
     with transaction.atomic():
+        done.extend(_fail_unconfirmed(now=now))
         renewals = list(
             Renewal.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Renewal.Status.FAILED, line_suspended_at__isnull=True, suspend_at__lte=now)
@@ -639,12 +701,46 @@ def suspend_overdue_lines(*, now: datetime) -> list[int]:
 
 # --- reconciliation --------------------------------------------------------------------------
 
-def stale_pending_charges(*, now: datetime) -> list[int]:
+def _reconcile_per_tick() -> int:
+    return getattr(settings, "RENEWALS_RECONCILE_PER_TICK", 100)
+
+
+def stale_pending_charges(*, now: datetime, limit: int | None = None) -> list[int]:
     return list(
         Charge.objects.filter(
             purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING, sent_at__lt=now - _reconcile_after()
-        ).order_by("sent_at").values_list("id", flat=True)[: _claim_batch_size()]
+        ).order_by("sent_at").values_list("id", flat=True)[: limit or _claim_batch_size()]
     )
+
+
+# A reconciliation handed to a worker is not handed out again for this long (a Redis key, not
+# state: losing it only means a charge is looked up twice, and recording an outcome is idempotent).
+RECONCILE_LEASE_SECONDS = 120
+
+
+def enqueue_reconciliations(*, charge_ids: list[int]) -> list[int]:
+    """Hand each stale charge to a worker (renewals.reconcile_charge), so the tick's claim is not
+    held up by processor look-ups; a charge already handed out within the lease is skipped."""
+    from django.core.cache import cache
+    from kombu.exceptions import OperationalError
+
+    from .tasks import reconcile_charge_task
+
+    enqueued = []
+    for charge_id in charge_ids:
+        key = f"renewals:reconcile:{charge_id}"
+        try:
+            if not cache.add(key, 1, timeout=RECONCILE_LEASE_SECONDS):
+                continue
+        except Exception:  # the cache is Redis too: without it, hand the charge out anyway
+            logger.warning("reconcile_lease_unavailable charge=%s", charge_id)
+        try:
+            reconcile_charge_task.delay(charge_id)
+        except OperationalError:
+            logger.warning("reconcile_enqueue_failed charge=%s reason=broker_unavailable", charge_id)
+            continue
+        enqueued.append(charge_id)
+    return enqueued
 
 
 def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
@@ -654,8 +750,12 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     retries on the policy as a new attempt with a new key. None: still unknown, ask next tick."""
     from payments import gateways
 
-    charge = Charge.objects.get(pk=charge_id)
+    charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
+    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status == Renewal.Status.CANCELLED:
+        return withdraw_authentication(charge_id=charge.pk, now=now)
     if charge.status != Charge.Status.PENDING:
+        # Settled since it was found stale (by the attempt's own task, a webhook, a twin task).
+        logger.info("charge_reconcile_skipped charge=%s status=%s", charge.pk, charge.status)
         return None
     intent = gateways.find_payment_intent_for_charge(charge)  # GatewayError: Stripe unreachable, ask later
     if intent is None:
@@ -722,7 +822,7 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         if renewal.status not in PAYABLE:
             raise RenewalNotPayable(renewal.status)
-        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.attempt_in_flight:
             raise RenewalNotPayable("attempt_in_flight")
         previous = renewal.status
         attempt = renewal.attempts + 1
@@ -736,7 +836,7 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
                 renewal.save()
         except IntegrityError:  # a failed cycle, and the line has opened a new one since
             raise RenewalNotPayable("line_has_an_open_renewal")
-        line = Line.objects.get(pk=renewal.line_id)
+        line = renewal.line
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
             purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
@@ -761,8 +861,8 @@ def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRu
         rule.full_clean()
         rule.save()
         logger.info("renewal_rule_saved rule=%s line=%s enabled=%s package=%s", rule.pk, line.pk, rule.enabled, rule.package_id)
-        if not rule.enabled:
-            _cancel_unsent(rule=rule, now=now)
+        waiting = _authentications_of(_cancel_unsent(rule=rule, now=now)) if not rule.enabled else []
+    withdraw_authentications(charge_ids=waiting, now=now)
     if rule.enabled:
         evaluate_triggers(line_ids=[line.pk], now=now)
     return rule
@@ -782,13 +882,65 @@ def _cancel_unsent(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 
 def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
     """Turn auto-renewal off at once (invariant 3): under the rule's lock, every renewal of the
-    line not yet sent to the processor is cancelled."""
+    line not yet sent to the processor is cancelled, and one waiting for 3-D Secure has its
+    PaymentIntent cancelled at the processor, so the customer's later confirmation charges nothing."""
     with transaction.atomic():
         rule = RenewalRule.objects.select_for_update().get(pk=rule.pk)
         rule.enabled = False
         rule.save(update_fields=["enabled", "updated_at"])
         logger.info("renewal_rule_turned_off rule=%s line=%s", rule.pk, rule.line_id)
-        return _cancel_unsent(rule=rule, now=now)
+        cancelled = _cancel_unsent(rule=rule, now=now)
+        waiting = _authentications_of(cancelled)
+    withdraw_authentications(charge_ids=waiting, now=now)
+    return cancelled
+
+
+def _authentications_of(renewals: list[Renewal]) -> list[int]:
+    """The charges of these (just cancelled) renewals still waiting for the customer's 3-D Secure."""
+    if not renewals:
+        return []
+    return list(Charge.objects.filter(renewal__in=renewals, status=Charge.Status.REQUIRES_ACTION).values_list("id", flat=True))
+
+
+def abandoned_authentications(*, limit: int) -> list[int]:
+    """Intents left open on cancelled renewals (the processor did not answer when they were
+    withdrawn): the dispatcher withdraws them again."""
+    return list(
+        Charge.objects.filter(renewal__status=Renewal.Status.CANCELLED, status=Charge.Status.REQUIRES_ACTION)
+        .order_by("id").values_list("id", flat=True)[:limit]
+    )
+
+
+def withdraw_authentications(*, charge_ids: list[int], now: datetime) -> None:
+    from payments.gateways import GatewayError
+
+    for charge_id in charge_ids:
+        try:
+            withdraw_authentication(charge_id=charge_id, now=now)
+        except GatewayError as exc:  # left REQUIRES_ACTION on a cancelled renewal: the dispatcher retries
+            logger.warning("authentication_withdraw_unreachable charge=%s code=%s", charge_id, exc.code)
+
+
+def withdraw_authentication(*, charge_id: int, now: datetime) -> Renewal | None:
+    """Cancel at the processor the PaymentIntent of a cancelled renewal that waits for 3-D Secure,
+    then record what the processor holds. Cancelling first and reading after settles the race with
+    the customer's confirmation: if they paid just before, the cancel is refused, the intent reads
+    succeeded, and the success wins (package applied, renewal succeeded); the rule stays off.
+    None: the intent is still open (the cancel did not get through); the dispatcher asks again."""
+    from payments import gateways
+
+    charge = Charge.objects.get(pk=charge_id)
+    if charge.status != Charge.Status.REQUIRES_ACTION or not charge.payment_intent_id:
+        return None
+    gateways.cancel_payment_intent(charge.payment_intent_id)  # refused (and logged) once paid
+    outcome = gateways.outcome_from_payment_intent(gateways.retrieve_payment_intent(charge.payment_intent_id))
+    if _kind(outcome) in (AUTHENTICATION_REQUIRED, PENDING, PROCESSOR_ERROR):
+        logger.warning("authentication_not_withdrawn charge=%s payment_intent=%s status=%s", charge.pk,
+                       charge.payment_intent_id, outcome.payment_intent_status)
+        return None
+    logger.info("authentication_withdrawn charge=%s renewal=%s payment_intent=%s kind=%s", charge.pk, charge.renewal_id,
+                charge.payment_intent_id, _kind(outcome))
+    return record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
 def payment_method_changed(*, user, now: datetime) -> list[int]:
@@ -856,9 +1008,11 @@ def cancel_renewal(*, renewal_id: int, now: datetime, reason: str = "operator") 
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         if renewal.status not in Renewal.OPEN:
             return False
-        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.attempt_in_flight:
             return False
         _cancel(renewal, now=now, reason=reason)
+        waiting = _authentications_of([renewal])
+    withdraw_authentications(charge_ids=waiting, now=now)
     return True
 
 
@@ -870,34 +1024,48 @@ class DispatchReport:
     claimed: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     reconciled: list[int] = field(default_factory=list)
+    # Stale charges handed to workers (enqueue=True); their outcome is recorded by the task.
+    reconciling: list[int] = field(default_factory=list)
     suspended: list[int] = field(default_factory=list)
+    emails_enqueued: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"opened={len(self.opened)} claimed={len(self.claimed)} requeued={len(self.requeued)} "
-            f"reconciled={len(self.reconciled)} suspended={len(self.suspended)}"
+            f"reconciled={len(self.reconciled)} reconciling={len(self.reconciling)} suspended={len(self.suspended)} "
+            f"emails_enqueued={len(self.emails_enqueued)}"
         )
 
 
 def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     """One beat tick: the trigger sweep (safety net and expiry triggers), suspension after grace,
     reconciliation of unknown outcomes, and the claim of due work. With enqueue=False the caller
-    runs the charge step itself (`renewals_tick --inline`)."""
+    runs the charge step itself (`renewals_tick`), reconciliation included."""
     report = DispatchReport()
     # Opened renewals are left due: the claim below takes them with the rest of the batch.
     opened = evaluate_triggers(line_ids=lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspend_overdue_lines(now=now)
-    for charge_id in stale_pending_charges(now=now):
-        try:
-            if reconcile_charge(charge_id=charge_id, now=now) is not None:
-                report.reconciled.append(charge_id)
-        except Exception:
-            logger.exception("charge_reconcile_error charge=%s", charge_id)
+    stale = stale_pending_charges(now=now, limit=_reconcile_per_tick())
+    stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0))
+    if enqueue:
+        # Each look-up is a processor round trip (a list of intents against localstripe): in
+        # parallel on the workers, and never between this tick and its claim.
+        report.reconciling = enqueue_reconciliations(charge_ids=stale)
+    else:
+        for charge_id in stale:
+            try:
+                if reconcile_charge(charge_id=charge_id, now=now) is not None:
+                    report.reconciled.append(charge_id)
+            except Exception:
+                logger.exception("charge_reconcile_error charge=%s", charge_id)
     report.requeued = requeue_lost_claims(now=now)
     report.claimed = claim_due_renewals(now=now)
     if enqueue:
         _enqueue_charges(report.requeued + report.claimed)
+        # The safety net behind each email's own task: one whose message Redis lost goes out now.
+        report.emails_enqueued = notifications.unsent_notice_ids(older_than=now - NOTICE_SWEEP_AFTER)
+        notifications.enqueue_notices(report.emails_enqueued)
     heartbeats.beat(heartbeats.DISPATCHER, now=now)
     logger.info("renewals_dispatched %s", report)
     return report

@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from . import notifications, services
 
 logger = logging.getLogger(__name__)
 
@@ -23,3 +23,25 @@ def dispatch_renewals() -> str:
 def charge_renewal_task(renewal_id: int) -> str:
     renewal = services.charge_renewal(renewal_id=renewal_id)
     return renewal.status
+
+
+# Not on the charge path: a renewal's email is its own task, enqueued after the charge committed.
+# The notice row's sent_at makes a second delivery of this task send nothing.
+@shared_task(name="renewals.send_renewal_notice", acks_late=True, ignore_result=True)
+def send_renewal_notice_task(notice_id: int) -> bool:
+    return notifications.send_notice(notice_id=notice_id)
+
+
+# Enqueued by the dispatcher for each stale pending charge. Safe twice and in parallel: a charge
+# settled meanwhile is skipped, and the outcome is recorded under the renewal's and charge's row
+# locks, where a second recording of a settled attempt changes nothing.
+@shared_task(name="renewals.reconcile_charge", acks_late=True, ignore_result=True)
+def reconcile_charge_task(charge_id: int) -> str:
+    from payments.gateways import GatewayError
+
+    try:
+        renewal = services.reconcile_charge(charge_id=charge_id, now=timezone.now())
+    except GatewayError as exc:  # the processor did not answer: a later tick asks again
+        logger.warning("charge_reconcile_unreachable charge=%s code=%s", charge_id, exc.code)
+        return "unreachable"
+    return renewal.status if renewal is not None else "unresolved"

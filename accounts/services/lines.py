@@ -24,6 +24,12 @@ def apply_package(*, line: Line, package: Package, now: datetime, overage_billed
     Overage is settled here: deducted from the new allowance, unless it was billed with the charge.
     """
     line = Line.objects.select_for_update().get(pk=line.pk)
+    return apply_package_to_locked_line(line=line, package=package, now=now, overage_billed=overage_billed)
+
+
+def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime, overage_billed: bool = False) -> Line:
+    """apply_package for a caller that already holds `line`'s row lock (SELECT ... FOR UPDATE) in
+    its open transaction: the renewal engine, which reads the line's state before applying."""
     if line.status == Line.Status.TERMINATED:
         raise LineTerminated(line.pk)
     remaining = max(line.data_remaining_bytes, 0) + package.data_allowance_bytes

@@ -64,7 +64,8 @@ def test_finance_edits_the_policy_and_the_history_says_who(finance_client):
     url = f"/admin/renewals/retrypolicy/{policy.pk}/change/"
     response = client.post(url, {**management_forms(client.get(url)),
         "retry_delays_minutes": "[30, 120]", "hard_decline_codes": '["lost_card"]', "grace_hours": 12,
-        "minimum_renewal_minor": 500, "alert_after_failures": 3, "overage_price_per_gb_minor": 0})
+        "minimum_renewal_minor": 500, "alert_after_failures": 3, "overage_price_per_gb_minor": 0,
+        "authentication_hours": 24})
     assert response.status_code == 302
     record = ChangeRecord.objects.get(action="changed", object_id=str(policy.pk), content_type__model="retrypolicy")
     assert record.actor == user

@@ -64,3 +64,11 @@ def payment_intents_for(renewal) -> list:
         pi for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
         if (pi["metadata"] or {}).get("renewal_id") == str(renewal.pk)
     ]
+
+
+def send_owed_emails() -> list[int]:
+    """What the renewal email task does after a commit (renewals.send_renewal_notice), run here:
+    the charge path only writes the notice rows."""
+    from renewals import notifications
+
+    return notifications.send_unsent_notices()

@@ -15,7 +15,7 @@ from renewals import services
 from renewals.models import Renewal
 from tests.factories import GB
 
-from .conftest import payment_intents_for
+from .conftest import payment_intents_for, send_owed_emails
 
 DECLINING_CARD = "4000000000000341"  # attaches, then every charge is declined
 THREE_D_SECURE_CARD = "4000002500003155"
@@ -42,6 +42,7 @@ def test_renewal_is_charged_off_session_and_the_package_applied(rule, add_card, 
     assert pi["metadata"]["charge_id"] == str(charge.pk)
     assert charge.payment_method_summary == "Visa •••• 4242"
     assert Line.objects.get(pk=rule.line_id).data_remaining_bytes > 10 * GB
+    send_owed_emails()  # the notice task's work, run here
     assert mail.outbox[-1].to == [rule.line.owner.email]
 
 
@@ -74,6 +75,7 @@ def test_three_d_secure_off_session_needs_the_customers_action(rule, add_card, d
         renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.REQUIRES_ACTION and renewal.failures == 0
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.REQUIRES_ACTION
+    send_owed_emails()  # the notice task's work, run here
     assert "needs your action" in mail.outbox[-1].subject
     assert services.claim_due_renewals(now=now + timedelta(days=3)) == []  # no blind retries
 
@@ -144,6 +146,7 @@ def test_full_dunning_run_then_pay_now_restores_the_line(rule, policy, add_card,
     assert renewal.status == Renewal.Status.FAILED
     assert len(payment_intents_for(renewal)) == 4
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    send_owed_emails()  # the notice task's work, run here
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is suspended"
 
     good = add_card("4242424242424242")
@@ -153,5 +156,6 @@ def test_full_dunning_run_then_pay_now_restores_the_line(rule, policy, add_card,
         renewal = services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    send_owed_emails()  # the notice task's work, run here
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is restored"
     assert [pi["status"] for pi in payment_intents_for(renewal)].count("succeeded") == 1

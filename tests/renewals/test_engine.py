@@ -14,7 +14,7 @@ from renewals import services
 from renewals.models import Alert, Renewal
 from tests.factories import GB, MB, make_line
 
-from .conftest import make_rule
+from .conftest import make_rule, send_owed_emails
 
 NOW = timezone.now().replace(microsecond=0)
 
@@ -173,6 +173,7 @@ def test_no_payment_method_waits_for_one_and_a_new_method_wakes_it(rule, custome
         assert services.prepare_charge(renewal_id=renewal.pk, customer_id="", payment_method_id="", now=NOW) is None
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.AWAITING_METHOD
+    send_owed_emails()  # the notice task's work, run here
     assert len(mail.outbox) == 1 and "needs your action" in mail.outbox[0].subject
     with django_capture_on_commit_callbacks(execute=True):
         assert services.payment_method_changed(user=customer, now=NOW) == [renewal.pk]
@@ -190,6 +191,7 @@ def test_success_applies_the_package_and_marks_the_renewal_succeeded_together(ru
     assert line.data_remaining_bytes == line_before.data_remaining_bytes + rule.package.data_allowance_bytes
     assert line.expires_at == max(line_before.expires_at, NOW + timedelta(days=rule.package.validity_days))
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.SUCCEEDED
+    send_owed_emails()  # the notice task's work, run here
     assert [m.subject for m in mail.outbox] == [f"Line {line.iccid} was renewed"]
     # The rule is re-armed: the line is above its threshold, and a new trigger starts a new cycle.
     assert services.evaluate_triggers(line_ids=[line.pk], now=NOW) == []
@@ -221,6 +223,7 @@ def test_authentication_required_waits_for_the_customer_without_using_a_retry(ru
         renewal = attempt(renewal, NOW, "authentication_required", code="authentication_required", pi="pi_3ds")
     assert renewal.status == Renewal.Status.REQUIRES_ACTION and renewal.failures == 0
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.REQUIRES_ACTION
+    send_owed_emails()  # the notice task's work, run here
     assert "needs your action" in mail.outbox[-1].subject
     # The customer's pay-now confirms the same PaymentIntent: the line is renewed.
     charge = Charge.objects.get(renewal=renewal)
@@ -254,6 +257,7 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
     assert Charge.objects.filter(renewal=renewal, status=Charge.Status.FAILED).count() == 4
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.REPEATED_FAILURES).exists()
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.RENEWAL_FAILED).exists()
+    send_owed_emails()  # the notice task's work, run here
     subjects = [m.subject for m in mail.outbox]
     assert subjects.count(f"The renewal payment for line {rule.line.iccid} failed") == 3
     assert subjects[-1] == f"Line {rule.line.iccid} is suspended"
@@ -273,6 +277,7 @@ def test_paying_a_failed_renewal_restores_the_suspended_line(rule, policy, custo
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
     assert list(NetworkCommand.objects.filter(line=rule.line).order_by("id").values_list("command", flat=True)) == ["suspend", "resume"]
+    send_owed_emails()  # the notice task's work, run here
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is restored"
 
 

@@ -133,3 +133,41 @@ def test_a_backlog_of_charges_does_not_hold_back_the_dispatcher_tick(customer, p
 def _waiting_on_a_lock(cursor) -> bool:
     cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
     return cursor.fetchone()[0] > 0
+
+
+def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rule, add_card, customer, package, tmp_path):
+    from payments import gateways
+    from tests.factories import MB, make_line
+
+    from .conftest import make_rule
+
+    pm = add_card()
+    stripe_customer = gateways.ensure_customer(customer)
+    other_rule = make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=100 * MB), package=package)
+    paid, never_sent = claimed_renewal(rule), claimed_renewal(other_rule)
+    now = timezone.now()
+    # One attempt the processor took (the worker died before recording it), one it never received.
+    sent = services.prepare_charge(renewal_id=paid.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
+    assert gateways.charge_off_session(charge=sent.charge, customer_id=stripe_customer.id, payment_method_id=pm.id).succeeded
+    lost = services.prepare_charge(renewal_id=never_sent.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
+    app.control.purge()
+
+    later = now + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1)
+    report = services.run_dispatcher(now=later, enqueue=True)
+    # The tick only hands them out: no processor look-up between it and its claim.
+    assert sorted(report.reconciling) == sorted([sent.charge.pk, lost.charge.pk]) and report.reconciled == []
+    assert Charge.objects.filter(status=Charge.Status.PENDING).count() == 2
+    assert services.run_dispatcher(now=later, enqueue=True).reconciling == []  # handed out once per lease
+
+    log = tmp_path / "worker.log"
+    with celery_worker(log):
+        from renewals.tasks import reconcile_charge_task
+
+        assert wait_until(lambda: not Charge.objects.filter(status=Charge.Status.PENDING).exists(), timeout=60), log_text(log)
+        reconcile_charge_task.delay(sent.charge.pk)  # a redelivered task finds it settled
+        assert wait_until(lambda: "charge_reconcile_skipped" in log_text(log), timeout=30), log_text(log)
+    assert Renewal.objects.get(pk=paid.pk).status == Renewal.Status.SUCCEEDED
+    assert [pi["status"] for pi in payment_intents_for(paid)] == ["succeeded"]
+    assert Renewal.objects.get(pk=never_sent.pk).status == Renewal.Status.RETRY_SCHEDULED
+    assert Charge.objects.get(pk=lost.charge.pk).failure_code == "not_sent"
+    assert payment_intents_for(never_sent) == []

@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from renewals import services
+from renewals import notifications, services
 from renewals.models import Renewal
 
 
@@ -20,6 +20,8 @@ class Command(BaseCommand):
         self.stdout.write(f"opened {len(report.opened)} renewal(s): {report.opened}")
         self.stdout.write(f"suspended the line of {len(report.suspended)} failed renewal(s): {report.suspended}")
         self.stdout.write(f"reconciled {len(report.reconciled)} charge(s): {report.reconciled}")
+        if report.reconciling:
+            self.stdout.write(f"handed {len(report.reconciling)} charge(s) to the workers to reconcile: {report.reconciling}")
         self.stdout.write(f"claimed {len(report.claimed)} renewal(s): {report.claimed}; requeued {len(report.requeued)}: {report.requeued}")
         if enqueue:
             self.stdout.write("charges enqueued for the workers")
@@ -28,3 +30,8 @@ class Command(BaseCommand):
             renewal = services.charge_renewal(renewal_id=renewal_id)
             self.stdout.write(f"renewal {renewal.pk} line {renewal.line_id}: {renewal.status}"
                               + (f" (next attempt {renewal.next_attempt_at.isoformat()})" if renewal.status == Renewal.Status.RETRY_SCHEDULED else ""))
+        # In the foreground the customer's emails go out here too (a worker, if one runs, finds
+        # them sent: each is sent once).
+        sent = notifications.send_unsent_notices()
+        if sent:
+            self.stdout.write(f"sent {len(sent)} renewal email(s)")

@@ -1,0 +1,46 @@
+"""What one renewal costs the engine: the SQL statements of a successful off-session renewal, from
+the claim to `succeeded` (bench 4's per-renewal cost), and the customer's email, which is sent by
+its own task after the charge committed, once however often that task runs."""
+from django.core import mail
+from django.utils import timezone
+
+from renewals import services
+from renewals.models import Renewal, RenewalNotice
+from renewals.tasks import send_renewal_notice_task
+
+from .test_charging import claimed
+
+# Measured: 38 before (bench/RESULTS.md, finding 6), 19 now, of which 4 are the two transactions'
+# savepoints (BEGIN/COMMIT outside the test's transaction) and 1 is the gateway's method-type read.
+STATEMENTS_PER_RENEWAL = 19
+
+
+def test_a_successful_renewal_costs_at_most_19_statements_and_sends_no_email_itself(
+        rule, add_card, django_assert_max_num_queries, django_capture_on_commit_callbacks):
+    add_card()
+    now = timezone.now()
+    renewal = claimed(rule, now)
+    with django_assert_max_num_queries(STATEMENTS_PER_RENEWAL), django_capture_on_commit_callbacks(execute=True):
+        renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert mail.outbox == []  # the charge path only owes the email
+    [notice] = RenewalNotice.objects.filter(renewal=renewal)
+    assert notice.kind == "succeeded" and notice.sent_at is None
+
+
+def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_language(
+        rule, add_card, customer, django_capture_on_commit_callbacks):
+    customer.language = "zh-hans"
+    customer.save()
+    add_card()
+    now = timezone.now()
+    renewal = claimed(rule, now)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.charge_renewal(renewal_id=renewal.pk, now=now)
+    notice = RenewalNotice.objects.get(renewal=renewal)
+    assert send_renewal_notice_task.apply(args=[notice.pk]).get() is True
+    assert send_renewal_notice_task.apply(args=[notice.pk]).get() is False
+    [message] = mail.outbox
+    assert message.to == [customer.email] and message.subject == f"线路 {rule.line.iccid} 已续费"
+    notice.refresh_from_db()
+    assert notice.sent_at is not None
