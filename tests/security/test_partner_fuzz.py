@@ -192,3 +192,19 @@ def test_unsigned_or_badly_signed_batches_get_401_and_change_nothing(in_process,
 @pytest.fixture(autouse=True)
 def _known_secret(settings):
     settings.PARTNER_USAGE_SECRET = "test-partner-secret"
+
+
+def test_a_record_sharing_its_id_with_a_rejected_record_is_still_applied(lines, client):
+    """Found by the fuzzer: the second record was counted as a duplicate of a record that had been
+    rejected (unknown ICCID), so its usage was silently lost."""
+    from tests.accounts.partner_helpers import signed_post
+
+    period = {"start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"}
+    before = Line.objects.get(iccid=REAL_ICCIDS[1]).data_used_bytes
+    response = signed_post(client, {"records": [
+        {"id": "r-1", "iccid": "898600000000009999", "bytes": 5, **period},
+        {"id": "r-1", "iccid": REAL_ICCIDS[1], "bytes": 7, **period},
+    ]})
+    assert response.status_code == 207
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [{"index": 0, "id": "r-1", "error": "unknown iccid"}]}
+    assert Line.objects.get(iccid=REAL_ICCIDS[1]).data_used_bytes == before + 7
