@@ -152,7 +152,7 @@ def _own_method(user, payment_method_id: str):
     usable = customer and payment_method_id and "\x00" not in payment_method_id
     method = PaymentMethod.objects.filter(id=payment_method_id, customer=customer).first() if usable else None
     if method is None:
-        logger.warning("payment_method_not_found user=%s pm=%r", user.pk, payment_method_id[:64])
+        logger.warning("payment_method_not_found user=%s pm=%r", user.pk, (payment_method_id or "")[:64])
         raise PaymentMethodNotFound(_("Payment method not found."), code="not_found")
     return method
 
