@@ -148,8 +148,11 @@ def _own_method(user, payment_method_id: str):
     from djstripe.models import PaymentMethod
 
     customer = gateways.customer_for_user(user)
-    method = PaymentMethod.objects.filter(id=payment_method_id, customer=customer).first() if customer and payment_method_id else None
+    # The id comes from the URL: PostgreSQL refuses a NUL in a query (a 500), and no Stripe id has one.
+    usable = customer and payment_method_id and "\x00" not in payment_method_id
+    method = PaymentMethod.objects.filter(id=payment_method_id, customer=customer).first() if usable else None
     if method is None:
+        logger.warning("payment_method_not_found user=%s pm=%r", user.pk, (payment_method_id or "")[:64])
         raise PaymentMethodNotFound(_("Payment method not found."), code="not_found")
     return method
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -85,7 +85,8 @@ def _finish(request, data):
     except services.PaymentError as exc:
         return _methods_page(request, status=400, error=exc.user_message)
     messages.success(request, _("%(method)s was added.") % {"method": services.gateways.payment_method_summary(method)})
-    return redirect(_safe_next(request, reverse("payments:methods")))
+    # Not redirect(): it would try a relative "next" such as "0" as a URL name (a 500).
+    return HttpResponseRedirect(_safe_next(request, reverse("payments:methods")))
 
 
 @login_required

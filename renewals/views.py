@@ -3,7 +3,7 @@ Only the confirmation's POST saves; every line is looked up among the customer's
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -116,4 +116,5 @@ def turn_off(request, line_id: int):
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         target = ""
-    return redirect(target or "renewals:rule", **({} if target else {"line_id": line.pk}))
+    # A plain redirect: redirect() would try a relative "next" such as "0" as a URL name (a 500).
+    return HttpResponseRedirect(target) if target else redirect("renewals:rule", line_id=line.pk)

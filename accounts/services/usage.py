@@ -115,24 +115,21 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
     is unknown are rejected one by one; the others go ahead."""
     now = now or timezone.now()
     result = IngestResult()
-    # Sorted by id: concurrent batches that share records wait on the unique index in the same order (no deadlock).
+    if not records:
+        return result
+    line_ids = dict(Line.objects.filter(iccid__in={r.iccid for r in records}).values_list("iccid", "id"))
+    # Unknown ICCIDs are rejected before duplicates are counted: a rejected record was not received,
+    # so a later record of the batch with the same id is not its duplicate (it would be lost).
     unique: dict[str, UsageInput] = {}
     for record in records:
-        if record.partner_record_id in unique:
+        if record.iccid not in line_ids:
+            result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": "unknown iccid"})
+        elif record.partner_record_id in unique:
             result.duplicates += 1
         else:
             unique[record.partner_record_id] = record
-    batch = sorted(unique.values(), key=lambda r: r.partner_record_id)
-    if not batch:
-        return result
-
-    line_ids = dict(Line.objects.filter(iccid__in={r.iccid for r in batch}).values_list("iccid", "id"))
-    known = []
-    for record in batch:
-        if record.iccid in line_ids:
-            known.append(record)
-        else:
-            result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": "unknown iccid"})
+    # Sorted by id: concurrent batches that share records wait on the unique index in the same order (no deadlock).
+    known = sorted(unique.values(), key=lambda r: r.partner_record_id)
 
     with transaction.atomic():
         inserted = _insert_new_records(known, line_ids=line_ids, now=now)

@@ -1,0 +1,216 @@
+"""Hypothesis over every form a customer can submit, with hostile values (huge, negative and
+non-numeric numbers, NUL and RTL characters, long strings, missing and repeated fields, other
+customers' and unknown ids): never a 5xx, and a request that is not accepted changes nothing."""
+import os
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from djstripe.models import Customer as StripeCustomer
+from djstripe.models import PaymentMethod
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from accounts.models import Line, User
+from payments import gateways
+from payments.models import Charge
+from renewals.models import Renewal, RenewalRule
+from tests.admin.factories import make_charge, make_renewal, make_rule
+from tests.factories import make_line, make_package, make_user
+from tests.payments.conftest import create_card
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 25))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+PASSWORD = "correct horse battery"
+
+HOSTILE = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from([
+        "", " ", "\x00", "1\x00", "a\x00b", "\u202egnp.exe", "\u200f123", "٣", "１２", "-1", "0", "-0", "1e309",
+        "NaN", "Infinity", "-Infinity", "1.5", "0.0001", "1,000", "99999999999999999999999", "-9223372036854775809",
+        "9223372036854775808", "2147483648", "12.345678901234567890", "1E+9999", "0x10", "None", "null", "[]", "{}",
+        "<script>alert(1)</script>", "' OR 1=1 --", "%00", "../../etc/passwd", "x" * 5000, "中文" * 300,
+        "2026-02-30", "9999-12-31", "0001-01-01", "10000-01-01", "2026-13-01", "http://evil.example/", "//evil.example",
+        "on", "off", "true", "card", "paypal", "sepa_debit", "seti_", "seti_" + "a" * 300, "pm_does_not_exist",
+        "UTC", "Asia/Shanghai", "Mars/Olympus", "en", "zh-hans", "xx", "block", "bill_overage", "deduct_from_next",
+    ]),
+    st.integers().map(str),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+)
+
+
+def form_data(fields: dict) -> st.SearchStrategy:
+    """A POST/GET body: each field missing, once, or repeated, with a plausible or hostile value."""
+
+    def one_field(choices):
+        value = st.one_of(st.sampled_from(choices), HOSTILE) if choices else HOSTILE
+        return st.one_of(st.none(), value, st.lists(value, min_size=2, max_size=3))
+
+    return st.fixed_dictionaries({name: one_field(choices) for name, choices in fields.items()}).map(
+        lambda data: {key: value for key, value in data.items() if value is not None}
+    )
+
+
+def _rows(queryset, *fields) -> list:
+    return list(queryset.order_by("pk").values_list("pk", *fields))
+
+
+def snapshot() -> dict:
+    """Every row a customer's form could change."""
+    return {
+        "users": _rows(User.objects, "email", "phone", "phone_verified", "name", "language", "time_zone", "password", "is_active"),
+        "lines": _rows(Line.objects, "status", "package_id", "data_remaining_bytes", "data_used_bytes", "overage_bytes", "expires_at"),
+        "rules": _rows(RenewalRule.objects, "enabled", "package_id", "trigger_data_below_mb", "trigger_hours_before_expiry",
+                       "payment_method_id", "overage_policy", "overage_cap_mb", "max_renewals_per_day", "monthly_spend_cap_minor"),
+        "renewals": _rows(Renewal.objects, "status", "attempts", "next_attempt_at"),
+        "charges": _rows(Charge.objects, "status", "amount_minor", "currency", "payment_intent_id"),
+        "methods": _rows(PaymentMethod.objects, "customer_id"),
+        "defaults": _rows(StripeCustomer.objects, "default_payment_method_id"),
+        "emails": sorted(User.objects.values_list("emailaddress__email", "emailaddress__verified")),
+    }
+
+
+@pytest.fixture
+def world(db, customer, other_customer):
+    """The customer's line, rule, open renewal, charges and two saved cards, and the same for
+    another customer, so that generated ids can point at someone else's objects."""
+    package = make_package(name="Starter", price_minor=1800, currency="CNY")
+    usd = make_package(name="Travel", price_minor=900, currency="USD")
+    retired = make_package(name="Retired", active=False)
+    line = make_line(owner=customer, package=package)
+    other_line = make_line(owner=other_customer, package=package)
+    rule = make_rule(line=line, package=package)
+    other_rule = make_rule(line=other_line, package=package)
+    renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.FAILED)
+    other_renewal = make_renewal(line=other_line, package=package, rule=other_rule, status=Renewal.Status.FAILED)
+    charge = make_charge(user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED)
+    other_charge = make_charge(user=other_customer, line=other_line, package=package, status=Charge.Status.SUCCEEDED)
+    methods = {}
+    for user, names in ((customer, ("default", "second")), (other_customer, ("other",))):
+        stripe_customer = gateways.ensure_customer(user)
+        for name in names:
+            methods[name] = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card()).id
+        gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=methods[names[0]])
+    ids = lambda *objs: [str(o.pk) for o in objs] + ["0", "-1", "99999999999999999999", "abc"]
+    return {
+        "line": line, "other_line": other_line, "renewal": renewal, "other_renewal": other_renewal,
+        "charge": charge, "other_charge": other_charge, "methods": methods,
+        "line_ids": ids(line, other_line), "package_ids": ids(package, usd, retired),
+        "method_ids": [methods["default"], methods["second"], methods["other"], "pm_missing", ""],
+    }
+
+
+def _targets(world) -> dict:
+    """name -> (method, path choices, fields and their plausible values)."""
+    line, renewal, charge = world["line"], world["renewal"], world["charge"]
+    own_and_other = lambda fmt, own, other: [fmt.format(own.pk), fmt.format(other.pk), fmt.format(0), fmt.format(10**20)]
+    methods = world["method_ids"]
+    rule_fields = {
+        "enabled": ["on", ""], "package": world["package_ids"], "trigger_data_below_mb": ["200", "0", "-5", "10000001"],
+        "trigger_hours_before_expiry": ["24", "0", "8760"], "payment_method_id": methods,
+        "overage_policy": ["block", "deduct_from_next", "bill_overage"], "overage_cap_mb": ["100", "0"],
+        "max_renewals_per_day": ["1", "2", "11"], "monthly_spend_cap": ["100", "18.001", "0.01", "1e9"],
+        "confirm": ["1"], "edit": ["1"],
+    }
+    history_fields = {"line": world["line_ids"], "status": ["succeeded", "failed", "nope"],
+                      "date_from": ["2026-01-01", "2026-02-30"], "date_to": ["2025-01-01", "2026-12-31"], "page": ["1", "-1", "last", "999999"]}
+    return {
+        "settings": ("post", ["/settings/"], {"name": [], "language": ["en", "zh-hans"], "time_zone": ["UTC", "Asia/Shanghai"]}),
+        "language": ("post", ["/language/"], {"language": ["en", "zh-hans"], "next": ["/", "//evil.example"]}),
+        "rule": ("post", own_and_other("/renewals/lines/{}/", line, world["other_line"]), rule_fields),
+        "rule_off": ("post", own_and_other("/renewals/lines/{}/off/", line, world["other_line"]), {"next": ["/", "http://evil.example/"]}),
+        "pay_now": ("post", own_and_other("/payments/renewals/{}/pay/", renewal, world["other_renewal"]), {"payment_method": methods}),
+        "buy": ("post", own_and_other("/payments/lines/{}/buy/", line, world["other_line"]),
+                {"package": world["package_ids"], "payment_method": methods}),
+        "method_default": ("post", [f"/payments/methods/{m}/default/" for m in methods if m] + ["/payments/methods/%00/default/"], {}),
+        "method_remove": ("post", [f"/payments/methods/{m}/remove/" for m in methods if m], {"replacement": methods}),
+        "method_setup": ("post", ["/payments/methods/setup/"], {"method_type": ["card", "sepa_debit", "paypal", "bitcoin"]}),
+        "method_finish": ("post", ["/payments/methods/finish/"], {"setup_intent_id": ["seti_123", "seti_x"], "make_default": ["on"], "next": ["/"]}),
+        "method_return": ("get", ["/payments/methods/return/"], {"setup_intent": ["seti_123"], "make_default": ["on"]}),
+        "charge_pages": ("get", own_and_other("/payments/charges/{}/receipt/", charge, world["other_charge"])
+                         + own_and_other("/payments/charges/{}/authenticate/", charge, world["other_charge"]), {}),
+        "charge_complete": ("post", own_and_other("/payments/charges/{}/complete/", charge, world["other_charge"]), {}),
+        "history": ("get", ["/payments/history/"], history_fields),
+        "history_csv": ("get", ["/payments/history.csv"], history_fields),
+        "phone_change": ("post", ["/accounts/phone/change/"], {"phone": ["+8613800138000", "+86 138 0013 8001", "12345"]}),
+        "phone_verify": ("post", ["/accounts/phone/verify/"], {"code": ["123456", "000000"], "action": ["resend"]}),
+    }
+
+
+ANONYMOUS_TARGETS = {
+    "signup": ("post", ["/accounts/signup/"], {"email": ["new@example.com", "alice@example.com", "a@b"],
+                                               "phone": ["+8613800138002", "abc"], "password1": [PASSWORD], "password2": [PASSWORD]}),
+    "login": ("post", ["/accounts/login/"], {"login": ["alice@example.com", "+8613800138000"], "password": [PASSWORD, "wrong"],
+                                             "remember": ["on"]}),
+}
+
+
+def _send(client: Client, method: str, path: str, data: dict):
+    if method == "get":
+        return client.get(path, data)
+    return client.post(path, data)
+
+
+def _assert_survives(client, method, paths, fields, data):
+    path = data.draw(st.sampled_from(paths), label="path")
+    body = data.draw(form_data(fields), label="body")
+    before = snapshot()
+    response = _send(client, method, path, body)
+    event(f"{response.status_code}")
+    assert response.status_code < 500, (path, body, response.content[:2000])
+    if response.status_code != 302:
+        # Not accepted (or a page that only shows): the form re-rendered, a 4xx, or a read.
+        assert snapshot() == before, (path, body, response.status_code)
+
+
+CUSTOMER_FORMS = [
+    "settings", "language", "rule", "rule_off", "pay_now", "buy", "method_default", "method_remove", "method_setup",
+    "method_finish", "method_return", "charge_pages", "charge_complete", "history", "history_csv", "phone_change", "phone_verify",
+]
+
+
+@pytest.mark.parametrize("name", CUSTOMER_FORMS)
+def test_customer_forms_never_fail_and_change_nothing_when_rejected(name, world, customer_client):
+    method, paths, fields = _targets(world)[name]
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data):
+        _assert_survives(customer_client, method, paths, fields, data)
+
+    run()
+
+
+@pytest.mark.parametrize("name", sorted(ANONYMOUS_TARGETS))
+def test_sign_up_and_login_never_fail_and_change_nothing_when_rejected(name, world, client):
+    method, paths, fields = ANONYMOUS_TARGETS[name]
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data):
+        client.logout()
+        _assert_survives(client, method, paths, fields, data)
+
+    run()
+
+
+def test_turning_a_rule_off_with_a_bare_relative_next_redirects_there(world, customer_client):
+    """Found by the fuzzer: a "next" without a slash was tried as a URL name, a 500."""
+    response = customer_client.post(f"/renewals/lines/{world['line'].pk}/off/", {"next": "0"})
+    assert response.status_code == 302
+    assert response["Location"] == "0"
+    assert not RenewalRule.objects.get(line=world["line"]).enabled
+
+
+def test_a_nul_in_a_payment_method_id_is_not_found_and_changes_nothing(world, customer_client):
+    """Found by the fuzzer: PostgreSQL refused the NUL in the lookup, a 500."""
+    before = snapshot()
+    assert customer_client.post("/payments/methods/%00/default/").status_code == 404
+    assert customer_client.post(f"/payments/methods/{world['methods']['second']}%00/default/").status_code == 404
+    assert snapshot() == before
