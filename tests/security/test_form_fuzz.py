@@ -76,6 +76,13 @@ def snapshot() -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def no_payment_rate_limits(settings):
+    """The fuzzer must reach the payment forms, not stop at their rate limit after five examples
+    (tests/security/test_rate_limits.py proves the limits)."""
+    settings.PAYMENTS_RATE_LIMITS = {action: "100000/m/user,100000/m/ip" for action in settings.PAYMENTS_RATE_LIMITS}
+
+
 @pytest.fixture
 def world(db, customer, other_customer):
     """The customer's line, rule, open renewal, charges and two saved cards, and the same for
