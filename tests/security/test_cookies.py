@@ -1,6 +1,6 @@
 """Under production settings every cookie a login over https sets is Secure, SameSite=Lax, and the
 session cookie HttpOnly. The values are read from esimsite/settings/production.py itself (with
-the environment tests/test_deploy_check.py gives it), not restated here."""
+PRODUCTION_ENV, which tests/test_deploy_check.py also runs `check --deploy` under), not restated here."""
 import importlib
 import sys
 
