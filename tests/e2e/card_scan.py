@@ -9,8 +9,9 @@ from django.db import connection
 TEST_PANS = ("4242424242424242", "4000000000000002", "4000000000000341", "4000002500003155")
 # Digit runs, also written in groups ("4242 4242 4242 4242", "4242-4242-..."). ICCIDs (18-20
 # digits starting 89) and epoch timestamps (starting 1) never start with 2-6, so the IIN rule keeps
-# them out without an exclusion list.
-CANDIDATE = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+# them out without an exclusion list. A run glued to letters is part of a hash, a hex id or a
+# token (a password hash's hex once held the Luhn-valid run 69840841365114), not a typed number.
+CANDIDATE = re.compile(r"(?<![0-9A-Za-z])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z])")
 SCANNED_TYPES = ("text", "character varying", "character", "json", "jsonb", "bytea")
 
 

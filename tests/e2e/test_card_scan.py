@@ -44,4 +44,6 @@ def test_iccids_ids_and_times_are_not_card_numbers(db):
     assert card_numbers_in_database() == []
     assert card_numbers_in("8986001234567890123 89860012345678901245 1764000000000 pi_4242424242 2026-11-24 13:58:11") == []
     assert card_numbers_in("4242424242424241") == []  # fails the Luhn check
+    assert card_numbers_in("md5$Xq3$0ab69840841365114fe") == []  # hex of a password hash
+    assert card_numbers_in("card=4000000000000077;") == ["4000000000000077"]
     assert Line.objects.count() == 1
