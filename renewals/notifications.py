@@ -37,16 +37,10 @@ def notify_later(renewal, kind: str) -> None:
 
 
 def enqueue_notices(notice_ids: list[int]) -> None:
-    from kombu.exceptions import OperationalError
+    from .tasks import delay_each, send_renewal_notice_task
 
-    from .tasks import send_renewal_notice_task
-
-    for notice_id in notice_ids:
-        try:
-            send_renewal_notice_task.delay(notice_id)
-        except OperationalError:
-            # The row stays unsent: the dispatcher's sweep enqueues it again once the broker is back.
-            logger.warning("renewal_email_enqueue_failed notice=%s reason=broker_unavailable", notice_id)
+    # A notice left unsent is enqueued again by the dispatcher's sweep once the broker is back.
+    delay_each(send_renewal_notice_task, notice_ids, event="renewal_email_enqueue_failed", field="notice")
 
 
 def send_notice(*, notice_id: int) -> bool:

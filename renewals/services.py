@@ -294,17 +294,10 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
 
 
 def _enqueue_charges(renewal_ids: list[int]) -> None:
-    from kombu.exceptions import OperationalError
+    from .tasks import charge_renewal_task, delay_each
 
-    from .tasks import charge_renewal_task
-
-    for renewal_id in renewal_ids:
-        try:
-            charge_renewal_task.delay(renewal_id)
-        except OperationalError:
-            # Broker down: the claim is a row, so requeue_lost_claims hands it out again once the
-            # broker is back (invariant 4: losing Redis loses no renewal).
-            logger.warning("charge_enqueue_failed renewal=%s reason=broker_unavailable", renewal_id)
+    # A claim is a row: requeue_lost_claims hands it out again once the broker is back.
+    delay_each(charge_renewal_task, renewal_ids, event="charge_enqueue_failed", field="renewal")
 
 
 def dispatch_now(*, renewal_ids: list[int], now: datetime) -> list[int]:
@@ -722,25 +715,18 @@ def enqueue_reconciliations(*, charge_ids: list[int]) -> list[int]:
     """Hand each stale charge to a worker (renewals.reconcile_charge), so the tick's claim is not
     held up by processor look-ups; a charge already handed out within the lease is skipped."""
     from django.core.cache import cache
-    from kombu.exceptions import OperationalError
 
-    from .tasks import reconcile_charge_task
+    from .tasks import delay_each, reconcile_charge_task
 
-    enqueued = []
+    leased = []
     for charge_id in charge_ids:
-        key = f"renewals:reconcile:{charge_id}"
         try:
-            if not cache.add(key, 1, timeout=RECONCILE_LEASE_SECONDS):
+            if not cache.add(f"renewals:reconcile:{charge_id}", 1, timeout=RECONCILE_LEASE_SECONDS):
                 continue
         except Exception:  # the cache is Redis too: without it, hand the charge out anyway
             logger.warning("reconcile_lease_unavailable charge=%s", charge_id)
-        try:
-            reconcile_charge_task.delay(charge_id)
-        except OperationalError:
-            logger.warning("reconcile_enqueue_failed charge=%s reason=broker_unavailable", charge_id)
-            continue
-        enqueued.append(charge_id)
-    return enqueued
+        leased.append(charge_id)
+    return delay_each(reconcile_charge_task, leased, event="reconcile_enqueue_failed", field="charge")
 
 
 def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:

@@ -5,10 +5,25 @@ import logging
 
 from celery import shared_task
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from . import notifications, services
 
 logger = logging.getLogger(__name__)
+
+
+def delay_each(task, ids: list[int], *, event: str, field: str) -> list[int]:
+    """`task.delay(id)` for each id; the ids enqueued. With the broker down the work is still a row
+    in the database, so a sweep hands it out again once Redis is back (invariant 4): log and go on."""
+    enqueued = []
+    for pk in ids:
+        try:
+            task.delay(pk)
+        except OperationalError:
+            logger.warning("%s %s=%s reason=broker_unavailable", event, field, pk)
+            continue
+        enqueued.append(pk)
+    return enqueued
 
 
 @shared_task(name="renewals.dispatch_renewals", ignore_result=True)

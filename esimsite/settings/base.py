@@ -139,6 +139,7 @@ CELERY_TASK_ROUTES = {
         "payments.reconcile_pending_purchases",
         "accounts.deliver_network_commands",
         "accounts.send_expiry_notices",
+        "payments.log_processor_writes",
     )
 }
 
