@@ -1,13 +1,23 @@
 """Locust users for bench 5: each is one logged-in customer (a session made by bench.portal),
-waiting 1 s between pages, browsing the account page, its line page and its transaction history."""
+waiting 1 s between pages, browsing the account page, its line page and its transaction history.
+
+BENCH_PORTAL_ROUNDS=N (the smoke test): each user browses the sequence N times without waiting,
+then stops, and the run ends when every user has: the work done does not depend on how fast a
+loaded machine is, only the time it takes does."""
 import json
 import os
 import random
 
+import gevent
 from locust import HttpUser, SequentialTaskSet, constant, task
+from locust.exception import StopUser
 
 with open(os.environ["BENCH_PORTAL_SESSIONS"]) as f:
     SESSIONS = json.load(f)  # [{"cookie": ..., "line_id": ...}, ...]
+
+ROUNDS = int(os.environ.get("BENCH_PORTAL_ROUNDS", "0"))  # 0: browse until the run time ends
+USERS = int(os.environ.get("BENCH_PORTAL_USERS", "0"))
+finished_users = 0
 
 
 class Browse(SequentialTaskSet):
@@ -43,8 +53,16 @@ class Browse(SequentialTaskSet):
     @task
     def history(self):
         self.page("/payments/history/", "history")
+        self.rounds = getattr(self, "rounds", 0) + 1
+        if ROUNDS and self.rounds >= ROUNDS:
+            global finished_users
+            finished_users += 1
+            if finished_users >= USERS:
+                # Quit from a fresh greenlet: this one is the user's, which quitting kills.
+                gevent.spawn(self.user.environment.runner.quit)
+            raise StopUser()
 
 
 class Customer(HttpUser):
-    wait_time = constant(1)
+    wait_time = constant(0 if ROUNDS else 1)
     tasks = [Browse]
