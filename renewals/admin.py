@@ -12,13 +12,17 @@ from accounts.history import acting, record_change
 from . import notifications, services
 from .models import Alert, Renewal, RenewalRule, RetryPolicy
 
-# Which email a "resend pay-now email" sends, by the renewal's state.
-PAY_NOW_EMAILS = {
-    Renewal.Status.REQUIRES_ACTION: notifications.NEEDS_ACTION,
-    Renewal.Status.RETRY_SCHEDULED: notifications.RETRY_SCHEDULED,
-    Renewal.Status.AWAITING_METHOD: notifications.RETRY_SCHEDULED,
-    Renewal.Status.FAILED: notifications.SUSPENDED,
-}
+def pay_now_email_for(renewal: Renewal) -> str | None:
+    """The email a "resend pay-now email" sends: the one the engine sent when the renewal reached
+    the state it is in now (renewals.services), or None when there is nothing to pay."""
+    if renewal.status in (Renewal.Status.REQUIRES_ACTION, Renewal.Status.AWAITING_METHOD):
+        return notifications.NEEDS_ACTION
+    if renewal.status == Renewal.Status.RETRY_SCHEDULED:
+        return notifications.RETRY_SCHEDULED
+    if renewal.status == Renewal.Status.FAILED:
+        # Failed but still in the grace before suspension: the line works, so "suspended" would be untrue.
+        return notifications.SUSPENDED if renewal.line_suspended_at else notifications.NEEDS_ACTION
+    return None
 
 
 def _renewal_state(renewal: Renewal) -> dict:
@@ -41,8 +45,8 @@ def _transition(service, action: str, refused):
 
 
 def _resend_pay_now(*, request, obj, reason, now) -> Outcome:
-    kind = PAY_NOW_EMAILS.get(obj.status)
-    if kind is None or not notifications.send_renewal_email(renewal_id=obj.pk, kind=kind):
+    kind = pay_now_email_for(obj)
+    if kind is None or not notifications.send_notice_now(renewal=obj, kind=kind):
         return Outcome(False, _("Nothing to pay for this renewal, or the customer has no email address."))
     record_change(obj=obj, action="pay_now_email_sent", actor=request.user, reason=reason, after={"email": kind}, now=now)
     return Outcome(True)

@@ -212,3 +212,24 @@ def test_an_ordinary_failed_payment_is_still_not_refundable(finance_client, cust
     failed.refresh_from_db()
     assert failed.refunded_minor == 0 and not ChangeRecord.objects.filter(action="refunded").exists()
 
+
+def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support_client, customer, line, package):
+    from datetime import datetime, timezone as dt_timezone
+
+    client, _user = support_client
+    waiting = make_renewal(line=line, package=package, status="awaiting_method", next_attempt_at=None,
+                           last_failure_code="no_payment_method")
+    mail.outbox.clear()
+    _first, confirmed = run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [waiting.pk])
+    assert confirmed.status_code == 302
+    [message] = mail.outbox
+    assert message.subject == f"The renewal of line {line.iccid} needs your action"
+    assert "try again" not in message.body and f"/{waiting.pk}/pay/" in message.body
+    waiting.status = "cancelled"
+    waiting.save()
+    retrying = make_renewal(line=line, package=package, status="retry_scheduled",
+                            next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=dt_timezone.utc))
+    mail.outbox.clear()
+    run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [retrying.pk])
+    [message] = mail.outbox
+    assert "We will try again on Nov. 24, 2026, 19:02." in message.body
