@@ -1,16 +1,20 @@
 """The operator's view of customers, lines, packages and the outbox. Actions ask first and call
 services (accounts.admin_actions); every change to a line's state or a package is history."""
 from allauth.account.models import EmailAddress
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from .admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from .history import acting, record_change
 from .models import ChangeRecord, Line, NetworkCommand, Package, UsageRecord, User
 from .services.line_status import resume_line, suspend_line
+
+MB = 1024**2  # rule thresholds are in MB (renewals.services.MB)
 
 
 class ChangeHistoryInline(GenericTabularInline):
@@ -160,13 +164,64 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+class PackageForm(forms.ModelForm):
+    """Refuses an allowance or validity that the enabled auto-renewal rules buying this package
+    could not lift their lines above: each renewal would leave the line at its trigger and the
+    next would open at once, up to the rule's daily cap (the rule form checks the same per rule)."""
+
+    class Meta:
+        model = Package
+        fields = "__all__"
+
+    def clean(self):
+        from renewals.models import RenewalRule
+
+        data = super().clean()
+        if self.instance.pk is None:
+            return data
+        rules = RenewalRule.objects.filter(package=self.instance, enabled=True).select_related("line")
+        allowance, days = data.get("data_allowance_bytes"), data.get("validity_days")
+        if allowance is not None:
+            self._refuse_if_rules(rules.filter(trigger_data_below_mb__gte=-(-allowance // MB)), "data_allowance_bytes", ngettext_lazy(
+                "%(count)d auto-renewal rule buys this package with a data threshold at or above this allowance: each"
+                " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
+                " Lower that threshold first.",
+                "%(count)d auto-renewal rules buy this package with data thresholds at or above this allowance: each"
+                " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
+                " Lower those thresholds first.",
+                "count"))
+        if days is not None:
+            self._refuse_if_rules(rules.filter(trigger_hours_before_expiry__gte=days * 24), "validity_days", ngettext_lazy(
+                "%(count)d auto-renewal rule buys this package and renews as long or longer before the validity ends"
+                " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten that time first.",
+                "%(count)d auto-renewal rules buy this package and renew as long or longer before the validity ends"
+                " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten those times first.",
+                "count"))
+        return data
+
+    def _refuse_if_rules(self, rules, field: str, message) -> None:
+        count = rules.count()
+        if count:
+            lines = ", ".join(rule.line.iccid for rule in rules.order_by("line_id")[:5]) + (", …" if count > 5 else "")
+            self.add_error(field, message % {"count": count, "lines": lines})
+
+
 @admin.register(Package)
 class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    form = PackageForm
     list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
     list_filter = ["active", "currency"]
     search_fields = ["name"]
     ordering = ["currency", "price_minor", "name"]
     inlines = [ChangeHistoryInline]
+
+
+# What an operator may type on a line's form. Everything else (status, counters, package, validity,
+# owner, the activation code) belongs to the services: the status through the suspend / resume
+# actions, which send the network command and write history; data and validity through usage and
+# apply_package. A form that held those fields would write back the values it was opened with.
+LINE_ADD_FIELDS = ["iccid", "smdp_address", "matching_id", "owner", "package", "label"]
+LINE_EDITABLE_FIELDS = ["label"]
 
 
 @admin.register(Line)
@@ -189,6 +244,30 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
                                   _("active package"), _("data remaining (bytes)"), _("data used (bytes)"),
                                   _("valid until")], rows=_line_rows),
     ]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return LINE_ADD_FIELDS
+        return [f.name for f in Line._meta.fields if f.editable and f.name != "id"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [name for name in self.get_fields(request, obj) if name not in LINE_EDITABLE_FIELDS]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Only what the form changed: the counters loaded with this request are already stale
+            # if usage arrived meanwhile, and must not be written back.
+            changed = [name for name in form.changed_data if name in LINE_EDITABLE_FIELDS]
+            if changed:
+                with acting(request.user):
+                    obj.save(update_fields=[*changed, "updated_at"])
+            return
+        super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a line ends by termination (a state, with its network command), never by deletion
 
     def get_urls(self):
         from .admin_views import LineImportView
@@ -220,10 +299,22 @@ class ChangeRecordAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
+    """The partner's records as received. Read-only for everyone: a record is the proof that its
+    bytes were counted, so a deleted one would count again when the partner re-sends it."""
+
     list_display = ["partner_record_id", "line", "bytes", "period_start", "received_at"]
     search_fields = ["partner_record_id", "line__iccid"]
     list_select_related = ["line"]
-    raw_id_fields = ["line"]
+    readonly_fields = [f.name for f in UsageRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def _retry_command(*, request, obj, reason, now) -> Outcome:
@@ -257,3 +348,6 @@ class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # commands come from services (enqueue_command), never typed in
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a deleted command is a state change the network never hears of

@@ -118,13 +118,17 @@ def csv_export_action(*, name: str, filename: str, header: list, rows: Callable[
     """An action that downloads the selected rows as CSV (money already formatted by `rows`)."""
 
     def action(modeladmin, request, queryset):
+        # The customer's own export's escaping, for every text cell: names, labels and the
+        # processor's messages are typed by others, and a cell starting with "=" is a formula.
+        from payments.views import _csv_cell
+
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response.write("\ufeff")  # spreadsheet programs read UTF-8 (Chinese names) only with a BOM
         writer = csv.writer(response)
         writer.writerow([str(title) for title in header])
         for row in rows(queryset):
-            writer.writerow(row)
+            writer.writerow([_csv_cell(cell) if isinstance(cell, str) else cell for cell in row])
         return response
 
     action.__name__ = name

@@ -1,10 +1,12 @@
 """Admin pages that are not one model's list: the line CSV import (upload, preview, import) and
 the operations page. Both sit behind the two-factor admin site and the operator roles."""
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -14,7 +16,20 @@ from django.views import View
 from . import operations
 from .services.line_import import ImportFileError, import_lines, parse
 
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+# The preview sends the file's text back in a hidden field, and Django refuses a POST whose fields
+# pass DATA_UPLOAD_MAX_MEMORY_SIZE: so that size is the import's one limit, checked at the preview
+# on the text as the browser will send it back (line ends as CRLF, UTF-8), less room for the other
+# fields. Whatever the preview accepts, the confirmation carries.
+CONFIRM_FIELDS_ROOM = 8 * 1024
+
+
+def max_import_bytes() -> int:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return (limit if limit is not None else 5 * 1024 * 1024) - CONFIRM_FIELDS_ROOM
+
+
+def confirm_size(text: str) -> int:
+    return len(text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8"))
 
 
 class LineImportForm(forms.Form):
@@ -27,12 +42,16 @@ class LineImportForm(forms.Form):
         data = super().clean()
         upload = data.get("file")
         if upload is not None:
-            if upload.size > MAX_UPLOAD_BYTES:
-                raise forms.ValidationError(_("The file is larger than 5 MB."))
+            too_large = forms.ValidationError(_("The file is larger than %(size)s: split it into smaller files.")
+                                              % {"size": filesizeformat(max_import_bytes())})
+            if upload.size > max_import_bytes():
+                raise too_large
             try:
                 data["text"] = upload.read().decode("utf-8-sig")
             except UnicodeDecodeError:
                 raise forms.ValidationError(_("The file must be UTF-8 text.")) from None
+            if confirm_size(data["text"]) > max_import_bytes():
+                raise too_large
         if not data.get("text"):
             raise forms.ValidationError(_("Choose a CSV file."))
         return data

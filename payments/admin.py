@@ -13,8 +13,11 @@ from .money import plain_amount
 def _refund(*, request, obj, reason, now) -> Outcome:
     """One confirmed refund through the payments service, written to the change history."""
     before = {"status": obj.status, "refunded_minor": obj.refunded_minor}
+    # A renewal paid twice keeps its second payment as failed / duplicate_payment (the one-success
+    # constraint) with an alert saying "refund it": that money is refunded here too.
+    refund = services.refund_duplicate_payment if obj.failure_code == services.DUPLICATE_PAYMENT else services.refund_charge
     try:
-        charge = services.refund_charge(charge_id=obj.pk, operator=request.user)
+        charge = refund(charge_id=obj.pk, operator=request.user)
     except services.PaymentError as exc:
         return Outcome(False, exc.user_message)
     record_change(obj=charge, action="refunded", actor=request.user, reason=reason, before=before,

@@ -195,8 +195,6 @@ def rules_using_method(*, user, payment_method_id: str):
 def remove_method(*, user, payment_method_id: str, replacement_id: str = "") -> None:
     """Detach a method. If an auto-renewal rule charges it, a replacement must be named first;
     the rules then charge the replacement (and it becomes the default if the removed one was)."""
-    from renewals.models import RenewalRule
-
     method = _own_method(user, payment_method_id)
     replacement = None
     if replacement_id:
@@ -213,10 +211,7 @@ def remove_method(*, user, payment_method_id: str, replacement_id: str = "") -> 
         if was_default:
             _set_default(user=user, customer_id=method.customer_id, payment_method_id=replacement.id if replacement else None)
         if replacement is not None:
-            with transaction.atomic():
-                moved = RenewalRule.objects.filter(line__owner=user, payment_method_id=method.id).update(
-                    payment_method_id=replacement.id
-                )
+            moved = move_rules_to_method(user=user, from_id=method.id, to_id=replacement.id)
             logger.info("renewal_rules_moved user=%s from=%s to=%s rules=%s", user.pk, method.id, replacement.id, moved)
         gateways.detach_payment_method(method.id)
     except GatewayError as exc:
@@ -491,3 +486,47 @@ def reverse_webhook_path(endpoint) -> str:
     from django.urls import reverse
 
     return reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid})
+
+
+# --- refunds of duplicate payments (operator) --------------------------------------------------------
+
+DUPLICATE_PAYMENT = "duplicate_payment"  # renewals.services._record_success: money taken twice for one renewal
+
+
+def refund_duplicate_payment(*, charge_id: int, operator=None) -> Charge:
+    """Refund a renewal's second payment. The engine keeps it on the ledger as failed with the code
+    `duplicate_payment` (the one-success-per-renewal constraint), but the processor holds the money:
+    give all of it back, under the charge's row lock like refund_charge. The status stays failed
+    (that constraint); `refunded_minor` says the money went back."""
+    with transaction.atomic():
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status != Charge.Status.FAILED or charge.failure_code != DUPLICATE_PAYMENT or not charge.payment_intent_id:
+            raise PaymentError(_("Only a succeeded payment can be refunded."), code="not_refundable")
+        amount = charge.amount_minor - charge.refunded_minor
+        if amount <= 0:
+            raise PaymentError(_("Nothing left to refund, or more than what is left."), code="refund_amount")
+        try:
+            gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=amount,
+                                           idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}", charge_id=charge.pk)
+        except GatewayError as exc:
+            raise PaymentError(exc.user_message, code=exc.code) from exc
+        charge.refunded_minor += amount
+        charge.save(update_fields=["refunded_minor", "updated_at"])
+    logger.info("duplicate_payment_refunded charge=%s amount=%s renewal=%s operator=%s", charge.pk, amount,
+                charge.renewal_id, getattr(operator, "pk", None))
+    return charge
+
+
+def move_rules_to_method(*, user, from_id: str, to_id: str) -> int:
+    """Point the customer's rules that charge `from_id` at `to_id`, with one history row per rule
+    (a bulk update fires no history signal), attributed to the customer who chose the replacement."""
+    from accounts.history import acting, record_changes
+    from renewals.models import RenewalRule
+
+    with transaction.atomic():
+        rules = list(RenewalRule.objects.select_for_update().filter(line__owner=user, payment_method_id=from_id).order_by("pk"))
+        RenewalRule.objects.filter(pk__in=[rule.pk for rule in rules]).update(payment_method_id=to_id)
+        with acting(user):
+            record_changes([(rule, {"payment_method_id": from_id}, {"payment_method_id": to_id}) for rule in rules],
+                           action="payment_method_replaced")
+    return len(rules)

@@ -7,18 +7,22 @@ from django.utils.translation import ngettext
 
 from accounts.admin import ChangeHistoryInline, HistoryAdminMixin
 from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action
-from accounts.history import record_change
+from accounts.history import acting, record_change
 
 from . import notifications, services
 from .models import Alert, Renewal, RenewalRule, RetryPolicy
 
-# Which email a "resend pay-now email" sends, by the renewal's state.
-PAY_NOW_EMAILS = {
-    Renewal.Status.REQUIRES_ACTION: notifications.NEEDS_ACTION,
-    Renewal.Status.RETRY_SCHEDULED: notifications.RETRY_SCHEDULED,
-    Renewal.Status.AWAITING_METHOD: notifications.RETRY_SCHEDULED,
-    Renewal.Status.FAILED: notifications.SUSPENDED,
-}
+def pay_now_email_for(renewal: Renewal) -> str | None:
+    """The email a "resend pay-now email" sends: the one the engine sent when the renewal reached
+    the state it is in now (renewals.services), or None when there is nothing to pay."""
+    if renewal.status in (Renewal.Status.REQUIRES_ACTION, Renewal.Status.AWAITING_METHOD):
+        return notifications.NEEDS_ACTION
+    if renewal.status == Renewal.Status.RETRY_SCHEDULED:
+        return notifications.RETRY_SCHEDULED
+    if renewal.status == Renewal.Status.FAILED:
+        # Failed but still in the grace before suspension: the line works, so "suspended" would be untrue.
+        return notifications.SUSPENDED if renewal.line_suspended_at else notifications.NEEDS_ACTION
+    return None
 
 
 def _renewal_state(renewal: Renewal) -> dict:
@@ -41,8 +45,8 @@ def _transition(service, action: str, refused):
 
 
 def _resend_pay_now(*, request, obj, reason, now) -> Outcome:
-    kind = PAY_NOW_EMAILS.get(obj.status)
-    if kind is None or not notifications.send_renewal_email(renewal_id=obj.pk, kind=kind):
+    kind = pay_now_email_for(obj)
+    if kind is None or not notifications.send_notice_now(renewal=obj, kind=kind):
         return Outcome(False, _("Nothing to pay for this renewal, or the customer has no email address."))
     record_change(obj=obj, action="pay_now_email_sent", actor=request.user, reason=reason, after={"email": kind}, now=now)
     return Outcome(True)
@@ -54,8 +58,36 @@ class RetryPolicyAdmin(HistoryAdminMixin, admin.ModelAdmin):
     inlines = [ChangeHistoryInline]
 
 
+def _turn_off_rule(*, request, obj, reason, now) -> Outcome:
+    if not obj.enabled:
+        return Outcome(False, _("Auto-renewal is already off."))
+    # The engine's own switch (invariant 3): unsent renewals are cancelled under the rule's lock;
+    # the history row is written by the rule's save, attributed to the operator.
+    with acting(request.user, action="turned_off", reason=reason):
+        services.turn_off_rule(rule=obj, now=now)
+    return Outcome(True)
+
+
+class EngineOwnedMixin:
+    """A read-only form for rows the engine or the customer owns, for every operator (superusers
+    too): a form would write back the values it was opened with and skip the services' checks,
+    locks and history. Changes go through the confirmed actions."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(RenewalRule)
-class RenewalRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
+class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminMixin, admin.ModelAdmin):
+    """The customer sets the rule (renewals.services.save_rule checks it); operators read it and
+    may turn it off, which cancels what is not yet at the processor."""
+
     list_display = ["line", "line_owner", "enabled", "package", "trigger_data_below_mb", "trigger_hours_before_expiry",
                     "overage_policy", "updated_at"]
     list_filter = ["enabled", "overage_policy", "package", ("updated_at", admin.DateFieldListFilter)]
@@ -64,6 +96,11 @@ class RenewalRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["line"]
     ordering = ["-updated_at", "-id"]
     inlines = [ChangeHistoryInline]
+    actions = [
+        confirmed_action(name="turn_off_rules_confirmed", description=_("Turn auto-renewal off"),
+                         permission="cancel_renewal", perform=_turn_off_rule, reason_required=True,
+                         warning=_("Renewals not yet sent to the processor are cancelled.")),
+    ]
 
     @admin.display(description=_("customer"), ordering="line__owner__email")
     def line_owner(self, rule):
@@ -71,7 +108,7 @@ class RenewalRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Renewal)
-class RenewalAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
     list_display = ["id", "line", "line_owner", "status", "package", "attempts", "failures", "last_failure_code",
                     "next_attempt_at", "amount_minor", "currency", "created_at"]
     list_filter = ["status", "package", ("created_at", admin.DateFieldListFilter), "currency"]
@@ -120,7 +157,7 @@ def _resolve_alert(*, request, obj, reason, now) -> Outcome:
 
 
 @admin.register(Alert)
-class AlertAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+class AlertAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "line", "renewal", "message", "resolved_at"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["line__iccid", "message"]

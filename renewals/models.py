@@ -225,6 +225,9 @@ class RenewalNotice(models.Model):
     kind = models.CharField(_("kind"), max_length=30)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    # What the email says, as it was when the notice was written (renewals.notifications.facts_of):
+    # the task runs later, when the renewal may have moved on (a retry's date cleared by its success).
+    facts = models.JSONField(_("what the email says"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("renewal email")

@@ -27,13 +27,31 @@ def pay_now_path(renewal) -> str:
     return reverse("payments:pay_renewal", args=[renewal.pk])
 
 
-def notify_later(renewal, kind: str) -> None:
-    """Owe the customer this email: a row in the caller's transaction, its task enqueued once the
-    transaction commits (and the dispatcher's sweep as the safety net if Redis loses it)."""
+def facts_of(renewal) -> dict:
+    """What a renewal email says, taken from the renewal as it is now (the event's moment): the
+    email task renders these, whatever the renewal has become by the time it runs."""
+    line = renewal.line
+    return {
+        "line_name": line.label or line.iccid,
+        "package_name": renewal.package.name,
+        "amount_minor": renewal.amount_minor,
+        "currency": renewal.currency,
+        "status": renewal.status,
+        "next_attempt_at": renewal.next_attempt_at.isoformat() if renewal.next_attempt_at else None,
+        "suspend_at": renewal.suspend_at.isoformat() if renewal.suspend_at else None,
+        "last_failure_code": renewal.last_failure_code,
+    }
+
+
+def notify_later(renewal, kind: str):
+    """Owe the customer this email: a row in the caller's transaction, with what the email will
+    say as of now, its task enqueued once the transaction commits (and the dispatcher's sweep as
+    the safety net if Redis loses it)."""
     from .models import RenewalNotice
 
-    notice = RenewalNotice.objects.create(renewal_id=renewal.pk, kind=kind)
+    notice = RenewalNotice.objects.create(renewal_id=renewal.pk, kind=kind, facts=facts_of(renewal))
     transaction.on_commit(lambda: enqueue_notices([notice.pk]))
+    return notice
 
 
 def enqueue_notices(notice_ids: list[int]) -> None:
@@ -54,7 +72,7 @@ def send_notice(*, notice_id: int) -> bool:
         if notice is None:
             logger.info("renewal_email_skipped notice=%s reason=already_sent_or_sending", notice_id)
             return False
-        send_renewal_email(renewal_id=notice.renewal_id, kind=notice.kind)
+        send_renewal_email(renewal_id=notice.renewal_id, kind=notice.kind, facts=notice.facts or None)
         notice.sent_at = timezone.now()
         notice.save(update_fields=["sent_at"])
     return True
@@ -85,7 +103,28 @@ def send_unsent_notices(*, older_than: datetime | None = None) -> list[int]:
     return sent
 
 
-def send_renewal_email(*, renewal_id: int, kind: str) -> bool:
+def send_notice_now(*, renewal, kind: str) -> bool:
+    """An email about the renewal as it is now, sent here and now (an operator's resend), through
+    a notice row like every other so it is on record."""
+    from .models import RenewalNotice
+
+    with transaction.atomic():
+        notice = RenewalNotice.objects.create(renewal_id=renewal.pk, kind=kind, facts=facts_of(renewal))
+        if not send_renewal_email(renewal_id=renewal.pk, kind=kind, facts=notice.facts):
+            notice.delete()
+            return False
+        notice.sent_at = timezone.now()
+        notice.save(update_fields=["sent_at"])
+    return True
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def send_renewal_email(*, renewal_id: int, kind: str, facts: dict | None = None) -> bool:
+    """Send one renewal email in the customer's language and time zone, saying `facts` (a notice's
+    snapshot; the renewal as it is now when there is none)."""
     from .models import Renewal
 
     renewal = Renewal.objects.select_related("line__owner", "package").get(pk=renewal_id)
@@ -97,9 +136,9 @@ def send_renewal_email(*, renewal_id: int, kind: str) -> bool:
         zone = zoneinfo.ZoneInfo(user.time_zone or "UTC")
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = zoneinfo.ZoneInfo("UTC")
+    facts = facts or facts_of(renewal)
     context = {
-        "renewal": renewal,
-        "line": renewal.line,
+        "notice": {**facts, "next_attempt_at": _when(facts.get("next_attempt_at")), "suspend_at": _when(facts.get("suspend_at"))},
         "user": user,
         "pay_now_url": settings.SITE_URL + pay_now_path(renewal),
         "rule_url": settings.SITE_URL + reverse("renewals:rule", args=[renewal.line_id]),

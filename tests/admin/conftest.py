@@ -67,3 +67,45 @@ def management_forms(page) -> dict:
 
     html = page.content.decode()
     return {name: value for name, value in re.findall(r'name="([^"]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)"[^>]*value="(\d*)"', html)}
+
+
+def form_values(page) -> dict:
+    """What the browser would post from the change page's form as it was shown: every input,
+    select and textarea with its current value (checkboxes only when checked)."""
+    from html.parser import HTMLParser
+
+    class Form(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.values: dict = {}
+            self.select = self.textarea = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            name = attrs.get("name")
+            if tag == "input" and name and attrs.get("type") not in ("submit", "button", "file"):
+                if attrs.get("type") in ("checkbox", "radio") and "checked" not in attrs:
+                    return
+                self.values[name] = attrs.get("value") or ("on" if attrs.get("type") == "checkbox" else "")
+            elif tag == "select" and name:
+                self.select = name
+                self.values.setdefault(name, "")
+            elif tag == "option" and self.select and "selected" in attrs:
+                self.values[self.select] = attrs.get("value", "")
+            elif tag == "textarea" and name:
+                self.textarea = name
+                self.values[name] = ""
+
+        def handle_endtag(self, tag):
+            if tag == "select":
+                self.select = None
+            elif tag == "textarea":
+                self.textarea = None
+
+        def handle_data(self, data):
+            if self.textarea:
+                self.values[self.textarea] += data.lstrip("\n")
+
+    parser = Form()
+    parser.feed(page.content.decode())
+    return parser.values

@@ -14,8 +14,9 @@ def make_rule(*, line, package, **fields) -> RenewalRule:
 
 
 def make_renewal(*, line, package, rule=None, status=Renewal.Status.DUE, **fields) -> Renewal:
+    fields.setdefault("next_attempt_at", timezone.now())
     return Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=package.price_minor,
-                                  currency=package.currency, status=status, next_attempt_at=timezone.now(), **fields)
+                                  currency=package.currency, status=status, **fields)
 
 
 def make_charge(*, user, line=None, package=None, renewal=None, attempt=None, **fields) -> Charge:

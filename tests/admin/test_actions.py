@@ -157,3 +157,79 @@ def test_retrying_a_network_command_asks_first_and_records_who(support_client, l
     assert (command.status, command.attempts) == (NetworkCommand.Status.PENDING, 0)
     record = ChangeRecord.objects.get(action="retry_now", object_id=str(command.pk))
     assert record.actor == operator and record.before["status"] == "failed"
+
+
+def _paid_twice(customer, line, package):
+    """A renewal the engine saw paid twice: the second success is kept on the ledger as a failed
+    'duplicate_payment' charge with an alert to refund it (renewals.services._record_success)."""
+    from django.utils import timezone
+
+    from renewals.services import record_charge_outcome
+
+    stripe_customer = gateways.ensure_customer(customer)
+    method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
+    renewal = make_renewal(line=line, package=package, status="succeeded")
+    make_charge(user=customer, line=line, package=package, renewal=renewal, attempt=1, status=Charge.Status.SUCCEEDED,
+                payment_intent_id="pi_first_payment")
+    second = make_charge(user=customer, line=line, package=package, renewal=renewal, attempt=2)
+    outcome = gateways.charge_off_session(charge=second, customer_id=stripe_customer.id, payment_method_id=method.id)
+    record_charge_outcome(charge_id=second.pk, outcome=outcome, now=timezone.now())
+    second.refresh_from_db()
+    assert (second.status, second.failure_code) == (Charge.Status.FAILED, "duplicate_payment")
+    return second
+
+
+def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(finance_client, customer, line, package):
+    import stripe
+    from django.conf import settings
+
+    client, user = finance_client
+    duplicate = _paid_twice(customer, line, package)
+    first, confirmed = run_action(client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="paid twice")
+    assert "cannot be undone" in first.content.decode()
+    assert confirmed.status_code == 302
+    duplicate.refresh_from_db()
+    assert duplicate.refunded_minor == duplicate.amount_minor == 9800
+    intent = stripe.PaymentIntent.retrieve(duplicate.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
+    paid = intent["latest_charge"]  # localstripe answers with the object, Stripe with its id
+    if isinstance(paid, str):
+        paid = stripe.Charge.retrieve(paid, api_key=settings.STRIPE_SECRET_KEY)
+    assert paid["amount_refunded"] == 9800  # the money went back
+    record = ChangeRecord.objects.get(action="refunded", object_id=str(duplicate.pk))
+    assert (record.actor, record.reason, record.before["refunded_minor"], record.after["refunded_minor"]) == (
+        user, "paid twice", 0, 9800)
+    # Once refunded, a second confirmation refunds nothing more.
+    run_action(client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="again")
+    assert ChangeRecord.objects.filter(action="refunded", object_id=str(duplicate.pk)).count() == 1
+
+
+def test_an_ordinary_failed_payment_is_still_not_refundable(finance_client, customer, line, package):
+    client, _user = finance_client
+    failed = make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED,
+                         failure_code="card_declined", payment_intent_id="pi_declined")
+    _first, confirmed = run_action(client, "/admin/payments/charge/", "refund_confirmed", [failed.pk], reason="x")
+    assert "Only a succeeded payment can be refunded." in client.get("/admin/payments/charge/").content.decode()
+    failed.refresh_from_db()
+    assert failed.refunded_minor == 0 and not ChangeRecord.objects.filter(action="refunded").exists()
+
+
+def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support_client, customer, line, package):
+    from datetime import datetime, timezone as dt_timezone
+
+    client, _user = support_client
+    waiting = make_renewal(line=line, package=package, status="awaiting_method", next_attempt_at=None,
+                           last_failure_code="no_payment_method")
+    mail.outbox.clear()
+    _first, confirmed = run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [waiting.pk])
+    assert confirmed.status_code == 302
+    [message] = mail.outbox
+    assert message.subject == f"The renewal of line {line.iccid} needs your action"
+    assert "try again" not in message.body and f"/{waiting.pk}/pay/" in message.body
+    waiting.status = "cancelled"
+    waiting.save()
+    retrying = make_renewal(line=line, package=package, status="retry_scheduled",
+                            next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=dt_timezone.utc))
+    mail.outbox.clear()
+    run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [retrying.pk])
+    [message] = mail.outbox
+    assert "We will try again on Nov. 24, 2026, 19:02." in message.body

