@@ -8,8 +8,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+# [0-9], not \d: \d also matches full-width and other scripts' digits, which would make a twin
+# line that the partner's (ASCII) ICCIDs never match; \Z, not $: $ lets a trailing newline through.
+ICCID_PATTERN = r"^[0-9]{18,20}\Z"
 ICCID_VALIDATOR = RegexValidator(
-    r"^\d{18,20}$", _("An ICCID is 18 to 20 digits.")
+    ICCID_PATTERN, _("An ICCID is 18 to 20 digits.")
 )  # stored as received: no Luhn check digit is required (DESIGN.md)
 CURRENCY_VALIDATOR = RegexValidator(r"^[A-Z]{3}$", _("Use an ISO 4217 code such as CNY or EUR."))
 
