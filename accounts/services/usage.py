@@ -101,6 +101,8 @@ def settle_usage(*, line: LineState, rule: RuleOverage | None, used_bytes: int) 
         status = Line.Status.DATA_EXHAUSTED
     allowance = line.package_allowance_bytes if line.package_id else line.data_total_bytes
     level = notices.usage_notice_level(remaining_bytes=remaining, allowance_bytes=allowance)
+    if status == Line.Status.TERMINATED:
+        level = 0  # nobody to tell: a terminated line's late usage is recorded, never mailed about
     return LineChange(
         remaining=remaining,
         used=line.data_used_bytes + used_bytes,
