@@ -121,6 +121,12 @@ class Line(models.Model):
     matching_id = models.CharField(_("matching ID"), max_length=255)
     label = models.CharField(_("label"), max_length=100, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.INACTIVE)
+    # The rest of the line's state (docs/line-states.md): who holds a suspension (an operator's is
+    # never lifted by a payment), what the line was before it (a never-activated line comes back
+    # inactive), and the data switch, kept whatever the status so that a resume knows it.
+    suspended_by_operator = models.BooleanField(_("suspended by an operator"), default=False)
+    suspended_from = models.CharField(_("status before suspension"), max_length=20, choices=Status.choices, blank=True)
+    data_blocked = models.BooleanField(_("data blocked"), default=False)
     package = models.ForeignKey(
         Package, verbose_name=_("active package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
     )
