@@ -116,6 +116,7 @@ def operations_view(request, admin_site):
         "revenue_today": money_rows(day_start),
         "revenue_month": money_rows(month_start),
         "alerts": operations.open_alerts(),
+        "network_dead_letters": operations.dead_lettered_commands(),
         "dispatcher": operations.dispatcher_job(now=now),
         "usage": operations.usage_job(now=now),
         "processor_writes": operations.processor_writes(),

@@ -54,6 +54,11 @@ def healthz(request):
         "dispatcher_last_pass_age_seconds": int(dispatcher.age.total_seconds()) if dispatcher and dispatcher.age is not None else None,
         "dispatcher": "unknown" if dispatcher is None else ("stale" if dispatcher.stale else "ok"),
     }
+    # Dead-lettered network commands are reported, not failed on: they need an operator, and a 503
+    # would take every web process out of the load balancer for one line's command.
+    dead_letters = operations.dead_letter_count() if database else None
+    body["network_commands_dead_lettered"] = dead_letters
+    body["network_outbox"] = "unknown" if dead_letters is None else ("attention" if dead_letters else "ok")
     healthy = body["database"] == "ok" and body["redis"] == "ok" and body["dispatcher"] == "ok"
     body["status"] = "ok" if healthy else "fail"
     return JsonResponse(body, status=200 if healthy else 503)

@@ -8,8 +8,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+# [0-9], not \d: \d also matches full-width and other scripts' digits, which would make a twin
+# line that the partner's (ASCII) ICCIDs never match; \Z, not $: $ lets a trailing newline through.
+ICCID_PATTERN = r"^[0-9]{18,20}\Z"
 ICCID_VALIDATOR = RegexValidator(
-    r"^\d{18,20}$", _("An ICCID is 18 to 20 digits.")
+    ICCID_PATTERN, _("An ICCID is 18 to 20 digits.")
 )  # stored as received: no Luhn check digit is required (DESIGN.md)
 CURRENCY_VALIDATOR = RegexValidator(r"^[A-Z]{3}$", _("Use an ISO 4217 code such as CNY or EUR."))
 
@@ -118,6 +121,12 @@ class Line(models.Model):
     matching_id = models.CharField(_("matching ID"), max_length=255)
     label = models.CharField(_("label"), max_length=100, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.INACTIVE)
+    # The rest of the line's state (docs/line-states.md): who holds a suspension (an operator's is
+    # never lifted by a payment), what the line was before it (a never-activated line comes back
+    # inactive), and the data switch, kept whatever the status so that a resume knows it.
+    suspended_by_operator = models.BooleanField(_("suspended by an operator"), default=False)
+    suspended_from = models.CharField(_("status before suspension"), max_length=20, choices=Status.choices, blank=True)
+    data_blocked = models.BooleanField(_("data blocked"), default=False)
     package = models.ForeignKey(
         Package, verbose_name=_("active package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
     )
@@ -209,10 +218,18 @@ class NetworkCommand(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         DELIVERED = "delivered", _("Delivered")
+        # Dead-lettered: refused for good, or out of attempts. Shown as an alert until an operator acts.
         FAILED = "failed", _("Failed")
+        # A dead letter an operator dealt with: written again as a new command, or overridden.
+        SUPERSEDED = "superseded", _("Superseded")
 
     line = models.ForeignKey(Line, verbose_name=_("line"), related_name="network_commands", on_delete=models.PROTECT)
     command = models.CharField(_("command"), max_length=20, choices=Command.choices)
+    # Grows per line in the order the commands were written: the partner applies a line's commands
+    # in this order and drops one older than the last it applied (docs/network-outbox.md).
+    sequence = models.BigIntegerField(_("sequence"))
+    # The fencing token of the claim that may send this command; a sender re-checks it before sending.
+    lease_token = models.UUIDField(_("claim"), null=True, blank=True, editable=False)
     reason = models.CharField(_("reason"), max_length=200, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
@@ -231,6 +248,8 @@ class NetworkCommand(models.Model):
             # The sweep reads only pending rows: its cost follows the backlog, not the table.
             models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="netcmd_due_idx"),
             models.Index(fields=["line", "id"], condition=Q(status="pending"), name="netcmd_line_pending_idx"),
+            # The operations page's and /healthz's dead letters.
+            models.Index(fields=["id"], condition=Q(status="failed"), name="netcmd_dead_letter_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -241,6 +260,7 @@ class NetworkCommand(models.Model):
                 condition=Q(status="delivered", delivered_at__isnull=False) | ~Q(status="delivered"),
                 name="networkcommand_delivered_has_time",
             ),
+            models.UniqueConstraint(fields=["line", "sequence"], name="networkcommand_line_sequence_unique"),
         ]
 
     def __str__(self) -> str:

@@ -90,6 +90,20 @@ def open_alerts(limit: int = 50):
     return Alert.objects.filter(resolved_at__isnull=True).select_related("line", "renewal").order_by("-created_at", "-id")[:limit]
 
 
+def dead_lettered_commands(limit: int = 50):
+    """Network commands the partner refused for good or that ran out of attempts: each one left
+    the network out of step with the line until an operator retries it."""
+    from .models import NetworkCommand
+
+    return NetworkCommand.objects.filter(status=NetworkCommand.Status.FAILED).select_related("line").order_by("-id")[:limit]
+
+
+def dead_letter_count() -> int:
+    from .models import NetworkCommand
+
+    return NetworkCommand.objects.filter(status=NetworkCommand.Status.FAILED).count()
+
+
 def processor_writes():
     """The processor write limiter's counters (payments.processor_limit); None if its Redis is down."""
     from payments import processor_limit

@@ -1,8 +1,10 @@
 """Celery tasks of accounts. Each one only calls a service; all of them are safe to run twice and on
 several workers at once, because the state (outbox rows, notice flags) is in the database."""
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
-from .services import network, notices
+from .services import line_status, network, notices
 
 
 @shared_task(name="accounts.deliver_network_commands", ignore_result=True)
@@ -16,3 +18,9 @@ def deliver_network_commands() -> dict:
 def send_expiry_notices() -> int:
     """Email the customers whose package ends within 24 hours (once per package). Run by beat."""
     return notices.send_expiry_notices()
+
+
+@shared_task(name="accounts.expire_lines", ignore_result=True)
+def expire_lines() -> int:
+    """Move the lines whose validity ended to expired and tell the network. Run by beat."""
+    return len(line_status.expire_lines(now=timezone.now(), limit=getattr(settings, "LINES_EXPIRE_PER_TICK", 500)))

@@ -562,8 +562,8 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     charge.settled_at = now
     charge.save()
     line = Line.objects.select_for_update().get(pk=renewal.line_id)
-    was_suspended = line.status == Line.Status.SUSPENDED
-    was_blocked = line.status == Line.Status.DATA_EXHAUSTED
+    # An operator's suspension outlives the payment (precedence): the line is not restored.
+    was_suspended = line.status == Line.Status.SUSPENDED and not line.suspended_by_operator
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
     line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
@@ -577,10 +577,6 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     renewal.save()
     Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
     _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
-    if was_suspended:
-        _network_command(line=line, command="resume", reason=f"renewal {renewal.pk} paid")
-    elif was_blocked:
-        _network_command(line=line, command="unblock_data", reason=f"renewal {renewal.pk} paid")
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
 
 

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("iccid", "smdp_address", "matching_id")
 MAX_ROWS = 10_000
-ICCID = re.compile(r"^\d{18,20}$")
+ICCID = re.compile(r"^[0-9]{18,20}\Z")  # ASCII only, as the model's ICCID_PATTERN
 # An SM-DP+ address is a host name (the LPA string's second part), no scheme or path.
 FQDN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
 MATCHING_ID = re.compile(r"^[A-Za-z0-9-]{1,255}$")

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from ..models import Line, Package
+from .line_status import begin_transition, write_commands
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +30,15 @@ def apply_package(*, line: Line, package: Package, now: datetime, overage_billed
 
 def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime, overage_billed: bool = False) -> Line:
     """apply_package for a caller that already holds `line`'s row lock (SELECT ... FOR UPDATE) in
-    its open transaction: the renewal engine, which reads the line's state before applying."""
+    its open transaction: the renewal engine, which reads the line's state before applying.
+
+    The network commands the change implies (resume, unblock_data) are written here, in the
+    caller's transaction: every path that takes money for a line restores it the same way. An
+    operator's suspension outranks a payment: the line gets its data and validity and stays
+    suspended (docs/line-states.md)."""
     if line.status == Line.Status.TERMINATED:
         raise LineTerminated(line.pk)
+    network_before = begin_transition(line)
     remaining = max(line.data_remaining_bytes, 0) + package.data_allowance_bytes
     if not overage_billed:
         remaining = max(remaining - line.overage_bytes, 0)
@@ -43,11 +50,17 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
     line.package = package
     line.usage_notice_level = 0
     line.expiry_notice_sent = False
-    if line.status in RESUMABLE:
-        line.status = Line.Status.ACTIVE
+    # A package that leaves nothing after the overage it settles does not unblock the data.
+    line.data_blocked = line.data_blocked and remaining <= 0
+    if line.status == Line.Status.SUSPENDED and line.suspended_by_operator:
+        pass  # precedence: only the operator lifts their suspension
+    elif line.status in RESUMABLE or line.status == Line.Status.ACTIVE:
+        line.status = Line.Status.DATA_EXHAUSTED if line.data_blocked else Line.Status.ACTIVE
+        line.suspended_from = ""
     if line.activated_at is None:
         line.activated_at = now
     line.save()
+    write_commands(line=line, before=network_before, reason=f"package {package.pk} applied", now=now)
     logger.info(
         "package_applied line=%s package=%s status=%s->%s remaining=%s expires_at=%s",
         line.pk, package.pk, previous_status, line.status, remaining, line.expires_at.isoformat(),

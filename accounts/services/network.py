@@ -8,16 +8,24 @@ the row: retries and their backoff are rows, not countdown tasks, so losing Redi
 Per line, commands are delivered in the order they were written: only the oldest pending command of
 a line is ever claimed. Delivery is at least once (a sender that dies after the partner's 2xx and
 before our commit re-sends after its lease); the payload's `id` lets the partner drop a repeat.
+
+Order at the partner (docs/network-outbox.md): every command carries its line's `sequence`, which
+grows in the order the commands were written. A claim stamps its rows with a fencing token, and a
+sender re-checks (and renews) its token on the row right before it sends: a sender whose claim
+was taken over never sends its stale copy. Only a 2xx from the exact URL is a delivery (redirects
+are not followed). A command the partner refuses for good (a 4xx other than those that can pass)
+is dead-lettered at once, with an alert, so the line's later commands go ahead.
 """
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from .. import partner_signature
@@ -39,6 +47,12 @@ MAX_ATTEMPTS = 20  # about two and a half days of trying before an operator must
 # it must exceed the HTTP time-out by a wide margin.
 DELIVERY_LEASE = timedelta(minutes=2)
 HTTP_TIMEOUT = (5, 15)  # connect, read (seconds)
+# 4xx answers that can pass without the command changing: our signature or clock (fixed by
+# configuration, for every command at once), the partner's time-out, its rate limit. Every other
+# 4xx is the partner refusing this command for good: retrying it only holds the line's queue.
+RETRYABLE_CLIENT_ERRORS = {401, 403, 408, 425, 429}
+# Which switch a command sets: a later command on the same switch overrides an earlier one.
+SWITCH = {"suspend": "service", "resume": "service", "block_data": "data", "unblock_data": "data"}
 SWEEP_ROUNDS = 20  # each round delivers the head of every line's queue; bounded so a sweep ends
 
 
@@ -57,17 +71,34 @@ def enqueue_commands(*, commands: list[tuple[int, str, str]], now: datetime | No
     for _line_id, command, _reason in commands:
         if command not in NetworkCommand.Command.values:
             raise UnknownCommand(command)
-    rows = NetworkCommand.objects.bulk_create(
-        [
-            NetworkCommand(line_id=line_id, command=command, reason=reason[:200], created_at=now, next_attempt_at=now)
-            for line_id, command, reason in commands
-        ]
-    )
+    with transaction.atomic():  # the caller's, if it has one: the line locks last until it commits
+        sequences = _next_sequences([line_id for line_id, _command, _reason in commands])
+        rows = NetworkCommand.objects.bulk_create(
+            [
+                NetworkCommand(line_id=line_id, command=command, reason=reason[:200], created_at=now, next_attempt_at=now,
+                               sequence=sequences[line_id].pop(0))
+                for line_id, command, reason in commands
+            ]
+        )
     for row in rows:
         logger.info("network_command_enqueued command=%s line=%s id=%s reason=%s", row.command, row.line_id, row.pk, row.reason)
     if rows:
         transaction.on_commit(_kick_delivery)
     return rows
+
+
+def _next_sequences(line_ids: list[int]) -> dict[int, list[int]]:
+    """The lines' next sequence numbers, in order. The line rows are locked first (in id order:
+    no deadlock; a no-op for a caller that holds them already), so a line's sequence and its
+    commands' ids grow in the same order even when two transactions write to one line."""
+    counts: dict[int, int] = {}
+    for line_id in line_ids:
+        counts[line_id] = counts.get(line_id, 0) + 1
+    list(Line.objects.filter(pk__in=counts).order_by("pk").select_for_update().values_list("pk", flat=True))
+    last = dict(
+        NetworkCommand.objects.filter(line_id__in=counts).values("line_id").annotate(last=Max("sequence")).values_list("line_id", "last")
+    )
+    return {line_id: list(range((last.get(line_id) or 0) + 1, (last.get(line_id) or 0) + n + 1)) for line_id, n in counts.items()}
 
 
 def _kick_delivery() -> None:
@@ -86,6 +117,8 @@ class SweepReport:
     delivered: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    # Claimed, then taken over by another sender before this one sent it: not sent.
+    lost: list[int] = field(default_factory=list)
 
 
 def claim_due_commands(*, now: datetime, limit: int = 100) -> list[NetworkCommand]:
@@ -97,6 +130,7 @@ def claim_due_commands(*, now: datetime, limit: int = 100) -> list[NetworkComman
     older_pending = NetworkCommand.objects.filter(
         line_id=OuterRef("line_id"), status=NetworkCommand.Status.PENDING, id__lt=OuterRef("id")
     )
+    token = uuid.uuid4()
     with transaction.atomic():
         claimed = list(
             NetworkCommand.objects.filter(status=NetworkCommand.Status.PENDING, next_attempt_at__lte=now)
@@ -107,10 +141,11 @@ def claim_due_commands(*, now: datetime, limit: int = 100) -> list[NetworkComman
         )
         if claimed:
             NetworkCommand.objects.filter(pk__in=[c.pk for c in claimed]).update(
-                attempts=F("attempts") + 1, next_attempt_at=now + DELIVERY_LEASE
+                attempts=F("attempts") + 1, next_attempt_at=now + DELIVERY_LEASE, lease_token=token
             )
     for command in claimed:
         command.attempts += 1
+        command.lease_token = token
     return claimed
 
 
@@ -121,11 +156,26 @@ def payload(command: NetworkCommand) -> dict:
         "iccid": command.line.iccid,
         "reason": command.reason,
         "created_at": command.created_at.isoformat(),
+        "sequence": command.sequence,
     }
 
 
-def deliver(*, command: NetworkCommand, now: datetime) -> None:
-    """Send one claimed command and record the outcome on its row."""
+def _still_ours(command: NetworkCommand, now: datetime) -> bool:
+    """The fencing check, right before the send: the row still carries this sender's token (no
+    other sender claimed it since) and is still pending; the lease is renewed from now, so that
+    nobody claims it while this send is on the wire (DELIVERY_LEASE >> HTTP_TIMEOUT)."""
+    return bool(
+        NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token)
+        .update(next_attempt_at=now + DELIVERY_LEASE)
+    )
+
+
+def deliver(*, command: NetworkCommand, now: datetime) -> bool:
+    """Send one claimed command and record the outcome on its row. False (nothing sent) when the
+    claim was taken over by another sender meanwhile."""
+    if not _still_ours(command, now):
+        logger.warning("network_command_claim_lost command=%s line=%s id=%s: not sent", command.command, command.line_id, command.pk)
+        return False
     body = json.dumps(payload(command), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -134,7 +184,9 @@ def deliver(*, command: NetworkCommand, now: datetime) -> None:
     }
     code, error = None, ""
     try:
-        response = requests.post(settings.NETWORK_WEBHOOK_URL, data=body, headers=headers, timeout=HTTP_TIMEOUT)
+        # A redirect is not followed: only the configured URL's own 2xx says the partner took it.
+        response = requests.post(settings.NETWORK_WEBHOOK_URL, data=body, headers=headers, timeout=HTTP_TIMEOUT,
+                                 allow_redirects=False)
         code = response.status_code
         if not 200 <= code < 300:
             error = f"HTTP {code}: {response.text[:200]}"
@@ -143,11 +195,13 @@ def deliver(*, command: NetworkCommand, now: datetime) -> None:
     if not error:
         _record_delivered(command=command, code=code, now=timezone.now())
     else:
-        _record_failure(command=command, code=code, error=error, now=timezone.now())
+        permanent = code is not None and 400 <= code < 500 and code not in RETRYABLE_CLIENT_ERRORS
+        _record_failure(command=command, code=code, error=error, now=timezone.now(), permanent=permanent)
+    return True
 
 
 def _record_delivered(*, command: NetworkCommand, code: int, now: datetime) -> None:
-    NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING).update(
+    NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token).update(
         status=NetworkCommand.Status.DELIVERED, delivered_at=now, last_response_code=code, last_error=""
     )
     command.status, command.delivered_at, command.last_response_code = NetworkCommand.Status.DELIVERED, now, code
@@ -157,13 +211,16 @@ def _record_delivered(*, command: NetworkCommand, code: int, now: datetime) -> N
     )
 
 
-def _record_failure(*, command: NetworkCommand, code: int | None, error: str, now: datetime) -> None:
-    if command.attempts >= MAX_ATTEMPTS:
+def _record_failure(*, command: NetworkCommand, code: int | None, error: str, now: datetime, permanent: bool = False) -> None:
+    if permanent or command.attempts >= MAX_ATTEMPTS:
+        # Dead-lettered: later commands of the line go ahead from now on; the operations page and
+        # /healthz show it until an operator retries it (retry_command_now).
         status, next_attempt_at = NetworkCommand.Status.FAILED, now
-        # Later commands of the line go ahead from now on; an operator has to look at this one.
+        if permanent:
+            error = f"refused by the partner (permanent): {error}"
         logger.error(
-            "network_command_failed command=%s line=%s id=%s attempts=%s code=%s error=%s",
-            command.command, command.line_id, command.pk, command.attempts, code, error,
+            "network_command_failed command=%s line=%s id=%s attempts=%s code=%s permanent=%s error=%s",
+            command.command, command.line_id, command.pk, command.attempts, code, permanent, error,
         )
     else:
         status = NetworkCommand.Status.PENDING
@@ -172,7 +229,7 @@ def _record_failure(*, command: NetworkCommand, code: int | None, error: str, no
             "network_command_retry_scheduled command=%s line=%s id=%s attempts=%s code=%s next_attempt_at=%s error=%s",
             command.command, command.line_id, command.pk, command.attempts, code, next_attempt_at.isoformat(), error,
         )
-    NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING).update(
+    NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token).update(
         status=status, next_attempt_at=next_attempt_at, last_response_code=code, last_error=error[:500]
     )
     command.status, command.next_attempt_at, command.last_response_code, command.last_error = status, next_attempt_at, code, error
@@ -192,7 +249,9 @@ def deliver_due_commands(*, now: datetime | None = None, limit: int = 100) -> Sw
         if not claimed:
             break
         for command in claimed:
-            deliver(command=command, now=now or timezone.now())
+            if not deliver(command=command, now=now or timezone.now()):
+                report.lost.append(command.pk)
+                continue
             {
                 NetworkCommand.Status.DELIVERED: report.delivered,
                 NetworkCommand.Status.PENDING: report.retrying,
@@ -204,17 +263,41 @@ def deliver_due_commands(*, now: datetime | None = None, limit: int = 100) -> Sw
 @transaction.atomic
 def retry_command_now(*, command: NetworkCommand, now: datetime | None = None) -> NetworkCommand:
     """Operator action: send a pending command at the next sweep instead of at its backoff time,
-    or put a command that gave up back in the queue with a fresh attempt count. A delivered
-    command is left alone."""
+    or deal with a dead-lettered one. The line's last command goes back in the queue as it is. An
+    older one is never sent behind commands written after it: if a later command of the line sets
+    the same switch, it is overridden and nothing is sent; otherwise it is written again as a new
+    command after the line's current state (a new sequence); either way it becomes `superseded`.
+    A delivered command is left alone."""
     now = now or timezone.now()
     pending = NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING)
-    failed = NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.FAILED)
     # A lease never reaches further than DELIVERY_LEASE: a later time is a backoff, safe to cut short.
     # A command inside its lease may be on the wire right now and is left alone.
     updated = pending.filter(next_attempt_at__gt=now + DELIVERY_LEASE).update(next_attempt_at=now)
-    updated += failed.update(status=NetworkCommand.Status.PENDING, attempts=0, next_attempt_at=now)
     if updated:
         logger.info("network_command_retry_now command=%s line=%s id=%s", command.command, command.line_id, command.pk)
         transaction.on_commit(_kick_delivery)
+    failed = NetworkCommand.objects.select_for_update().filter(pk=command.pk, status=NetworkCommand.Status.FAILED).first()
+    if failed is not None:
+        Line.objects.select_for_update().filter(pk=failed.line_id).first()  # serialize with the line's writers
+        same_switch = [name for name, switch in SWITCH.items() if switch == SWITCH[failed.command]]
+        overridden = NetworkCommand.objects.filter(line_id=failed.line_id, id__gt=failed.pk, command__in=same_switch).exclude(
+            status=NetworkCommand.Status.SUPERSEDED
+        ).exists()
+        latest = not NetworkCommand.objects.filter(line_id=failed.line_id, id__gt=failed.pk).exists()
+        if latest:
+            # Nothing was written after it: in the queue again as it is, still the line's last word.
+            NetworkCommand.objects.filter(pk=failed.pk).update(status=NetworkCommand.Status.PENDING, attempts=0, next_attempt_at=now)
+            note = "queued again"
+            transaction.on_commit(_kick_delivery)
+        else:
+            if overridden:
+                note = "overridden by a later command of the line: not sent"
+            else:
+                again = enqueue_command(line=failed.line, command=failed.command, reason=failed.reason, now=now)
+                note = f"written again as command {again.pk}"
+            NetworkCommand.objects.filter(pk=failed.pk).update(
+                status=NetworkCommand.Status.SUPERSEDED, last_error=f"{note}; was: {failed.last_error}"[:500]
+            )
+        logger.info("network_command_dead_letter_handled command=%s line=%s id=%s outcome=%s", failed.command, failed.line_id, failed.pk, note)
     command.refresh_from_db()
     return command

@@ -54,6 +54,7 @@ class LineChange:
     overage: int
     status: str
     notice_level: int
+    data_blocked: bool
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class LineState:
     usage_notice_level: int
     package_id: int | None
     package_allowance_bytes: int | None
+    data_blocked: bool
 
     @property
     def data_total_bytes(self) -> int:
@@ -97,16 +99,22 @@ def settle_usage(*, line: LineState, rule: RuleOverage | None, used_bytes: int) 
         overage = min(overage + beyond_zero, max(cap, overage))
     exhausted = remaining == 0 and (policy == RenewalRule.OveragePolicy.BLOCK or overage >= cap)
     status = line.status
-    if exhausted and status == Line.Status.ACTIVE:
+    # The data switch is set whatever the status (a suspended or expired line stays so, and its
+    # resume knows the data is gone); only the status of an active line shows it.
+    data_blocked = line.data_blocked or status == Line.Status.DATA_EXHAUSTED or (exhausted and status != Line.Status.TERMINATED)
+    if data_blocked and status == Line.Status.ACTIVE:
         status = Line.Status.DATA_EXHAUSTED
     allowance = line.package_allowance_bytes if line.package_id else line.data_total_bytes
     level = notices.usage_notice_level(remaining_bytes=remaining, allowance_bytes=allowance)
+    if status == Line.Status.TERMINATED:
+        level = 0  # nobody to tell: a terminated line's late usage is recorded, never mailed about
     return LineChange(
         remaining=remaining,
         used=line.data_used_bytes + used_bytes,
         overage=overage,
         status=status,
         notice_level=max(level, line.usage_notice_level),
+        data_blocked=data_blocked,
     )
 
 
@@ -193,7 +201,7 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
 
 LINE_STATE_FIELDS = (
     "pk", "iccid", "status", "data_remaining_bytes", "data_used_bytes", "overage_bytes", "usage_notice_level",
-    "package_id", "package__data_allowance_bytes",
+    "package_id", "package__data_allowance_bytes", "data_blocked",
 )
 
 
@@ -213,7 +221,7 @@ def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dic
     for line in lines:
         change = settle_usage(line=line, rule=rules.get(line.pk), used_bytes=used_by_line[line.pk])
         changes[line.pk] = change
-        if change.status == Line.Status.DATA_EXHAUSTED and line.status != Line.Status.DATA_EXHAUSTED:
+        if change.data_blocked and not (line.data_blocked or line.status == Line.Status.DATA_EXHAUSTED):
             exhausted.append(line.pk)
             logger.info("line_data_exhausted line=%s overage=%s", line.pk, change.overage)
         if change.notice_level > line.usage_notice_level:
@@ -236,24 +244,24 @@ def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:
     set_columns = (
         f"UPDATE {table} SET {qn('data_remaining_bytes')} = v.remaining, {qn('data_used_bytes')} = v.used, "
         f"{qn('overage_bytes')} = v.overage, {qn('status')} = v.status, "
-        f"{qn('usage_notice_level')} = v.notice_level, {qn('updated_at')} = %s "
+        f"{qn('usage_notice_level')} = v.notice_level, {qn('data_blocked')} = v.data_blocked, {qn('updated_at')} = %s "
     )
     if connection.vendor == "postgresql":
         sql = (
-            f"{set_columns} FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::integer[]) "
-            f"AS v (id, remaining, used, overage, status, notice_level) WHERE {table}.{qn('id')} = v.id"
+            f"{set_columns} FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::integer[], %s::boolean[]) "
+            f"AS v (id, remaining, used, overage, status, notice_level, data_blocked) WHERE {table}.{qn('id')} = v.id"
         )
         params: list = [now, list(changes), [c.remaining for c in changes.values()], [c.used for c in changes.values()],
                         [c.overage for c in changes.values()], [c.status for c in changes.values()],
-                        [c.notice_level for c in changes.values()]]
+                        [c.notice_level for c in changes.values()], [c.data_blocked for c in changes.values()]]
     else:
-        row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer))"
+        row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer), CAST(%s AS boolean))"
         params = []
         for line_id, c in changes.items():
-            params += [line_id, c.remaining, c.used, c.overage, c.status, c.notice_level]
+            params += [line_id, c.remaining, c.used, c.overage, c.status, c.notice_level, c.data_blocked]
         params.append(connection.ops.adapt_datetimefield_value(now))
         sql = (
-            f"WITH v (id, remaining, used, overage, status, notice_level) AS (VALUES {', '.join([row] * len(changes))}) "
+            f"WITH v (id, remaining, used, overage, status, notice_level, data_blocked) AS (VALUES {', '.join([row] * len(changes))}) "
             f"{set_columns} FROM v WHERE {table}.{qn('id')} = v.id"
         )
     with connection.cursor() as cursor:

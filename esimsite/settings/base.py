@@ -139,6 +139,7 @@ CELERY_TASK_ROUTES = {
         "payments.reconcile_pending_purchases",
         "accounts.deliver_network_commands",
         "accounts.send_expiry_notices",
+        "accounts.expire_lines",
         "payments.log_processor_writes",
     )
 }
@@ -213,6 +214,14 @@ CELERY_BEAT_SCHEDULE["accounts-expiry-notices"] = {
     "task": "accounts.send_expiry_notices",
     "schedule": timedelta(minutes=10),
     "options": {"expires": 600},
+}
+# Validity is enforced by this sweep (accounts/services/line_status.py: expire_lines): a line is
+# expired, and suspended at the network, within a minute of its end, at most this many per tick.
+LINES_EXPIRE_PER_TICK = env.int("LINES_EXPIRE_PER_TICK", default=500)
+CELERY_BEAT_SCHEDULE["accounts-expire-lines"] = {
+    "task": "accounts.expire_lines",
+    "schedule": timedelta(minutes=1),
+    "options": {"expires": 60},
 }
 
 LOGGING = {

@@ -46,6 +46,8 @@ class Receiver:
                     code = receiver.responses.pop(0) if receiver.responses else 200
                     receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body, "code": code})
                 self.send_response(code)
+                if 300 <= code < 400:
+                    self.send_header("Location", "/elsewhere")  # answered 200 when followed
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(b'{"ok": true}' if code < 300 else b'{"error": "partner down"}')

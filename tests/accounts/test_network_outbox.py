@@ -33,7 +33,7 @@ def test_command_is_delivered_signed_with_its_id(receiver, line, settings):
     [request] = receiver.requests
     assert json.loads(request["body"]) == {
         "id": command.pk, "command": "block_data", "iccid": line.iccid, "reason": "data exhausted",
-        "created_at": command.created_at.isoformat(),
+        "created_at": command.created_at.isoformat(), "sequence": 1,
     }
     assert request["headers"]["Idempotency-Key"] == f"network-command-{command.pk}"
     partner_signature.verify(
@@ -111,9 +111,10 @@ def test_after_the_last_attempt_the_command_fails_and_the_line_moves_on(receiver
     assert (first.status, first.attempts) == ("failed", network.MAX_ATTEMPTS)
     assert second.status == "delivered"
 
+    # The unblock written after it was delivered: sending the block now would undo it.
     receiver.requests.clear()
-    retry_command_now(command=first)
-    assert deliver_due_commands().delivered == [first.pk]
+    assert retry_command_now(command=first).status == "superseded"
+    assert deliver_due_commands().delivered == []
 
 
 def test_a_claimed_command_is_not_claimed_again_while_its_lease_runs(line):
@@ -149,7 +150,8 @@ def test_a_command_lives_and_dies_with_the_callers_transaction(line):
 
 def test_the_beat_task_delivers_what_no_worker_was_told_about(receiver, line):
     """Redis lost the kick (or was never reached): the rows are still there for the sweep."""
-    command = NetworkCommand.objects.create(line=line, command="block_data", reason="written while Redis was down")
+    # In a test's transaction the kick after commit never runs: the row is all there is.
+    command = enqueue_command(line=line, command="block_data", reason="written while Redis was down")
     assert deliver_network_commands() == {"delivered": 1, "retrying": 0, "failed": 0}
     command.refresh_from_db()
     assert command.status == "delivered"

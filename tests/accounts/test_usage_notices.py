@@ -128,3 +128,11 @@ def test_expired_or_suspended_lines_get_no_expiry_email(customer, package, djang
     with django_capture_on_commit_callbacks(execute=True):
         assert send_expiry_notices() == 0
     assert mail.outbox == []
+
+
+def test_a_terminated_line_gets_no_usage_email(client, fresh_line, django_capture_on_commit_callbacks):
+    fresh_line.status = "terminated"
+    fresh_line.save()
+    line = use(client, fresh_line, 9 * GB + 500 * MB, "a", django_capture_on_commit_callbacks)
+    assert mail.outbox == []
+    assert line.data_used_bytes == 9 * GB + 500 * MB  # the usage itself is still recorded

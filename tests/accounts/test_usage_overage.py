@@ -94,10 +94,11 @@ def test_overage_is_taken_from_the_next_package(client, customer, package):
 
 
 @pytest.mark.parametrize("status", [Line.Status.SUSPENDED, Line.Status.INACTIVE, Line.Status.EXPIRED])
-def test_a_line_that_is_not_active_records_usage_but_keeps_its_status(client, customer, package, status):
+def test_a_line_that_is_not_active_keeps_its_status_but_its_data_is_blocked_at_zero(client, customer, package, status):
     line = send(client, make_line(owner=customer, package=package, status=status, data_remaining_bytes=MB), 5 * MB)
-    assert (line.status, line.data_remaining_bytes) == (status, 0)
-    assert not NetworkCommand.objects.exists()
+    assert (line.status, line.data_remaining_bytes, line.data_blocked) == (status, 0, True)
+    # Never silently: the data switch follows the usage whatever the status (docs/line-states.md).
+    assert block_commands(line) == [("block_data", "data exhausted", "pending")]
 
 
 def test_remaining_never_goes_below_zero_even_from_a_negative_start(client, customer, package):

@@ -69,7 +69,7 @@ def test_healthz_is_503_until_the_dispatcher_has_run_then_200(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json()["status"] == "ok"
     assert set(response.json()) == {"database", "redis", "broker_queue_length", "dispatcher_last_pass_age_seconds",
-                                    "dispatcher", "status"}
+                                    "dispatcher", "network_outbox", "network_commands_dead_lettered", "status"}
 
 
 def test_healthz_reports_redis_down_without_details(client, db, settings):
