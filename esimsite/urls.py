@@ -2,13 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.health import healthz
+from payments.webhooks import CappedWebhookView
+
+# dj-stripe's webhook route (same name), served by our view that caps the body before storing it.
+stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="djstripe_webhook_by_uuid")], "djstripe")
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("stripe/", include(stripe_urls, namespace="djstripe")),
     path("api/partner/", include("accounts.api_urls")),
     path("payments/", include("payments.urls")),
     path("renewals/", include("renewals.urls")),

@@ -462,6 +462,25 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=N
 # --- webhooks ----------------------------------------------------------------------------------------
 
 LOCAL_WEBHOOK_ENDPOINT_ID = "we_localstripe"
+INVALID_WEBHOOK_TRIGGER_RETENTION_DAYS = 1
+
+
+def prune_webhook_triggers(*, now: datetime | None = None) -> tuple[int, int]:
+    """Delete stored webhook requests (dj-stripe's WebhookEventTrigger, raw bodies and headers):
+    those that failed validation after a day, the others after
+    STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS. Their Events stay, so a redelivery is still a
+    duplicate. Returns (invalid deleted, valid deleted)."""
+    from datetime import timedelta
+
+    from djstripe.models import WebhookEventTrigger
+
+    now = now or timezone.now()
+    invalid, _by_model = WebhookEventTrigger.objects.filter(
+        valid=False, created__lt=now - timedelta(days=INVALID_WEBHOOK_TRIGGER_RETENTION_DAYS)).delete()
+    valid, _by_model = WebhookEventTrigger.objects.filter(
+        valid=True, created__lt=now - timedelta(days=settings.STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS)).delete()
+    logger.info("webhook_triggers_pruned invalid=%s valid=%s", invalid, valid)
+    return invalid, valid
 
 
 def configure_local_webhook_endpoint(*, base_url: str, register: bool = True):

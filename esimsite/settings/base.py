@@ -140,6 +140,7 @@ CELERY_TASK_ROUTES = {
         "accounts.deliver_network_commands",
         "accounts.send_expiry_notices",
         "payments.log_processor_writes",
+        "payments.prune_webhook_triggers",
     )
 }
 
@@ -167,6 +168,16 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=[])
 CSP_EXTRA_FRAME_SRC = env.list("CSP_EXTRA_FRAME_SRC", default=[])
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# dj-stripe stores a webhook body before checking its signature: bodies above this are refused
+# with a 413 and never stored (payments.webhooks.CappedWebhookView). Stripe's events are a few KB.
+STRIPE_WEBHOOK_MAX_BODY_BYTES = env.int("STRIPE_WEBHOOK_MAX_BODY_BYTES", default=512 * 1024)
+# Stored webhook requests (dj-stripe's WebhookEventTrigger) are pruned by beat: those that failed
+# validation after a day, the others after this many days (the Events themselves are kept, so a
+# redelivered event is still recognised as a duplicate).
+STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS = env.int("STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["payments-prune-webhook-triggers"] = {
+    "task": "payments.prune_webhook_triggers", "schedule": timedelta(hours=1), "options": {"expires": 3600},
+}
 # Processor write-rate limit (payments/processor_limit.py), shared by every process through Redis.
 # Stripe allows 100 writes/s in live mode and 25 in test mode (stripe.com/docs/rate-limits); its
 # newer pages also give single endpoints (POST /v1/payment_intents) 25/s unless raised: set the
