@@ -1,5 +1,7 @@
 """Settings shared by every environment. Everything comes from the environment, with
-defaults that run locally (`make run`): SQLite, Redis on 6379, localstripe on 8420."""
+defaults that run locally: SQLite, Redis on 6379, localstripe on 8420. Safe if deployed by
+mistake: DEBUG is off here (debug pages show settings and stack frames); `make run`, manage.py
+and Celery use `local`, which turns it on."""
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from kombu import Queue
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
