@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as account_views
 from accounts.health import healthz
 from payments.webhooks import CappedWebhookView
 
@@ -10,6 +11,8 @@ stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
+    path("accounts/phone/verify/", account_views.verify_phone, name="account_verify_phone"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("stripe/", include(stripe_urls, namespace="djstripe")),
