@@ -203,7 +203,9 @@ DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
 # Portal payment writes (payments/rate_limits.py), allauth's notation: N/<duration>/user|ip, each
 # counted in the shared cache. "payment": buying and paying a renewal; "payment_method": starting
-# a SetupIntent (card testing) and choosing a default (which can retry a failed renewal at once).
+# a SetupIntent (card testing), finishing one (each confirmation the page reports), choosing a
+# default and removing a method (both can make a method the default, which can retry a failed
+# renewal at once).
 PAYMENTS_RATE_LIMITS = {
     "payment": env("PAYMENTS_RATE_LIMIT_PAYMENT", default="5/10m/user,30/10m/ip"),
     "payment_method": env("PAYMENTS_RATE_LIMIT_PAYMENT_METHOD", default="10/h/user,30/h/ip"),
