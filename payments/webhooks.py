@@ -55,8 +55,9 @@ class CappedWebhookView(ProcessWebhookView):
         try:
             return super().post(request, uuid)
         except stripe.InvalidRequestError as exc:
-            # dj-stripe re-reads the event's object from Stripe first; Stripe does not know it
-            # (a forged id). Nothing was processed: a client error, not a 500 Stripe would retry.
+            # dj-stripe re-reads the event's object from Stripe first and Stripe refused (an id it
+            # does not know: forged). Nothing was processed: a logged 400, not a 500. (With real
+            # Stripe, dj-stripe skips a 'resource_missing' object and our receiver refuses it.)
             logger.error("webhook_event_rejected reason=object_unknown_at_processor status=%s ip=%s",
                          getattr(exc, "http_status", ""), request.META.get("REMOTE_ADDR"))
             return JsonResponse({"error": _("The event names an object the payment processor does not know.")}, status=400)
