@@ -16,7 +16,7 @@ from django.utils import timezone
 from djstripe.models import Event, WebhookEventTrigger
 
 from accounts.models import Line
-from payments import gateways, services
+from payments import gateways
 from payments.models import Charge
 from tests.payments.conftest import make_charge
 from tests.payments.test_webhooks import endpoint, post_event, sign  # noqa: F401  (endpoint: a fixture)

@@ -6,7 +6,6 @@ cycle however often it is chosen. A declined SetupIntent reported by the page is
 processor, so it cannot be confirmed again with the next card number, and counts."""
 import stripe
 from django.conf import settings as django_settings
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from djstripe.models import Customer as StripeCustomer
