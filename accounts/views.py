@@ -3,12 +3,16 @@ import zoneinfo
 from urllib.parse import quote
 
 import segno
+from allauth.account import app_settings as allauth_settings
+from allauth.account import views as allauth_views
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.functional import cached_property
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -78,3 +82,48 @@ def set_language(request):
         request.user.save(update_fields=["language"])
     return response
 
+
+
+# --- phone verification at sign-up ---------------------------------------------------------------
+
+class _VerifyPhoneAtSignupView(allauth_views._VerifyPhoneSignupView):
+    """allauth's sign-up phone step, the same whether or not the number was registered. allauth
+    drops a sign-up whose number is taken (texting the owner) and goes on with no user, and then
+    leaves out the "Use a different phone number" form, which a stranger could see to probe numbers
+    (its own TODO: an on-the-fly sign-up would be needed to really change the number). Here that
+    form is shown and answered alike: the owner of a registered new number is texted as allauth
+    does for a real sign-up, a free one gets nothing (there is no account to verify for it), and
+    the page says a code was sent either way. Someone who owns the second number can still tell."""
+
+    def _pretends_change(self) -> bool:
+        # The quota is 0 unless ACCOUNT_PHONE_VERIFICATION_SUPPORTS_CHANGE is on.
+        return self.process.user is None and not self.process.is_change_quota_reached(
+            allauth_settings.PHONE_VERIFICATION_MAX_CHANGE_COUNT)
+
+    @cached_property
+    def _action(self):
+        if self.request.POST.get("action") == "change" and self._pretends_change():
+            return "change"
+        return super()._action
+
+    def _change_form_valid(self, form):
+        if self.process.user is not None:
+            return super()._change_form_valid(form)
+        self.process.state["account_already_exists"] = form.account_already_exists
+        self.process.record_change(phone=form.cleaned_data["phone"])
+        # Rate-limited, "code sent" message and state saved as for a real change; the only SMS
+        # is the registered owner's warning.
+        self.process.send(skip_enumeration_sms=not form.account_already_exists)
+        return HttpResponseRedirect(self.passthrough_next_url(reverse("account_verify_phone")))
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["can_change"] = context["can_change"] or self._pretends_change()
+        return context
+
+
+def verify_phone(request):
+    """allauth's `account_verify_phone`, with the sign-up step replaced (see above)."""
+    if request.user.is_authenticated:
+        return allauth_views.verify_phone(request)
+    return _VerifyPhoneAtSignupView.as_view()(request)

@@ -1,14 +1,21 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as account_views
 from accounts.health import healthz
+from payments.webhooks import CappedWebhookView
+
+# dj-stripe's webhook route (same name), served by our view that caps the body before storing it.
+stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="djstripe_webhook_by_uuid")], "djstripe")
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
+    path("accounts/phone/verify/", account_views.verify_phone, name="account_verify_phone"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("stripe/", include("djstripe.urls", namespace="djstripe")),
+    path("stripe/", include(stripe_urls, namespace="djstripe")),
     path("api/partner/", include("accounts.api_urls")),
     path("payments/", include("payments.urls")),
     path("renewals/", include("renewals.urls")),

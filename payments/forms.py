@@ -1,7 +1,9 @@
 """Forms of the payments pages. Card numbers and IBANs are never fields here: Stripe.js sends
 them from the browser to Stripe; our forms carry only ids."""
+from datetime import date
+
 from django import forms
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Line, Package
@@ -66,11 +68,24 @@ class RemoveMethodForm(forms.Form):
         self.fields["replacement"].choices = [("", "—")] + method_choices([m for m in methods if m.id != removing and not m.expired])
 
 
+# The history's dates become aware datetimes in the customer's zone, one day past the end date:
+# at the ends of the calendar (0001-01-01, 9999-12-31) that overflows, a 500. No charge is older
+# than the service or centuries ahead.
+HISTORY_FIRST_DATE = date(2000, 1, 1)
+HISTORY_LAST_DATE = date(2999, 12, 31)
+
+
+def _history_date_field(label):
+    message = _("Enter a date from 2000-01-01 to 2999-12-31.")
+    return forms.DateField(label=label, required=False, widget=forms.DateInput(attrs={"type": "date"}), validators=[
+        MinValueValidator(HISTORY_FIRST_DATE, message=message), MaxValueValidator(HISTORY_LAST_DATE, message=message)])
+
+
 class HistoryFilterForm(forms.Form):
     line = forms.ModelChoiceField(label=_("Line"), queryset=Line.objects.none(), required=False, empty_label=_("All lines"))
     status = forms.ChoiceField(label=_("Status"), required=False, choices=[("", _("All statuses")), *Charge.Status.choices])
-    date_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = _history_date_field(_("From"))
+    date_to = _history_date_field(_("To"))
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

@@ -336,6 +336,20 @@ def retrieve_setup_intent(setup_intent_id: str) -> stripe.SetupIntent:
         raise _gateway_error(exc) from exc
 
 
+def retrieve_payment_method(payment_method_id: str) -> stripe.PaymentMethod:
+    try:
+        return stripe.PaymentMethod.retrieve(payment_method_id, api_key=_key())
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from exc
+
+
+def cancel_setup_intent(setup_intent_id: str) -> None:
+    try:
+        stripe.SetupIntent.cancel(setup_intent_id, api_key=_key())
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from exc
+
+
 def attach_payment_method(*, customer_id: str, payment_method_id: str):
     """Attach (if Stripe has not already: localstripe does not attach on a succeeded
     SetupIntent, real Stripe does) and mirror the method; returns the dj-stripe row."""

@@ -100,23 +100,56 @@ def _setup_error_message(intent) -> str:
     return _("The payment method could not be set up. Nothing was saved.")
 
 
-def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
-    """Attach the method of a SetupIntent the browser confirmed. The intent is read back from
-    Stripe with our secret key: the browser only tells us which intent, never which method,
-    and the intent must belong to this customer."""
-    customer = gateways.ensure_customer(user)
+def confirmed_setup_intent(*, user, setup_intent_id: str, customer_id: str):
+    """The customer's SetupIntent as Stripe reports it, read back with our secret key: the browser
+    only tells us which intent, never which method. BindingFailed if it is another customer's or
+    not confirmed."""
     try:
         intent = gateways.retrieve_setup_intent(setup_intent_id)
     except GatewayError as exc:
         logger.warning("binding_finish_failed user=%s setup_intent=%s code=%s", user.pk, setup_intent_id, exc.code)
         raise BindingFailed(exc.user_message if exc.unknown else _("The payment method could not be set up. Nothing was saved."),
                             code=exc.code) from exc
-    if gateways._get(intent, "customer") != customer.id:
+    if gateways._get(intent, "customer") != customer_id:
         logger.warning("binding_foreign_intent user=%s setup_intent=%s", user.pk, setup_intent_id)
         raise BindingFailed(_("The payment method could not be set up. Nothing was saved."), code="foreign_setup_intent")
     if intent["status"] != "succeeded":
         logger.info("binding_declined user=%s setup_intent=%s status=%s", user.pk, setup_intent_id, intent["status"])
         raise BindingFailed(_setup_error_message(intent), code="setup_failed")
+    return intent
+
+
+def approved_method_summary(*, user, setup_intent_id: str) -> str:
+    """What the customer approved at a redirect-based setup ('PayPal (a@example.com)'), read from
+    Stripe without changing anything. BindingFailed as confirmed_setup_intent."""
+    customer = gateways.customer_for_user(user)
+    if customer is None:
+        raise BindingFailed(_("The payment method could not be set up. Nothing was saved."), code="no_customer")
+    intent = confirmed_setup_intent(user=user, setup_intent_id=setup_intent_id, customer_id=customer.id)
+    payment_method = gateways._get(intent, "payment_method")
+    if isinstance(payment_method, str):
+        try:
+            payment_method = gateways.retrieve_payment_method(payment_method)
+        except GatewayError as exc:
+            raise BindingFailed(exc.user_message, code=exc.code) from exc
+    return gateways.payment_method_summary(payment_method)
+
+
+def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
+    """Attach the method of a SetupIntent the browser confirmed (confirmed_setup_intent). The page
+    also reports a declined confirmation here: the intent is then cancelled at Stripe, so a card
+    tester cannot confirm it again with the next number (each report counts against the
+    payment-method rate limit; a new intent is needed, and counted, for the next try)."""
+    customer = gateways.ensure_customer(user)
+    try:
+        intent = confirmed_setup_intent(user=user, setup_intent_id=setup_intent_id, customer_id=customer.id)
+    except BindingFailed as exc:
+        if exc.code == "setup_failed":
+            try:
+                gateways.cancel_setup_intent(setup_intent_id)
+            except GatewayError as cancel_exc:
+                logger.warning("binding_cancel_failed user=%s setup_intent=%s code=%s", user.pk, setup_intent_id, cancel_exc.code)
+        raise
     payment_method_id = gateways._get(intent, "payment_method")
     payment_method_id = gateways._get(payment_method_id, "id", payment_method_id)
     try:
@@ -158,17 +191,19 @@ def _own_method(user, payment_method_id: str):
 
 
 def _set_default(*, user, customer_id: str, payment_method_id: str | None) -> None:
+    previous = gateways.default_payment_method_id(user)
     gateways.set_default_payment_method(customer_id=customer_id, payment_method_id=payment_method_id)
-    logger.info("default_payment_method_set user=%s pm=%s", user.pk, payment_method_id)
-    if payment_method_id:
-        _tell_renewals_method_changed(user)
+    logger.info("default_payment_method_set user=%s pm=%s previous=%s", user.pk, payment_method_id, previous)
+    if payment_method_id and payment_method_id != previous:
+        _tell_renewals_method_changed(user, payment_method_id)
 
 
-def _tell_renewals_method_changed(user) -> None:
-    """A new default wakes renewals that wait for a method (hard declines): DESIGN.md."""
+def _tell_renewals_method_changed(user, payment_method_id: str) -> None:
+    """A new default wakes renewals that wait for a method (hard declines): DESIGN.md. Only a
+    real change, and only for a cycle that has not tried this method yet (renewals decides)."""
     from renewals import services as renewal_services
 
-    renewal_services.payment_method_changed(user=user, now=timezone.now())
+    renewal_services.payment_method_changed(user=user, now=timezone.now(), payment_method_id=payment_method_id)
 
 
 def set_default_method(*, user, payment_method_id: str) -> None:
@@ -457,6 +492,25 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=N
 # --- webhooks ----------------------------------------------------------------------------------------
 
 LOCAL_WEBHOOK_ENDPOINT_ID = "we_localstripe"
+INVALID_WEBHOOK_TRIGGER_RETENTION_DAYS = 1
+
+
+def prune_webhook_triggers(*, now: datetime | None = None) -> tuple[int, int]:
+    """Delete stored webhook requests (dj-stripe's WebhookEventTrigger, raw bodies and headers):
+    those that failed validation after a day, the others after
+    STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS. Their Events stay, so a redelivery is still a
+    duplicate. Returns (invalid deleted, valid deleted)."""
+    from datetime import timedelta
+
+    from djstripe.models import WebhookEventTrigger
+
+    now = now or timezone.now()
+    invalid, _by_model = WebhookEventTrigger.objects.filter(
+        valid=False, created__lt=now - timedelta(days=INVALID_WEBHOOK_TRIGGER_RETENTION_DAYS)).delete()
+    valid, _by_model = WebhookEventTrigger.objects.filter(
+        valid=True, created__lt=now - timedelta(days=settings.STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS)).delete()
+    logger.info("webhook_triggers_pruned invalid=%s valid=%s", invalid, valid)
+    return invalid, valid
 
 
 def configure_local_webhook_endpoint(*, base_url: str, register: bool = True):

@@ -14,3 +14,8 @@ def log_processor_writes() -> None:
     from . import processor_limit
 
     processor_limit.log_write_stats()
+
+
+@shared_task(name="payments.prune_webhook_triggers")
+def prune_webhook_triggers() -> tuple[int, int]:
+    return services.prune_webhook_triggers()

@@ -91,15 +91,28 @@ def _finish(request, data):
 
 @login_required
 @require_POST
+@limit("payment_method")
 def method_finish(request):
+    """Saves a confirmed method (and may make it the default, which can retry a failed renewal):
+    limited like choosing a default. The page also reports declined confirmations here, so each
+    confirmation counts, not only each SetupIntent."""
     return _finish(request, request.POST)
 
 
 @login_required
 @require_GET
 def method_return(request):
-    """Where Stripe sends the customer back after a redirect-based method (PayPal)."""
-    return _finish(request, {"setup_intent_id": request.GET.get("setup_intent", ""), "make_default": request.GET.get("make_default")})
+    """Where Stripe sends the customer back after a redirect-based method (PayPal, a bank's page):
+    a GET, which any site can make a browser send, so it changes nothing. It shows what was
+    approved and a button that posts it, with the token, to method_finish."""
+    form = FinishBindingForm({"setup_intent_id": request.GET.get("setup_intent", ""), "make_default": request.GET.get("make_default")})
+    if not form.is_valid():
+        return _methods_page(request, status=400, error=_("The payment method could not be set up. Nothing was saved."))
+    try:
+        summary = services.approved_method_summary(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"])
+    except services.PaymentError as exc:
+        return _methods_page(request, status=400, error=exc.user_message)
+    return render(request, "payments/method_return.html", {"form": form, "summary": summary, "next": _safe_next(request, "")})
 
 
 @login_required
@@ -119,6 +132,7 @@ def method_default(request, payment_method_id: str):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@limit("payment_method")  # removing the default makes the replacement the default
 def method_remove(request, payment_method_id: str):
     methods = selectors.payment_methods_for_user(request.user)
     method = next((m for m in methods if m.id == payment_method_id), None)

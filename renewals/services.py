@@ -925,14 +925,20 @@ def withdraw_authentication(*, charge_id: int, now: datetime) -> Renewal | None:
     return record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
-def payment_method_changed(*, user, now: datetime) -> list[int]:
+def payment_method_changed(*, user, now: datetime, payment_method_id: str = "") -> list[int]:
     """The customer set a new default method (the payments app calls this): each renewal of theirs
     waiting for a method, or whose cycle failed, gets one immediate attempt; a line whose trigger
-    is met and has no renewal starts one (DESIGN.md: hard declines)."""
+    is met and has no renewal starts one (DESIGN.md: hard declines). One method earns a cycle one
+    attempt: a cycle that already charged `payment_method_id` is not woken again by it, so
+    switching the default back and forth cannot retry a failed renewal at will."""
     woken: list[int] = []
     with transaction.atomic():
         for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package"):
             latest = Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
+            if (latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED) and payment_method_id
+                    and latest.charges.filter(payment_method_id=payment_method_id).exists()):
+                _log("renewal_not_woken", latest, reason="method_already_tried")
+                continue
             if latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED):
                 previous = latest.status
                 latest.status = Renewal.Status.DUE

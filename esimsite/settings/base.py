@@ -1,5 +1,7 @@
 """Settings shared by every environment. Everything comes from the environment, with
-defaults that run locally (`make run`): SQLite, Redis on 6379, localstripe on 8420."""
+defaults that run locally: SQLite, Redis on 6379, localstripe on 8420. Safe if deployed by
+mistake: DEBUG is off here (debug pages show settings and stack frames); `make run`, manage.py
+and Celery use `local`, which turns it on."""
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from kombu import Queue
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
@@ -141,6 +143,7 @@ CELERY_TASK_ROUTES = {
         "accounts.send_expiry_notices",
         "accounts.expire_lines",
         "payments.log_processor_writes",
+        "payments.prune_webhook_triggers",
     )
 }
 
@@ -168,6 +171,16 @@ STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=1)
 CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=[])
 CSP_EXTRA_FRAME_SRC = env.list("CSP_EXTRA_FRAME_SRC", default=[])
 DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# dj-stripe stores a webhook body before checking its signature: bodies above this are refused
+# with a 413 and never stored (payments.webhooks.CappedWebhookView). Stripe's events are a few KB.
+STRIPE_WEBHOOK_MAX_BODY_BYTES = env.int("STRIPE_WEBHOOK_MAX_BODY_BYTES", default=512 * 1024)
+# Stored webhook requests (dj-stripe's WebhookEventTrigger) are pruned by beat: those that failed
+# validation after a day, the others after this many days (the Events themselves are kept, so a
+# redelivered event is still recognised as a duplicate).
+STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS = env.int("STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["payments-prune-webhook-triggers"] = {
+    "task": "payments.prune_webhook_triggers", "schedule": timedelta(hours=1), "options": {"expires": 3600},
+}
 # Processor write-rate limit (payments/processor_limit.py), shared by every process through Redis.
 # Stripe allows 100 writes/s in live mode and 25 in test mode (stripe.com/docs/rate-limits); its
 # newer pages also give single endpoints (POST /v1/payment_intents) 25/s unless raised: set the
@@ -191,7 +204,9 @@ DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
 # Portal payment writes (payments/rate_limits.py), allauth's notation: N/<duration>/user|ip, each
 # counted in the shared cache. "payment": buying and paying a renewal; "payment_method": starting
-# a SetupIntent (card testing) and choosing a default (which can retry a failed renewal at once).
+# a SetupIntent (card testing), finishing one (each confirmation the page reports), choosing a
+# default and removing a method (both can make a method the default, which can retry a failed
+# renewal at once).
 PAYMENTS_RATE_LIMITS = {
     "payment": env("PAYMENTS_RATE_LIMIT_PAYMENT", default="5/10m/user,30/10m/ip"),
     "payment_method": env("PAYMENTS_RATE_LIMIT_PAYMENT_METHOD", default="10/h/user,30/h/ip"),

@@ -66,6 +66,20 @@ def test_bad_filters_are_form_errors_not_500(customer_client, other_customer):
     assert customer_client.get(reverse("payments:history_csv"), {"date_from": "not a date"}).status_code == 200
 
 
+@pytest.mark.parametrize("query", [{"date_to": "9999-12-31"}, {"date_from": "0001-01-01"},
+                                   {"date_from": "0001-01-01", "date_to": "9999-12-31"}, {"date_from": "1999-12-31"}])
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai", "America/Los_Angeles"])
+def test_dates_at_the_ends_of_the_calendar_are_a_form_error_not_a_500(customer, customer_client, line, package, query, zone):
+    customer.time_zone = zone
+    customer.save(update_fields=["time_zone"])
+    make_charge(user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED)
+    page = customer_client.get(reverse("payments:history"), query)
+    assert page.status_code == 200
+    assert "Enter a date from 2000-01-01 to 2999-12-31." in page.content.decode()
+    export = customer_client.get(reverse("payments:history_csv"), query)
+    assert export.status_code == 200 and len(csv_rows(export)) == 2
+
+
 def test_csv_neutralises_formulas(customer, customer_client, line, package):
     make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, failure_code="=HYPERLINK(\"x\")",
                 payment_method_summary="=cmd|' /C calc'!A0")

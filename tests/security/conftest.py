@@ -115,7 +115,8 @@ def world(db) -> World:
     action_charge = payment_services.purchase_package(user=owner, line=line, package=package, payment_method_id=secure.id)
     assert action_charge.status == Charge.Status.REQUIRES_ACTION and action_charge.payment_intent_id
     start = payment_services.start_binding(user=owner, method_type="card")
-    assert confirm_setup_as_browser(start.client_secret).status_code == 200
+    # A card of its own (last 4 5556, shown by the return page) so the page shows the owner's marker.
+    assert confirm_setup_as_browser(start.client_secret, "4000056655665556").status_code == 200
     rule = make_rule(line=line, package=package)
     renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.FAILED, failures=3)
     receipt_charge = make_charge(user=owner, line=line, package=package, status=Charge.Status.SUCCEEDED,
@@ -124,7 +125,7 @@ def world(db) -> World:
                  receipt_charge=receipt_charge, action_charge=action_charge, method_id=method.id,
                  spare_method_id=spare.id, setup_intent_id=start.setup_intent_id,
                  markers=(line.iccid, line.matching_id, "Owner&#x27;s phone", "Owner's phone", "pi_owner_receipt_ref",
-                          action_charge.payment_intent_id, method.id, spare.id))
+                          action_charge.payment_intent_id, method.id, spare.id, "Visa •••• 5556"))
 
 
 # --- the portal matrix ----------------------------------------------------------------------------
@@ -167,7 +168,8 @@ MATRIX = [
     # The object is in the body: another customer's setup intent is refused as a form error.
     Row("payments:method_finish", get=None, post=302, foreign=400,
         data=lambda w: {"setup_intent_id": w.setup_intent_id, "make_default": ""}),
-    Row("payments:method_return", get=302, foreign=400, query=lambda w: {"setup_intent": w.setup_intent_id}),
+    # Stripe's redirect back (a GET): a page with a button that posts to method_finish.
+    Row("payments:method_return", get=200, foreign=400, query=lambda w: {"setup_intent": w.setup_intent_id}),
     Row("payments:method_default", kwargs=lambda w: {"payment_method_id": w.spare_method_id}, get=None, post=302),
     Row("payments:method_remove", kwargs=lambda w: {"payment_method_id": w.spare_method_id}, post=302,
         data=lambda w: {"replacement": ""}),

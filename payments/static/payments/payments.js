@@ -55,6 +55,13 @@
         }
         if (result && result.error) {
           show(result.error.code === "card_declined" ? root.dataset.msgDeclined : (result.error.message || root.dataset.msgFailed));
+          // Report the declined confirmation: the server counts it against the rate limit and
+          // cancels the intent, so it cannot be confirmed again with another card number.
+          fetch(finish.action, {
+            method: "POST", credentials: "same-origin", keepalive: true,
+            headers: {"X-CSRFToken": csrfToken(), "Content-Type": "application/x-www-form-urlencoded"},
+            body: new URLSearchParams({setup_intent_id: data.setup_intent_id}).toString()
+          }).catch(function () {});
           return;
         }
         finish.querySelector("input[name=setup_intent_id]").value = data.setup_intent_id;
