@@ -644,14 +644,35 @@ def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
 AUTHENTICATION_TIMEOUT = "authentication_timeout"
 
 
+def _withdraw_overdue_authentications(*, now: datetime) -> None:
+    """Before a 3-D Secure cycle fails for time, its PaymentIntent is cancelled at the processor:
+    left open, the old email's link could still pay it after a new card had paid the cycle again
+    (charged twice). If the customer paid just before, the cancel is refused and the success is
+    recorded instead (withdraw_authentication). Processor calls: outside any row lock."""
+    from payments.gateways import GatewayError
+
+    charge_ids = list(
+        Charge.objects.filter(status=Charge.Status.REQUIRES_ACTION, renewal__status=Renewal.Status.REQUIRES_ACTION,
+                              renewal__suspend_at__lte=now)
+        .order_by("id").values_list("id", flat=True)[: _claim_batch_size()]
+    )
+    for charge_id in charge_ids:
+        try:
+            withdraw_authentication(charge_id=charge_id, now=now)
+        except GatewayError as exc:  # still open: its cycle waits for the next tick, not failed
+            logger.warning("authentication_withdraw_unreachable charge=%s code=%s", charge_id, exc.code)
+
+
 def _fail_unconfirmed(*, now: datetime) -> list[int]:
     """Renewals whose 3-D Secure the customer did not complete in the policy's time fail, exactly
     like a cycle out of retries: alert, line suspended (network command, email). The customer's
-    pay-now still works afterwards and resumes the line."""
+    pay-now still works afterwards and resumes the line. Only once no intent of the cycle is still
+    open at the processor (`_withdraw_overdue_authentications` ran first)."""
     failed = []
     renewals = list(
         Renewal.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(status=Renewal.Status.REQUIRES_ACTION, suspend_at__lte=now)
+        .exclude(charges__status=Charge.Status.REQUIRES_ACTION)
         .select_related("line")[: _claim_batch_size()]
     )
     for renewal in renewals:
@@ -674,6 +695,7 @@ def suspend_overdue_lines(*, now: datetime) -> list[int]:
     """Failed renewals whose grace has passed suspend their line (once); so do renewals whose
     3-D Secure was not completed in time, which fail first."""
     done = []
+    _withdraw_overdue_authentications(now=now)
     with transaction.atomic():
         done.extend(_fail_unconfirmed(now=now))
         renewals = list(
@@ -737,7 +759,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     from payments import gateways
 
     charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
-    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status == Renewal.Status.CANCELLED:
+    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status in CLOSED_WITHOUT_PAYMENT:
         return withdraw_authentication(charge_id=charge.pk, now=now)
     if charge.status != Charge.Status.PENDING:
         # Settled since it was found stale (by the attempt's own task, a webhook, a twin task).
@@ -881,6 +903,10 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
     return cancelled
 
 
+# Cycles that ended without a payment: an intent of theirs still open at the processor is withdrawn.
+CLOSED_WITHOUT_PAYMENT = (Renewal.Status.CANCELLED, Renewal.Status.FAILED)
+
+
 def _authentications_of(renewals: list[Renewal]) -> list[int]:
     """The charges of these (just cancelled) renewals still waiting for the customer's 3-D Secure."""
     if not renewals:
@@ -890,9 +916,10 @@ def _authentications_of(renewals: list[Renewal]) -> list[int]:
 
 def abandoned_authentications(*, limit: int) -> list[int]:
     """Intents left open on cancelled renewals (the processor did not answer when they were
-    withdrawn): the dispatcher withdraws them again."""
+    withdrawn), or on failed ones (failed before 3-D Secure timeouts withdrew first): the
+    dispatcher withdraws them again, so no old link can pay next to a later attempt."""
     return list(
-        Charge.objects.filter(renewal__status=Renewal.Status.CANCELLED, status=Charge.Status.REQUIRES_ACTION)
+        Charge.objects.filter(renewal__status__in=CLOSED_WITHOUT_PAYMENT, status=Charge.Status.REQUIRES_ACTION)
         .order_by("id").values_list("id", flat=True)[:limit]
     )
 
