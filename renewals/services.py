@@ -5,6 +5,12 @@ usage API call these; nothing else writes renewals.
 Lock order, everywhere: rule, then renewal, then charge, then line. The charge step and turning
 a rule off both take the rule's row lock first, which is what makes "turning a rule off wins"
 (invariant 3) hold without deadlocks.
+
+Precedence (invariant 10, docs/precedence.md): operator suspension > termination > payment state.
+A renewal never lifts a suspension the operator made (only one this engine made for a failed
+cycle: `suspended_by_operator` tells them apart from the line's history); a terminated line is
+never charged again, and a success that still arrives for it is recorded, its cycle closed and the
+money refunded with an alert. Both are checked under the locks where money is sent or recorded.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 
 from accounts import heartbeats
+from accounts.history import acting, history_for
 from accounts.models import Line
 from accounts.services import apply_package_to_locked_line
 from payments.models import Charge
@@ -388,6 +395,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
         if rule is None or not rule.enabled:
             _cancel(renewal, now=now, reason="rule_off")
             return None
+        held = _line_holds_renewals(renewal.line)
+        if held:
+            # Precedence: termination and the operator's suspension both outrank payment state.
+            _cancel(renewal, now=now, reason=held)
+            return None
         if not payment_method_id:
             renewal.status = Renewal.Status.AWAITING_METHOD
             renewal.last_failure_code = "no_payment_method"
@@ -562,11 +574,22 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     charge.settled_at = now
     charge.save()
     line = Line.objects.select_for_update().get(pk=renewal.line_id)
-    was_suspended = line.status == Line.Status.SUSPENDED
+    if line.status == Line.Status.TERMINATED:
+        _refund_success_on_terminated_line(renewal=renewal, charge=charge, now=now)
+        return
+    operator_hold = line.status == Line.Status.SUSPENDED and suspended_by_operator(line)
+    was_suspended = line.status == Line.Status.SUSPENDED and not operator_hold
     was_blocked = line.status == Line.Status.DATA_EXHAUSTED
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
     line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    if operator_hold and line.status != Line.Status.SUSPENDED:
+        # The customer paid for the package, and has it; the operator's suspension stands
+        # (precedence), so no resume command is written and the line goes back to suspended.
+        line.status = Line.Status.SUSPENDED
+        with acting(None, action=OPERATOR_SUSPENSION_KEPT, reason=f"renewal {renewal.pk} paid while suspended by the operator"):
+            line.save(update_fields=["status", "updated_at"])
+        _log("line_kept_suspended", renewal, charge=charge.pk, reason="suspended_by_operator")
     renewal.line = line
     renewal.status = Renewal.Status.SUCCEEDED
     renewal.completed_at = now
@@ -621,6 +644,108 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
     notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
 
 
+# --- precedence: operator suspension > termination > payment state -------------------------------
+
+# History actions (accounts.ChangeRecord) of the line saves this engine makes.
+PAYMENT_SUSPENSION = "suspended_for_payment"
+OPERATOR_SUSPENSION_KEPT = "operator_suspension_kept"
+LINE_TERMINATED = "line_terminated"
+SUSPENDED_BY_OPERATOR = "line_suspended_by_operator"
+
+
+def suspended_by_operator(line: Line) -> bool:
+    """Whether the line's suspension is the operator's (or anyone's but this engine's for a failed
+    cycle): read from the line's latest history row that set it suspended. The engine names its own
+    (PAYMENT_SUSPENSION; rows from before that name existed are the system's plain "changed"
+    without an actor, which only the engine wrote); anything else is treated as the operator's,
+    the safe side: a payment then leaves the line suspended. A line with no such row at all (its
+    status written by a bulk update) counts as the engine's only if its latest cycle failed."""
+    last = (
+        history_for(line).filter(after__status=Line.Status.SUSPENDED)
+        .values_list("action", "actor_id").first()
+    )
+    if last is None:
+        latest = Renewal.objects.filter(line_id=line.pk).order_by("-created_at", "-id").values_list("status", flat=True).first()
+        return latest != Renewal.Status.FAILED
+    action, actor_id = last
+    return not (action == PAYMENT_SUSPENSION or (action == "changed" and actor_id is None))
+
+
+def _line_holds_renewals(line: Line) -> str:
+    """Why no money may be sent for this line now ('' if it may)."""
+    if line.status == Line.Status.TERMINATED:
+        return LINE_TERMINATED
+    if line.status == Line.Status.SUSPENDED and suspended_by_operator(line):
+        return SUSPENDED_BY_OPERATOR
+    return ""
+
+
+def _refund_success_on_terminated_line(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
+    """Money taken for a line terminated meanwhile (an attempt already at the processor when the
+    line was terminated): the success is recorded (the charge succeeded, the customer sees it),
+    the cycle closed without applying anything, and the money goes back after the commit, with an
+    alert either way. Never an exception: the recording transaction must commit."""
+    previous = renewal.status
+    renewal.status = Renewal.Status.CANCELLED
+    renewal.completed_at = now
+    renewal.next_attempt_at = None
+    renewal.last_failure_code = LINE_TERMINATED
+    renewal.last_failure_message = "paid after the line was terminated: refunded"
+    renewal.save()
+    _log("renewal_cancelled", renewal, previous=previous, reason=LINE_TERMINATED, charge=charge.pk)
+    raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
+                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} of terminated line "
+                        f"{renewal.line_id}: refunding {charge.amount_minor} {charge.currency}")
+    charge_id = charge.pk
+    transaction.on_commit(lambda: refund_charge_of_terminated_line(charge_id=charge_id))
+
+
+def refund_charge_of_terminated_line(*, charge_id: int) -> bool:
+    """Refund what is left of a charge that paid for a terminated line. False if the processor
+    refused or did not answer: the alert raised with it stays open for an operator."""
+    from payments import services as payment_services
+
+    try:
+        payment_services.refund_charge(charge_id=charge_id)
+    except payment_services.PaymentError as exc:
+        logger.error("terminated_line_refund_failed charge=%s code=%s", charge_id, exc.code)
+        return False
+    logger.warning("terminated_line_refunded charge=%s", charge_id)
+    return True
+
+
+def cancel_renewals_of_terminated_lines(*, now: datetime, line_ids: list[int] | None = None) -> list[int]:
+    """Terminating a line cancels its open renewals: those not at the processor at once (rule, then
+    renewal locks, as everywhere), and a 3-D Secure intent is withdrawn after the commit. An attempt
+    in flight is left to its outcome, which refunds a success (`_record_success`). Called when a
+    line is terminated and by each dispatcher tick (a termination whose follow-up was lost)."""
+    open_ = Renewal.objects.filter(status__in=Renewal.OPEN, line__status=Line.Status.TERMINATED)
+    if line_ids is not None:
+        open_ = open_.filter(line_id__in=line_ids)
+    cancelled: list[Renewal] = []
+    for renewal_id, rule_id in list(open_.order_by("id").values_list("id", "rule_id")[: _claim_batch_size()]):
+        with transaction.atomic():
+            _rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
+            if renewal.status not in Renewal.OPEN or renewal.attempt_in_flight:
+                continue
+            _cancel(renewal, now=now, reason=LINE_TERMINATED)
+            cancelled.append(renewal)
+    withdraw_authentications(charge_ids=_authentications_of(cancelled), now=now)
+    return [renewal.pk for renewal in cancelled]
+
+
+def line_owner_changed(*, line_id: int, now: datetime) -> RenewalRule | None:
+    """A line given to another owner: the old owner's rule goes off (its unsent renewals cancelled,
+    a 3-D Secure intent withdrawn), so nobody's card is charged by a rule they did not set."""
+    rule = RenewalRule.objects.filter(line_id=line_id, enabled=True).first()
+    if rule is None:
+        return None
+    with acting(None, action="owner_changed", reason=f"line {line_id} given to another owner"):
+        turn_off_rule(rule=rule, now=now)
+    logger.warning("renewal_rule_turned_off rule=%s line=%s reason=owner_changed", rule.pk, line_id)
+    return rule
+
+
 # --- suspension --------------------------------------------------------------------------------
 
 SUSPENDABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
@@ -635,7 +760,9 @@ def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
         return
     previous = line.status
     line.status = Line.Status.SUSPENDED
-    line.save(update_fields=["status", "updated_at"])
+    # Named in the history, so that a payment may lift this suspension and never an operator's.
+    with acting(None, action=PAYMENT_SUSPENSION, reason=f"renewal {renewal.pk} failed"):
+        line.save(update_fields=["status", "updated_at"])
     _network_command(line=line, command="suspend", reason=f"renewal {renewal.pk} failed")
     _log("line_suspended", renewal, line_status_before=previous)
     notifications.notify_later(renewal, notifications.SUSPENDED)
