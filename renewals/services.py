@@ -384,6 +384,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
     (invariant 3); turned off after, the attempt is already at the processor and its outcome is
     recorded. A pending charge means an attempt is in flight or unknown: never a second one.
     """
+    method_type = _payment_method_type(payment_method_id)
     with transaction.atomic():
         rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
         if renewal.status != Renewal.Status.CHARGING:
@@ -416,6 +417,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             purpose=Charge.Purpose.RENEWAL, amount_minor=amount, currency=renewal.currency, status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+            next_check_at=now + _check_interval(method_type),
         )
         renewal.attempts = attempt
         renewal.amount_minor = amount
@@ -537,6 +539,8 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
                 renewal.save()
                 _log("renewal_requires_action", renewal, charge=charge.pk)
                 notifications.notify_later(renewal, notifications.NEEDS_ACTION)
+        elif kind == NOT_SENT and renewal.status == Renewal.Status.CHARGING:
+            _record_not_sent(renewal=renewal, charge=charge, result=result, rule_on=rule_on, now=now)
         else:
             charge.status = Charge.Status.FAILED
             charge.decline_kind = DECLINE_KINDS.get(kind, Charge.DeclineKind.PROCESSOR_ERROR)
@@ -605,6 +609,26 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     elif was_blocked:
         _network_command(line=line, command="unblock_data", reason=f"renewal {renewal.pk} paid")
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
+
+
+def _record_not_sent(*, renewal: Renewal, charge: Charge, result: dict[str, str], rule_on: bool, now: datetime) -> None:
+    """An attempt reconciliation proved the processor never received (an outage, a worker gone
+    before the call): the attempt is closed on the ledger, but it is not a decline. It spends no
+    retry and sends no email; the cycle is due again at once, so a customer whose card is fine is
+    never suspended for our outage (invariant 11)."""
+    charge.status = Charge.Status.FAILED
+    charge.decline_kind = Charge.DeclineKind.PROCESSOR_ERROR
+    charge.failure_code = result["failure_code"][:100] or NOT_SENT
+    charge.failure_message = result["failure_message"][:500]
+    charge.settled_at = now
+    charge.save()
+    if not rule_on:
+        _cancel(renewal, now=now, reason="rule_off")
+        return
+    renewal.status = Renewal.Status.RETRY_SCHEDULED if renewal.failures else Renewal.Status.DUE
+    renewal.next_attempt_at = now
+    renewal.save()
+    _log("renewal_attempt_not_sent", renewal, charge=charge.pk, next_attempt_at=now.isoformat())
 
 
 def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bool, now: datetime) -> None:
@@ -847,12 +871,73 @@ def _reconcile_per_tick() -> int:
     return getattr(settings, "RENEWALS_RECONCILE_PER_TICK", 100)
 
 
+# Payment types whose outcome takes days (a debit the bank settles later): looked up daily, not
+# every few minutes; anything else is a card-like attempt, looked up minutes after it was sent.
+DELAYED_SETTLEMENT_TYPES = ("sepa_debit",)
+
+
+def _check_interval(method_type: str) -> timedelta:
+    if method_type in DELAYED_SETTLEMENT_TYPES:
+        return getattr(settings, "RENEWALS_RECONCILE_DELAYED_EVERY", timedelta(days=1))
+    return _reconcile_after()
+
+
+def _payment_method_type(payment_method_id: str) -> str:
+    """From the payments mirror only (no processor call): unknown reads as a card, checked sooner."""
+    if not payment_method_id:
+        return "card"
+    from djstripe.models import PaymentMethod
+
+    return PaymentMethod.objects.filter(id=payment_method_id).values_list("stripe_data__type", flat=True).first() or "card"
+
+
+def _stuck_alert_after() -> timedelta:
+    """A pending attempt not looked up this long after its check was due (starved, or the processor
+    unreachable), or in flight longer than any debit settles, raises an alert."""
+    return getattr(settings, "RENEWALS_STUCK_CHARGE_ALERT_AFTER", timedelta(hours=1))
+
+
+def _longest_settlement() -> timedelta:
+    return getattr(settings, "RENEWALS_LONGEST_SETTLEMENT", timedelta(days=14))
+
+
+def _due_to_check(now: datetime) -> Q:
+    # Rows from before next_check_at existed are due as card attempts were.
+    return Q(next_check_at__lte=now) | Q(next_check_at__isnull=True, sent_at__lt=now - _reconcile_after())
+
+
 def stale_pending_charges(*, now: datetime, limit: int | None = None) -> list[int]:
+    """Pending renewal attempts whose next look-up is due, earliest due first (each charge has its
+    own time, see Charge.next_check_at): a backlog of debits in flight cannot starve the rest."""
     return list(
-        Charge.objects.filter(
-            purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING, sent_at__lt=now - _reconcile_after()
-        ).order_by("sent_at").values_list("id", flat=True)[: limit or _claim_batch_size()]
+        Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING)
+        .filter(_due_to_check(now))
+        .order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")
+        .values_list("id", flat=True)[: limit or _claim_batch_size()]
     )
+
+
+def _check_again_later(*, charge: Charge, now: datetime) -> None:
+    """Still pending at the processor: the next look-up by the charge's payment type."""
+    Charge.objects.filter(pk=charge.pk, status=Charge.Status.PENDING).update(
+        next_check_at=now + _check_interval(_payment_method_type(charge.payment_method_id))
+    )
+
+
+def alert_stuck_charges(*, now: datetime, limit: int | None = None) -> list[int]:
+    """No renewal stays `charging` on an attempt past a bound without an operator hearing of it:
+    a pending attempt whose look-up is overdue, or older than any settlement. One alert per line."""
+    stuck = (
+        Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING)
+        .filter(Q(next_check_at__lt=now - _stuck_alert_after()) | Q(sent_at__lt=now - _longest_settlement()))
+        .select_related("renewal__line").order_by("next_check_at", "id")[: limit or _claim_batch_size()]
+    )
+    alerted = []
+    for charge in stuck:
+        raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=charge.renewal.line, renewal=charge.renewal, now=now,
+                    message=f"charge {charge.pk} of renewal {charge.renewal_id} pending since {charge.sent_at:%Y-%m-%d %H:%M} UTC: outcome not known")
+        alerted.append(charge.pk)
+    return alerted
 
 
 # A reconciliation handed to a worker is not handed out again for this long (a Redis key, not
@@ -900,6 +985,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
         if _kind(outcome) in (PENDING, PROCESSOR_ERROR):
             logger.info("charge_reconcile_pending charge=%s payment_intent=%s status=%s", charge.pk,
                         outcome.payment_intent_id, getattr(outcome, "payment_intent_status", ""))
+            _check_again_later(charge=charge, now=now)
             if _kind(outcome) == PROCESSOR_ERROR and charge.renewal_id:
                 renewal = Renewal.objects.get(pk=charge.renewal_id)
                 raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
@@ -1186,6 +1272,8 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     opened = evaluate_triggers(line_ids=lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspend_overdue_lines(now=now)
+    cancel_renewals_of_terminated_lines(now=now)
+    alert_stuck_charges(now=now)
     stale = stale_pending_charges(now=now, limit=_reconcile_per_tick())
     stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0))
     if enqueue:
