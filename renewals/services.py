@@ -15,11 +15,11 @@ money refunded with an alert. Both are checked under the locks where money is se
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -136,25 +136,34 @@ def trigger_met(*, rule: RenewalRule, line: Line, now: datetime) -> str:
     return ""
 
 
-def month_start(now: datetime) -> datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def month_start(now: datetime, time_zone: str = "UTC") -> datetime:
+    """Midnight on the first of `now`'s month in `time_zone` (the customer's month, not UTC's: a
+    Shanghai customer's 1 December starts at 16:00 UTC on 30 November)."""
+    try:
+        zone = ZoneInfo(time_zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return now.astimezone(zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def renewals_in_last_day(*, line: Line, now: datetime) -> int:
     return Renewal.objects.filter(line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)).count()
 
 
-def spent_this_month(*, line: Line, now: datetime) -> int:
-    """Money taken by this line's renewals since the first of the month (UTC), net of refunds."""
+def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
+    """Money taken in `currency` by this line's renewals since the first of the owner's month (in
+    their time zone), net of refunds. A cap is in one currency: other currencies never add to it."""
+    time_zone = line.owner.time_zone if line.owner_id else "UTC"
     total = Charge.objects.filter(
-        renewal__line=line, status__in=Charge.MONEY_TAKEN, settled_at__gte=month_start(now)
+        renewal__line=line, status__in=Charge.MONEY_TAKEN, currency=currency, settled_at__gte=month_start(now, time_zone)
     ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]
     return int(total or 0)
 
 
 def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
-    # Rounded up to the minor unit: never bill a fraction, never bill zero for real overage.
-    return math.ceil(overage_bytes * policy.overage_price_per_gb_minor / GB) if overage_bytes > 0 else 0
+    # Rounded up to the minor unit: never bill a fraction, never bill zero for real overage. In
+    # integers: through a float, 42 GB at 199,999 a GB came out one minor unit short.
+    return -(-(overage_bytes * policy.overage_price_per_gb_minor) // GB) if overage_bytes > 0 else 0
 
 
 def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int]:
@@ -197,7 +206,8 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
         logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
         return None
     amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
-    if rule.monthly_spend_cap_minor is not None and spent_this_month(line=line, now=now) + amount > rule.monthly_spend_cap_minor:
+    if rule.monthly_spend_cap_minor is not None and (
+            spent_this_month(line=line, now=now, currency=rule.package.currency) + amount > rule.monthly_spend_cap_minor):
         raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
                     message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}")
         logger.info("renewal_not_opened line=%s reason=monthly_cap", line.pk)
