@@ -387,14 +387,15 @@ def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
 
 
 def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
-                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN) -> PreparedCharge | None:
+                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN,
+                   payment_method_type: str | None = None) -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
     (invariant 3); turned off after, the attempt is already at the processor and its outcome is
     recorded. A pending charge means an attempt is in flight or unknown: never a second one.
     """
-    method_type = _payment_method_type(payment_method_id)
+    method_type = payment_method_type or _payment_method_type(payment_method_id)
     with transaction.atomic():
         rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
         if renewal.status != Renewal.Status.CHARGING:
@@ -463,15 +464,17 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     # is needed only for a method the mirror does not hold.
     rule_method = renewal.rule.payment_method_id if renewal.rule else ""
     method = method_for_off_session(user=user, payment_method_id=rule_method)
+    method_type = None  # read from the mirror by prepare_charge when the method is not in hand
     if method is not None:
         payment_method_id, customer_id, summary = method.id, method.customer_id, gateways.payment_method_summary(method)
+        method_type = method.type or "card"
     elif rule_method:
         payment_method_id, customer_id, summary = rule_method, gateways.ensure_customer(user).id, ""
     else:
         payment_method_id = customer_id = summary = ""
     prepared = prepare_charge(
         renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
-        payment_method_summary=summary, rule_id=renewal.rule_id,
+        payment_method_summary=summary, rule_id=renewal.rule_id, payment_method_type=method_type,
     )
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
@@ -692,15 +695,14 @@ def suspended_by_operator(line: Line) -> bool:
     cycle): read from the line's latest history row that set it suspended. The engine names its own
     (PAYMENT_SUSPENSION; rows from before that name existed are the system's plain "changed"
     without an actor, which only the engine wrote); anything else is treated as the operator's,
-    the safe side: a payment then leaves the line suspended. A line with no such row at all (its
-    status written by a bulk update) counts as the engine's only if its latest cycle failed."""
+    the safe side: a payment then leaves the line suspended. No such row at all is not the
+    operator's: both of their ways to suspend (the suspend action, the line form) are recorded."""
     last = (
         history_for(line).filter(after__status=Line.Status.SUSPENDED)
         .values_list("action", "actor_id").first()
     )
     if last is None:
-        latest = Renewal.objects.filter(line_id=line.pk).order_by("-created_at", "-id").values_list("status", flat=True).first()
-        return latest != Renewal.Status.FAILED
+        return False
     action, actor_id = last
     return not (action == PAYMENT_SUSPENSION or (action == "changed" and actor_id is None))
 
