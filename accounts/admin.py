@@ -12,7 +12,7 @@ from django.utils.translation import ngettext_lazy
 from .admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from .history import acting, record_change
 from .models import ChangeRecord, Line, NetworkCommand, Package, UsageRecord, User
-from .services.line_status import resume_line, suspend_line
+from .services.line_status import resume_line, suspend_line, terminate_line
 
 MB = 1024**2  # rule thresholds are in MB (renewals.services.MB)
 
@@ -82,6 +82,12 @@ def _resume(*, request, obj, reason, now) -> Outcome:
     if resume_line(line_id=obj.pk, reason=reason, actor=request.user, now=now):
         return Outcome(True)
     return Outcome(False, _("Only a suspended line can be resumed."))
+
+
+def _terminate(*, request, obj, reason, now) -> Outcome:
+    if terminate_line(line_id=obj.pk, reason=reason, actor=request.user, now=now):
+        return Outcome(True)
+    return Outcome(False, _("Already terminated."))
 
 
 def _user_rows(queryset):
@@ -239,6 +245,10 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
                          permission="suspend_line", perform=_suspend, reason_required=True),
         confirmed_action(name="resume_lines", description=_("Resume the line (sends the network command)"),
                          permission="resume_line", perform=_resume, reason_required=True),
+        # Suspending's right: termination is the suspension that is never lifted.
+        confirmed_action(name="terminate_lines",
+                         description=_("Terminate the line for good (sends the network command, cancels its renewals)"),
+                         permission="suspend_line", perform=_terminate, reason_required=True),
         csv_export_action(name="export_lines_csv", filename="lines.csv",
                           header=["id", _("ICCID"), _("SM-DP+ address"), _("matching ID"), _("status"), _("owner"),
                                   _("active package"), _("data remaining (bytes)"), _("data used (bytes)"),

@@ -612,6 +612,18 @@ def refund_payment_intent(*, payment_intent_id: str, amount_minor: int, idempote
     return refund["id"]
 
 
+def refunded_total(payment_intent_id: str) -> int:
+    """What the processor has refunded of this intent (minor units), succeeded or on its way: the
+    truth a refund whose answer we lost is reconciled against. Raises GatewayError if it cannot
+    be asked: never guessed."""
+    try:
+        refunds = stripe.Refund.list(payment_intent=payment_intent_id, limit=100, api_key=_key()).auto_paging_iter()
+        return sum(int(_get(refund, "amount") or 0) for refund in refunds
+                   if (_get(refund, "status") or "succeeded") in ("succeeded", "pending"))
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from exc
+
+
 # --- webhooks ----------------------------------------------------------------------------------------
 
 def register_local_webhook(*, url: str, secret: str, name: str = "esimsite") -> None:

@@ -52,6 +52,13 @@ class Charge(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     sent_at = models.DateTimeField(_("sent to processor"), null=True, blank=True)
     settled_at = models.DateTimeField(_("settled"), null=True, blank=True)
+    # A pending attempt's next look-up at the processor, by its payment type (a card minutes after
+    # the attempt, a SEPA debit daily while it settles): reconciliation takes the earliest due
+    # first, so days of debits in flight never hide a card attempt that timed out.
+    next_check_at = models.DateTimeField(_("next check"), null=True, blank=True)
+    # A refund request whose answer was lost (a time-out): the processor may have made it. Until it
+    # is looked up (services.reconcile_refunds), refunded_minor may be short of the truth.
+    refund_in_doubt_since = models.DateTimeField(_("refund outcome unknown since"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("charge")
@@ -60,6 +67,7 @@ class Charge(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["next_check_at"], condition=Q(status="pending"), name="charge_pending_next_check_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

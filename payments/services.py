@@ -466,27 +466,86 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
 
 def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=None) -> Charge:
     """Refund a succeeded charge, all of what is left by default. Under the charge's row lock, so
-    two operators cannot refund the same money twice; capped at the amount not yet refunded."""
+    two operators cannot refund the same money twice; capped at the amount not yet refunded.
+    A refund whose answer is lost (a time-out) may have been made: the charge is marked in doubt
+    and looked up at once, and again by the reconciliation sweep and the charge.refunded webhook,
+    so the ledger never shows less refunded than the processor did (reconcile_refunds)."""
+    lost: GatewayError | None = None
     with transaction.atomic():
         charge = Charge.objects.select_for_update().get(pk=charge_id)
         if charge.status not in Charge.MONEY_TAKEN or not charge.payment_intent_id:
             raise PaymentError(_("Only a succeeded payment can be refunded."), code="not_refundable")
+        if charge.refund_in_doubt_since is not None:
+            # A new refund on top of one that may have gone through could refund twice.
+            raise PaymentError(_("An earlier refund of this payment is still being checked; try again in a few minutes."),
+                               code="refund_in_doubt")
         remaining = charge.amount_minor - charge.refunded_minor
         amount = remaining if amount_minor is None else int(amount_minor)
         if amount <= 0 or amount > remaining:
             raise PaymentError(_("Nothing left to refund, or more than what is left."), code="refund_amount")
+        refunded_before = charge.refunded_minor
         try:
             gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=amount,
                                            idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}", charge_id=charge.pk)
         except GatewayError as exc:
-            raise PaymentError(exc.user_message, code=exc.code) from exc
-        charge.refunded_minor += amount
-        if charge.refunded_minor == charge.amount_minor:
-            charge.status = Charge.Status.REFUNDED
-        charge.save()
+            if not exc.unknown:
+                raise PaymentError(exc.user_message, code=exc.code) from exc
+            # Committed with the lock still held: no second refund starts before this one is known.
+            lost = exc
+            charge.refund_in_doubt_since = timezone.now()
+            charge.save(update_fields=["refund_in_doubt_since", "updated_at"])
+        else:
+            charge.refunded_minor += amount
+            if charge.refunded_minor == charge.amount_minor:
+                charge.status = Charge.Status.REFUNDED
+            charge.save()
+    if lost is not None:
+        logger.warning("charge_refund_outcome_unknown charge=%s amount=%s code=%s", charge.pk, amount, lost.code)
+        charge = reconcile_refunds(charge_id=charge.pk)
+        if charge.refund_in_doubt_since is None and charge.refunded_minor >= refunded_before + amount:
+            return charge  # it went through after all
+        raise PaymentError(_("The payment processor did not answer; the refund will be checked and shown here."),
+                           code=lost.code)
     logger.info("charge_refunded charge=%s amount=%s refunded_total=%s status=%s operator=%s", charge.pk, amount,
                 charge.refunded_minor, charge.status, getattr(operator, "pk", None))
     return charge
+
+
+def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
+    """Make the ledger's refunded amount the processor's (refunds are listed by their intent; our
+    own metadata and idempotency keys name them): after a refund request whose answer was lost,
+    from the sweep, or from a charge.refunded webhook. A lost refund stays in doubt (no new refund
+    of the charge may start) until the processor shows it, or until it can no longer be in flight
+    (PAYMENTS_RECONCILE_AFTER); and if the processor cannot be asked."""
+    now = now or timezone.now()
+    charge = Charge.objects.get(pk=charge_id)
+    if not charge.payment_intent_id or charge.status not in Charge.MONEY_TAKEN:
+        return charge
+    try:
+        total = gateways.refunded_total(charge.payment_intent_id)
+    except GatewayError:
+        logger.warning("charge_refund_reconcile_unreachable charge=%s", charge.pk)
+        return charge
+    with transaction.atomic():
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        before = (charge.refunded_minor, charge.status)
+        found = total > charge.refunded_minor
+        charge.refunded_minor = min(total, charge.amount_minor)
+        charge.status = Charge.Status.REFUNDED if charge.refunded_minor == charge.amount_minor else Charge.Status.SUCCEEDED
+        if found or (charge.refund_in_doubt_since and charge.refund_in_doubt_since < now - settings.PAYMENTS_RECONCILE_AFTER):
+            charge.refund_in_doubt_since = None
+        charge.save(update_fields=["refunded_minor", "status", "refund_in_doubt_since", "updated_at"])
+    if before != (charge.refunded_minor, charge.status):
+        logger.warning("charge_refunds_reconciled charge=%s refunded=%s->%s status=%s->%s", charge.pk, before[0],
+                       charge.refunded_minor, before[1], charge.status)
+    return charge
+
+
+def reconcile_refunds_in_doubt(*, limit: int = 100) -> list[int]:
+    """The sweep's part: every refund whose answer was lost is looked up (oldest first)."""
+    ids = list(Charge.objects.filter(refund_in_doubt_since__isnull=False).order_by("refund_in_doubt_since")
+               .values_list("id", flat=True)[:limit])
+    return [charge_id for charge_id in ids if reconcile_refunds(charge_id=charge_id).refund_in_doubt_since is None]
 
 
 # --- webhooks ----------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from . import services
 
 @shared_task(name="payments.reconcile_pending_purchases")
 def reconcile_pending_purchases() -> list[int]:
+    # Refunds whose answer was lost are looked up on the same sweep.
+    services.reconcile_refunds_in_doubt()
     return services.reconcile_stale_purchases()
 
 

@@ -124,3 +124,21 @@ def settle_charge_from_payment_intent_event(sender, event, **kwargs):
     if outcome.kind in (gateways.OutcomeKind.PENDING, gateways.OutcomeKind.PROCESSOR_ERROR):
         return
     services.record_outcome(charge_id=charge.pk, outcome=outcome)
+
+
+@djstripe_receiver(["charge.refunded", "charge.refund.updated"])
+def reconcile_refunds_from_charge_event(sender, event, **kwargs):
+    """A refund made or changed at the processor (ours after a lost answer, or one from the
+    dashboard): the event only says which payment; the amount is read back from the processor
+    (services.reconcile_refunds), so a forged or stale event cannot move the ledger."""
+    payload = (event.data or {}).get("object") or {}
+    intent_id = payload.get("payment_intent") or ""
+    if isinstance(intent_id, dict):
+        intent_id = intent_id.get("id") or ""
+    charge = Charge.objects.filter(payment_intent_id=intent_id).first() if intent_id else None
+    if charge is None:
+        logger.info("webhook_refund_unmatched event=%s pi=%s", event.id, intent_id)
+        return
+    charge = services.reconcile_refunds(charge_id=charge.pk)
+    logger.info("webhook_refund event=%s type=%s charge=%s refunded=%s status=%s", event.id, event.type, charge.pk,
+                charge.refunded_minor, charge.status)

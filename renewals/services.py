@@ -5,21 +5,28 @@ usage API call these; nothing else writes renewals.
 Lock order, everywhere: rule, then renewal, then charge, then line. The charge step and turning
 a rule off both take the rule's row lock first, which is what makes "turning a rule off wins"
 (invariant 3) hold without deadlocks.
+
+Precedence (invariant 10, docs/precedence.md): operator suspension > termination > payment state.
+A renewal never lifts a suspension the operator made (only one this engine made for a failed
+cycle: the line's `suspended_by_operator` flag tells them apart); a terminated line is
+never charged again, and a success that still arrives for it is recorded, its cycle closed and the
+money refunded with an alert. Both are checked under the locks where money is sent or recorded.
 """
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 
 from accounts import heartbeats
+from accounts.history import acting
 from accounts.models import Line
 from accounts.services import apply_package_to_locked_line
 from payments.models import Charge
@@ -129,25 +136,34 @@ def trigger_met(*, rule: RenewalRule, line: Line, now: datetime) -> str:
     return ""
 
 
-def month_start(now: datetime) -> datetime:
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def month_start(now: datetime, time_zone: str = "UTC") -> datetime:
+    """Midnight on the first of `now`'s month in `time_zone` (the customer's month, not UTC's: a
+    Shanghai customer's 1 December starts at 16:00 UTC on 30 November)."""
+    try:
+        zone = ZoneInfo(time_zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return now.astimezone(zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def renewals_in_last_day(*, line: Line, now: datetime) -> int:
     return Renewal.objects.filter(line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)).count()
 
 
-def spent_this_month(*, line: Line, now: datetime) -> int:
-    """Money taken by this line's renewals since the first of the month (UTC), net of refunds."""
+def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
+    """Money taken in `currency` by this line's renewals since the first of the owner's month (in
+    their time zone), net of refunds. A cap is in one currency: other currencies never add to it."""
+    time_zone = line.owner.time_zone if line.owner_id else "UTC"
     total = Charge.objects.filter(
-        renewal__line=line, status__in=Charge.MONEY_TAKEN, settled_at__gte=month_start(now)
+        renewal__line=line, status__in=Charge.MONEY_TAKEN, currency=currency, settled_at__gte=month_start(now, time_zone)
     ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]
     return int(total or 0)
 
 
 def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
-    # Rounded up to the minor unit: never bill a fraction, never bill zero for real overage.
-    return math.ceil(overage_bytes * policy.overage_price_per_gb_minor / GB) if overage_bytes > 0 else 0
+    # Rounded up to the minor unit: never bill a fraction, never bill zero for real overage. In
+    # integers: through a float, 42 GB at 199,999 a GB came out one minor unit short.
+    return -(-(overage_bytes * policy.overage_price_per_gb_minor) // GB) if overage_bytes > 0 else 0
 
 
 def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int]:
@@ -190,7 +206,8 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
         logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
         return None
     amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
-    if rule.monthly_spend_cap_minor is not None and spent_this_month(line=line, now=now) + amount > rule.monthly_spend_cap_minor:
+    if rule.monthly_spend_cap_minor is not None and (
+            spent_this_month(line=line, now=now, currency=rule.package.currency) + amount > rule.monthly_spend_cap_minor):
         raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
                     message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}")
         logger.info("renewal_not_opened line=%s reason=monthly_cap", line.pk)
@@ -370,13 +387,15 @@ def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
 
 
 def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
-                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN) -> PreparedCharge | None:
+                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN,
+                   payment_method_type: str | None = None) -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
     (invariant 3); turned off after, the attempt is already at the processor and its outcome is
     recorded. A pending charge means an attempt is in flight or unknown: never a second one.
     """
+    method_type = payment_method_type or _payment_method_type(payment_method_id)
     with transaction.atomic():
         rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
         if renewal.status != Renewal.Status.CHARGING:
@@ -387,6 +406,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             return None
         if rule is None or not rule.enabled:
             _cancel(renewal, now=now, reason="rule_off")
+            return None
+        held = _line_holds_renewals(renewal.line)
+        if held:
+            # Precedence: termination and the operator's suspension both outrank payment state.
+            _cancel(renewal, now=now, reason=held)
             return None
         if not payment_method_id:
             renewal.status = Renewal.Status.AWAITING_METHOD
@@ -404,6 +428,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             purpose=Charge.Purpose.RENEWAL, amount_minor=amount, currency=renewal.currency, status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+            next_check_at=now + _check_interval(method_type),
         )
         renewal.attempts = attempt
         renewal.amount_minor = amount
@@ -439,15 +464,17 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     # is needed only for a method the mirror does not hold.
     rule_method = renewal.rule.payment_method_id if renewal.rule else ""
     method = method_for_off_session(user=user, payment_method_id=rule_method)
+    method_type = None  # read from the mirror by prepare_charge when the method is not in hand
     if method is not None:
         payment_method_id, customer_id, summary = method.id, method.customer_id, gateways.payment_method_summary(method)
+        method_type = method.type or "card"
     elif rule_method:
         payment_method_id, customer_id, summary = rule_method, gateways.ensure_customer(user).id, ""
     else:
         payment_method_id = customer_id = summary = ""
     prepared = prepare_charge(
         renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
-        payment_method_summary=summary, rule_id=renewal.rule_id,
+        payment_method_summary=summary, rule_id=renewal.rule_id, payment_method_type=method_type,
     )
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
@@ -525,6 +552,8 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
                 renewal.save()
                 _log("renewal_requires_action", renewal, charge=charge.pk)
                 notifications.notify_later(renewal, notifications.NEEDS_ACTION)
+        elif kind == NOT_SENT and renewal.status == Renewal.Status.CHARGING:
+            _record_not_sent(renewal=renewal, charge=charge, result=result, rule_on=rule_on, now=now)
         else:
             charge.status = Charge.Status.FAILED
             charge.decline_kind = DECLINE_KINDS.get(kind, Charge.DeclineKind.PROCESSOR_ERROR)
@@ -562,8 +591,12 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     charge.settled_at = now
     charge.save()
     line = Line.objects.select_for_update().get(pk=renewal.line_id)
-    # An operator's suspension outlives the payment (precedence): the line is not restored.
-    was_suspended = line.status == Line.Status.SUSPENDED and not line.suspended_by_operator
+    if line.status == Line.Status.TERMINATED:
+        _refund_success_on_terminated_line(renewal=renewal, charge=charge, now=now)
+        return
+    # An operator's suspension outlives the payment (precedence): apply_package keeps the line
+    # suspended and writes no resume; the customer still gets what they paid for.
+    was_suspended = line.status == Line.Status.SUSPENDED and not suspended_by_operator(line)
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
     line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
@@ -578,6 +611,26 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
     _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
+
+
+def _record_not_sent(*, renewal: Renewal, charge: Charge, result: dict[str, str], rule_on: bool, now: datetime) -> None:
+    """An attempt reconciliation proved the processor never received (an outage, a worker gone
+    before the call): the attempt is closed on the ledger, but it is not a decline. It spends no
+    retry and sends no email; the cycle is due again at once, so a customer whose card is fine is
+    never suspended for our outage (invariant 11)."""
+    charge.status = Charge.Status.FAILED
+    charge.decline_kind = Charge.DeclineKind.PROCESSOR_ERROR
+    charge.failure_code = result["failure_code"][:100] or NOT_SENT
+    charge.failure_message = result["failure_message"][:500]
+    charge.settled_at = now
+    charge.save()
+    if not rule_on:
+        _cancel(renewal, now=now, reason="rule_off")
+        return
+    renewal.status = Renewal.Status.RETRY_SCHEDULED if renewal.failures else Renewal.Status.DUE
+    renewal.next_attempt_at = now
+    renewal.save()
+    _log("renewal_attempt_not_sent", renewal, charge=charge.pk, next_attempt_at=now.isoformat())
 
 
 def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bool, now: datetime) -> None:
@@ -617,6 +670,96 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
     notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
 
 
+# --- precedence: operator suspension > termination > payment state -------------------------------
+
+# History actions (accounts.ChangeRecord) of the line saves this engine makes.
+PAYMENT_SUSPENSION = "suspended_for_payment"
+LINE_TERMINATED = "line_terminated"
+SUSPENDED_BY_OPERATOR = "line_suspended_by_operator"
+
+
+def suspended_by_operator(line: Line) -> bool:
+    """Whether the line is held by the operator's suspension, which no payment lifts: the line's
+    own `suspended_by_operator` flag, set and cleared by the line's transitions
+    (accounts.services.line_status; docs/line-states.md)."""
+    return line.status == Line.Status.SUSPENDED and line.suspended_by_operator
+
+
+def _line_holds_renewals(line: Line) -> str:
+    """Why no money may be sent for this line now ('' if it may)."""
+    if line.status == Line.Status.TERMINATED:
+        return LINE_TERMINATED
+    if line.status == Line.Status.SUSPENDED and suspended_by_operator(line):
+        return SUSPENDED_BY_OPERATOR
+    return ""
+
+
+def _refund_success_on_terminated_line(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
+    """Money taken for a line terminated meanwhile (an attempt already at the processor when the
+    line was terminated): the success is recorded (the charge succeeded, the customer sees it),
+    the cycle closed without applying anything, and the money goes back after the commit, with an
+    alert either way. Never an exception: the recording transaction must commit."""
+    previous = renewal.status
+    renewal.status = Renewal.Status.CANCELLED
+    renewal.completed_at = now
+    renewal.next_attempt_at = None
+    renewal.last_failure_code = LINE_TERMINATED
+    renewal.last_failure_message = "paid after the line was terminated: refunded"
+    renewal.save()
+    _log("renewal_cancelled", renewal, previous=previous, reason=LINE_TERMINATED, charge=charge.pk)
+    raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
+                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} of terminated line "
+                        f"{renewal.line_id}: refunding {charge.amount_minor} {charge.currency}")
+    charge_id = charge.pk
+    transaction.on_commit(lambda: refund_charge_of_terminated_line(charge_id=charge_id))
+
+
+def refund_charge_of_terminated_line(*, charge_id: int) -> bool:
+    """Refund what is left of a charge that paid for a terminated line. False if the processor
+    refused or did not answer: the alert raised with it stays open for an operator."""
+    from payments import services as payment_services
+
+    try:
+        payment_services.refund_charge(charge_id=charge_id)
+    except payment_services.PaymentError as exc:
+        logger.error("terminated_line_refund_failed charge=%s code=%s", charge_id, exc.code)
+        return False
+    logger.warning("terminated_line_refunded charge=%s", charge_id)
+    return True
+
+
+def cancel_renewals_of_terminated_lines(*, now: datetime, line_ids: list[int] | None = None) -> list[int]:
+    """Terminating a line cancels its open renewals: those not at the processor at once (rule, then
+    renewal locks, as everywhere), and a 3-D Secure intent is withdrawn after the commit. An attempt
+    in flight is left to its outcome, which refunds a success (`_record_success`). Called when a
+    line is terminated and by each dispatcher tick (a termination whose follow-up was lost)."""
+    open_ = Renewal.objects.filter(status__in=Renewal.OPEN, line__status=Line.Status.TERMINATED)
+    if line_ids is not None:
+        open_ = open_.filter(line_id__in=line_ids)
+    cancelled: list[Renewal] = []
+    for renewal_id, rule_id in list(open_.order_by("id").values_list("id", "rule_id")[: _claim_batch_size()]):
+        with transaction.atomic():
+            _rule, renewal = _lock_rule_and_renewal(renewal_id, rule_id=rule_id)
+            if renewal.status not in Renewal.OPEN or renewal.attempt_in_flight:
+                continue
+            _cancel(renewal, now=now, reason=LINE_TERMINATED)
+            cancelled.append(renewal)
+    withdraw_authentications(charge_ids=_authentications_of(cancelled), now=now)
+    return [renewal.pk for renewal in cancelled]
+
+
+def line_owner_changed(*, line_id: int, now: datetime) -> RenewalRule | None:
+    """A line given to another owner: the old owner's rule goes off (its unsent renewals cancelled,
+    a 3-D Secure intent withdrawn), so nobody's card is charged by a rule they did not set."""
+    rule = RenewalRule.objects.filter(line_id=line_id, enabled=True).first()
+    if rule is None:
+        return None
+    with acting(None, action="owner_changed", reason=f"line {line_id} given to another owner"):
+        turn_off_rule(rule=rule, now=now)
+    logger.warning("renewal_rule_turned_off rule=%s line=%s reason=owner_changed", rule.pk, line_id)
+    return rule
+
+
 # --- suspension --------------------------------------------------------------------------------
 
 SUSPENDABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
@@ -631,7 +774,9 @@ def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
         return
     previous = line.status
     line.status = Line.Status.SUSPENDED
-    line.save(update_fields=["status", "updated_at"])
+    # Named in the history, so that a payment may lift this suspension and never an operator's.
+    with acting(None, action=PAYMENT_SUSPENSION, reason=f"renewal {renewal.pk} failed"):
+        line.save(update_fields=["status", "updated_at"])
     _network_command(line=line, command="suspend", reason=f"renewal {renewal.pk} failed")
     _log("line_suspended", renewal, line_status_before=previous)
     notifications.notify_later(renewal, notifications.SUSPENDED)
@@ -640,14 +785,35 @@ def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
 AUTHENTICATION_TIMEOUT = "authentication_timeout"
 
 
+def _withdraw_overdue_authentications(*, now: datetime) -> None:
+    """Before a 3-D Secure cycle fails for time, its PaymentIntent is cancelled at the processor:
+    left open, the old email's link could still pay it after a new card had paid the cycle again
+    (charged twice). If the customer paid just before, the cancel is refused and the success is
+    recorded instead (withdraw_authentication). Processor calls: outside any row lock."""
+    from payments.gateways import GatewayError
+
+    charge_ids = list(
+        Charge.objects.filter(status=Charge.Status.REQUIRES_ACTION, renewal__status=Renewal.Status.REQUIRES_ACTION,
+                              renewal__suspend_at__lte=now)
+        .order_by("id").values_list("id", flat=True)[: _claim_batch_size()]
+    )
+    for charge_id in charge_ids:
+        try:
+            withdraw_authentication(charge_id=charge_id, now=now)
+        except GatewayError as exc:  # still open: its cycle waits for the next tick, not failed
+            logger.warning("authentication_withdraw_unreachable charge=%s code=%s", charge_id, exc.code)
+
+
 def _fail_unconfirmed(*, now: datetime) -> list[int]:
     """Renewals whose 3-D Secure the customer did not complete in the policy's time fail, exactly
     like a cycle out of retries: alert, line suspended (network command, email). The customer's
-    pay-now still works afterwards and resumes the line."""
+    pay-now still works afterwards and resumes the line. Only once no intent of the cycle is still
+    open at the processor (`_withdraw_overdue_authentications` ran first)."""
     failed = []
     renewals = list(
         Renewal.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(status=Renewal.Status.REQUIRES_ACTION, suspend_at__lte=now)
+        .exclude(charges__status=Charge.Status.REQUIRES_ACTION)
         .select_related("line")[: _claim_batch_size()]
     )
     for renewal in renewals:
@@ -670,6 +836,7 @@ def suspend_overdue_lines(*, now: datetime) -> list[int]:
     """Failed renewals whose grace has passed suspend their line (once); so do renewals whose
     3-D Secure was not completed in time, which fail first."""
     done = []
+    _withdraw_overdue_authentications(now=now)
     with transaction.atomic():
         done.extend(_fail_unconfirmed(now=now))
         renewals = list(
@@ -694,12 +861,73 @@ def _reconcile_per_tick() -> int:
     return getattr(settings, "RENEWALS_RECONCILE_PER_TICK", 100)
 
 
+# Payment types whose outcome takes days (a debit the bank settles later): looked up daily, not
+# every few minutes; anything else is a card-like attempt, looked up minutes after it was sent.
+DELAYED_SETTLEMENT_TYPES = ("sepa_debit",)
+
+
+def _check_interval(method_type: str) -> timedelta:
+    if method_type in DELAYED_SETTLEMENT_TYPES:
+        return getattr(settings, "RENEWALS_RECONCILE_DELAYED_EVERY", timedelta(days=1))
+    return _reconcile_after()
+
+
+def _payment_method_type(payment_method_id: str) -> str:
+    """From the payments mirror only (no processor call): unknown reads as a card, checked sooner."""
+    if not payment_method_id:
+        return "card"
+    from djstripe.models import PaymentMethod
+
+    return PaymentMethod.objects.filter(id=payment_method_id).values_list("stripe_data__type", flat=True).first() or "card"
+
+
+def _stuck_alert_after() -> timedelta:
+    """A pending attempt not looked up this long after its check was due (starved, or the processor
+    unreachable), or in flight longer than any debit settles, raises an alert."""
+    return getattr(settings, "RENEWALS_STUCK_CHARGE_ALERT_AFTER", timedelta(hours=1))
+
+
+def _longest_settlement() -> timedelta:
+    return getattr(settings, "RENEWALS_LONGEST_SETTLEMENT", timedelta(days=14))
+
+
+def _due_to_check(now: datetime) -> Q:
+    # Rows from before next_check_at existed are due as card attempts were.
+    return Q(next_check_at__lte=now) | Q(next_check_at__isnull=True, sent_at__lt=now - _reconcile_after())
+
+
 def stale_pending_charges(*, now: datetime, limit: int | None = None) -> list[int]:
+    """Pending renewal attempts whose next look-up is due, earliest due first (each charge has its
+    own time, see Charge.next_check_at): a backlog of debits in flight cannot starve the rest."""
     return list(
-        Charge.objects.filter(
-            purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING, sent_at__lt=now - _reconcile_after()
-        ).order_by("sent_at").values_list("id", flat=True)[: limit or _claim_batch_size()]
+        Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING)
+        .filter(_due_to_check(now))
+        .order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")
+        .values_list("id", flat=True)[: limit or _claim_batch_size()]
     )
+
+
+def _check_again_later(*, charge: Charge, now: datetime) -> None:
+    """Still pending at the processor: the next look-up by the charge's payment type."""
+    Charge.objects.filter(pk=charge.pk, status=Charge.Status.PENDING).update(
+        next_check_at=now + _check_interval(_payment_method_type(charge.payment_method_id))
+    )
+
+
+def alert_stuck_charges(*, now: datetime, limit: int | None = None) -> list[int]:
+    """No renewal stays `charging` on an attempt past a bound without an operator hearing of it:
+    a pending attempt whose look-up is overdue, or older than any settlement. One alert per line."""
+    stuck = (
+        Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING)
+        .filter(Q(next_check_at__lt=now - _stuck_alert_after()) | Q(sent_at__lt=now - _longest_settlement()))
+        .select_related("renewal__line").order_by("next_check_at", "id")[: limit or _claim_batch_size()]
+    )
+    alerted = []
+    for charge in stuck:
+        raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=charge.renewal.line, renewal=charge.renewal, now=now,
+                    message=f"charge {charge.pk} of renewal {charge.renewal_id} pending since {charge.sent_at:%Y-%m-%d %H:%M} UTC: outcome not known")
+        alerted.append(charge.pk)
+    return alerted
 
 
 # A reconciliation handed to a worker is not handed out again for this long (a Redis key, not
@@ -733,7 +961,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     from payments import gateways
 
     charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
-    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status == Renewal.Status.CANCELLED:
+    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status in CLOSED_WITHOUT_PAYMENT:
         return withdraw_authentication(charge_id=charge.pk, now=now)
     if charge.status != Charge.Status.PENDING:
         # Settled since it was found stale (by the attempt's own task, a webhook, a twin task).
@@ -747,6 +975,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
         if _kind(outcome) in (PENDING, PROCESSOR_ERROR):
             logger.info("charge_reconcile_pending charge=%s payment_intent=%s status=%s", charge.pk,
                         outcome.payment_intent_id, getattr(outcome, "payment_intent_status", ""))
+            _check_again_later(charge=charge, now=now)
             if _kind(outcome) == PROCESSOR_ERROR and charge.renewal_id:
                 renewal = Renewal.objects.get(pk=charge.renewal_id)
                 raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
@@ -877,6 +1106,10 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
     return cancelled
 
 
+# Cycles that ended without a payment: an intent of theirs still open at the processor is withdrawn.
+CLOSED_WITHOUT_PAYMENT = (Renewal.Status.CANCELLED, Renewal.Status.FAILED)
+
+
 def _authentications_of(renewals: list[Renewal]) -> list[int]:
     """The charges of these (just cancelled) renewals still waiting for the customer's 3-D Secure."""
     if not renewals:
@@ -886,9 +1119,10 @@ def _authentications_of(renewals: list[Renewal]) -> list[int]:
 
 def abandoned_authentications(*, limit: int) -> list[int]:
     """Intents left open on cancelled renewals (the processor did not answer when they were
-    withdrawn): the dispatcher withdraws them again."""
+    withdrawn), or on failed ones (failed before 3-D Secure timeouts withdrew first): the
+    dispatcher withdraws them again, so no old link can pay next to a later attempt."""
     return list(
-        Charge.objects.filter(renewal__status=Renewal.Status.CANCELLED, status=Charge.Status.REQUIRES_ACTION)
+        Charge.objects.filter(renewal__status__in=CLOSED_WITHOUT_PAYMENT, status=Charge.Status.REQUIRES_ACTION)
         .order_by("id").values_list("id", flat=True)[:limit]
     )
 
@@ -1034,6 +1268,8 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     opened = evaluate_triggers(line_ids=lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspend_overdue_lines(now=now)
+    cancel_renewals_of_terminated_lines(now=now)
+    alert_stuck_charges(now=now)
     stale = stale_pending_charges(now=now, limit=_reconcile_per_tick())
     stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0))
     if enqueue:

@@ -137,6 +137,26 @@ def resume_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
     return True
 
 
+def terminate_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
+    """The end of a line: from any state, for good. The network is told `suspend` if the service
+    was on; nothing moves a terminated line afterwards (no payment, no resume). The renewal engine
+    follows the save (renewals.signals): open renewals are cancelled and a waiting 3-D Secure
+    payment withdrawn. False (nothing written) when the line is terminated already."""
+    with transaction.atomic():
+        line = Line.objects.select_for_update().get(pk=line_id)
+        if line.status == Line.Status.TERMINATED:
+            return False
+        previous, before = line.status, begin_transition(line)
+        line.status = Line.Status.TERMINATED
+        line.suspended_by_operator = False
+        line.suspended_from = ""
+        with acting(actor, action="terminated", reason=reason):
+            line.save(update_fields=["status", "suspended_from", "suspended_by_operator", "data_blocked", "updated_at"])
+        write_commands(line=line, before=before, reason=reason, now=now)
+    logger.info("line_terminated line=%s status=%s->terminated operator=%s", line.pk, previous, getattr(actor, "pk", None))
+    return True
+
+
 def expire_lines(*, now: datetime, limit: int = 500) -> list[int]:
     """The expiry transition, for the beat sweep: lines whose validity ended go to `expired` and
     the network is told `suspend` (reason "validity ended"). Claimed under SKIP LOCKED through

@@ -281,8 +281,6 @@ def test_sepa_purchase_that_settles_at_once(customer, customer_client, line, pac
 
 
 def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, customer_client, line, package):
-    import time
-
     from payments import services
 
     bind_sepa(customer_client, "DE62370400440532013001")  # localstripe: processing, then declined ~0.5 s later
@@ -292,7 +290,11 @@ def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, cus
     charge = Charge.objects.get(user=customer)
     assert charge.status == Charge.Status.PENDING and charge.payment_intent_id and charge.decline_kind == ""
     assert "Your bank is processing the payment" in customer_client.get(response["Location"]).content.decode()
-    time.sleep(1.5)
-    charge = services.reconcile(charge=charge)
+    # localstripe declines it about 0.5 s later: asked until it has, however long that takes here.
+    from tests.accounts.partner_helpers import wait_until
+
+    assert wait_until(lambda: services.reconcile(charge=Charge.objects.get(pk=charge.pk)).status != Charge.Status.PENDING,
+                      timeout=60, interval=0.5)
+    charge = Charge.objects.get(pk=charge.pk)
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "card_declined"
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before

@@ -127,8 +127,9 @@ def test_localstripe_delivers_the_event_and_it_settles_the_charge(live_server, c
     charge = Charge.objects.get(user=customer)
     intent = stripe.PaymentIntent.retrieve(charge.payment_intent_id)
     authenticate_as_browser(intent["id"], intent["client_secret"], success=True)
-    # localstripe posts the signed event about a second later; nobody visits our page.
-    deadline = time.monotonic() + 15
+    # localstripe posts the signed event about a second later; nobody visits our page. The bound
+    # only says when to give up on a broken delivery, not how fast a machine must be.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         charge.refresh_from_db()
         if charge.status == Charge.Status.SUCCEEDED:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from payments.models import Charge
 from renewals import services
 from renewals.models import Renewal
+from tests.accounts.partner_helpers import wait_until
 from tests.factories import make_line
 
 from .conftest import make_rule, payment_intents_for
@@ -33,6 +34,11 @@ def in_thread(target, *args):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, box
+
+
+def _waiting_on_a_lock(cursor) -> bool:
+    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    return cursor.fetchone()[0] > 0
 
 
 def due_renewals(customer, package, count, now):
@@ -58,7 +64,9 @@ def test_a_second_dispatcher_skips_rows_the_first_holds_instead_of_waiting(custo
     thread_a, a = in_thread(first)
     assert holding.wait(20)
     thread_b, b = in_thread(lambda: services.claim_due_renewals(now=now))
-    thread_b.join(5)
+    # The first holds its locks until released, so a second claim that blocked on them would still
+    # be running after any wait: a long join only costs time when the code is wrong.
+    thread_b.join(60)
     waited = thread_b.is_alive()
     release.set()
     thread_a.join(20)
@@ -109,8 +117,10 @@ def test_turning_the_rule_off_wins_over_a_charge_step_waiting_for_the_lock(rule)
     thread_charge, charge = in_thread(
         lambda: services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
     )
-    thread_charge.join(2)
-    assert thread_charge.is_alive(), "the charge step did not wait for the rule's row lock"
+    # Seen in PostgreSQL, not guessed from a sleep: the charge step is queued on a row lock.
+    with connection.cursor() as cursor:
+        assert wait_until(lambda: thread_charge.is_alive() and _waiting_on_a_lock(cursor), timeout=60), \
+            "the charge step did not wait for the rule's row lock"
     release.set()
     thread_off.join(20)
     thread_charge.join(20)
@@ -170,7 +180,8 @@ def test_a_rule_disabled_in_an_uncommitted_transaction_is_seen_by_the_charge_ste
     thread_charge, charge = in_thread(
         lambda: services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
     )
-    thread_charge.join(2)
+    with connection.cursor() as cursor:
+        assert wait_until(lambda: thread_charge.is_alive() and _waiting_on_a_lock(cursor), timeout=60)
     release.set()
     thread_off.join(20)
     thread_charge.join(20)

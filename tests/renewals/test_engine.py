@@ -250,7 +250,7 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
         now = renewal.next_attempt_at
         assert services.claim_due_renewals(now=now) == [renewal.pk]
     with django_capture_on_commit_callbacks(execute=True):
-        renewal = attempt(renewal, now, "not_sent", code="not_sent")
+        renewal = attempt(renewal, now, "soft_decline", code="insufficient_funds")
     assert renewal.status == Renewal.Status.FAILED and renewal.failures == 4 and renewal.line_suspended_at == now
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
     assert list(NetworkCommand.objects.filter(line=rule.line).values_list("command", flat=True)) == ["suspend"]

@@ -168,6 +168,8 @@ def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rul
         assert wait_until(lambda: "charge_reconcile_skipped" in log_text(log), timeout=30), log_text(log)
     assert Renewal.objects.get(pk=paid.pk).status == Renewal.Status.SUCCEEDED
     assert [pi["status"] for pi in payment_intents_for(paid)] == ["succeeded"]
-    assert Renewal.objects.get(pk=never_sent.pk).status == Renewal.Status.RETRY_SCHEDULED
+    # Never received: due again at once, no retry spent (invariant 11).
+    assert Renewal.objects.get(pk=never_sent.pk).status == Renewal.Status.DUE
+    assert Renewal.objects.get(pk=never_sent.pk).failures == 0
     assert Charge.objects.get(pk=lost.charge.pk).failure_code == "not_sent"
     assert payment_intents_for(never_sent) == []
