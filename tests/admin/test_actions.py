@@ -31,6 +31,21 @@ def test_suspend_asks_for_a_reason_then_sends_the_command_and_records_it(finance
     assert "fraud check" in page and user.email in page
 
 
+def test_terminating_a_line_asks_for_a_reason_ends_its_service_and_cannot_be_resumed(finance_client, line):
+    client, user = finance_client
+    _first, confirmed = run_action(client, "/admin/accounts/line/", "terminate_lines", [line.pk], reason="contract ended")
+    assert confirmed.status_code == 302
+    line.refresh_from_db()
+    assert line.status == Line.Status.TERMINATED
+    assert [(c.command, c.reason) for c in NetworkCommand.objects.filter(line=line)] == [("suspend", "contract ended")]
+    record = ChangeRecord.objects.get(action="terminated")
+    assert (record.actor, record.reason, record.after) == (user, "contract ended", {"status": "terminated"})
+
+    _first, confirmed = run_action(client, "/admin/accounts/line/", "resume_lines", [line.pk], reason="changed my mind")
+    line.refresh_from_db()
+    assert line.status == Line.Status.TERMINATED and NetworkCommand.objects.filter(line=line).count() == 1
+
+
 def test_support_resumes_a_suspended_line(support_client, line):
     client, user = support_client
     Line.objects.filter(pk=line.pk).update(status=Line.Status.SUSPENDED)
