@@ -9,7 +9,6 @@ a rule off both take the rule's row lock first, which is what makes "turning a r
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -147,17 +146,19 @@ def spent_this_month(*, line: Line, now: datetime) -> int:
 
 def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
     # Rounded up to the minor unit: never bill a fraction, never bill zero for real overage.
-    return math.ceil(overage_bytes * policy.overage_price_per_gb_minor / GB) if overage_bytes > 0 else 0
+    # Integer arithmetic: a float loses minor units on large byte counts.
+    return -(-overage_bytes * policy.overage_price_per_gb_minor // GB) if overage_bytes > 0 else 0
 
 
-def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int]:
-    """(amount in minor units, overage bytes billed) for one renewal of this rule. The policy is
-    read only when there is overage to price."""
+def renewal_terms(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int, int]:
+    """(amount in minor units, overage bytes billed, their fee) for a renewal of this rule opening
+    now: the terms the renewal freezes. The policy is read only when there is overage to price."""
     overage = line.overage_bytes if rule.overage_policy == RenewalRule.OveragePolicy.BILL_OVERAGE else 0
     if overage <= 0:
-        return rule.package.price_minor, 0
+        return rule.package.price_minor, 0, 0
     policy = policy or RetryPolicy.current()
-    return rule.package.price_minor + overage_fee_minor(overage_bytes=overage, policy=policy), overage
+    fee = overage_fee_minor(overage_bytes=overage, policy=policy)
+    return rule.package.price_minor + fee, overage, fee
 
 
 def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after_method_change: bool) -> str:
@@ -189,7 +190,7 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
                     message=f"line {line.pk} reached {rule.max_renewals_per_day} renewals in 24 hours; trigger {trigger} ignored")
         logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
         return None
-    amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
+    amount, overage, fee = renewal_terms(rule=rule, line=line, policy=policy)
     if rule.monthly_spend_cap_minor is not None and spent_this_month(line=line, now=now) + amount > rule.monthly_spend_cap_minor:
         raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
                     message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}")
@@ -199,7 +200,7 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
         with transaction.atomic():
             renewal = Renewal.objects.create(
                 line=line, rule=rule, package=rule.package, amount_minor=amount, currency=rule.package.currency,
-                overage_billed_bytes=overage, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
+                overage_billed_bytes=overage, overage_fee_minor=fee, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
             )
     except IntegrityError:
         # one_open_renewal_per_line: this line already has a renewal on its way.
@@ -396,20 +397,18 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             _log("renewal_awaiting_method", renewal, reason="no_payment_method")
             notifications.notify_later(renewal, notifications.NEEDS_ACTION)
             return None
-        line = renewal.line  # read with the renewal; only its overage matters here, and the line is locked where it changes
-        amount, overage = renewal_amount(rule=rule, line=line)
+        line = renewal.line
         attempt = renewal.attempts + 1
+        # The renewal's frozen terms, never the rule's or the package's of today (docs/money.md).
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
-            purpose=Charge.Purpose.RENEWAL, amount_minor=amount, currency=renewal.currency, status=Charge.Status.PENDING,
+            purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
         )
         renewal.attempts = attempt
-        renewal.amount_minor = amount
-        renewal.overage_billed_bytes = overage
-        renewal.save(update_fields=["attempts", "amount_minor", "overage_billed_bytes", "updated_at"])
-        _log("charge_prepared", renewal, charge=charge.pk, amount=amount, currency=charge.currency)
+        renewal.save(update_fields=["attempts", "updated_at"])
+        _log("charge_prepared", renewal, charge=charge.pk, amount=charge.amount_minor, currency=charge.currency)
     return PreparedCharge(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id)
 
 
@@ -566,7 +565,7 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     was_blocked = line.status == Line.Status.DATA_EXHAUSTED
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
-    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed_bytes=renewal.overage_billed_bytes)
     renewal.line = line
     renewal.status = Renewal.Status.SUCCEEDED
     renewal.completed_at = now
