@@ -598,6 +598,16 @@ def refund_payment_intent(*, payment_intent_id: str, amount_minor: int, idempote
     return refund["id"]
 
 
+def refunded_minor_for_payment_intent(payment_intent_id: str) -> int:
+    """What the processor has refunded of this intent so far (its own list of refunds): lets a
+    refund be made exactly once even where the processor ignores idempotency keys (localstripe)."""
+    try:
+        refunds = stripe.Refund.list(payment_intent=payment_intent_id, limit=100, api_key=_key()).auto_paging_iter()
+        return sum(int(_get(refund, "amount") or 0) for refund in refunds if _get(refund, "status") not in ("failed", "canceled"))
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from exc
+
+
 # --- webhooks ----------------------------------------------------------------------------------------
 
 def register_local_webhook(*, url: str, secret: str, name: str = "esimsite") -> None:

@@ -6,6 +6,8 @@ from . import services
 
 @shared_task(name="payments.reconcile_pending_purchases")
 def reconcile_pending_purchases() -> list[int]:
+    # Refunds owed (money taken after its purpose closed) are retried on the same sweep.
+    services.refund_due_charges()
     return services.reconcile_stale_purchases()
 
 

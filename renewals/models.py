@@ -200,6 +200,7 @@ class Alert(models.Model):
         REPEATED_FAILURES = "repeated_failures", _("Renewal failing repeatedly")
         RENEWAL_FAILED = "renewal_failed", _("Renewal failed, line suspended")
         UNRECONCILED_CHARGE = "unreconciled_charge", _("Charge outcome unknown")
+        PAID_AFTER_CLOSED = "paid_after_closed", _("Paid after its renewal had closed: refunded")
 
     kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices)
     line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewal_alerts", on_delete=models.CASCADE)

@@ -41,6 +41,8 @@ PROCESSOR_ERROR = "processor_error"  # from the gateway: outcome UNKNOWN, reconc
 THROTTLED = "throttled"  # from the gateway: our write limiter sent nothing; not an attempt
 # An attempt reconciliation proved the processor never received: safe to retry as a new attempt.
 NOT_SENT = "not_sent"
+# An intent waiting for 3-D Secure that we withdrew for a new attempt: not a decline, spends no retry.
+SUPERSEDED = "superseded"
 DECLINE_KINDS = {
     SOFT: Charge.DeclineKind.SOFT,
     HARD: Charge.DeclineKind.HARD,
@@ -281,7 +283,9 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
     disjoint batches; claimed rows become `charging` before the lock is released."""
     limit = limit or _claim_batch_size()
     with transaction.atomic():
-        due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now)
+        # A pending charge here is the customer's pay-now at the processor: wait for its outcome.
+        due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now).exclude(
+            charges__status=Charge.Status.PENDING)
         if renewal_ids is not None:
             due = due.filter(pk__in=renewal_ids)
         ids = list(
@@ -421,7 +425,8 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     from payments import gateways
     from payments.selectors import method_for_off_session
 
-    renewal = Renewal.objects.select_related("line__owner", "rule").get(pk=renewal_id)
+    waiting = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.REQUIRES_ACTION)
+    renewal = Renewal.objects.select_related("line__owner", "rule").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
     if renewal.status != Renewal.Status.CHARGING:
         _log("charge_skipped", renewal, reason="not_charging")
         return renewal
@@ -432,6 +437,8 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
             if renewal.status == Renewal.Status.CHARGING and not renewal.attempt_in_flight:
                 _cancel(renewal, now=now or timezone.now(), reason="line_has_no_owner")
         return renewal
+    if renewal.payment_waiting and not _withdraw_open_payments(renewal_id=renewal_id):
+        return Renewal.objects.get(pk=renewal_id)
     # Look-ups happen outside any row lock; the rule itself is re-read under the lock. One read of
     # the payments mirror gives the method, its customer and its summary: a method attached to a
     # customer means the processor's customer exists, so ensure_customer (a locking transaction)
@@ -462,6 +469,20 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
                        _kind(outcome), getattr(outcome, "failure_code", ""))
         return Renewal.objects.get(pk=renewal_id)
     return _record_outcome(renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
+
+
+def _withdraw_open_payments(*, renewal_id: int) -> bool:
+    """Before an off-session attempt, withdraw the renewal's intents still waiting for 3-D Secure
+    (a pay-now left at the bank's page, a cycle that timed out waiting): otherwise the customer
+    could complete one next to our new attempt and pay twice. False: one was paid (the renewal has
+    succeeded) or could not be withdrawn; no attempt now, requeue_lost_claims brings it back."""
+    from payments.services import withdraw_open_payment
+
+    for charge in Charge.objects.filter(renewal_id=renewal_id, status=Charge.Status.REQUIRES_ACTION):
+        if withdraw_open_payment(charge).status != Charge.Status.FAILED:
+            logger.warning("charge_skipped renewal=%s reason=open_payment charge=%s", renewal_id, charge.pk)
+            return False
+    return True
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -498,7 +519,8 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
         renewal = _locked_renewal(renewal_id, with_rule=True)
         rule = renewal.rule
         charge = Charge.objects.select_for_update().get(pk=charge_id)
-        if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
+        closed = charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION)
+        if closed and not (result["kind"] == SUCCEEDED and charge.status == Charge.Status.FAILED):
             _log("outcome_ignored", renewal, charge=charge.pk, charge_status=charge.status, kind=result["kind"])
             return renewal
         if result["payment_intent_id"]:
@@ -507,7 +529,13 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.payment_method_summary = result["payment_method_summary"]
         kind = result["kind"]
         rule_on = rule is not None and rule.enabled
-        if kind == SUCCEEDED:
+        # Only an off-session attempt moves the retry cycle; the customer's pay-now never does.
+        moves_cycle = renewal.status == Renewal.Status.CHARGING and not charge.on_session and result["failure_code"] != SUPERSEDED
+        if kind == SUCCEEDED and _paid_too_late(renewal=renewal, charge=charge, closed=closed):
+            _refund_paid_too_late(renewal=renewal, charge=charge, now=now)
+        elif kind == SUCCEEDED:
+            if closed:  # no outcome is dropped: its cycle is still open, so it pays for it
+                _log("late_success_counted", renewal, charge=charge.pk, charge_status=charge.status)
             _record_success(renewal=renewal, charge=charge, now=now)
         elif kind == AUTHENTICATION_REQUIRED:
             charge.status = Charge.Status.REQUIRES_ACTION
@@ -515,7 +543,7 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.failure_code = result["failure_code"] or "authentication_required"
             charge.failure_message = result["failure_message"][:500]
             charge.save()
-            if renewal.status == Renewal.Status.CHARGING:
+            if moves_cycle:
                 renewal.status = Renewal.Status.REQUIRES_ACTION
                 renewal.last_failure_code = charge.failure_code
                 renewal.last_failure_message = charge.failure_message
@@ -531,29 +559,55 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.failure_message = result["failure_message"][:500]
             charge.settled_at = now
             charge.save()
-            if renewal.status == Renewal.Status.CHARGING:
+            if moves_cycle:
                 _record_decline(renewal=renewal, charge=charge, hard=(kind == HARD), rule_on=rule_on, now=now)
             else:
                 # A declined pay-now (the customer saw it in the browser), or an intent withdrawn from
                 # a cancelled renewal: the cycle stays where it was.
                 _log("pay_now_declined", renewal, charge=charge.pk, code=charge.failure_code)
+                if not rule_on and charge.on_session and renewal.status in Renewal.OPEN and renewal.status != Renewal.Status.CHARGING:
+                    # The rule went off while this pay-now was at the processor (_cancel_unsent left the
+                    # renewal to it): the cancellation it deferred happens now. A failed one stays payable.
+                    _cancel(renewal, now=now, reason="rule_off")
     return renewal
 
 
+def _cycle_open(renewal: Renewal) -> bool:
+    """Whether a success may still pay for this renewal: it is open, or it failed and is still the
+    line's latest cycle (the one pay-now, a new method or the operator's retry would pay)."""
+    return renewal.status in Renewal.OPEN or (renewal.status == Renewal.Status.FAILED and _is_latest(renewal))
+
+
+def _paid_too_late(*, renewal: Renewal, charge: Charge, closed: bool) -> bool:
+    """A success that must not pay for the renewal: another charge already did (a charge succeeds
+    only with its renewal, in one transaction), or we had closed this charge and its cycle has
+    closed since. (A charge still open when its renewal was cancelled wins: the customer paid
+    before the rule went off.)"""
+    return renewal.status == Renewal.Status.SUCCEEDED or (closed and not _cycle_open(renewal))
+
+
+def _refund_paid_too_late(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
+    """No outcome is dropped (docs/money.md): money taken for a cycle that no longer wants it is
+    kept on the ledger as `refund_due`, an operator is alerted, and it is refunded after the
+    commit (payments.refund_due_charge; the payments sweep retries it)."""
+    from payments import services as payment_services
+
+    previous = charge.status
+    charge.status = Charge.Status.REFUND_DUE
+    charge.decline_kind = ""
+    charge.failure_code = "paid_after_cycle_closed"
+    charge.failure_message = f"paid after renewal {renewal.pk} was {renewal.status}: refunded"
+    charge.settled_at = now
+    charge.save()
+    raise_alert(kind=Alert.Kind.PAID_AFTER_CLOSED, line=renewal.line, renewal=renewal, now=now,
+                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} after it was "
+                        f"{renewal.status} (charge was {previous}): refunded automatically")
+    _log("paid_after_cycle_closed", renewal, charge=charge.pk, charge_was=previous, payment_intent=charge.payment_intent_id)
+    charge_id = charge.pk
+    transaction.on_commit(lambda: payment_services.refund_due_charge(charge_id=charge_id))
+
+
 def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
-    if renewal.status in (Renewal.Status.SUCCEEDED, Renewal.Status.CANCELLED) and renewal.charges.filter(
-        status__in=Charge.MONEY_TAKEN
-    ).exclude(pk=charge.pk).exists():
-        # The processor took money twice for one cycle (e.g. a pay-now racing an off-session
-        # attempt). The constraint keeps the ledger honest; an operator refunds.
-        charge.status = Charge.Status.FAILED
-        charge.failure_code = "duplicate_payment"
-        charge.failure_message = "paid twice for one renewal: refund needed"
-        charge.settled_at = now
-        charge.save()
-        raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
-                    message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} a second time: refund it")
-        return
     charge.status = Charge.Status.SUCCEEDED
     charge.decline_kind = ""
     charge.failure_code = ""
@@ -778,10 +832,14 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         charge = Charge.objects.select_for_update().get(pk=charge_id)
-        if charge.status != Charge.Status.PENDING or charge.payment_intent_id or renewal.status != Renewal.Status.CHARGING:
+        if charge.status != Charge.Status.PENDING or charge.payment_intent_id or (
+                renewal.status != Renewal.Status.CHARGING and not charge.on_session):
             _log("release_ignored", renewal, charge=charge.pk, charge_status=charge.status)
             return renewal
         charge.delete()
+        if charge.on_session:  # the customer's pay-now: the renewal was never touched
+            _log("pay_now_released", renewal, charge=charge_id, reason="processor_busy")
+            return renewal
         renewal.attempts = charge.attempt - 1
         if previous is not None:
             renewal.status, renewal.next_attempt_at, renewal.completed_at = previous.status, previous.next_attempt_at, previous.completed_at
@@ -795,40 +853,36 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
 
 # --- pay now (the payments app's on-session flow) -------------------------------------------
 
+def _is_latest(renewal: Renewal) -> bool:
+    latest = Renewal.objects.filter(line_id=renewal.line_id).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+    return latest == renewal.pk
+
+
 PAYABLE = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.REQUIRES_ACTION, Renewal.Status.FAILED)
 
 
 def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, payment_method_summary: str = "") -> Charge:
-    """Reserve the customer's on-session attempt: a pending `Charge` with its own key, and the
-    renewal taken out of the dispatcher's hands (`charging`) so no off-session attempt can race
-    it. The payments app then calls gateways.charge_on_session and `record_charge_outcome`.
-    Works with the rule off: paying a failed renewal is the customer's own choice."""
+    """Write the customer's on-session attempt: a pending `Charge` at the renewal's frozen terms,
+    with its own key. The renewal itself is not touched: pay-now never moves the retry cycle
+    (docs/money.md). While the charge is pending no off-session attempt is claimed or sent. The
+    payments app then calls gateways.charge_on_session and `record_charge_outcome`. Works with the
+    rule off: paying a failed renewal is the customer's own choice."""
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         if renewal.status not in PAYABLE:
             raise RenewalNotPayable(renewal.status)
         if renewal.attempt_in_flight:
             raise RenewalNotPayable("attempt_in_flight")
-        previous = renewal.status
-        attempt = renewal.attempts + 1
-        try:
-            with transaction.atomic():
-                renewal.status = Renewal.Status.CHARGING
-                renewal.claimed_at = now
-                renewal.next_attempt_at = None
-                renewal.completed_at = None
-                renewal.attempts = attempt
-                renewal.save()
-        except IntegrityError:  # a failed cycle, and the line has opened a new one since
-            raise RenewalNotPayable("line_has_an_open_renewal")
+        if renewal.status == Renewal.Status.FAILED and not _is_latest(renewal):
+            raise RenewalNotPayable("line_has_a_newer_renewal")  # that cycle is the one to pay
         line = renewal.line
         charge = Charge.objects.create(
-            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
+            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
             purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
-            idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
+            idempotency_key=f"renewal-{renewal.pk}-pay-now-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
         )
-        _log("pay_now_started", renewal, previous=previous, charge=charge.pk)
+        _log("pay_now_started", renewal, charge=charge.pk)
     return charge
 
 
@@ -856,7 +910,7 @@ def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRu
 def _cancel_unsent(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
     cancelled = []
     for renewal in Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN):
-        if renewal.status == Renewal.Status.CHARGING and renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
             # Already at the processor: its outcome is recorded, and a decline is not retried.
             _log("renewal_left_in_flight", renewal, reason="rule_off")
             continue

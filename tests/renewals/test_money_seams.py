@@ -137,3 +137,266 @@ def test_deduct_from_next_keeps_overage_beyond_the_new_allowance_owed(rule, add_
     assert (line.data_remaining_bytes, line.overage_bytes) == (0, 5 * GB)
     assert beyond_zero(line, granted=10 * GB, billed=0) == 15 * GB
 
+
+# --- case 4: pay-now never moves the retry cycle ------------------------------------------------
+
+def pay_now(renewal, method) -> Charge:
+    """The customer's pay-now, as the pay-now page runs it."""
+    from payments import services as payment_services
+
+    return payment_services.start_pay_now(user=renewal.line.owner, renewal=renewal, payment_method_id=method.id)
+
+
+def cycle(renewal) -> tuple:
+    renewal.refresh_from_db()
+    return (renewal.status, renewal.failures, renewal.attempts, renewal.next_attempt_at, renewal.suspend_at,
+            renewal.line_suspended_at, renewal.completed_at)
+
+
+def failed_cycle(rule, *, suspend_at, suspended: bool) -> Renewal:
+    """A renewal whose every retry was declined, as the engine leaves it (its line suspended once
+    the grace has passed)."""
+    now = timezone.now()
+    if suspended:
+        Line.objects.filter(pk=rule.line_id).update(status=Line.Status.SUSPENDED)
+    return Renewal.objects.create(
+        line=rule.line, rule=rule, package=rule.package, amount_minor=rule.package.price_minor, currency=rule.package.currency,
+        status=Renewal.Status.FAILED, attempts=3, failures=3, completed_at=now, suspend_at=suspend_at,
+        line_suspended_at=now if suspended else None, last_failure_code="card_declined",
+    )
+
+
+def test_a_declined_pay_now_with_the_rule_off_leaves_the_failed_renewal_payable(rule, add_card):
+    """Case 4: with the rule off, a declined pay-now turned the failed renewal `cancelled`
+    (unpayable, line suspended for good)."""
+    renewal = failed_cycle(rule, suspend_at=timezone.now(), suspended=True)
+    services.turn_off_rule(rule=rule, now=timezone.now())
+    before = cycle(renewal)
+
+    declined = pay_now(renewal, add_card(DECLINING_CARD))
+
+    assert declined.status == Charge.Status.FAILED
+    assert cycle(renewal) == before
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+    paid = pay_now(renewal, add_card("4242424242424242"))
+    assert paid.status == Charge.Status.SUCCEEDED
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+
+
+def test_a_declined_pay_now_spends_no_retry_and_suspends_nothing(rule, policy, add_card):
+    """Case 4: on a scheduled retry a declined pay-now spent a retry, and with the last one spent
+    suspended the line at once."""
+    policy.retry_delays_minutes = [60]  # two attempts in all: the first is spent
+    policy.save()
+    renewal = declined_once(rule, add_card)
+    before = cycle(renewal)
+
+    declined = pay_now(renewal, add_card(DECLINING_CARD))
+
+    assert declined.status == Charge.Status.FAILED
+    assert cycle(renewal) == before
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    # The retry runs at its time, as scheduled.
+    with time_machine.travel(before[3] - timedelta(seconds=1), tick=False):
+        assert services.claim_due_renewals(now=timezone.now(), renewal_ids=[renewal.pk]) == []
+    assert retried(renewal).status == Renewal.Status.FAILED
+
+
+def test_a_hard_declined_pay_now_during_the_grace_period_still_suspends_the_line_when_grace_ends(rule, policy, add_card):
+    """Case 4: during the grace period a hard-declined pay-now moved the renewal to `awaiting_method`,
+    and the line was never suspended."""
+    policy.hard_decline_codes = ["card_declined"]
+    policy.save()
+    grace_ends = timezone.now() + timedelta(hours=12)
+    renewal = failed_cycle(rule, suspend_at=grace_ends, suspended=False)
+    before = cycle(renewal)
+
+    declined = pay_now(renewal, add_card(DECLINING_CARD))
+
+    assert declined.status == Charge.Status.FAILED and declined.decline_kind == Charge.DeclineKind.HARD
+    assert cycle(renewal) == before
+    assert services.suspend_overdue_lines(now=grace_ends - timedelta(seconds=1)) == []
+    assert services.suspend_overdue_lines(now=grace_ends) == [renewal.pk]
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
+
+
+
+def test_a_retry_due_while_a_pay_now_waits_at_the_bank_withdraws_it_first_and_spends_nothing_for_it(rule, add_card):
+    """Pay-now leaves the cycle alone, so its retry still comes: it withdraws the customer's open
+    3-D Secure pay-now before charging, so the two can never both take the money."""
+    from .test_charging import THREE_D_SECURE_CARD
+
+    renewal = declined_once(rule, add_card)
+    waiting = pay_now(renewal, add_card(THREE_D_SECURE_CARD))
+    assert waiting.status == Charge.Status.REQUIRES_ACTION
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.RETRY_SCHEDULED
+    add_card("4242424242424242")
+
+    renewal = retried(renewal)
+
+    assert renewal.status == Renewal.Status.SUCCEEDED and renewal.failures == 1
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.failure_code) == (Charge.Status.FAILED, "superseded")
+    assert [pi["status"] for pi in payment_intents_for(renewal)] == ["requires_payment_method", "canceled", "succeeded"]
+
+
+# --- case 3: a pay-now that supersedes an open 3-D Secure payment ------------------------------
+
+def test_a_3ds_payment_completed_in_another_tab_while_pay_now_withdraws_it_is_recorded_and_nothing_is_charged_again(
+        rule, add_card, settings):
+    """Case 3: pay-now read the older 3-D Secure payment as still open, the customer completed it
+    in another tab, our cancel was refused and the refusal swallowed: the new pay-now charged again."""
+    import requests
+
+    from payments import gateways
+    from tests.payments.write_proxy import RecordingProxy
+
+    from .test_authentication import waiting_for_3ds
+
+    renewal = waiting_for_3ds(rule, add_card)
+    [older] = payment_intents_for(renewal)
+    good = add_card("4242424242424242")
+    data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
+
+    def customer_completes_it_first(method, path):
+        if method == "POST" and path == f"/v1/payment_intents/{older['id']}/cancel":
+            requests.post(f"{proxy.upstream}/v1/payment_intents/{older['id']}/_authenticate?success=true",
+                          json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": older["client_secret"]}, timeout=10)
+
+    with RecordingProxy(settings.STRIPE_API_BASE, before=customer_completes_it_first) as proxy:
+        settings.STRIPE_API_BASE = proxy.url
+        gateways.configure()
+        try:
+            charge = pay_now(renewal, good)
+        finally:
+            settings.STRIPE_API_BASE = proxy.upstream
+            gateways.configure()
+
+    assert charge.payment_intent_id == older["id"] and charge.status == Charge.Status.SUCCEEDED
+    assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
+
+
+# --- case 8: an outcome for a charge we had closed is never dropped ----------------------------
+
+def slow_first_attempt(rule, add_card):
+    """The first attempt's request is slow to reach the processor: reconciliation finds no
+    PaymentIntent for it, closes it as never sent and schedules a retry. Returns (renewal, its
+    charge, a function sending the slow request now, as the worker finally does)."""
+    from payments import gateways
+
+    add_card()
+    now = timezone.now()
+    renewal = claimed(rule, now)
+    customer_id = gateways.ensure_customer(rule.line.owner).id
+    pm_id = gateways.default_payment_method_id(rule.line.owner)
+    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now)
+    services.run_dispatcher(now=now + timedelta(minutes=11), enqueue=False)
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.RETRY_SCHEDULED
+    assert Charge.objects.get(pk=prepared.charge.pk).failure_code == "not_sent"
+
+    def arrives():
+        outcome = gateways.charge_off_session(charge=prepared.charge, customer_id=customer_id, payment_method_id=pm_id)
+        assert outcome.succeeded
+        return services.record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=timezone.now())
+
+    return renewal, prepared.charge, arrives
+
+
+def test_a_success_for_a_charge_closed_as_never_sent_pays_its_still_open_renewal_and_no_retry_charges_again(rule, add_card):
+    """Case 8: the success was dropped with an INFO log and the next retry charged again."""
+    renewal, charge, arrives = slow_first_attempt(rule, add_card)
+    data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
+
+    renewal = arrives()
+
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert Charge.objects.get(pk=charge.pk).status == Charge.Status.SUCCEEDED
+    assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
+    assert services.run_dispatcher(now=timezone.now() + timedelta(days=2), enqueue=False).claimed == []
+    assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]
+
+
+def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_alert(
+        rule, add_card, django_capture_on_commit_callbacks):
+    """Case 8: once the retry had paid the cycle, the late success was dropped: money kept, no trace."""
+    import stripe
+    from django.conf import settings
+
+    from payments import services as payment_services
+    from renewals.models import Alert
+
+    renewal, charge, arrives = slow_first_attempt(rule, add_card)
+    assert retried(renewal).status == Renewal.Status.SUCCEEDED
+    data_after_renewal = Line.objects.get(pk=rule.line_id).data_remaining_bytes
+
+    with django_capture_on_commit_callbacks(execute=True):
+        renewal = arrives()
+    with django_capture_on_commit_callbacks(execute=True):  # a webhook for the same success, later
+        arrives_again = payment_services.record_outcome(charge_id=charge.pk, outcome=payment_services.gateways.outcome_from_payment_intent(
+            stripe.PaymentIntent.retrieve(Charge.objects.get(pk=charge.pk).payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)))
+    assert payment_services.refund_due_charges() == []
+
+    late = Charge.objects.get(pk=charge.pk)
+    assert arrives_again.status == late.status == Charge.Status.REFUNDED and late.refunded_minor == late.amount_minor
+    refunds = list(stripe.Refund.list(payment_intent=late.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter())
+    assert [refund["amount"] for refund in refunds] == [late.amount_minor]
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert Charge.objects.filter(renewal=renewal, status=Charge.Status.SUCCEEDED).count() == 1
+    assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_after_renewal  # applied once
+    assert Alert.objects.filter(line_id=rule.line_id, kind=Alert.Kind.PAID_AFTER_CLOSED, renewal=renewal).exists()
+
+
+def test_a_refund_the_processor_made_before_we_recorded_it_is_not_made_twice(rule, add_card):
+    import stripe
+    from django.conf import settings
+
+    from payments import services as payment_services
+
+    renewal, charge, arrives = slow_first_attempt(rule, add_card)
+    assert retried(renewal).status == Renewal.Status.SUCCEEDED
+    arrives()  # its after-commit refund never ran: the process died
+    late = Charge.objects.get(pk=charge.pk)
+    assert late.status == Charge.Status.REFUND_DUE
+    # ... after the processor had made the refund.
+    stripe.Refund.create(payment_intent=late.payment_intent_id, amount=late.amount_minor, api_key=settings.STRIPE_SECRET_KEY)
+
+    assert payment_services.refund_due_charges() == [late.pk]
+
+    late.refresh_from_db()
+    assert late.status == Charge.Status.REFUNDED and late.refunded_minor == late.amount_minor
+    refunds = list(stripe.Refund.list(payment_intent=late.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter())
+    assert len(refunds) == 1
+
+
+def test_a_purchase_closed_as_never_sent_that_succeeds_later_is_refunded_not_applied(
+        customer, line, package, add_card, django_capture_on_commit_callbacks):
+    """Case 8, for a purchase: the customer was told it failed (and may have bought again)."""
+    import stripe
+    from django.conf import settings
+
+    from payments import gateways
+    from payments import services as payment_services
+    from tests.payments.conftest import make_charge
+
+    method = add_card()
+    charge = make_charge(user=customer, line=line, package=package, payment_method_id=method.id, sent_at=timezone.now(),
+                         on_session=True)
+    assert payment_services.reconcile(charge=charge, not_found_means_not_sent=True).status == Charge.Status.FAILED
+    data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
+
+    outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=method.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        payment_services.record_outcome(charge_id=charge.pk, outcome=outcome)
+
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.REFUNDED and charge.refunded_minor == charge.amount_minor
+    refunds = list(stripe.Refund.list(payment_intent=charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter())
+    assert [refund["amount"] for refund in refunds] == [charge.amount_minor]
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before
