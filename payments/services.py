@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Line, Package
 from accounts.services import LineTerminated, apply_package
 
-from . import gateways
+from . import gateways, outcomes
 from .gateways import ChargeOutcome, GatewayError, OutcomeKind
 from .models import Charge
 
@@ -401,15 +401,15 @@ FAILED_KINDS = {
 def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | None = None) -> Charge:
     """Record the processor's answer on the ledger. Idempotent and order-proof: a settled charge
     (succeeded, failed, refunded) never changes again, so a duplicate or late webhook, the
-    browser's return and reconciliation can all call this. Renewal charges are handed to the
-    renewals engine, which moves the renewal on in the same transaction."""
+    browser's return and reconciliation can all call this. A purpose with a registered handler
+    (payments.outcomes: renewals) is handed the outcome, and moves its own state on in the same
+    transaction; purchases are recorded here."""
     now = now or timezone.now()
     kind = outcome.kind
     charge = Charge.objects.get(pk=charge_id)
-    if charge.renewal_id and kind not in (OutcomeKind.PROCESSOR_ERROR, OutcomeKind.PENDING):
-        from renewals import services as renewal_services
-
-        renewal_services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+    handler = outcomes.handler_for(charge.purpose)
+    if handler is not None and kind not in (OutcomeKind.PROCESSOR_ERROR, OutcomeKind.PENDING):
+        handler(charge_id=charge.pk, outcome=outcome, now=now)
         return Charge.objects.get(pk=charge_id)
     with transaction.atomic():
         charge = Charge.objects.select_for_update().get(pk=charge_id)
