@@ -595,7 +595,7 @@ def _refund_paid_too_late(*, renewal: Renewal, charge: Charge, now: datetime) ->
     previous = charge.status
     charge.status = Charge.Status.REFUND_DUE
     charge.decline_kind = ""
-    charge.failure_code = "paid_after_cycle_closed"
+    charge.failure_code = "paid_after_closed"
     charge.failure_message = f"paid after renewal {renewal.pk} was {renewal.status}: refunded"
     charge.settled_at = now
     charge.save()
