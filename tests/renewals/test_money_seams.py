@@ -3,6 +3,7 @@ localstripe. What the processor holds is read from its own list of PaymentIntent
 The design as built is docs/money.md."""
 from datetime import timedelta
 
+import pytest
 import time_machine
 from django.utils import timezone
 
@@ -241,6 +242,38 @@ def test_a_retry_due_while_a_pay_now_waits_at_the_bank_withdraws_it_first_and_sp
     waiting.refresh_from_db()
     assert (waiting.status, waiting.failure_code) == (Charge.Status.FAILED, "superseded")
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["requires_payment_method", "canceled", "succeeded"]
+
+
+
+def test_a_failed_renewal_whose_line_has_a_newer_cycle_cannot_be_paid_now(rule, add_card):
+    """Without this, paying the older cycle and the newer one would apply two packages."""
+    from payments import services as payment_services
+
+    older = failed_cycle(rule, suspend_at=timezone.now(), suspended=False)
+    newer = services.open_renewal(rule=rule, now=timezone.now(), trigger="data", after_method_change=True)
+    assert newer is not None
+
+    with pytest.raises(payment_services.NotPayable):
+        pay_now(older, add_card("4242424242424242"))
+    assert not Charge.objects.filter(renewal=older).exists()
+    assert payment_intents_for(older) == []
+
+
+def test_turning_the_rule_off_during_a_pay_now_cancels_the_open_renewal_once_the_pay_now_is_declined(rule, add_card, customer):
+    """The rule going off waits for the pay-now at the processor, then wins."""
+    from payments import gateways
+
+    renewal = declined_once(rule, add_card)
+    card = add_card(DECLINING_CARD)
+    charge = services.start_pay_now(renewal_id=renewal.pk, payment_method_id=card.id, now=timezone.now())
+    services.turn_off_rule(rule=rule, now=timezone.now())
+    renewal.refresh_from_db()
+    assert renewal.status == Renewal.Status.RETRY_SCHEDULED  # left to the payment in flight
+
+    outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=card.id)
+    renewal = services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
+
+    assert renewal.status == Renewal.Status.CANCELLED and renewal.failures == 1
 
 
 # --- case 3: a pay-now that supersedes an open 3-D Secure payment ------------------------------
