@@ -613,13 +613,14 @@ def refund_payment_intent(*, payment_intent_id: str, amount_minor: int, idempote
 
 
 def refunded_total(payment_intent_id: str) -> int:
-    """What the processor has refunded of this intent (minor units), succeeded or on its way: the
-    truth a refund whose answer we lost is reconciled against. Raises GatewayError if it cannot
-    be asked: never guessed."""
+    """What the processor has refunded of this intent (minor units), succeeded or on its way, by
+    its own list of refunds: the truth a refund whose answer we lost is reconciled against, and
+    what lets a refund be made exactly once where the processor ignores idempotency keys
+    (localstripe). Raises GatewayError if it cannot be asked: never guessed."""
     try:
         refunds = stripe.Refund.list(payment_intent=payment_intent_id, limit=100, api_key=_key()).auto_paging_iter()
         return sum(int(_get(refund, "amount") or 0) for refund in refunds
-                   if (_get(refund, "status") or "succeeded") in ("succeeded", "pending"))
+                   if (_get(refund, "status") or "succeeded") not in ("failed", "canceled"))
     except stripe.StripeError as exc:
         raise _gateway_error(exc) from exc
 

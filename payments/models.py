@@ -21,6 +21,9 @@ class Charge(models.Model):
         FAILED = "failed", _("Failed")
         REQUIRES_ACTION = "requires_action", _("Needs your action")
         REFUNDED = "refunded", _("Refunded")
+        # Money taken for a charge whose purpose no longer wanted it (a renewal cycle closed before
+        # the success arrived): refunded automatically, with an operator alert (docs/money.md).
+        REFUND_DUE = "refund_due", _("Refund due")
 
     class DeclineKind(models.TextChoices):
         SOFT = "soft", _("Soft decline")
@@ -28,7 +31,8 @@ class Charge(models.Model):
         AUTHENTICATION_REQUIRED = "authentication_required", _("Authentication required")
         PROCESSOR_ERROR = "processor_error", _("Processor error")
 
-    # Statuses in which money was taken: at most one of these per renewal (invariant 1).
+    # Statuses in which money was taken. A renewal keeps at most one charge's money: one `succeeded`
+    # charge (invariant 1); any other that took money is refunded.
     MONEY_TAKEN = (Status.SUCCEEDED, Status.REFUNDED)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="charges", on_delete=models.PROTECT)
@@ -36,6 +40,9 @@ class Charge(models.Model):
     package = models.ForeignKey("accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True)
     renewal = models.ForeignKey("renewals.Renewal", verbose_name=_("renewal"), related_name="charges", on_delete=models.PROTECT, null=True, blank=True)
     attempt = models.PositiveSmallIntegerField(_("attempt"), null=True, blank=True)
+    # The customer at the browser (a purchase, a renewal's pay-now): its decline is shown to them
+    # and never moves a renewal's retry cycle.
+    on_session = models.BooleanField(_("paid by the customer at the browser"), default=False, db_default=False)
     purpose = models.CharField(_("purpose"), max_length=20, choices=Purpose.choices)
     amount_minor = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(0)])
     currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
@@ -72,7 +79,7 @@ class Charge(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["renewal"],
-                condition=Q(status__in=["succeeded", "refunded"]),
+                condition=Q(status="succeeded"),
                 name="one_successful_charge_per_renewal",
             ),
             models.UniqueConstraint(fields=["renewal", "attempt"], name="one_charge_per_renewal_attempt"),

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Line, Package
 from accounts.services import LineTerminated, apply_package
 
-from . import gateways
+from . import gateways, outcomes
 from .gateways import ChargeOutcome, GatewayError, OutcomeKind
 from .models import Charge
 
@@ -263,7 +263,7 @@ def _new_charge(*, user, line: Line | None, package: Package | None, amount_mino
     # can never exist at Stripe without the row that explains it.
     return Charge.objects.create(
         user=user, line=line, package=package, renewal=renewal, purpose=purpose,
-        amount_minor=amount_minor, currency=currency, status=Charge.Status.PENDING,
+        amount_minor=amount_minor, currency=currency, status=Charge.Status.PENDING, on_session=True,
         idempotency_key=f"{purpose}-{uuid.uuid4().hex}",
         payment_method_id=method.id, payment_method_summary=gateways.payment_method_summary(method)[:100],
         sent_at=now,
@@ -314,17 +314,24 @@ def payable_renewal(*, user, renewal_id: int):
 
 def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None = None) -> Charge:
     """The customer pays a renewal that needs action or has failed, on-session (the purchase
-    flow). Earlier intents of the renewal left waiting for authentication are cancelled first, so
-    only this payment can take the money. The renewals engine reserves the attempt (renewal
-    `charging`, so no off-session attempt races it) and records the outcome: package applied
-    and line resumed in one transaction."""
+    flow), at the renewal's frozen terms. Earlier intents of the renewal left waiting for
+    authentication are withdrawn first, so only this payment can take the money; one the customer
+    completed meanwhile is recorded and returned instead, and nothing is charged again. A declined
+    pay-now leaves the renewal's retry cycle as it was (docs/money.md); a success succeeds it."""
     from renewals import services as renewal_services
 
     now = now or timezone.now()
     renewal = payable_renewal(user=user, renewal_id=renewal.pk)
     method = _own_method(user, payment_method_id)
     for old in renewal.charges.filter(status=Charge.Status.REQUIRES_ACTION):
-        _supersede(old)
+        old = withdraw_open_payment(old)
+        if old.status == Charge.Status.SUCCEEDED:
+            logger.info("pay_now_already_paid renewal=%s charge=%s pi=%s", renewal.pk, old.pk, old.payment_intent_id)
+            return old
+        if old.status != Charge.Status.FAILED:
+            # Still open at the processor (or the processor did not answer): a second payment now
+            # could take the money twice.
+            raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight")
     try:
         charge = renewal_services.start_pay_now(renewal_id=renewal.pk, payment_method_id=method.id, now=now,
                                                 payment_method_summary=gateways.payment_method_summary(method))
@@ -341,20 +348,33 @@ def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None
     return record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
-def _supersede(charge: Charge) -> None:
-    """Cancel an intent waiting for authentication that a new payment replaces. If it was
-    completed meanwhile, record that instead."""
-    if charge.payment_intent_id:
-        try:
-            intent = gateways.retrieve_payment_intent(charge.payment_intent_id)
-        except GatewayError:
-            intent = None
-        if intent is not None and intent["status"] in ("succeeded", "processing"):
-            record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(intent))
-            return
-        gateways.cancel_payment_intent(charge.payment_intent_id)
-    record_outcome(charge_id=charge.pk, outcome=ChargeOutcome(
-        OutcomeKind.SOFT_DECLINE, charge.payment_intent_id, "superseded", "Replaced by a new payment."))
+def withdraw_open_payment(charge: Charge) -> Charge:
+    """Withdraw an intent waiting for authentication that a new payment replaces, and return the
+    charge as recorded. Cancel first, then read the intent back: the customer may complete it in
+    another tab at any moment, and only the processor's state after our cancel says who won.
+    `succeeded`: they paid, and that is recorded; `failed` (superseded): the intent can no longer
+    take money; still `requires_action` or `pending`: not withdrawn (the cancel did not get
+    through, or a payment is settling), so no new payment may start."""
+    intent_id = charge.payment_intent_id
+    try:
+        if not intent_id:
+            found = gateways.find_payment_intent_for_charge(charge)
+            intent_id = gateways._get(found, "id") if found is not None else None
+        if intent_id:
+            gateways.cancel_payment_intent(intent_id)  # refused once paid: the read below says so
+            outcome = gateways.outcome_from_payment_intent(gateways.retrieve_payment_intent(intent_id))
+        else:
+            outcome = ChargeOutcome(OutcomeKind.SOFT_DECLINE, None, payment_intent_status="canceled")
+    except GatewayError as exc:
+        logger.warning("payment_not_withdrawn charge=%s pi=%s code=%s", charge.pk, intent_id, exc.code)
+        return Charge.objects.get(pk=charge.pk)
+    if outcome.kind in (OutcomeKind.AUTHENTICATION_REQUIRED, OutcomeKind.PENDING, OutcomeKind.PROCESSOR_ERROR):
+        logger.warning("payment_not_withdrawn charge=%s pi=%s status=%s", charge.pk, intent_id, outcome.payment_intent_status)
+        return Charge.objects.get(pk=charge.pk)
+    if outcome.kind is not OutcomeKind.SUCCEEDED:
+        outcome = ChargeOutcome(OutcomeKind.SOFT_DECLINE, intent_id, "superseded", "Replaced by a new payment.")
+    logger.info("payment_withdrawn charge=%s pi=%s kind=%s", charge.pk, intent_id, outcome.kind.value)
+    return record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
 def complete_authentication(*, user, charge_id: int) -> Charge:
@@ -411,19 +431,23 @@ FAILED_KINDS = {
 def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | None = None) -> Charge:
     """Record the processor's answer on the ledger. Idempotent and order-proof: a settled charge
     (succeeded, failed, refunded) never changes again, so a duplicate or late webhook, the
-    browser's return and reconciliation can all call this. Renewal charges are handed to the
-    renewals engine, which moves the renewal on in the same transaction."""
+    browser's return and reconciliation can all call this. A purpose with a registered handler
+    (payments.outcomes: renewals) is handed the outcome, and moves its own state on in the same
+    transaction; purchases are recorded here."""
     now = now or timezone.now()
     kind = outcome.kind
     charge = Charge.objects.get(pk=charge_id)
-    if charge.renewal_id and kind not in (OutcomeKind.PROCESSOR_ERROR, OutcomeKind.PENDING):
-        from renewals import services as renewal_services
-
-        renewal_services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+    handler = outcomes.handler_for(charge.purpose)
+    if handler is not None and kind not in (OutcomeKind.PROCESSOR_ERROR, OutcomeKind.PENDING):
+        handler(charge_id=charge.pk, outcome=outcome, now=now)
         return Charge.objects.get(pk=charge_id)
     with transaction.atomic():
         charge = Charge.objects.select_for_update().get(pk=charge_id)
         if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
+            if kind is OutcomeKind.SUCCEEDED and charge.status == Charge.Status.FAILED:
+                # No outcome is dropped: the customer was told this purchase failed (and may have
+                # bought again), so the money goes back rather than a package nobody expects.
+                return _refund_paid_after_closed(charge=charge, outcome=outcome, now=now)
             logger.info("charge_outcome_ignored charge=%s status=%s kind=%s", charge.pk, charge.status, kind.value)
             return charge
         if outcome.payment_intent_id:
@@ -459,6 +483,22 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
         charge.save()
     logger.info("charge_recorded charge=%s purpose=%s status=%s->%s kind=%s pi=%s code=%s", charge.pk, charge.purpose,
                 previous, charge.status, kind.value, charge.payment_intent_id, charge.failure_code)
+    return charge
+
+
+def _refund_paid_after_closed(*, charge: Charge, outcome: ChargeOutcome, now: datetime) -> Charge:
+    previous = charge.status
+    charge.status = Charge.Status.REFUND_DUE
+    charge.payment_intent_id = outcome.payment_intent_id or charge.payment_intent_id
+    charge.decline_kind = ""
+    charge.failure_code = "paid_after_closed"
+    charge.failure_message = "paid after it was recorded as failed: refunded"
+    charge.settled_at = now
+    charge.save()
+    logger.error("charge_paid_after_closed charge=%s purpose=%s was=%s pi=%s: refunding", charge.pk, charge.purpose, previous,
+                 charge.payment_intent_id)
+    charge_id = charge.pk
+    transaction.on_commit(lambda: refund_due_charge(charge_id=charge_id))
     return charge
 
 
@@ -546,6 +586,37 @@ def reconcile_refunds_in_doubt(*, limit: int = 100) -> list[int]:
     ids = list(Charge.objects.filter(refund_in_doubt_since__isnull=False).order_by("refund_in_doubt_since")
                .values_list("id", flat=True)[:limit])
     return [charge_id for charge_id in ids if reconcile_refunds(charge_id=charge_id).refund_in_doubt_since is None]
+
+
+def refund_due_charge(*, charge_id: int) -> Charge:
+    """Give back money taken for a charge whose purpose no longer wanted it (`refund_due`: a
+    renewal paid after its cycle had closed). Exactly once: under the charge's row lock, what the
+    processor already refunded of the intent is read first, and the refund's key is the charge's.
+    A processor that does not answer leaves it `refund_due` for the next sweep."""
+    with transaction.atomic():
+        charge = Charge.objects.select_for_update().get(pk=charge_id)
+        if charge.status != Charge.Status.REFUND_DUE:
+            return charge
+        try:
+            already = gateways.refunded_total(charge.payment_intent_id)
+            if already < charge.amount_minor:
+                gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=charge.amount_minor - already,
+                                               idempotency_key=f"refund-due-{charge.pk}", charge_id=charge.pk)
+        except GatewayError as exc:
+            logger.warning("refund_due_not_sent charge=%s pi=%s code=%s", charge.pk, charge.payment_intent_id, exc.code)
+            return charge
+        charge.refunded_minor = charge.amount_minor
+        charge.status = Charge.Status.REFUNDED
+        charge.save()
+    logger.info("charge_refunded charge=%s amount=%s status=%s reason=%s", charge.pk, charge.amount_minor, charge.status,
+                charge.failure_code)
+    return charge
+
+
+def refund_due_charges(*, limit: int = 100) -> list[int]:
+    """The sweep behind each refund's own after-commit call: every charge still `refund_due`."""
+    ids = list(Charge.objects.filter(status=Charge.Status.REFUND_DUE).order_by("id").values_list("id", flat=True)[:limit])
+    return [charge_id for charge_id in ids if refund_due_charge(charge_id=charge_id).status == Charge.Status.REFUNDED]
 
 
 # --- webhooks ----------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ from . import services
 
 @shared_task(name="payments.reconcile_pending_purchases")
 def reconcile_pending_purchases() -> list[int]:
-    # Refunds whose answer was lost are looked up on the same sweep.
+    # Refunds whose answer was lost are looked up, and refunds owed (money taken after its purpose
+    # closed) retried, on the same sweep.
     services.reconcile_refunds_in_doubt()
+    services.refund_due_charges()
     return services.reconcile_stale_purchases()
 
 

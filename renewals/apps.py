@@ -6,7 +6,12 @@ class RenewalsConfig(AppConfig):
     name = "renewals"
     verbose_name = _("Auto-renewal")
 
-    def ready(self):
-        from . import signals
+    def ready(self) -> None:
+        from payments import outcomes
+        from payments.models import Charge
+
+        from . import services, signals
 
         signals.connect()
+        # What a renewal charge's outcome means is this app's to say (docs/money.md).
+        outcomes.register(Charge.Purpose.RENEWAL, services.record_charge_outcome)

@@ -141,8 +141,11 @@ class Renewal(models.Model):
     # Declines that consume the retry schedule (soft, processor error, hard); 3-D Secure does not.
     failures = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
-    # Overage (bytes) paid for inside amount_minor by a bill_overage rule; settled when applied.
+    # The cycle's terms, frozen when it opens (docs/money.md): every attempt charges amount_minor in
+    # currency and applies package; amount_minor includes overage_fee_minor, the fee for the
+    # overage_billed_bytes a bill_overage rule pays for with this renewal (cleared when applied).
     overage_billed_bytes = models.BigIntegerField(_("overage billed (bytes)"), default=0)
+    overage_fee_minor = models.BigIntegerField(_("overage fee (minor units)"), default=0, db_default=0, validators=[MinValueValidator(0)])
     # A failed renewal suspends its line once the policy's grace has passed; one waiting for the
     # customer's 3-D Secure fails and suspends at this time (the policy's authentication_hours).
     suspend_at = models.DateTimeField(_("suspend line at"), null=True, blank=True)
@@ -168,6 +171,8 @@ class Renewal(models.Model):
                 name="one_open_renewal_per_line",
             ),
             models.CheckConstraint(condition=Q(amount_minor__gte=0), name="renewal_amount_not_negative"),
+            models.CheckConstraint(condition=Q(overage_fee_minor__gte=0, overage_fee_minor__lte=models.F("amount_minor")),
+                                   name="renewal_overage_fee_within_amount"),
         ]
         indexes = [
             # The dispatcher's claim reads only claimable rows: its cost follows the due work, not the table.
@@ -195,6 +200,7 @@ class Alert(models.Model):
         REPEATED_FAILURES = "repeated_failures", _("Renewal failing repeatedly")
         RENEWAL_FAILED = "renewal_failed", _("Renewal failed, line suspended")
         UNRECONCILED_CHARGE = "unreconciled_charge", _("Charge outcome unknown")
+        PAID_AFTER_CLOSED = "paid_after_closed", _("Paid after its renewal had closed: refunded")
 
     kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices)
     line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewal_alerts", on_delete=models.CASCADE)

@@ -49,6 +49,8 @@ PROCESSOR_ERROR = "processor_error"  # from the gateway: outcome UNKNOWN, reconc
 THROTTLED = "throttled"  # from the gateway: our write limiter sent nothing; not an attempt
 # An attempt reconciliation proved the processor never received: safe to retry as a new attempt.
 NOT_SENT = "not_sent"
+# An intent waiting for 3-D Secure that we withdrew for a new attempt: not a decline, spends no retry.
+SUPERSEDED = "superseded"
 DECLINE_KINDS = {
     SOFT: Charge.DeclineKind.SOFT,
     HARD: Charge.DeclineKind.HARD,
@@ -166,14 +168,15 @@ def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
     return -(-(overage_bytes * policy.overage_price_per_gb_minor) // GB) if overage_bytes > 0 else 0
 
 
-def renewal_amount(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int]:
-    """(amount in minor units, overage bytes billed) for one renewal of this rule. The policy is
-    read only when there is overage to price."""
+def renewal_terms(*, rule: RenewalRule, line: Line, policy: RetryPolicy | None = None) -> tuple[int, int, int]:
+    """(amount in minor units, overage bytes billed, their fee) for a renewal of this rule opening
+    now: the terms the renewal freezes. The policy is read only when there is overage to price."""
     overage = line.overage_bytes if rule.overage_policy == RenewalRule.OveragePolicy.BILL_OVERAGE else 0
     if overage <= 0:
-        return rule.package.price_minor, 0
+        return rule.package.price_minor, 0, 0
     policy = policy or RetryPolicy.current()
-    return rule.package.price_minor + overage_fee_minor(overage_bytes=overage, policy=policy), overage
+    fee = overage_fee_minor(overage_bytes=overage, policy=policy)
+    return rule.package.price_minor + fee, overage, fee
 
 
 def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after_method_change: bool) -> str:
@@ -205,7 +208,7 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
                     message=f"line {line.pk} reached {rule.max_renewals_per_day} renewals in 24 hours; trigger {trigger} ignored")
         logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
         return None
-    amount, overage = renewal_amount(rule=rule, line=line, policy=policy)
+    amount, overage, fee = renewal_terms(rule=rule, line=line, policy=policy)
     if rule.monthly_spend_cap_minor is not None and (
             spent_this_month(line=line, now=now, currency=rule.package.currency) + amount > rule.monthly_spend_cap_minor):
         raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
@@ -216,7 +219,7 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
         with transaction.atomic():
             renewal = Renewal.objects.create(
                 line=line, rule=rule, package=rule.package, amount_minor=amount, currency=rule.package.currency,
-                overage_billed_bytes=overage, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
+                overage_billed_bytes=overage, overage_fee_minor=fee, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
             )
     except IntegrityError:
         # one_open_renewal_per_line: this line already has a renewal on its way.
@@ -297,7 +300,9 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
     disjoint batches; claimed rows become `charging` before the lock is released."""
     limit = limit or _claim_batch_size()
     with transaction.atomic():
-        due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now)
+        # A pending charge here is the customer's pay-now at the processor: wait for its outcome.
+        due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now).exclude(
+            charges__status=Charge.Status.PENDING)
         if renewal_ids is not None:
             due = due.filter(pk__in=renewal_ids)
         ids = list(
@@ -420,21 +425,19 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             _log("renewal_awaiting_method", renewal, reason="no_payment_method")
             notifications.notify_later(renewal, notifications.NEEDS_ACTION)
             return None
-        line = renewal.line  # read with the renewal; only its overage matters here, and the line is locked where it changes
-        amount, overage = renewal_amount(rule=rule, line=line)
+        line = renewal.line
         attempt = renewal.attempts + 1
+        # The renewal's frozen terms, never the rule's or the package's of today (docs/money.md).
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
-            purpose=Charge.Purpose.RENEWAL, amount_minor=amount, currency=renewal.currency, status=Charge.Status.PENDING,
+            purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
             next_check_at=now + _check_interval(method_type),
         )
         renewal.attempts = attempt
-        renewal.amount_minor = amount
-        renewal.overage_billed_bytes = overage
-        renewal.save(update_fields=["attempts", "amount_minor", "overage_billed_bytes", "updated_at"])
-        _log("charge_prepared", renewal, charge=charge.pk, amount=amount, currency=charge.currency)
+        renewal.save(update_fields=["attempts", "updated_at"])
+        _log("charge_prepared", renewal, charge=charge.pk, amount=charge.amount_minor, currency=charge.currency)
     return PreparedCharge(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id)
 
 
@@ -447,7 +450,8 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     from payments import gateways
     from payments.selectors import method_for_off_session
 
-    renewal = Renewal.objects.select_related("line__owner", "rule").get(pk=renewal_id)
+    waiting = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.REQUIRES_ACTION)
+    renewal = Renewal.objects.select_related("line__owner", "rule").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
     if renewal.status != Renewal.Status.CHARGING:
         _log("charge_skipped", renewal, reason="not_charging")
         return renewal
@@ -458,6 +462,8 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
             if renewal.status == Renewal.Status.CHARGING and not renewal.attempt_in_flight:
                 _cancel(renewal, now=now or timezone.now(), reason="line_has_no_owner")
         return renewal
+    if renewal.payment_waiting and not _withdraw_open_payments(renewal_id=renewal_id):
+        return Renewal.objects.get(pk=renewal_id)
     # Look-ups happen outside any row lock; the rule itself is re-read under the lock. One read of
     # the payments mirror gives the method, its customer and its summary: a method attached to a
     # customer means the processor's customer exists, so ensure_customer (a locking transaction)
@@ -490,6 +496,20 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
                        _kind(outcome), getattr(outcome, "failure_code", ""))
         return Renewal.objects.get(pk=renewal_id)
     return _record_outcome(renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
+
+
+def _withdraw_open_payments(*, renewal_id: int) -> bool:
+    """Before an off-session attempt, withdraw the renewal's intents still waiting for 3-D Secure
+    (a pay-now left at the bank's page, a cycle that timed out waiting): otherwise the customer
+    could complete one next to our new attempt and pay twice. False: one was paid (the renewal has
+    succeeded) or could not be withdrawn; no attempt now, requeue_lost_claims brings it back."""
+    from payments.services import withdraw_open_payment
+
+    for charge in Charge.objects.filter(renewal_id=renewal_id, status=Charge.Status.REQUIRES_ACTION):
+        if withdraw_open_payment(charge).status != Charge.Status.FAILED:
+            logger.warning("charge_skipped renewal=%s reason=open_payment charge=%s", renewal_id, charge.pk)
+            return False
+    return True
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -526,7 +546,8 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
         renewal = _locked_renewal(renewal_id, with_rule=True)
         rule = renewal.rule
         charge = Charge.objects.select_for_update().get(pk=charge_id)
-        if charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION):
+        closed = charge.status not in (Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION)
+        if closed and not (result["kind"] == SUCCEEDED and charge.status == Charge.Status.FAILED):
             _log("outcome_ignored", renewal, charge=charge.pk, charge_status=charge.status, kind=result["kind"])
             return renewal
         if result["payment_intent_id"]:
@@ -535,7 +556,13 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.payment_method_summary = result["payment_method_summary"]
         kind = result["kind"]
         rule_on = rule is not None and rule.enabled
-        if kind == SUCCEEDED:
+        # Only an off-session attempt moves the retry cycle; the customer's pay-now never does.
+        moves_cycle = renewal.status == Renewal.Status.CHARGING and not charge.on_session and result["failure_code"] != SUPERSEDED
+        if kind == SUCCEEDED and _paid_too_late(renewal=renewal, charge=charge, closed=closed):
+            _refund_paid_too_late(renewal=renewal, charge=charge, now=now)
+        elif kind == SUCCEEDED:
+            if closed:  # no outcome is dropped: its cycle is still open, so it pays for it
+                _log("late_success_counted", renewal, charge=charge.pk, charge_status=charge.status)
             _record_success(renewal=renewal, charge=charge, now=now)
         elif kind == AUTHENTICATION_REQUIRED:
             charge.status = Charge.Status.REQUIRES_ACTION
@@ -543,7 +570,7 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.failure_code = result["failure_code"] or "authentication_required"
             charge.failure_message = result["failure_message"][:500]
             charge.save()
-            if renewal.status == Renewal.Status.CHARGING:
+            if moves_cycle:
                 renewal.status = Renewal.Status.REQUIRES_ACTION
                 renewal.last_failure_code = charge.failure_code
                 renewal.last_failure_message = charge.failure_message
@@ -561,29 +588,55 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.failure_message = result["failure_message"][:500]
             charge.settled_at = now
             charge.save()
-            if renewal.status == Renewal.Status.CHARGING:
+            if moves_cycle:
                 _record_decline(renewal=renewal, charge=charge, hard=(kind == HARD), rule_on=rule_on, now=now)
             else:
                 # A declined pay-now (the customer saw it in the browser), or an intent withdrawn from
                 # a cancelled renewal: the cycle stays where it was.
                 _log("pay_now_declined", renewal, charge=charge.pk, code=charge.failure_code)
+                if not rule_on and charge.on_session and renewal.status in Renewal.OPEN and renewal.status != Renewal.Status.CHARGING:
+                    # The rule went off while this pay-now was at the processor (_cancel_unsent left the
+                    # renewal to it): the cancellation it deferred happens now. A failed one stays payable.
+                    _cancel(renewal, now=now, reason="rule_off")
     return renewal
 
 
+def _cycle_open(renewal: Renewal) -> bool:
+    """Whether a success may still pay for this renewal: it is open, or it failed and is still the
+    line's latest cycle (the one pay-now, a new method or the operator's retry would pay)."""
+    return renewal.status in Renewal.OPEN or (renewal.status == Renewal.Status.FAILED and _is_latest(renewal))
+
+
+def _paid_too_late(*, renewal: Renewal, charge: Charge, closed: bool) -> bool:
+    """A success that must not pay for the renewal: another charge already did (a charge succeeds
+    only with its renewal, in one transaction), or we had closed this charge and its cycle has
+    closed since. (A charge still open when its renewal was cancelled wins: the customer paid
+    before the rule went off.)"""
+    return renewal.status == Renewal.Status.SUCCEEDED or (closed and not _cycle_open(renewal))
+
+
+def _refund_paid_too_late(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
+    """No outcome is dropped (docs/money.md): money taken for a cycle that no longer wants it is
+    kept on the ledger as `refund_due`, an operator is alerted, and it is refunded after the
+    commit (payments.refund_due_charge; the payments sweep retries it)."""
+    from payments import services as payment_services
+
+    previous = charge.status
+    charge.status = Charge.Status.REFUND_DUE
+    charge.decline_kind = ""
+    charge.failure_code = "paid_after_closed"
+    charge.failure_message = f"paid after renewal {renewal.pk} was {renewal.status}: refunded"
+    charge.settled_at = now
+    charge.save()
+    raise_alert(kind=Alert.Kind.PAID_AFTER_CLOSED, line=renewal.line, renewal=renewal, now=now,
+                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} after it was "
+                        f"{renewal.status} (charge was {previous}): refunded automatically")
+    _log("paid_after_cycle_closed", renewal, charge=charge.pk, charge_was=previous, payment_intent=charge.payment_intent_id)
+    charge_id = charge.pk
+    transaction.on_commit(lambda: payment_services.refund_due_charge(charge_id=charge_id))
+
+
 def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
-    if renewal.status in (Renewal.Status.SUCCEEDED, Renewal.Status.CANCELLED) and renewal.charges.filter(
-        status__in=Charge.MONEY_TAKEN
-    ).exclude(pk=charge.pk).exists():
-        # The processor took money twice for one cycle (e.g. a pay-now racing an off-session
-        # attempt). The constraint keeps the ledger honest; an operator refunds.
-        charge.status = Charge.Status.FAILED
-        charge.failure_code = "duplicate_payment"
-        charge.failure_message = "paid twice for one renewal: refund needed"
-        charge.settled_at = now
-        charge.save()
-        raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
-                    message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} a second time: refund it")
-        return
     charge.status = Charge.Status.SUCCEEDED
     charge.decline_kind = ""
     charge.failure_code = ""
@@ -599,7 +652,7 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     was_suspended = line.status == Line.Status.SUSPENDED and not suspended_by_operator(line)
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
-    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed=renewal.overage_billed_bytes > 0)
+    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed_bytes=renewal.overage_billed_bytes)
     renewal.line = line
     renewal.status = Renewal.Status.SUCCEEDED
     renewal.completed_at = now
@@ -696,9 +749,12 @@ def _line_holds_renewals(line: Line) -> str:
 
 def _refund_success_on_terminated_line(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     """Money taken for a line terminated meanwhile (an attempt already at the processor when the
-    line was terminated): the success is recorded (the charge succeeded, the customer sees it),
-    the cycle closed without applying anything, and the money goes back after the commit, with an
-    alert either way. Never an exception: the recording transaction must commit."""
+    line was terminated): the cycle is closed without applying anything, the charge is kept on the
+    ledger as `refund_due` with an alert, and refunded after the commit exactly like money paid
+    after its cycle closed (payments.refund_due_charge; the payments sweep retries it). Never an
+    exception: the recording transaction must commit."""
+    from payments import services as payment_services
+
     previous = renewal.status
     renewal.status = Renewal.Status.CANCELLED
     renewal.completed_at = now
@@ -706,26 +762,16 @@ def _refund_success_on_terminated_line(*, renewal: Renewal, charge: Charge, now:
     renewal.last_failure_code = LINE_TERMINATED
     renewal.last_failure_message = "paid after the line was terminated: refunded"
     renewal.save()
+    charge.status = Charge.Status.REFUND_DUE
+    charge.failure_code = LINE_TERMINATED
+    charge.failure_message = f"paid for renewal {renewal.pk} after line {renewal.line_id} was terminated: refunded"
+    charge.save()
     _log("renewal_cancelled", renewal, previous=previous, reason=LINE_TERMINATED, charge=charge.pk)
     raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
                 message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} of terminated line "
                         f"{renewal.line_id}: refunding {charge.amount_minor} {charge.currency}")
     charge_id = charge.pk
-    transaction.on_commit(lambda: refund_charge_of_terminated_line(charge_id=charge_id))
-
-
-def refund_charge_of_terminated_line(*, charge_id: int) -> bool:
-    """Refund what is left of a charge that paid for a terminated line. False if the processor
-    refused or did not answer: the alert raised with it stays open for an operator."""
-    from payments import services as payment_services
-
-    try:
-        payment_services.refund_charge(charge_id=charge_id)
-    except payment_services.PaymentError as exc:
-        logger.error("terminated_line_refund_failed charge=%s code=%s", charge_id, exc.code)
-        return False
-    logger.warning("terminated_line_refunded charge=%s", charge_id)
-    return True
+    transaction.on_commit(lambda: payment_services.refund_due_charge(charge_id=charge_id))
 
 
 def cancel_renewals_of_terminated_lines(*, now: datetime, line_ids: list[int] | None = None) -> list[int]:
@@ -1004,10 +1050,14 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         charge = Charge.objects.select_for_update().get(pk=charge_id)
-        if charge.status != Charge.Status.PENDING or charge.payment_intent_id or renewal.status != Renewal.Status.CHARGING:
+        if charge.status != Charge.Status.PENDING or charge.payment_intent_id or (
+                renewal.status != Renewal.Status.CHARGING and not charge.on_session):
             _log("release_ignored", renewal, charge=charge.pk, charge_status=charge.status)
             return renewal
         charge.delete()
+        if charge.on_session:  # the customer's pay-now: the renewal was never touched
+            _log("pay_now_released", renewal, charge=charge_id, reason="processor_busy")
+            return renewal
         renewal.attempts = charge.attempt - 1
         if previous is not None:
             renewal.status, renewal.next_attempt_at, renewal.completed_at = previous.status, previous.next_attempt_at, previous.completed_at
@@ -1021,40 +1071,36 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
 
 # --- pay now (the payments app's on-session flow) -------------------------------------------
 
+def _is_latest(renewal: Renewal) -> bool:
+    latest = Renewal.objects.filter(line_id=renewal.line_id).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+    return latest == renewal.pk
+
+
 PAYABLE = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.REQUIRES_ACTION, Renewal.Status.FAILED)
 
 
 def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, payment_method_summary: str = "") -> Charge:
-    """Reserve the customer's on-session attempt: a pending `Charge` with its own key, and the
-    renewal taken out of the dispatcher's hands (`charging`) so no off-session attempt can race
-    it. The payments app then calls gateways.charge_on_session and `record_charge_outcome`.
-    Works with the rule off: paying a failed renewal is the customer's own choice."""
+    """Write the customer's on-session attempt: a pending `Charge` at the renewal's frozen terms,
+    with its own key. The renewal itself is not touched: pay-now never moves the retry cycle
+    (docs/money.md). While the charge is pending no off-session attempt is claimed or sent. The
+    payments app then calls gateways.charge_on_session and `record_charge_outcome`. Works with the
+    rule off: paying a failed renewal is the customer's own choice."""
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         if renewal.status not in PAYABLE:
             raise RenewalNotPayable(renewal.status)
         if renewal.attempt_in_flight:
             raise RenewalNotPayable("attempt_in_flight")
-        previous = renewal.status
-        attempt = renewal.attempts + 1
-        try:
-            with transaction.atomic():
-                renewal.status = Renewal.Status.CHARGING
-                renewal.claimed_at = now
-                renewal.next_attempt_at = None
-                renewal.completed_at = None
-                renewal.attempts = attempt
-                renewal.save()
-        except IntegrityError:  # a failed cycle, and the line has opened a new one since
-            raise RenewalNotPayable("line_has_an_open_renewal")
+        if renewal.status == Renewal.Status.FAILED and not _is_latest(renewal):
+            raise RenewalNotPayable("line_has_a_newer_renewal")  # that cycle is the one to pay
         line = renewal.line
         charge = Charge.objects.create(
-            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
+            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
             purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
-            idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
+            idempotency_key=f"renewal-{renewal.pk}-pay-now-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
         )
-        _log("pay_now_started", renewal, previous=previous, charge=charge.pk)
+        _log("pay_now_started", renewal, charge=charge.pk)
     return charge
 
 
@@ -1082,7 +1128,7 @@ def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRu
 def _cancel_unsent(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
     cancelled = []
     for renewal in Renewal.objects.select_for_update().filter(line_id=rule.line_id, status__in=Renewal.OPEN):
-        if renewal.status == Renewal.Status.CHARGING and renewal.charges.filter(status=Charge.Status.PENDING).exists():
+        if renewal.charges.filter(status=Charge.Status.PENDING).exists():
             # Already at the processor: its outcome is recorded, and a decline is not retried.
             _log("renewal_left_in_flight", renewal, reason="rule_off")
             continue

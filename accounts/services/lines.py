@@ -18,17 +18,18 @@ RESUMABLE = (Line.Status.INACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.SUSPE
 
 
 @transaction.atomic
-def apply_package(*, line: Line, package: Package, now: datetime, overage_billed: bool = False) -> Line:
+def apply_package(*, line: Line, package: Package, now: datetime, overage_billed_bytes: int = 0) -> Line:
     """Add the package to the line (DESIGN.md invariant 6). Callers that also mark a renewal or a
     charge succeeded call this inside their own transaction, so both commit or neither does.
 
-    Overage is settled here: deducted from the new allowance, unless it was billed with the charge.
+    Overage is settled here and conserved (docs/money.md): the bytes the charge billed are cleared,
+    the rest is deducted from the new allowance as far as it goes and stays owed beyond it.
     """
     line = Line.objects.select_for_update().get(pk=line.pk)
-    return apply_package_to_locked_line(line=line, package=package, now=now, overage_billed=overage_billed)
+    return apply_package_to_locked_line(line=line, package=package, now=now, overage_billed_bytes=overage_billed_bytes)
 
 
-def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime, overage_billed: bool = False) -> Line:
+def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime, overage_billed_bytes: int = 0) -> Line:
     """apply_package for a caller that already holds `line`'s row lock (SELECT ... FOR UPDATE) in
     its open transaction: the renewal engine, which reads the line's state before applying.
 
@@ -40,11 +41,15 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
         raise LineTerminated(line.pk)
     network_before = begin_transition(line)
     remaining = max(line.data_remaining_bytes, 0) + package.data_allowance_bytes
-    if not overage_billed:
-        remaining = max(remaining - line.overage_bytes, 0)
+    # used = granted + billed + owed: only what the charge billed is cleared (usage after the
+    # renewal was priced is not in it); the rest comes out of the allowance, and what the
+    # allowance cannot cover stays owed for the next package.
+    owed = line.overage_bytes - min(max(overage_billed_bytes, 0), line.overage_bytes)
+    deducted = min(owed, remaining)
+    remaining -= deducted
     previous_status = line.status
     line.data_remaining_bytes = remaining
-    line.overage_bytes = 0
+    line.overage_bytes = owed - deducted
     new_end = now + timedelta(days=package.validity_days)
     line.expires_at = max(line.expires_at, new_end) if line.expires_at else new_end
     line.package = package

@@ -33,7 +33,7 @@ def test_applying_a_package_resumes_a_stopped_line(customer, package, status):
 def test_overage_is_deducted_from_the_next_allowance_unless_billed(customer, package):
     now = timezone.now()
     deducted = apply_package(line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB), package=package, now=now)
-    billed = apply_package(line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB), package=package, now=now, overage_billed=True)
+    billed = apply_package(line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB), package=package, now=now, overage_billed_bytes=GB)
     assert deducted.data_remaining_bytes == package.data_allowance_bytes - GB
     assert billed.data_remaining_bytes == package.data_allowance_bytes
     assert deducted.overage_bytes == billed.overage_bytes == 0

@@ -10,8 +10,11 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 
 class RecordingProxy:
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, *, before=None):
         self.upstream = upstream.rstrip("/")
+        # before(method, path): run (in a thread) before a request is forwarded, e.g. another
+        # client acting on the processor at exactly that moment.
+        self.before = before
         self.requests: list[tuple[float, str, str]] = []  # (arrival time, method, path)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -36,6 +39,8 @@ class RecordingProxy:
 
         async def handle(request):
             self.requests.append((time.time(), request.method, request.path))
+            if self.before is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.before, request.method, request.path)
             body = await request.read()
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
             async with self._session.request(request.method, self.upstream + request.path_qs, data=body, headers=headers) as up:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('renewals', '0006_authentication_timeout'),
+        ('renewals', '0008_alert_paid_after_closed'),
     ]
 
     operations = [
