@@ -308,6 +308,13 @@ def check_bounds(world: World, view: ProcessorView) -> None:
         after = renewal_reconcile if charge.renewal_id else settings.PAYMENTS_RECONCILE_AFTER
         assert charge.sent_at is None or charge.sent_at + after >= tick or _alerted(line_id=world.line_id, renewal_id=charge.renewal_id), (
             f"charge {charge.pk} pending since {charge.sent_at}, not reconciled by the tick at {tick}")
+    waiting = Charge.objects.filter(line_id=world.line_id, status=Charge.Status.REQUIRES_ACTION, renewal__isnull=False) \
+        .exclude(renewal__status__in=[Renewal.Status.REQUIRES_ACTION, Renewal.Status.CHARGING]).select_related("renewal")
+    for charge in waiting:
+        renewal = charge.renewal
+        assert renewal.completed_at is None or renewal.completed_at >= tick or _alerted(line_id=world.line_id, renewal_id=None), (
+            f"charge {charge.pk} still waits for 3-D Secure although renewal {renewal.pk} is {renewal.status} since "
+            f"{renewal.completed_at} (tick at {tick})")
     # An intent still open at the processor for a cycle that is over can still take money.
     closed = {str(pk) for pk in Renewal.objects.filter(line_id=world.line_id).exclude(status__in=Renewal.OPEN).values_list("pk", flat=True)}
     for pi in view.intents:
@@ -318,7 +325,28 @@ def check_bounds(world: World, view: ProcessorView) -> None:
                 f"{pi['id']} is still open at the processor after the tick at {tick}")
 
 
-# --- 7. termination ------------------------------------------------------------------------------------
+# --- 7. pay-now never moves the retry schedule -------------------------------------------------------
+
+def schedule_of(renewal: Renewal | None) -> tuple | None:
+    if renewal is None:
+        return None
+    return renewal.status, renewal.next_attempt_at, renewal.failures, renewal.suspend_at
+
+
+def check_declined_pay_now_left_the_cycle(*, before: tuple | None, renewal_id: int, new_charge_ids: list[int]) -> None:
+    """Checked around one pay-now step (a transition, not a state): a pay-now the bank declined
+    leaves the cycle where it was (DESIGN.md invariant 11)."""
+    declined = list(Charge.objects.filter(pk__in=new_charge_ids, renewal_id=renewal_id, status=Charge.Status.FAILED)
+                    .values_list("pk", "failure_code"))
+    if not declined or before is None:
+        return
+    after = schedule_of(Renewal.objects.get(pk=renewal_id))
+    assert after == before, (
+        f"a declined pay-now {declined} moved renewal {renewal_id}'s cycle: (status, next attempt, failures, suspend at) "
+        f"{before} -> {after}")
+
+
+# --- 8. termination ------------------------------------------------------------------------------------
 
 def check_termination(world: World) -> None:
     if not world.terminated:
