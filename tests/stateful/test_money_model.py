@@ -27,7 +27,7 @@ import stripe
 import time_machine
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, Phase, settings, strategies as st
@@ -287,9 +287,33 @@ class MoneyMachine(RuleBasedStateMachine):
         self._clock.start()
         report = renewal_services.run_dispatcher(now=self.now, enqueue=False)
         for renewal_id in report.requeued + report.claimed:
-            renewal_services.charge_renewal(renewal_id=renewal_id, now=self.now)
+            try:
+                renewal_services.charge_renewal(renewal_id=renewal_id, now=self.now)
+            except gateways.GatewayError:
+                pass  # the task fails as a worker's would; the claim is requeued by a later tick
         payment_services.reconcile_stale_purchases(now=self.now)
         self.world.last_tick_at = self.now
+
+    # --- the processor unreachable ------------------------------------------------------------------
+
+    @rule(action=st.sampled_from(["pay_now", "turn_rule_off", "tick", "purchase"]))
+    def while_processor_unreachable(self, action):
+        """One step while the processor cannot be reached (a closed port, as
+        tests/renewals/test_authentication.py does; no patching): our calls fail or time out,
+        the customer's browser still reaches the bank in the steps after."""
+        try:
+            with override_settings(STRIPE_API_BASE="http://127.0.0.1:9", STRIPE_MAX_NETWORK_RETRIES=0):
+                gateways.configure()
+                if action == "pay_now":
+                    self.pay_now(card="good")
+                elif action == "turn_rule_off":
+                    self.turn_rule_off()
+                elif action == "tick":
+                    self.tick(minutes=11)
+                else:
+                    self.purchase(package="cny", card="good")
+        finally:
+            gateways.configure()
 
     # --- the operator -----------------------------------------------------------------------------
 

@@ -132,3 +132,15 @@ def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
            ("tick", dict(minutes=1)),  # waits for 3-D Secure
            ("operator_terminate", {}),
            ("authenticate", dict(which=0, success=True, come_back=True)))
+
+
+# --- processor unreachable, then the customer's other tab -------------------------------------------
+
+@bug("case 11: pay-now while the processor is unreachable closes the open 3-D Secure charge as superseded without "
+     "cancelling its intent; the customer completes it in the other tab and the success is dropped (ledger = processor)")
+def test_a_3ds_intent_completed_in_another_tab_after_pay_now_is_recorded(machine):
+    replay(machine,
+           ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
+           ("tick", dict(minutes=1)),  # waits for 3-D Secure
+           ("while_processor_unreachable", dict(action="pay_now")),
+           ("authenticate", dict(which=0, success=True, come_back=True)))
