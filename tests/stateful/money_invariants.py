@@ -68,6 +68,9 @@ class World:
     last_charge_id_at_termination: int = 0
     last_tick_at: datetime | None = None
     terms: dict[int, Terms] = field(default_factory=dict)
+    # PaymentIntents the customer settled at the bank (3-D Secure answered), and when: from then
+    # on only our side is behind, and reconciliation has a bound to catch up.
+    settled_at_processor: dict[str, datetime] = field(default_factory=dict)
 
 
 # --- reading the processor ----------------------------------------------------------------------
@@ -315,6 +318,19 @@ def check_bounds(world: World, view: ProcessorView) -> None:
         assert renewal.completed_at is None or renewal.completed_at >= tick or _alerted(line_id=world.line_id, renewal_id=None), (
             f"charge {charge.pk} still waits for 3-D Secure although renewal {renewal.pk} is {renewal.status} since "
             f"{renewal.completed_at} (tick at {tick})")
+    # Settled at the processor (the customer answered the bank), still open on our ledger: the
+    # return page or the webhook may be lost, reconciliation must catch up within its window.
+    charges = {str(c.pk): c for c in Charge.objects.filter(user_id__in=world.user_ids,
+                                                          status__in=[Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION])}
+    window = max(renewal_reconcile, settings.PAYMENTS_RECONCILE_AFTER)
+    for pi in view.intents:
+        charge = charges.get(_meta(pi, "charge_id"))
+        settled = world.settled_at_processor.get(pi["id"])
+        if charge is None or settled is None or pi["status"] not in ("succeeded", "requires_payment_method", "canceled"):
+            continue
+        assert settled + window >= tick or _alerted(line_id=world.line_id, renewal_id=charge.renewal_id), (
+            f"PaymentIntent {pi['id']} is {pi['status']} at the processor since {settled}; charge {charge.pk} "
+            f"({charge.purpose}) is still {charge.status} after the tick at {tick}")
     # An intent still open at the processor for a cycle that is over can still take money.
     closed = {str(pk) for pk in Renewal.objects.filter(line_id=world.line_id).exclude(status__in=Renewal.OPEN).values_list("pk", flat=True)}
     for pi in view.intents:

@@ -144,3 +144,33 @@ def test_a_3ds_intent_completed_in_another_tab_after_pay_now_is_recorded(machine
            ("tick", dict(minutes=1)),  # waits for 3-D Secure
            ("while_processor_unreachable", dict(action="pay_now")),
            ("authenticate", dict(which=0, success=True, come_back=True)))
+
+
+# --- case 12: a payment settled at the bank that never reaches us --------------------------------
+
+@bug("case 12: a 3-D Secure purchase paid at the bank, whose return page and webhook never came, is never "
+     "reconciled (requires_action charges are not swept): money taken, no package (bounds)")
+def test_a_purchase_paid_at_the_bank_without_return_or_webhook_is_reconciled(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=2048)),
+           ("purchase", dict(package="cny", card="3ds")),
+           ("authenticate", dict(which=0, success=True, come_back=False)),
+           ("tick", dict(minutes=61)))
+
+
+@bug("case 12: a 3-D Secure renewal paid at the bank, whose return page and webhook never came, is never "
+     "reconciled; at the end of the window the paid cycle fails and the line is suspended (bounds)")
+def test_a_renewal_paid_at_the_bank_without_return_or_webhook_is_reconciled(machine):
+    replay(machine,
+           ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
+           ("tick", dict(minutes=1)),  # waits for 3-D Secure
+           ("authenticate", dict(which=0, success=True, come_back=False)),
+           ("tick", dict(minutes=61)))
+
+
+@bug("case 4: the rule's package switched before the first attempt charges the new price in the old currency (frozen terms)")
+def test_switching_the_rules_package_before_the_first_attempt_charges_the_frozen_terms(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # due at 9800 CNY
+           ("edit_rule", dict(package="eur", method="", threshold_mb=100, enabled=True)),
+           ("tick", dict(minutes=1)))  # charges 500 CNY
