@@ -72,6 +72,14 @@ def test_switching_the_rules_package_mid_retry_charges_the_frozen_terms(machine)
            ("tick", dict(minutes=61)))  # charges 500 CNY
 
 
+@bug("case 4: the rule's package switched before the first attempt charges the new price in the old currency (frozen terms)")
+def test_switching_the_rules_package_before_the_first_attempt_charges_the_frozen_terms(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # due at 9800 CNY
+           ("edit_rule", dict(package="eur", method="", threshold_mb=100, enabled=True)),
+           ("tick", dict(minutes=1)))  # charges 500 CNY
+
+
 @bug("case 5: an operator's price edit changes the amount of an open renewal (frozen terms)")
 def test_an_operator_price_edit_does_not_change_an_open_renewal(machine):
     replay(machine,
@@ -104,7 +112,7 @@ def test_overage_accrued_while_a_renewal_waits_for_3ds_is_not_written_off(machin
 
 # --- case 8: 3-D Secure window -------------------------------------------------------------------
 
-@bug("case 8: a renewal failed for an authentication timeout leaves its PaymentIntent open at the processor (bounds)")
+@bug("case 8: a renewal failed for an authentication timeout leaves its charge waiting and its PaymentIntent open at the processor (bounds)")
 def test_authentication_timeout_withdraws_the_intent(machine):
     replay(machine,
            ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
@@ -124,7 +132,7 @@ def test_no_renewal_attempt_after_the_line_is_terminated(machine):
            ("tick", dict(minutes=61)))
 
 
-@bug("case 9: a 3-D Secure renewal the customer completes after the line was terminated crashes the return page "
+@bug("case 10: a 3-D Secure renewal the customer completes after the line was terminated crashes the return page "
      "(LineTerminated, HTTP 500) and the money taken is neither recorded nor refunded", raises=LineTerminated)
 def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
     replay(machine,
@@ -167,10 +175,3 @@ def test_a_renewal_paid_at_the_bank_without_return_or_webhook_is_reconciled(mach
            ("authenticate", dict(which=0, success=True, come_back=False)),
            ("tick", dict(minutes=61)))
 
-
-@bug("case 4: the rule's package switched before the first attempt charges the new price in the old currency (frozen terms)")
-def test_switching_the_rules_package_before_the_first_attempt_charges_the_frozen_terms(machine):
-    replay(machine,
-           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # due at 9800 CNY
-           ("edit_rule", dict(package="eur", method="", threshold_mb=100, enabled=True)),
-           ("tick", dict(minutes=1)))  # charges 500 CNY
