@@ -62,6 +62,8 @@ class World:
     # ("the customer agreed to the cap only", accounts/services/usage.py).
     policy_written_off: int = 0
     operator_suspended: bool = False
+    # The operator's resume outranks a payment suspension (DESIGN.md invariant 10).
+    operator_resumed_at: datetime | None = None
     terminated: bool = False
     # Charges that had taken money when the line was terminated, and the highest charge id then.
     paid_before_termination: set[int] = field(default_factory=set)
@@ -236,13 +238,17 @@ def check_line_usable_when_paid(world: World) -> None:
         return
     latest = Renewal.objects.filter(line_id=line.pk).order_by("-created_at", "-id").first()
     if line.status == Line.Status.SUSPENDED:
-        unpaid = latest is not None and latest.status == Renewal.Status.FAILED
+        # Failed, or given one more attempt (a new method, the operator's retry) while still unpaid.
+        unpaid = latest is not None and latest.line_suspended_at is not None and latest.status in (Renewal.Status.FAILED, *Renewal.OPEN)
         assert unpaid, (f"line suspended although no unpaid cycle explains it (latest renewal: "
-                        f"{latest and (latest.pk, latest.status)})")
-        assert not _money_taken_after(line.pk, latest.completed_at), (
-            f"line still suspended after the customer paid (renewal {latest.pk} failed at {latest.completed_at})")
+                        f"{latest and (latest.pk, latest.status, latest.line_suspended_at)})")
+        assert not _money_taken_after(line.pk, latest.line_suspended_at), (
+            f"line still suspended after the customer paid (renewal {latest.pk} suspended it at {latest.line_suspended_at})")
+    operator_resumed_since = (world.operator_resumed_at is not None and latest is not None
+                              and latest.completed_at is not None and world.operator_resumed_at >= latest.completed_at)
     if latest is not None and latest.status == Renewal.Status.FAILED and latest.suspend_at and world.last_tick_at \
-            and latest.suspend_at < world.last_tick_at and not _money_taken_after(line.pk, latest.completed_at):
+            and latest.suspend_at < world.last_tick_at and not _money_taken_after(line.pk, latest.completed_at) \
+            and not operator_resumed_since:
         assert line.status == Line.Status.SUSPENDED, (
             f"renewal {latest.pk} failed (suspend at {latest.suspend_at}), a tick ran at {world.last_tick_at}, "
             f"the line is {line.status}")
@@ -318,7 +324,7 @@ def check_bounds(world: World, view: ProcessorView) -> None:
         assert renewal.completed_at is None or renewal.completed_at >= tick or _alerted(line_id=world.line_id, renewal_id=None), (
             f"charge {charge.pk} still waits for 3-D Secure although renewal {renewal.pk} is {renewal.status} since "
             f"{renewal.completed_at} (tick at {tick})")
-    # Settled at the processor (the customer answered the bank), still open on our ledger: the
+    # Paid at the processor (the customer answered the bank), still open on our ledger: the
     # return page or the webhook may be lost, reconciliation must catch up within its window.
     charges = {str(c.pk): c for c in Charge.objects.filter(user_id__in=world.user_ids,
                                                           status__in=[Charge.Status.PENDING, Charge.Status.REQUIRES_ACTION])}
@@ -326,7 +332,7 @@ def check_bounds(world: World, view: ProcessorView) -> None:
     for pi in view.intents:
         charge = charges.get(_meta(pi, "charge_id"))
         settled = world.settled_at_processor.get(pi["id"])
-        if charge is None or settled is None or pi["status"] not in ("succeeded", "requires_payment_method", "canceled"):
+        if charge is None or settled is None or pi["status"] != "succeeded":
             continue
         assert settled + window >= tick or _alerted(line_id=world.line_id, renewal_id=charge.renewal_id), (
             f"PaymentIntent {pi['id']} is {pi['status']} at the processor since {settled}; charge {charge.pk} "

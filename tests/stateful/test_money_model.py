@@ -336,6 +336,7 @@ class MoneyMachine(RuleBasedStateMachine):
     def operator_resume(self):
         if line_status.resume_line(line_id=self.line.pk, reason="operator", actor=self.operator, now=self.now):
             self.world.operator_suspended = False
+            self.world.operator_resumed_at = self.now
 
     @rule()
     def operator_terminate(self):
