@@ -175,3 +175,40 @@ def test_a_renewal_paid_at_the_bank_without_return_or_webhook_is_reconciled(mach
            ("authenticate", dict(which=0, success=True, come_back=False)),
            ("tick", dict(minutes=61)))
 
+
+
+# --- the model's own sanity: ordinary flows keep every invariant -------------------------------------
+
+def test_a_paid_renewal_a_purchase_a_refund_and_duplicate_webhooks_keep_every_invariant(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),
+           ("tick", dict(minutes=1)),
+           ("purchase", dict(package="eur", card="good")),
+           ("operator_refund", dict(which=0, partial=True)),
+           ("webhook", dict(which=0, stale=True, twice=True)),
+           ("tick", dict(minutes=11)))
+
+
+def test_a_renewal_paid_after_3ds_keeps_every_invariant(machine):
+    replay(machine,
+           ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
+           ("tick", dict(minutes=1)),
+           ("authenticate", dict(which=0, success=True, come_back=True)),
+           ("webhook", dict(which=0, stale=False, twice=True)),
+           ("tick", dict(minutes=25 * 60)))
+
+
+def test_a_failed_cycle_paid_with_a_new_default_card_keeps_every_invariant(machine):
+    replay(machine,
+           ("set_up", dict(default_card="declining", overage_policy="block", remaining_mb=100)),
+           *[("tick", dict(minutes=3 * 24 * 60 + 1))] * 5,  # failed, line suspended
+           ("set_default_method", dict(card="good")),
+           ("tick", dict(minutes=1)))
+
+
+@pytest.mark.parametrize("overage_policy", ["deduct_from_next", "bill_overage"])
+def test_overage_settled_by_a_renewal_keeps_every_invariant(machine, overage_policy):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy=overage_policy, remaining_mb=600)),
+           ("usage", dict(mb=700)),
+           ("tick", dict(minutes=1)))
