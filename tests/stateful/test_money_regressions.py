@@ -132,6 +132,15 @@ def test_no_renewal_attempt_after_the_line_is_terminated(machine):
            ("tick", dict(minutes=61)))
 
 
+@bug("case 9: a renewal due when the line is terminated is still charged; the success crashes the charge step "
+     "(LineTerminated) after the processor took the money: nothing recorded, nothing refunded", raises=LineTerminated)
+def test_a_renewal_due_at_termination_is_not_charged(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # renewal due
+           ("operator_terminate", {}),
+           ("tick", dict(minutes=1)))
+
+
 @bug("case 10: a 3-D Secure renewal the customer completes after the line was terminated crashes the return page "
      "(LineTerminated, HTTP 500) and the money taken is neither recorded nor refunded", raises=LineTerminated)
 def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
