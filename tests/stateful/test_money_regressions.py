@@ -151,6 +151,28 @@ def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
            ("authenticate", dict(which=0, success=True, come_back=True)))
 
 
+
+@bug("case 10: a 3-D Secure purchase the customer completes after the line was terminated is recorded as succeeded, "
+     "the package silently not applied (LineTerminated logged), no refund, no alert (termination invariant)")
+def test_a_purchase_paid_after_termination_is_refunded_with_an_alert(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=2048)),
+           ("purchase", dict(package="cny", card="3ds")),  # waits for 3-D Secure
+           ("operator_terminate", {}),
+           ("authenticate", dict(which=0, success=True, come_back=True)))
+
+
+# --- case 13: the operator's resume of a line that ran out of data while suspended ----------------
+
+@bug("case 13: usage runs a suspended line out of data; the operator's resume makes it out of data in the database "
+     "but writes only resume, never block_data: the network gives data the line does not have (network invariant)")
+def test_operator_resume_of_a_line_out_of_data_blocks_its_data_at_the_network(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=600)),
+           ("operator_suspend", {}),
+           ("usage", dict(mb=700)),
+           ("operator_resume", {}))
+
 # --- processor unreachable, then the customer's other tab -------------------------------------------
 
 @bug("case 11: pay-now while the processor is unreachable closes the open 3-D Secure charge as superseded without "
