@@ -173,6 +173,19 @@ def test_operator_resume_of_a_line_out_of_data_blocks_its_data_at_the_network(ma
            ("usage", dict(mb=700)),
            ("operator_resume", {}))
 
+
+# --- case 14: overage settled twice ----------------------------------------------------------------
+
+@bug("case 14: a purchase settles (deducts) the overage an open bill_overage renewal has already frozen into its "
+     "amount; today the renewal then charges without it (frozen terms); with frozen terms alone it would bill "
+     "overage the purchase already took from the allowance (bytes conservation)")
+def test_overage_frozen_into_an_open_renewal_is_settled_once(machine):
+    replay(machine,
+           ("set_up", dict(default_card="good", overage_policy="bill_overage", remaining_mb=600)),
+           ("usage", dict(mb=700)),  # 100 MB overage; renewal due for 9800 + 98 CNY
+           ("purchase", dict(package="eur", card="good")),  # deducts the 100 MB from the new allowance
+           ("tick", dict(minutes=1)))
+
 # --- processor unreachable, then the customer's other tab -------------------------------------------
 
 @bug("case 11: pay-now while the processor is unreachable closes the open 3-D Secure charge as superseded without "
