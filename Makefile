@@ -55,5 +55,5 @@ chaos: bootstrap-test messages
 FUZZ_MONEY_EXAMPLES ?= 2000
 FUZZ_MONEY_STEPS ?= 30
 fuzz-money: bootstrap-test messages
-	FUZZ_MONEY_EXAMPLES=$(FUZZ_MONEY_EXAMPLES) FUZZ_MONEY_STEPS=$(FUZZ_MONEY_STEPS) FUZZ_MONEY_RANDOM=1 FUZZ_MONEY_SHRINK=1 \
+	LOG_LEVEL=$${LOG_LEVEL:-ERROR} FUZZ_MONEY_EXAMPLES=$(FUZZ_MONEY_EXAMPLES) FUZZ_MONEY_STEPS=$(FUZZ_MONEY_STEPS) FUZZ_MONEY_RANDOM=1 FUZZ_MONEY_SHRINK=1 \
 		scripts/with-services $(PY) -m pytest -p no:logging --show-capture=no --runxfail -q tests/stateful/test_money_model.py $(PYTEST_ARGS)
