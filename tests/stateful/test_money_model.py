@@ -17,7 +17,6 @@ FUZZ_MONEY_RANDOM=1), FUZZ_MONEY_SHRINK=1 to shrink a failure (on by default in 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import uuid
 from datetime import timedelta
@@ -72,7 +71,6 @@ class MoneyMachine(RuleBasedStateMachine):
         self._clock = time_machine.travel(self.now, tick=False)
         self._clock.start()
         self.world: inv.World | None = None
-        self.steps: list[str] = []
 
     # --- set-up -----------------------------------------------------------------------------------
 
@@ -142,9 +140,6 @@ class MoneyMachine(RuleBasedStateMachine):
             self._atomic.__exit__(None, None, None)
 
     # --- helpers --------------------------------------------------------------------------------
-
-    def _log(self, text: str) -> None:
-        self.steps.append(text)
 
     def _line(self) -> Line:
         return Line.objects.get(pk=self.line.pk)
@@ -270,7 +265,7 @@ class MoneyMachine(RuleBasedStateMachine):
             "succeeded": "payment_intent.succeeded", "canceled": "payment_intent.canceled", "processing": "payment_intent.processing",
             "requires_action": "payment_intent.requires_action",
         }.get(intent["status"], "payment_intent.payment_failed")
-        body = json.dumps(json.loads(event_for(_Intent(intent), event_type, f"evt_{uuid.uuid4().hex}"))).encode()
+        body = event_for(_Intent(intent), event_type, f"evt_{uuid.uuid4().hex}")
         url = reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": self.endpoint.djstripe_uuid})
         for _ in range(2 if twice else 1):
             response = Client().post(url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body, self.endpoint.secret))
