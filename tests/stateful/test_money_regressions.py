@@ -1,6 +1,8 @@
 """Counterexamples of the money model (test_money_model.py), each replayed step by step as a plain
 test: the same rules with the same arguments, every invariant checked after every step, exactly
-as hypothesis ran them. Shrunk by hypothesis, then named for what breaks.
+as hypothesis runs them. Minimal step lists: shrunk from what hypothesis found, or written as a
+directed sequence of the machine's rules for a seam its random runs did not reach first (the
+report of the "Money seams" branch says which is which). Named for what breaks.
 
 Today's main has these bugs (issue "Money seams"); each test is xfail(strict=True) on this branch
 until its fix merges: then it passes, strict xfail turns that into a failure, and the marker goes.
