@@ -68,6 +68,7 @@ class World:
     # Charges that had taken money when the line was terminated, and the highest charge id then.
     paid_before_termination: set[int] = field(default_factory=set)
     last_charge_id_at_termination: int = 0
+    # The last beat tick that could reach the processor: the witness of every bound.
     last_tick_at: datetime | None = None
     terms: dict[int, Terms] = field(default_factory=dict)
     # PaymentIntents the customer settled at the bank (3-D Secure answered), and when: from then

@@ -277,6 +277,9 @@ class MoneyMachine(RuleBasedStateMachine):
     def tick(self, minutes):
         """Time passes; one beat tick runs the dispatcher and the charge step for every claim,
         and the purchases' reconciliation."""
+        self._tick(minutes, processor_reachable=True)
+
+    def _tick(self, minutes, *, processor_reachable: bool):
         self.now += timedelta(minutes=minutes)
         self._clock.stop()
         self._clock = time_machine.travel(self.now, tick=False)
@@ -288,7 +291,10 @@ class MoneyMachine(RuleBasedStateMachine):
             except gateways.GatewayError:
                 pass  # the task fails as a worker's would; the claim is requeued by a later tick
         payment_services.reconcile_stale_purchases(now=self.now)
-        self.world.last_tick_at = self.now
+        if processor_reachable:
+            # The bounds are witnessed by ticks that could reach the processor: reconciling or
+            # withdrawing an intent cannot happen while it is unreachable.
+            self.world.last_tick_at = self.now
 
     # --- the processor unreachable ------------------------------------------------------------------
 
@@ -305,7 +311,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 elif action == "turn_rule_off":
                     self.turn_rule_off()
                 elif action == "tick":
-                    self.tick(minutes=11)
+                    self._tick(11, processor_reachable=False)
                 else:
                     self.purchase(package="cny", card="good")
         finally:
