@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test bootstrap bootstrap-test messages bench chaos
+.PHONY: run test bootstrap bootstrap-test messages bench chaos fuzz-money
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -47,3 +47,13 @@ CHAOS_ARGS ?=
 chaos: bootstrap-test messages
 	mkdir -p var/bench
 	WITH_SERVICES_QUIET=1 scripts/with-services $(PY) -m bench.chaos $(CHAOS_ARGS) 2>&1 | tee var/bench/chaos.out
+
+# The money model (tests/stateful/test_money_model.py) at a much larger size than in `make test`:
+# random (not derandomized) runs, failures shrunk to a minimal step list and kept in
+# .hypothesis/money-model so the next run replays them first. Each counterexample becomes a named
+# test in tests/stateful/test_money_regressions.py.
+FUZZ_MONEY_EXAMPLES ?= 2000
+FUZZ_MONEY_STEPS ?= 30
+fuzz-money: bootstrap-test messages
+	LOG_LEVEL=$${LOG_LEVEL:-ERROR} FUZZ_MONEY_EXAMPLES=$(FUZZ_MONEY_EXAMPLES) FUZZ_MONEY_STEPS=$(FUZZ_MONEY_STEPS) FUZZ_MONEY_RANDOM=1 FUZZ_MONEY_SHRINK=1 \
+		scripts/with-services $(PY) -m pytest -p no:logging --show-capture=no --runxfail -q tests/stateful/test_money_model.py $(PYTEST_ARGS)
