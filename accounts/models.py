@@ -124,9 +124,12 @@ class Line(models.Model):
     # The rest of the line's state (docs/line-states.md): who holds a suspension (an operator's is
     # never lifted by a payment), what the line was before it (a never-activated line comes back
     # inactive), and the data switch, kept whatever the status so that a resume knows it.
-    suspended_by_operator = models.BooleanField(_("suspended by an operator"), default=False)
-    suspended_from = models.CharField(_("status before suspension"), max_length=20, choices=Status.choices, blank=True)
-    data_blocked = models.BooleanField(_("data blocked"), default=False)
+    # Database defaults too: bulk loads in SQL (bench/common.py, an operator's import script) that
+    # name only the older columns still write a valid line.
+    suspended_by_operator = models.BooleanField(_("suspended by an operator"), default=False, db_default=False)
+    suspended_from = models.CharField(_("status before suspension"), max_length=20, choices=Status.choices, blank=True,
+                                      default="", db_default="")
+    data_blocked = models.BooleanField(_("data blocked"), default=False, db_default=False)
     package = models.ForeignKey(
         Package, verbose_name=_("active package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
     )

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ChangeRecord, Line, NetworkCommand, UsageRecord
+from accounts.services.network import enqueue_command
 from accounts.services.usage import UsageInput, ingest_usage
 from payments.models import Charge
 from renewals.models import Alert, Renewal, RenewalRule
@@ -68,7 +69,7 @@ def test_engine_rows_show_no_editable_field_to_a_superuser(superuser_client, cus
         "alert": lambda: ("renewals", Alert.objects.create(kind=Alert.Kind.REPEATED_FAILURES, line=line, message="declined")),
         "usagerecord": lambda: ("accounts", UsageRecord.objects.create(
             partner_record_id="r-1", line=line, bytes=MB, period_start=timezone.now(), period_end=timezone.now())),
-        "networkcommand": lambda: ("accounts", NetworkCommand.objects.create(line=line, command="suspend")),
+        "networkcommand": lambda: ("accounts", enqueue_command(line=line, command="suspend")),
     }
     app, obj = objects[model]()
     url = f"/admin/{app}/{model}/{obj.pk}/change/"
@@ -110,7 +111,7 @@ def test_no_operator_deletes_a_usage_record_line_renewal_rule_or_network_command
                                         period_end=timezone.now())
     rule = make_rule(line=line, package=package)
     renewal = make_renewal(line=line, package=package, rule=rule)
-    command = NetworkCommand.objects.create(line=line, command="suspend")
+    command = enqueue_command(line=line, command="suspend")
     for app, model, obj in (("accounts", "usagerecord", record), ("accounts", "line", line),
                             ("renewals", "renewal", renewal), ("renewals", "renewalrule", rule),
                             ("accounts", "networkcommand", command)):
