@@ -418,8 +418,6 @@ def machine_settings(*, examples: int, steps: int) -> settings:
     )
 
 
-@pytest.mark.xfail(strict=False, reason="Money seams: today's main breaks the money invariants (see test_money_regressions.py "
-                                        "for each counterexample); flip when the engine fixes merge")
 def test_money_model(db, money_settings):
     examples = int(os.environ.get("FUZZ_MONEY_EXAMPLES", "25"))
     steps = int(os.environ.get("FUZZ_MONEY_STEPS", "25"))

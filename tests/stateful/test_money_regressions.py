@@ -4,8 +4,8 @@ as hypothesis runs them. Minimal step lists: shrunk from what hypothesis found, 
 directed sequence of the machine's rules for a seam its random runs did not reach first (the
 report of the "Money seams" branch says which is which). Named for what breaks.
 
-Today's main has these bugs (issue "Money seams"); each test is xfail(strict=True) on this branch
-until its fix merges: then it passes, strict xfail turns that into a failure, and the marker goes.
+A test still marked `bug` (xfail, strict) is a counterexample whose fix has not landed: when it
+does, the test passes, strict xfail turns that into a failure, and the marker goes.
 """
 import pytest
 
@@ -27,7 +27,6 @@ def bug(case: str, raises=AssertionError):
 
 # --- case 1: a purchase restores a line without telling the network -----------------------------
 
-@bug("case 1: purchase on an out-of-data line writes no unblock_data command (network invariant)")
 def test_purchase_on_an_out_of_data_line_unblocks_it_at_the_network(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=600)),
@@ -35,7 +34,6 @@ def test_purchase_on_an_out_of_data_line_unblocks_it_at_the_network(machine):
            ("purchase", dict(package="eur", card="good")))
 
 
-@bug("case 1: purchase on a line suspended for an unpaid cycle writes no resume command (network invariant)")
 def test_purchase_on_a_line_suspended_for_an_unpaid_cycle_resumes_it_at_the_network(machine):
     replay(machine,
            ("set_up", dict(default_card="declining", overage_policy="block", remaining_mb=100)),
@@ -45,7 +43,6 @@ def test_purchase_on_a_line_suspended_for_an_unpaid_cycle_resumes_it_at_the_netw
 
 # --- case 2: precedence of the operator's suspension ---------------------------------------------
 
-@bug("case 2: a purchase lifts the operator's suspension (line usable / network invariants)")
 def test_purchase_does_not_lift_an_operator_suspension(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=600)),
@@ -53,7 +50,6 @@ def test_purchase_does_not_lift_an_operator_suspension(machine):
            ("purchase", dict(package="eur", card="good")))
 
 
-@bug("case 3: a renewal retry lifts the operator's suspension (line usable / network invariants)")
 def test_a_renewal_retry_does_not_lift_an_operator_suspension(machine):
     replay(machine,
            ("set_up", dict(default_card="declining", overage_policy="block", remaining_mb=100)),
@@ -65,7 +61,6 @@ def test_a_renewal_retry_does_not_lift_an_operator_suspension(machine):
 
 # --- case 4: frozen terms -------------------------------------------------------------------------
 
-@bug("case 4: the rule's package switched mid-retry charges the new price in the old currency (frozen terms)")
 def test_switching_the_rules_package_mid_retry_charges_the_frozen_terms(machine):
     replay(machine,
            ("set_up", dict(default_card="declining", overage_policy="block", remaining_mb=100)),
@@ -74,7 +69,6 @@ def test_switching_the_rules_package_mid_retry_charges_the_frozen_terms(machine)
            ("tick", dict(minutes=61)))  # charges 500 CNY
 
 
-@bug("case 4: the rule's package switched before the first attempt charges the new price in the old currency (frozen terms)")
 def test_switching_the_rules_package_before_the_first_attempt_charges_the_frozen_terms(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # due at 9800 CNY
@@ -82,7 +76,6 @@ def test_switching_the_rules_package_before_the_first_attempt_charges_the_frozen
            ("tick", dict(minutes=1)))  # charges 500 CNY
 
 
-@bug("case 5: an operator's price edit changes the amount of an open renewal (frozen terms)")
 def test_an_operator_price_edit_does_not_change_an_open_renewal(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # renewal due at 9800 CNY
@@ -92,7 +85,6 @@ def test_an_operator_price_edit_does_not_change_an_open_renewal(machine):
 
 # --- case 6: pay-now and the retry schedule -------------------------------------------------------
 
-@bug("case 6: a declined pay-now counts as a failed attempt and moves the retry cycle")
 def test_a_declined_pay_now_leaves_the_retry_cycle_alone(machine):
     replay(machine,
            ("set_up", dict(default_card="declining", overage_policy="block", remaining_mb=100)),
@@ -102,7 +94,6 @@ def test_a_declined_pay_now_leaves_the_retry_cycle_alone(machine):
 
 # --- case 7: overage -----------------------------------------------------------------------------
 
-@bug("case 7: overage accrued after the renewal's charge was sent is written off when it is paid (bytes conservation)")
 def test_overage_accrued_while_a_renewal_waits_for_3ds_is_not_written_off(machine):
     replay(machine,
            ("set_up", dict(default_card="3ds", overage_policy="bill_overage", remaining_mb=600)),
@@ -114,7 +105,6 @@ def test_overage_accrued_while_a_renewal_waits_for_3ds_is_not_written_off(machin
 
 # --- case 8: 3-D Secure window -------------------------------------------------------------------
 
-@bug("case 8: a renewal failed for an authentication timeout leaves its charge waiting and its PaymentIntent open at the processor (bounds)")
 def test_authentication_timeout_withdraws_the_intent(machine):
     replay(machine,
            ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
@@ -125,7 +115,6 @@ def test_authentication_timeout_withdraws_the_intent(machine):
 
 # --- case 9: termination --------------------------------------------------------------------------
 
-@bug("case 9: an open renewal keeps charging a terminated line (termination invariant)")
 def test_no_renewal_attempt_after_the_line_is_terminated(machine):
     replay(machine,
            ("set_up", dict(default_card="declining", overage_policy="block", remaining_mb=100)),
@@ -134,8 +123,6 @@ def test_no_renewal_attempt_after_the_line_is_terminated(machine):
            ("tick", dict(minutes=61)))
 
 
-@bug("case 9: a renewal due when the line is terminated is still charged; the success crashes the charge step "
-     "(LineTerminated) after the processor took the money: nothing recorded, nothing refunded", raises=LineTerminated)
 def test_a_renewal_due_at_termination_is_not_charged(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=100)),  # renewal due
@@ -143,8 +130,6 @@ def test_a_renewal_due_at_termination_is_not_charged(machine):
            ("tick", dict(minutes=1)))
 
 
-@bug("case 10: a 3-D Secure renewal the customer completes after the line was terminated crashes the return page "
-     "(LineTerminated, HTTP 500) and the money taken is neither recorded nor refunded", raises=LineTerminated)
 def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
     replay(machine,
            ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
@@ -166,8 +151,6 @@ def test_a_purchase_paid_after_termination_is_refunded_with_an_alert(machine):
 
 # --- case 13: the operator's resume of a line that ran out of data while suspended ----------------
 
-@bug("case 13: usage runs a suspended line out of data; the operator's resume makes it out of data in the database "
-     "but writes only resume, never block_data: the network gives data the line does not have (network invariant)")
 def test_operator_resume_of_a_line_out_of_data_blocks_its_data_at_the_network(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=600)),
@@ -190,8 +173,6 @@ def test_overage_frozen_into_an_open_renewal_is_settled_once(machine):
 
 # --- processor unreachable, then the customer's other tab -------------------------------------------
 
-@bug("case 11: pay-now while the processor is unreachable closes the open 3-D Secure charge as superseded without "
-     "cancelling its intent; the customer completes it in the other tab and the success is dropped (ledger = processor)")
 def test_a_3ds_intent_completed_in_another_tab_after_pay_now_is_recorded(machine):
     replay(machine,
            ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
