@@ -13,11 +13,18 @@ from .money import plain_amount
 def _refund(*, request, obj, reason, now) -> Outcome:
     """One confirmed refund through the payments service, written to the change history."""
     before = {"status": obj.status, "refunded_minor": obj.refunded_minor}
-    # A renewal paid twice keeps its second payment as failed / duplicate_payment (the one-success
-    # constraint) with an alert saying "refund it": that money is refunded here too.
-    refund = services.refund_duplicate_payment if obj.failure_code == services.DUPLICATE_PAYMENT else services.refund_charge
+    # Money taken for a purpose that no longer wanted it (paid twice, paid after its cycle closed or
+    # its line ended) is `refund_due`: the engine refunds it after the commit and its sweep retries;
+    # the operator can make that same refund now (exactly once: the processor's refunds are read
+    # first). Rows from before `refund_due` existed are failed / duplicate_payment.
     try:
-        charge = refund(charge_id=obj.pk, operator=request.user)
+        if obj.status == Charge.Status.REFUND_DUE:
+            charge = services.refund_due_charge(charge_id=obj.pk)
+            if charge.status == Charge.Status.REFUND_DUE:
+                return Outcome(False, _("The payment processor did not answer; the refund will be retried."))
+        else:
+            refund = services.refund_duplicate_payment if obj.failure_code == services.DUPLICATE_PAYMENT else services.refund_charge
+            charge = refund(charge_id=obj.pk, operator=request.user)
     except services.PaymentError as exc:
         return Outcome(False, exc.user_message)
     record_change(obj=charge, action="refunded", actor=request.user, reason=reason, before=before,

@@ -175,8 +175,10 @@ def test_retrying_a_network_command_asks_first_and_records_who(support_client, l
 
 
 def _paid_twice(customer, line, package):
-    """A renewal the engine saw paid twice: the second success is kept on the ledger as a failed
-    'duplicate_payment' charge with an alert to refund it (renewals.services._record_success)."""
+    """A renewal the engine saw paid twice: the second success is kept on the ledger as
+    `refund_due` with an alert (renewals.services._refund_paid_too_late); its automatic refund runs
+    after the commit, which this test never lets happen (as when the process died or the processor
+    did not answer), so the operator makes it."""
     from django.utils import timezone
 
     from renewals.services import record_charge_outcome
@@ -190,7 +192,7 @@ def _paid_twice(customer, line, package):
     outcome = gateways.charge_off_session(charge=second, customer_id=stripe_customer.id, payment_method_id=method.id)
     record_charge_outcome(charge_id=second.pk, outcome=outcome, now=timezone.now())
     second.refresh_from_db()
-    assert (second.status, second.failure_code) == (Charge.Status.FAILED, "duplicate_payment")
+    assert (second.status, second.failure_code) == (Charge.Status.REFUND_DUE, "paid_after_closed")
     return second
 
 
@@ -213,9 +215,13 @@ def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(
     record = ChangeRecord.objects.get(action="refunded", object_id=str(duplicate.pk))
     assert (record.actor, record.reason, record.before["refunded_minor"], record.after["refunded_minor"]) == (
         user, "paid twice", 0, 9800)
-    # Once refunded, a second confirmation refunds nothing more.
+    assert duplicate.status == Charge.Status.REFUNDED
+    # Once refunded, a second confirmation, or the engine's own sweep, refunds nothing more.
     run_action(client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="again")
     assert ChangeRecord.objects.filter(action="refunded", object_id=str(duplicate.pk)).count() == 1
+    assert payment_services.refund_due_charges() == []
+    refunds = stripe.Refund.list(payment_intent=duplicate.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
+    assert [refund["amount"] for refund in refunds.auto_paging_iter()] == [9800]
 
 
 def test_an_ordinary_failed_payment_is_still_not_refundable(finance_client, customer, line, package):

@@ -319,7 +319,8 @@ def test_a_3ds_payment_completed_in_another_tab_while_pay_now_withdraws_it_is_re
 
 def slow_first_attempt(rule, add_card):
     """The first attempt's request is slow to reach the processor: reconciliation finds no
-    PaymentIntent for it, closes it as never sent and schedules a retry. Returns (renewal, its
+    PaymentIntent for it and closes it as never sent, which spends no retry: the cycle is due again
+    at once (docs/precedence.md). Returns (renewal, its
     charge, a function sending the slow request now, as the worker finally does)."""
     from payments import gateways
 
@@ -329,9 +330,9 @@ def slow_first_attempt(rule, add_card):
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
     prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now)
-    services.run_dispatcher(now=now + timedelta(minutes=11), enqueue=False)
+    services.reconcile_charge(charge_id=prepared.charge.pk, now=now + timedelta(minutes=11))
     renewal.refresh_from_db()
-    assert renewal.status == Renewal.Status.RETRY_SCHEDULED
+    assert renewal.status == Renewal.Status.DUE and renewal.failures == 0 and renewal.next_attempt_at is not None
     assert Charge.objects.get(pk=prepared.charge.pk).failure_code == "not_sent"
 
     def arrives():

@@ -178,7 +178,9 @@ def check_ledger_matches_processor(world: World, view: ProcessorView) -> None:
         processor[pi["currency"].upper()] += view.net(pi)
     ledger: Counter = Counter()
     for charge in charges.values():
-        if charge.status in Charge.MONEY_TAKEN:
+        # refund_due: money taken for a purpose that no longer wants it, held until the refund is
+        # made (the payments sweep retries it): on the ledger all the same.
+        if charge.status in (*Charge.MONEY_TAKEN, Charge.Status.REFUND_DUE):
             ledger[charge.currency.upper()] += charge.amount_minor - charge.refunded_minor
     processor, ledger = +processor, +ledger  # drop zero currencies
     assert dict(ledger) == dict(processor), (
@@ -218,7 +220,8 @@ def check_network_matches_line(world: World) -> None:
         assert not suspended and blocked, f"line is out of data in the database, but the network was told {commands}"
     elif line.status == Line.Status.EXPIRED:
         assert not suspended, f"line is expired (not suspended) in the database, but the network was told {commands}"
-    # terminated: there is no network command for it (NetworkCommand.Command has none): not checked.
+    elif line.status == Line.Status.TERMINATED:
+        assert suspended, f"line is terminated in the database, but the network was last told {commands}"
 
 
 # --- 4. a paid cycle leaves the line usable; an unpaid one ends suspended ----------------------------
@@ -379,7 +382,9 @@ def check_termination(world: World) -> None:
     assert not late, f"renewal attempts sent for a terminated line: {late}"
     for charge in Charge.objects.filter(line_id=world.line_id, status=Charge.Status.SUCCEEDED).exclude(pk__in=world.paid_before_termination):
         raise AssertionError(f"charge {charge.pk} took money for a terminated line and was not refunded")
-    paid_after = Charge.objects.filter(line_id=world.line_id, status=Charge.Status.REFUNDED).exclude(pk__in=world.paid_before_termination)
+    # refund_due: the refund is owed and the payments sweep makes it; refunded: made. Either needs an alert.
+    paid_after = Charge.objects.filter(line_id=world.line_id, status__in=(Charge.Status.REFUNDED, Charge.Status.REFUND_DUE)
+                                       ).exclude(pk__in=world.paid_before_termination)
     if paid_after.exists():
         assert _alerted(line_id=world.line_id) or Alert.objects.filter(line_id=world.line_id).exists(), (
             "a success on a terminated line was refunded without an operator alert")

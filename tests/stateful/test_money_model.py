@@ -290,6 +290,10 @@ class MoneyMachine(RuleBasedStateMachine):
                 renewal_services.charge_renewal(renewal_id=renewal_id, now=self.now)
             except gateways.GatewayError:
                 pass  # the task fails as a worker's would; the claim is requeued by a later tick
+        # The payments sweep as beat runs it (payments.tasks.reconcile_pending_purchases): refunds
+        # whose answer was lost, refunds owed (on-commit callbacks never run here), purchases.
+        payment_services.reconcile_refunds_in_doubt()
+        payment_services.refund_due_charges()
         payment_services.reconcile_stale_purchases(now=self.now)
         if processor_reachable:
             # The bounds are witnessed by ticks that could reach the processor: reconciling or
@@ -341,7 +345,7 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @rule()
     def operator_terminate(self):
-        """The operator sets the line's status to terminated in the admin's change form."""
+        """The operator terminates the line (the admin's confirmed action)."""
         line = self._line()
         if line.status == Line.Status.TERMINATED:
             return
@@ -349,9 +353,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.world.operator_suspended = False
         self.world.paid_before_termination = set(Charge.objects.filter(line_id=line.pk, status__in=Charge.MONEY_TAKEN).values_list("pk", flat=True))
         self.world.last_charge_id_at_termination = Charge.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        line.status = Line.Status.TERMINATED
-        with acting(self.operator, action="changed", reason="terminated"):
-            line.save()
+        assert line_status.terminate_line(line_id=line.pk, reason="terminated", actor=self.operator, now=self.now)
 
     @rule()
     def operator_retry_now(self):
