@@ -290,6 +290,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 renewal_services.charge_renewal(renewal_id=renewal_id, now=self.now)
             except gateways.GatewayError:
                 pass  # the task fails as a worker's would; the claim is requeued by a later tick
+        payment_services.refund_due_charges()  # the payments sweep: on-commit refunds never run here
         payment_services.reconcile_stale_purchases(now=self.now)
         if processor_reachable:
             # The bounds are witnessed by ticks that could reach the processor: reconciling or
