@@ -139,8 +139,6 @@ def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
 
 
 
-@bug("case 10: a 3-D Secure purchase the customer completes after the line was terminated is recorded as succeeded, "
-     "the package silently not applied (LineTerminated logged), no refund, no alert (termination invariant)")
 def test_a_purchase_paid_after_termination_is_refunded_with_an_alert(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=2048)),
