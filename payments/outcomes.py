@@ -19,3 +19,24 @@ def register(purpose: str, handler: OutcomeHandler) -> None:
 
 def handler_for(purpose: str) -> OutcomeHandler | None:
     return _handlers.get(purpose)
+
+
+# alert(*, line_id: int, reason: str, message: str, now: datetime): tells an operator about money
+# payments gives back on its own (a purchase paid for a terminated line, or paid after we had
+# closed it as failed). Operator alerts live in renewals, which registers this in its AppConfig.
+AlertHandler = Callable[..., Any]
+
+_alert: list[AlertHandler] = []
+
+
+def register_alert(handler: AlertHandler) -> None:
+    _alert[:] = [handler]
+
+
+def alert_operator(*, line_id: int, reason: str, message: str, now) -> bool:
+    """Raise an operator alert through the registered handler; False (the caller's ERROR log is
+    then the only trace) when no app registered one."""
+    if not _alert:
+        return False
+    _alert[0](line_id=line_id, reason=reason, message=message, now=now)
+    return True

@@ -463,7 +463,7 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
                     # Atomic with the charge's success: both commit or neither does.
                     apply_package(line=charge.line, package=charge.package, now=now)
                 except LineTerminated:
-                    logger.error("purchase_paid_for_terminated_line charge=%s line=%s", charge.pk, charge.line_id)
+                    _refund_purchase_for_terminated_line(charge=charge, now=now)
         elif kind is OutcomeKind.AUTHENTICATION_REQUIRED:
             charge.status = Charge.Status.REQUIRES_ACTION
             charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
@@ -486,6 +486,23 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
     return charge
 
 
+def _refund_purchase_for_terminated_line(*, charge: Charge, now: datetime) -> None:
+    """A purchase paid after its line was terminated (the customer finished 3-D Secure late):
+    nothing can be applied, so the money goes back, as for a renewal paid for a terminated line
+    (docs/precedence.md). Kept on the ledger as `refund_due`, an operator alerted, refunded after
+    the commit (refund_due_charge; the payments sweep retries it). The caller saves the charge."""
+    charge.status = Charge.Status.REFUND_DUE
+    charge.failure_code = "line_terminated"
+    charge.failure_message = f"paid after line {charge.line_id} was terminated: refunded"
+    logger.error("purchase_paid_for_terminated_line charge=%s line=%s pi=%s: refunding", charge.pk, charge.line_id,
+                 charge.payment_intent_id)
+    outcomes.alert_operator(line_id=charge.line_id, reason="line_terminated", now=now,
+                            message=f"purchase charge {charge.pk} ({charge.payment_intent_id}) paid for terminated line "
+                                    f"{charge.line_id}: refunding {charge.amount_minor} {charge.currency}")
+    charge_id = charge.pk
+    transaction.on_commit(lambda: refund_due_charge(charge_id=charge_id))
+
+
 def _refund_paid_after_closed(*, charge: Charge, outcome: ChargeOutcome, now: datetime) -> Charge:
     previous = charge.status
     charge.status = Charge.Status.REFUND_DUE
@@ -497,6 +514,10 @@ def _refund_paid_after_closed(*, charge: Charge, outcome: ChargeOutcome, now: da
     charge.save()
     logger.error("charge_paid_after_closed charge=%s purpose=%s was=%s pi=%s: refunding", charge.pk, charge.purpose, previous,
                  charge.payment_intent_id)
+    if charge.line_id:
+        outcomes.alert_operator(line_id=charge.line_id, reason="paid_after_closed", now=now,
+                                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid after it was recorded as "
+                                        f"{previous}: refunding {charge.amount_minor} {charge.currency}")
     charge_id = charge.pk
     transaction.on_commit(lambda: refund_due_charge(charge_id=charge_id))
     return charge

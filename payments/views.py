@@ -169,6 +169,11 @@ def _after_payment(request, charge: Charge, *, retry_url: str):
         messages.warning(request, _("We could not confirm the payment with the payment processor yet. "
                                     "We are checking it; nothing will be charged twice."))
         return redirect("payments:history")
+    if charge.status in (Charge.Status.REFUND_DUE, Charge.Status.REFUNDED):
+        # Paid after it could be used (the line was terminated, or we had closed it): given back.
+        messages.warning(request, _("Your payment arrived after it could no longer be used, so nothing was added. "
+                                    "The full amount is being refunded."))
+        return redirect("payments:history")
     if charge.status == Charge.Status.PENDING:
         # Direct debits settle later: the webhook (or reconciliation) applies the package then.
         messages.info(request, _("Your bank is processing the payment. The package is added as soon as it settles."))

@@ -15,3 +15,5 @@ class RenewalsConfig(AppConfig):
         signals.connect()
         # What a renewal charge's outcome means is this app's to say (docs/money.md).
         outcomes.register(Charge.Purpose.RENEWAL, services.record_charge_outcome)
+        # Operator alerts are kept here; payments raises them through this hook, not an import.
+        outcomes.register_alert(services.alert_from_payments)

@@ -115,6 +115,13 @@ def raise_alert(*, kind: str, line: Line, message: str, renewal: Renewal | None 
     return alert
 
 
+def alert_from_payments(*, line_id: int, reason: str, message: str, now: datetime) -> Alert:
+    """payments.outcomes' alert hook (registered in RenewalsConfig.ready): money payments gives back
+    on its own. A purchase paid for a terminated line alerts as a renewal paid for one does."""
+    kind = Alert.Kind.PAID_AFTER_CLOSED if reason == "paid_after_closed" else Alert.Kind.UNRECONCILED_CHARGE
+    return raise_alert(kind=kind, line=Line.objects.get(pk=line_id), message=message, now=now)
+
+
 # --- triggers and opening renewals -----------------------------------------------------------
 
 def resolve_alert(*, alert_id: int, now: datetime) -> bool:

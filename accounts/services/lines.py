@@ -40,11 +40,17 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
     if line.status == Line.Status.TERMINATED:
         raise LineTerminated(line.pk)
     network_before = begin_transition(line)
-    remaining = max(line.data_remaining_bytes, 0) + package.data_allowance_bytes
     # used = granted + billed + owed: only what the charge billed is cleared (usage after the
     # renewal was priced is not in it); the rest comes out of the allowance, and what the
     # allowance cannot cover stays owed for the next package.
-    owed = line.overage_bytes - min(max(overage_billed_bytes, 0), line.overage_bytes)
+    billed = max(overage_billed_bytes, 0)
+    cleared = min(billed, line.overage_bytes)
+    # Billed bytes no longer owed were settled by a package applied since the renewal froze its
+    # terms (a purchase in between took them from its allowance): paid twice otherwise, so they go
+    # back to the allowance (docs/money.md). Overage only ever decreases here.
+    credited = billed - cleared
+    remaining = max(line.data_remaining_bytes, 0) + package.data_allowance_bytes + credited
+    owed = line.overage_bytes - cleared
     deducted = min(owed, remaining)
     remaining -= deducted
     previous_status = line.status
@@ -67,7 +73,7 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
     line.save()
     write_commands(line=line, before=network_before, reason=f"package {package.pk} applied", now=now)
     logger.info(
-        "package_applied line=%s package=%s status=%s->%s remaining=%s expires_at=%s",
-        line.pk, package.pk, previous_status, line.status, remaining, line.expires_at.isoformat(),
+        "package_applied line=%s package=%s status=%s->%s remaining=%s expires_at=%s overage_credited=%s",
+        line.pk, package.pk, previous_status, line.status, remaining, line.expires_at.isoformat(), credited,
     )
     return line

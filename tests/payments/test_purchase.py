@@ -116,6 +116,39 @@ def test_failed_three_d_secure_fails_the_purchase(customer, customer_client, bin
     assert "authentication was not completed" in customer_client.get(done["Location"]).content.decode()
 
 
+def test_a_purchase_paid_after_its_line_was_terminated_is_refunded_once_with_an_operator_alert(
+        customer, customer_client, bind_card, line, package, django_capture_on_commit_callbacks):
+    """Money case 10: recorded as succeeded, the package silently not applied, the money kept."""
+    from accounts.services.line_status import terminate_line
+    from payments import services as payment_services
+    from renewals.models import Alert
+
+    bind_card("4000002500003155")
+    (method,) = methods_of(customer)
+    buy(customer_client, line, package, method.id)
+    charge = Charge.objects.get(user=customer)
+    secret = customer_client.get(reverse("payments:authenticate", args=[charge.pk])).context["client_secret"]
+    assert terminate_line(line_id=line.pk, reason="contract ended", actor=None, now=timezone.now())
+    before = Line.objects.get(pk=line.pk)
+    authenticate_as_browser(charge.payment_intent_id, secret, success=True)  # the customer's tab, still open
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = customer_client.post(reverse("payments:complete", args=[charge.pk]))
+    payment_services.complete_authentication(user=customer, charge_id=charge.pk)  # a reload: nothing again
+    assert payment_services.refund_due_charges() == []
+
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.REFUNDED and charge.refunded_minor == charge.amount_minor
+    assert charge.failure_code == "line_terminated"
+    refunds = list(stripe.Refund.list(payment_intent=charge.payment_intent_id).auto_paging_iter())
+    assert [refund["amount"] for refund in refunds] == [charge.amount_minor]
+    after = Line.objects.get(pk=line.pk)
+    assert (after.status, after.data_remaining_bytes) == (Line.Status.TERMINATED, before.data_remaining_bytes)
+    assert Alert.objects.filter(line=line, kind=Alert.Kind.UNRECONCILED_CHARGE, resolved_at__isnull=True).exists()
+    assert done["Location"] == reverse("payments:history")
+    assert "being refunded" in customer_client.get(done["Location"]).content.decode()
+
+
 def test_buy_page_without_methods_links_to_adding_one(customer_client, line):
     make_package()
     html = customer_client.get(reverse("payments:buy", args=[line.pk])).content.decode()

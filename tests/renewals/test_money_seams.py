@@ -139,6 +139,35 @@ def test_deduct_from_next_keeps_overage_beyond_the_new_allowance_owed(rule, add_
     assert beyond_zero(line, granted=10 * GB, billed=0) == 15 * GB
 
 
+def test_overage_a_purchase_settles_while_a_renewal_has_it_frozen_is_paid_for_once(rule, policy, add_card):
+    """Case 14: the purchase took the overage from its allowance, then the renewal charged for it
+    too (its frozen terms): the customer paid for the same bytes twice."""
+    from accounts.services import apply_package
+
+    policy.overage_price_per_gb_minor = 1000
+    policy.save()
+    RenewalRule.objects.filter(pk=rule.pk).update(overage_policy=RenewalRule.OveragePolicy.BILL_OVERAGE, overage_cap_mb=4096)
+    line = rule.line
+    Line.objects.filter(pk=line.pk).update(data_remaining_bytes=0, overage_bytes=GB)
+    add_card()
+    now = timezone.now()
+    renewal = claimed(rule, now)
+    assert (renewal.amount_minor, renewal.overage_billed_bytes) == (9800 + 1000, GB)
+    top_up = make_package(data_allowance_bytes=2 * GB, price_minor=500, currency="EUR")
+    apply_package(line=line, package=top_up, now=now)  # a purchase's success, before the renewal's attempt
+    line.refresh_from_db()
+    assert (line.data_remaining_bytes, line.overage_bytes) == (GB, 0)  # its allowance paid for the overage
+
+    renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+
+    line.refresh_from_db()
+    assert renewal.status == Renewal.Status.SUCCEEDED
+    assert [(pi["amount"], pi["status"]) for pi in payment_intents_for(renewal)] == [(10800, "succeeded")]  # frozen terms
+    # The gigabyte the renewal billed goes back to the allowance: used = granted + billed + owed.
+    assert (line.data_remaining_bytes, line.overage_bytes) == (2 * GB + rule.package.data_allowance_bytes, 0)
+    assert beyond_zero(line, granted=2 * GB + rule.package.data_allowance_bytes - line.data_remaining_bytes, billed=GB) == GB
+
+
 # --- case 4: pay-now never moves the retry cycle ------------------------------------------------
 
 def pay_now(renewal, method) -> Charge:

@@ -328,6 +328,9 @@ def check_bounds(world: World, view: ProcessorView) -> None:
         assert renewal.completed_at is None or renewal.completed_at >= tick or _alerted(line_id=world.line_id, renewal_id=None), (
             f"charge {charge.pk} still waits for 3-D Secure although renewal {renewal.pk} is {renewal.status} since "
             f"{renewal.completed_at} (tick at {tick})")
+    owed_back = list(Charge.objects.filter(user_id__in=world.user_ids, status=Charge.Status.REFUND_DUE, settled_at__lt=tick)
+                     .values_list("pk", "failure_code"))
+    assert not owed_back, f"charges {owed_back} still refund_due after the payments sweep of the tick at {tick}"
     # Paid at the processor (the customer answered the bank), still open on our ledger: the
     # return page or the webhook may be lost, reconciliation must catch up within its window.
     charges = {str(c.pk): c for c in Charge.objects.filter(user_id__in=world.user_ids,

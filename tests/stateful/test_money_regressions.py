@@ -139,8 +139,6 @@ def test_a_renewal_paid_after_termination_is_refunded_with_an_alert(machine):
 
 
 
-@bug("case 10: a 3-D Secure purchase the customer completes after the line was terminated is recorded as succeeded, "
-     "the package silently not applied (LineTerminated logged), no refund, no alert (termination invariant)")
 def test_a_purchase_paid_after_termination_is_refunded_with_an_alert(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=2048)),
@@ -161,9 +159,6 @@ def test_operator_resume_of_a_line_out_of_data_blocks_its_data_at_the_network(ma
 
 # --- case 14: overage settled twice ----------------------------------------------------------------
 
-@bug("case 14: a purchase settles (deducts) the overage an open bill_overage renewal has already frozen into its "
-     "amount; today the renewal then charges without it (frozen terms); with frozen terms alone it would bill "
-     "overage the purchase already took from the allowance (bytes conservation)")
 def test_overage_frozen_into_an_open_renewal_is_settled_once(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="bill_overage", remaining_mb=600)),
