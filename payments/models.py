@@ -1,6 +1,8 @@
 """Our ledger of every attempt to take money. Stripe's own objects (customers, payment
 methods, PaymentIntents) are mirrored by dj-stripe; a `Charge` is written before the
 processor is called, so no attempt can happen without a row that explains it."""
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -61,7 +63,9 @@ class Charge(models.Model):
     settled_at = models.DateTimeField(_("settled"), null=True, blank=True)
     # A pending attempt's next look-up at the processor, by its payment type (a card minutes after
     # the attempt, a SEPA debit daily while it settles): reconciliation takes the earliest due
-    # first, so days of debits in flight never hide a card attempt that timed out.
+    # first, so days of debits in flight never hide a card attempt that timed out. A charge waiting
+    # for 3-D Secure has one too (next_authentication_check): the customer may pay at the bank and
+    # never come back, and the webhook may be lost.
     next_check_at = models.DateTimeField(_("next check"), null=True, blank=True)
     # A refund request whose answer was lost (a time-out): the processor may have made it. Until it
     # is looked up (services.reconcile_refunds), refunded_minor may be short of the truth.
@@ -74,7 +78,7 @@ class Charge(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
-            models.Index(fields=["next_check_at"], condition=Q(status="pending"), name="charge_pending_next_check_idx"),
+            models.Index(fields=["next_check_at"], condition=Q(status__in=["pending", "requires_action"]), name="charge_open_next_check_idx"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -89,3 +93,15 @@ class Charge(models.Model):
 
     def __str__(self) -> str:
         return f"charge {self.pk} {self.amount_minor} {self.currency} {self.status}"
+
+
+# A charge waiting for 3-D Secure is looked up at the processor a few minutes after it was sent,
+# then less often, never more than `cap` (the reconciliation window) apart: a payment the customer
+# completed at the bank is recorded within that window even if neither the return page nor the
+# webhook reaches us (docs/money.md).
+AUTHENTICATION_FIRST_CHECK = timedelta(minutes=2)
+
+
+def next_authentication_check(*, sent_at: datetime | None, now: datetime, cap: timedelta) -> datetime:
+    waited = now - sent_at if sent_at else timedelta(0)
+    return now + min(max(waited, AUTHENTICATION_FIRST_CHECK), cap)

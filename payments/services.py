@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -19,7 +20,7 @@ from accounts.services import LineTerminated, apply_package
 
 from . import gateways, outcomes
 from .gateways import ChargeOutcome, GatewayError, OutcomeKind
-from .models import Charge
+from .models import Charge, next_authentication_check
 
 logger = logging.getLogger(__name__)
 
@@ -417,7 +418,50 @@ def reconcile_stale_purchases(*, now: datetime | None = None) -> list[int]:
     for charge in stale:
         if reconcile(charge=charge, not_found_means_not_sent=True).status != Charge.Status.PENDING:
             settled.append(charge.pk)
+    # Purchases waiting for 3-D Secure, on their own schedule (Charge.next_check_at), earliest due
+    # first: the customer may have paid at the bank with neither the return page nor the webhook
+    # reaching us. Rows from before next_check_at existed are due after PAYMENTS_RECONCILE_AFTER.
+    waiting = Charge.objects.filter(renewal__isnull=True, status=Charge.Status.REQUIRES_ACTION).filter(
+        Q(next_check_at__lte=now) | Q(next_check_at__isnull=True, sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER),
+    ).order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")[:100]
+    for charge in waiting:
+        if _check_authentication(charge=charge, now=now).status != Charge.Status.REQUIRES_ACTION:
+            settled.append(charge.pk)
     return settled
+
+
+def _authentication_window() -> timedelta:
+    return getattr(settings, "PAYMENTS_AUTHENTICATION_WINDOW", timedelta(hours=24))
+
+
+def _check_authentication(*, charge: Charge, now: datetime) -> Charge:
+    """One look-up of a purchase waiting for 3-D Secure. Paid: recorded through record_outcome
+    (idempotent: the return page or the webhook may record it too). Anything else: left waiting and
+    looked up again later, until the authentication window is over; then the intent is withdrawn
+    (cancel first, read back: a payment completed meanwhile still wins), so an abandoned purchase is
+    not looked up for ever and cannot take money long after the customer was told it failed."""
+    expired = charge.sent_at is not None and charge.sent_at < now - _authentication_window()
+    try:
+        intent = gateways.find_payment_intent_for_charge(charge)
+        intent_id = gateways._get(intent, "id") if intent is not None else None
+        if expired and intent_id:
+            gateways.cancel_payment_intent(intent_id)  # refused once paid: the read below says so
+            intent = gateways.retrieve_payment_intent(intent_id)
+    except GatewayError as exc:
+        logger.warning("purchase_authentication_check_unreachable charge=%s code=%s", charge.pk, exc.code)
+        return charge  # next_check_at unchanged: due again at the next sweep
+    outcome = gateways.outcome_from_payment_intent(intent) if intent is not None else None
+    if outcome is not None and outcome.kind is OutcomeKind.SUCCEEDED:
+        logger.warning("purchase_authentication_reconciled charge=%s pi=%s", charge.pk, outcome.payment_intent_id)
+        return record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+    if expired and (outcome is None or outcome.kind not in (OutcomeKind.AUTHENTICATION_REQUIRED, OutcomeKind.PENDING,
+                                                             OutcomeKind.PROCESSOR_ERROR)):
+        logger.info("purchase_authentication_expired charge=%s pi=%s", charge.pk, intent_id)
+        return record_outcome(charge_id=charge.pk, now=now, outcome=ChargeOutcome(
+            OutcomeKind.SOFT_DECLINE, intent_id, "authentication_timeout", "The payment was not confirmed with the bank in time."))
+    Charge.objects.filter(pk=charge.pk, status=Charge.Status.REQUIRES_ACTION).update(
+        next_check_at=next_authentication_check(sent_at=charge.sent_at, now=now, cap=settings.PAYMENTS_RECONCILE_AFTER))
+    return Charge.objects.get(pk=charge.pk)
 
 
 # --- recording outcomes --------------------------------------------------------------------------
@@ -465,6 +509,9 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
                 except LineTerminated:
                     _refund_purchase_for_terminated_line(charge=charge, now=now)
         elif kind is OutcomeKind.AUTHENTICATION_REQUIRED:
+            if previous != Charge.Status.REQUIRES_ACTION:
+                # Looked up at the processor until it settles (reconcile_stale_purchases).
+                charge.next_check_at = next_authentication_check(sent_at=charge.sent_at, now=now, cap=settings.PAYMENTS_RECONCILE_AFTER)
             charge.status = Charge.Status.REQUIRES_ACTION
             charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
             charge.failure_code = outcome.failure_code[:100]

@@ -29,7 +29,7 @@ from accounts import heartbeats
 from accounts.history import acting
 from accounts.models import Line
 from accounts.services import apply_package_to_locked_line
-from payments.models import Charge
+from payments.models import Charge, next_authentication_check
 
 from . import notifications
 from .models import Alert, Renewal, RenewalRule, RetryPolicy
@@ -572,6 +572,9 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
                 _log("late_success_counted", renewal, charge=charge.pk, charge_status=charge.status)
             _record_success(renewal=renewal, charge=charge, now=now)
         elif kind == AUTHENTICATION_REQUIRED:
+            if charge.status != Charge.Status.REQUIRES_ACTION:
+                # Looked up at the processor until it settles, like a pending attempt (reconcile_charge).
+                charge.next_check_at = next_authentication_check(sent_at=charge.sent_at, now=now, cap=_reconcile_after())
             charge.status = Charge.Status.REQUIRES_ACTION
             charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
             charge.failure_code = result["failure_code"] or "authentication_required"
@@ -951,9 +954,13 @@ def _due_to_check(now: datetime) -> Q:
 
 def stale_pending_charges(*, now: datetime, limit: int | None = None) -> list[int]:
     """Pending renewal attempts whose next look-up is due, earliest due first (each charge has its
-    own time, see Charge.next_check_at): a backlog of debits in flight cannot starve the rest."""
+    own time, see Charge.next_check_at): a backlog of debits in flight cannot starve the rest. So
+    are charges of open cycles waiting for 3-D Secure: the customer may have paid at the bank with
+    neither the return page nor the webhook reaching us. (Those of closed cycles are withdrawn
+    instead, abandoned_authentications.)"""
     return list(
-        Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING)
+        Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False)
+        .filter(Q(status=Charge.Status.PENDING) | Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=Renewal.OPEN))
         .filter(_due_to_check(now))
         .order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")
         .values_list("id", flat=True)[: limit or _claim_batch_size()]
@@ -1016,6 +1023,8 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
     if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status in CLOSED_WITHOUT_PAYMENT:
         return withdraw_authentication(charge_id=charge.pk, now=now)
+    if charge.status == Charge.Status.REQUIRES_ACTION:
+        return _check_authentication(charge=charge, now=now)
     if charge.status != Charge.Status.PENDING:
         # Settled since it was found stale (by the attempt's own task, a webhook, a twin task).
         logger.info("charge_reconcile_skipped charge=%s status=%s", charge.pk, charge.status)
@@ -1035,6 +1044,24 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
                             message=f"charge {charge.pk}: PaymentIntent {outcome.payment_intent_id} in an unexpected state")
             return None
     logger.warning("charge_reconciled charge=%s renewal=%s kind=%s", charge.pk, charge.renewal_id, _kind(outcome))
+    return record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+
+
+def _check_authentication(*, charge: Charge, now: datetime) -> Renewal | None:
+    """A charge waiting for 3-D Secure, looked up on its own schedule: a success the customer
+    completed at the bank is recorded through the one outcome path (idempotent, whoever records it
+    first); anything else leaves it waiting, checked again later. The end of the authentication
+    window withdraws it (_withdraw_overdue_authentications), a new attempt or pay-now too."""
+    from payments import gateways
+
+    intent = gateways.find_payment_intent_for_charge(charge)  # GatewayError: Stripe unreachable, ask later
+    outcome = gateways.outcome_from_payment_intent(intent) if intent is not None else None
+    if outcome is None or _kind(outcome) != SUCCEEDED:
+        Charge.objects.filter(pk=charge.pk, status=Charge.Status.REQUIRES_ACTION).update(
+            next_check_at=next_authentication_check(sent_at=charge.sent_at, now=now, cap=_reconcile_after()))
+        return None
+    logger.warning("authentication_reconciled charge=%s renewal=%s payment_intent=%s", charge.pk, charge.renewal_id,
+                   outcome.payment_intent_id)
     return record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 

@@ -198,6 +198,8 @@ CELERY_BEAT_SCHEDULE["payments-log-processor-writes"] = {
 }
 # A purchase still pending this long after it was sent cannot be in flight any more: reconcile it.
 PAYMENTS_RECONCILE_AFTER = timedelta(seconds=env.int("PAYMENTS_RECONCILE_AFTER_SECONDS", default=600))
+# A purchase waiting for 3-D Secure is looked up until then, and its intent withdrawn after.
+PAYMENTS_AUTHENTICATION_WINDOW = timedelta(hours=env.int("PAYMENTS_AUTHENTICATION_WINDOW_HOURS", default=24))
 CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "payments.reconcile_pending_purchases", "schedule": 300.0}
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True

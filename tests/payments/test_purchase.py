@@ -296,6 +296,56 @@ def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, li
 
 # --- SEPA Direct Debit ----------------------------------------------------------------------------
 
+def _three_d_secure_purchase(customer, customer_client, bind_card, line, package):
+    bind_card("4000002500003155")
+    (method,) = methods_of(customer)
+    buy(customer_client, line, package, method.id)
+    charge = Charge.objects.get(user=customer)
+    assert charge.status == Charge.Status.REQUIRES_ACTION
+    return charge, customer_client.get(reverse("payments:authenticate", args=[charge.pk])).context["client_secret"]
+
+
+def test_a_3ds_purchase_paid_at_the_bank_with_no_return_page_or_webhook_is_found_and_applied_once(
+        customer, customer_client, bind_card, line, package):
+    from payments import services
+
+    charge, secret = _three_d_secure_purchase(customer, customer_client, bind_card, line, package)
+    before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    first = charge.next_check_at  # a few minutes after it was sent (recorded at the processor's answer)
+    assert timedelta(minutes=2) <= first - charge.sent_at < timedelta(minutes=2, seconds=10)
+    assert services.reconcile_stale_purchases(now=first - timedelta(seconds=1)) == []
+    assert services.reconcile_stale_purchases(now=first) == []  # still at the bank: left waiting, checked later
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.REQUIRES_ACTION
+    assert timedelta(minutes=2) <= charge.next_check_at - first < timedelta(minutes=2, seconds=10)
+
+    # Paid at the bank; the customer closes the tab and the webhook is lost.
+    assert authenticate_as_browser(charge.payment_intent_id, secret, success=True).status_code == 200
+    assert services.reconcile_stale_purchases(now=charge.next_check_at) == [charge.pk]
+    assert services.reconcile_stale_purchases(now=charge.next_check_at + timedelta(days=2)) == []
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.SUCCEEDED
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == before + package.data_allowance_bytes
+
+
+def test_a_3ds_purchase_abandoned_at_the_bank_is_withdrawn_when_its_window_ends(
+        customer, customer_client, bind_card, line, package, settings):
+    from payments import services
+
+    charge, secret = _three_d_secure_purchase(customer, customer_client, bind_card, line, package)
+    before = Line.objects.get(pk=line.pk).data_remaining_bytes
+    end = charge.sent_at + settings.PAYMENTS_AUTHENTICATION_WINDOW
+    assert services.reconcile_stale_purchases(now=end) == []
+    assert services.reconcile_stale_purchases(now=end + timedelta(minutes=11)) == [charge.pk]
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.FAILED and charge.failure_code == "authentication_timeout"
+    assert stripe.PaymentIntent.retrieve(charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)["status"] == "canceled"
+    # The page the customer left open can no longer take the money.
+    assert authenticate_as_browser(charge.payment_intent_id, secret, success=True).status_code >= 400
+    assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
+    assert services.reconcile_stale_purchases(now=end + timedelta(hours=1)) == []
+
+
 def bind_sepa(client, iban):
     from tests.payments.conftest import confirm_sepa_setup_as_browser
 

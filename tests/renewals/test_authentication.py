@@ -123,3 +123,35 @@ def test_an_intent_the_processor_did_not_let_us_cancel_is_withdrawn_by_the_next_
     assert report.reconciled == [Charge.objects.get(renewal=renewal).pk]
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["canceled"]
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.FAILED
+
+
+def test_a_3ds_renewal_paid_at_the_bank_with_no_return_page_or_webhook_is_recorded_by_its_next_look_up(rule, add_card):
+    renewal = waiting_for_3ds(rule, add_card)
+    charge = Charge.objects.get(renewal=renewal)
+    [intent] = payment_intents_for(renewal)
+    data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
+    first = charge.next_check_at
+    assert first == charge.sent_at + timedelta(minutes=2)
+    assert charge.pk not in services.stale_pending_charges(now=first - timedelta(seconds=1))
+
+    # Not paid yet: the look-up leaves it waiting and backs off (no look-up every tick).
+    assert services.run_dispatcher(now=first, enqueue=False).reconciled == []
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.REQUIRES_ACTION and charge.next_check_at == first + timedelta(minutes=2)
+    assert charge.pk not in services.stale_pending_charges(now=first + timedelta(minutes=1))
+
+    # Paid at the bank; neither the return page nor the webhook ever reaches us.
+    assert authenticate_as_browser(intent["id"], intent["client_secret"]).status_code == 200
+    report = services.run_dispatcher(now=charge.next_check_at, enqueue=False)
+    assert report.reconciled == [charge.pk]
+    renewal.refresh_from_db()
+    charge.refresh_from_db()
+    assert renewal.status == Renewal.Status.SUCCEEDED and charge.status == Charge.Status.SUCCEEDED
+    assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
+
+    # Recorded once: later ticks, and the late return page, change nothing.
+    assert services.run_dispatcher(now=renewal.suspend_at + timedelta(minutes=1), enqueue=False).reconciled == []
+    payment_services.complete_authentication(user=rule.line.owner, charge_id=charge.pk)
+    assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
+    assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
+    assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]

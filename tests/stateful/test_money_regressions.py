@@ -178,8 +178,6 @@ def test_a_3ds_intent_completed_in_another_tab_after_pay_now_is_recorded(machine
 
 # --- case 12: a payment settled at the bank that never reaches us --------------------------------
 
-@bug("case 12: a 3-D Secure purchase paid at the bank, whose return page and webhook never came, is never "
-     "reconciled (requires_action charges are not swept): money taken, no package (bounds)")
 def test_a_purchase_paid_at_the_bank_without_return_or_webhook_is_reconciled(machine):
     replay(machine,
            ("set_up", dict(default_card="good", overage_policy="block", remaining_mb=2048)),
@@ -188,8 +186,6 @@ def test_a_purchase_paid_at_the_bank_without_return_or_webhook_is_reconciled(mac
            ("tick", dict(minutes=61)))
 
 
-@bug("case 12: a 3-D Secure renewal paid at the bank, whose return page and webhook never came, is never "
-     "reconciled; at the end of the window the paid cycle fails and the line is suspended (bounds)")
 def test_a_renewal_paid_at_the_bank_without_return_or_webhook_is_reconciled(machine):
     replay(machine,
            ("set_up", dict(default_card="3ds", overage_policy="block", remaining_mb=100)),
