@@ -102,7 +102,7 @@ def test_a_record_of_the_previous_package_sends_no_notice_for_the_new_one(client
     started = timezone.now() - timedelta(hours=1)
     apply_package(line=line, package=package, now=started)
     line.refresh_from_db()
-    assert (line.data_remaining_bytes, line.usage_notice_level) == (500 * MB, 0)
+    assert (line.data_remaining_bytes, line.usage_notice_level) == (524 * MB, 0)
     post(client, line, ("old", MB, started - timedelta(minutes=10)), capture=django_capture_on_commit_callbacks)
     assert mail.outbox == []
     assert line.usage_notice_level == 0
