@@ -151,3 +151,13 @@ def test_a_line_whose_package_start_is_unknown_is_charged_as_before(client, cust
     assert line.package_started_at is None  # lines from before migration 0010
     post(client, line, ("r", MB, timezone.now() - timedelta(days=3)))
     assert line.data_remaining_bytes == GB - MB
+
+
+def test_the_contract_documents_late_records():
+    import yaml
+
+    from accounts.api import OPENAPI_PATH
+
+    schemas = yaml.safe_load(OPENAPI_PATH.read_text())["components"]["schemas"]
+    assert {"late", "late_records"} <= set(schemas["UsageResult"]["properties"])
+    assert set(schemas["LateRecord"]["required"]) == {"index", "id"}
