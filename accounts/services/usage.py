@@ -10,8 +10,9 @@ reported to the partner and logged as a warning.
 
 The cost of a batch does not grow in queries with its size: one INSERT … ON CONFLICT DO NOTHING
 RETURNING tells which records are new, one SELECT … FOR UPDATE locks the touched lines, one
-UPDATE … FROM (the batch's values) writes them, all in one transaction, so a duplicate can never be applied
-twice and two partners' retries of the same batch serialize on the unique index.
+UPDATE … FROM (the batch's values) writes them (and, only in a batch that has uncharged records, one
+UPDATE … WHERE partner_record_id IN (…) flags them), all in one transaction, so a duplicate can never be
+applied twice and two partners' retries of the same batch serialize on the unique index.
 """
 import logging
 from collections import defaultdict
