@@ -312,7 +312,8 @@ class UsageRecordAdmin(admin.ModelAdmin):
     """The partner's records as received. Read-only for everyone: a record is the proof that its
     bytes were counted, so a deleted one would count again when the partner re-sends it."""
 
-    list_display = ["partner_record_id", "line", "bytes", "period_start", "received_at"]
+    list_display = ["partner_record_id", "line", "bytes", "period_start", "received_at", "charged"]
+    list_filter = ["charged"]  # uncharged: usage of a package replaced before it arrived (docs/usage.md)
     search_fields = ["partner_record_id", "line__iccid"]
     list_select_related = ["line"]
     readonly_fields = [f.name for f in UsageRecord._meta.fields]

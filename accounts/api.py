@@ -2,7 +2,7 @@
 
 Answers are always JSON, whatever the input (accounts/openapi/partner.yaml is the contract):
 401 bad signature, 400 not a batch, 413 too many records, 200 all applied, 207 applied except the
-records listed in "rejected". Every rejection is logged with what the partner sent us to identify it.
+records listed in "rejected". Records stored but too late to charge are listed in "late" (docs/usage.md). Every rejection is logged with what the partner sent us to identify it.
 """
 import json
 import logging
@@ -151,6 +151,9 @@ def usage_batch(request):
     for entry in rejected:
         logger.warning("usage_record_rejected index=%s id=%r error=%s", entry["index"], entry["id"], entry["error"])
     body = {"accepted": result.accepted, "duplicates": result.duplicates}
+    if result.late:
+        # Stored (a re-send is a duplicate) but charged to no package: docs/usage.md.
+        body.update(late=len(result.late), late_records=result.late)
     if rejected:
         return JsonResponse({**body, "rejected": rejected}, status=207)
     return JsonResponse(body, status=200)

@@ -138,6 +138,10 @@ class Line(models.Model):
     # Usage beyond zero that the overage policy let through; settled at the next renewal.
     overage_bytes = models.BigIntegerField(_("overage (bytes)"), default=0)
     expires_at = models.DateTimeField(_("valid until"), null=True, blank=True)
+    # When the active package was applied: usage whose period ended before it belongs to an earlier
+    # package and is not charged to this one (docs/usage.md). NULL (lines from before it was kept):
+    # every record is charged, as before.
+    package_started_at = models.DateTimeField(_("package started"), null=True, blank=True)
     # Which low-data / expiry notices were sent for the current package (reset when one is applied).
     usage_notice_level = models.PositiveSmallIntegerField(_("usage notice sent at %"), default=0)
     expiry_notice_sent = models.BooleanField(_("expiry notice sent"), default=False)
@@ -194,6 +198,9 @@ class UsageRecord(models.Model):
     period_start = models.DateTimeField(_("period start"))
     period_end = models.DateTimeField(_("period end"))
     received_at = models.DateTimeField(_("received"), default=timezone.now)
+    # False: the record's period ended before its line's package began, so it lowered nothing
+    # (docs/usage.md). The line's data_used_bytes counts it; the package's balance does not.
+    charged = models.BooleanField(_("charged to the package"), default=True, db_default=True)
 
     class Meta:
         verbose_name = _("usage record")

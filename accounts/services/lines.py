@@ -59,6 +59,7 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
     new_end = now + timedelta(days=package.validity_days)
     line.expires_at = max(line.expires_at, new_end) if line.expires_at else new_end
     line.package = package
+    line.package_started_at = now  # usage that ended before this is the previous package's (docs/usage.md)
     line.usage_notice_level = 0
     line.expiry_notice_sent = False
     # A package that leaves nothing after the overage it settles does not unblock the data.

@@ -4,6 +4,9 @@ the validity ends, each at most once per package (apply_package resets the flags
 "75 % used" means the remaining data is at most 25 % of the active package's allowance (data
 carried over from an earlier package counts as remaining). If a batch jumps straight past 90 %,
 only the 90 % email is sent: a stale 75 % warning would only be noise.
+
+Only usage charged to the current package moves the level: a record of an earlier package that
+arrives after the new one was applied lowers nothing and sends nothing (docs/usage.md).
 """
 import logging
 from datetime import datetime, timedelta

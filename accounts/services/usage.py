@@ -1,16 +1,25 @@
 """Partner usage ingestion: record a batch of usage records once, lower the lines' data, apply the
 overage policy at zero, then let the renewal engine look at the lines at once.
 
+Usage is charged to the package whose period it falls in (docs/usage.md): a record whose period
+ended before the line's current package began (`Line.package_started_at`) belongs to the package
+that was replaced. It is stored (`UsageRecord.charged = False`) and counted in the line's used data,
+but lowers nothing of the new package, moves no notice, no overage, no block and no renewal
+trigger. If it also arrived more than `USAGE_LATENESS_WINDOW` after its period ended it is *late*:
+reported to the partner and logged as a warning.
+
 The cost of a batch does not grow in queries with its size: one INSERT … ON CONFLICT DO NOTHING
 RETURNING tells which records are new, one SELECT … FOR UPDATE locks the touched lines, one
-UPDATE … FROM (the batch's values) writes them, all in one transaction, so a duplicate can never be applied
-twice and two partners' retries of the same batch serialize on the unique index.
+UPDATE … FROM (the batch's values) writes them (and, only in a batch that has uncharged records, one
+UPDATE … WHERE partner_record_id IN (…) flags them), all in one transaction, so a duplicate can never be
+applied twice and two partners' retries of the same batch serialize on the unique index.
 """
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -43,7 +52,10 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict] = field(default_factory=list)  # {"index", "id", "error"}
-    line_ids: list[int] = field(default_factory=list)  # lines whose counters changed
+    # New records of a package the line no longer has: stored, not charged (docs/usage.md).
+    uncharged: int = 0
+    late: list[dict] = field(default_factory=list)  # {"index", "id"}: uncharged and past the lateness window
+    line_ids: list[int] = field(default_factory=list)  # lines charged (their balance may have moved)
     exhausted_line_ids: list[int] = field(default_factory=list)
 
 
@@ -72,6 +84,7 @@ class LineState:
     package_id: int | None
     package_allowance_bytes: int | None
     data_blocked: bool
+    package_started_at: datetime | None
 
     @property
     def data_total_bytes(self) -> int:
@@ -143,14 +156,16 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
         inserted = _insert_new_records(known, line_ids=line_ids, now=now)
         result.accepted = len(inserted)
         result.duplicates += len(known) - len(inserted)
-        used_by_line: dict[int, int] = defaultdict(int)
+        new_by_line: dict[int, list[UsageInput]] = defaultdict(list)
         for record in known:
             if record.partner_record_id in inserted:
-                used_by_line[line_ids[record.iccid]] += record.bytes
-        if used_by_line:
-            changes, exhausted, new_levels = _apply_to_lines(used_by_line, now=now)
-            result.line_ids = sorted(changes)
+                new_by_line[line_ids[record.iccid]].append(record)
+        if new_by_line:
+            charged_line_ids, exhausted, new_levels, uncharged = _apply_to_lines(new_by_line, now=now)
+            result.line_ids = charged_line_ids
             result.exhausted_line_ids = exhausted
+            result.uncharged = len(uncharged)
+            result.late = _late_records(uncharged, now=now)
             if exhausted:
                 network.enqueue_commands(
                     commands=[(line_id, "block_data", "data exhausted") for line_id in exhausted], now=now
@@ -159,8 +174,9 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
                 notices.send_after_commit(usage_levels=new_levels)
 
     logger.info(
-        "usage_batch_ingested accepted=%s duplicates=%s rejected=%s lines=%s exhausted=%s",
-        result.accepted, result.duplicates, len(result.rejected), len(result.line_ids), result.exhausted_line_ids,
+        "usage_batch_ingested accepted=%s duplicates=%s rejected=%s uncharged=%s late=%s lines=%s exhausted=%s",
+        result.accepted, result.duplicates, len(result.rejected), result.uncharged, len(result.late),
+        len(result.line_ids), result.exhausted_line_ids,
     )
     if result.line_ids:
         _evaluate_triggers(line_ids=result.line_ids, now=now)
@@ -201,25 +217,60 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
 
 LINE_STATE_FIELDS = (
     "pk", "iccid", "status", "data_remaining_bytes", "data_used_bytes", "overage_bytes", "usage_notice_level",
-    "package_id", "package__data_allowance_bytes", "data_blocked",
+    "package_id", "package__data_allowance_bytes", "data_blocked", "package_started_at",
 )
 
 
-def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dict[int, LineChange], list[int], dict[int, int]]:
-    """Lock the lines (in id order, so batches never deadlock), settle the usage, write every line in one UPDATE."""
+def charged_to_current_package(*, line: LineState, record: UsageInput) -> bool:
+    """Whether the record falls in the line's current package's period: it ended at or after the
+    package began (a period that straddles the start is the new package's). A line whose package
+    start is unknown (before migration 0010, or never given a package by apply_package) is charged
+    every record, as before."""
+    return line.package_started_at is None or record.end >= line.package_started_at
+
+
+def _apply_to_lines(
+    new_by_line: dict[int, list[UsageInput]], *, now: datetime
+) -> tuple[list[int], list[int], dict[int, int], list[tuple[int, UsageInput]]]:
+    """Lock the lines (in id order, so batches never deadlock), settle the usage charged to each
+    line's current package, write every line in one UPDATE, and flag the records that were not
+    charged in one more. Returns the charged lines, the lines whose data was just blocked, the new
+    notice levels and the uncharged records (with their line id)."""
     lines = [
         LineState(*row)
-        for row in Line.objects.filter(pk__in=used_by_line).order_by("pk").select_for_update(of=("self",)).values_list(*LINE_STATE_FIELDS)
+        for row in Line.objects.filter(pk__in=new_by_line).order_by("pk").select_for_update(of=("self",)).values_list(*LINE_STATE_FIELDS)
     ]
     rules = {
         line_id: RuleOverage(policy, cap)
-        for line_id, policy, cap in RenewalRule.objects.filter(line_id__in=used_by_line).values_list("line_id", "overage_policy", "overage_cap_mb")
+        for line_id, policy, cap in RenewalRule.objects.filter(line_id__in=new_by_line).values_list("line_id", "overage_policy", "overage_cap_mb")
     }
     changes: dict[int, LineChange] = {}
+    charged_lines: list[int] = []
     exhausted: list[int] = []
     new_levels: dict[int, int] = {}
+    uncharged: list[tuple[int, UsageInput]] = []
     for line in lines:
-        change = settle_usage(line=line, rule=rules.get(line.pk), used_bytes=used_by_line[line.pk])
+        charged_bytes = uncharged_bytes = 0
+        any_charged = False
+        for record in new_by_line[line.pk]:
+            if charged_to_current_package(line=line, record=record):
+                charged_bytes += record.bytes
+                any_charged = True
+            else:
+                uncharged_bytes += record.bytes
+                uncharged.append((line.pk, record))
+        if any_charged:
+            change = settle_usage(line=line, rule=rules.get(line.pk), used_bytes=charged_bytes)
+            charged_lines.append(line.pk)
+        else:
+            # Only an earlier package's usage: nothing of the current package moves, not even a
+            # notice level or a block that its balance alone would imply (docs/usage.md).
+            change = LineChange(
+                remaining=line.data_remaining_bytes, used=line.data_used_bytes, overage=line.overage_bytes,
+                status=line.status, notice_level=line.usage_notice_level, data_blocked=line.data_blocked,
+            )
+        # The line's used data is its history: it counts the uncharged usage too.
+        change.used += uncharged_bytes
         changes[line.pk] = change
         if change.data_blocked and not (line.data_blocked or line.status == Line.Status.DATA_EXHAUSTED):
             exhausted.append(line.pk)
@@ -227,13 +278,31 @@ def _apply_to_lines(used_by_line: dict[int, int], *, now: datetime) -> tuple[dic
         if change.notice_level > line.usage_notice_level:
             new_levels[line.pk] = change.notice_level
     _write_lines(changes, now=now)
+    if uncharged:
+        UsageRecord.objects.filter(partner_record_id__in=[record.partner_record_id for _line, record in uncharged]).update(charged=False)
     # The bulk UPDATE bypasses the history signals: record the line states it changed.
     history.record_changes(
         [(Line(pk=line.pk, iccid=line.iccid), {"status": line.status}, {"status": changes[line.pk].status})
          for line in lines if changes[line.pk].status != line.status],
         action="usage_batch", reason="data used up", now=now,
     )
-    return changes, exhausted, new_levels
+    return charged_lines, exhausted, new_levels, uncharged
+
+
+def _late_records(uncharged: list[tuple[int, UsageInput]], *, now: datetime) -> list[dict]:
+    """The uncharged records that arrived more than USAGE_LATENESS_WINDOW after their period ended:
+    past any partner retry, so worth the partner's (and the operator's) attention. Uncharged records
+    inside the window are the normal tail of the previous package and are only counted."""
+    window = settings.USAGE_LATENESS_WINDOW
+    late = []
+    for line_id, record in uncharged:
+        if now - record.end > window:
+            late.append({"index": record.index, "id": record.partner_record_id})
+            logger.warning(
+                "usage_record_late line=%s id=%r bytes=%s period_end=%s received=%s window=%s",
+                line_id, record.partner_record_id, record.bytes, record.end.isoformat(), now.isoformat(), window,
+            )
+    return sorted(late, key=lambda entry: entry["index"])
 
 
 def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:

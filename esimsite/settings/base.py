@@ -217,6 +217,9 @@ PAYMENTS_RATE_LIMITS = {
 # Network partner: usage records in, commands out.
 PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET", default="dev-partner-usage-secret")
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
+# How long after its period ends a usage record may still arrive on time (docs/usage.md): longer
+# than any partner retry. A record of an earlier package that arrives later is reported as "late".
+USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET", default="dev-network-webhook-secret")
 # The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:

@@ -18,9 +18,9 @@ def fresh_line(customer, package):
     return make_line(owner=customer, package=package, data_remaining_bytes=10 * GB, data_used_bytes=0)
 
 
-def use(client, line, size, record_id, capture):
+def use(client, line, size, record_id, capture, **period):
     with capture(execute=True):
-        assert signed_post(client, {"records": [record(line, id=record_id, bytes=size)]}).status_code == 200
+        assert signed_post(client, {"records": [record(line, id=record_id, bytes=size, **period)]}).status_code == 200
     line.refresh_from_db()
     return line
 
@@ -61,10 +61,13 @@ def test_a_duplicate_record_sends_nothing(client, fresh_line, django_capture_on_
 
 def test_a_new_package_arms_the_notices_again(client, fresh_line, package, django_capture_on_commit_callbacks):
     line = use(client, fresh_line, 9 * GB + 500 * MB, "a", django_capture_on_commit_callbacks)
-    apply_package(line=line, package=package, now=timezone.now())  # 10 GB + 524 MB left of a 10 GB package
+    applied_at = timezone.now() - timedelta(minutes=10)
+    apply_package(line=line, package=package, now=applied_at)  # 10 GB + 524 MB left of a 10 GB package
     line.refresh_from_db()
     assert line.usage_notice_level == 0
-    use(client, line, 8 * GB + 600 * MB, "b", django_capture_on_commit_callbacks)
+    # Usage of the new package's period (an earlier period's would not be charged to it: test_usage_periods.py).
+    new_period = {"start": (applied_at + timedelta(minutes=1)).isoformat(), "end": (applied_at + timedelta(minutes=5)).isoformat()}
+    use(client, line, 8 * GB + 600 * MB, "b", django_capture_on_commit_callbacks, **new_period)
     assert [m.subject.split()[-4] for m in mail.outbox] == ["90%", "75%"]
 
 
