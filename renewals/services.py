@@ -199,6 +199,11 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
     the line" is the database's constraint (invariant 2), not a check here."""
     policy = policy or RetryPolicy.current()
     line = rule.line
+    if rule.owner_id is not None and rule.owner_id != line.owner_id:
+        # The line changed hands and the hook turning this rule off has not run (or was lost): the
+        # dispatcher turns it off (turn_off_rules_of_given_lines); it never opens a cycle for the new owner.
+        logger.info("renewal_not_opened line=%s reason=owner_changed", line.pk)
+        return None
     blocked = _blocked_by_history(line=line, now=now, policy=policy, after_method_change=after_method_change)
     if blocked:
         logger.info("renewal_not_opened line=%s reason=%s", line.pk, blocked)
@@ -218,7 +223,7 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
     try:
         with transaction.atomic():
             renewal = Renewal.objects.create(
-                line=line, rule=rule, package=rule.package, amount_minor=amount, currency=rule.package.currency,
+                line=line, rule=rule, payer_id=rule.owner_id or line.owner_id, package=rule.package, amount_minor=amount, currency=rule.package.currency,
                 overage_billed_bytes=overage, overage_fee_minor=fee, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
             )
     except IntegrityError:
@@ -417,6 +422,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             # Precedence: termination and the operator's suspension both outrank payment state.
             _cancel(renewal, now=now, reason=held)
             return None
+        if renewal.payer_id is not None and renewal.line.owner_id != renewal.payer_id:
+            # The line was given to someone else: this cycle's payer is no longer its owner, and the new
+            # owner never pays for a rule they did not set (docs/precedence.md).
+            _cancel(renewal, now=now, reason=LINE_OWNER_CHANGED)
+            return None
         if not payment_method_id:
             renewal.status = Renewal.Status.AWAITING_METHOD
             renewal.last_failure_code = "no_payment_method"
@@ -451,11 +461,12 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     from payments.selectors import method_for_off_session
 
     waiting = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.REQUIRES_ACTION)
-    renewal = Renewal.objects.select_related("line__owner", "rule").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
+    renewal = Renewal.objects.select_related("line__owner", "rule", "payer").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
     if renewal.status != Renewal.Status.CHARGING:
         _log("charge_skipped", renewal, reason="not_charging")
         return renewal
-    user = renewal.line.owner
+    # The cycle's payer, never whoever owns the line now (prepare_charge cancels if they differ).
+    user = renewal.payer if renewal.payer_id is not None else renewal.line.owner
     if user is None:
         with transaction.atomic():
             _rule, renewal = _lock_rule_and_renewal(renewal_id)
@@ -728,6 +739,7 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
 # History actions (accounts.ChangeRecord) of the line saves this engine makes.
 PAYMENT_SUSPENSION = "suspended_for_payment"
 LINE_TERMINATED = "line_terminated"
+LINE_OWNER_CHANGED = "line_owner_changed"
 SUSPENDED_BY_OPERATOR = "line_suspended_by_operator"
 
 
@@ -804,6 +816,18 @@ def line_owner_changed(*, line_id: int, now: datetime) -> RenewalRule | None:
         turn_off_rule(rule=rule, now=now)
     logger.warning("renewal_rule_turned_off rule=%s line=%s reason=owner_changed", rule.pk, line_id)
     return rule
+
+
+def turn_off_rules_of_given_lines(*, now: datetime) -> list[int]:
+    """Each dispatcher tick: enabled rules whose line now has another owner than the one who set
+    them are turned off, in case the after-commit hook of the owner change was lost (renewals.signals)."""
+    line_ids = list(
+        RenewalRule.objects.filter(enabled=True, owner__isnull=False).exclude(line__owner=F("owner"))
+        .order_by("id").values_list("line_id", flat=True)[: _claim_batch_size()]
+    )
+    for line_id in line_ids:
+        line_owner_changed(line_id=line_id, now=now)
+    return line_ids
 
 
 # --- suspension --------------------------------------------------------------------------------
@@ -1115,6 +1139,7 @@ def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRu
             rule = RenewalRule(line=line)
         for name, value in values.items():
             setattr(rule, name, value)
+        rule.owner_id = line.owner_id  # the customer confirming the rule is the one it charges
         rule.full_clean()
         rule.save()
         logger.info("renewal_rule_saved rule=%s line=%s enabled=%s package=%s", rule.pk, line.pk, rule.enabled, rule.package_id)
@@ -1315,6 +1340,7 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspend_overdue_lines(now=now)
     cancel_renewals_of_terminated_lines(now=now)
+    turn_off_rules_of_given_lines(now=now)
     alert_stuck_charges(now=now)
     stale = stale_pending_charges(now=now, limit=_reconcile_per_tick())
     stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0))
