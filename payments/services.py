@@ -551,6 +551,10 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=N
     return charge
 
 
+# Why a charge is refund_due (renewals.services and _refund_paid_after_closed write these).
+REFUND_DUE_CODES = ("paid_after_closed", "line_terminated")
+
+
 def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
     """Make the ledger's refunded amount the processor's (refunds are listed by their intent; our
     own metadata and idempotency keys name them): after a refund request whose answer was lost,
@@ -571,7 +575,11 @@ def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
         before = (charge.refunded_minor, charge.status)
         found = total > charge.refunded_minor
         charge.refunded_minor = min(total, charge.amount_minor)
-        charge.status = Charge.Status.REFUNDED if charge.refunded_minor == charge.amount_minor else Charge.Status.SUCCEEDED
+        # Money that was never ours to keep (paid after its cycle closed, or for a terminated line)
+        # goes back to refund_due if a refund failed, and the sweep sends it again; never succeeded,
+        # which would be a second success for its renewal (one_successful_charge_per_renewal).
+        short = Charge.Status.REFUND_DUE if charge.failure_code in REFUND_DUE_CODES else Charge.Status.SUCCEEDED
+        charge.status = Charge.Status.REFUNDED if charge.refunded_minor == charge.amount_minor else short
         if found or (charge.refund_in_doubt_since and charge.refund_in_doubt_since < now - settings.PAYMENTS_RECONCILE_AFTER):
             charge.refund_in_doubt_since = None
         charge.save(update_fields=["refunded_minor", "status", "refund_in_doubt_since", "updated_at"])
@@ -600,8 +608,11 @@ def refund_due_charge(*, charge_id: int) -> Charge:
         try:
             already = gateways.refunded_total(charge.payment_intent_id)
             if already < charge.amount_minor:
+                # One key per stay in refund_due (a retry after a lost answer reuses it; a refund the
+                # processor failed, which reconcile_refunds put back here, gets a new one).
+                stay = charge.updated_at.strftime("%Y%m%d%H%M%S%f")
                 gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=charge.amount_minor - already,
-                                               idempotency_key=f"refund-due-{charge.pk}", charge_id=charge.pk)
+                                               idempotency_key=f"refund-due-{charge.pk}-{stay}", charge_id=charge.pk)
         except GatewayError as exc:
             logger.warning("refund_due_not_sent charge=%s pi=%s code=%s", charge.pk, charge.payment_intent_id, exc.code)
             return charge
