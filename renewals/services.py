@@ -675,6 +675,13 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
     _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
+    # The cycle is paid: any other intent of it still waiting for 3-D Secure (an emailed link) is
+    # withdrawn after the commit, so it cannot take the money a second time; the dispatcher's
+    # sweep of abandoned intents repeats it if this is lost.
+    others = list(Charge.objects.filter(renewal=renewal, status=Charge.Status.REQUIRES_ACTION).exclude(pk=charge.pk)
+                  .values_list("id", flat=True))
+    if others:
+        transaction.on_commit(lambda: withdraw_authentications(charge_ids=others, now=now))
 
 
 def _record_not_sent(*, renewal: Renewal, charge: Charge, result: dict[str, str], rule_on: bool, now: datetime) -> None:
@@ -1031,7 +1038,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     from payments import gateways
 
     charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
-    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status in CLOSED_WITHOUT_PAYMENT:
+    if charge.status == Charge.Status.REQUIRES_ACTION and Charge.objects.filter(_abandoned(now), pk=charge.pk).exists():
         return withdraw_authentication(charge_id=charge.pk, now=now)
     if charge.status != Charge.Status.PENDING:
         # Settled since it was found stale (by the attempt's own task, a webhook, a twin task).
@@ -1179,6 +1186,8 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 
 # Cycles that ended without a payment: an intent of theirs still open at the processor is withdrawn.
 CLOSED_WITHOUT_PAYMENT = (Renewal.Status.CANCELLED, Renewal.Status.FAILED)
+# ... and cycles another charge paid: no second intent of theirs may take money (invariant 1).
+CLOSED = (*CLOSED_WITHOUT_PAYMENT, Renewal.Status.SUCCEEDED)
 
 
 def _authentications_of(renewals: list[Renewal]) -> list[int]:
@@ -1188,12 +1197,27 @@ def _authentications_of(renewals: list[Renewal]) -> list[int]:
     return list(Charge.objects.filter(renewal__in=renewals, status=Charge.Status.REQUIRES_ACTION).values_list("id", flat=True))
 
 
-def abandoned_authentications(*, limit: int) -> list[int]:
+def _abandoned(now: datetime) -> Q:
+    """Charges whose 3-D Secure intent nobody should complete any more: those of a cancelled, failed or
+    paid cycle. Not the customer's own pay-now on a failed cycle that is still the line's latest: that
+    is their live payment (docs/money.md), withdrawn only once the policy's authentication time has
+    passed, as the off-session one is."""
+    newer = Renewal.objects.filter(line_id=OuterRef("renewal__line_id")).filter(
+        Q(created_at__gt=OuterRef("renewal__created_at")) | Q(created_at=OuterRef("renewal__created_at"), id__gt=OuterRef("renewal_id")))
+    live_pay_now = (Q(on_session=True, renewal__status=Renewal.Status.FAILED, sent_at__gt=now - timedelta(hours=RetryPolicy.current().authentication_hours))
+                    & ~Exists(newer))
+    return Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=CLOSED) & ~live_pay_now
+
+
+def abandoned_authentications(*, limit: int, now: datetime | None = None) -> list[int]:
     """Intents left open on cancelled renewals (the processor did not answer when they were
-    withdrawn), or on failed ones (failed before 3-D Secure timeouts withdrew first): the
-    dispatcher withdraws them again, so no old link can pay next to a later attempt."""
+    withdrawn), on failed ones (failed before 3-D Secure timeouts withdrew first), or on renewals
+    another charge paid (a late success): the dispatcher withdraws them again, so no old link can pay
+    next to a later attempt. A live pay-now is left to the customer (`_abandoned`)."""
+    from django.utils import timezone
+
     return list(
-        Charge.objects.filter(renewal__status__in=CLOSED_WITHOUT_PAYMENT, status=Charge.Status.REQUIRES_ACTION)
+        Charge.objects.filter(_abandoned(now or timezone.now()))
         .order_by("id").values_list("id", flat=True)[:limit]
     )
 
@@ -1343,7 +1367,7 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     turn_off_rules_of_given_lines(now=now)
     alert_stuck_charges(now=now)
     stale = stale_pending_charges(now=now, limit=_reconcile_per_tick())
-    stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0))
+    stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0), now=now)
     if enqueue:
         # Each look-up is a processor round trip (a list of intents against localstripe): in
         # parallel on the workers, and never between this tick and its claim.
