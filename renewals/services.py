@@ -567,6 +567,12 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.payment_method_summary = result["payment_method_summary"]
         kind = result["kind"]
         rule_on = rule is not None and rule.enabled
+        if (charge.status == Charge.Status.REQUIRES_ACTION and kind not in (SUCCEEDED, AUTHENTICATION_REQUIRED)
+                and getattr(outcome, "payment_intent_status", "") == "canceled"):
+            # Only we cancel an intent waiting for 3-D Secure (a withdrawal before a new attempt, a rule
+            # turned off, a timeout): Stripe's payment_intent.canceled for it, which may be recorded
+            # before our own read of the intent, is not a decline and spends no retry (docs/money.md).
+            result["failure_code"], result["failure_message"] = SUPERSEDED, result["failure_message"] or "Withdrawn at the processor."
         # Only an off-session attempt moves the retry cycle; the customer's pay-now never does.
         moves_cycle = renewal.status == Renewal.Status.CHARGING and not charge.on_session and result["failure_code"] != SUPERSEDED
         if kind == SUCCEEDED and _paid_too_late(renewal=renewal, charge=charge, closed=closed):
