@@ -1268,7 +1268,7 @@ def payment_method_changed(*, user, now: datetime, payment_method_id: str = "") 
     switching the default back and forth cannot retry a failed renewal at will."""
     woken: list[int] = []
     with transaction.atomic():
-        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package"):
+        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package").order_by("id"):
             latest = Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
             if (latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED) and payment_method_id
                     and latest.charges.filter(payment_method_id=payment_method_id).exists()):
