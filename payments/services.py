@@ -309,6 +309,9 @@ def payable_renewal(*, user, renewal_id: int):
         raise NotPayable(_("Renewal not found."), code="not_found")
     if renewal.status not in renewal_services.PAYABLE:
         raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
+    if renewal.line.status == Line.Status.TERMINATED:
+        # Money paid for a terminated line is only refunded (docs/precedence.md): never take it.
+        raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
     return renewal
 
 
@@ -339,6 +342,8 @@ def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None
         logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
         if str(exc) == "attempt_in_flight":
             raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
+        if str(exc) == renewal_services.LINE_TERMINATED:
+            raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated") from exc
         raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
     logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)

@@ -1130,6 +1130,8 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
             raise RenewalNotPayable("attempt_in_flight")
         if renewal.status == Renewal.Status.FAILED and not _is_latest(renewal):
             raise RenewalNotPayable("line_has_a_newer_renewal")  # that cycle is the one to pay
+        if renewal.line.status == Line.Status.TERMINATED:
+            raise RenewalNotPayable(LINE_TERMINATED)  # it would only be refunded (precedence)
         line = renewal.line
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
