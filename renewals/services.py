@@ -683,9 +683,11 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
     # The cycle is paid: any other intent of it still waiting for 3-D Secure (an emailed link) is
     # withdrawn after the commit, so it cannot take the money a second time; the dispatcher's
-    # sweep of abandoned intents repeats it if this is lost.
-    others = list(Charge.objects.filter(renewal=renewal, status=Charge.Status.REQUIRES_ACTION).exclude(pk=charge.pk)
-                  .values_list("id", flat=True))
+    # sweep of abandoned intents repeats it if this is lost. (The current off-session attempt of a
+    # charging cycle needs no look: the charge step withdrew every such intent before sending it.)
+    current_attempt = previous == Renewal.Status.CHARGING and not charge.on_session and charge.attempt == renewal.attempts
+    others = [] if current_attempt else list(
+        Charge.objects.filter(renewal=renewal, status=Charge.Status.REQUIRES_ACTION).exclude(pk=charge.pk).values_list("id", flat=True))
     if others:
         transaction.on_commit(lambda: withdraw_authentications(charge_ids=others, now=now))
 
