@@ -310,6 +310,9 @@ def payable_renewal(*, user, renewal_id: int):
         raise NotPayable(_("Renewal not found."), code="not_found")
     if renewal.status not in renewal_services.PAYABLE:
         raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
+    if renewal.line.status == Line.Status.TERMINATED:
+        # Money paid for a terminated line is only refunded (docs/precedence.md): never take it.
+        raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
     return renewal
 
 
@@ -340,6 +343,8 @@ def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None
         logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
         if str(exc) == "attempt_in_flight":
             raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
+        if str(exc) == renewal_services.LINE_TERMINATED:
+            raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated") from exc
         raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
     logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
@@ -619,6 +624,10 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=N
     return charge
 
 
+# Why a charge is refund_due (renewals.services and _refund_paid_after_closed write these).
+REFUND_DUE_CODES = ("paid_after_closed", "line_terminated")
+
+
 def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
     """Make the ledger's refunded amount the processor's (refunds are listed by their intent; our
     own metadata and idempotency keys name them): after a refund request whose answer was lost,
@@ -639,7 +648,11 @@ def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
         before = (charge.refunded_minor, charge.status)
         found = total > charge.refunded_minor
         charge.refunded_minor = min(total, charge.amount_minor)
-        charge.status = Charge.Status.REFUNDED if charge.refunded_minor == charge.amount_minor else Charge.Status.SUCCEEDED
+        # Money that was never ours to keep (paid after its cycle closed, or for a terminated line)
+        # goes back to refund_due if a refund failed, and the sweep sends it again; never succeeded,
+        # which would be a second success for its renewal (one_successful_charge_per_renewal).
+        short = Charge.Status.REFUND_DUE if charge.failure_code in REFUND_DUE_CODES else Charge.Status.SUCCEEDED
+        charge.status = Charge.Status.REFUNDED if charge.refunded_minor == charge.amount_minor else short
         if found or (charge.refund_in_doubt_since and charge.refund_in_doubt_since < now - settings.PAYMENTS_RECONCILE_AFTER):
             charge.refund_in_doubt_since = None
         charge.save(update_fields=["refunded_minor", "status", "refund_in_doubt_since", "updated_at"])
@@ -668,8 +681,11 @@ def refund_due_charge(*, charge_id: int) -> Charge:
         try:
             already = gateways.refunded_total(charge.payment_intent_id)
             if already < charge.amount_minor:
+                # One key per stay in refund_due (a retry after a lost answer reuses it; a refund the
+                # processor failed, which reconcile_refunds put back here, gets a new one).
+                stay = charge.updated_at.strftime("%Y%m%d%H%M%S%f")
                 gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=charge.amount_minor - already,
-                                               idempotency_key=f"refund-due-{charge.pk}", charge_id=charge.pk)
+                                               idempotency_key=f"refund-due-{charge.pk}-{stay}", charge_id=charge.pk)
         except GatewayError as exc:
             logger.warning("refund_due_not_sent charge=%s pi=%s code=%s", charge.pk, charge.payment_intent_id, exc.code)
             return charge

@@ -2,6 +2,7 @@
 in DESIGN.md; transitions live in renewals/services.py, guarded by the constraints here."""
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -92,6 +93,10 @@ class RenewalRule(models.Model):
     overage_cap_mb = models.PositiveIntegerField(_("overage cap (MB)"), null=True, blank=True)
     max_renewals_per_day = models.PositiveSmallIntegerField(_("at most renewals per 24 hours"), default=2, validators=[MinValueValidator(1)])
     monthly_spend_cap_minor = models.BigIntegerField(_("monthly spend cap (minor units)"), null=True, blank=True, validators=[MinValueValidator(0)])
+    # The customer whose card this rule charges: the line's owner when the rule was set (docs/precedence.md).
+    # A line given to someone else no longer matches it, and nothing of this rule charges the new owner.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="+", on_delete=models.SET_NULL,
+                              null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -111,6 +116,11 @@ class RenewalRule(models.Model):
 
     def __str__(self) -> str:
         return f"rule for {self.line_id}"
+
+    def save(self, *args, **kwargs):
+        if self.owner_id is None and self.line_id is not None:
+            self.owner_id = self.line.owner_id  # a new rule belongs to the line's owner of now
+        super().save(*args, **kwargs)
 
 
 class Renewal(models.Model):
@@ -132,6 +142,10 @@ class Renewal(models.Model):
     line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewals", on_delete=models.PROTECT)
     rule = models.ForeignKey(RenewalRule, verbose_name=_("rule"), related_name="renewals", on_delete=models.SET_NULL, null=True, blank=True)
     package = models.ForeignKey("accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT)
+    # Who pays this cycle, fixed when it opens (the rule's owner): no attempt is sent once the line's
+    # owner is someone else (services.prepare_charge). Empty on cycles from before it was kept.
+    payer = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="+", on_delete=models.PROTECT,
+                              null=True, blank=True)
     amount_minor = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(0)])
     currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DUE)

@@ -206,6 +206,11 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
     the line" is the database's constraint (invariant 2), not a check here."""
     policy = policy or RetryPolicy.current()
     line = rule.line
+    if rule.owner_id is not None and rule.owner_id != line.owner_id:
+        # The line changed hands and the hook turning this rule off has not run (or was lost): the
+        # dispatcher turns it off (turn_off_rules_of_given_lines); it never opens a cycle for the new owner.
+        logger.info("renewal_not_opened line=%s reason=owner_changed", line.pk)
+        return None
     blocked = _blocked_by_history(line=line, now=now, policy=policy, after_method_change=after_method_change)
     if blocked:
         logger.info("renewal_not_opened line=%s reason=%s", line.pk, blocked)
@@ -225,7 +230,7 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
     try:
         with transaction.atomic():
             renewal = Renewal.objects.create(
-                line=line, rule=rule, package=rule.package, amount_minor=amount, currency=rule.package.currency,
+                line=line, rule=rule, payer_id=rule.owner_id or line.owner_id, package=rule.package, amount_minor=amount, currency=rule.package.currency,
                 overage_billed_bytes=overage, overage_fee_minor=fee, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
             )
     except IntegrityError:
@@ -424,6 +429,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             # Precedence: termination and the operator's suspension both outrank payment state.
             _cancel(renewal, now=now, reason=held)
             return None
+        if renewal.payer_id is not None and renewal.line.owner_id != renewal.payer_id:
+            # The line was given to someone else: this cycle's payer is no longer its owner, and the new
+            # owner never pays for a rule they did not set (docs/precedence.md).
+            _cancel(renewal, now=now, reason=LINE_OWNER_CHANGED)
+            return None
         if not payment_method_id:
             renewal.status = Renewal.Status.AWAITING_METHOD
             renewal.last_failure_code = "no_payment_method"
@@ -458,11 +468,12 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     from payments.selectors import method_for_off_session
 
     waiting = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.REQUIRES_ACTION)
-    renewal = Renewal.objects.select_related("line__owner", "rule").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
+    renewal = Renewal.objects.select_related("line__owner", "rule", "payer").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
     if renewal.status != Renewal.Status.CHARGING:
         _log("charge_skipped", renewal, reason="not_charging")
         return renewal
-    user = renewal.line.owner
+    # The cycle's payer, never whoever owns the line now (prepare_charge cancels if they differ).
+    user = renewal.payer if renewal.payer_id is not None else renewal.line.owner
     if user is None:
         with transaction.atomic():
             _rule, renewal = _lock_rule_and_renewal(renewal_id)
@@ -563,6 +574,12 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
             charge.payment_method_summary = result["payment_method_summary"]
         kind = result["kind"]
         rule_on = rule is not None and rule.enabled
+        if (charge.status == Charge.Status.REQUIRES_ACTION and kind not in (SUCCEEDED, AUTHENTICATION_REQUIRED)
+                and getattr(outcome, "payment_intent_status", "") == "canceled"):
+            # Only we cancel an intent waiting for 3-D Secure (a withdrawal before a new attempt, a rule
+            # turned off, a timeout): Stripe's payment_intent.canceled for it, which may be recorded
+            # before our own read of the intent, is not a decline and spends no retry (docs/money.md).
+            result["failure_code"], result["failure_message"] = SUPERSEDED, result["failure_message"] or "Withdrawn at the processor."
         # Only an off-session attempt moves the retry cycle; the customer's pay-now never does.
         moves_cycle = renewal.status == Renewal.Status.CHARGING and not charge.on_session and result["failure_code"] != SUPERSEDED
         if kind == SUCCEEDED and _paid_too_late(renewal=renewal, charge=charge, closed=closed):
@@ -674,6 +691,15 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
     _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
+    # The cycle is paid: any other intent of it still waiting for 3-D Secure (an emailed link) is
+    # withdrawn after the commit, so it cannot take the money a second time; the dispatcher's
+    # sweep of abandoned intents repeats it if this is lost. (The current off-session attempt of a
+    # charging cycle needs no look: the charge step withdrew every such intent before sending it.)
+    current_attempt = previous == Renewal.Status.CHARGING and not charge.on_session and charge.attempt == renewal.attempts
+    others = [] if current_attempt else list(
+        Charge.objects.filter(renewal=renewal, status=Charge.Status.REQUIRES_ACTION).exclude(pk=charge.pk).values_list("id", flat=True))
+    if others:
+        transaction.on_commit(lambda: withdraw_authentications(charge_ids=others, now=now))
 
 
 def _record_not_sent(*, renewal: Renewal, charge: Charge, result: dict[str, str], rule_on: bool, now: datetime) -> None:
@@ -738,6 +764,7 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
 # History actions (accounts.ChangeRecord) of the line saves this engine makes.
 PAYMENT_SUSPENSION = "suspended_for_payment"
 LINE_TERMINATED = "line_terminated"
+LINE_OWNER_CHANGED = "line_owner_changed"
 SUSPENDED_BY_OPERATOR = "line_suspended_by_operator"
 
 
@@ -814,6 +841,18 @@ def line_owner_changed(*, line_id: int, now: datetime) -> RenewalRule | None:
         turn_off_rule(rule=rule, now=now)
     logger.warning("renewal_rule_turned_off rule=%s line=%s reason=owner_changed", rule.pk, line_id)
     return rule
+
+
+def turn_off_rules_of_given_lines(*, now: datetime) -> list[int]:
+    """Each dispatcher tick: enabled rules whose line now has another owner than the one who set
+    them are turned off, in case the after-commit hook of the owner change was lost (renewals.signals)."""
+    line_ids = list(
+        RenewalRule.objects.filter(enabled=True, owner__isnull=False).exclude(line__owner=F("owner"))
+        .order_by("id").values_list("line_id", flat=True)[: _claim_batch_size()]
+    )
+    for line_id in line_ids:
+        line_owner_changed(line_id=line_id, now=now)
+    return line_ids
 
 
 # --- suspension --------------------------------------------------------------------------------
@@ -1021,7 +1060,7 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     from payments import gateways
 
     charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
-    if charge.status == Charge.Status.REQUIRES_ACTION and charge.renewal.status in CLOSED_WITHOUT_PAYMENT:
+    if charge.status == Charge.Status.REQUIRES_ACTION and Charge.objects.filter(_abandoned(now), pk=charge.pk).exists():
         return withdraw_authentication(charge_id=charge.pk, now=now)
     if charge.status == Charge.Status.REQUIRES_ACTION:
         return _check_authentication(charge=charge, now=now)
@@ -1127,6 +1166,8 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
             raise RenewalNotPayable("attempt_in_flight")
         if renewal.status == Renewal.Status.FAILED and not _is_latest(renewal):
             raise RenewalNotPayable("line_has_a_newer_renewal")  # that cycle is the one to pay
+        if renewal.line.status == Line.Status.TERMINATED:
+            raise RenewalNotPayable(LINE_TERMINATED)  # it would only be refunded (precedence)
         line = renewal.line
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
@@ -1149,6 +1190,7 @@ def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRu
             rule = RenewalRule(line=line)
         for name, value in values.items():
             setattr(rule, name, value)
+        rule.owner_id = line.owner_id  # the customer confirming the rule is the one it charges
         rule.full_clean()
         rule.save()
         logger.info("renewal_rule_saved rule=%s line=%s enabled=%s package=%s", rule.pk, line.pk, rule.enabled, rule.package_id)
@@ -1188,6 +1230,8 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 
 # Cycles that ended without a payment: an intent of theirs still open at the processor is withdrawn.
 CLOSED_WITHOUT_PAYMENT = (Renewal.Status.CANCELLED, Renewal.Status.FAILED)
+# ... and cycles another charge paid: no second intent of theirs may take money (invariant 1).
+CLOSED = (*CLOSED_WITHOUT_PAYMENT, Renewal.Status.SUCCEEDED)
 
 
 def _authentications_of(renewals: list[Renewal]) -> list[int]:
@@ -1197,12 +1241,27 @@ def _authentications_of(renewals: list[Renewal]) -> list[int]:
     return list(Charge.objects.filter(renewal__in=renewals, status=Charge.Status.REQUIRES_ACTION).values_list("id", flat=True))
 
 
-def abandoned_authentications(*, limit: int) -> list[int]:
+def _abandoned(now: datetime) -> Q:
+    """Charges whose 3-D Secure intent nobody should complete any more: those of a cancelled, failed or
+    paid cycle. Not the customer's own pay-now on a failed cycle that is still the line's latest: that
+    is their live payment (docs/money.md), withdrawn only once the policy's authentication time has
+    passed, as the off-session one is."""
+    newer = Renewal.objects.filter(line_id=OuterRef("renewal__line_id")).filter(
+        Q(created_at__gt=OuterRef("renewal__created_at")) | Q(created_at=OuterRef("renewal__created_at"), id__gt=OuterRef("renewal_id")))
+    live_pay_now = (Q(on_session=True, renewal__status=Renewal.Status.FAILED, sent_at__gt=now - timedelta(hours=RetryPolicy.current().authentication_hours))
+                    & ~Exists(newer))
+    return Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=CLOSED) & ~live_pay_now
+
+
+def abandoned_authentications(*, limit: int, now: datetime | None = None) -> list[int]:
     """Intents left open on cancelled renewals (the processor did not answer when they were
-    withdrawn), or on failed ones (failed before 3-D Secure timeouts withdrew first): the
-    dispatcher withdraws them again, so no old link can pay next to a later attempt."""
+    withdrawn), on failed ones (failed before 3-D Secure timeouts withdrew first), or on renewals
+    another charge paid (a late success): the dispatcher withdraws them again, so no old link can pay
+    next to a later attempt. A live pay-now is left to the customer (`_abandoned`)."""
+    from django.utils import timezone
+
     return list(
-        Charge.objects.filter(renewal__status__in=CLOSED_WITHOUT_PAYMENT, status=Charge.Status.REQUIRES_ACTION)
+        Charge.objects.filter(_abandoned(now or timezone.now()))
         .order_by("id").values_list("id", flat=True)[:limit]
     )
 
@@ -1247,7 +1306,7 @@ def payment_method_changed(*, user, now: datetime, payment_method_id: str = "") 
     switching the default back and forth cannot retry a failed renewal at will."""
     woken: list[int] = []
     with transaction.atomic():
-        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package"):
+        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package").order_by("id"):
             latest = Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
             if (latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED) and payment_method_id
                     and latest.charges.filter(payment_method_id=payment_method_id).exists()):
@@ -1349,9 +1408,10 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspend_overdue_lines(now=now)
     cancel_renewals_of_terminated_lines(now=now)
+    turn_off_rules_of_given_lines(now=now)
     alert_stuck_charges(now=now)
     stale = stale_pending_charges(now=now, limit=_reconcile_per_tick())
-    stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0))
+    stale += abandoned_authentications(limit=max(_reconcile_per_tick() - len(stale), 0), now=now)
     if enqueue:
         # Each look-up is a processor round trip (a list of intents against localstripe): in
         # parallel on the workers, and never between this tick and its claim.
