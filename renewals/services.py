@@ -828,6 +828,13 @@ def cancel_renewals_of_terminated_lines(*, now: datetime, line_ids: list[int] | 
             _cancel(renewal, now=now, reason=LINE_TERMINATED)
             cancelled.append(renewal)
     withdraw_authentications(charge_ids=_authentications_of(cancelled), now=now)
+    if line_ids is not None:
+        # The rule goes off too, so the customer's page says what is true: nothing will renew. (No
+        # renewal opens for a terminated line whatever the rule says, so a lost hook costs nothing
+        # but this display: the tick does not repeat it.)
+        for rule in RenewalRule.objects.filter(line_id__in=line_ids, enabled=True, line__status=Line.Status.TERMINATED):
+            with acting(None, action="line_terminated", reason=f"line {rule.line_id} terminated"):
+                turn_off_rule(rule=rule, now=now)
     return [renewal.pk for renewal in cancelled]
 
 

@@ -282,6 +282,9 @@ ACCOUNT_RATE_LIMITS: dict = {}
 ALLAUTH_TRUSTED_PROXY_COUNT = env.int("ALLAUTH_TRUSTED_PROXY_COUNT", default=0)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "esimsite"
+# One 30-second step either side (RFC 6238's allowance for delay): an operator whose code rolled
+# over while it was typed is not refused; a code two steps old still is.
+MFA_TOTP_TOLERANCE = 1
 
 # Renewals (renewals/tasks.py): beat ticks the dispatcher; state lives in the database.
 RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERVAL_SECONDS", default=30))

@@ -140,3 +140,12 @@ def test_portal_links_to_payments_and_renewals(customer_client, customer):
     body = customer_client.get(reverse("accounts:home")).content.decode()
     for href in (reverse("payments:methods"), reverse("payments:history"), reverse("payments:buy", args=[line.pk]), reverse("renewals:rule", args=[line.pk])):
         assert f'href="{href}"' in body
+
+
+def test_a_terminated_line_says_it_has_ended_and_offers_no_purchase_renewal_or_install(customer_client, customer):
+    ended = make_line(owner=customer, label="Old phone", status=Line.Status.TERMINATED, data_remaining_bytes=300 * MB)
+    for page in (reverse("accounts:home"), reverse("accounts:line_detail", args=[ended.pk])):
+        body = customer_client.get(page).content.decode()
+        assert "This eSIM has ended" in body, page
+        assert reverse("payments:buy", args=[ended.pk]) not in body and reverse("renewals:rule", args=[ended.pk]) not in body
+        assert "of your data is left" not in body and "esimsetup.apple.com" not in body

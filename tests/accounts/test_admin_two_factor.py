@@ -85,6 +85,17 @@ def test_staff_with_totp_logs_in_through_the_code_step(client, db):
     assert "Axis eSIM operations" in page.content.decode()
 
 
+def test_a_code_that_rolled_over_while_typed_is_accepted_but_one_two_steps_old_is_not(client, db):
+    user, secret = make_staff(with_totp=True)
+    now = time.time()
+    with time_machine.travel(now, tick=False):
+        client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD})
+        response = client.post(reverse("mfa_authenticate"), {"code": totp_code(secret, now - 60)})
+        assert response.status_code == 200 and client.get("/admin/").status_code == 302
+        response = client.post(reverse("mfa_authenticate"), {"code": totp_code(secret, now - 30)})
+        assert response.status_code == 302 and client.get("/admin/").status_code == 200
+
+
 def test_wrong_totp_code_keeps_staff_out(client, db):
     user, secret = make_staff(with_totp=True)
     client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD})

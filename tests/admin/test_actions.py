@@ -6,7 +6,7 @@ from payments import gateways
 from payments import services as payment_services
 from payments.models import Charge
 from tests.admin.conftest import run_action
-from tests.admin.factories import make_charge, make_renewal
+from tests.admin.factories import make_charge, make_renewal, make_rule
 from tests.factories import make_user
 from tests.payments.conftest import create_card
 
@@ -31,15 +31,20 @@ def test_suspend_asks_for_a_reason_then_sends_the_command_and_records_it(finance
     assert "fraud check" in page and user.email in page
 
 
-def test_terminating_a_line_asks_for_a_reason_ends_its_service_and_cannot_be_resumed(finance_client, line):
+def test_terminating_a_line_asks_for_a_reason_ends_its_service_and_cannot_be_resumed(
+        finance_client, line, package, django_capture_on_commit_callbacks):
     client, user = finance_client
-    _first, confirmed = run_action(client, "/admin/accounts/line/", "terminate_lines", [line.pk], reason="contract ended")
+    rule = make_rule(line=line, package=package)
+    with django_capture_on_commit_callbacks(execute=True):
+        _first, confirmed = run_action(client, "/admin/accounts/line/", "terminate_lines", [line.pk], reason="contract ended")
     assert confirmed.status_code == 302
     line.refresh_from_db()
     assert line.status == Line.Status.TERMINATED
     assert [(c.command, c.reason) for c in NetworkCommand.objects.filter(line=line)] == [("suspend", "contract ended")]
     record = ChangeRecord.objects.get(action="terminated")
     assert (record.actor, record.reason, record.after) == (user, "contract ended", {"status": "terminated"})
+    rule.refresh_from_db()
+    assert not rule.enabled  # the customer's auto-renewal page says nothing will renew
 
     _first, confirmed = run_action(client, "/admin/accounts/line/", "resume_lines", [line.pk], reason="changed my mind")
     line.refresh_from_db()

@@ -52,6 +52,7 @@ def test_portal_bench_browses_as_logged_in_customers_without_errors():
     # safety net): a run cut by the clock left pages unvisited on a slow machine.
     results = portal.run(customers=60, users=3, seconds=300, web_workers=2, rounds=2)
 
-    assert results["Aggregated"]["requests"] == 3 * 2 * 5
+    # At least every user's two rounds (locust may start a replacement user before the run ends).
+    assert results["Aggregated"]["requests"] >= 3 * 2 * 5
     assert results["Aggregated"]["failures"] == 0  # a redirect to the login page counts as one
     assert {"account", "line", "history"} <= set(results)
