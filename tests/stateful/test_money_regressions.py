@@ -4,12 +4,10 @@ as hypothesis runs them. Minimal step lists: shrunk from what hypothesis found, 
 directed sequence of the machine's rules for a seam its random runs did not reach first (the
 report of the "Money seams" branch says which is which). Named for what breaks.
 
-A test still marked `bug` (xfail, strict) is a counterexample whose fix has not landed: when it
-does, the test passes, strict xfail turns that into a failure, and the marker goes.
+Each failed on the code before its fix; all pass now.
 """
 import pytest
 
-from accounts.services import LineTerminated
 
 
 def replay(machine, *steps):
@@ -18,11 +16,6 @@ def replay(machine, *steps):
     for name, kwargs in steps:
         getattr(machine, name)(**kwargs)
         machine.check_all()
-
-
-def bug(case: str, raises=AssertionError):
-    """AssertionError: an invariant broke. A crash of the step itself is named where it is the finding."""
-    return pytest.mark.xfail(strict=True, raises=raises, reason=f"Money seams {case}")
 
 
 # --- case 1: a purchase restores a line without telling the network -----------------------------
