@@ -9,7 +9,6 @@ Each failed on the code before its fix; all pass now.
 import pytest
 
 
-
 def replay(machine, *steps):
     """Run (rule name, arguments) steps on the machine, checking every invariant after each one."""
     machine.check_all()
