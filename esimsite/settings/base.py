@@ -1,7 +1,8 @@
-"""Settings shared by every environment. Everything comes from the environment, with
-defaults that run locally: SQLite, Redis on 6379, localstripe on 8420. Safe if deployed by
-mistake: DEBUG is off here (debug pages show settings and stack frames); `make run`, manage.py
-and Celery use `local`, which turns it on."""
+"""Settings shared by every environment, read from the environment. Safe if deployed by mistake:
+DEBUG is off (debug pages show settings and stack frames), every secret and the database must be
+given (no development value to fall back on), mail goes out by SMTP and Stripe is the real one.
+`local` (`make run`, manage.py and Celery's default) and `test` fill in the development values;
+`production` adds https and cookie hardening. docs/development.md lists the modules."""
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,9 +14,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
-SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+SECRET_KEY = env("SECRET_KEY")
+# Empty: with DEBUG off Django answers no host until the deployment names its own.
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+# The portal's public address, for links in emails (no request to take it from).
+SITE_URL = env("SITE_URL")
 SITE_ID = 1
 
 INSTALLED_APPS = [
@@ -73,7 +76,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -116,7 +119,7 @@ CACHES = {
     }
 }
 
-# Celery: the broker only carries work; every task re-reads its rows (DESIGN.md invariant 4).
+# Celery: the broker only carries work; every task re-reads its rows (docs/invariants.md, 4).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -126,41 +129,31 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
 # Beat's sweeps have a queue of their own, listed first, and every worker consumes both. Redis
 # hands each worker the next message from its queues in turn, so a tick waits for at most the
 # task in hand. In one queue, ticks sat behind a backlog of charges until they expired (the
 # 2,000-line chaos run: every tick discarded while 2,000 charges drained, so nothing was
 # reconciled for ten minutes).
+# Every task beat sends is routed there (CELERY_TASK_ROUTES, with the schedule at the end).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("sweeps"), Queue("celery"))
-CELERY_TASK_ROUTES = {
-    name: {"queue": "sweeps"}
-    for name in (
-        "renewals.dispatch_renewals",
-        "payments.reconcile_pending_purchases",
-        "accounts.deliver_network_commands",
-        "accounts.send_expiry_notices",
-        "accounts.expire_lines",
-        "payments.log_processor_writes",
-        "payments.prune_webhook_triggers",
-    )
-}
 
-# Email and SMS: console in development, captured in tests, real backends in production.
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Email and SMS: console in development, captured in tests, real backends otherwise (no SMS
+# gateway is built in: the deployment names its backend).
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="esimsite <no-reply@esimsite.local>")
-SMS_BACKEND = env("SMS_BACKEND", default="accounts.sms.ConsoleBackend")
+SMS_BACKEND = env("SMS_BACKEND")
 
 # Stripe through dj-stripe. In development and tests STRIPE_API_BASE points at localstripe.
+# Live mode is the deployment's choice (production.py turns it on unless told otherwise).
 STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
-STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="sk_test_localstripe0esimsite0devonly0key")
-STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe0esimsite0devonly0key")
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")
 STRIPE_TEST_SECRET_KEY = STRIPE_SECRET_KEY
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
-STRIPE_API_BASE = env("STRIPE_API_BASE", default="http://127.0.0.1:8420")
-STRIPE_JS_URL = env("STRIPE_JS_URL", default=STRIPE_API_BASE + "/js.stripe.com/v3/")
-STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="whsec_localstripe_esimsite")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
 # Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
 STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
@@ -178,9 +171,6 @@ STRIPE_WEBHOOK_MAX_BODY_BYTES = env.int("STRIPE_WEBHOOK_MAX_BODY_BYTES", default
 # validation after a day, the others after this many days (the Events themselves are kept, so a
 # redelivered event is still recognised as a duplicate).
 STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS = env.int("STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS", default=30)
-CELERY_BEAT_SCHEDULE["payments-prune-webhook-triggers"] = {
-    "task": "payments.prune_webhook_triggers", "schedule": timedelta(hours=1), "options": {"expires": 3600},
-}
 # Processor write-rate limit (payments/processor_limit.py), shared by every process through Redis.
 # Stripe allows 100 writes/s in live mode and 25 in test mode (stripe.com/docs/rate-limits); its
 # newer pages also give single endpoints (POST /v1/payment_intents) 25/s unless raised: set the
@@ -193,14 +183,10 @@ STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("STRIPE_RATE_LIMIT_MAX_WAIT_SECON
 STRIPE_RATE_LIMIT_MARGIN_SECONDS = env.float("STRIPE_RATE_LIMIT_MARGIN_SECONDS", default=0.1)
 STRIPE_RATE_LIMIT_REDIS_URL = env("STRIPE_RATE_LIMIT_REDIS_URL", default=REDIS_URL)
 STRIPE_RATE_LIMIT_KEY_PREFIX = env("STRIPE_RATE_LIMIT_KEY_PREFIX", default="esimsite")
-CELERY_BEAT_SCHEDULE["payments-log-processor-writes"] = {
-    "task": "payments.log_processor_writes", "schedule": 60.0, "options": {"expires": 60},
-}
 # A purchase still pending this long after it was sent cannot be in flight any more: reconcile it.
 PAYMENTS_RECONCILE_AFTER = timedelta(seconds=env.int("PAYMENTS_RECONCILE_AFTER_SECONDS", default=600))
 # A purchase waiting for 3-D Secure is looked up until then, and its intent withdrawn after.
 PAYMENTS_AUTHENTICATION_WINDOW = timedelta(hours=env.int("PAYMENTS_AUTHENTICATION_WINDOW_HOURS", default=24))
-CELERY_BEAT_SCHEDULE["payments-reconcile"] = {"task": "payments.reconcile_pending_purchases", "schedule": 300.0}
 DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
 DJSTRIPE_USE_NATIVE_JSONFIELD = True
 
@@ -215,34 +201,19 @@ PAYMENTS_RATE_LIMITS = {
 }
 
 # Network partner: usage records in, commands out.
-PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET", default="dev-partner-usage-secret")
+PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET")
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # How long after its period ends a usage record may still arrive on time (docs/usage.md): longer
 # than any partner retry. A record of an earlier package that arrives later is reported as "late".
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
-NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET", default="dev-network-webhook-secret")
+NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
 # The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
-CELERY_BEAT_SCHEDULE["accounts-deliver-network-commands"] = {
-    "task": "accounts.deliver_network_commands",
-    "schedule": NETWORK_COMMANDS_SWEEP_INTERVAL,
-    "options": {"expires": NETWORK_COMMANDS_SWEEP_INTERVAL.total_seconds()},
-}
-CELERY_BEAT_SCHEDULE["accounts-expiry-notices"] = {
-    "task": "accounts.send_expiry_notices",
-    "schedule": timedelta(minutes=10),
-    "options": {"expires": 600},
-}
 # Validity is enforced by this sweep (accounts/services/line_status.py: expire_lines): a line is
 # expired, and suspended at the network, within a minute of its end, at most this many per tick.
 LINES_EXPIRE_PER_TICK = env.int("LINES_EXPIRE_PER_TICK", default=500)
-CELERY_BEAT_SCHEDULE["accounts-expire-lines"] = {
-    "task": "accounts.expire_lines",
-    "schedule": timedelta(minutes=1),
-    "options": {"expires": 60},
-}
 
 LOGGING = {
     "version": 1,
@@ -291,9 +262,32 @@ RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERV
 # A charge left pending this long (a crash, a time-out) is reconciled by looking its PaymentIntent up.
 RENEWALS_RECONCILE_AFTER = timedelta(minutes=env.int("RENEWALS_RECONCILE_AFTER_MINUTES", default=10))
 RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
-CELERY_BEAT_SCHEDULE["renewals-dispatch"] = {
-    "task": "renewals.dispatch_renewals",
-    "schedule": RENEWALS_DISPATCH_INTERVAL,
-    # A tick not started within the interval is superseded by the next one.
-    "options": {"expires": RENEWALS_DISPATCH_INTERVAL.total_seconds()},
+
+# Everything beat sends, in one place. A sweep not started within its interval is superseded by
+# the next one ("expires"). Each goes to the "sweeps" queue (CELERY_TASK_QUEUES above says why).
+CELERY_BEAT_SCHEDULE = {
+    "renewals-dispatch": {
+        "task": "renewals.dispatch_renewals",
+        "schedule": RENEWALS_DISPATCH_INTERVAL,
+        "options": {"expires": RENEWALS_DISPATCH_INTERVAL.total_seconds()},
+    },
+    "payments-reconcile": {"task": "payments.reconcile_pending_purchases", "schedule": 300.0},
+    "payments-log-processor-writes": {
+        "task": "payments.log_processor_writes", "schedule": 60.0, "options": {"expires": 60},
+    },
+    "payments-prune-webhook-triggers": {
+        "task": "payments.prune_webhook_triggers", "schedule": timedelta(hours=1), "options": {"expires": 3600},
+    },
+    "accounts-deliver-network-commands": {
+        "task": "accounts.deliver_network_commands",
+        "schedule": NETWORK_COMMANDS_SWEEP_INTERVAL,
+        "options": {"expires": NETWORK_COMMANDS_SWEEP_INTERVAL.total_seconds()},
+    },
+    "accounts-expiry-notices": {
+        "task": "accounts.send_expiry_notices", "schedule": timedelta(minutes=10), "options": {"expires": 600},
+    },
+    "accounts-expire-lines": {
+        "task": "accounts.expire_lines", "schedule": timedelta(minutes=1), "options": {"expires": 60},
+    },
 }
+CELERY_TASK_ROUTES = {entry["task"]: {"queue": "sweeps"} for entry in CELERY_BEAT_SCHEDULE.values()}

@@ -13,6 +13,7 @@ from tests.factories import make_user
 PRODUCTION_ENV = {
     "SECRET_KEY": "x" * 20 + "-production-like-secret-" + "y" * 30,
     "ALLOWED_HOSTS": "esim.example.com",
+    "SITE_URL": "https://esim.example.com",
     "STRIPE_SECRET_KEY": "sk_live_example",
     "STRIPE_PUBLISHABLE_KEY": "pk_live_example",
     "STRIPE_WEBHOOK_SECRET": "whsec_example",
