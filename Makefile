@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test bootstrap bootstrap-test messages bench chaos fuzz-money
+.PHONY: run test bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -12,6 +12,9 @@ bootstrap:
 
 bootstrap-test:
 	scripts/bootstrap test
+
+bootstrap-bench:
+	scripts/bootstrap bench
 
 messages:
 	$(PY) manage.py compilemessages --ignore=.venv -v 0
@@ -34,7 +37,7 @@ test: bootstrap-test messages
 # Benchmarks (bench/RESULTS.md): each bench on its own throwaway services; figures printed and
 # kept in var/bench/<bench>.out. Not part of `make test` (tests/bench/ runs them at tiny sizes).
 BENCHES ?= dispatcher ingest threshold throughput portal
-bench: bootstrap-test messages
+bench: bootstrap-bench messages
 	mkdir -p var/bench
 	for b in $(BENCHES); do \
 		echo "### bench.$$b"; \
@@ -44,7 +47,7 @@ bench: bootstrap-test messages
 # The chaos run (bench/chaos.py says what it breaks and what it checks); exit status 1 if an
 # invariant fails. CHAOS_ARGS="--lines 2000 --duration 180 --settle 600" for the issue's size.
 CHAOS_ARGS ?=
-chaos: bootstrap-test messages
+chaos: bootstrap-bench messages
 	mkdir -p var/bench
 	WITH_SERVICES_QUIET=1 scripts/with-services $(PY) -m bench.chaos $(CHAOS_ARGS) 2>&1 | tee var/bench/chaos.out
 
