@@ -5,7 +5,7 @@ from a charge call, and the quirks of localstripe are handled in this file only.
 Charges: the caller writes the `Charge` row (with its idempotency key) *before* calling
 `charge_off_session` / `charge_on_session`. A `processor_error` outcome means the result is
 UNKNOWN (time-out, connection reset, 5xx, 429): reconcile with
-`find_payment_intent_for_charge`, never re-send blindly (DESIGN.md invariant 1). A `throttled`
+`find_payment_intent_for_charge`, never re-send blindly (docs/invariants.md, 1). A `throttled`
 outcome is the opposite: our own write limiter held the request back, nothing was sent.
 
 Every write (POST/DELETE, dj-stripe's included) goes through `WriteLimitedClient`, the SDK's HTTP
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import stripe
@@ -25,6 +26,11 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from . import processor_limit
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+    from .models import Charge
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +125,8 @@ class WriteLimitedClient(stripe.HTTPClient):
     def __init__(self, inner: stripe.HTTPClient):
         super().__init__()
         self.inner = inner
-        self.name = inner.name
+        # The SDK names its clients per class; this wrapper reports the wrapped one's name.
+        self.name = inner.name  # type: ignore[misc]
 
     def _slot(self, method: str, url: str) -> None:
         if method.lower() not in WRITE_METHODS:
@@ -129,16 +136,23 @@ class WriteLimitedClient(stripe.HTTPClient):
         except processor_limit.WriteNotSent as exc:
             raise ProcessorBusy(exc.reason) from exc
 
-    def request(self, method, url, headers, post_data=None):
+    # `_usage` is the SDK's telemetry tag: its own clients take it in the signature and drop it.
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
+        *, _usage: list[str] | None = None,
+    ) -> tuple[str, int, Mapping[str, str]]:
         self._slot(method, url)
         return self.inner.request(method, url, headers, post_data)
 
-    def request_stream(self, method, url, headers, post_data=None):
+    def request_stream(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
+        *, _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
         self._slot(method, url)
         return self.inner.request_stream(method, url, headers, post_data)
 
-    def close(self):
-        self.inner.close()
+    def close(self) -> None:
+        self.inner.close()  # type: ignore[no-untyped-call]  # the SDK leaves close() unannotated
 
 
 # --- configuration -----------------------------------------------------------------------
@@ -199,7 +213,7 @@ def ensure_local_owner_account() -> None:
 
 
 def _key() -> str:
-    return settings.STRIPE_SECRET_KEY
+    return str(settings.STRIPE_SECRET_KEY)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -214,7 +228,7 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
         return getattr(obj, name, default)
 
 
-def _as_dict(obj: Any) -> dict:
+def _as_dict(obj: Any) -> dict[str, Any]:
     if obj is None:
         return {}
     if isinstance(obj, dict):
@@ -224,7 +238,7 @@ def _as_dict(obj: Any) -> dict:
 
 # --- customers -----------------------------------------------------------------------------
 
-def ensure_customer(user):
+def ensure_customer(user: User) -> Any:
     """The user's dj-stripe Customer, created in Stripe on first need. The user row is locked
     so two requests cannot create two Stripe customers (dj-stripe has no unique constraint on
     the subscriber, and localstripe ignores idempotency keys)."""
@@ -252,14 +266,14 @@ def ensure_customer(user):
     return customer
 
 
-def customer_for_user(user):
+def customer_for_user(user: User) -> Any:
     """The user's dj-stripe Customer, or None: never calls Stripe."""
     from djstripe.models import Customer
 
     return Customer.objects.filter(subscriber=user, livemode=settings.STRIPE_LIVE_MODE, date_purged__isnull=True).first()
 
 
-def sync_customer(customer_id: str):
+def sync_customer(customer_id: str) -> Any:
     from djstripe.models import Customer
 
     ensure_local_owner_account()
@@ -271,7 +285,7 @@ def sync_customer(customer_id: str):
 
 # --- payment methods -------------------------------------------------------------------------
 
-def default_payment_method_id(user) -> str | None:
+def default_payment_method_id(user: User) -> str | None:
     """The id of the user's default method, if it is still attached to them. Reads our mirror
     (dj-stripe's tables); no call to Stripe."""
     from djstripe.models import PaymentMethod
@@ -281,7 +295,7 @@ def default_payment_method_id(user) -> str | None:
         return None
     pm_id = customer.default_payment_method_id
     if pm_id and PaymentMethod.objects.filter(id=pm_id, customer=customer).exists():
-        return pm_id
+        return str(pm_id)
     return None
 
 
@@ -313,7 +327,7 @@ def create_local_test_card(number: str, *, exp_month: int = 12, exp_year: int = 
         )
     except stripe.StripeError as exc:
         raise _gateway_error(exc) from exc
-    return pm["id"]
+    return str(pm["id"])
 
 
 def create_setup_intent(*, customer_id: str, method_type: str) -> stripe.SetupIntent:
@@ -350,7 +364,7 @@ def cancel_setup_intent(setup_intent_id: str) -> None:
         raise _gateway_error(exc) from exc
 
 
-def attach_payment_method(*, customer_id: str, payment_method_id: str):
+def attach_payment_method(*, customer_id: str, payment_method_id: str) -> Any:
     """Attach (if Stripe has not already: localstripe does not attach on a succeeded
     SetupIntent, real Stripe does) and mirror the method; returns the dj-stripe row."""
     from djstripe.models import PaymentMethod
@@ -370,7 +384,7 @@ def attach_payment_method(*, customer_id: str, payment_method_id: str):
         raise _gateway_error(exc) from exc
 
 
-def set_default_payment_method(*, customer_id: str, payment_method_id: str | None):
+def set_default_payment_method(*, customer_id: str, payment_method_id: str | None) -> Any:
     """Make the method the customer's default ('' clears it); returns the synced Customer."""
     from djstripe.models import Customer
 
@@ -405,7 +419,7 @@ def detach_payment_method(payment_method_id: str) -> None:
 
 # --- charges -------------------------------------------------------------------------------------
 
-def _metadata(charge) -> dict[str, str]:
+def _metadata(charge: Charge) -> dict[str, str]:
     data = {"charge_id": str(charge.pk)}
     if charge.renewal_id:
         data["renewal_id"] = str(charge.renewal_id)
@@ -467,13 +481,13 @@ def _payment_intent_id_from_card_error(exc: stripe.CardError) -> str | None:
     charge_id = _get(err, "charge")
     if charge_id:
         try:
-            return _get(stripe.Charge.retrieve(charge_id, api_key=_key()), "payment_intent")
+            return cast("str | None", _get(stripe.Charge.retrieve(charge_id, api_key=_key()), "payment_intent"))
         except stripe.StripeError:
             logger.warning("stripe_charge_lookup_failed charge=%s", charge_id)
     return None
 
 
-def _confirm(*, charge, customer_id: str, payment_method_id: str, off_session: bool, method_type: str) -> ChargeOutcome:
+def _confirm(*, charge: Charge, customer_id: str, payment_method_id: str, off_session: bool, method_type: str) -> ChargeOutcome:
     params: dict[str, Any] = {
         "amount": charge.amount_minor,
         "currency": charge.currency.lower(),
@@ -527,20 +541,20 @@ def payment_method_type(payment_method_id: str) -> str:
 
     row = PaymentMethod.objects.filter(id=payment_method_id).first()
     if row is not None and row.type:
-        return row.type
+        return str(row.type)
     try:
         return _get(stripe.PaymentMethod.retrieve(payment_method_id, api_key=_key()), "type") or "card"
     except stripe.StripeError:
         return "card"
 
 
-def charge_off_session(*, charge, customer_id: str, payment_method_id: str) -> ChargeOutcome:
+def charge_off_session(*, charge: Charge, customer_id: str, payment_method_id: str) -> ChargeOutcome:
     """Charge a saved method without the customer (renewals). Never raises a Stripe error."""
     return _confirm(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id,
                     off_session=True, method_type=payment_method_type(payment_method_id))
 
 
-def charge_on_session(*, charge, customer_id: str, payment_method_id: str) -> ChargeOutcome:
+def charge_on_session(*, charge: Charge, customer_id: str, payment_method_id: str) -> ChargeOutcome:
     """Charge with the customer at the browser (purchase, pay now). AUTHENTICATION_REQUIRED
     carries the client secret for stripe.confirmCardPayment."""
     return _confirm(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id,
@@ -563,7 +577,7 @@ def cancel_payment_intent(payment_intent_id: str) -> None:
         logger.warning("stripe_cancel_failed pi=%s error=%s", payment_intent_id, type(exc).__name__)
 
 
-def find_payment_intent_for_charge(charge) -> stripe.PaymentIntent | None:
+def find_payment_intent_for_charge(charge: Charge) -> stripe.PaymentIntent | None:
     """The PaymentIntent created for this charge, if any (metadata charge_id). Used to
     reconcile a charge whose outcome is unknown. Lists the customer's intents (Stripe's list is
     strongly consistent; search lags); localstripe rejects the customer filter with a 400, so
@@ -579,11 +593,10 @@ def find_payment_intent_for_charge(charge) -> stripe.PaymentIntent | None:
     wanted = str(charge.pk)
     customer = customer_for_user(charge.user)
     try:
-        intents = None
+        intents: Iterable[stripe.PaymentIntent] | None = None
         if customer is not None:
             try:
-                intents = stripe.PaymentIntent.list(customer=customer.id, limit=100, api_key=_key()).auto_paging_iter()
-                intents = list(intents)
+                intents = list(stripe.PaymentIntent.list(customer=customer.id, limit=100, api_key=_key()).auto_paging_iter())
             except stripe.InvalidRequestError:
                 if not is_local_stripe():
                     raise
@@ -609,7 +622,7 @@ def refund_payment_intent(*, payment_intent_id: str, amount_minor: int, idempote
         logger.warning("stripe_refund_failed charge=%s pi=%s error=%s", charge_id, payment_intent_id, type(exc).__name__)
         raise _gateway_error(exc) from exc
     logger.info("stripe_refund charge=%s pi=%s refund=%s amount=%s", charge_id, payment_intent_id, refund["id"], amount_minor)
-    return refund["id"]
+    return str(refund["id"])
 
 
 def refunded_total(payment_intent_id: str) -> int:

@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -121,11 +122,11 @@ class WriteNotSent(Exception):
         self.wait = wait
 
 
-_clients: dict[str, tuple[redis.Redis, dict]] = {}
+_clients: dict[str, tuple[redis.Redis, dict[str, Any]]] = {}
 _clients_lock = threading.Lock()
 
 
-def _client() -> tuple[redis.Redis, dict]:
+def _client() -> tuple[redis.Redis, dict[str, Any]]:
     url = settings.STRIPE_RATE_LIMIT_REDIS_URL
     with _clients_lock:
         if url not in _clients:
@@ -147,7 +148,7 @@ def _keys() -> dict[str, str]:
 def window_seconds() -> float:
     """Stripe's second plus the margin that absorbs the jitter between the slot and the request
     reaching the processor (a process descheduled after its sleep, the network)."""
-    return 1.0 + settings.STRIPE_RATE_LIMIT_MARGIN_SECONDS
+    return 1.0 + float(settings.STRIPE_RATE_LIMIT_MARGIN_SECONDS)
 
 
 def acquire_write(*, method: str, path: str) -> float:
@@ -164,8 +165,8 @@ def acquire_write(*, method: str, path: str) -> float:
                                               args=[limit, window, max_wait, member])
         while granted and wait_us:
             time.sleep(int(wait_us) / 1_000_000)
-            waited = int((time.monotonic() - started) * 1_000_000)
-            sent, wait_us = scripts["confirm"](keys=[keys["sent"], keys["stats"]], args=[limit, window, member, waited, max_wait])
+            waited_us = int((time.monotonic() - started) * 1_000_000)
+            sent, wait_us = scripts["confirm"](keys=[keys["sent"], keys["stats"]], args=[limit, window, member, waited_us, max_wait])
             granted = sent or wait_us > 0
     except redis.RedisError as exc:
         # Fail closed: only the shared log can keep the limit across processes and machines.
@@ -199,7 +200,7 @@ class WriteStats:
         return self.wait_seconds_total * 1000 / self.waited if self.waited else 0.0
 
 
-def _when(us: bytes | None) -> datetime | None:
+def _when(us: bytes | str | None) -> datetime | None:
     return datetime.fromtimestamp(int(us) / 1_000_000, tz=timezone.utc) if us else None
 
 
@@ -209,11 +210,11 @@ def write_stats() -> WriteStats | None:
     keys = _keys()
     try:
         client, scripts = _client()
-        raw = client.hgetall(keys["stats"])
+        stored = client.hgetall(keys["stats"])
         last_second = int(scripts["last_second"](keys=[keys["sent"]]))
     except redis.RedisError:
         return None
-    raw = {k.decode(): v for k, v in raw.items()}
+    raw = {k.decode() if isinstance(k, bytes) else k: v for k, v in stored.items()}
     return WriteStats(
         limit=int(settings.STRIPE_WRITE_RATE_LIMIT),
         writes=int(raw.get("writes", 0)),
