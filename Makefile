@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money
+.PHONY: run test test-fast lint bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -33,6 +33,11 @@ run: bootstrap messages
 
 test: bootstrap-test messages
 	scripts/with-services $(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests marked `pure` (no database, Redis or localstripe: tests/conftest.py refuses any other
+# without the services), on SQLite in memory and a cache in the process; seconds, not minutes.
+test-fast: bootstrap messages
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m pure -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Lint, format, types and import contracts (the same hooks as .pre-commit-config.yaml).
 # LINT_STRICT=1 also runs the steps the tree does not pass yet (docs/development.md): ruff's rule

@@ -3,7 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.security.test_cookies import PRODUCTION_ENV
+
+# Subprocesses reading the settings modules: no service needed.
+pytestmark = pytest.mark.pure
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,6 +11,9 @@ import pytest
 from esimsite.settings.development import DEVELOPMENT_ENVIRONMENT
 from tests.security.test_cookies import PRODUCTION_ENV
 
+# Subprocesses reading the settings modules: no service needed.
+pytestmark = pytest.mark.pure
+
 ROOT = Path(__file__).resolve().parent.parent
 PRINT = "from django.conf import settings; print(settings.SETTINGS_MODULE, settings.DEBUG, settings.DJSTRIPE_WEBHOOK_VALIDATION)"
 

@@ -1,6 +1,7 @@
 """Staff enter the admin only after a TOTP step in this session; customers never."""
 import time
 
+import pytest
 import time_machine
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY, TOTP, generate_totp_secret
@@ -21,6 +22,7 @@ def make_staff(*, with_totp: bool):
     return user, secret
 
 
+@pytest.mark.pure
 def test_admin_site_is_the_two_factor_site_for_every_app():
     assert isinstance(admin.site, StaffAdminSite)
     from accounts.models import Line

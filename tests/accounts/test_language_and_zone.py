@@ -2,6 +2,7 @@
 import zoneinfo
 from datetime import datetime, timezone as dt_timezone
 
+import pytest
 from django.conf import settings
 from django.urls import reverse
 
@@ -82,6 +83,7 @@ def test_settings_page_needs_login(client, db):
     assert response.status_code == 302 and response["Location"].startswith(reverse("account_login"))
 
 
+@pytest.mark.pure
 def test_every_zone_offered_is_valid():
     from accounts.forms import time_zone_choices
 

@@ -13,6 +13,7 @@ CATALOGUES = [
 
 
 @pytest.mark.parametrize("po", CATALOGUES, ids=lambda p: str(p.relative_to(settings.BASE_DIR)))
+@pytest.mark.pure
 def test_catalogue_is_complete_and_compiled(po: Path, tmp_path):
     result = subprocess.run(
         ["msgfmt", "--check", "--statistics", "-o", str(tmp_path / "django.mo"), str(po)],

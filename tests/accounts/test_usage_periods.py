@@ -153,6 +153,7 @@ def test_a_line_whose_package_start_is_unknown_is_charged_as_before(client, cust
     assert line.data_remaining_bytes == GB - MB
 
 
+@pytest.mark.pure
 def test_the_contract_documents_late_records():
     import yaml
 

@@ -46,6 +46,7 @@ def test_no_default_method_without_customer(customer):
     assert gateways.default_payment_method_id(customer) is None
 
 
+@pytest.mark.pure
 def test_summary_of_other_method_types():
     assert gateways.payment_method_summary({"type": "sepa_debit", "sepa_debit": {"last4": "3000"}}) == "SEPA Direct Debit •••• 3000"
     assert gateways.payment_method_summary({"type": "card", "card": {"brand": "mastercard", "last4": "4444"}}) == "Mastercard •••• 4444"
@@ -97,7 +98,8 @@ def test_three_d_secure_card_off_session_needs_authentication(customer, line, pa
     assert outcome.client_secret
 
 
-def test_real_stripe_shape_of_authentication_required_is_recognised(db):
+@pytest.mark.pure
+def test_real_stripe_shape_of_authentication_required_is_recognised():
     # Real Stripe answers off-session 3-D Secure with a CardError whose intent is back to
     # requires_payment_method; reconciliation sees that intent later.
     pi = {"id": "pi_x", "status": "requires_payment_method", "client_secret": "pi_x_secret",

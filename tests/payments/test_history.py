@@ -118,6 +118,7 @@ def test_history_in_chinese(customer, customer_client, line, package):
 
 # --- money ---------------------------------------------------------------------------------------
 
+@pytest.mark.pure
 def test_amounts_whose_float_would_be_wrong_are_exact():
     # 0.1 + 0.2 != 0.3 in floats; in minor units it is 10 + 20 = 30.
     assert 0.1 + 0.2 != 0.3
@@ -132,6 +133,7 @@ def test_amounts_whose_float_would_be_wrong_are_exact():
 
 
 @translation.override("en")
+@pytest.mark.pure
 def test_zero_and_three_decimal_currencies():
     assert format_money(1200, "JPY") == "JPY 1,200"
     assert plain_amount(1200, "JPY") == "1200"
@@ -140,6 +142,7 @@ def test_zero_and_three_decimal_currencies():
     assert format_money(0, "CNY") == "CNY 0.00"
 
 
+@pytest.mark.pure
 def test_money_follows_the_language():
     with translation.override("zh-hans"):
         assert format_money(9800, "CNY").startswith("CNY 98.00")

@@ -138,6 +138,7 @@ def test_expired_and_expiring_cards_are_flagged(customer, customer_client, bind_
     (date(2026, 12, 31), (False, True)),   # its last valid day
     (date(2027, 1, 1), (True, False)),
 ])
+@pytest.mark.pure
 def test_expiry_flag_boundaries(today, expected):
     assert card_expiry_flags(12, 2026, today) == expected
 

@@ -193,6 +193,7 @@ def test_stored_webhook_requests_are_pruned_invalid_after_a_day_valid_after_the_
     assert set(WebhookEventTrigger.objects.values_list("pk", flat=True)) == {fresh_invalid, recent_valid}
 
 
+@pytest.mark.pure
 def test_beat_prunes_webhook_requests():
     entries = [entry for entry in django_settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == "payments.prune_webhook_triggers"]
     assert len(entries) == 1

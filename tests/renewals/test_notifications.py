@@ -2,6 +2,7 @@
 from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
 
+import pytest
 from django.core import mail
 
 from renewals import notifications
@@ -42,6 +43,7 @@ def test_every_kind_of_email_renders_in_both_languages(customer, line, package, 
     assert all("{%" not in m.body and "CNY 98.00" in m.body for m in mail.outbox)
 
 
+@pytest.mark.pure
 def test_money_is_formatted_from_minor_units_by_the_currency():
     assert format_money(9800, "CNY") == "CNY 98.00"
     assert format_money(5, "EUR") == "EUR 0.05"
@@ -49,6 +51,7 @@ def test_money_is_formatted_from_minor_units_by_the_currency():
     assert format_money(1234567, "KWD") == "KWD 1,234.567"
 
 
+@pytest.mark.pure
 def test_the_zh_hans_catalogue_is_complete():
     text = CATALOGUE.read_text(encoding="utf-8")
     entries = text.split("\n\n")[1:]  # the first block is the header

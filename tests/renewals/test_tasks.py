@@ -1,6 +1,7 @@
 """Beat's schedule drives the dispatcher; the tasks are registered under stable names."""
 from datetime import timedelta
 
+import pytest
 from django.conf import settings
 
 from esimsite.celery import app
@@ -8,6 +9,7 @@ from renewals import tasks
 from renewals.models import Renewal
 
 
+@pytest.mark.pure
 def test_beat_ticks_the_dispatcher_every_30_seconds_by_default():
     entry = settings.CELERY_BEAT_SCHEDULE["renewals-dispatch"]
     assert entry["task"] == tasks.dispatch_renewals.name == "renewals.dispatch_renewals"
@@ -15,6 +17,7 @@ def test_beat_ticks_the_dispatcher_every_30_seconds_by_default():
     assert "renewals.charge_renewal" in app.tasks and "renewals.dispatch_renewals" in app.tasks
 
 
+@pytest.mark.pure
 def test_charge_task_is_acknowledged_only_after_it_ran():
     assert tasks.charge_renewal_task.acks_late and tasks.charge_renewal_task.reject_on_worker_lost
 

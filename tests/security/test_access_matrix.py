@@ -23,6 +23,7 @@ from .conftest import (
 OWNER_POST_CHANGES_NOTHING = {"payments:complete", "payments:method_setup"}
 
 
+@pytest.mark.pure
 def test_every_url_is_in_the_matrix_or_out_of_scope_with_a_reason():
     portal = [e for e in walk() if not is_admin(e)]
     known = set(MATRIX_BY_NAME) | set(OUT_OF_SCOPE) | ALLAUTH_PUBLIC | ALLAUTH_OWN_ACCOUNT

@@ -60,6 +60,7 @@ def test_login_over_https_sets_only_secure_cookies(production, db):
     assert "; HttpOnly" in headers["sessionid"] and "; HttpOnly" in headers["django_language"]
 
 
-def test_plain_http_is_sent_to_https_under_production(production, db):
+@pytest.mark.pure
+def test_plain_http_is_sent_to_https_under_production(production):
     response = Client().get(reverse("account_login"))
     assert response.status_code == 301 and response["Location"].startswith("https://")

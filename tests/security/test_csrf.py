@@ -1,6 +1,7 @@
 """CSRF on every form: a POST without the token is refused everywhere (URLs walked from the
 URLconf), every rendered POST form carries the token, and only the two signature-authenticated
 machine endpoints are exempt."""
+import pytest
 from django.conf import settings
 from django.contrib import admin
 from django.test import Client
@@ -22,6 +23,7 @@ def _csrf_refused(response) -> bool:
     return response.status_code == 403 and "403_csrf.html" in [t.name for t in response.templates]
 
 
+@pytest.mark.pure
 def test_only_the_partner_usage_api_and_the_stripe_webhook_are_csrf_exempt():
     assert "django.middleware.csrf.CsrfViewMiddleware" in settings.MIDDLEWARE
     exempt = {e.key for e in walk() if getattr(e.callback, "csrf_exempt", False)}

@@ -129,7 +129,8 @@ def test_every_customer_page_sends_the_policy_and_has_no_inline_code(client, cus
     check_page(confirm, "rule confirmation")
 
 
-def test_anonymous_and_error_pages_send_the_policy(db):
+@pytest.mark.pure
+def test_anonymous_and_error_pages_send_the_policy():
     client = Client()
     crawl(client, ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/", "/admin/login/"])
     check_page(client.get("/no-such-page/"), "404")
@@ -153,6 +154,7 @@ def test_every_admin_page_sends_the_policy_and_has_no_inline_code(db, customer, 
     assert f"/admin/accounts/line/{portal_data['line'].pk}/change/" in pages
 
 
+@pytest.mark.pure
 def test_policy_forbids_inline_script_and_names_the_stripe_origins(settings):
     policy = dict(d.split(" ", 1) for d in content_security_policy().split("; "))
     localstripe = "{0.scheme}://{0.netloc}".format(urlsplit(settings.STRIPE_JS_URL))
