@@ -6,7 +6,7 @@ import os
 import pytest
 
 from accounts import sms
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_line, make_package, make_user
 
 DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
 

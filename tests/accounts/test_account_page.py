@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Line, UsageRecord
-from tests.factories import GB, MB, make_line, make_package, make_user
+from tests.builders import GB, MB, make_line, make_package, make_user
 
 
 def usage(line, *, at: datetime, amount: int, ref: str) -> UsageRecord:

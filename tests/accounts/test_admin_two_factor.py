@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from accounts.admin_site import StaffAdminSite
 from tests.accounts.helpers import PASSWORD, totp_code
-from tests.factories import make_user
+from tests.builders import make_user
 
 
 def make_staff(*, with_totp: bool):

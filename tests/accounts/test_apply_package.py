@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from accounts.models import Line
 from accounts.services import LineTerminated, apply_package
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line
 
 
 def test_package_adds_data_and_extends_validity_to_the_later_end(customer, package):

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from tests.accounts.helpers import PASSWORD
-from tests.factories import make_line, make_user
+from tests.builders import make_line, make_user
 
 
 def test_switcher_sets_the_cookie_and_remembers_the_choice_on_the_user(customer_client, customer):

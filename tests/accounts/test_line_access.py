@@ -1,6 +1,6 @@
 from django.urls import reverse
 
-from tests.factories import make_line
+from tests.builders import make_line
 
 
 def test_anonymous_visitor_is_sent_to_login(client, line):

@@ -11,7 +11,7 @@ from accounts.services.line_status import resume_line, suspend_line
 from accounts.tasks import expire_lines
 from renewals.models import RenewalRule
 from tests.accounts.partner_helpers import record, signed_post
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line
 
 
 def commands(line) -> list[str]:

@@ -14,7 +14,7 @@ from accounts.models import NetworkCommand
 from accounts.services import network
 from accounts.services.network import deliver_due_commands, enqueue_command, retry_command_now
 from tests.accounts.partner_helpers import Receiver
-from tests.factories import make_line
+from tests.builders import make_line
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from accounts.services import network
 from accounts.services.network import deliver_due_commands, enqueue_command, retry_command_now
 from accounts.tasks import deliver_network_commands
 from tests.accounts.partner_helpers import Receiver, celery_worker, wait_until
-from tests.factories import make_line
+from tests.builders import make_line
 
 
 @pytest.fixture

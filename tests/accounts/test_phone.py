@@ -6,7 +6,7 @@ from django.urls import reverse
 from accounts import sms
 from accounts.models import User
 from tests.accounts.helpers import PASSWORD, confirmation_path, sign_up, sms_code
-from tests.factories import make_user
+from tests.builders import make_user
 
 
 def test_phone_sign_up_sends_a_six_digit_code_and_verifies_the_phone(client, db):

@@ -10,7 +10,7 @@ from django.urls import reverse
 from accounts import sms
 from accounts.models import User
 from tests.accounts.helpers import PASSWORD, sign_up
-from tests.factories import make_user
+from tests.builders import make_user
 
 REGISTERED = "+8613800138001"
 

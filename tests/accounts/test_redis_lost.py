@@ -15,7 +15,7 @@ from accounts.models import Line, NetworkCommand, UsageRecord
 from accounts.tasks import deliver_network_commands
 from renewals.models import Renewal, RenewalRule
 from tests.accounts.partner_helpers import Receiver, record
-from tests.factories import MB, make_line
+from tests.builders import MB, make_line
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Line, NetworkCommand, UsageRecord
 from tests.accounts.partner_helpers import USAGE_URL, record, signed_post
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line
 
 
 def counters(line):

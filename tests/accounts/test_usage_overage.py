@@ -4,7 +4,7 @@ import pytest
 from accounts.models import Line, NetworkCommand
 from renewals.models import RenewalRule
 from tests.accounts.partner_helpers import record, signed_post
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line
 
 Policy = RenewalRule.OveragePolicy
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Line, NetworkCommand, UsageRecord
 from accounts.services import apply_package
 from tests.accounts.partner_helpers import record, signed_post
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line
 
 
 def iso(moment):

@@ -6,20 +6,15 @@ from django.utils import timezone
 
 from accounts.models import Line
 from payments import gateways
-from renewals.models import Renewal, RenewalRule
+from renewals.models import Renewal
 from tests.accounts.partner_helpers import celery_worker, record, signed_post, wait_until
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line, make_rule
 from tests.payments.conftest import create_card
-
-
-def make_rule(line, package, **fields):
-    defaults = {"enabled": True, "trigger_data_below_mb": 500, "overage_policy": RenewalRule.OveragePolicy.BLOCK}
-    return RenewalRule.objects.create(line=line, package=package, **{**defaults, **fields})
 
 
 def test_crossing_the_threshold_opens_a_renewal_within_the_request(client, customer, package):
     line = make_line(owner=customer, package=package, data_remaining_bytes=600 * MB)
-    make_rule(line, package)
+    make_rule(line=line, package=package)
     assert signed_post(client, {"records": [record(line, id="r-1", bytes=150 * MB)]}).status_code == 200
     renewal = Renewal.objects.get(line=line)
     assert (renewal.trigger, renewal.package, renewal.amount_minor) == ("data", package, package.price_minor)
@@ -28,21 +23,21 @@ def test_crossing_the_threshold_opens_a_renewal_within_the_request(client, custo
 
 def test_staying_above_the_threshold_opens_nothing(client, customer, package):
     line = make_line(owner=customer, package=package, data_remaining_bytes=600 * MB)
-    make_rule(line, package)
+    make_rule(line=line, package=package)
     signed_post(client, {"records": [record(line, id="r-1", bytes=50 * MB)]})
     assert not Renewal.objects.exists()
 
 
 def test_a_disabled_rule_opens_nothing(client, customer, package):
     line = make_line(owner=customer, package=package, data_remaining_bytes=600 * MB)
-    make_rule(line, package, enabled=False)
+    make_rule(line=line, package=package, enabled=False)
     signed_post(client, {"records": [record(line, id="r-1", bytes=500 * MB)]})
     assert not Renewal.objects.exists()
 
 
 def test_a_resent_batch_opens_no_second_renewal(client, customer, package):
     line = make_line(owner=customer, package=package, data_remaining_bytes=600 * MB)
-    make_rule(line, package)
+    make_rule(line=line, package=package)
     body = {"records": [record(line, id="r-1", bytes=150 * MB)]}
     signed_post(client, body)
     signed_post(client, body)
@@ -58,7 +53,7 @@ def test_a_line_driven_below_its_threshold_is_renewed_by_a_worker_within_seconds
     method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242"))
     gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=method.id)
     line = make_line(owner=customer, package=package, data_remaining_bytes=600 * MB, data_used_bytes=0)
-    make_rule(line, package)
+    make_rule(line=line, package=package)
     from django.test import Client
 
     log = tmp_path / "worker.log"

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from accounts.roles import FINANCE, SUPPORT
 from tests.accounts.helpers import PASSWORD, totp_code
-from tests.factories import make_user
+from tests.builders import make_user
 
 _seq = itertools.count(1)
 

@@ -6,8 +6,7 @@ from payments import gateways
 from payments import services as payment_services
 from payments.models import Charge
 from tests.admin.conftest import run_action
-from tests.admin.factories import make_charge, make_renewal, make_rule
-from tests.factories import make_user
+from tests.builders import make_charge, make_renewal, make_rule, make_user
 from tests.payments.conftest import create_card
 
 
@@ -116,7 +115,7 @@ def test_resend_pay_now_email(support_client, customer, line, package):
 
 
 def test_customer_page_shows_lines_rules_renewals_charges_and_method_summaries(support_client, customer, line, package):
-    from tests.admin.factories import make_rule
+    from tests.builders import make_rule
 
     client, _user = support_client
     stripe_customer = gateways.ensure_customer(customer)

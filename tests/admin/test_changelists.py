@@ -4,8 +4,7 @@ from django.utils import timezone
 
 from accounts.models import ChangeRecord, Line, UsageRecord
 from renewals.models import Alert, Renewal, RenewalRule
-from tests.admin.factories import make_charge
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_charge, make_line, make_package, make_user
 
 ROWS = 200
 

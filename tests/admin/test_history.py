@@ -2,8 +2,7 @@
 from accounts.models import ChangeRecord, Line
 from accounts.services import apply_package
 from renewals.models import RenewalRule
-from tests.admin.factories import make_rule
-from tests.factories import make_package
+from tests.builders import make_package, make_rule
 
 
 def test_a_service_changing_a_line_state_is_recorded_without_an_operator(line):

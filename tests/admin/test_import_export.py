@@ -5,8 +5,7 @@ import io
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import ChangeRecord, Line
-from tests.admin.factories import make_charge
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_charge, make_line, make_package, make_user
 
 IMPORT = "/admin/accounts/line/import/"
 

@@ -13,8 +13,7 @@ from accounts.services.usage import UsageInput, ingest_usage
 from payments.models import Charge
 from renewals.models import Alert, Renewal, RenewalRule
 from tests.admin.conftest import form_values, run_action
-from tests.admin.factories import make_charge, make_renewal, make_rule
-from tests.factories import GB, make_package
+from tests.builders import GB, make_charge, make_package, make_renewal, make_rule
 
 MB = 1024**2
 

@@ -9,8 +9,7 @@ from accounts.models import Line, UsageRecord
 from accounts.services.line_status import suspend_line
 from renewals.models import Alert
 from renewals.tasks import dispatch_renewals
-from tests.admin.factories import make_charge, make_renewal
-from tests.factories import make_line, make_package
+from tests.builders import make_charge, make_line, make_package, make_renewal
 
 
 def test_operations_page_counts_the_seeded_scenario(support_client, customer):

@@ -6,7 +6,7 @@ from accounts.models import ChangeRecord
 from payments.models import Charge
 from renewals.models import RetryPolicy
 from tests.admin.conftest import management_forms, run_action
-from tests.admin.factories import make_charge, make_renewal
+from tests.builders import make_charge, make_renewal
 
 CHARGES = "/admin/payments/charge/"
 

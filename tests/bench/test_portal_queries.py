@@ -7,8 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from payments.models import Charge
-from tests.factories import make_line, make_package
-from tests.payments.conftest import make_charge
+from tests.builders import make_charge, make_line, make_package
 
 
 def queries_for(client, url) -> int:

@@ -34,7 +34,7 @@ from django.test.testcases import QuietWSGIRequestHandler
 from playwright.sync_api import Browser, sync_playwright
 
 from tests.e2e.card_scan import card_numbers_in_database, card_numbers_in_lines
-from tests.factories import make_user
+from tests.builders import make_user
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

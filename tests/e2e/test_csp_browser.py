@@ -10,8 +10,7 @@ from playwright.sync_api import expect
 
 from payments.models import Charge
 from tests.e2e.conftest import PASSWORD
-from tests.factories import make_line, make_package, make_user
-from tests.payments.conftest import make_charge
+from tests.builders import make_charge, make_line, make_package, make_user
 
 pytestmark = pytest.mark.e2e
 

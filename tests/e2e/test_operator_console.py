@@ -8,8 +8,7 @@ from payments import gateways
 from payments import services as payment_services
 from payments.models import Charge
 from renewals.models import Renewal
-from tests.admin.factories import make_charge, make_renewal
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_charge, make_line, make_package, make_renewal, make_user
 from tests.payments.conftest import create_card
 
 pytestmark = pytest.mark.e2e

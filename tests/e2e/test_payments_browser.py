@@ -14,7 +14,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Line
 from payments.models import Charge
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_line, make_package, make_user
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.e2e

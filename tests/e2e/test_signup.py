@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from accounts.models import User
 from tests.e2e.conftest import PASSWORD, email_link
-from tests.factories import make_line
+from tests.builders import make_line
 
 pytestmark = pytest.mark.e2e
 

@@ -5,14 +5,12 @@ import contextlib
 import itertools
 import socket
 import threading
-import uuid
 
 import pytest
 import stripe
 from django.conf import settings
 
 from payments import gateways
-from payments.models import Charge
 
 _seq = itertools.count(1)
 
@@ -44,21 +42,6 @@ def add_card(stripe_customer):
         return pm
 
     return _add
-
-
-def make_charge(*, user, line=None, package=None, renewal=None, attempt=None, amount_minor=None, currency=None, **fields) -> Charge:
-    return Charge.objects.create(
-        user=user,
-        line=line,
-        package=package,
-        renewal=renewal,
-        attempt=attempt,
-        purpose=Charge.Purpose.RENEWAL if renewal else Charge.Purpose.PURCHASE,
-        amount_minor=amount_minor if amount_minor is not None else (package.price_minor if package else 9800),
-        currency=currency or (package.currency if package else "CNY"),
-        idempotency_key=f"test-{uuid.uuid4()}",
-        **fields,
-    )
 
 
 def _as_browser(path: str, data: dict):

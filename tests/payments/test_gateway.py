@@ -8,7 +8,8 @@ from djstripe.models import Account, APIKey, Customer
 from payments import gateways
 from payments.gateways import OutcomeKind
 from renewals.models import RetryPolicy
-from tests.payments.conftest import create_card, make_charge
+from tests.builders import make_charge
+from tests.payments.conftest import create_card
 
 
 def test_local_owner_account_lets_dj_stripe_sync_without_get_account(db, settings):
@@ -155,7 +156,7 @@ def test_concurrent_first_needs_make_one_stripe_customer():
 
     from django.db import connection
 
-    from tests.factories import make_user
+    from tests.builders import make_user
 
     user = make_user(email="racing@example.com")
     gateways.ensure_local_owner_account()

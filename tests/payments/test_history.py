@@ -11,8 +11,7 @@ from django.utils import translation
 
 from payments.models import Charge
 from payments.money import format_money, plain_amount, to_decimal
-from tests.factories import make_line
-from tests.payments.conftest import make_charge
+from tests.builders import make_charge, make_line
 
 
 def charge_at(when, **fields):
@@ -150,7 +149,7 @@ def test_money_follows_the_language():
 
 def test_jpy_purchase_amount_reaches_stripe_unscaled(customer, line, stripe_customer, add_card):
     from payments import gateways
-    from tests.factories import make_package
+    from tests.builders import make_package
 
     jpy = make_package(price_minor=1200, currency="JPY")
     pm = add_card("4242424242424242")

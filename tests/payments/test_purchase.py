@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Line
 from payments.models import Charge
 from renewals.models import Renewal, RenewalRule
-from tests.factories import make_line, make_package
+from tests.builders import make_line, make_package
 from tests.payments.conftest import authenticate_as_browser
 
 
@@ -161,7 +161,7 @@ def test_another_customers_line_charge_and_receipt_are_404(customer, customer_cl
     theirs = make_line(owner=other_customer)
     assert customer_client.get(reverse("payments:buy", args=[theirs.pk])).status_code == 404
     assert buy(customer_client, theirs, package, method.id).status_code == 404
-    from tests.payments.conftest import make_charge
+    from tests.builders import make_charge
 
     their_charge = make_charge(user=other_customer, line=theirs, package=package, status=Charge.Status.SUCCEEDED)
     for name in ("payments:receipt", "payments:authenticate"):
@@ -279,7 +279,7 @@ def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, li
     import time_machine
 
     from payments import gateways, services
-    from tests.payments.conftest import make_charge
+    from tests.builders import make_charge
 
     pm = add_card("4242424242424242")
     charge = make_charge(user=customer, line=line, package=package, payment_method_id=pm.id, sent_at=timezone.now())

@@ -6,7 +6,7 @@ from django.utils import timezone
 from accounts.models import Line, NetworkCommand
 from accounts.services.line_status import suspend_line
 from payments.models import Charge
-from tests.factories import make_line
+from tests.builders import make_line
 
 
 def buy(client, line, package, method_id):

@@ -21,10 +21,10 @@ from payments import gateways, processor_limit, services
 from payments.models import Charge
 from renewals import services as renewal_services
 from renewals.models import Renewal
-from tests.factories import MB
-from tests.payments.conftest import create_card, make_charge
+from tests.builders import MB, make_charge, make_rule
+from tests.payments.conftest import create_card
 from tests.payments.write_proxy import RecordingProxy, max_in_any_second
-from tests.renewals.conftest import make_rule, payment_intents_for
+from tests.renewals.conftest import payment_intents_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

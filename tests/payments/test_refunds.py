@@ -9,8 +9,7 @@ from django.test import RequestFactory
 from payments import gateways, services
 from payments.admin import ChargeAdmin
 from payments.models import Charge
-from tests.factories import make_user
-from tests.payments.conftest import make_charge
+from tests.builders import make_charge, make_user
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from djstripe.models import Event, WebhookEventTrigger
 from accounts.models import Line
 from payments import gateways
 from payments.models import Charge
-from tests.payments.conftest import make_charge
+from tests.builders import make_charge
 from tests.payments.test_webhooks import endpoint, post_event, sign  # noqa: F401  (endpoint: a fixture)
 
 HANDLED_TYPES = ["payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",

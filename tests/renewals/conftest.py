@@ -1,19 +1,8 @@
 """Renewal fixtures: a line with an enabled rule, and a small policy so retries are minutes apart."""
 import pytest
 
-from renewals.models import RenewalRule, RetryPolicy
-from tests.factories import MB
-
-
-def make_rule(*, line, package, **fields) -> RenewalRule:
-    defaults = {
-        "enabled": True,
-        "trigger_data_below_mb": 500,
-        "max_renewals_per_day": 2,
-        "overage_policy": RenewalRule.OveragePolicy.BLOCK,
-    }
-    defaults.update(fields)
-    return RenewalRule.objects.create(line=line, package=package, **defaults)
+from renewals.models import RetryPolicy
+from tests.builders import MB, make_rule
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from payments.models import Charge
 from renewals import services
 from renewals.models import Alert, Renewal
-from tests.factories import GB
+from tests.builders import GB
 
 
 def paid_renewal(rule, *, amount_minor: int, currency: str, at: datetime) -> Renewal:

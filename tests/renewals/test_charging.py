@@ -12,7 +12,7 @@ from payments import gateways
 from payments.models import Charge
 from renewals import services
 from renewals.models import Renewal
-from tests.factories import GB
+from tests.builders import GB
 
 from .conftest import payment_intents_for, send_owed_emails
 

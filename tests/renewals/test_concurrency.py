@@ -12,9 +12,9 @@ from payments.models import Charge
 from renewals import services
 from renewals.models import Renewal
 from tests.accounts.partner_helpers import wait_until
-from tests.factories import make_line
+from tests.builders import make_line, make_rule
 
-from .conftest import make_rule, payment_intents_for
+from .conftest import payment_intents_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,9 +12,9 @@ from payments.gateways import ChargeOutcome, OutcomeKind
 from payments.models import Charge
 from renewals import services
 from renewals.models import Alert, Renewal
-from tests.factories import GB, MB, make_line
+from tests.builders import GB, MB, make_line, make_rule
 
-from .conftest import make_rule, send_owed_emails
+from .conftest import send_owed_emails
 
 NOW = timezone.now().replace(microsecond=0)
 

@@ -11,7 +11,7 @@ from accounts.models import Line
 from payments.models import Charge
 from renewals import services
 from renewals.models import Renewal, RenewalRule
-from tests.factories import GB, make_package
+from tests.builders import GB, make_package
 
 from .conftest import payment_intents_for
 from .test_charging import DECLINING_CARD, claimed
@@ -446,7 +446,7 @@ def test_a_purchase_closed_as_never_sent_that_succeeds_later_is_refunded_not_app
 
     from payments import gateways
     from payments import services as payment_services
-    from tests.payments.conftest import make_charge
+    from tests.builders import make_charge
 
     method = add_card()
     charge = make_charge(user=customer, line=line, package=package, payment_method_id=method.id, sent_at=timezone.now(),

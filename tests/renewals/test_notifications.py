@@ -9,7 +9,7 @@ from renewals import notifications
 from renewals.models import Renewal
 from payments.money import format_money
 
-from .conftest import make_rule
+from tests.builders import make_rule
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "renewals" / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 

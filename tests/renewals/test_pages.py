@@ -8,9 +8,8 @@ from django.utils import timezone, translation
 
 from renewals import services
 from renewals.models import Renewal, RenewalRule
-from tests.factories import make_package
+from tests.builders import make_package, make_rule
 
-from .conftest import make_rule
 
 VALID = {
     "enabled": "on",

@@ -14,7 +14,7 @@ from payments import gateways
 from payments.models import Charge
 from renewals import services
 from renewals.models import Alert, Renewal, RenewalRule
-from tests.factories import make_user
+from tests.builders import make_user
 from tests.payments.conftest import authenticate_as_browser, create_card
 
 from .conftest import payment_intents_for

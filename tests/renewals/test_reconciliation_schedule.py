@@ -13,10 +13,9 @@ from payments import gateways
 from payments.models import Charge
 from renewals import services
 from renewals.models import Alert, Renewal
-from tests.factories import make_line
+from tests.builders import make_line, make_rule
 from tests.payments.test_purchase import bind_sepa
 
-from .conftest import make_rule
 
 
 def _in_flight(rule, *, customer, method_id: str, sent_at) -> Charge:

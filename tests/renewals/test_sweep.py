@@ -9,8 +9,7 @@ from accounts.services import apply_package
 from accounts.services.usage import UsageInput, ingest_usage
 from renewals.models import Renewal, RenewalRule
 from renewals.services import cancel_renewal, lines_with_enabled_rules_ids, run_dispatcher, save_rule, turn_off_rule
-from tests.factories import GB, MB, make_line
-from tests.renewals.conftest import make_rule
+from tests.builders import GB, MB, make_line, make_rule
 
 
 def test_sweep_skips_rules_far_from_their_triggers_and_opens_the_near_one(customer, package, policy):

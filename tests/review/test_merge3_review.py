@@ -7,7 +7,7 @@ from accounts.models import Line
 from payments.models import Charge
 from renewals import services
 from renewals.models import Renewal
-from tests.factories import make_user
+from tests.builders import make_user
 from tests.renewals.test_money_seams import failed_cycle
 
 

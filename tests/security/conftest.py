@@ -17,8 +17,7 @@ from accounts.models import Line
 from payments import gateways, services as payment_services
 from payments.models import Charge
 from renewals.models import Renewal, RenewalRule, RetryPolicy
-from tests.admin.factories import make_charge, make_renewal, make_rule
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule, make_user
 from tests.payments.conftest import confirm_setup_as_browser, create_card
 
 

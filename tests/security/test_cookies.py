@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import make_user
+from tests.builders import make_user
 
 PRODUCTION_ENV = {
     "SECRET_KEY": "x" * 20 + "-production-like-secret-" + "y" * 30,

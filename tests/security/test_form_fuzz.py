@@ -16,8 +16,7 @@ from accounts.models import Line, User
 from payments import gateways
 from payments.models import Charge
 from renewals.models import Renewal, RenewalRule
-from tests.admin.factories import make_charge, make_renewal, make_rule
-from tests.factories import make_line, make_package, make_user
+from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule, make_user
 from tests.payments.conftest import create_card
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 25))

@@ -16,9 +16,8 @@ from payments import gateways
 from payments.models import Charge
 from renewals.models import Renewal
 from tests.admin.conftest import admin_client_for
-from tests.factories import make_line
-from tests.payments.conftest import create_card, make_charge
-from tests.renewals.conftest import make_rule
+from tests.builders import make_charge, make_line, make_rule
+from tests.payments.conftest import create_card
 
 # Data blocks are not executed, so they need no script-src.
 DATA_SCRIPT_TYPES = {"application/json", "application/ld+json"}

@@ -18,7 +18,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from accounts import partner_signature
 from accounts.models import Line, NetworkCommand, UsageRecord
-from tests.factories import MB, make_line
+from tests.builders import MB, make_line
 
 APP = get_wsgi_application()
 SCHEMA = schemathesis.openapi.from_wsgi("/api/partner/openapi.yaml", APP)

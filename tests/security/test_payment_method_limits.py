@@ -13,7 +13,7 @@ from djstripe.models import Customer as StripeCustomer
 from payments import gateways
 from payments.models import Charge
 from renewals.models import Renewal
-from tests.admin.factories import make_charge, make_renewal, make_rule
+from tests.builders import make_charge, make_renewal, make_rule
 from tests.payments.conftest import confirm_setup_as_browser, create_card
 from tests.security.conftest import post_forms_without_token
 

@@ -13,7 +13,7 @@ from payments import gateways
 from payments.models import Charge
 from renewals.models import Renewal, RenewalRule
 from tests.accounts.helpers import PASSWORD, sign_up
-from tests.factories import make_user
+from tests.builders import make_user
 from tests.payments.conftest import create_card
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN"}

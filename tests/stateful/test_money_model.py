@@ -42,7 +42,7 @@ from payments import services as payment_services
 from payments.models import Charge
 from renewals import services as renewal_services
 from renewals.models import Renewal, RenewalRule, RetryPolicy
-from tests.factories import GB, MB, make_line, make_package, make_user
+from tests.builders import GB, MB, make_line, make_package, make_user
 from tests.payments.conftest import authenticate_as_browser, create_card
 from tests.payments.test_webhooks import event_for, sign
 
