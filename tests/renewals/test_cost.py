@@ -1,12 +1,15 @@
 """What one renewal costs the engine: the SQL statements of a successful off-session renewal, from
 the claim to `succeeded` (bench 4's per-renewal cost), and the customer's email, which is sent by
 its own task after the charge committed, once however often that task runs."""
+import pytest
 from django.core import mail
 from django.utils import timezone
 
 from renewals import services
-from renewals.models import Renewal, RenewalNotice
+from renewals.models import Renewal, RenewalNotice, RetryPolicy
 from renewals.tasks import send_renewal_notice_task
+
+from tests.builders import MB, make_line, make_renewal, make_rule
 
 from .test_charging import claimed
 
@@ -44,3 +47,41 @@ def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_languag
     assert message.to == [customer.email] and message.subject == f"线路 {rule.line.iccid} 已续费"
     notice.refresh_from_db()
     assert notice.sent_at is not None
+
+
+# A beat tick of the dispatcher (services.run_dispatcher) that claims due renewals, whatever their
+# number. The sweep: the widest expiry window and the lines at a trigger, twice (the beat's sweep,
+# then the check for rules to turn off); the retry policy; stuck and stale charges, abandoned
+# authentications, terminated lines' renewals; the lost-claims requeue and the claim (SELECT …
+# FOR UPDATE SKIP LOCKED, one UPDATE of the batch), each in a savepoint; the heartbeat upsert.
+DISPATCHER_TICK_QUERIES = 26
+# A tick that opens renewals pays 6 once (the retry policy, the candidates' rules, the transaction
+# around the opens) and 5 for each renewal it opens: the open-renewal and daily-cap checks, and the
+# INSERT in a savepoint that turns a race on "one open renewal per line" into a no-op. Opening is
+# per line (each its own caps); the claim after it stays one statement for the whole batch.
+QUERIES_TO_OPEN_ANY = 6
+QUERIES_PER_OPENED_RENEWAL = 5
+
+
+@pytest.mark.parametrize("due", [1, 20])
+def test_a_dispatcher_tick_claims_one_due_renewal_or_twenty_for_the_same_exact_queries(
+        customer, package, due, django_assert_num_queries):
+    for _ in range(due):
+        line = make_line(owner=customer, package=package, data_remaining_bytes=100 * MB)
+        make_renewal(line=line, package=package, rule=make_rule(line=line, package=package))
+    RetryPolicy.current()  # created on first use: not part of a tick's cost
+    with django_assert_num_queries(DISPATCHER_TICK_QUERIES):
+        report = services.run_dispatcher(now=timezone.now(), enqueue=False)
+    assert (len(report.opened), len(report.claimed)) == (0, due)
+
+
+@pytest.mark.parametrize("due", [1, 20])
+def test_a_dispatcher_tick_that_opens_renewals_costs_exactly_five_queries_more_per_renewal_opened(
+        customer, package, due, django_assert_num_queries):
+    for _ in range(due):
+        line = make_line(owner=customer, package=package, data_remaining_bytes=100 * MB)
+        make_rule(line=line, package=package)
+    RetryPolicy.current()
+    with django_assert_num_queries(DISPATCHER_TICK_QUERIES + QUERIES_TO_OPEN_ANY + QUERIES_PER_OPENED_RENEWAL * due):
+        report = services.run_dispatcher(now=timezone.now(), enqueue=False)
+    assert (len(report.opened), len(report.claimed)) == (due, due)
