@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 ICCID_PATTERN = r"^[0-9]{18,20}\Z"
 ICCID_VALIDATOR = RegexValidator(
     ICCID_PATTERN, _("An ICCID is 18 to 20 digits.")
-)  # stored as received: no Luhn check digit is required (DESIGN.md)
+)  # stored as received: no Luhn check digit is required (docs/invariants.md)
 CURRENCY_VALIDATOR = RegexValidator(r"^[A-Z]{3}$", _("Use an ISO 4217 code such as CNY or EUR."))
 
 

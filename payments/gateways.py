@@ -5,7 +5,7 @@ from a charge call, and the quirks of localstripe are handled in this file only.
 Charges: the caller writes the `Charge` row (with its idempotency key) *before* calling
 `charge_off_session` / `charge_on_session`. A `processor_error` outcome means the result is
 UNKNOWN (time-out, connection reset, 5xx, 429): reconcile with
-`find_payment_intent_for_charge`, never re-send blindly (docs/invariants.md, 1). A `throttled`
+`find_payment_intent_for_charge`, never re-send blindly (docs/invariants.md #1). A `throttled`
 outcome is the opposite: our own write limiter held the request back, nothing was sent.
 
 Every write (POST/DELETE, dj-stripe's included) goes through `WriteLimitedClient`, the SDK's HTTP

@@ -34,7 +34,7 @@ class Charge(models.Model):
         PROCESSOR_ERROR = "processor_error", _("Processor error")
 
     # Statuses in which money was taken. A renewal keeps at most one charge's money: one `succeeded`
-    # charge (invariant 1); any other that took money is refunded.
+    # charge (docs/invariants.md #1); any other that took money is refunded.
     MONEY_TAKEN = (Status.SUCCEEDED, Status.REFUNDED)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="charges", on_delete=models.PROTECT)

@@ -19,7 +19,7 @@ RESUMABLE = (Line.Status.INACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.SUSPE
 
 @transaction.atomic
 def apply_package(*, line: Line, package: Package, now: datetime, overage_billed_bytes: int = 0) -> Line:
-    """Add the package to the line (DESIGN.md invariant 6). Callers that also mark a renewal or a
+    """Add the package to the line (docs/invariants.md #6). Callers that also mark a renewal or a
     charge succeeded call this inside their own transaction, so both commit or neither does.
 
     Overage is settled here and conserved (docs/money.md): the bytes the charge billed are cleared,

@@ -119,7 +119,7 @@ CACHES = {
     }
 }
 
-# Celery: the broker only carries work; every task re-reads its rows (docs/invariants.md, 4).
+# Celery: the broker only carries work; every task re-reads its rows (docs/invariants.md #4).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -98,7 +98,7 @@ def test_a_renewal_rule_form_is_read_only_and_turning_it_off_goes_through_the_en
     assert confirmed.status_code == 302
     rule.refresh_from_db()
     renewal.refresh_from_db()
-    assert not rule.enabled and renewal.status == Renewal.Status.CANCELLED  # invariant 3: turning off wins
+    assert not rule.enabled and renewal.status == Renewal.Status.CANCELLED  # docs/invariants.md #3: turning off wins
     record = ChangeRecord.objects.get(content_type__model="renewalrule", object_id=str(rule.pk), action="turned_off")
     assert (record.actor, record.reason, record.before, record.after) == (
         operator, "customer asked by phone", {"enabled": True}, {"enabled": False})

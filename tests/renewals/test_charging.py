@@ -111,7 +111,7 @@ def test_an_attempt_the_processor_never_saw_is_retried_as_a_new_attempt(rule, ad
     later = now + timedelta(minutes=11)
     report = services.run_dispatcher(now=later, enqueue=False)
     assert Charge.objects.get(pk=prepared.charge.pk).failure_code == "not_sent"
-    # Not a decline (invariant 11): no retry spent, due again at once, and that tick's claim takes it.
+    # Not a decline (docs/invariants.md #11): no retry spent, due again at once, and that tick's claim takes it.
     assert Renewal.objects.get(pk=renewal.pk).failures == 0
     assert report.claimed == [renewal.pk]
     renewal = services.charge_renewal(renewal_id=renewal.pk, now=later)

@@ -1,4 +1,4 @@
-"""Precedence (DESIGN.md invariant 10, docs/precedence.md): operator suspension > termination >
+"""Precedence (docs/invariants.md #10, docs/precedence.md): operator suspension > termination >
 payment state. No renewal lifts an operator's suspension; a terminated line is not charged, and a
 success that still arrives for it is recorded, refunded and alerted; a line given to another owner
 charges nobody by the old owner's rule. Against the real localstripe."""

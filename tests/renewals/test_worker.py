@@ -1,6 +1,6 @@
 """Real Celery worker processes against the test database, Redis and localstripe: a charge task
 delivered twice, and a worker SIGKILLed between Stripe's answer and our commit. The processor's
-own list of PaymentIntents is the judge (invariant 1)."""
+own list of PaymentIntents is the judge (docs/invariants.md #1)."""
 import os
 import signal
 import threading
@@ -168,7 +168,7 @@ def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rul
         assert wait_until(lambda: "charge_reconcile_skipped" in log_text(log), timeout=30), log_text(log)
     assert Renewal.objects.get(pk=paid.pk).status == Renewal.Status.SUCCEEDED
     assert [pi["status"] for pi in payment_intents_for(paid)] == ["succeeded"]
-    # Never received: due again at once, no retry spent (invariant 11).
+    # Never received: due again at once, no retry spent (docs/invariants.md #11).
     assert Renewal.objects.get(pk=never_sent.pk).status == Renewal.Status.DUE
     assert Renewal.objects.get(pk=never_sent.pk).failures == 0
     assert Charge.objects.get(pk=lost.charge.pk).failure_code == "not_sent"
