@@ -100,8 +100,6 @@ def test_account_page_costs_the_same_exact_queries_for_one_line_or_eight(client,
     with django_assert_num_queries(ACCOUNT_PAGE_QUERIES):
         body = client.get(reverse("accounts:home")).content.decode()
     assert body.count('<figure class="usage-chart">') == lines
-    assert body.count('<figure class="usage-chart">') == lines
-    print("ACCOUNT", lines, [q["sql"][:120] for q in captured.captured_queries])
 
 
 def test_line_detail_has_qr_copyable_code_and_ios_link(customer_client, customer):

@@ -234,11 +234,11 @@ def test_csrf_is_not_required(line):
     assert signed_post(csrf_client, {"records": [record(line, id="r-1", bytes=1)]}).status_code == 200
 
 
-# A usage batch, whatever its size (10 records or 1,000, over 100 lines): the ICCID look-up; in one
-# savepoint, the INSERT … SELECT FROM unnest of every record, the lines locked FOR UPDATE, their
-# rules' overage terms and one UPDATE … FROM (VALUES …) of every line (5 with SAVEPOINT/RELEASE);
-# then renewals' trigger check: the widest expiry window and the lines at a trigger (2). No line
-# here has a rule, so no renewal opens (opening one costs more: tests/renewals/test_cost.py).
+# A usage batch, whatever its size (10 records or 1,000, over 100 lines): the ICCID look-up (1);
+# in one savepoint (SAVEPOINT, RELEASE: 2) the INSERT … SELECT FROM unnest of every record, the
+# lines locked FOR UPDATE, their rules' overage terms and one UPDATE … FROM (VALUES …) of every
+# line (4); then renewals' trigger check: the widest expiry window and the lines at a trigger (2).
+# No line here has a rule, so no renewal opens (opening one costs more: tests/renewals/test_cost.py).
 USAGE_BATCH_QUERIES = 9
 
 
@@ -247,7 +247,6 @@ def test_batch_costs_the_same_few_queries_whatever_its_size(client, customer, pa
     body = {"records": [record(lines[i % 100], id=f"r-{i}", bytes=MB) for i in range(1000)]}
     with django_assert_num_queries(USAGE_BATCH_QUERIES) as captured:
         response = signed_post(client, body)
-    print("USAGE1000", [q["sql"][:120] for q in captured.captured_queries])
     assert response.json() == {"accepted": 1000, "duplicates": 0}
     assert {counters(line) for line in lines} == {(5 * GB - 10 * MB, 5 * GB + 10 * MB)}
     statements = [q["sql"] for q in captured.captured_queries]
