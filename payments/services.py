@@ -200,8 +200,8 @@ def _set_default(*, user, customer_id: str, payment_method_id: str | None) -> No
 
 
 def _tell_renewals_method_changed(user, payment_method_id: str) -> None:
-    """A new default wakes renewals that wait for a method (hard declines): docs/invariants.md. Only a
-    real change, and only for a cycle that has not tried this method yet (renewals decides)."""
+    """A new default wakes renewals that wait for a method (hard declines: docs/invariants.md). Only
+    a real change, and only for a cycle that has not tried this method yet (renewals decides)."""
     from renewals import services as renewal_services
 
     renewal_services.payment_method_changed(user=user, now=timezone.now(), payment_method_id=payment_method_id)

@@ -61,8 +61,8 @@ class RetryPolicyAdmin(HistoryAdminMixin, admin.ModelAdmin):
 def _turn_off_rule(*, request, obj, reason, now) -> Outcome:
     if not obj.enabled:
         return Outcome(False, _("Auto-renewal is already off."))
-    # The engine's own switch (docs/invariants.md #3): unsent renewals are cancelled under the rule's lock;
-    # the history row is written by the rule's save, attributed to the operator.
+    # The engine's own switch (docs/invariants.md #3): unsent renewals are cancelled under the
+    # rule's lock; the history row is written by the rule's save, attributed to the operator.
     with acting(request.user, action="turned_off", reason=reason):
         services.turn_off_rule(rule=obj, now=now)
     return Outcome(True)

@@ -1,6 +1,6 @@
 """Celery entry points of the engine: they take ids, load rows and call a service. State lives in
-the database (docs/invariants.md #4): a task delivered twice, or never, changes nothing the next tick
-cannot put right."""
+the database (docs/invariants.md #4): a task delivered twice, or never, changes nothing the next
+tick cannot put right."""
 import logging
 
 from celery import shared_task
@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 def delay_each(task, ids: list[int], *, event: str, field: str) -> list[int]:
     """`task.delay(id)` for each id; the ids enqueued. With the broker down the work is still a row
-    in the database, so a sweep hands it out again once Redis is back (docs/invariants.md #4): log and go on."""
+    in the database, so a sweep hands it out again once Redis is back (docs/invariants.md #4): log
+    and go on."""
     enqueued = []
     for pk in ids:
         try:

@@ -1,6 +1,7 @@
 """The settings modules: the shared base is safe when deployed by mistake (DEBUG off, no secret or
 database of its own), only the development module (`make run`, manage.py and Celery's default)
-turns DEBUG on, and no settings module lets dj-stripe take a webhook secret from a request header."""
+turns DEBUG on, and no settings module lets dj-stripe take a webhook secret from a request
+header."""
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ PRINT = "from django.conf import settings; print(settings.SETTINGS_MODULE, setti
 
 
 def environment_without_development_values() -> dict[str, str]:
-    """This process's environment without what `test` settings filled in (and without the module)."""
+    """This process's environment without what `test` settings filled in (nor the module)."""
     dropped = {"DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG", "DATABASE_URL", *DEVELOPMENT_ENVIRONMENT}
     return {k: v for k, v in os.environ.items() if k not in dropped}
 

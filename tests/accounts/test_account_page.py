@@ -1,6 +1,7 @@
 """The account page (portal home) and the line install page."""
 import re
-from datetime import datetime, time, timedelta, timezone as dt_timezone
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from urllib.parse import quote
 
 import pytest

@@ -5,8 +5,8 @@ import logging
 from accounts.models import Line
 from payments.models import Charge
 from renewals.models import RetryPolicy
-from tests.e2e.card_scan import card_numbers_in, card_numbers_in_database, card_numbers_in_lines
 from tests.builders import make_line, make_user
+from tests.e2e.card_scan import card_numbers_in, card_numbers_in_database, card_numbers_in_lines
 
 
 def test_a_pan_planted_in_a_text_column_is_found(db):

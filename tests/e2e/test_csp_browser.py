@@ -9,8 +9,8 @@ from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from playwright.sync_api import expect
 
 from payments.models import Charge
-from tests.e2e.conftest import PASSWORD
 from tests.builders import make_charge, make_line, make_package, make_user
+from tests.e2e.conftest import PASSWORD
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 from accounts.models import Line
 from payments import gateways
 from renewals.models import Renewal, RenewalRule
-from tests.e2e.conftest import email_link
 from tests.builders import GB, MB, make_line, make_package
+from tests.e2e.conftest import email_link
 from tests.payments.conftest import create_card
 
 THREE_D_SECURE_CARD = "4000002500003155"

@@ -5,8 +5,8 @@ from django.core import mail
 from playwright.sync_api import expect
 
 from accounts.models import User
-from tests.e2e.conftest import PASSWORD, email_link
 from tests.builders import make_line
+from tests.e2e.conftest import PASSWORD, email_link
 
 pytestmark = pytest.mark.e2e
 

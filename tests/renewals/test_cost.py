@@ -8,7 +8,6 @@ from django.utils import timezone
 from renewals import services
 from renewals.models import Renewal, RenewalNotice, RetryPolicy
 from renewals.tasks import send_renewal_notice_task
-
 from tests.builders import MB, make_line, make_renewal, make_rule
 
 from .test_charging import claimed

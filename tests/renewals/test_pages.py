@@ -10,7 +10,6 @@ from renewals import services
 from renewals.models import Renewal, RenewalRule
 from tests.builders import make_package, make_rule
 
-
 VALID = {
     "enabled": "on",
     "trigger_data_below_mb": "500",

@@ -17,7 +17,6 @@ from tests.builders import make_line, make_rule
 from tests.payments.test_purchase import bind_sepa
 
 
-
 def _in_flight(rule, *, customer, method_id: str, sent_at) -> Charge:
     """A renewal whose attempt was written and (perhaps) sent, then the worker went away."""
     renewal = services.open_renewal(rule=rule, now=sent_at, trigger="data")

@@ -109,9 +109,7 @@ def test_a_backlog_of_charges_does_not_hold_back_the_dispatcher_tick(customer, p
     expired unseen, so the dispatcher (and its reconciliation) stopped while charges drained."""
     from accounts.heartbeats import DISPATCHER, last_beat
     from renewals.tasks import dispatch_renewals
-    from tests.builders import make_line
-
-    from tests.builders import make_rule
+    from tests.builders import make_line, make_rule
 
     add_card()
     renewals = [claimed_renewal(make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=0), package=package))
@@ -137,9 +135,7 @@ def _waiting_on_a_lock(cursor) -> bool:
 
 def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rule, add_card, customer, package, tmp_path):
     from payments import gateways
-    from tests.builders import MB, make_line
-
-    from tests.builders import make_rule
+    from tests.builders import MB, make_line, make_rule
 
     pm = add_card()
     stripe_customer = gateways.ensure_customer(customer)

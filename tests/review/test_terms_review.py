@@ -54,9 +54,9 @@ def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spen
 
 
 def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is_left_open_at_the_processor(rule, add_card):
-    """No double charge (docs/invariants.md #1; "withdrawing anything open at the processor first"). The
-    first attempt was closed as never sent (slow request) and the next attempt asked for 3-D Secure
-    (renewal requires_action, the customer emailed a pay link). The slow first attempt then
+    """No double charge (docs/invariants.md #1; "withdrawing anything open at the processor first").
+    The first attempt was closed as never sent (slow request) and the next attempt asked for 3-D
+    Secure (renewal requires_action, the customer emailed a pay link). The slow first attempt then
     succeeds and, its cycle being open, pays the renewal. The second attempt's intent was never
     withdrawn: abandoned_authentications only looked at cancelled and failed renewals, so the
     emailed link could still take the money a second time (then refunded as paid_after_closed)."""

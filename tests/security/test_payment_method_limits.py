@@ -1,6 +1,6 @@
-"""Choosing the default payment method can wake a failed renewal (a new default earns one
-immediate attempt, docs/invariants.md), so every path that changes the default is rate limited the same way,
-a state change is only ever a POST with a CSRF token (Stripe's redirect back after a bank or PayPal
+"""Choosing the default payment method can wake a failed renewal (a new default earns one immediate
+attempt, docs/invariants.md), so every path that changes the default is rate limited the same way, a
+state change is only ever a POST with a CSRF token (Stripe's redirect back after a bank or PayPal
 approval is a GET: it shows a page with a button), and one method earns one attempt per renewal
 cycle however often it is chosen. A declined SetupIntent reported by the page is cancelled at the
 processor, so it cannot be confirmed again with the next card number, and counts."""
