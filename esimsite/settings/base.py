@@ -235,6 +235,14 @@ CELERY_BEAT_SCHEDULE["accounts-expiry-notices"] = {
     "schedule": timedelta(minutes=10),
     "options": {"expires": 600},
 }
+# Customer notices (docs/notifications.md): each is kicked after the commit that owes it; this
+# sweep sends the ones whose kick was lost and retries the ones the mail server refused.
+NOTICES_SWEEP_INTERVAL = timedelta(seconds=env.int("NOTICES_SWEEP_SECONDS", default=30))
+CELERY_BEAT_SCHEDULE["accounts-send-notices"] = {
+    "task": "accounts.send_notices",
+    "schedule": NOTICES_SWEEP_INTERVAL,
+    "options": {"expires": NOTICES_SWEEP_INTERVAL.total_seconds()},
+}
 # Validity is enforced by this sweep (accounts/services/line_status.py: expire_lines): a line is
 # expired, and suspended at the network, within a minute of its end, at most this many per tick.
 LINES_EXPIRE_PER_TICK = env.int("LINES_EXPIRE_PER_TICK", default=500)

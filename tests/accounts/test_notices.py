@@ -37,8 +37,11 @@ def fresh_line(customer, package):
 
 
 def post_usage(client, line, size, record_id, capture):
+    """The partner's usage request, of a period inside the line's current package."""
+    end = timezone.now() - timedelta(minutes=5)
+    period = {"start": (end - timedelta(minutes=5)).isoformat(), "end": end.isoformat()}
     with capture(execute=True):
-        assert signed_post(client, {"records": [record(line, id=record_id, bytes=size)]}).status_code == 200
+        assert signed_post(client, {"records": [record(line, id=record_id, bytes=size, **period)]}).status_code == 200
     line.refresh_from_db()
     return line
 
