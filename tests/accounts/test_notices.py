@@ -140,3 +140,24 @@ def test_the_sweep_is_on_beats_schedule():
     entries = [entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == "accounts.send_notices"]
     assert len(entries) == 1
     assert send_notices.name == "accounts.send_notices"
+
+
+def test_a_usage_notice_for_a_line_terminated_before_it_was_sent_is_not_sent(client, fresh_line, django_capture_on_commit_callbacks):
+    line = post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
+    line.status = "terminated"
+    line.save()
+    assert send_notices.apply().get() == 0
+    assert mail.outbox == []
+    notice = Notice.objects.get()
+    assert notice.status == "skipped" and notice.last_error == "the line is no longer in service"
+
+
+def test_a_notice_the_mail_server_refused_for_a_day_fails_and_is_not_sent_late(client, fresh_line, django_capture_on_commit_callbacks, settings):
+    post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    send_notices.apply()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1), tick=False):
+        assert send_notices.apply().get() == 0
+    notice = Notice.objects.get()
+    assert notice.status == "failed" and mail.outbox == []
