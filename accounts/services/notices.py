@@ -103,10 +103,10 @@ def send_notice(*, notice_id: int, now: datetime | None = None) -> bool:
         if notice is None:
             return False
         if now - notice.created_at > GIVE_UP_AFTER:
-            return _close(notice, Notice.Status.FAILED, "stale: not sent within a day", now=now)
+            return _close(notice, Notice.Status.FAILED, "stale: not sent within a day")
         why_not = _why_not_send(notice)
         if why_not:
-            return _close(notice, Notice.Status.SKIPPED, why_not, now=now)
+            return _close(notice, Notice.Status.SKIPPED, why_not)
         notice.attempts += 1
         try:
             notice.language, subject, body = render(notice)
@@ -139,7 +139,7 @@ def render(notice: Notice) -> tuple[str, str, str]:
     return language, subject, body
 
 
-def _close(notice: Notice, status: str, reason: str, *, now: datetime) -> bool:
+def _close(notice: Notice, status: str, reason: str) -> bool:
     notice.status = status
     notice.last_error = reason
     notice.save(update_fields=["status", "last_error"])
