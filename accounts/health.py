@@ -60,9 +60,9 @@ def healthz(request):
     dead_letters = operations.dead_letter_count() if database else None
     body["network_commands_dead_lettered"] = dead_letters
     body["network_outbox"] = "unknown" if dead_letters is None else ("attention" if dead_letters else "ok")
-    # Customer notices out of attempts: reported like the dead letters, for an operator to look at.
-    failed_notices = notices.failed_notice_count() if database else None
-    body["customer_notices_failed"] = failed_notices
+    # Customer notices of the last two days that could not be sent: reported like the dead letters.
+    failed_notices = notices.failed_notice_count(now=now) if database else None
+    body["customer_notices_failed_48h"] = failed_notices
     body["customer_notices"] = "unknown" if failed_notices is None else ("attention" if failed_notices else "ok")
     healthy = body["database"] == "ok" and body["redis"] == "ok" and body["dispatcher"] == "ok"
     body["status"] = "ok" if healthy else "fail"

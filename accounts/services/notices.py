@@ -250,5 +250,13 @@ def failed_notices(limit: int = 50):
     return Notice.objects.filter(status=Notice.Status.FAILED).select_related("user", "line").order_by("-id")[:limit]
 
 
-def failed_notice_count() -> int:
-    return Notice.objects.filter(status=Notice.Status.FAILED).count()
+# /healthz counts the failures of recent events only: a failed notice cannot be edited back, so an
+# all-time count would say "attention" forever after one bad night of the mail server. Two days
+# covers a notice that failed as stale (a day after its event).
+RECENT_FAILURES = timedelta(days=2)
+
+
+def failed_notice_count(*, now: datetime | None = None) -> int:
+    """Notices of the last two days' events that failed (out of attempts, or stale)."""
+    since = (now or timezone.now()) - RECENT_FAILURES
+    return Notice.objects.filter(status=Notice.Status.FAILED, created_at__gte=since).count()

@@ -1,8 +1,12 @@
 """Renewal emails join the one path of customer messages (docs/notifications.md): every
-`RenewalNotice` becomes an `accounts.Notice` of kind `renewal_<kind>`, the unsent ones still
-pending (the sender's sweep sends them, or fails them as stale after a day), the sent ones kept as
-sent for the record. Then the old table goes."""
+`RenewalNotice` becomes an `accounts.Notice` of kind `renewal_<kind>`: the unsent ones of the last
+day still pending (the sender's sweep sends them), older unsent ones failed (the old sweep had
+given up on them without a word; now the operations page lists them), the sent ones kept as sent
+for the record. Then the old table goes."""
+from datetime import timedelta
+
 from django.db import migrations
+from django.utils import timezone
 from django.urls import NoReverseMatch, reverse
 
 BATCH = 500
@@ -16,6 +20,7 @@ def _path(name: str, pk: int, fallback: str) -> str:
 
 
 def move_notices(apps, schema_editor):
+    given_up_before = timezone.now() - timedelta(days=1)
     RenewalNotice = apps.get_model("renewals", "RenewalNotice")
     Notice = apps.get_model("accounts", "Notice")
     rows = []
@@ -39,8 +44,9 @@ def move_notices(apps, schema_editor):
         rows.append(Notice(
             user_id=line.owner_id, line_id=line.pk, kind=f"renewal_{old.kind}", facts=facts,
             dedup_key=f"renewal:{renewal.pk}:{old.kind}:migrated:{old.pk}",
-            status="sent" if old.sent_at else "pending", created_at=old.created_at, next_attempt_at=old.created_at,
-            sent_at=old.sent_at,
+            status="sent" if old.sent_at else ("failed" if old.created_at <= given_up_before else "pending"),
+            last_error="" if old.sent_at or old.created_at > given_up_before else "stale: not sent within a day",
+            created_at=old.created_at, next_attempt_at=old.created_at, sent_at=old.sent_at,
         ))
         if len(rows) >= BATCH:
             Notice.objects.bulk_create(rows, ignore_conflicts=True)

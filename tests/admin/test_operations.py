@@ -70,7 +70,7 @@ def test_healthz_is_503_until_the_dispatcher_has_run_then_200(client, db):
     assert response.status_code == 200 and response.json()["status"] == "ok"
     assert set(response.json()) == {"database", "redis", "broker_queue_length", "dispatcher_last_pass_age_seconds",
                                     "dispatcher", "network_outbox", "network_commands_dead_lettered",
-                                    "customer_notices", "customer_notices_failed", "status"}
+                                    "customer_notices", "customer_notices_failed_48h", "status"}
 
 
 def test_healthz_reports_redis_down_without_details(client, db, settings):
@@ -113,7 +113,11 @@ def test_a_notice_out_of_attempts_shows_on_the_operations_page_and_in_healthz(su
     assert list(page.context["failed_notices"]) == [notice]
     assert "SMTPServerDisconnected" in page.content.decode()
     body = client.get("/healthz").json()
-    assert (body["customer_notices"], body["customer_notices_failed"]) == ("attention", 1)
+    assert (body["customer_notices"], body["customer_notices_failed_48h"]) == ("attention", 1)
+    # An old failure stays on the operations page but no longer makes /healthz say "attention".
+    Notice.objects.filter(pk=notice.pk).update(created_at=timezone.now() - timedelta(days=3))
+    assert client.get("/healthz").json()["customer_notices"] == "ok"
+    assert list(client.get("/admin/operations/").context["failed_notices"]) == [notice]
 
 
 def test_notices_are_listed_read_only_in_the_admin(support_client, customer):
