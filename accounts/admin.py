@@ -11,7 +11,7 @@ from django.utils.translation import ngettext_lazy
 
 from .admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from .history import acting, record_change
-from .models import ChangeRecord, Line, NetworkCommand, Package, UsageRecord, User
+from .models import ChangeRecord, Line, NetworkCommand, Notice, Package, UsageRecord, User
 from .services.line_status import resume_line, suspend_line, terminate_line
 
 MB = 1024**2  # rule thresholds are in MB (renewals.services.MB)
@@ -362,3 +362,26 @@ class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # a deleted command is a state change the network never hears of
+
+
+@admin.register(Notice)
+class NoticeAdmin(admin.ModelAdmin):
+    """Every message owed to a customer (docs/notifications.md): pending, sent, not sent, failed.
+    Read-only for everyone: a notice is the record of what the customer was told, and the sender
+    owns its state (a failed one is written again by its event, never edited into "pending")."""
+
+    list_display = ["id", "created_at", "user", "line", "kind", "status", "attempts", "next_attempt_at", "sent_at", "language"]
+    list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
+    list_select_related = ["user", "line"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Notice._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

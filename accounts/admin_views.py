@@ -14,6 +14,7 @@ from django.utils.translation import ngettext
 from django.views import View
 
 from . import operations
+from .services import notices
 from .services.line_import import ImportFileError, import_lines, parse
 
 # The preview sends the file's text back in a hidden field, and Django refuses a POST whose fields
@@ -117,6 +118,7 @@ def operations_view(request, admin_site):
         "revenue_month": money_rows(month_start),
         "alerts": operations.open_alerts(),
         "network_dead_letters": operations.dead_lettered_commands(),
+        "failed_notices": notices.failed_notices(),
         "dispatcher": operations.dispatcher_job(now=now),
         "usage": operations.usage_job(now=now),
         "processor_writes": operations.processor_writes(),

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import operations
+from .services import notices
 
 BROKER_QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 
@@ -59,6 +60,10 @@ def healthz(request):
     dead_letters = operations.dead_letter_count() if database else None
     body["network_commands_dead_lettered"] = dead_letters
     body["network_outbox"] = "unknown" if dead_letters is None else ("attention" if dead_letters else "ok")
+    # Customer notices of the last two days that could not be sent: reported like the dead letters.
+    failed_notices = notices.failed_notice_count(now=now) if database else None
+    body["customer_notices_failed_48h"] = failed_notices
+    body["customer_notices"] = "unknown" if failed_notices is None else ("attention" if failed_notices else "ok")
     healthy = body["database"] == "ok" and body["redis"] == "ok" and body["dispatcher"] == "ok"
     body["status"] = "ok" if healthy else "fail"
     return JsonResponse(body, status=200 if healthy else 503)

@@ -1,10 +1,11 @@
 """Per-request settings that follow the signed-in user: time zone, language, a 429 for
 allauth's rate limits where allauth itself does not catch them, and the Content-Security-Policy."""
-import zoneinfo
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone, translation
+
+from .user_locale import user_zone
 
 
 class UserTimeZoneMiddleware:
@@ -15,10 +16,9 @@ class UserTimeZoneMiddleware:
 
     def __call__(self, request):
         user = getattr(request, "user", None)
-        zone = getattr(user, "time_zone", "") if user is not None and user.is_authenticated else ""
-        try:
-            timezone.activate(zoneinfo.ZoneInfo(zone)) if zone else timezone.deactivate()
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if user is not None and user.is_authenticated and user.time_zone:
+            timezone.activate(user_zone(user))  # an unknown zone is UTC, as in the user's emails
+        else:
             timezone.deactivate()
         return self.get_response(request)
 

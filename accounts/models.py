@@ -331,3 +331,52 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Notice(models.Model):
+    """A message the customer is owed (docs/notifications.md): written in the transaction of the
+    event that caused it, with what it will say (`facts`, a snapshot taken then), and sent by the
+    `accounts.send_notices` task after the commit, in the customer's language and time zone,
+    retried with `next_attempt_at` when the mail server fails. `dedup_key` names the event: the same
+    event written twice owes one message."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        # Nobody to send to (no email address) or no longer true (the line ended): never sent.
+        SKIPPED = "skipped", _("Not sent")
+        # Out of attempts, or too old to be news: the operations page lists these.
+        FAILED = "failed", _("Failed")
+
+    user = models.ForeignKey(User, verbose_name=_("customer"), related_name="notices", on_delete=models.CASCADE)
+    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="notices", on_delete=models.SET_NULL, null=True, blank=True)
+    kind = models.CharField(_("kind"), max_length=40)
+    facts = models.JSONField(_("what the message says"), default=dict, blank=True)
+    dedup_key = models.CharField(_("event"), max_length=200, unique=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    # Resolved when it is sent: the customer's language then, not when the event happened.
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("customer notice")
+        verbose_name_plural = _("customer notices")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sender's sweep reads only the pending rows that are due.
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="notice_due_idx"),
+            # The operations page's and /healthz's failed notices.
+            models.Index(fields=["id"], condition=Q(status="failed"), name="notice_failed_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="sent", sent_at__isnull=False) | ~Q(status="sent"), name="notice_sent_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.user_id} ({self.status})"

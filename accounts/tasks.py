@@ -1,5 +1,5 @@
 """Celery tasks of accounts. Each one only calls a service; all of them are safe to run twice and on
-several workers at once, because the state (outbox rows, notice flags) is in the database."""
+several workers at once, because the state (outbox rows, notice rows) is in the database."""
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -16,8 +16,17 @@ def deliver_network_commands() -> dict:
 
 @shared_task(name="accounts.send_expiry_notices", ignore_result=True)
 def send_expiry_notices() -> int:
-    """Email the customers whose package ends within 24 hours (once per package). Run by beat."""
+    """Owe a notice to the customers whose package ends within 24 hours (once per package). Run by beat."""
     return notices.send_expiry_notices()
+
+
+# Every customer message goes out here (docs/notifications.md): kicked after each commit that owes
+# one, and run by beat as the safety net and the retry schedule. Safe twice and in parallel: each
+# row is sent under its own lock, and a sent row is never sent again.
+@shared_task(name="accounts.send_notices", acks_late=True, ignore_result=True)
+def send_notices() -> int:
+    """Send the customer notices that are due; how many were sent."""
+    return notices.send_due_notices()
 
 
 @shared_task(name="accounts.expire_lines", ignore_result=True)

@@ -234,28 +234,3 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} line {self.line_id}"
-
-
-class RenewalNotice(models.Model):
-    """An email the customer is owed about a renewal, written in the transaction that changed the
-    renewal and sent by its own task after the commit: the charge path never waits for SMTP, and
-    `sent_at`, set under the row's lock, keeps a redelivered task from sending it twice."""
-
-    renewal = models.ForeignKey(Renewal, verbose_name=_("renewal"), related_name="notices", on_delete=models.CASCADE)
-    kind = models.CharField(_("kind"), max_length=30)
-    created_at = models.DateTimeField(_("created"), default=timezone.now)
-    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
-    # What the email says, as it was when the notice was written (renewals.notifications.facts_of):
-    # the task runs later, when the renewal may have moved on (a retry's date cleared by its success).
-    facts = models.JSONField(_("what the email says"), default=dict, blank=True)
-
-    class Meta:
-        verbose_name = _("renewal email")
-        verbose_name_plural = _("renewal emails")
-        indexes = [
-            # The dispatcher's safety-net sweep reads only the unsent ones.
-            models.Index(fields=["created_at"], condition=Q(sent_at__isnull=True), name="renewal_notice_unsent_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} email for renewal {self.renewal_id}"

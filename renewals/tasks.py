@@ -7,7 +7,7 @@ from celery import shared_task
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from . import notifications, services
+from . import services
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,6 @@ def dispatch_renewals() -> str:
 def charge_renewal_task(renewal_id: int) -> str:
     renewal = services.charge_renewal(renewal_id=renewal_id)
     return renewal.status
-
-
-# Not on the charge path: a renewal's email is its own task, enqueued after the charge committed.
-# The notice row's sent_at makes a second delivery of this task send nothing.
-@shared_task(name="renewals.send_renewal_notice", acks_late=True, ignore_result=True)
-def send_renewal_notice_task(notice_id: int) -> bool:
-    return notifications.send_notice(notice_id=notice_id)
 
 
 # Enqueued by the dispatcher for each stale pending charge. Safe twice and in parallel: a charge

@@ -171,7 +171,7 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
                     commands=[(line_id, "block_data", "data exhausted") for line_id in exhausted], now=now
                 )
             if new_levels:
-                notices.send_after_commit(usage_levels=new_levels)
+                notices.owe_usage_notices(levels=new_levels, now=now)
 
     logger.info(
         "usage_batch_ingested accepted=%s duplicates=%s rejected=%s uncharged=%s late=%s lines=%s exhausted=%s",

@@ -211,6 +211,9 @@ NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
 # The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
+# Customer notices (docs/notifications.md): each is kicked after the commit that owes it; the beat
+# sweep (below) sends the ones whose kick was lost and retries the ones the mail server refused.
+NOTICES_SWEEP_INTERVAL = timedelta(seconds=env.int("NOTICES_SWEEP_SECONDS", default=30))
 # Validity is enforced by this sweep (accounts/services/line_status.py: expire_lines): a line is
 # expired, and suspended at the network, within a minute of its end, at most this many per tick.
 LINES_EXPIRE_PER_TICK = env.int("LINES_EXPIRE_PER_TICK", default=500)
@@ -285,6 +288,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "accounts-expiry-notices": {
         "task": "accounts.send_expiry_notices", "schedule": timedelta(minutes=10), "options": {"expires": 600},
+    },
+    "accounts-send-notices": {
+        "task": "accounts.send_notices",
+        "schedule": NOTICES_SWEEP_INTERVAL,
+        "options": {"expires": NOTICES_SWEEP_INTERVAL.total_seconds()},
     },
     "accounts-expire-lines": {
         "task": "accounts.expire_lines", "schedule": timedelta(minutes=1), "options": {"expires": 60},

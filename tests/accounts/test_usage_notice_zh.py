@@ -1,4 +1,5 @@
 """The low-data email is written in the customer's own language."""
+from accounts.tasks import send_notices
 from tests.accounts.partner_helpers import record, signed_post
 from tests.builders import GB, make_line, make_user
 from django.core import mail
@@ -9,5 +10,6 @@ def test_low_data_email_speaks_the_users_language(client, package, django_captur
     line = make_line(owner=user, package=package, data_remaining_bytes=10 * GB, data_used_bytes=0)
     with django_capture_on_commit_callbacks(execute=True):
         signed_post(client, {"records": [record(line, id="zh-1", bytes=8 * GB)]})
-    assert mail.outbox[0].subject == f"您的 eSIM {line.iccid} 已用掉 75% 的流量"
+    send_notices.apply()
+    assert mail.outbox[0].subject == f"您的 eSIM {line.iccid} 已用掉 80% 的流量"
     assert "请充值或开启自动续费" in mail.outbox[0].body

@@ -9,8 +9,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from accounts.models import Line, NetworkCommand, UsageRecord
+from accounts.models import Line, NetworkCommand, Notice, UsageRecord
 from accounts.services import apply_package
+from accounts.tasks import send_notices
 from tests.accounts.partner_helpers import record, signed_post
 from tests.builders import GB, MB, make_line
 
@@ -30,6 +31,7 @@ def post(client, line, *records, capture=None):
     else:
         with capture(execute=True):
             response = signed_post(client, body)
+        send_notices.apply()  # the notice task's work after the commit (docs/notifications.md)
     assert response.status_code == 200, response.content
     line.refresh_from_db()
     return response.json()
@@ -104,10 +106,10 @@ def test_a_record_of_the_previous_package_sends_no_notice_for_the_new_one(client
     line.refresh_from_db()
     assert (line.data_remaining_bytes, line.usage_notice_level) == (524 * MB, 0)
     post(client, line, ("old", MB, started - timedelta(minutes=10)), capture=django_capture_on_commit_callbacks)
-    assert mail.outbox == []
+    assert mail.outbox == [] and not Notice.objects.exists()
     assert line.usage_notice_level == 0
     post(client, line, ("new", MB, started + timedelta(minutes=10)), capture=django_capture_on_commit_callbacks)
-    assert [m.subject.split()[-4] for m in mail.outbox] == ["90%"]  # the new package's own usage does
+    assert [m.subject.split()[-4] for m in mail.outbox] == ["94%"]  # the new package's own usage does (523 MB of 10 GB left)
 
 
 def test_a_record_of_the_previous_package_does_not_block_an_empty_new_package(client, customer, package):

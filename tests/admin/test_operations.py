@@ -68,7 +68,8 @@ def test_healthz_is_503_until_the_dispatcher_has_run_then_200(client, db):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json()["status"] == "ok"
     assert set(response.json()) == {"database", "redis", "broker_queue_length", "dispatcher_last_pass_age_seconds",
-                                    "dispatcher", "network_outbox", "network_commands_dead_lettered", "status"}
+                                    "dispatcher", "network_outbox", "network_commands_dead_lettered",
+                                    "customer_notices", "customer_notices_failed_48h", "status"}
 
 
 def test_healthz_reports_redis_down_without_details(client, db, settings):
@@ -97,3 +98,37 @@ def test_a_foreground_dispatcher_pass_counts_as_a_pass(support_client):
     now = timezone.now()
     run_dispatcher(now=now, enqueue=False)  # what `renewals_tick --inline` runs
     assert heartbeats.last_beat(heartbeats.DISPATCHER) == now
+
+
+def test_a_notice_out_of_attempts_shows_on_the_operations_page_and_in_healthz(support_client, customer):
+    from accounts.models import Notice
+
+    client, _user = support_client
+    heartbeats.beat(heartbeats.DISPATCHER)
+    assert client.get("/healthz").json()["customer_notices"] == "ok"
+    notice = Notice.objects.create(user=customer, kind="usage", dedup_key="usage:test", status=Notice.Status.FAILED,
+                                   attempts=6, last_error="SMTPServerDisconnected: Connection unexpectedly closed")
+    page = client.get("/admin/operations/")
+    assert list(page.context["failed_notices"]) == [notice]
+    assert "SMTPServerDisconnected" in page.content.decode()
+    body = client.get("/healthz").json()
+    assert (body["customer_notices"], body["customer_notices_failed_48h"]) == ("attention", 1)
+    # An old failure stays on the operations page but no longer makes /healthz say "attention".
+    Notice.objects.filter(pk=notice.pk).update(created_at=timezone.now() - timedelta(days=3))
+    assert client.get("/healthz").json()["customer_notices"] == "ok"
+    assert list(client.get("/admin/operations/").context["failed_notices"]) == [notice]
+
+
+def test_notices_are_listed_read_only_in_the_admin(support_client, customer):
+    from accounts.models import Notice
+
+    client, _user = support_client
+    notice = Notice.objects.create(user=customer, kind="expiry", dedup_key="expiry:test")
+    listing = client.get("/admin/accounts/notice/")
+    assert listing.status_code == 200 and "expiry" in listing.content.decode()
+    detail = client.get(f"/admin/accounts/notice/{notice.pk}/change/")
+    assert detail.status_code == 200 and "expiry:test" in detail.content.decode()
+    assert client.post(f"/admin/accounts/notice/{notice.pk}/change/", {"status": "sent"}).status_code == 403
+    assert client.get("/admin/accounts/notice/add/").status_code == 403
+    notice.refresh_from_db()
+    assert notice.status == "pending"

@@ -56,7 +56,7 @@ def payment_intents_for(renewal) -> list:
 
 
 def send_owed_emails() -> list[int]:
-    """What the renewal email task does after a commit (renewals.send_renewal_notice), run here:
+    """What the notice task does after a commit (accounts.send_notices), run here for renewal emails:
     the charge path only writes the notice rows."""
     from renewals import notifications
 

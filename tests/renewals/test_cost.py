@@ -1,13 +1,14 @@
 """What one renewal costs the engine: the SQL statements of a successful off-session renewal, from
 the claim to `succeeded` (bench 4's per-renewal cost), and the customer's email, which is sent by
-its own task after the charge committed, once however often that task runs."""
+the notice task (accounts.send_notices) after the charge committed, once however often that task runs."""
 import pytest
 from django.core import mail
 from django.utils import timezone
 
 from renewals import services
-from renewals.models import Renewal, RenewalNotice, RetryPolicy
-from renewals.tasks import send_renewal_notice_task
+from accounts.models import Notice
+from accounts.tasks import send_notices
+from renewals.models import Renewal, RetryPolicy
 from tests.builders import MB, make_line, make_renewal, make_rule
 
 from .test_charging import claimed
@@ -26,8 +27,8 @@ def test_a_successful_renewal_costs_at_most_19_statements_and_sends_no_email_its
         renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.SUCCEEDED
     assert mail.outbox == []  # the charge path only owes the email
-    [notice] = RenewalNotice.objects.filter(renewal=renewal)
-    assert notice.kind == "succeeded" and notice.sent_at is None
+    [notice] = Notice.objects.filter(line=renewal.line)
+    assert notice.kind == "renewal_succeeded" and notice.status == "pending" and notice.sent_at is None
 
 
 def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_language(
@@ -39,13 +40,13 @@ def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_languag
     renewal = claimed(rule, now)
     with django_capture_on_commit_callbacks(execute=True):
         services.charge_renewal(renewal_id=renewal.pk, now=now)
-    notice = RenewalNotice.objects.get(renewal=renewal)
-    assert send_renewal_notice_task.apply(args=[notice.pk]).get() is True
-    assert send_renewal_notice_task.apply(args=[notice.pk]).get() is False
+    notice = Notice.objects.get(line=renewal.line)
+    assert send_notices.apply().get() == 1
+    assert send_notices.apply().get() == 0
     [message] = mail.outbox
     assert message.to == [customer.email] and message.subject == f"线路 {rule.line.iccid} 已续费"
     notice.refresh_from_db()
-    assert notice.sent_at is not None
+    assert notice.status == "sent" and notice.sent_at is not None
 
 
 # A beat tick of the dispatcher (services.run_dispatcher) that claims due renewals, whatever their

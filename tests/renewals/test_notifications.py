@@ -101,3 +101,18 @@ def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_befo
     assert when and f"We will try again on {when}." in retry_email.body
     assert "try again on ." not in retry_email.body
     assert success_email.subject == f"Line {rule.line.iccid} was renewed"
+
+
+def test_the_same_renewal_event_written_twice_owes_one_email_and_a_new_save_is_a_new_event(customer, line, package, policy):
+    from accounts.models import Notice
+
+    rule = make_rule(line=line, package=package)
+    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
+                                     status=Renewal.Status.RETRY_SCHEDULED)
+    notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
+    notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
+    assert Notice.objects.filter(kind="renewal_retry_scheduled").count() == 1
+    renewal.save()  # the next attempt's decline: another change of the renewal
+    notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
+    assert Notice.objects.filter(kind="renewal_retry_scheduled").count() == 2
+    assert mail.outbox == []  # owed, not sent: the notice task sends them
