@@ -65,6 +65,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -255,7 +256,7 @@ class Customers:
         self.events: Counter = Counter()
         self.accepted_authentications: dict[int, str] = {}  # n -> intent id the bank (localstripe) accepted
         self.errors: list[str] = []
-        self.lock = __import__("threading").Lock()
+        self.lock = threading.Lock()
 
     def rng(self, n: int, what: str) -> random.Random:
         return random.Random(f"{self.seed}-{n}-{what}")
@@ -266,10 +267,6 @@ class Customers:
 
     def idle(self) -> bool:
         return not self.scheduled and all(f.done() for f in self.futures)
-
-    def pending_work(self) -> bool:
-        """Customers who still mean to act (waiting for their renewal, or scheduled)."""
-        return bool(self.scheduled) or not all(f.done() for f in self.futures)
 
     def tick(self) -> None:
         """Notice renewals that need their customer; start what is due."""
@@ -385,8 +382,6 @@ class Customers:
     def _pay_now(self, n: int, *, card: str | None, tabs: int, authenticate_too: bool = False) -> list[str]:
         """What the pay page does (payable_renewal, then start_pay_now), from `tabs` tabs at once
         (plus the bank's page for the old intent, if authenticate_too). Outcomes, one per tab."""
-        import threading
-
         from django.db import connection
 
         from payments import gateways
