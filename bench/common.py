@@ -310,10 +310,11 @@ def gunicorn(*, workers: int, log_name: str, threads: int = 1):
 
 # --- customers who can pay, and real workers ----------------------------------------------------
 
-def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int = 4) -> list[int]:
+def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int = 4, card_for=None) -> list[int]:
     """Customers bench1..bench<count>, each with one line (its rule renews below 500 MB) and a
-    default Visa card in localstripe, made through the payments gateway as the portal makes it.
-    Returns the line ids, in customer order."""
+    default Visa card in localstripe, made through the payments gateway as the portal makes it:
+    4242 4242 4242 4242, or card_for(n) for customer n (a localstripe test card that declines or
+    asks for 3-D Secure). Returns the line ids, in customer order."""
     from concurrent.futures import ThreadPoolExecutor
 
     import stripe
@@ -334,7 +335,8 @@ def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int 
         try:
             customer = gateways.ensure_customer(user)
             pm = stripe.PaymentMethod.create(
-                type="card", card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                type="card", card={"number": card_for(int(user.email[5:].split("@")[0])) if card_for else "4242424242424242",
+                                   "exp_month": 12, "exp_year": 2034, "cvc": "123"},
                 api_key=settings.STRIPE_SECRET_KEY,
             )
             gateways.attach_payment_method(customer_id=customer.id, payment_method_id=pm["id"])

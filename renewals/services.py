@@ -80,6 +80,13 @@ def _reconcile_after() -> timedelta:
     return getattr(settings, "RENEWALS_RECONCILE_AFTER", timedelta(minutes=10))
 
 
+def authentication_window(policy: RetryPolicy | None = None) -> timedelta:
+    """The customer's time to confirm a payment with the bank: the policy's hours, or
+    settings.RENEWALS_AUTHENTICATION_WINDOW when set (the chaos run's seconds)."""
+    override = getattr(settings, "RENEWALS_AUTHENTICATION_WINDOW", None)
+    return override if override is not None else timedelta(hours=(policy or RetryPolicy.current()).authentication_hours)
+
+
 def _claim_batch_size() -> int:
     return getattr(settings, "RENEWALS_CLAIM_BATCH_SIZE", 100)
 
@@ -602,7 +609,7 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datet
                 renewal.last_failure_code = charge.failure_code
                 renewal.last_failure_message = charge.failure_message
                 # The customer's time to pay now; then the cycle fails like one out of retries.
-                renewal.suspend_at = now + timedelta(hours=RetryPolicy.current().authentication_hours)
+                renewal.suspend_at = now + authentication_window()
                 renewal.save()
                 _log("renewal_requires_action", renewal, charge=charge.pk)
                 notifications.notify_later(renewal, notifications.NEEDS_ACTION)
@@ -1255,7 +1262,7 @@ def _abandoned(now: datetime) -> Q:
     passed, as the off-session one is."""
     newer = Renewal.objects.filter(line_id=OuterRef("renewal__line_id")).filter(
         Q(created_at__gt=OuterRef("renewal__created_at")) | Q(created_at=OuterRef("renewal__created_at"), id__gt=OuterRef("renewal_id")))
-    live_pay_now = (Q(on_session=True, renewal__status=Renewal.Status.FAILED, sent_at__gt=now - timedelta(hours=RetryPolicy.current().authentication_hours))
+    live_pay_now = (Q(on_session=True, renewal__status=Renewal.Status.FAILED, sent_at__gt=now - authentication_window())
                     & ~Exists(newer))
     return Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=CLOSED) & ~live_pay_now
 

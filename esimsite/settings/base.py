@@ -265,6 +265,11 @@ RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERV
 # A charge left pending this long (a crash, a time-out) is reconciled by looking its PaymentIntent up.
 RENEWALS_RECONCILE_AFTER = timedelta(minutes=env.int("RENEWALS_RECONCILE_AFTER_MINUTES", default=10))
 RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
+# The customer's time to confirm a renewal with the bank (3-D Secure) is the retry policy's
+# authentication_hours; this, when set, replaces it with seconds: the chaos run (bench/chaos.py)
+# lets cycles close within the run. Unset in production.
+_authentication_window_seconds = env("RENEWALS_AUTHENTICATION_WINDOW_SECONDS", default="")
+RENEWALS_AUTHENTICATION_WINDOW = timedelta(seconds=int(_authentication_window_seconds)) if _authentication_window_seconds else None
 
 # Everything beat sends, in one place. A sweep not started within its interval is superseded by
 # the next one ("expires"). Each goes to the "sweeps" queue (CELERY_TASK_QUEUES above says why).

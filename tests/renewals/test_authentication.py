@@ -70,6 +70,15 @@ def test_3ds_not_completed_in_the_policys_time_fails_the_renewal_and_suspends_th
     assert [pi["status"] for pi in payment_intents_for(renewal)].count("succeeded") == 1
 
 
+def test_a_window_set_in_seconds_replaces_the_policys_hours(rule, policy, add_card, settings):
+    """RENEWALS_AUTHENTICATION_WINDOW_SECONDS (the chaos run's short window) wins over the policy."""
+    policy.authentication_hours = 48
+    policy.save()
+    settings.RENEWALS_AUTHENTICATION_WINDOW = timedelta(seconds=30)
+    renewal = waiting_for_3ds(rule, add_card)
+    assert renewal.suspend_at == Charge.objects.get(renewal=renewal).sent_at + timedelta(seconds=30)
+
+
 def test_turning_the_rule_off_during_3ds_cancels_the_intent_so_a_late_confirmation_charges_nothing(rule, add_card):
     renewal = waiting_for_3ds(rule, add_card)
     [intent] = payment_intents_for(renewal)
