@@ -8,7 +8,7 @@ What it does, exactly:
   fault-injecting proxy between the workers and localstripe (STRIPE_API_BASE points at it; the
   checks talk to localstripe directly);
 - N customers with a default card and a line 100 MB above its 500 MB threshold; during the chaos
-  window each line gets a usage batch (accounts.services.usage.ingest_usage, the partner
+  window each line gets a usage batch (partner.services.usage.ingest_usage, the partner
   endpoint's code) that takes it below the threshold, spread over the window;
 - the controller, every 2-5 s, does one of: SIGKILL a worker and restart it 1-3 s later; SIGKILL
   Redis and restart it on the same port 1-3 s later; start a second beat (two beats tick for a
@@ -177,7 +177,7 @@ def run(*, lines: int = 500, duration: float = 90.0, settle: float = 300.0, seed
     from django.db.models import Sum
 
     from accounts.models import Line
-    from accounts.services.usage import UsageInput, ingest_usage
+    from partner.services.usage import UsageInput, ingest_usage
     from payments.models import Charge
     from renewals.models import Renewal, RetryPolicy
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
-from accounts.health import healthz
+from console.health import healthz
 from payments.webhooks import CappedWebhookView
 
 # dj-stripe's webhook route (same name), served by our view that caps the body before storing it.
@@ -16,7 +16,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("stripe/", include(stripe_urls, namespace="djstripe")),
-    path("api/partner/", include("accounts.api_urls")),
+    path("api/partner/", include("partner.urls")),
     path("payments/", include("payments.urls")),
     path("renewals/", include("renewals.urls")),
     path("", include("accounts.urls")),

@@ -19,7 +19,7 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 SITE_ID = 1
 
 INSTALLED_APPS = [
-    "accounts.apps.StaffAdminConfig",  # django.contrib.admin whose admin.site demands a TOTP step
+    "console.apps.StaffAdminConfig",  # django.contrib.admin whose admin.site demands a TOTP step
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "accounts.apps.AccountsConfig",
     "payments",
     "renewals",
+    "partner",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -222,7 +224,7 @@ PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET", default="dev-network-webhook-secret")
-# The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
+# The outbox sweep (partner/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
 CELERY_BEAT_SCHEDULE["accounts-deliver-network-commands"] = {

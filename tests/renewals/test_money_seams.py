@@ -80,7 +80,7 @@ def test_an_operator_editing_the_package_price_and_currency_leaves_the_open_rene
 
 def use(line, nbytes: int, now) -> None:
     """The network partner reports `nbytes` of usage on the line (the usage API's service)."""
-    from accounts.services.usage import UsageInput, ingest_usage
+    from partner.services.usage import UsageInput, ingest_usage
 
     record = UsageInput(index=0, partner_record_id=f"use-{line.pk}-{now.timestamp()}-{nbytes}", iccid=line.iccid, bytes=nbytes,
                         start=now - timedelta(minutes=10), end=now)

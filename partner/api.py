@@ -1,6 +1,6 @@
 """The partner API (machine to machine): usage batches in, and its OpenAPI description.
 
-Answers are always JSON, whatever the input (accounts/openapi/partner.yaml is the contract):
+Answers are always JSON, whatever the input (partner/openapi/partner.yaml is the contract):
 401 bad signature, 400 not a batch, 413 too many records, 200 all applied, 207 applied except the
 records listed in "rejected". Records stored but too late to charge are listed in "late" (docs/usage.md). Every rejection is logged with what the partner sent us to identify it.
 """
@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from . import partner_signature
+from . import signature as partner_signature
 from .services.usage import UsageInput, ingest_usage
 
 logger = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from django.utils import timezone
 from renewals.models import RenewalRule
 from renewals.services import evaluate_triggers
 
-from .. import history
-from ..models import Line, UsageRecord
-from . import network, notices
+from accounts import history
+from accounts.models import Line, UsageRecord
+from accounts.services import network, notices
 
 logger = logging.getLogger(__name__)
 

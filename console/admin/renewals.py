@@ -5,12 +5,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from accounts.admin import ChangeHistoryInline, HistoryAdminMixin
-from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action
 from accounts.history import acting, record_change
-
-from . import notifications, services
-from .models import Alert, Renewal, RenewalRule, RetryPolicy
+from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from console.admin.accounts import ChangeHistoryInline, HistoryAdminMixin
+from renewals import notifications, services
+from renewals.models import Alert, Renewal, RenewalRule, RetryPolicy
 
 def pay_now_email_for(renewal: Renewal) -> str | None:
     """The email a "resend pay-now email" sends: the one the engine sent when the renewal reached
@@ -118,7 +117,7 @@ class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin)
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
     inlines = [ChangeHistoryInline]
-    # Confirmed and recorded (accounts.admin_actions); retry_now / cancel stay callable for scripts and tests.
+    # Confirmed and recorded (console.actions); retry_now / cancel stay callable for scripts and tests.
     actions = [
         confirmed_action(name="retry_now_confirmed", description=_("Retry now"), permission="retry_renewal",
                          perform=_transition(services.retry_now, "retry_now",

@@ -16,6 +16,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+# The customer's own export's escaping, for every text cell: names, labels and the
+# processor's messages are typed by others, and a cell starting with "=" is a formula.
+from payments.views import _csv_cell
+
 OPERATOR_PERMISSIONS = (
     "retry_renewal", "cancel_renewal", "suspend_line", "resume_line", "refund_charge", "email_customer",
     "import_lines", "view_operations",
@@ -118,10 +122,6 @@ def csv_export_action(*, name: str, filename: str, header: list, rows: Callable[
     """An action that downloads the selected rows as CSV (money already formatted by `rows`)."""
 
     def action(modeladmin, request, queryset):
-        # The customer's own export's escaping, for every text cell: names, labels and the
-        # processor's messages are typed by others, and a cell starting with "=" is a formula.
-        from payments.views import _csv_cell
-
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response.write("\ufeff")  # spreadsheet programs read UTF-8 (Chinese names) only with a BOM

@@ -1,13 +1,12 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin import ChangeHistoryInline
-from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from accounts.history import record_change
-
-from . import services
-from .models import Charge
-from .money import plain_amount
+from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from console.admin.accounts import ChangeHistoryInline
+from payments import services
+from payments.models import Charge
+from payments.money import plain_amount
 
 
 def _refund(*, request, obj, reason, now) -> Outcome:
@@ -40,24 +39,6 @@ def _charge_rows(queryset):
                charge.failure_code, charge.failure_message, charge.payment_intent_id or "", charge.payment_method_summary]
 
 
-class CustomerChargeInline(admin.TabularInline):
-    """The customer's charges on the customer page (accounts.admin.UserAdmin), newest first."""
-
-    model = Charge
-    fk_name = "user"
-    fields = ["created_at", "purpose", "amount_minor", "currency", "status", "decline_kind", "failure_message",
-              "payment_method_summary", "payment_intent_id"]
-    readonly_fields = fields
-    ordering = ["-created_at", "-id"]
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Charge)
 class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     list_display = ["id", "user", "line", "package", "purpose", "amount_minor", "currency", "status", "decline_kind",
@@ -69,7 +50,7 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
     inlines = [ChangeHistoryInline]  # refunds by whom and why
-    # Confirmed and recorded (accounts.admin_actions); refund_in_full stays callable for scripts and tests.
+    # Confirmed and recorded (console.actions); refund_in_full stays callable for scripts and tests.
     actions = [
         confirmed_action(name="refund_confirmed", description=_("Refund what is left of the selected payments"),
                          permission="refund_charge", perform=_refund,
