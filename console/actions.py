@@ -1,6 +1,6 @@
 """Operator actions for every app's admin: each one shows a confirmation page first (with a reason
 where the action needs one), then calls the owning app's service per object and writes the change
-history. Who may run which action is a permission of the operator roles (accounts/roles.py)."""
+history. Who may run which action is a permission of the operator roles (console/roles.py)."""
 from __future__ import annotations
 
 import csv

@@ -107,7 +107,7 @@ def _record_id_for_log(record) -> str | None:
 
 @csrf_exempt
 def usage_batch(request):
-    """POST /api/partner/usage: see accounts/openapi/partner.yaml."""
+    """POST /api/partner/usage: see partner/openapi/partner.yaml."""
     if request.method != "POST":
         return _error(405, "use POST")
     try:

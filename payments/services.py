@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Line, Package
 from accounts.services import LineTerminated, apply_package
 
-from . import gateways, outcomes
+from . import gateways, hooks, outcomes
 from .gateways import ChargeOutcome, GatewayError, OutcomeKind
 from .models import Charge, next_authentication_check
 
@@ -178,7 +178,7 @@ def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
     return method
 
 
-def _own_method(user, payment_method_id: str):
+def own_method(user, payment_method_id: str):
     from djstripe.models import PaymentMethod
 
     customer = gateways.customer_for_user(user)
@@ -200,41 +200,33 @@ def _set_default(*, user, customer_id: str, payment_method_id: str | None) -> No
 
 
 def _tell_renewals_method_changed(user, payment_method_id: str) -> None:
-    """A new default wakes renewals that wait for a method (hard declines): DESIGN.md. Only a
-    real change, and only for a cycle that has not tried this method yet (renewals decides)."""
-    from renewals import services as renewal_services
-
-    renewal_services.payment_method_changed(user=user, now=timezone.now(), payment_method_id=payment_method_id)
+    """A new default wakes renewals that wait for a method (hard declines). Only a real change,
+    and only for a cycle that has not tried this method yet (renewals decides, through its hook)."""
+    hooks.default_method_changed(user=user, now=timezone.now(), payment_method_id=payment_method_id)
 
 
 def set_default_method(*, user, payment_method_id: str) -> None:
-    method = _own_method(user, payment_method_id)
+    method = own_method(user, payment_method_id)
     try:
         _set_default(user=user, customer_id=method.customer_id, payment_method_id=method.id)
     except GatewayError as exc:
         raise PaymentError(exc.user_message, code=exc.code) from exc
 
 
-def rules_using_method(*, user, payment_method_id: str):
+def rules_using_method(*, user, payment_method_id: str) -> list:
     """Enabled auto-renewal rules that would charge this method: named explicitly, or through
-    the default when it is the default."""
-    from django.db.models import Q
-
-    from renewals.models import RenewalRule
-
-    condition = Q(payment_method_id=payment_method_id)
-    if gateways.default_payment_method_id(user) == payment_method_id:
-        condition |= Q(payment_method_id="")
-    return list(RenewalRule.objects.filter(condition, line__owner=user, enabled=True).select_related("line"))
+    the default when it is the default (renewals answers, through its hook)."""
+    is_default = gateways.default_payment_method_id(user) == payment_method_id
+    return hooks.method_users(user=user, payment_method_id=payment_method_id, is_default=is_default)
 
 
 def remove_method(*, user, payment_method_id: str, replacement_id: str = "") -> None:
     """Detach a method. If an auto-renewal rule charges it, a replacement must be named first;
     the rules then charge the replacement (and it becomes the default if the removed one was)."""
-    method = _own_method(user, payment_method_id)
+    method = own_method(user, payment_method_id)
     replacement = None
     if replacement_id:
-        replacement = _own_method(user, replacement_id)
+        replacement = own_method(user, replacement_id)
         if replacement.id == method.id:
             raise PaymentError(_("Choose a different payment method as the replacement."), code="same_method")
     rules = rules_using_method(user=user, payment_method_id=method.id)
@@ -282,7 +274,7 @@ def purchase_package(*, user, line: Line, package: Package, payment_method_id: s
         raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
     if not package.active:
         raise NotPayable(_("This package is no longer on sale."), code="package_inactive")
-    method = _own_method(user, payment_method_id)
+    method = own_method(user, payment_method_id)
     charge = _new_charge(user=user, line=line, package=package, amount_minor=package.price_minor, currency=package.currency,
                          purpose=Charge.Purpose.PURCHASE, method=method, now=now)
     logger.info("purchase_started charge=%s user=%s line=%s package=%s", charge.pk, user.pk, line.pk, package.pk)
@@ -290,68 +282,13 @@ def purchase_package(*, user, line: Line, package: Package, payment_method_id: s
     if outcome.kind is OutcomeKind.THROTTLED:
         # Never sent: no attempt to keep on the ledger.
         Charge.objects.filter(pk=charge.pk, status=Charge.Status.PENDING, payment_intent_id__isnull=True).delete()
-        _processor_busy(charge, outcome)
+        processor_busy(charge, outcome)
     return record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
-def _processor_busy(charge: Charge, outcome: ChargeOutcome):
+def processor_busy(charge: Charge, outcome: ChargeOutcome):
     logger.warning("payment_not_sent charge=%s renewal=%s code=%s", charge.pk, charge.renewal_id, outcome.failure_code)
     raise NotPayable(outcome.failure_message, code=outcome.failure_code)
-
-
-def payable_renewal(*, user, renewal_id: int):
-    """The user's renewal that can be paid now (renewals.services.PAYABLE: needs action, waiting
-    for a method, retrying, or failed), or NotPayable. Another customer's renewal is 'not found'."""
-    from renewals import services as renewal_services
-    from renewals.models import Renewal
-
-    renewal = Renewal.objects.select_related("line", "package").filter(pk=renewal_id, line__owner=user).first()
-    if renewal is None:
-        raise NotPayable(_("Renewal not found."), code="not_found")
-    if renewal.status not in renewal_services.PAYABLE:
-        raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
-    if renewal.line.status == Line.Status.TERMINATED:
-        # Money paid for a terminated line is only refunded (docs/precedence.md): never take it.
-        raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
-    return renewal
-
-
-def start_pay_now(*, user, renewal, payment_method_id: str, now: datetime | None = None) -> Charge:
-    """The customer pays a renewal that needs action or has failed, on-session (the purchase
-    flow), at the renewal's frozen terms. Earlier intents of the renewal left waiting for
-    authentication are withdrawn first, so only this payment can take the money; one the customer
-    completed meanwhile is recorded and returned instead, and nothing is charged again. A declined
-    pay-now leaves the renewal's retry cycle as it was (docs/money.md); a success succeeds it."""
-    from renewals import services as renewal_services
-
-    now = now or timezone.now()
-    renewal = payable_renewal(user=user, renewal_id=renewal.pk)
-    method = _own_method(user, payment_method_id)
-    for old in renewal.charges.filter(status=Charge.Status.REQUIRES_ACTION):
-        old = withdraw_open_payment(old)
-        if old.status == Charge.Status.SUCCEEDED:
-            logger.info("pay_now_already_paid renewal=%s charge=%s pi=%s", renewal.pk, old.pk, old.payment_intent_id)
-            return old
-        if old.status != Charge.Status.FAILED:
-            # Still open at the processor (or the processor did not answer): a second payment now
-            # could take the money twice.
-            raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight")
-    try:
-        charge = renewal_services.start_pay_now(renewal_id=renewal.pk, payment_method_id=method.id, now=now,
-                                                payment_method_summary=gateways.payment_method_summary(method))
-    except renewal_services.RenewalNotPayable as exc:
-        logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
-        if str(exc) == "attempt_in_flight":
-            raise NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
-        if str(exc) == renewal_services.LINE_TERMINATED:
-            raise NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated") from exc
-        raise NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
-    logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
-    outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
-    if outcome.kind is OutcomeKind.THROTTLED:
-        renewal_services.release_unsent_attempt(charge_id=charge.pk, now=now, previous=renewal)
-        _processor_busy(charge, outcome)
-    return record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
 def withdraw_open_payment(charge: Charge) -> Charge:
@@ -786,15 +723,5 @@ def refund_duplicate_payment(*, charge_id: int, operator=None) -> Charge:
 
 
 def move_rules_to_method(*, user, from_id: str, to_id: str) -> int:
-    """Point the customer's rules that charge `from_id` at `to_id`, with one history row per rule
-    (a bulk update fires no history signal), attributed to the customer who chose the replacement."""
-    from accounts.history import acting, record_changes
-    from renewals.models import RenewalRule
-
-    with transaction.atomic():
-        rules = list(RenewalRule.objects.select_for_update().filter(line__owner=user, payment_method_id=from_id).order_by("pk"))
-        RenewalRule.objects.filter(pk__in=[rule.pk for rule in rules]).update(payment_method_id=to_id)
-        with acting(user):
-            record_changes([(rule, {"payment_method_id": from_id}, {"payment_method_id": to_id}) for rule in rules],
-                           action="payment_method_replaced")
-    return len(rules)
+    """Point the customer's rules that charge `from_id` at `to_id` (renewals does it, through its hook)."""
+    return hooks.move_method_users(user=user, from_id=from_id, to_id=to_id)

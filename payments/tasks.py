@@ -1,7 +1,7 @@
 """Celery tasks of the payments app: they only call services (safe to run twice)."""
 from celery import shared_task
 
-from . import services
+from . import processor_limit, services
 
 
 @shared_task(name="payments.reconcile_pending_purchases")
@@ -15,8 +15,6 @@ def reconcile_pending_purchases() -> list[int]:
 
 @shared_task(name="payments.log_processor_writes")
 def log_processor_writes() -> None:
-    from . import processor_limit
-
     processor_limit.log_write_stats()
 
 

@@ -19,7 +19,7 @@ from accounts.models import Line, Package
 from accounts.selectors import line_for_user
 
 from . import selectors, services
-from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, PayNowForm, RemoveMethodForm, StartBindingForm
+from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, RemoveMethodForm, StartBindingForm
 from .models import Charge
 from .money import plain_amount
 from .rate_limits import limit
@@ -159,7 +159,7 @@ def method_remove(request, payment_method_id: str):
 
 # --- paying --------------------------------------------------------------------------------------
 
-def _after_payment(request, charge: Charge, *, retry_url: str):
+def after_payment(request, charge: Charge, *, retry_url: str):
     if charge.status == Charge.Status.SUCCEEDED:
         messages.success(request, _("Payment received. Thank you!"))
         return redirect("payments:receipt", charge_id=charge.pk)
@@ -220,35 +220,9 @@ def buy(request, line_id: int):
         except services.NotPayable as exc:
             form.add_error(None, exc.user_message)
         else:
-            return _after_payment(request, charge, retry_url=reverse("payments:buy", args=[line.pk]))
+            return after_payment(request, charge, retry_url=reverse("payments:buy", args=[line.pk]))
     return render(request, "payments/buy.html", {"line": line, "form": form, "methods": methods,
                                                  "has_packages": Package.objects.filter(active=True).exists()},
-                  status=400 if form.errors else 200)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-@limit("payment")
-def pay_renewal(request, renewal_id: int):
-    try:
-        renewal = services.payable_renewal(user=request.user, renewal_id=renewal_id)
-    except services.NotPayable as exc:
-        if exc.code == "not_found":
-            raise Http404
-        messages.info(request, exc.user_message)
-        return redirect("payments:history")
-    methods = selectors.usable_payment_methods_for_user(request.user)
-    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
-    if request.method == "POST" and form.is_valid():
-        try:
-            charge = services.start_pay_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
-        except services.PaymentMethodNotFound:
-            form.add_error("payment_method", _("Choose one of your payment methods."))
-        except services.NotPayable as exc:
-            form.add_error(None, exc.user_message)
-        else:
-            return _after_payment(request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk]))
-    return render(request, "payments/pay_renewal.html", {"renewal": renewal, "form": form, "methods": methods},
                   status=400 if form.errors else 200)
 
 
@@ -269,7 +243,7 @@ def authenticate(request, charge_id: int):
     except Charge.DoesNotExist:
         raise Http404
     if charge.status != Charge.Status.REQUIRES_ACTION or not charge.payment_intent_id:
-        return _after_payment(request, charge, retry_url=_retry_url(charge))
+        return after_payment(request, charge, retry_url=_retry_url(charge))
     try:
         intent = services.gateways.retrieve_payment_intent(charge.payment_intent_id)
     except services.GatewayError as exc:
@@ -290,7 +264,7 @@ def complete(request, charge_id: int):
         # The customer closed the challenge without an answer: the intent still waits.
         messages.error(request, _("The payment was not confirmed by your bank. Nothing was charged."))
         return redirect(_retry_url(charge))
-    return _after_payment(request, charge, retry_url=_retry_url(charge))
+    return after_payment(request, charge, retry_url=_retry_url(charge))
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from .models import Renewal, RenewalRule
+from .models import Renewal, RenewalRule, RetryPolicy
 
 # A success is worth a banner for this long; problems stay until they are solved.
 SUCCESS_BANNER_FOR = timedelta(days=3)
@@ -44,5 +44,7 @@ def banners_for_user(user, *, line=None, now: datetime | None = None) -> list[Re
     return banners
 
 
-def due_renewals(*, now: datetime, limit: int) -> QuerySet[Renewal]:
-    return Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now).order_by("next_attempt_at", "id")[:limit]
+def hard_decline_codes() -> set[str]:
+    """The decline codes the operator's retry policy never retries on the same method (payments'
+    gateway asks through payments.hooks)."""
+    return set(RetryPolicy.current().hard_decline_codes or [])

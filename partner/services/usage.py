@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from renewals.models import RenewalRule
-from renewals.services import evaluate_triggers
+from renewals.services.triggers import evaluate_triggers
 
 from accounts import history
 from accounts.models import Line, UsageRecord

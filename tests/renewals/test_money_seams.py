@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import Line
 from payments.models import Charge
 from renewals import services
+from renewals.services import pay_now as pay_now_services
 from renewals.models import Renewal, RenewalRule
 from tests.factories import GB, make_package
 
@@ -172,9 +173,7 @@ def test_overage_a_purchase_settles_while_a_renewal_has_it_frozen_is_paid_for_on
 
 def pay_now(renewal, method) -> Charge:
     """The customer's pay-now, as the pay-now page runs it."""
-    from payments import services as payment_services
-
-    return payment_services.start_pay_now(user=renewal.line.owner, renewal=renewal, payment_method_id=method.id)
+    return pay_now_services.pay_renewal_now(user=renewal.line.owner, renewal=renewal, payment_method_id=method.id)
 
 
 def cycle(renewal) -> tuple:

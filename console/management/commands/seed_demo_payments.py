@@ -4,11 +4,11 @@ on the Tablet line. Idempotent. Refuses to run unless Stripe is a local stand-in
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accounts.management.commands.seed_demo import CUSTOMER
 from accounts.models import Line, Package, User
+from console.management.commands.seed_demo import CUSTOMER
 from payments import gateways, services
-from renewals import services as renewal_services
 from renewals.models import RenewalRule
+from renewals.services import rules as renewal_rules
 
 TABLET_ICCID = "89860012345678901245"
 RULE_THRESHOLD_MB = 200
@@ -68,7 +68,7 @@ class Command(BaseCommand):
             package = Package.objects.filter(active=True).order_by("price_minor", "pk").first()
             if package is None:
                 raise CommandError("no package on sale: run `manage.py seed_demo` first.")
-            rule = renewal_services.save_rule(
+            rule = renewal_rules.save_rule(
                 line=line, now=timezone.now(),
                 values={"enabled": True, "package": package, "trigger_data_below_mb": RULE_THRESHOLD_MB,
                         "overage_policy": RenewalRule.OveragePolicy.BLOCK, "max_renewals_per_day": RULE_MAX_RENEWALS_PER_DAY},
