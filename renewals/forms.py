@@ -3,12 +3,13 @@ integer minor units; no float on the way."""
 from decimal import Decimal, InvalidOperation
 
 from django import forms
-from djstripe.models import PaymentMethod
 from django.utils.translation import gettext_lazy as _
+from djstripe.models import PaymentMethod
 
 from accounts.models import Package
 from payments import gateways
-from payments.money import format_money, to_decimal as to_major, to_minor
+from payments.money import format_money, to_minor
+from payments.money import to_decimal as to_major
 
 from .models import RenewalRule, RetryPolicy
 

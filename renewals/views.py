@@ -5,21 +5,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors as account_selectors
 from accounts.models import Line
 from payments import selectors as payment_selectors
-from payments import services as payment_services
 from payments import views as payment_views
 from payments.forms import PayNowForm
 from payments.money import format_money
 from payments.rate_limits import limit
+from payments.services import errors as payment_errors
 
 from . import selectors
 from .forms import RenewalRuleForm
@@ -135,7 +135,7 @@ def pay_renewal(request, renewal_id: int):
     esimsite/urls.py): payments cannot import this page, which belongs to renewals."""
     try:
         renewal = pay_now.payable_renewal(user=request.user, renewal_id=renewal_id)
-    except payment_services.NotPayable as exc:
+    except payment_errors.NotPayable as exc:
         if exc.code == "not_found":
             raise Http404
         messages.info(request, exc.user_message)
@@ -145,9 +145,9 @@ def pay_renewal(request, renewal_id: int):
     if request.method == "POST" and form.is_valid():
         try:
             charge = pay_now.pay_renewal_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
-        except payment_services.PaymentMethodNotFound:
+        except payment_errors.PaymentMethodNotFound:
             form.add_error("payment_method", _("Choose one of your payment methods."))
-        except payment_services.NotPayable as exc:
+        except payment_errors.NotPayable as exc:
             form.add_error(None, exc.user_message)
         else:
             return payment_views.after_payment(request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk]))

@@ -4,9 +4,9 @@ from django.utils.translation import gettext_lazy as _
 from accounts.history import record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from console.admin.accounts import ChangeHistoryInline
-from payments import services
 from payments.models import Charge
 from payments.money import plain_amount
+from payments.services import errors, refunds
 
 
 def _refund(*, request, obj, reason, now) -> Outcome:
@@ -18,13 +18,13 @@ def _refund(*, request, obj, reason, now) -> Outcome:
     # first). Rows from before `refund_due` existed are failed / duplicate_payment.
     try:
         if obj.status == Charge.Status.REFUND_DUE:
-            charge = services.refund_due_charge(charge_id=obj.pk)
+            charge = refunds.refund_due_charge(charge_id=obj.pk)
             if charge.status == Charge.Status.REFUND_DUE:
                 return Outcome(False, _("The payment processor did not answer; the refund will be retried."))
         else:
-            refund = services.refund_duplicate_payment if obj.failure_code == services.DUPLICATE_PAYMENT else services.refund_charge
+            refund = refunds.refund_duplicate_payment if obj.failure_code == refunds.DUPLICATE_PAYMENT else refunds.refund_charge
             charge = refund(charge_id=obj.pk, operator=request.user)
-    except services.PaymentError as exc:
+    except errors.PaymentError as exc:
         return Outcome(False, exc.user_message)
     record_change(obj=charge, action="refunded", actor=request.user, reason=reason, before=before,
                   after={"status": charge.status, "refunded_minor": charge.refunded_minor}, now=now)
@@ -73,8 +73,8 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     def refund_in_full(self, request, queryset):
         for charge in queryset:
             try:
-                services.refund_charge(charge_id=charge.pk, operator=request.user)
-            except services.PaymentError as exc:
+                refunds.refund_charge(charge_id=charge.pk, operator=request.user)
+            except errors.PaymentError as exc:
                 self.message_user(request, _("Charge %(id)s: %(reason)s") % {"id": charge.pk, "reason": exc.user_message},
                                   messages.ERROR)
             else:

@@ -9,8 +9,9 @@ from accounts.history import acting, record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
 from console.admin.accounts import ChangeHistoryInline, HistoryAdminMixin
 from renewals import notifications
-from renewals.services import alerts, operator, rules
 from renewals.models import Alert, Renewal, RenewalRule, RetryPolicy
+from renewals.services import alerts, operator, rules
+
 
 def pay_now_email_for(renewal: Renewal) -> str | None:
     """The email a "resend pay-now email" sends: the one the engine sent when the renewal reached

@@ -19,28 +19,49 @@ imports `renewals.services.<family>`; docs/architecture.md).
 # ruff: noqa: F401  (re-exports)
 from ._base import MB, SUPERSEDED, RenewalNotPayable
 from .alerts import alert_from_payments, raise_alert, resolve_alert
-from .triggers import (
-    evaluate_triggers, lines_with_enabled_rules_ids, month_start, open_renewal, overage_fee_minor,
-    renewal_terms, renewals_in_last_day, spent_this_month, trigger_met,
-)
-from .claims import claim_due_renewals, dispatch_now, requeue_lost_claims
-from .charging import PreparedCharge, charge_renewal, prepare_charge
-from .outcomes import _record_success, _refund_paid_too_late, record_charge_outcome
-from .precedence import (
-    LINE_OWNER_CHANGED, LINE_TERMINATED, PAYMENT_SUSPENSION, SUSPENDED_BY_OPERATOR,
-    cancel_renewals_of_terminated_lines, line_owner_changed, suspended_by_operator,
-    turn_off_rules_of_given_lines,
-)
-from .suspension import AUTHENTICATION_TIMEOUT, SUSPENDABLE, suspend_overdue_lines
-from .reconciliation import (
-    DELAYED_SETTLEMENT_TYPES, RECONCILE_LEASE_SECONDS, Outcome, alert_stuck_charges, enqueue_reconciliations,
-    reconcile_charge, release_unsent_attempt, stale_pending_charges,
-)
-from .pay_now import PAYABLE, start_pay_now
-from .rules import payment_method_changed, save_rule, turn_off_rule
 from .authentications import (
-    CLOSED, CLOSED_WITHOUT_PAYMENT, abandoned_authentications, withdraw_authentication,
+    CLOSED,
+    CLOSED_WITHOUT_PAYMENT,
+    abandoned_authentications,
+    withdraw_authentication,
     withdraw_authentications,
 )
-from .operator import cancel_renewal, retry_now
+from .charging import PreparedCharge, charge_renewal, prepare_charge
+from .claims import claim_due_renewals, dispatch_now, requeue_lost_claims
 from .dispatcher import DispatchReport, run_dispatcher
+from .operator import cancel_renewal, retry_now
+from .outcomes import _record_success, _refund_paid_too_late, record_charge_outcome
+from .pay_now import PAYABLE, start_pay_now
+from .precedence import (
+    LINE_OWNER_CHANGED,
+    LINE_TERMINATED,
+    PAYMENT_SUSPENSION,
+    SUSPENDED_BY_OPERATOR,
+    cancel_renewals_of_terminated_lines,
+    line_owner_changed,
+    suspended_by_operator,
+    turn_off_rules_of_given_lines,
+)
+from .reconciliation import (
+    DELAYED_SETTLEMENT_TYPES,
+    RECONCILE_LEASE_SECONDS,
+    Outcome,
+    alert_stuck_charges,
+    enqueue_reconciliations,
+    reconcile_charge,
+    release_unsent_attempt,
+    stale_pending_charges,
+)
+from .rules import payment_method_changed, save_rule, turn_off_rule
+from .suspension import AUTHENTICATION_TIMEOUT, SUSPENDABLE, suspend_overdue_lines
+from .triggers import (
+    evaluate_triggers,
+    lines_with_enabled_rules_ids,
+    month_start,
+    open_renewal,
+    overage_fee_minor,
+    renewal_terms,
+    renewals_in_last_day,
+    spent_this_month,
+    trigger_met,
+)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from payments import gateways
 from payments.models import Charge
 from payments.selectors import method_for_off_session
-from payments.services import withdraw_open_payment
+from payments.services.on_session import withdraw_open_payment
 
 from .. import notifications
 from ..models import Renewal

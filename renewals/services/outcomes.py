@@ -11,15 +11,25 @@ from django.db import transaction
 
 from accounts.models import Line
 from accounts.services import apply_package_to_locked_line
-from payments import services as payment_services
 from payments.models import Charge, next_authentication_check
+from payments.services import refunds
 
 from .. import notifications
 from ..models import Alert, Renewal, RetryPolicy
 from . import alerts, authentications, precedence, suspension
 from ._base import (
-    AUTHENTICATION_REQUIRED, DECLINE_KINDS, HARD, NOT_SENT, PENDING, PROCESSOR_ERROR, SUCCEEDED, SUPERSEDED,
-    THROTTLED, _kind, _log, _reconcile_after,
+    AUTHENTICATION_REQUIRED,
+    DECLINE_KINDS,
+    HARD,
+    NOT_SENT,
+    PENDING,
+    PROCESSOR_ERROR,
+    SUCCEEDED,
+    SUPERSEDED,
+    THROTTLED,
+    _kind,
+    _log,
+    _reconcile_after,
 )
 from ._locks import _cancel, _is_latest, _locked_renewal
 
@@ -148,7 +158,7 @@ def _refund_paid_too_late(*, renewal: Renewal, charge: Charge, now: datetime) ->
                         f"{renewal.status} (charge was {previous}): refunded automatically")
     _log("paid_after_cycle_closed", renewal, charge=charge.pk, charge_was=previous, payment_intent=charge.payment_intent_id)
     charge_id = charge.pk
-    transaction.on_commit(lambda: payment_services.refund_due_charge(charge_id=charge_id))
+    transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
 
 
 def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:

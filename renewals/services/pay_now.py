@@ -12,9 +12,11 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Line
 from payments import gateways
-from payments import services as payment_services
 from payments.gateways import OutcomeKind
 from payments.models import Charge
+from payments.services import errors as payment_errors
+from payments.services import methods as payment_methods
+from payments.services import on_session, recording
 
 from ..models import Renewal
 from . import precedence, reconciliation
@@ -59,12 +61,12 @@ def payable_renewal(*, user, renewal_id: int):
     retrying, or failed), or NotPayable. Another customer's renewal is 'not found'."""
     renewal = Renewal.objects.select_related("line", "package").filter(pk=renewal_id, line__owner=user).first()
     if renewal is None:
-        raise payment_services.NotPayable(_("Renewal not found."), code="not_found")
+        raise payment_errors.NotPayable(_("Renewal not found."), code="not_found")
     if renewal.status not in PAYABLE:
-        raise payment_services.NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
+        raise payment_errors.NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
     if renewal.line.status == Line.Status.TERMINATED:
         # Money paid for a terminated line is only refunded (docs/precedence.md): never take it.
-        raise payment_services.NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
+        raise payment_errors.NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
     return renewal
 
 
@@ -77,29 +79,29 @@ def pay_renewal_now(*, user, renewal, payment_method_id: str, now: datetime | No
     Raises payments' NotPayable and PaymentMethodNotFound, whose messages the page shows."""
     now = now or timezone.now()
     renewal = payable_renewal(user=user, renewal_id=renewal.pk)
-    method = payment_services.own_method(user, payment_method_id)
+    method = payment_methods.own_method(user, payment_method_id)
     for old in renewal.charges.filter(status=Charge.Status.REQUIRES_ACTION):
-        old = payment_services.withdraw_open_payment(old)
+        old = on_session.withdraw_open_payment(old)
         if old.status == Charge.Status.SUCCEEDED:
             logger.info("pay_now_already_paid renewal=%s charge=%s pi=%s", renewal.pk, old.pk, old.payment_intent_id)
             return old
         if old.status != Charge.Status.FAILED:
             # Still open at the processor (or the processor did not answer): a second payment now
             # could take the money twice.
-            raise payment_services.NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight")
+            raise payment_errors.NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight")
     try:
         charge = start_pay_now(renewal_id=renewal.pk, payment_method_id=method.id, now=now,
                               payment_method_summary=gateways.payment_method_summary(method))
     except RenewalNotPayable as exc:
         logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
         if str(exc) == "attempt_in_flight":
-            raise payment_services.NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
+            raise payment_errors.NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
         if str(exc) == precedence.LINE_TERMINATED:
-            raise payment_services.NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated") from exc
-        raise payment_services.NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
+            raise payment_errors.NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated") from exc
+        raise payment_errors.NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
     logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
     if outcome.kind is OutcomeKind.THROTTLED:
         reconciliation.release_unsent_attempt(charge_id=charge.pk, now=now, previous=renewal)
-        payment_services.processor_busy(charge, outcome)
-    return payment_services.record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
+        on_session.processor_busy(charge, outcome)
+    return recording.record_outcome(charge_id=charge.pk, outcome=outcome, now=now)

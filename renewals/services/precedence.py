@@ -11,8 +11,8 @@ from django.db.models import F
 
 from accounts.history import acting
 from accounts.models import Line
-from payments import services as payment_services
 from payments.models import Charge
+from payments.services import refunds
 
 from ..models import Alert, Renewal, RenewalRule
 from . import alerts, authentications, rules
@@ -67,7 +67,7 @@ def _refund_success_on_terminated_line(*, renewal: Renewal, charge: Charge, now:
                 message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} of terminated line "
                         f"{renewal.line_id}: refunding {charge.amount_minor} {charge.currency}")
     charge_id = charge.pk
-    transaction.on_commit(lambda: payment_services.refund_due_charge(charge_id=charge_id))
+    transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
 
 
 def cancel_renewals_of_terminated_lines(*, now: datetime, line_ids: list[int] | None = None) -> list[int]:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from djstripe.models import PaymentMethod
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
+from djstripe.models import PaymentMethod
 
 from payments import gateways
 from payments.models import Charge, next_authentication_check

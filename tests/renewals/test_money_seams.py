@@ -8,6 +8,7 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import Line
+from payments import gateways
 from payments.models import Charge
 from renewals import services
 from renewals.services import pay_now as pay_now_services
@@ -401,7 +402,7 @@ def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_
     with django_capture_on_commit_callbacks(execute=True):
         renewal = arrives()
     with django_capture_on_commit_callbacks(execute=True):  # a webhook for the same success, later
-        arrives_again = payment_services.record_outcome(charge_id=charge.pk, outcome=payment_services.gateways.outcome_from_payment_intent(
+        arrives_again = payment_services.record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(
             stripe.PaymentIntent.retrieve(Charge.objects.get(pk=charge.pk).payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)))
     assert payment_services.refund_due_charges() == []
 
