@@ -8,8 +8,8 @@ import json
 import logging
 import re
 from datetime import datetime
-from functools import lru_cache
 from datetime import timezone as dt_timezone
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings

@@ -30,7 +30,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from accounts.models import Line, NetworkCommand
-from accounts.services.network import kick_delivery, enqueue_command
+from accounts.services.network import enqueue_command, kick_delivery
 
 from .. import signature as partner_signature
 
