@@ -17,6 +17,7 @@ The names below are re-exported while callers move to the family modules (transi
 imports `renewals.services.<family>`; docs/architecture.md).
 """
 # ruff: noqa: F401  (re-exports)
+from ..selectors import lines_with_enabled_rules_ids, month_start, renewals_in_last_day, spent_this_month
 from ._base import MB, SUPERSEDED, RenewalNotPayable
 from .alerts import alert_from_payments, raise_alert, resolve_alert
 from .authentications import (
@@ -56,12 +57,8 @@ from .rules import payment_method_changed, save_rule, turn_off_rule
 from .suspension import AUTHENTICATION_TIMEOUT, SUSPENDABLE, suspend_overdue_lines
 from .triggers import (
     evaluate_triggers,
-    lines_with_enabled_rules_ids,
-    month_start,
     open_renewal,
     overage_fee_minor,
     renewal_terms,
-    renewals_in_last_day,
-    spent_this_month,
     trigger_met,
 )

@@ -12,6 +12,7 @@ from accounts.models import Line
 from accounts.services.network import enqueue_command
 from payments.models import Charge
 
+from .. import selectors
 from ..models import Renewal
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,8 @@ DECLINE_KINDS = {
     NOT_SENT: Charge.DeclineKind.PROCESSOR_ERROR,
 }
 
-# Lines a trigger never renews: not yet activated, gone for good, or suspended (by a failed cycle,
-# which only the customer's payment or new method reopens, or by the operator, whose suspension a
-# renewal must not lift behind their back).
-NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED, Line.Status.SUSPENDED)
+# Lines a trigger never renews (renewals.selectors.NOT_RENEWABLE says why).
+NOT_RENEWABLE = selectors.NOT_RENEWABLE
 
 
 class RenewalError(Exception):

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from accounts import heartbeats
 
-from .. import notifications
+from .. import notifications, selectors
 from . import authentications, claims, precedence, reconciliation, suspension, triggers
 from ._base import NOTICE_SWEEP_AFTER
 
@@ -40,7 +40,7 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     runs the charge step itself (`renewals_tick`), reconciliation included."""
     report = DispatchReport()
     # Opened renewals are left due: the claim below takes them with the rest of the batch.
-    opened = triggers.evaluate_triggers(line_ids=triggers.lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
+    opened = triggers.evaluate_triggers(line_ids=selectors.lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspension.suspend_overdue_lines(now=now)
     precedence.cancel_renewals_of_terminated_lines(now=now)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from typing import Iterable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, Sum
 
 from accounts.models import Line
-from payments.models import Charge
 
+from .. import selectors
 from ..models import Alert, Renewal, RenewalRule, RetryPolicy
 from . import alerts, claims
 from ._base import GB, MB, NOT_RENEWABLE, _log
@@ -31,30 +29,6 @@ def trigger_met(*, rule: RenewalRule, line: Line, now: datetime) -> str:
     ):
         return "expiry"
     return ""
-
-
-def month_start(now: datetime, time_zone: str = "UTC") -> datetime:
-    """Midnight on the first of `now`'s month in `time_zone` (the customer's month, not UTC's: a
-    Shanghai customer's 1 December starts at 16:00 UTC on 30 November)."""
-    try:
-        zone = ZoneInfo(time_zone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    return now.astimezone(zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def renewals_in_last_day(*, line: Line, now: datetime) -> int:
-    return Renewal.objects.filter(line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)).count()
-
-
-def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
-    """Money taken in `currency` by this line's renewals since the first of the owner's month (in
-    their time zone), net of refunds. A cap is in one currency: other currencies never add to it."""
-    time_zone = line.owner.time_zone if line.owner_id else "UTC"
-    total = Charge.objects.filter(
-        renewal__line=line, status__in=Charge.MONEY_TAKEN, currency=currency, settled_at__gte=month_start(now, time_zone)
-    ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]
-    return int(total or 0)
 
 
 def overage_fee_minor(*, overage_bytes: int, policy: RetryPolicy) -> int:
@@ -103,14 +77,14 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
     if blocked:
         logger.info("renewal_not_opened line=%s reason=%s", line.pk, blocked)
         return None
-    if renewals_in_last_day(line=line, now=now) >= rule.max_renewals_per_day:
+    if selectors.renewals_in_last_day(line=line, now=now) >= rule.max_renewals_per_day:
         alerts.raise_alert(kind=Alert.Kind.RENEWAL_CAP_REACHED, line=line, now=now,
                     message=f"line {line.pk} reached {rule.max_renewals_per_day} renewals in 24 hours; trigger {trigger} ignored")
         logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
         return None
     amount, overage, fee = renewal_terms(rule=rule, line=line, policy=policy)
     if rule.monthly_spend_cap_minor is not None and (
-            spent_this_month(line=line, now=now, currency=rule.package.currency) + amount > rule.monthly_spend_cap_minor):
+            selectors.spent_this_month(line=line, now=now, currency=rule.package.currency) + amount > rule.monthly_spend_cap_minor):
         alerts.raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
                     message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}")
         logger.info("renewal_not_opened line=%s reason=monthly_cap", line.pk)
@@ -129,29 +103,6 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
     return renewal
 
 
-def _lines_at_a_trigger(*, now: datetime, line_ids: list[int] | None = None) -> list[int]:
-    """Lines whose enabled rule's trigger may be met and that have no open renewal, read through
-    the line's copies of its rule's triggers (kept by the database, see Line.renew_below_bytes):
-    two partial-index range scans, so the cost follows the lines at a trigger, not every rule.
-    The data trigger is decided exactly here; the expiry one up to the widest window of any rule
-    (SQLite cannot multiply a column by an interval), and `trigger_met` decides per rule."""
-    # One entry of rule_enabled_expiry_hours_idx.
-    widest_hours = RenewalRule.objects.filter(enabled=True).aggregate(hours=Max("trigger_hours_before_expiry"))["hours"]
-    near = Q(renew_below_bytes__isnull=False, data_headroom__lte=0)
-    if widest_hours is not None:
-        near |= Q(renew_hours_before_expiry__isnull=False, expires_at__lte=now + timedelta(hours=widest_hours))
-    lines = (
-        # The same expression as line_data_trigger_headroom_idx, so the planner reads that index.
-        Line.objects.alias(data_headroom=F("data_remaining_bytes") - F("renew_below_bytes"))
-        .filter(near)
-        .exclude(status__in=NOT_RENEWABLE)
-        .exclude(renewals__status__in=Renewal.OPEN)
-    )
-    if line_ids is not None:
-        lines = lines.filter(pk__in=line_ids)
-    return list(lines.order_by().values_list("pk", flat=True))
-
-
 def evaluate_triggers(*, line_ids: Iterable[int], now: datetime, dispatch: bool = True) -> list[Renewal]:
     """Open renewals for the lines whose enabled rule's trigger is met, and start charging them
     as soon as the caller's transaction commits (a customer at 0 MB waits seconds, not a beat).
@@ -161,7 +112,7 @@ def evaluate_triggers(*, line_ids: Iterable[int], now: datetime, dispatch: bool 
         return []
     # Only the lines at a trigger are loaded as rules: a usage batch of 1000 lines far from their
     # thresholds costs one indexed query, not 1000 rules tested in Python.
-    line_ids = _lines_at_a_trigger(now=now, line_ids=line_ids)
+    line_ids = selectors.lines_at_a_trigger(now=now, line_ids=line_ids)
     if not line_ids:
         return []
     policy = RetryPolicy.current()
@@ -185,9 +136,3 @@ def evaluate_triggers(*, line_ids: Iterable[int], now: datetime, dispatch: bool 
             ids = [renewal.pk for renewal in opened]
             transaction.on_commit(lambda: claims.dispatch_now(renewal_ids=ids, now=now))
     return opened
-
-
-def lines_with_enabled_rules_ids(*, now: datetime) -> list[int]:
-    """The beat sweep's candidates: lines whose enabled rule's data trigger is met or whose validity
-    ends within the widest expiry window, without an open renewal (`trigger_met` decides precisely)."""
-    return _lines_at_a_trigger(now=now)
