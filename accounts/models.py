@@ -302,7 +302,7 @@ class ChangeRecord(models.Model):
         verbose_name_plural = _("change history")
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["content_type", "object_id", "-created_at"])]
-        # The operator roles' action rights (accounts/roles.py); stock add/change/view do not say them.
+        # The operator roles' action rights (console/roles.py); stock add/change/view do not say them.
         permissions = [
             ("retry_renewal", _("Can retry a renewal now")),
             ("cancel_renewal", _("Can cancel a renewal")),

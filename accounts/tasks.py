@@ -1,17 +1,11 @@
 """Celery tasks of accounts. Each one only calls a service; all of them are safe to run twice and on
-several workers at once, because the state (outbox rows, notice rows) is in the database."""
+several workers at once, because the state (outbox rows, notice rows) is in the database. The outbox's
+delivery task is in partner/tasks.py."""
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from .services import line_status, network, notices
-
-
-@shared_task(name="accounts.deliver_network_commands", ignore_result=True)
-def deliver_network_commands() -> dict:
-    """Deliver due network commands. Run by beat (the safety net) and kicked after a commit."""
-    report = network.deliver_due_commands()
-    return {"delivered": len(report.delivered), "retrying": len(report.retrying), "failed": len(report.failed)}
+from .services import line_status, notices
 
 
 @shared_task(name="accounts.send_expiry_notices", ignore_result=True)

@@ -12,7 +12,7 @@ What it does, exactly:
   their plan (seeded, printed; every plan below at least once, then about half good cards): good
   (4242 4242 4242 4242), declining (4000 0000 0000 0341: attaches, every charge declined) or
   3-D Secure (4000 0025 0000 3155: every confirmation, off-session too, needs the bank). During
-  the chaos window each line gets a usage batch (accounts.services.usage.ingest_usage, the partner
+  the chaos window each line gets a usage batch (partner.services.usage.ingest_usage, the partner
   endpoint's code) that takes it below the threshold, spread over the first 80% of the window;
 - the controller, every 2-5 s, does one of: SIGKILL a worker and restart it 1-3 s later; SIGKILL
   Redis and restart it on the same port 1-3 s later; start a second beat (two beats tick for a
@@ -237,7 +237,7 @@ def plans_for(lines: int, seed: int) -> dict[int, tuple[str, str]]:
 
 class Customers:
     """The customers of the plans, acting in this process through the portal's own service functions
-    (payments.services.start_pay_now as the pay page calls it, complete_authentication as the return
+    (renewals.services.pay_now.pay_renewal_now as the pay page calls it, complete_authentication as the return
     page does) and the bank's 3-D Secure answer through localstripe's browser endpoint. Direct to
     localstripe, not through the proxy (the browser's path). Seeded per customer; what happened is
     recorded for the checks (`paid`: the customer's own payment the processor took)."""
@@ -387,6 +387,7 @@ class Customers:
         from payments import gateways
         from payments import services as payment_services
         from renewals.models import Renewal
+        from renewals.services import pay_now
 
         user = self._user(n)
         method = card or gateways.default_payment_method_id(user)
@@ -401,8 +402,8 @@ class Customers:
             try:
                 barrier.wait(10)
                 try:
-                    payable = payment_services.payable_renewal(user=user, renewal_id=renewal.pk)
-                    charge = payment_services.start_pay_now(user=user, renewal=payable, payment_method_id=method)
+                    payable = pay_now.payable_renewal(user=user, renewal_id=renewal.pk)
+                    charge = pay_now.pay_renewal_now(user=user, renewal=payable, payment_method_id=method)
                     outcomes.append(charge.status)
                 except payment_services.PaymentError as exc:
                     outcomes.append(f"refused_{exc.code}")
@@ -461,7 +462,7 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
     from django.db.models import Sum
 
     from accounts.models import Line
-    from accounts.services.usage import UsageInput, ingest_usage
+    from partner.services.usage import UsageInput, ingest_usage
     from payments import gateways
     from payments import services as payment_services
     from payments.models import Charge

@@ -1,6 +1,6 @@
 """Bench 2, usage ingestion: records accepted per second through the real partner endpoint
 (gunicorn on loopback, signed batches of 1000) against the same kind of records applied by
-calling accounts.services.usage.ingest_usage directly (the ceiling), at the same concurrency.
+calling partner.services.usage.ingest_usage directly (the ceiling), at the same concurrency.
 
 Lines carry an enabled 500 MB rule and 8 GB of data, so every batch runs the whole path
 (insert, lock, update, trigger evaluation) without opening renewals. Each client (a process for
@@ -46,8 +46,8 @@ def _batches(*, prefix: str, records: int, batch: int, concurrency: int, lines: 
 def _direct_worker(batches, barrier, results):
     from django.db import connection
 
-    from accounts.api import parse_record
-    from accounts.services.usage import ingest_usage
+    from partner.api import parse_record
+    from partner.services.usage import ingest_usage
 
     now = datetime.now(dt_timezone.utc)
     parsed = [[parse_record(i, r, now=now) for i, r in enumerate(batch)] for batch in batches]
@@ -81,7 +81,7 @@ def run_direct(client_batches) -> tuple[float, int]:
 
 
 def run_http(client_batches, *, base_url: str, secret: str) -> tuple[float, int, dict]:
-    from accounts import partner_signature
+    from partner import signature as partner_signature
 
     parts = urlsplit(base_url)
     bodies = [[json.dumps({"records": batch}).encode() for batch in batches] for batches in client_batches]

@@ -2,7 +2,7 @@
 threshold being accepted to that renewal's PaymentIntent existing in localstripe, over N lines,
 with a real Celery worker (2 processes) idle before each batch.
 
-Batches go through accounts.services.usage.ingest_usage (the code behind the partner endpoint:
+Batches go through partner.services.usage.ingest_usage (the code behind the partner endpoint:
 it opens the renewal and hands it to the workers before it returns), one line per batch, paced
 at --rate batches per second so that each measurement starts with the worker idle. The Charge
 row brackets the PaymentIntent: `sent_at` is written before the create call, `settled_at` after
@@ -26,7 +26,7 @@ def run(*, lines: int = 500, rate: float = 5.0, worker_concurrency: int = 2) -> 
     import stripe
     from django.conf import settings
 
-    from accounts.services.usage import UsageInput, ingest_usage
+    from partner.services.usage import UsageInput, ingest_usage
     from payments.models import Charge
     from renewals.models import Renewal
 

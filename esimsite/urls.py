@@ -2,9 +2,18 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
-from accounts.health import healthz
+from console.health import healthz
+from payments import urls as payment_urls
 from payments.webhooks import CappedWebhookView
+from renewals import views as renewal_views
 
+# Payments' pages, with the pay-now page that belongs to renewals (which payments cannot import)
+# under its old address and name, payments:pay_renewal.
+payment_pages = (
+    [*payment_urls.urlpatterns,
+     path("renewals/<int:renewal_id>/pay/", renewal_views.pay_renewal, name="pay_renewal")],
+    payment_urls.app_name,
+)
 # dj-stripe's webhook route (same name), served by our view that caps the body before storing it.
 stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="djstripe_webhook_by_uuid")], "djstripe")
 
@@ -16,8 +25,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("stripe/", include(stripe_urls, namespace="djstripe")),
-    path("api/partner/", include("accounts.api_urls")),
-    path("payments/", include("payments.urls")),
+    path("api/partner/", include("partner.urls")),
+    path("payments/", include(payment_pages)),
     path("renewals/", include("renewals.urls")),
     path("", include("accounts.urls")),
 ]

@@ -10,6 +10,11 @@ outcome is the opposite: our own write limiter held the request back, nothing wa
 
 Every write (POST/DELETE, dj-stripe's included) goes through `WriteLimitedClient`, the SDK's HTTP
 client installed by `configure()`: it takes a send slot from payments.processor_limit first.
+
+Longer than our ~400-line habit on purpose: this is the one adapter to the processor (the
+ports-and-adapters boundary), checked by mypy strict as a unit, and a reader looking for "what do
+we send to Stripe" should find all of it, in order (configuration, customers, payment methods,
+charges, webhooks, errors), in one file.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from . import processor_limit
+from . import hooks, processor_limit
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -430,14 +435,8 @@ def _metadata(charge: Charge) -> dict[str, str]:
     return data
 
 
-def _hard_decline_codes() -> set[str]:
-    from renewals.models import RetryPolicy
-
-    return set(RetryPolicy.current().hard_decline_codes or [])
-
-
 def _decline(code: str, decline_code: str, message: str, pi_id: str | None, status: str = "") -> ChargeOutcome:
-    hard = _hard_decline_codes()
+    hard = hooks.hard_decline_codes()  # the operator's retry policy, through renewals' hook
     effective = decline_code or code or "card_declined"
     kind = OutcomeKind.HARD_DECLINE if (decline_code in hard or code in hard) else OutcomeKind.SOFT_DECLINE
     return ChargeOutcome(kind, pi_id, effective, message or "Your card was declined.", payment_intent_status=status)

@@ -1,25 +1,24 @@
 """Celery tasks of the payments app: they only call services (safe to run twice)."""
 from celery import shared_task
 
-from . import services
+from . import processor_limit
+from .services import on_session, refunds, webhooks
 
 
 @shared_task(name="payments.reconcile_pending_purchases")
 def reconcile_pending_purchases() -> list[int]:
     # Refunds whose answer was lost are looked up, and refunds owed (money taken after its purpose
     # closed) retried, on the same sweep.
-    services.reconcile_refunds_in_doubt()
-    services.refund_due_charges()
-    return services.reconcile_stale_purchases()
+    refunds.reconcile_refunds_in_doubt()
+    refunds.refund_due_charges()
+    return on_session.reconcile_stale_purchases()
 
 
 @shared_task(name="payments.log_processor_writes")
 def log_processor_writes() -> None:
-    from . import processor_limit
-
     processor_limit.log_write_stats()
 
 
 @shared_task(name="payments.prune_webhook_triggers")
 def prune_webhook_triggers() -> tuple[int, int]:
-    return services.prune_webhook_triggers()
+    return webhooks.prune_webhook_triggers()

@@ -18,11 +18,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import Line, Package
 from accounts.selectors import line_for_user
 
-from . import selectors, services
-from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, PayNowForm, RemoveMethodForm, StartBindingForm
+from . import gateways, selectors
+from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, RemoveMethodForm, StartBindingForm
+from .gateways import GatewayError
 from .models import Charge
 from .money import plain_amount
 from .rate_limits import limit
+from .services import errors, on_session
+from .services import methods as method_services
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def _stripe_context() -> dict:
 def _methods_page(request, *, status: int = 200, error: str = ""):
     context = {
         "methods": selectors.payment_methods_for_user(request.user),
-        "method_types": services.enabled_method_types(),
+        "method_types": method_services.enabled_method_types(),
         "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
         "next": _safe_next(request, ""),
         "error": error,
@@ -69,9 +72,9 @@ def method_setup(request):
     if not form.is_valid():
         return JsonResponse({"error": _("This payment method is not available.")}, status=400)
     try:
-        start = services.start_binding(user=request.user, method_type=form.cleaned_data["method_type"])
-    except services.PaymentError as exc:
-        return JsonResponse({"error": exc.user_message}, status=400 if isinstance(exc, services.MethodUnavailable) else 502)
+        start = method_services.start_binding(user=request.user, method_type=form.cleaned_data["method_type"])
+    except errors.PaymentError as exc:
+        return JsonResponse({"error": exc.user_message}, status=400 if isinstance(exc, errors.MethodUnavailable) else 502)
     return JsonResponse({"client_secret": start.client_secret, "setup_intent_id": start.setup_intent_id})
 
 
@@ -80,11 +83,11 @@ def _finish(request, data):
     if not form.is_valid():
         return _methods_page(request, status=400, error=_("The payment method could not be set up. Nothing was saved."))
     try:
-        method = services.finish_binding(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"],
+        method = method_services.finish_binding(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"],
                                          make_default=form.cleaned_data["make_default"])
-    except services.PaymentError as exc:
+    except errors.PaymentError as exc:
         return _methods_page(request, status=400, error=exc.user_message)
-    messages.success(request, _("%(method)s was added.") % {"method": services.gateways.payment_method_summary(method)})
+    messages.success(request, _("%(method)s was added.") % {"method": gateways.payment_method_summary(method)})
     # Not redirect(): it would try a relative "next" such as "0" as a URL name (a 500).
     return HttpResponseRedirect(_safe_next(request, reverse("payments:methods")))
 
@@ -109,8 +112,8 @@ def method_return(request):
     if not form.is_valid():
         return _methods_page(request, status=400, error=_("The payment method could not be set up. Nothing was saved."))
     try:
-        summary = services.approved_method_summary(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"])
-    except services.PaymentError as exc:
+        summary = method_services.approved_method_summary(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"])
+    except errors.PaymentError as exc:
         return _methods_page(request, status=400, error=exc.user_message)
     return render(request, "payments/method_return.html", {"form": form, "summary": summary, "next": _safe_next(request, "")})
 
@@ -120,10 +123,10 @@ def method_return(request):
 @limit("payment_method")
 def method_default(request, payment_method_id: str):
     try:
-        services.set_default_method(user=request.user, payment_method_id=payment_method_id)
-    except services.PaymentMethodNotFound:
+        method_services.set_default_method(user=request.user, payment_method_id=payment_method_id)
+    except errors.PaymentMethodNotFound:
         raise Http404
-    except services.PaymentError as exc:
+    except errors.PaymentError as exc:
         messages.error(request, exc.user_message)
     else:
         messages.success(request, _("Default payment method changed."))
@@ -138,17 +141,17 @@ def method_remove(request, payment_method_id: str):
     method = next((m for m in methods if m.id == payment_method_id), None)
     if method is None:
         raise Http404
-    rules = services.rules_using_method(user=request.user, payment_method_id=method.id)
+    rules = method_services.rules_using_method(user=request.user, payment_method_id=method.id)
     form = RemoveMethodForm(request.POST if request.method == "POST" else None, methods=methods, removing=method.id)
     if request.method == "POST" and form.is_valid():
         try:
-            services.remove_method(user=request.user, payment_method_id=method.id,
+            method_services.remove_method(user=request.user, payment_method_id=method.id,
                                    replacement_id=form.cleaned_data["replacement"])
-        except services.ReplacementRequired as exc:
+        except errors.ReplacementRequired as exc:
             form.add_error("replacement", exc.user_message)
-        except services.PaymentMethodNotFound:
+        except errors.PaymentMethodNotFound:
             raise Http404
-        except services.PaymentError as exc:
+        except errors.PaymentError as exc:
             form.add_error(None, exc.user_message)
         else:
             messages.success(request, _("%(method)s was removed.") % {"method": method.summary})
@@ -159,7 +162,7 @@ def method_remove(request, payment_method_id: str):
 
 # --- paying --------------------------------------------------------------------------------------
 
-def _after_payment(request, charge: Charge, *, retry_url: str):
+def after_payment(request, charge: Charge, *, retry_url: str):
     if charge.status == Charge.Status.SUCCEEDED:
         messages.success(request, _("Payment received. Thank you!"))
         return redirect("payments:receipt", charge_id=charge.pk)
@@ -213,42 +216,16 @@ def buy(request, line_id: int):
     form = BuyPackageForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
         try:
-            charge = services.purchase_package(user=request.user, line=line, package=form.cleaned_data["package"],
+            charge = on_session.purchase_package(user=request.user, line=line, package=form.cleaned_data["package"],
                                                payment_method_id=form.cleaned_data["payment_method"])
-        except services.PaymentMethodNotFound:
+        except errors.PaymentMethodNotFound:
             form.add_error("payment_method", _("Choose one of your payment methods."))
-        except services.NotPayable as exc:
+        except errors.NotPayable as exc:
             form.add_error(None, exc.user_message)
         else:
-            return _after_payment(request, charge, retry_url=reverse("payments:buy", args=[line.pk]))
+            return after_payment(request, charge, retry_url=reverse("payments:buy", args=[line.pk]))
     return render(request, "payments/buy.html", {"line": line, "form": form, "methods": methods,
                                                  "has_packages": Package.objects.filter(active=True).exists()},
-                  status=400 if form.errors else 200)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-@limit("payment")
-def pay_renewal(request, renewal_id: int):
-    try:
-        renewal = services.payable_renewal(user=request.user, renewal_id=renewal_id)
-    except services.NotPayable as exc:
-        if exc.code == "not_found":
-            raise Http404
-        messages.info(request, exc.user_message)
-        return redirect("payments:history")
-    methods = selectors.usable_payment_methods_for_user(request.user)
-    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
-    if request.method == "POST" and form.is_valid():
-        try:
-            charge = services.start_pay_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
-        except services.PaymentMethodNotFound:
-            form.add_error("payment_method", _("Choose one of your payment methods."))
-        except services.NotPayable as exc:
-            form.add_error(None, exc.user_message)
-        else:
-            return _after_payment(request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk]))
-    return render(request, "payments/pay_renewal.html", {"renewal": renewal, "form": form, "methods": methods},
                   status=400 if form.errors else 200)
 
 
@@ -269,10 +246,10 @@ def authenticate(request, charge_id: int):
     except Charge.DoesNotExist:
         raise Http404
     if charge.status != Charge.Status.REQUIRES_ACTION or not charge.payment_intent_id:
-        return _after_payment(request, charge, retry_url=_retry_url(charge))
+        return after_payment(request, charge, retry_url=_retry_url(charge))
     try:
-        intent = services.gateways.retrieve_payment_intent(charge.payment_intent_id)
-    except services.GatewayError as exc:
+        intent = gateways.retrieve_payment_intent(charge.payment_intent_id)
+    except GatewayError as exc:
         messages.error(request, exc.user_message)
         return redirect("payments:history")
     return render(request, "payments/authenticate.html", {"charge": charge, "client_secret": intent["client_secret"],
@@ -283,14 +260,14 @@ def authenticate(request, charge_id: int):
 @require_POST
 def complete(request, charge_id: int):
     try:
-        charge = services.complete_authentication(user=request.user, charge_id=charge_id)
-    except services.NotPayable:
+        charge = on_session.complete_authentication(user=request.user, charge_id=charge_id)
+    except errors.NotPayable:
         raise Http404
     if charge.status == Charge.Status.REQUIRES_ACTION:
         # The customer closed the challenge without an answer: the intent still waits.
         messages.error(request, _("The payment was not confirmed by your bank. Nothing was charged."))
         return redirect(_retry_url(charge))
-    return _after_payment(request, charge, retry_url=_retry_url(charge))
+    return after_payment(request, charge, retry_url=_retry_url(charge))
 
 
 # --- history -------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from Stripe by that id with our secret key, and only what Stripe says now is rec
 naming an intent we never stored, or whose ids disagree with our row or with Stripe's intent,
 changes nothing and is logged at ERROR (`webhook_event_rejected`) for the operator. dj-stripe
 stores each event once, so a duplicate runs these receivers only the first time, and a settled
-charge never changes again (services.record_outcome)."""
+charge never changes again (services.recording.record_outcome)."""
 import logging
 
 import stripe
@@ -19,8 +19,9 @@ from djstripe import signals as djstripe_signals
 from djstripe.event_handlers import djstripe_receiver
 from djstripe.views import ProcessWebhookView
 
-from . import gateways, services
+from . import gateways
 from .models import Charge
+from .services import recording, refunds
 
 logger = logging.getLogger(__name__)
 
@@ -123,14 +124,14 @@ def settle_charge_from_payment_intent_event(sender, event, **kwargs):
                 outcome.kind.value)
     if outcome.kind in (gateways.OutcomeKind.PENDING, gateways.OutcomeKind.PROCESSOR_ERROR):
         return
-    services.record_outcome(charge_id=charge.pk, outcome=outcome)
+    recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
 @djstripe_receiver(["charge.refunded", "charge.refund.updated"])
 def reconcile_refunds_from_charge_event(sender, event, **kwargs):
     """A refund made or changed at the processor (ours after a lost answer, or one from the
     dashboard): the event only says which payment; the amount is read back from the processor
-    (services.reconcile_refunds), so a forged or stale event cannot move the ledger."""
+    (refunds.reconcile_refunds), so a forged or stale event cannot move the ledger."""
     payload = (event.data or {}).get("object") or {}
     intent_id = payload.get("payment_intent") or ""
     if isinstance(intent_id, dict):
@@ -139,6 +140,6 @@ def reconcile_refunds_from_charge_event(sender, event, **kwargs):
     if charge is None:
         logger.info("webhook_refund_unmatched event=%s pi=%s", event.id, intent_id)
         return
-    charge = services.reconcile_refunds(charge_id=charge.pk)
+    charge = refunds.reconcile_refunds(charge_id=charge.pk)
     logger.info("webhook_refund event=%s type=%s charge=%s refunded=%s status=%s", event.id, event.type, charge.pk,
                 charge.refunded_minor, charge.status)

@@ -4,9 +4,12 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from djstripe.models import PaymentMethod
 
 from accounts.models import Package
-from payments.money import format_money, to_decimal as to_major, to_minor
+from payments import gateways
+from payments.money import format_money, to_minor
+from payments.money import to_decimal as to_major
 
 from .models import RenewalRule, RetryPolicy
 
@@ -16,10 +19,6 @@ MB = 1024**2
 def payment_method_choices(user) -> list[tuple[str, str]]:
     """The customer's saved methods, from the payments mirror (no call to Stripe); the default is
     always offered."""
-    from djstripe.models import PaymentMethod
-
-    from payments import gateways
-
     choices = [("", _("My default payment method"))]
     customer = gateways.customer_for_user(user)
     if customer is not None:

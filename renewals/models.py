@@ -1,5 +1,5 @@
 """Auto-renewal rules, renewal cycles and the operator's retry policy. The state machine is
-in docs/invariants.md; transitions live in renewals/services.py, guarded by the constraints here."""
+in docs/invariants.md; transitions live in renewals/services/, guarded by the constraints here."""
 from datetime import timedelta
 
 from django.conf import settings

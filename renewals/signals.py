@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from accounts.models import Line
 
+from .services import precedence
+
 SEEN_ATTR = "_renewals_seen"
 
 
@@ -27,13 +29,9 @@ def _saved(sender, instance, created, raw=False, **kwargs) -> None:
         return
     line_id = instance.pk
     if instance.status == Line.Status.TERMINATED and status_before not in (None, Line.Status.TERMINATED):
-        from . import services
-
-        transaction.on_commit(lambda: services.cancel_renewals_of_terminated_lines(now=timezone.now(), line_ids=[line_id]))
+        transaction.on_commit(lambda: precedence.cancel_renewals_of_terminated_lines(now=timezone.now(), line_ids=[line_id]))
     if owner_before is not None and instance.owner_id != owner_before:
-        from . import services
-
-        transaction.on_commit(lambda: services.line_owner_changed(line_id=line_id, now=timezone.now()))
+        transaction.on_commit(lambda: precedence.line_owner_changed(line_id=line_id, now=timezone.now()))
 
 
 def connect() -> None:

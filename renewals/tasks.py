@@ -7,7 +7,9 @@ from celery import shared_task
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from . import services
+from payments.gateways import GatewayError
+
+from .services import charging, dispatcher, reconciliation
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +32,14 @@ def delay_each(task, ids: list[int], *, event: str, field: str) -> list[int]:
 @shared_task(name="renewals.dispatch_renewals", ignore_result=True)
 def dispatch_renewals() -> str:
     """Beat's tick (every RENEWALS_DISPATCH_INTERVAL): claim due renewals and enqueue their charges."""
-    return str(services.run_dispatcher(now=timezone.now()))
+    return str(dispatcher.run_dispatcher(now=timezone.now()))
 
 
 # acks_late + reject_on_worker_lost: a worker killed mid-task gets the task redelivered; the
 # charge step finds the attempt in flight (a pending Charge) and sends nothing twice.
 @shared_task(name="renewals.charge_renewal", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def charge_renewal_task(renewal_id: int) -> str:
-    renewal = services.charge_renewal(renewal_id=renewal_id)
+    renewal = charging.charge_renewal(renewal_id=renewal_id)
     return renewal.status
 
 
@@ -46,10 +48,8 @@ def charge_renewal_task(renewal_id: int) -> str:
 # locks, where a second recording of a settled attempt changes nothing.
 @shared_task(name="renewals.reconcile_charge", acks_late=True, ignore_result=True)
 def reconcile_charge_task(charge_id: int) -> str:
-    from payments.gateways import GatewayError
-
     try:
-        renewal = services.reconcile_charge(charge_id=charge_id, now=timezone.now())
+        renewal = reconciliation.reconcile_charge(charge_id=charge_id, now=timezone.now())
     except GatewayError as exc:  # the processor did not answer: a later tick asks again
         logger.warning("charge_reconcile_unreachable charge=%s code=%s", charge_id, exc.code)
         return "unreachable"

@@ -1,23 +1,30 @@
-"""The customer's auto-renewal pages: the rule form, its confirmation page, and turning it off.
-Only the confirmation's POST saves; every line is looked up among the customer's own (404 else)."""
+"""The customer's auto-renewal pages: the rule form, its confirmation page, turning it off, and
+paying a renewal now. Only the confirmation's POST saves; every line is looked up among the customer's own (404 else)."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import selectors as account_selectors
 from accounts.models import Line
+from payments import selectors as payment_selectors
+from payments import views as payment_views
+from payments.forms import PayNowForm
+from payments.money import format_money
+from payments.rate_limits import limit
+from payments.services import errors as payment_errors
 
-from . import selectors, services
+from . import selectors
 from .forms import RenewalRuleForm
 from .models import RenewalRule, RetryPolicy
-from payments.money import format_money
+from .services import pay_now, rules
 
 
 def _own_line(request, line_id: int) -> Line:
@@ -76,7 +83,7 @@ def rule_page(request, line_id: int):
         if form.is_valid():
             values = form.rule_values()
             if "confirm" in request.POST:
-                services.save_rule(line=line, values=values, now=timezone.now())
+                rules.save_rule(line=line, values=values, now=timezone.now())
                 messages.success(request, _("Your auto-renewal rule is saved."))
                 return redirect("renewals:rule", line_id=line.pk)
             if "edit" not in request.POST:
@@ -109,7 +116,7 @@ def turn_off(request, line_id: int):
     line = _own_line(request, line_id)
     rule = RenewalRule.objects.filter(line=line).first()
     if rule is not None and rule.enabled:
-        cancelled = services.turn_off_rule(rule=rule, now=timezone.now())
+        cancelled = rules.turn_off_rule(rule=rule, now=timezone.now())
         messages.success(request, _("Auto-renewal is off.") + (" " + _("The pending renewal was cancelled.") if cancelled else ""))
     else:
         messages.info(request, _("Auto-renewal is already off."))
@@ -118,3 +125,31 @@ def turn_off(request, line_id: int):
         target = ""
     # A plain redirect: redirect() would try a relative "next" such as "0" as a URL name (a 500).
     return HttpResponseRedirect(target) if target else redirect("renewals:rule", line_id=line.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@limit("payment")
+def pay_renewal(request, renewal_id: int):
+    """Pay a renewal now, on-session. Served in payments' URL namespace (payments:pay_renewal,
+    esimsite/urls.py): payments cannot import this page, which belongs to renewals."""
+    try:
+        renewal = pay_now.payable_renewal(user=request.user, renewal_id=renewal_id)
+    except payment_errors.NotPayable as exc:
+        if exc.code == "not_found":
+            raise Http404
+        messages.info(request, exc.user_message)
+        return redirect("payments:history")
+    methods = payment_selectors.usable_payment_methods_for_user(request.user)
+    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
+    if request.method == "POST" and form.is_valid():
+        try:
+            charge = pay_now.pay_renewal_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
+        except payment_errors.PaymentMethodNotFound:
+            form.add_error("payment_method", _("Choose one of your payment methods."))
+        except payment_errors.NotPayable as exc:
+            form.add_error(None, exc.user_message)
+        else:
+            return payment_views.after_payment(request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk]))
+    return render(request, "payments/pay_renewal.html", {"renewal": renewal, "form": form, "methods": methods},
+                  status=400 if form.errors else 200)

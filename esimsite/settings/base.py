@@ -22,7 +22,7 @@ SITE_URL = env("SITE_URL")
 SITE_ID = 1
 
 INSTALLED_APPS = [
-    "accounts.apps.StaffAdminConfig",  # django.contrib.admin whose admin.site demands a TOTP step
+    "console.apps.StaffAdminConfig",  # django.contrib.admin whose admin.site demands a TOTP step
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "accounts.apps.AccountsConfig",
     "payments",
     "renewals",
+    "partner",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -208,7 +210,7 @@ PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
-# The outbox sweep (accounts/tasks.py) is the safety net behind the kick sent after each commit:
+# The outbox sweep (partner/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
 # Customer notices (docs/notifications.md): each is kicked after the commit that owes it; the beat

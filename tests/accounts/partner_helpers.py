@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from django.conf import settings
 from django.utils import timezone
 
-from accounts import partner_signature
+from partner import signature as partner_signature
 
 USAGE_URL = "/api/partner/usage"
 

@@ -8,7 +8,7 @@ from allauth.mfa.totp.internal.auth import SECRET_SESSION_KEY, TOTP, generate_to
 from django.contrib import admin
 from django.urls import reverse
 
-from accounts.admin_site import StaffAdminSite
+from console.site import StaffAdminSite
 from tests.accounts.helpers import PASSWORD, totp_code
 from tests.builders import make_user
 

@@ -9,10 +9,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from accounts import operations
+from console import operations
 from accounts.models import NetworkCommand
-from accounts.services import network
-from accounts.services.network import deliver_due_commands, enqueue_command, retry_command_now
+from accounts.services.network import enqueue_command
+from partner.services import outbox
+from partner.services.outbox import deliver_due_commands, retry_command_now
 from tests.accounts.partner_helpers import Receiver
 from tests.builders import make_line
 
@@ -44,10 +45,10 @@ def test_a_sender_whose_claim_was_taken_over_never_sends_its_stale_copy(receiver
     with time_machine.travel(start, tick=False):
         block = enqueue_command(line=line, command="block_data")
         unblock = enqueue_command(line=line, command="unblock_data")
-        [stale] = network.claim_due_commands(now=start)  # a sweep that then stalls past its lease
-    with time_machine.travel(start + network.DELIVERY_LEASE + timedelta(seconds=1), tick=False):
+        [stale] = outbox.claim_due_commands(now=start)  # a sweep that then stalls past its lease
+    with time_machine.travel(start + outbox.DELIVERY_LEASE + timedelta(seconds=1), tick=False):
         assert deliver_due_commands().delivered == [block.pk, unblock.pk]
-        network.deliver(command=stale, now=timezone.now())
+        outbox.deliver(command=stale, now=timezone.now())
     # The partner's last word for the line is still the unblock.
     assert [c["command"] for c in receiver.commands()] == ["block_data", "unblock_data"]
     assert sent(receiver) == [("block_data", 1), ("unblock_data", 2)]

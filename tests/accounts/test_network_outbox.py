@@ -10,11 +10,13 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts import partner_signature
+from partner import signature as partner_signature
 from accounts.models import NetworkCommand
 from accounts.services import network
-from accounts.services.network import deliver_due_commands, enqueue_command, retry_command_now
-from accounts.tasks import deliver_network_commands
+from accounts.services.network import enqueue_command
+from partner.services import outbox
+from partner.services.outbox import deliver_due_commands, retry_command_now
+from partner.tasks import deliver_network_commands
 from tests.accounts.partner_helpers import Receiver, celery_worker, wait_until
 from tests.builders import make_line
 
@@ -99,16 +101,16 @@ def test_commands_of_a_line_are_delivered_in_order_even_across_a_retry(receiver,
 
 
 def test_after_the_last_attempt_the_command_fails_and_the_line_moves_on(receiver, line):
-    receiver.responses = [500] * network.MAX_ATTEMPTS
+    receiver.responses = [500] * outbox.MAX_ATTEMPTS
     start = timezone.now()
     first = enqueue_command(line=line, command="block_data")
     second = enqueue_command(line=line, command="unblock_data")
-    for attempt in range(network.MAX_ATTEMPTS):
+    for attempt in range(outbox.MAX_ATTEMPTS):
         with time_machine.travel(start + timedelta(days=attempt + 1), tick=False):
             deliver_due_commands()
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.status, first.attempts) == ("failed", network.MAX_ATTEMPTS)
+    assert (first.status, first.attempts) == ("failed", outbox.MAX_ATTEMPTS)
     assert second.status == "delivered"
 
     # The unblock written after it was delivered: sending the block now would undo it.
@@ -120,10 +122,10 @@ def test_after_the_last_attempt_the_command_fails_and_the_line_moves_on(receiver
 def test_a_claimed_command_is_not_claimed_again_while_its_lease_runs(line):
     command = enqueue_command(line=line, command="block_data")
     now = timezone.now()
-    assert [c.pk for c in network.claim_due_commands(now=now)] == [command.pk]
-    assert network.claim_due_commands(now=now + timedelta(minutes=1)) == []
+    assert [c.pk for c in outbox.claim_due_commands(now=now)] == [command.pk]
+    assert outbox.claim_due_commands(now=now + timedelta(minutes=1)) == []
     # A sender that died mid-delivery: the command is sent again after the lease.
-    assert [c.pk for c in network.claim_due_commands(now=now + network.DELIVERY_LEASE + timedelta(seconds=1))] == [command.pk]
+    assert [c.pk for c in outbox.claim_due_commands(now=now + outbox.DELIVERY_LEASE + timedelta(seconds=1))] == [command.pk]
 
 
 def test_without_a_webhook_url_commands_wait(line, settings):
@@ -213,9 +215,9 @@ def test_retry_now_cuts_a_long_backoff_short_but_never_a_lease(receiver, line):
         retry_command_now(command=command)
         assert deliver_due_commands().retrying == [command.pk]  # 5th attempt, now 1 h away
         retry_command_now(command=command)
-        assert [c.pk for c in network.claim_due_commands(now=timezone.now())] == [command.pk]
+        assert [c.pk for c in outbox.claim_due_commands(now=timezone.now())] == [command.pk]
         retry_command_now(command=command)  # claimed: on the wire, its lease stands
-        assert network.claim_due_commands(now=timezone.now() + timedelta(minutes=1)) == []
+        assert outbox.claim_due_commands(now=timezone.now() + timedelta(minutes=1)) == []
 
 
 @pytest.mark.parametrize("who", ["anonymous", "customer"])

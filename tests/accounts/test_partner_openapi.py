@@ -1,7 +1,7 @@
 """The OpenAPI description is checked in, served, and says what the API really answers."""
 import yaml
 
-from accounts.api import MAX_RECORDS, OPENAPI_PATH
+from partner.api import MAX_RECORDS, OPENAPI_PATH
 
 
 def test_description_is_served_as_checked_in(client):

@@ -1,12 +1,12 @@
-"""The partner link's signature (accounts/partner_signature.py), with no service: a header signs
+"""The partner link's signature (partner/signature.py), with no service: a header signs
 the body and its time, a wrong secret, a changed body or an old header is refused, and two v1
 entries let the partner rotate its secret."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from accounts import partner_signature
-from accounts.partner_signature import SignatureError
+from partner import signature as partner_signature
+from partner.signature import SignatureError
 
 pytestmark = pytest.mark.pure
 

@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from accounts.models import Line, NetworkCommand, UsageRecord
-from accounts.tasks import deliver_network_commands
+from partner.tasks import deliver_network_commands
 from renewals.models import Renewal, RenewalRule
 from tests.accounts.partner_helpers import Receiver, record
 from tests.builders import MB, make_line
@@ -26,7 +26,7 @@ django.setup()
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
-from accounts import partner_signature
+from partner import signature as partner_signature
 settings.ALLOWED_HOSTS = ["testserver"]
 raw = sys.stdin.buffer.read()
 import time

@@ -2,7 +2,7 @@
 from django.core.management import call_command
 from django.urls import reverse
 
-from accounts.management.commands.seed_demo import CUSTOMER, OPERATOR
+from console.management.commands.seed_demo import CUSTOMER, OPERATOR
 from accounts.models import Line, Package, UsageRecord, User
 
 

@@ -178,7 +178,7 @@ def test_body_larger_than_the_upload_limit_is_413_json(client, line, settings):
     ["missing", "wrong_secret", "stale", "future", "tampered", "garbage", "no_digest", "non_ascii_digest"],
 )
 def test_bad_signature_is_401_and_changes_nothing(client, line, how, settings):
-    from accounts import partner_signature
+    from partner import signature as partner_signature
 
     body = json.dumps({"records": [record(line, id="r-1", bytes=MB)]}).encode()
     now = timezone.now()
@@ -215,7 +215,7 @@ def test_signature_within_the_window_is_accepted(client, line):
 
 
 def test_rotated_secret_with_two_digests_is_accepted(client, line, settings):
-    from accounts import partner_signature
+    from partner import signature as partner_signature
 
     body = json.dumps({"records": [record(line, id="r-1", bytes=MB)]}).encode()
     t = int(timezone.now().timestamp())

@@ -127,7 +127,7 @@ def test_a_record_of_the_previous_package_does_not_block_an_empty_new_package(cl
 def test_a_record_of_the_previous_package_triggers_no_renewal(client, renewed, monkeypatch):
     line, started = renewed
     seen = []
-    monkeypatch.setattr("accounts.services.usage.evaluate_triggers", lambda *, line_ids, now: seen.append(list(line_ids)))
+    monkeypatch.setattr("partner.services.usage.evaluate_triggers", lambda *, line_ids, now: seen.append(list(line_ids)))
     post(client, line, ("old", MB, started - timedelta(minutes=10)))
     assert seen == []
     post(client, line, ("new", MB, started + timedelta(minutes=10)))
@@ -138,7 +138,7 @@ def test_a_record_older_than_the_window_is_stored_reported_and_logged(client, re
     line, started = renewed
     settings.USAGE_LATENESS_WINDOW = timedelta(hours=3)
     old_end = started - timedelta(hours=5)  # ended 6 h ago: past the 3 h window
-    caplog.set_level(logging.INFO, logger="accounts.services.usage")
+    caplog.set_level(logging.INFO, logger="partner.services.usage")
     result = post(client, line, ("stale", 300 * MB, old_end), ("fresh", MB, started + timedelta(minutes=1)))
     assert result == {"accepted": 2, "duplicates": 0, "late": 1, "late_records": [{"index": 0, "id": "stale"}]}
     assert line.data_remaining_bytes == 10 * GB - MB
@@ -159,7 +159,7 @@ def test_a_line_whose_package_start_is_unknown_is_charged_as_before(client, cust
 def test_the_contract_documents_late_records():
     import yaml
 
-    from accounts.api import OPENAPI_PATH
+    from partner.api import OPENAPI_PATH
 
     schemas = yaml.safe_load(OPENAPI_PATH.read_text())["components"]["schemas"]
     assert {"late", "late_records"} <= set(schemas["UsageResult"]["properties"])

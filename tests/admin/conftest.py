@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from accounts.roles import FINANCE, SUPPORT
+from console.roles import FINANCE, SUPPORT
 from tests.accounts.helpers import PASSWORD, totp_code
 from tests.builders import make_user
 

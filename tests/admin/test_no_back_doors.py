@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import ChangeRecord, Line, NetworkCommand, UsageRecord
 from accounts.services.network import enqueue_command
-from accounts.services.usage import UsageInput, ingest_usage
+from partner.services.usage import UsageInput, ingest_usage
 from payments.models import Charge
 from renewals.models import Alert, Renewal, RenewalRule
 from tests.admin.conftest import form_values, run_action

@@ -20,6 +20,7 @@ from django.utils import timezone
 from payments import gateways, processor_limit, services
 from payments.models import Charge
 from renewals import services as renewal_services
+from renewals.services import pay_now
 from renewals.models import Renewal
 from tests.builders import MB, make_charge, make_rule
 from tests.payments.conftest import create_card
@@ -213,7 +214,7 @@ def test_pay_now_refused_by_the_limiter_tells_the_customer_and_leaves_the_renewa
     _take_the_seconds_only_slot(settings)
 
     with pytest.raises(services.NotPayable) as refused:
-        services.start_pay_now(user=customer, renewal=renewal, payment_method_id=method_id)
+        pay_now.pay_renewal_now(user=customer, renewal=renewal, payment_method_id=method_id)
 
     assert "busy" in refused.value.user_message
     renewal.refresh_from_db()

@@ -7,7 +7,7 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 
 from payments import gateways, services
-from payments.admin import ChargeAdmin
+from console.admin.payments import ChargeAdmin
 from payments.models import Charge
 from tests.builders import make_charge, make_user
 

@@ -9,7 +9,7 @@ from djstripe.models import Customer, PaymentMethod
 
 from accounts.models import Line, Package, User
 from payments import gateways
-from payments.management.commands.seed_demo_payments import TABLET_ICCID
+from console.management.commands.seed_demo_payments import TABLET_ICCID
 from renewals.models import Renewal, RenewalRule
 
 

@@ -14,6 +14,7 @@ from accounts.models import Line, NetworkCommand
 from payments import services as payment_services
 from payments.models import Charge
 from renewals import services
+from renewals.services import pay_now
 from renewals.models import Alert, Renewal, RenewalRule
 from tests.payments.conftest import authenticate_as_browser
 
@@ -61,7 +62,7 @@ def test_3ds_not_completed_in_the_policys_time_fails_the_renewal_and_suspends_th
 
     # Paying afterwards (the pay-now page, a card without 3-D Secure) restores the line at once.
     good = add_card("4242424242424242")
-    charge = payment_services.start_pay_now(user=rule.line.owner, renewal=renewal, payment_method_id=good.id)
+    charge = pay_now.pay_renewal_now(user=rule.line.owner, renewal=renewal, payment_method_id=good.id)
     assert charge.status == Charge.Status.SUCCEEDED
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line

@@ -8,8 +8,10 @@ import time_machine
 from django.utils import timezone
 
 from accounts.models import Line
+from payments import gateways
 from payments.models import Charge
 from renewals import services
+from renewals.services import pay_now as pay_now_services
 from renewals.models import Renewal, RenewalRule
 from tests.builders import GB, make_package
 
@@ -80,7 +82,7 @@ def test_an_operator_editing_the_package_price_and_currency_leaves_the_open_rene
 
 def use(line, nbytes: int, now) -> None:
     """The network partner reports `nbytes` of usage on the line (the usage API's service)."""
-    from accounts.services.usage import UsageInput, ingest_usage
+    from partner.services.usage import UsageInput, ingest_usage
 
     record = UsageInput(index=0, partner_record_id=f"use-{line.pk}-{now.timestamp()}-{nbytes}", iccid=line.iccid, bytes=nbytes,
                         start=now - timedelta(minutes=10), end=now)
@@ -172,9 +174,7 @@ def test_overage_a_purchase_settles_while_a_renewal_has_it_frozen_is_paid_for_on
 
 def pay_now(renewal, method) -> Charge:
     """The customer's pay-now, as the pay-now page runs it."""
-    from payments import services as payment_services
-
-    return payment_services.start_pay_now(user=renewal.line.owner, renewal=renewal, payment_method_id=method.id)
+    return pay_now_services.pay_renewal_now(user=renewal.line.owner, renewal=renewal, payment_method_id=method.id)
 
 
 def cycle(renewal) -> tuple:
@@ -402,7 +402,7 @@ def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_
     with django_capture_on_commit_callbacks(execute=True):
         renewal = arrives()
     with django_capture_on_commit_callbacks(execute=True):  # a webhook for the same success, later
-        arrives_again = payment_services.record_outcome(charge_id=charge.pk, outcome=payment_services.gateways.outcome_from_payment_intent(
+        arrives_again = payment_services.record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(
             stripe.PaymentIntent.retrieve(Charge.objects.get(pk=charge.pk).payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)))
     assert payment_services.refund_due_charges() == []
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from accounts.models import Line
 from accounts.services import apply_package
-from accounts.services.usage import UsageInput, ingest_usage
+from partner.services.usage import UsageInput, ingest_usage
 from renewals.models import Renewal, RenewalRule
 from renewals.services import cancel_renewal, lines_with_enabled_rules_ids, run_dispatcher, save_rule, turn_off_rule
 from tests.builders import GB, MB, make_line, make_rule

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemathesis.core import NotSet
 from schemathesis.generation.modes import GenerationMode
 
-from accounts import partner_signature
+from partner import signature as partner_signature
 from accounts.models import Line, NetworkCommand, UsageRecord
 from tests.builders import MB, make_line
 

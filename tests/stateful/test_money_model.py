@@ -36,7 +36,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from accounts.history import acting
 from accounts.models import Line, Package
 from accounts.services import line_status
-from accounts.services.usage import UsageInput, ingest_usage
+from partner.services.usage import UsageInput, ingest_usage
 from payments import gateways
 from payments import services as payment_services
 from payments.models import Charge

@@ -4,7 +4,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from payments import gateways, services
+from payments import gateways
+from payments.services import webhooks
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + options["wait"]
         while True:
             try:
-                endpoint = services.configure_local_webhook_endpoint(base_url=options["url"])
+                endpoint = webhooks.configure_local_webhook_endpoint(base_url=options["url"])
                 break
             except Exception as exc:  # connection refused while localstripe starts, etc.
                 if time.monotonic() >= deadline:

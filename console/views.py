@@ -13,9 +13,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views import View
 
+from accounts.services import notices
+from accounts.services.line_import import ImportFileError, import_lines, parse
+from payments.money import format_money
+
 from . import operations
-from .services import notices
-from .services.line_import import ImportFileError, import_lines, parse
 
 # The preview sends the file's text back in a hidden field, and Django refuses a POST whose fields
 # pass DATA_UPLOAD_MAX_MEMORY_SIZE: so that size is the import's one limit, checked at the preview
@@ -101,8 +103,6 @@ class LineImportView(View):
 def operations_view(request, admin_site):
     if not request.user.has_perm("accounts.view_operations"):
         raise PermissionDenied
-    from payments.money import format_money
-
     now = timezone.now()
     day_start, month_start = operations.day_and_month_start(now)
 

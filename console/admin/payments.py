@@ -1,13 +1,12 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin import ChangeHistoryInline
-from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from accounts.history import record_change
-
-from . import services
-from .models import Charge
-from .money import plain_amount
+from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from console.admin.accounts import ChangeHistoryInline
+from payments.models import Charge
+from payments.money import plain_amount
+from payments.services import errors, refunds
 
 
 def _refund(*, request, obj, reason, now) -> Outcome:
@@ -19,13 +18,13 @@ def _refund(*, request, obj, reason, now) -> Outcome:
     # first). Rows from before `refund_due` existed are failed / duplicate_payment.
     try:
         if obj.status == Charge.Status.REFUND_DUE:
-            charge = services.refund_due_charge(charge_id=obj.pk)
+            charge = refunds.refund_due_charge(charge_id=obj.pk)
             if charge.status == Charge.Status.REFUND_DUE:
                 return Outcome(False, _("The payment processor did not answer; the refund will be retried."))
         else:
-            refund = services.refund_duplicate_payment if obj.failure_code == services.DUPLICATE_PAYMENT else services.refund_charge
+            refund = refunds.refund_duplicate_payment if obj.failure_code == refunds.DUPLICATE_PAYMENT else refunds.refund_charge
             charge = refund(charge_id=obj.pk, operator=request.user)
-    except services.PaymentError as exc:
+    except errors.PaymentError as exc:
         return Outcome(False, exc.user_message)
     record_change(obj=charge, action="refunded", actor=request.user, reason=reason, before=before,
                   after={"status": charge.status, "refunded_minor": charge.refunded_minor}, now=now)
@@ -40,24 +39,6 @@ def _charge_rows(queryset):
                charge.failure_code, charge.failure_message, charge.payment_intent_id or "", charge.payment_method_summary]
 
 
-class CustomerChargeInline(admin.TabularInline):
-    """The customer's charges on the customer page (accounts.admin.UserAdmin), newest first."""
-
-    model = Charge
-    fk_name = "user"
-    fields = ["created_at", "purpose", "amount_minor", "currency", "status", "decline_kind", "failure_message",
-              "payment_method_summary", "payment_intent_id"]
-    readonly_fields = fields
-    ordering = ["-created_at", "-id"]
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Charge)
 class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     list_display = ["id", "user", "line", "package", "purpose", "amount_minor", "currency", "status", "decline_kind",
@@ -69,7 +50,7 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
     inlines = [ChangeHistoryInline]  # refunds by whom and why
-    # Confirmed and recorded (accounts.admin_actions); refund_in_full stays callable for scripts and tests.
+    # Confirmed and recorded (console.actions); refund_in_full stays callable for scripts and tests.
     actions = [
         confirmed_action(name="refund_confirmed", description=_("Refund what is left of the selected payments"),
                          permission="refund_charge", perform=_refund,
@@ -92,8 +73,8 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     def refund_in_full(self, request, queryset):
         for charge in queryset:
             try:
-                services.refund_charge(charge_id=charge.pk, operator=request.user)
-            except services.PaymentError as exc:
+                refunds.refund_charge(charge_id=charge.pk, operator=request.user)
+            except errors.PaymentError as exc:
                 self.message_user(request, _("Charge %(id)s: %(reason)s") % {"id": charge.pk, "reason": exc.user_message},
                                   messages.ERROR)
             else:

@@ -1,6 +1,6 @@
 """The partner API (machine to machine): usage batches in, and its OpenAPI description.
 
-Answers are always JSON, whatever the input (accounts/openapi/partner.yaml is the contract):
+Answers are always JSON, whatever the input (partner/openapi/partner.yaml is the contract):
 401 bad signature, 400 not a batch, 413 too many records, 200 all applied, 207 applied except the
 records listed in "rejected". Records stored but too late to charge are listed in "late" (docs/usage.md). Every rejection is logged with what the partner sent us to identify it.
 """
@@ -8,8 +8,8 @@ import json
 import logging
 import re
 from datetime import datetime
-from functools import lru_cache
 from datetime import timezone as dt_timezone
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from . import partner_signature
+from . import signature as partner_signature
 from .services.usage import UsageInput, ingest_usage
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _record_id_for_log(record) -> str | None:
 
 @csrf_exempt
 def usage_batch(request):
-    """POST /api/partner/usage: see accounts/openapi/partner.yaml."""
+    """POST /api/partner/usage: see partner/openapi/partner.yaml."""
     if request.method != "POST":
         return _error(405, "use POST")
     try:

@@ -7,10 +7,12 @@ from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+
+from .views import operations_view
 
 
 def passed_two_factor(request) -> bool:
@@ -28,10 +30,6 @@ class StaffAdminSite(admin.AdminSite):
     index_template = "admin/accounts/index.html"  # adds the operations page link
 
     def get_urls(self):
-        from django.urls import path
-
-        from .admin_views import operations_view
-
         operations = path("operations/", self.admin_view(lambda request: operations_view(request, self)), name="operations")
         return [operations, *super().get_urls()]
 

@@ -5,12 +5,13 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from accounts.admin import ChangeHistoryInline, HistoryAdminMixin
-from accounts.admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action
 from accounts.history import acting, record_change
+from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from console.admin.accounts import ChangeHistoryInline, HistoryAdminMixin
+from renewals import notifications
+from renewals.models import Alert, Renewal, RenewalRule, RetryPolicy
+from renewals.services import alerts, operator, rules
 
-from . import notifications, services
-from .models import Alert, Renewal, RenewalRule, RetryPolicy
 
 def pay_now_email_for(renewal: Renewal) -> str | None:
     """The email a "resend pay-now email" sends: the one the engine sent when the renewal reached
@@ -64,7 +65,7 @@ def _turn_off_rule(*, request, obj, reason, now) -> Outcome:
     # The engine's own switch (docs/invariants.md #3): unsent renewals are cancelled under the
     # rule's lock; the history row is written by the rule's save, attributed to the operator.
     with acting(request.user, action="turned_off", reason=reason):
-        services.turn_off_rule(rule=obj, now=now)
+        rules.turn_off_rule(rule=obj, now=now)
     return Outcome(True)
 
 
@@ -85,7 +86,7 @@ class EngineOwnedMixin:
 
 @admin.register(RenewalRule)
 class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminMixin, admin.ModelAdmin):
-    """The customer sets the rule (renewals.services.save_rule checks it); operators read it and
+    """The customer sets the rule (renewals.services.rules.save_rule checks it); operators read it and
     may turn it off, which cancels what is not yet at the processor."""
 
     list_display = ["line", "line_owner", "enabled", "package", "trigger_data_below_mb", "trigger_hours_before_expiry",
@@ -118,13 +119,13 @@ class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin)
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
     inlines = [ChangeHistoryInline]
-    # Confirmed and recorded (accounts.admin_actions); retry_now / cancel stay callable for scripts and tests.
+    # Confirmed and recorded (console.actions); retry_now / cancel stay callable for scripts and tests.
     actions = [
         confirmed_action(name="retry_now_confirmed", description=_("Retry now"), permission="retry_renewal",
-                         perform=_transition(services.retry_now, "retry_now",
+                         perform=_transition(operator.retry_now, "retry_now",
                                              _("Only a due, scheduled or waiting renewal, or the line's latest failed one, can be retried now."))),
         confirmed_action(name="cancel_confirmed", description=_("Cancel the renewal"), permission="cancel_renewal",
-                         perform=_transition(services.cancel_renewal, "cancelled",
+                         perform=_transition(operator.cancel_renewal, "cancelled",
                                              _("Already finished, or a charge is at the processor."))),
         confirmed_action(name="resend_pay_now_email", description=_("Resend the pay-now email"),
                          permission="email_customer", perform=_resend_pay_now),
@@ -137,19 +138,19 @@ class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin)
     @admin.action(description=_("Retry now"))
     def retry_now(self, request, queryset):
         now = timezone.now()
-        done = sum(services.retry_now(renewal_id=pk, now=now) for pk in queryset.values_list("pk", flat=True))
+        done = sum(operator.retry_now(renewal_id=pk, now=now) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, ngettext("%(count)d renewal will be charged at the next tick.",
                                             "%(count)d renewals will be charged at the next tick.", done) % {"count": done}, messages.SUCCESS)
 
     @admin.action(description=_("Cancel"))
     def cancel(self, request, queryset):
         now = timezone.now()
-        done = sum(services.cancel_renewal(renewal_id=pk, now=now) for pk in queryset.values_list("pk", flat=True))
+        done = sum(operator.cancel_renewal(renewal_id=pk, now=now) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, ngettext("%(count)d renewal cancelled.", "%(count)d renewals cancelled.", done) % {"count": done}, messages.SUCCESS)
 
 
 def _resolve_alert(*, request, obj, reason, now) -> Outcome:
-    if not services.resolve_alert(alert_id=obj.pk, now=now):
+    if not alerts.resolve_alert(alert_id=obj.pk, now=now):
         return Outcome(False, _("Already resolved."))
     record_change(obj=obj, action="resolved", actor=request.user, reason=reason,
                   before={"resolved_at": None}, after={"resolved_at": now}, now=now)

@@ -6,10 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from . import heartbeats
+from accounts import heartbeats
+from accounts.models import ChangeRecord, Line, NetworkCommand
+from payments import processor_limit
+from payments.models import Charge
+from renewals.models import Alert, Renewal
 
 DAY = timedelta(hours=24)
 
@@ -44,8 +49,6 @@ def usage_job(*, now: datetime) -> JobAge:
 
 
 def renewal_counts(*, now: datetime) -> dict[str, int]:
-    from renewals.models import Renewal
-
     since = now - DAY
     S = Renewal.Status
     return Renewal.objects.aggregate(
@@ -59,10 +62,6 @@ def renewal_counts(*, now: datetime) -> dict[str, int]:
 def lines_suspended_since(since: datetime) -> int:
     """Lines that went to suspended since then, by the engine or an operator: the history has both
     (a line's status change is recorded from its save, whoever makes it)."""
-    from django.contrib.contenttypes.models import ContentType
-
-    from .models import ChangeRecord, Line
-
     return (
         ChangeRecord.objects.filter(content_type=ContentType.objects.get_for_model(Line), created_at__gte=since,
                                     after__status=Line.Status.SUSPENDED)
@@ -72,8 +71,6 @@ def lines_suspended_since(since: datetime) -> int:
 
 def revenue(*, since: datetime) -> list[dict]:
     """Money kept (charged minus refunded) from `since` on, per currency, integer minor units."""
-    from payments.models import Charge
-
     return list(
         Charge.objects.filter(status__in=Charge.MONEY_TAKEN)
         .annotate(settled=Coalesce("settled_at", "created_at"))
@@ -85,29 +82,21 @@ def revenue(*, since: datetime) -> list[dict]:
 
 
 def open_alerts(limit: int = 50):
-    from renewals.models import Alert
-
     return Alert.objects.filter(resolved_at__isnull=True).select_related("line", "renewal").order_by("-created_at", "-id")[:limit]
 
 
 def dead_lettered_commands(limit: int = 50):
     """Network commands the partner refused for good or that ran out of attempts: each one left
     the network out of step with the line until an operator retries it."""
-    from .models import NetworkCommand
-
     return NetworkCommand.objects.filter(status=NetworkCommand.Status.FAILED).select_related("line").order_by("-id")[:limit]
 
 
 def dead_letter_count() -> int:
-    from .models import NetworkCommand
-
     return NetworkCommand.objects.filter(status=NetworkCommand.Status.FAILED).count()
 
 
 def processor_writes():
     """The processor write limiter's counters (payments.processor_limit); None if its Redis is down."""
-    from payments import processor_limit
-
     return processor_limit.write_stats()
 
 

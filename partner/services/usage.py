@@ -23,12 +23,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts import history
+from accounts.models import Line, UsageRecord
+from accounts.services import network, notices
 from renewals.models import RenewalRule
-from renewals.services import evaluate_triggers
-
-from .. import history
-from ..models import Line, UsageRecord
-from . import network, notices
+from renewals.services.triggers import evaluate_triggers
 
 logger = logging.getLogger(__name__)
 

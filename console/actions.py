@@ -1,6 +1,6 @@
 """Operator actions for every app's admin: each one shows a confirmation page first (with a reason
 where the action needs one), then calls the owning app's service per object and writes the change
-history. Who may run which action is a permission of the operator roles (accounts/roles.py)."""
+history. Who may run which action is a permission of the operator roles (console/roles.py)."""
 from __future__ import annotations
 
 import csv
@@ -15,6 +15,10 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+
+# The customer's own export's escaping, for every text cell: names, labels and the
+# processor's messages are typed by others, and a cell starting with "=" is a formula.
+from payments.views import _csv_cell
 
 OPERATOR_PERMISSIONS = (
     "retry_renewal", "cancel_renewal", "suspend_line", "resume_line", "refund_charge", "email_customer",
@@ -118,10 +122,6 @@ def csv_export_action(*, name: str, filename: str, header: list, rows: Callable[
     """An action that downloads the selected rows as CSV (money already formatted by `rows`)."""
 
     def action(modeladmin, request, queryset):
-        # The customer's own export's escaping, for every text cell: names, labels and the
-        # processor's messages are typed by others, and a cell starting with "=" is a formula.
-        from payments.views import _csv_cell
-
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         response.write("\ufeff")  # spreadsheet programs read UTF-8 (Chinese names) only with a BOM

@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import operations
-from .services import notices
+from accounts.services import notices
 
 BROKER_QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 

@@ -1,5 +1,5 @@
 """The operator's view of customers, lines, packages and the outbox. Actions ask first and call
-services (accounts.admin_actions); every change to a line's state or a package is history."""
+services (console.actions); every change to a line's state or a package is history."""
 from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import admin
@@ -9,10 +9,15 @@ from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
-from .admin_actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
-from .history import acting, record_change
-from .models import ChangeRecord, Line, NetworkCommand, Notice, Package, UsageRecord, User
-from .services.line_status import resume_line, suspend_line, terminate_line
+from accounts.history import acting, record_change
+from accounts.models import ChangeRecord, Line, NetworkCommand, Notice, Package, UsageRecord, User
+from accounts.services.line_status import resume_line, suspend_line, terminate_line
+from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from console.views import LineImportView
+from partner.services.outbox import retry_command_now
+from payments.models import Charge
+from payments.selectors import payment_methods_for_user
+from renewals.models import Renewal, RenewalRule
 
 MB = 1024**2  # rule thresholds are in MB (renewals.services.MB)
 
@@ -121,6 +126,24 @@ class CustomerLineInline(admin.TabularInline):
         return False
 
 
+class CustomerChargeInline(admin.TabularInline):
+    """The customer's charges on the customer page (console.admin.accounts.UserAdmin), newest first."""
+
+    model = Charge
+    fk_name = "user"
+    fields = ["created_at", "purpose", "amount_minor", "currency", "status", "decline_kind", "failure_message",
+              "payment_method_summary", "payment_intent_id"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(User)
 class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
     """The customer page: everything about the customer on one screen (lines and charges inline;
@@ -150,14 +173,9 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
     def get_inlines(self, request, obj):
         if obj is None:
             return []
-        from payments.admin import CustomerChargeInline
-
         return [CustomerLineInline, CustomerChargeInline, ChangeHistoryInline]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from payments.selectors import payment_methods_for_user
-        from renewals.models import Renewal, RenewalRule
-
         user = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if user is not None:
@@ -180,8 +198,6 @@ class PackageForm(forms.ModelForm):
         fields = "__all__"
 
     def clean(self):
-        from renewals.models import RenewalRule
-
         data = super().clean()
         if self.instance.pk is None:
             return data
@@ -280,8 +296,6 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
         return False  # a line ends by termination (a state, with its network command), never by deletion
 
     def get_urls(self):
-        from .admin_views import LineImportView
-
         view = self.admin_site.admin_view(LineImportView.as_view(model_admin=self))
         return [path("import/", view, name="accounts_line_import"), *super().get_urls()]
 
@@ -329,8 +343,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 def _retry_command(*, request, obj, reason, now) -> Outcome:
-    from .services.network import retry_command_now
-
     before = {"status": obj.status, "attempts": obj.attempts, "next_attempt_at": obj.next_attempt_at}
     command = retry_command_now(command=obj, now=now)
     after = {"status": command.status, "attempts": command.attempts, "next_attempt_at": command.next_attempt_at}

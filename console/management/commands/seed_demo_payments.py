@@ -4,11 +4,12 @@ on the Tablet line. Idempotent. Refuses to run unless Stripe is a local stand-in
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from accounts.management.commands.seed_demo import CUSTOMER
 from accounts.models import Line, Package, User
-from payments import gateways, services
-from renewals import services as renewal_services
+from console.management.commands.seed_demo import CUSTOMER
+from payments import gateways
+from payments.services import errors, methods
 from renewals.models import RenewalRule
+from renewals.services import rules as renewal_rules
 
 TABLET_ICCID = "89860012345678901245"
 RULE_THRESHOLD_MB = 200
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         try:
             customer = gateways.ensure_customer(user)
             method = self._card(user, customer, card)
-        except (gateways.GatewayError, services.PaymentError) as exc:
+        except (gateways.GatewayError, errors.PaymentError) as exc:
             raise CommandError(f"localstripe refused: {exc}") from exc
         self.stdout.write(f"demo customer {user.email}: Stripe customer {customer.id}, "
                           f"default method {gateways.payment_method_summary(method)} ({method.id})")
@@ -56,10 +57,10 @@ class Command(BaseCommand):
                                                     payment_method_id=gateways.create_local_test_card(number))
         if gateways.default_payment_method_id(user) != method.id:
             # Through the service, as the portal does: renewals waiting for a method wake up.
-            services.set_default_method(user=user, payment_method_id=method.id)
+            methods.set_default_method(user=user, payment_method_id=method.id)
         for other in attached:
             if other.id != method.id:
-                services.remove_method(user=user, payment_method_id=other.id, replacement_id=method.id)
+                methods.remove_method(user=user, payment_method_id=other.id, replacement_id=method.id)
         return method
 
     def _rule(self, line: Line) -> None:
@@ -68,7 +69,7 @@ class Command(BaseCommand):
             package = Package.objects.filter(active=True).order_by("price_minor", "pk").first()
             if package is None:
                 raise CommandError("no package on sale: run `manage.py seed_demo` first.")
-            rule = renewal_services.save_rule(
+            rule = renewal_rules.save_rule(
                 line=line, now=timezone.now(),
                 values={"enabled": True, "package": package, "trigger_data_below_mb": RULE_THRESHOLD_MB,
                         "overage_policy": RenewalRule.OveragePolicy.BLOCK, "max_renewals_per_day": RULE_MAX_RENEWALS_PER_DAY},

@@ -1,0 +1,86 @@
+"""What every family of the engine shares: the charge outcome kinds as the gateway spells them,
+the engine's errors, its settings and its log line. Private to renewals.services."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+from accounts.models import Line
+from accounts.services.network import enqueue_command
+from payments.models import Charge
+
+from .. import selectors
+from ..models import Renewal, RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+MB = 1024**2
+GB = 1024**3
+
+# Charge outcome kinds, as payments.gateways.OutcomeKind spells them.
+SUCCEEDED = "succeeded"
+PENDING = "pending"  # accepted, settles later (SEPA): a webhook or reconciliation decides
+SOFT = "soft_decline"
+HARD = "hard_decline"
+AUTHENTICATION_REQUIRED = "authentication_required"
+PROCESSOR_ERROR = "processor_error"  # from the gateway: outcome UNKNOWN, reconcile first
+THROTTLED = "throttled"  # from the gateway: our write limiter sent nothing; not an attempt
+# An attempt reconciliation proved the processor never received: safe to retry as a new attempt.
+NOT_SENT = "not_sent"
+# An intent waiting for 3-D Secure that we withdrew for a new attempt: not a decline, spends no retry.
+SUPERSEDED = "superseded"
+DECLINE_KINDS = {
+    SOFT: Charge.DeclineKind.SOFT,
+    HARD: Charge.DeclineKind.HARD,
+    AUTHENTICATION_REQUIRED: Charge.DeclineKind.AUTHENTICATION_REQUIRED,
+    NOT_SENT: Charge.DeclineKind.PROCESSOR_ERROR,
+}
+
+# Lines a trigger never renews (renewals.selectors.NOT_RENEWABLE says why).
+NOT_RENEWABLE = selectors.NOT_RENEWABLE
+
+
+class RenewalError(Exception):
+    """Base of the engine's domain errors."""
+
+
+class RenewalNotPayable(RenewalError):
+    """The renewal is already paid or cancelled."""
+
+
+# An email not sent this long after its renewal changed has lost its task: the dispatcher resends it.
+NOTICE_SWEEP_AFTER = timedelta(minutes=2)
+
+
+def _reconcile_after() -> timedelta:
+    return getattr(settings, "RENEWALS_RECONCILE_AFTER", timedelta(minutes=10))
+
+
+def authentication_window(policy: RetryPolicy | None = None) -> timedelta:
+    """The customer's time to confirm a payment with the bank: the policy's hours, or
+    settings.RENEWALS_AUTHENTICATION_WINDOW when set (the chaos run's seconds)."""
+    override = getattr(settings, "RENEWALS_AUTHENTICATION_WINDOW", None)
+    return override if override is not None else timedelta(hours=(policy or RetryPolicy.current()).authentication_hours)
+
+
+def _claim_batch_size() -> int:
+    return getattr(settings, "RENEWALS_CLAIM_BATCH_SIZE", 100)
+
+
+def _log(event: str, renewal: Renewal, **extra: Any) -> None:
+    details = " ".join(f"{key}={value}" for key, value in extra.items())
+    logger.info("%s renewal=%s line=%s status=%s attempts=%s %s", event, renewal.pk, renewal.line_id, renewal.status, renewal.attempts, details)
+
+
+
+def _network_command(*, line: Line, command: str, reason: str) -> None:
+    """The one place the engine talks to the network partner: an outbox row, written in the
+    caller's transaction so the command exists exactly when the state change does."""
+    enqueue_command(line=line, command=command, reason=reason)
+
+
+def _kind(outcome: Any) -> str:
+    return str(getattr(outcome.kind, "value", outcome.kind))

@@ -1,0 +1,65 @@
+"""Claiming due renewals for the charge step (skip-locked rows), and handing lost claims out again."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+
+from payments.models import Charge
+
+from .. import tasks
+from ..models import Renewal
+from ._base import _claim_batch_size, _reconcile_after
+
+logger = logging.getLogger(__name__)
+
+
+def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: list[int] | None = None) -> list[int]:
+    """Claim due work (invariant 4): rows locked with SKIP LOCKED, so two dispatchers at once get
+    disjoint batches; claimed rows become `charging` before the lock is released."""
+    limit = limit or _claim_batch_size()
+    with transaction.atomic():
+        # A pending charge here is the customer's pay-now at the processor: wait for its outcome.
+        due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now).exclude(
+            charges__status=Charge.Status.PENDING)
+        if renewal_ids is not None:
+            due = due.filter(pk__in=renewal_ids)
+        ids = list(
+            due.select_for_update(skip_locked=True).order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            Renewal.objects.filter(pk__in=ids).update(status=Renewal.Status.CHARGING, claimed_at=now, next_attempt_at=None)
+    for renewal_id in ids:
+        logger.info("renewal_claimed renewal=%s status=charging", renewal_id)
+    return ids
+
+
+def _enqueue_charges(renewal_ids: list[int]) -> None:
+    # A claim is a row: requeue_lost_claims hands it out again once the broker is back.
+    tasks.delay_each(tasks.charge_renewal_task, renewal_ids, event="charge_enqueue_failed", field="renewal")
+
+
+def dispatch_now(*, renewal_ids: list[int], now: datetime) -> list[int]:
+    """Claim these renewals (if still due) and hand them to the workers at once."""
+    ids = claim_due_renewals(now=now, renewal_ids=renewal_ids, limit=len(renewal_ids))
+    _enqueue_charges(ids)
+    return ids
+
+
+def requeue_lost_claims(*, now: datetime) -> list[int]:
+    """Claimed renewals whose task never ran (a broker lost, a worker gone before it started): no
+    attempt is in flight for them, so running the charge step again is safe."""
+    stale = now - _reconcile_after()
+    with transaction.atomic():
+        ids = list(
+            Renewal.objects.select_for_update(skip_locked=True)
+            .filter(status=Renewal.Status.CHARGING, claimed_at__lt=stale)
+            .exclude(charges__status=Charge.Status.PENDING)
+            .values_list("id", flat=True)[: _claim_batch_size()]
+        )
+        if ids:
+            Renewal.objects.filter(pk__in=ids).update(claimed_at=now)
+    for renewal_id in ids:
+        logger.warning("renewal_requeued renewal=%s reason=claim_without_attempt", renewal_id)
+    return ids
