@@ -28,7 +28,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Sum
 from accounts import heartbeats
 from accounts.history import acting
 from accounts.models import Line
-from accounts.services import apply_package_to_locked_line
+from accounts.services import apply_package_to_locked_line, line_status
 from payments.models import Charge, next_authentication_check
 
 from . import notifications
@@ -87,16 +87,6 @@ def _claim_batch_size() -> int:
 def _log(event: str, renewal: Renewal, **extra: Any) -> None:
     details = " ".join(f"{key}={value}" for key, value in extra.items())
     logger.info("%s renewal=%s line=%s status=%s attempts=%s %s", event, renewal.pk, renewal.line_id, renewal.status, renewal.attempts, details)
-
-
-# --- network commands (the usage helper's outbox) ----------------------------------------------
-
-def _network_command(*, line: Line, command: str, reason: str) -> None:
-    """The one place the engine talks to the network partner: an outbox row, written in the
-    caller's transaction so the command exists exactly when the state change does."""
-    from accounts.services.network import enqueue_command
-
-    enqueue_command(line=line, command=command, reason=reason)
 
 
 # --- alerts ----------------------------------------------------------------------------------
@@ -762,7 +752,7 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
 # --- precedence: operator suspension > termination > payment state -------------------------------
 
 # History actions (accounts.ChangeRecord) of the line saves this engine makes.
-PAYMENT_SUSPENSION = "suspended_for_payment"
+PAYMENT_SUSPENSION = line_status.PAYMENT_SUSPENSION
 LINE_TERMINATED = "line_terminated"
 LINE_OWNER_CHANGED = "line_owner_changed"
 SUSPENDED_BY_OPERATOR = "line_suspended_by_operator"
@@ -864,22 +854,15 @@ def turn_off_rules_of_given_lines(*, now: datetime) -> list[int]:
 
 # --- suspension --------------------------------------------------------------------------------
 
-SUSPENDABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
-
-
 def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
-    line = Line.objects.select_for_update().get(pk=renewal.line_id)
+    """The line of a cycle that stayed unpaid is suspended (the line's own transition service
+    writes the state and the network command); the renewal records that it did, once."""
     renewal.line_suspended_at = now
     renewal.save(update_fields=["line_suspended_at", "updated_at"])
-    if line.status not in SUSPENDABLE:
-        _log("line_not_suspended", renewal, line_status=line.status)
+    previous = line_status.suspend_line_for_payment(line_id=renewal.line_id, reason=f"renewal {renewal.pk} failed", now=now)
+    if previous is None:
+        _log("line_not_suspended", renewal, line_status=Line.objects.values_list("status", flat=True).get(pk=renewal.line_id))
         return
-    previous = line.status
-    line.status = Line.Status.SUSPENDED
-    # Named in the history, so that a payment may lift this suspension and never an operator's.
-    with acting(None, action=PAYMENT_SUSPENSION, reason=f"renewal {renewal.pk} failed"):
-        line.save(update_fields=["status", "updated_at"])
-    _network_command(line=line, command="suspend", reason=f"renewal {renewal.pk} failed")
     _log("line_suspended", renewal, line_status_before=previous)
     notifications.notify_later(renewal, notifications.SUSPENDED)
 
