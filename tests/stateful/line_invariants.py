@@ -103,7 +103,9 @@ def database_switches(line: Line) -> PartnerLine:
     return PartnerLine(service_on=state.service_on, data_blocked=state.data_blocked)
 
 
-def check_network_follows_line(world: World, partner: PartnerStandIn) -> None:
+def check_network_follows_line(world: World, partner: PartnerStandIn) -> int:
+    """Returns how many lines were compared (drained, no dead letter)."""
+    compared = 0
     for line in Line.objects.filter(pk__in=world.line_ids).order_by("pk"):
         rows = _commands(world).filter(line_id=line.pk)
         if rows.filter(status=NetworkCommand.Status.PENDING).exists():
@@ -112,11 +114,36 @@ def check_network_follows_line(world: World, partner: PartnerStandIn) -> None:
             continue  # out of step on purpose, and shown (3.) until an operator retries
         held = partner.state_of(world.iccids[line.pk])
         want = database_switches(line)
+        compared += 1
         assert held == want, (
             f"line {line.pk} is {line.status} (data_blocked={line.data_blocked}) in the database, so the partner should hold "
             f"{want}; replaying what it received gives {held}: "
             f"{[(r.sequence, r.command, r.code) for r in partner.received_for(world.iccids[line.pk])]}; outbox "
             f"{list(rows.order_by('id').values_list('sequence', 'command', 'status'))}")
+    return compared
+
+
+# --- 4b. every command says something ------------------------------------------------------------------
+
+def check_no_needless_commands(world: World) -> None:
+    """Replaying the outbox (superseded dead letters left out: what replaced them counts), each
+    command changes the switch it sets; the one exception is the `block_data` re-sent after a
+    `resume` (a partner may take `resume` as restoring the data too: docs/network-outbox.md)."""
+    for line_id in world.line_ids:
+        service_on, data_blocked, previous = True, False, None
+        rows = list(_commands(world).filter(line_id=line_id).exclude(status=NetworkCommand.Status.SUPERSEDED)
+                    .order_by("sequence").values_list("sequence", "command", "reason"))
+        for sequence, command, reason in rows:
+            if command in ("suspend", "resume"):
+                assert service_on != (command == "resume"), (
+                    f"line {line_id}: command {sequence} `{command}` ({reason}) repeats what the partner was already told: {rows}")
+                service_on = command == "resume"
+            else:
+                repeat_after_resume = command == "block_data" and previous == "resume"
+                assert data_blocked != (command == "block_data") or repeat_after_resume, (
+                    f"line {line_id}: command {sequence} `{command}` ({reason}) repeats what the partner was already told: {rows}")
+                data_blocked = command == "block_data"
+            previous = command
 
 
 # --- 5. precedence ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ FUZZ_LINES_RANDOM=1), FUZZ_LINES_SHRINK=1 to shrink a failure (on in `make fuzz-
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import os
 import uuid
 from datetime import timedelta
@@ -25,7 +26,8 @@ from datetime import timedelta
 import time_machine
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis import HealthCheck, Phase, event, settings, strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -46,6 +48,14 @@ ANSWERS = [200, 200, 204, 500, 503, 302, 307, 400, 404, 409, 422, 429]
 # Clock moves: inside the first backoff, past it, past a lease, past the longest backoff, a day, past a validity.
 MINUTES = [1, 3, 31, 181, 24 * 60, 5 * 24 * 60]
 _ids = itertools.count(1)
+# What the examples reached, over the whole run (printed by test_line_model; run with -s to see).
+REACHED: Counter = Counter()
+
+
+def _reached(what: str) -> None:
+    REACHED[what] += 1
+    if currently_in_test_context():  # not when a regression test drives the machine by hand
+        event(what)
 
 
 class LineMachine(RuleBasedStateMachine):
@@ -197,7 +207,23 @@ class LineMachine(RuleBasedStateMachine):
             account_tasks.deliver_network_commands()
         self.partner.answer = 200
         for command in stalled:
-            network.deliver(command=command, now=timezone.now())
+            _reached("slow sender: sent" if network.deliver(command=command, now=timezone.now()) else "slow sender: fenced")
+
+    @rule(sweeps=st.sampled_from([3, network.MAX_ATTEMPTS]))
+    def partner_down(self, sweeps):
+        """The partner answers 503 for a long time: each sweep runs when the heads' backoff is over
+        (MAX_ATTEMPTS sweeps use up a command's attempts: it is dead-lettered, the line's later
+        commands go ahead)."""
+        self.partner.answer = 503
+        for _ in range(sweeps):
+            pending = NetworkCommand.objects.filter(line_id__in=self.world.line_ids, status=NetworkCommand.Status.PENDING)
+            if not pending.exists():
+                break
+            due = min(pending.order_by("next_attempt_at").values_list("next_attempt_at", flat=True)[:1])
+            if due > self.now:
+                self._travel((due - self.now).total_seconds() / 60 + 1 / 60)
+            account_tasks.deliver_network_commands()
+        self.partner.answer = 200
 
     @rule()
     def drain(self):
@@ -221,7 +247,15 @@ class LineMachine(RuleBasedStateMachine):
         inv.check_received_in_order(self.world, self.partner)
         inv.check_partner_matches_outbox(self.world, self.partner)
         inv.check_refusals_dead_lettered(self.world, self.partner)
-        inv.check_network_follows_line(self.world, self.partner)
+        if inv.check_network_follows_line(self.world, self.partner):
+            _reached("replay compared with a drained line")
+        commands = NetworkCommand.objects.filter(line_id__in=self.world.line_ids)
+        for status in (NetworkCommand.Status.FAILED, NetworkCommand.Status.SUPERSEDED):
+            if commands.filter(status=status).exists():
+                _reached(f"a command {status}")
+        for line in Line.objects.filter(pk__in=self.world.line_ids):
+            _reached(f"a line {line.status}")
+        inv.check_no_needless_commands(self.world)
         inv.check_precedence(self.world, self.now)
         inv.check_termination(self.world)
         inv.check_bytes(self.world)
@@ -246,4 +280,8 @@ def test_line_model(db, partner):
     examples = int(os.environ.get("FUZZ_LINES_EXAMPLES", "20"))
     steps = int(os.environ.get("FUZZ_LINES_STEPS", "30"))
     LineMachine.partner = partner
+    REACHED.clear()
     run_state_machine_as_test(LineMachine, settings=machine_settings(examples=examples, steps=steps))
+    print(f"\nline model: {examples} examples x {steps} steps; steps after which each was seen:")
+    for what, count in sorted(REACHED.items()):
+        print(f"  {what}: {count}")
