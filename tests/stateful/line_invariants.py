@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 
 from accounts import operations
 from accounts.models import Line, NetworkCommand
@@ -57,7 +58,7 @@ def check_received_in_order(world: World, partner: PartnerStandIn) -> None:
         sent = [r.sequence for r in per_line]
         assert sent == sorted(sent), f"line {line_id}: sequences received out of order {[(r.sequence, r.command, r.code) for r in per_line]}"
         applied = [r.sequence for r in per_line if r.applied]
-        assert all(a < b for a, b in zip(applied, applied[1:])), (
+        assert all(a < b for a, b in pairwise(applied)), (
             f"line {line_id}: the partner was handed a command not newer than one it had applied (a stale or repeated "
             f"send): {[(r.id, r.sequence, r.command, r.code) for r in per_line]}")
 

@@ -18,9 +18,9 @@ FUZZ_LINES_RANDOM=1), FUZZ_LINES_SHRINK=1 to shrink a failure (on in `make fuzz-
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import os
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import time_machine
