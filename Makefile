@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money
+.PHONY: run test test-fast lint bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money fuzz-lines
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -77,3 +77,12 @@ FUZZ_MONEY_STEPS ?= 30
 fuzz-money: bootstrap-test messages
 	LOG_LEVEL=$${LOG_LEVEL:-ERROR} FUZZ_MONEY_EXAMPLES=$(FUZZ_MONEY_EXAMPLES) FUZZ_MONEY_STEPS=$(FUZZ_MONEY_STEPS) FUZZ_MONEY_RANDOM=1 FUZZ_MONEY_SHRINK=1 \
 		scripts/with-services $(PY) -m pytest -p no:logging --show-capture=no --runxfail -q tests/stateful/test_money_model.py $(PYTEST_ARGS)
+
+# The line model (tests/stateful/test_line_model.py: line lifecycle and the network outbox against a
+# partner stand-in over HTTP) at a larger size than in `make test`, the same way as fuzz-money;
+# failures are kept in .hypothesis/line-model, each becomes a test in test_line_regressions.py.
+FUZZ_LINES_EXAMPLES ?= 500
+FUZZ_LINES_STEPS ?= 40
+fuzz-lines: bootstrap-test messages
+	LOG_LEVEL=$${LOG_LEVEL:-ERROR} FUZZ_LINES_EXAMPLES=$(FUZZ_LINES_EXAMPLES) FUZZ_LINES_STEPS=$(FUZZ_LINES_STEPS) FUZZ_LINES_RANDOM=1 FUZZ_LINES_SHRINK=1 \
+		scripts/with-services $(PY) -m pytest -p no:logging --show-capture=no -q tests/stateful/test_line_model.py $(PYTEST_ARGS)

@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 SUSPENDABLE = (Line.Status.INACTIVE, Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
 # The service is off at the network in these states (terminated lines are never sent anything).
 SERVICE_OFF = (Line.Status.SUSPENDED, Line.Status.EXPIRED, Line.Status.TERMINATED)
+# Lines the renewal engine suspends when a cycle stays unpaid past its grace (an operator's
+# suspension and a terminated line outrank it; an inactive line never started service).
+PAYMENT_SUSPENDABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
+# The history's name for it: a payment lifts this suspension, never an operator's.
+PAYMENT_SUSPENSION = "suspended_for_payment"
 # Lines whose end of validity the expiry sweep enforces. A suspended line stays suspended (its
 # service is off already) and comes back expired when resumed; an inactive line was never started.
 EXPIRABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED)
@@ -116,6 +121,24 @@ def suspend_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
         write_commands(line=line, before=before, reason=reason, now=now)
     logger.info("line_suspended line=%s status=%s->suspended operator=%s", line.pk, previous, getattr(actor, "pk", None))
     return True
+
+
+def suspend_line_for_payment(*, line_id: int, reason: str, now: datetime) -> str | None:
+    """The renewal engine's suspension of a line whose cycle stayed unpaid (a payment lifts it:
+    lines.apply_package). Returns the status it had, or None (nothing written) when the line is not
+    in PAYMENT_SUSPENDABLE. Called inside the engine's transaction; the network is told `suspend`
+    only if the service was on (an expired line's is off already)."""
+    with transaction.atomic():
+        line = Line.objects.select_for_update().get(pk=line_id)
+        if line.status not in PAYMENT_SUSPENDABLE:
+            return None
+        previous, before = line.status, begin_transition(line)
+        line.status = Line.Status.SUSPENDED
+        with acting(None, action=PAYMENT_SUSPENSION, reason=reason):
+            line.save(update_fields=["status", "data_blocked", "updated_at"])
+        write_commands(line=line, before=before, reason=reason, now=now)
+    logger.info("line_suspended line=%s status=%s->suspended for non-payment reason=%s", line.pk, previous, reason)
+    return previous
 
 
 def resume_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:

@@ -45,7 +45,7 @@ RETRY_DELAYS = [
     timedelta(hours=1),
     timedelta(hours=3),
 ]
-MAX_ATTEMPTS = 20  # about two and a half days of trying before an operator must look
+MAX_ATTEMPTS = 20  # about 44 hours of trying before an operator must look (docs/network-outbox.md)
 # A claimed command is not claimed again before this, so two sweeps never send it at once;
 # it must exceed the HTTP time-out by a wide margin.
 DELIVERY_LEASE = timedelta(minutes=2)

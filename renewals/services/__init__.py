@@ -54,7 +54,7 @@ from .reconciliation import (
     stale_pending_charges,
 )
 from .rules import payment_method_changed, save_rule, turn_off_rule
-from .suspension import AUTHENTICATION_TIMEOUT, SUSPENDABLE, suspend_overdue_lines
+from .suspension import AUTHENTICATION_TIMEOUT, suspend_overdue_lines
 from .triggers import (
     evaluate_triggers,
     open_renewal,

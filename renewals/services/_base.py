@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import Line
-from accounts.services.network import enqueue_command
 from payments.models import Charge
 
 from .. import selectors
@@ -74,12 +73,6 @@ def _log(event: str, renewal: Renewal, **extra: Any) -> None:
     details = " ".join(f"{key}={value}" for key, value in extra.items())
     logger.info("%s renewal=%s line=%s status=%s attempts=%s %s", event, renewal.pk, renewal.line_id, renewal.status, renewal.attempts, details)
 
-
-
-def _network_command(*, line: Line, command: str, reason: str) -> None:
-    """The one place the engine talks to the network partner: an outbox row, written in the
-    caller's transaction so the command exists exactly when the state change does."""
-    enqueue_command(line=line, command=command, reason=reason)
 
 
 def _kind(outcome: Any) -> str:

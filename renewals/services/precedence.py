@@ -11,6 +11,7 @@ from django.db.models import F
 
 from accounts.history import acting
 from accounts.models import Line
+from accounts.services import line_status
 from payments.models import Charge
 from payments.services import refunds
 
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 # History actions (accounts.ChangeRecord) of the line saves this engine makes.
-PAYMENT_SUSPENSION = "suspended_for_payment"
+PAYMENT_SUSPENSION = line_status.PAYMENT_SUSPENSION
 LINE_TERMINATED = "line_terminated"
 LINE_OWNER_CHANGED = "line_owner_changed"
 SUSPENDED_BY_OPERATOR = "line_suspended_by_operator"

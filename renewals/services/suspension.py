@@ -7,35 +7,28 @@ from datetime import datetime
 
 from django.db import transaction
 
-from accounts.history import acting
 from accounts.models import Line
+from accounts.services import line_status
 from payments.gateways import GatewayError
 from payments.models import Charge
 
 from .. import notifications
 from ..models import Alert, Renewal
 from . import alerts, authentications, precedence
-from ._base import _claim_batch_size, _log, _network_command
+from ._base import _claim_batch_size, _log
 
 logger = logging.getLogger(__name__)
 
 
-SUSPENDABLE = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED, Line.Status.EXPIRED)
-
-
 def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
-    line = Line.objects.select_for_update().get(pk=renewal.line_id)
+    """The line of a cycle that stayed unpaid is suspended (the line's own transition service
+    writes the state and the network command); the renewal records that it did, once."""
     renewal.line_suspended_at = now
     renewal.save(update_fields=["line_suspended_at", "updated_at"])
-    if line.status not in SUSPENDABLE:
-        _log("line_not_suspended", renewal, line_status=line.status)
+    previous = line_status.suspend_line_for_payment(line_id=renewal.line_id, reason=f"renewal {renewal.pk} failed", now=now)
+    if previous is None:
+        _log("line_not_suspended", renewal, line_status=Line.objects.values_list("status", flat=True).get(pk=renewal.line_id))
         return
-    previous = line.status
-    line.status = Line.Status.SUSPENDED
-    # Named in the history, so that a payment may lift this suspension and never an operator's.
-    with acting(None, action=precedence.PAYMENT_SUSPENSION, reason=f"renewal {renewal.pk} failed"):
-        line.save(update_fields=["status", "updated_at"])
-    _network_command(line=line, command="suspend", reason=f"renewal {renewal.pk} failed")
     _log("line_suspended", renewal, line_status_before=previous)
     notifications.notify_later(renewal, notifications.SUSPENDED)
 

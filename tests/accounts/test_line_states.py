@@ -177,3 +177,51 @@ def test_a_suspended_line_whose_validity_ended_is_resumed_as_expired_and_stays_o
     line.refresh_from_db()
     assert line.status == Line.Status.EXPIRED
     assert commands(line) == ["suspend"]
+
+
+# --- D. the renewal engine's suspension is a line transition like the others ---------------------
+
+def _fail_a_renewal_of(line, package, now):
+    """A cycle out of attempts and past its grace, then the engine's suspension sweep."""
+    from renewals.models import Renewal
+    from renewals.services import suspend_overdue_lines
+
+    Renewal.objects.create(line=line, package=package, payer=line.owner, amount_minor=package.price_minor, currency=package.currency,
+                           status=Renewal.Status.FAILED, completed_at=now, suspend_at=now)
+    suspend_overdue_lines(now=now)
+    line.refresh_from_db()
+    return line
+
+
+def test_an_unpaid_cycle_suspends_an_active_line_through_its_transition_and_the_history_names_it(customer, package):
+    from accounts.models import ChangeRecord
+
+    now = timezone.now()
+    line = _fail_a_renewal_of(make_line(owner=customer, package=package), package, now)
+    assert (line.status, line.suspended_by_operator) == (Line.Status.SUSPENDED, False)
+    assert commands(line) == ["suspend"]
+    assert ChangeRecord.objects.filter(object_id=str(line.pk), action="suspended_for_payment").exists()
+    line = pay(line, package, now=now)
+    assert (line.status, commands(line)) == (Line.Status.ACTIVE, ["suspend", "resume"])
+
+
+def test_an_unpaid_cycle_suspending_an_expired_line_tells_the_network_nothing_new(customer, package):
+    """The service of an expired line is off already: a second `suspend` would say nothing."""
+    now = timezone.now()
+    line = make_line(owner=customer, package=package, status=Line.Status.EXPIRED, expires_at=now - timedelta(hours=1))
+    line = _fail_a_renewal_of(line, package, now)
+    assert line.status == Line.Status.SUSPENDED
+    assert commands(line) == []
+    line = pay(line, package, now=now)
+    assert (line.status, commands(line)) == (Line.Status.ACTIVE, ["resume"])
+
+
+def test_an_unpaid_cycle_keeps_an_out_of_data_lines_data_switch_through_the_suspension(customer, package):
+    """The suspension keeps the data switch on the row (begin_transition), so the payment that
+    lifts it knows the data was blocked, even for a row saved before `data_blocked` existed."""
+    now = timezone.now()
+    line = make_line(owner=customer, package=package, status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0)
+    line = _fail_a_renewal_of(line, package, now)
+    assert (line.status, line.data_blocked) == (Line.Status.SUSPENDED, True)
+    line = pay(line, package, now=now)
+    assert (line.status, commands(line)) == (Line.Status.ACTIVE, ["suspend", "resume", "unblock_data"])

@@ -20,3 +20,24 @@ def machine(db, money_settings):
     machine = MoneyMachine()
     yield machine
     machine.teardown()
+
+
+@pytest.fixture
+def partner(settings):
+    """The partner's command endpoint (a real HTTP server on 127.0.0.1) as the line model's edge."""
+    from .partner_standin import PartnerStandIn
+
+    with PartnerStandIn() as stand_in:
+        settings.NETWORK_WEBHOOK_URL = stand_in.url
+        yield stand_in
+
+
+@pytest.fixture
+def line_machine(db, partner):
+    """A fresh LineMachine (its own savepoint and clock), torn down as hypothesis would."""
+    from .test_line_model import LineMachine
+
+    LineMachine.partner = partner
+    machine = LineMachine()
+    yield machine
+    machine.teardown()

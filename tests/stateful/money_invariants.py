@@ -59,7 +59,7 @@ class World:
     initial_remaining: int
     initial_used: int
     # Bytes the design lets go unbilled: beyond zero under `block`, beyond the cap otherwise
-    # ("the customer agreed to the cap only", accounts/services/usage.py).
+    # ("the customer agreed to the cap only", partner/services/usage.py).
     policy_written_off: int = 0
     operator_suspended: bool = False
     # The operator's resume outranks a payment suspension (DESIGN.md invariant 10).
