@@ -73,6 +73,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             notifications.notify_later(renewal, notifications.NEEDS_ACTION)
             return None
         line = renewal.line
+        if line.owner_id is None:
+            # A cycle with no payer kept, whose line lost its owner after charge_renewal read it:
+            # nobody to charge (a charge's customer is NOT NULL), cancelled as charge_renewal does.
+            _cancel(renewal, now=now, reason="line_has_no_owner")
+            return None
         attempt = renewal.attempts + 1
         # The renewal's frozen terms, never the rule's or the package's of today (docs/money.md).
         charge = Charge.objects.create(

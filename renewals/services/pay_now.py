@@ -46,6 +46,8 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
         if renewal.line.status == Line.Status.TERMINATED:
             raise RenewalNotPayable(precedence.LINE_TERMINATED)  # it would only be refunded (precedence)
         line = renewal.line
+        if line.owner_id is None:
+            raise RenewalNotPayable("line_has_no_owner")  # nobody to charge: a charge's customer is NOT NULL
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
             purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
