@@ -19,7 +19,6 @@ from . import alerts, authentications, precedence, suspension
 from ._base import (
     AUTHENTICATION_REQUIRED,
     DECLINE_KINDS,
-    ChargeResult,
     HARD,
     NOT_SENT,
     PENDING,
@@ -27,6 +26,7 @@ from ._base import (
     SUCCEEDED,
     SUPERSEDED,
     THROTTLED,
+    ChargeResult,
     _kind,
     _log,
     _reconcile_after,
