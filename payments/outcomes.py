@@ -4,11 +4,18 @@ purpose (renewals registers the renewal one in its AppConfig.ready). Payments si
 apps and imports none of them for this."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
-# handler(*, charge_id: int, outcome: ChargeOutcome, now: datetime): records the outcome on the
-# charge and moves the purpose's own state on, in one transaction.
-OutcomeHandler = Callable[..., Any]
+if TYPE_CHECKING:
+    from .gateways import ChargeOutcome
+
+
+class OutcomeHandler(Protocol):
+    """Records the outcome on the charge and moves the purpose's own state on, in one transaction."""
+
+    def __call__(self, *, charge_id: int, outcome: ChargeOutcome, now: datetime) -> object: ...
+
 
 _handlers: dict[str, OutcomeHandler] = {}
 
@@ -21,10 +28,13 @@ def handler_for(purpose: str) -> OutcomeHandler | None:
     return _handlers.get(purpose)
 
 
-# alert(*, line_id: int, reason: str, message: str, now: datetime): tells an operator about money
-# payments gives back on its own (a purchase paid for a terminated line, or paid after we had
-# closed it as failed). Operator alerts live in renewals, which registers this in its AppConfig.
-AlertHandler = Callable[..., Any]
+class AlertHandler(Protocol):
+    """Tells an operator about money payments gives back on its own (a purchase paid for a
+    terminated line, or paid after we had closed it as failed). Operator alerts live in renewals,
+    which registers this in its AppConfig."""
+
+    def __call__(self, *, line_id: int, reason: str, message: str, now: datetime) -> object: ...
+
 
 _alert: list[AlertHandler] = []
 
@@ -33,7 +43,7 @@ def register_alert(handler: AlertHandler) -> None:
     _alert[:] = [handler]
 
 
-def alert_operator(*, line_id: int, reason: str, message: str, now) -> bool:
+def alert_operator(*, line_id: int, reason: str, message: str, now: datetime) -> bool:
     """Raise an operator alert through the registered handler; False (the caller's ERROR log is
     then the only trace) when no app registered one."""
     if not _alert:

@@ -1,6 +1,7 @@
 """Auto-renewal rules, renewal cycles and the operator's retry policy. The state machine is
 in docs/invariants.md; transitions live in renewals/services/, guarded by the constraints here."""
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -117,7 +118,7 @@ class RenewalRule(models.Model):
     def __str__(self) -> str:
         return f"rule for {self.line_id}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.owner_id is None and self.line_id is not None:
             self.owner_id = self.line.owner_id  # a new rule belongs to the line's owner of now
         super().save(*args, **kwargs)

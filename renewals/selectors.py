@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import F, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
-from accounts.models import Line
+from accounts.models import Line, User
 from payments.models import Charge
 
 from .models import Renewal, RenewalRule, RetryPolicy
@@ -29,11 +30,11 @@ BANNER_STATUSES = (
 )
 
 
-def rule_for_line(line) -> RenewalRule | None:
+def rule_for_line(line: Line) -> RenewalRule | None:
     return RenewalRule.objects.select_related("package").filter(line=line).first()
 
 
-def latest_renewals_for_user(user, *, line=None) -> QuerySet[Renewal]:
+def latest_renewals_for_user(user: User, *, line: Line | None = None) -> QuerySet[Renewal]:
     """The newest renewal of each of the user's lines (or of one line)."""
     mine = Renewal.objects.filter(line__owner=user)
     if line is not None:
@@ -42,7 +43,9 @@ def latest_renewals_for_user(user, *, line=None) -> QuerySet[Renewal]:
     return Renewal.objects.filter(pk__in=newest).select_related("line", "package").order_by("line_id")
 
 
-def banners_for_user(user, *, line=None, now: datetime | None = None) -> list[Renewal]:
+def banners_for_user(
+    user: User | AnonymousUser | None, *, line: Line | None = None, now: datetime | None = None
+) -> list[Renewal]:
     if user is None or not user.is_authenticated:
         return []
     now = now or timezone.now()
@@ -108,7 +111,7 @@ def renewals_in_last_day(*, line: Line, now: datetime) -> int:
 def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
     """Money taken in `currency` by this line's renewals since the first of the owner's month (in
     their time zone), net of refunds. A cap is in one currency: other currencies never add to it."""
-    time_zone = line.owner.time_zone if line.owner_id else "UTC"
+    time_zone = line.owner.time_zone if line.owner is not None else "UTC"
     total = Charge.objects.filter(
         renewal__line=line, status__in=Charge.MONEY_TAKEN, currency=currency, settled_at__gte=month_start(now, time_zone)
     ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]

@@ -1,6 +1,10 @@
 """The payments app's domain errors; each carries a message safe to show the customer."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from django.db.models import Model
+
 
 class PaymentError(Exception):
     """A domain error with a message safe to show the customer."""
@@ -24,7 +28,7 @@ class PaymentMethodNotFound(PaymentError):
 
 
 class ReplacementRequired(PaymentError):
-    def __init__(self, message: str, *, rules):
+    def __init__(self, message: str, *, rules: Sequence[Model]) -> None:
         super().__init__(message, code="replacement_required")
         self.rules = rules
 

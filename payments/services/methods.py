@@ -3,15 +3,24 @@ method, and what a new default wakes, is renewals' to say, asked through payment
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import stripe
 from django.conf import settings
+from django.db.models import Model
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import gateways, hooks
 from ..gateways import GatewayError
 from .errors import BindingFailed, MethodUnavailable, PaymentError, PaymentMethodNotFound, ReplacementRequired
+
+if TYPE_CHECKING:
+    from djstripe.models import PaymentMethod
+
+    from accounts.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +42,7 @@ class BindingStart:
     method_type: str
 
 
-def start_binding(*, user, method_type: str) -> BindingStart:
+def start_binding(*, user: User, method_type: str) -> BindingStart:
     """A fresh SetupIntent the browser confirms with Stripe.js; the card number or IBAN goes
     from the browser to Stripe, never to us."""
     if method_type not in enabled_method_types():
@@ -52,7 +61,7 @@ def start_binding(*, user, method_type: str) -> BindingStart:
     return BindingStart(setup_intent_id=intent["id"], client_secret=intent["client_secret"], method_type=method_type)
 
 
-def _setup_error_message(intent) -> str:
+def _setup_error_message(intent: stripe.SetupIntent) -> str:
     error = gateways._get(intent, "last_setup_error")
     code = gateways._get(error, "code") or ""
     if code == "card_declined" or intent["status"] == "canceled":
@@ -60,7 +69,7 @@ def _setup_error_message(intent) -> str:
     return _("The payment method could not be set up. Nothing was saved.")
 
 
-def confirmed_setup_intent(*, user, setup_intent_id: str, customer_id: str):
+def confirmed_setup_intent(*, user: User, setup_intent_id: str, customer_id: str) -> stripe.SetupIntent:
     """The customer's SetupIntent as Stripe reports it, read back with our secret key: the browser
     only tells us which intent, never which method. BindingFailed if it is another customer's or
     not confirmed."""
@@ -79,7 +88,7 @@ def confirmed_setup_intent(*, user, setup_intent_id: str, customer_id: str):
     return intent
 
 
-def approved_method_summary(*, user, setup_intent_id: str) -> str:
+def approved_method_summary(*, user: User, setup_intent_id: str) -> str:
     """What the customer approved at a redirect-based setup ('PayPal (a@example.com)'), read from
     Stripe without changing anything. BindingFailed as confirmed_setup_intent."""
     customer = gateways.customer_for_user(user)
@@ -95,7 +104,7 @@ def approved_method_summary(*, user, setup_intent_id: str) -> str:
     return gateways.payment_method_summary(payment_method)
 
 
-def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
+def finish_binding(*, user: User, setup_intent_id: str, make_default: bool = False) -> PaymentMethod:
     """Attach the method of a SetupIntent the browser confirmed (confirmed_setup_intent). The page
     also reports a declined confirmation here: the intent is then cancelled at Stripe, so a card
     tester cannot confirm it again with the next number (each report counts against the
@@ -137,7 +146,7 @@ def finish_binding(*, user, setup_intent_id: str, make_default: bool = False):
     return method
 
 
-def own_method(user, payment_method_id: str):
+def own_method(user: User, payment_method_id: str) -> PaymentMethod:
     from djstripe.models import PaymentMethod
 
     customer = gateways.customer_for_user(user)
@@ -150,7 +159,7 @@ def own_method(user, payment_method_id: str):
     return method
 
 
-def _set_default(*, user, customer_id: str, payment_method_id: str | None) -> None:
+def _set_default(*, user: User, customer_id: str, payment_method_id: str | None) -> None:
     previous = gateways.default_payment_method_id(user)
     gateways.set_default_payment_method(customer_id=customer_id, payment_method_id=payment_method_id)
     logger.info("default_payment_method_set user=%s pm=%s previous=%s", user.pk, payment_method_id, previous)
@@ -158,13 +167,13 @@ def _set_default(*, user, customer_id: str, payment_method_id: str | None) -> No
         _tell_renewals_method_changed(user, payment_method_id)
 
 
-def _tell_renewals_method_changed(user, payment_method_id: str) -> None:
+def _tell_renewals_method_changed(user: User, payment_method_id: str) -> None:
     """A new default wakes renewals that wait for a method (hard declines). Only a real change,
     and only for a cycle that has not tried this method yet (renewals decides, through its hook)."""
     hooks.default_method_changed(user=user, now=timezone.now(), payment_method_id=payment_method_id)
 
 
-def set_default_method(*, user, payment_method_id: str) -> None:
+def set_default_method(*, user: User, payment_method_id: str) -> None:
     method = own_method(user, payment_method_id)
     try:
         _set_default(user=user, customer_id=method.customer_id, payment_method_id=method.id)
@@ -172,14 +181,14 @@ def set_default_method(*, user, payment_method_id: str) -> None:
         raise PaymentError(exc.user_message, code=exc.code) from exc
 
 
-def rules_using_method(*, user, payment_method_id: str) -> list:
+def rules_using_method(*, user: User, payment_method_id: str) -> Sequence[Model]:
     """Enabled auto-renewal rules that would charge this method: named explicitly, or through
     the default when it is the default (renewals answers, through its hook)."""
     is_default = gateways.default_payment_method_id(user) == payment_method_id
     return hooks.method_users(user=user, payment_method_id=payment_method_id, is_default=is_default)
 
 
-def remove_method(*, user, payment_method_id: str, replacement_id: str = "") -> None:
+def remove_method(*, user: User, payment_method_id: str, replacement_id: str = "") -> None:
     """Detach a method. If an auto-renewal rule charges it, a replacement must be named first;
     the rules then charge the replacement (and it becomes the default if the removed one was)."""
     method = own_method(user, payment_method_id)
@@ -207,6 +216,6 @@ def remove_method(*, user, payment_method_id: str, replacement_id: str = "") -> 
     logger.info("payment_method_removed user=%s pm=%s replacement=%s", user.pk, method.id, replacement.id if replacement else "")
 
 
-def move_rules_to_method(*, user, from_id: str, to_id: str) -> int:
+def move_rules_to_method(*, user: User, from_id: str, to_id: str) -> int:
     """Point the customer's rules that charge `from_id` at `to_id` (renewals does it, through its hook)."""
     return hooks.move_method_users(user=user, from_id=from_id, to_id=to_id)

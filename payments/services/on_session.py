@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, NoReturn
 
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import Line, Package
+from accounts.models import Line, Package, User
 
 from .. import gateways
 from ..gateways import ChargeOutcome, GatewayError, OutcomeKind
@@ -20,15 +21,18 @@ from ..models import Charge, next_authentication_check
 from . import methods, recording
 from .errors import NotPayable
 
+if TYPE_CHECKING:
+    from djstripe.models import PaymentMethod
+
 logger = logging.getLogger(__name__)
 
 
-def _new_charge(*, user, line: Line | None, package: Package | None, amount_minor: int, currency: str,
-                purpose: str, method, renewal=None, now: datetime) -> Charge:
+def _new_charge(*, user: User, line: Line | None, package: Package | None, amount_minor: int, currency: str,
+                purpose: str, method: PaymentMethod, now: datetime) -> Charge:
     # Committed before the processor is called (autocommit outside a transaction): an attempt
     # can never exist at Stripe without the row that explains it.
     return Charge.objects.create(
-        user=user, line=line, package=package, renewal=renewal, purpose=purpose,
+        user=user, line=line, package=package, purpose=purpose,
         amount_minor=amount_minor, currency=currency, status=Charge.Status.PENDING, on_session=True,
         idempotency_key=f"{purpose}-{uuid.uuid4().hex}",
         payment_method_id=method.id, payment_method_summary=gateways.payment_method_summary(method)[:100],
@@ -36,7 +40,8 @@ def _new_charge(*, user, line: Line | None, package: Package | None, amount_mino
     )
 
 
-def purchase_package(*, user, line: Line, package: Package, payment_method_id: str, now: datetime | None = None) -> Charge:
+def purchase_package(*, user: User, line: Line, package: Package, payment_method_id: str,
+                     now: datetime | None = None) -> Charge:
     """Buy a package for a line, on-session. Returns the charge: succeeded (package applied),
     requires_action (the browser must authenticate with the charge's PaymentIntent), failed
     (reason on the charge, nothing applied) or pending (outcome unknown: reconciled later)."""
@@ -59,7 +64,7 @@ def purchase_package(*, user, line: Line, package: Package, payment_method_id: s
     return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
-def processor_busy(charge: Charge, outcome: ChargeOutcome):
+def processor_busy(charge: Charge, outcome: ChargeOutcome) -> NoReturn:
     logger.warning("payment_not_sent charge=%s renewal=%s code=%s", charge.pk, charge.renewal_id, outcome.failure_code)
     raise NotPayable(outcome.failure_message, code=outcome.failure_code)
 
@@ -93,7 +98,7 @@ def withdraw_open_payment(charge: Charge) -> Charge:
     return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
-def complete_authentication(*, user, charge_id: int) -> Charge:
+def complete_authentication(*, user: User, charge_id: int) -> Charge:
     """After the browser's 3-D Secure step: read the intent back from Stripe and record it. The
     webhook may have done it already; recording is idempotent."""
     charge = Charge.objects.filter(pk=charge_id, user=user).first()

@@ -59,7 +59,9 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
             if charge.purpose == Charge.Purpose.PURCHASE and charge.line_id and charge.package_id:
                 try:
                     # Atomic with the charge's success: both commit or neither does.
-                    apply_package(line=charge.line, package=charge.package, now=now)
+                    line, package = charge.line, charge.package
+                    assert line is not None and package is not None  # line_id and package_id, above
+                    apply_package(line=line, package=package, now=now)
                 except LineTerminated:
                     _refund_purchase_for_terminated_line(charge=charge, now=now)
         elif kind is OutcomeKind.AUTHENTICATION_REQUIRED:
@@ -97,6 +99,7 @@ def _refund_purchase_for_terminated_line(*, charge: Charge, now: datetime) -> No
     charge.failure_message = f"paid after line {charge.line_id} was terminated: refunded"
     logger.error("purchase_paid_for_terminated_line charge=%s line=%s pi=%s: refunding", charge.pk, charge.line_id,
                  charge.payment_intent_id)
+    assert charge.line_id is not None  # only a purchase for a line is applied (record_outcome)
     outcomes.alert_operator(line_id=charge.line_id, reason="line_terminated", now=now,
                             message=f"purchase charge {charge.pk} ({charge.payment_intent_id}) paid for terminated line "
                                     f"{charge.line_id}: refunding {charge.amount_minor} {charge.currency}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -12,13 +13,16 @@ from django.utils.translation import gettext as _
 
 from .. import gateways
 from ..gateways import GatewayError
+
+if TYPE_CHECKING:
+    from accounts.models import User
 from ..models import Charge
 from .errors import PaymentError
 
 logger = logging.getLogger(__name__)
 
 
-def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator=None) -> Charge:
+def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator: User | None = None) -> Charge:
     """Refund a succeeded charge, all of what is left by default. Under the charge's row lock, so
     two operators cannot refund the same money twice; capped at the amount not yet refunded.
     A refund whose answer is lost (a time-out) may have been made: the charge is marked in doubt
@@ -119,6 +123,11 @@ def refund_due_charge(*, charge_id: int) -> Charge:
         charge = Charge.objects.select_for_update().get(pk=charge_id)
         if charge.status != Charge.Status.REFUND_DUE:
             return charge
+        if not charge.payment_intent_id:
+            # Money taken names its PaymentIntent (a succeeded outcome reads one). Without it, the
+            # processor's list of refunds would be the whole account's: never guessed.
+            logger.error("refund_due_without_payment_intent charge=%s", charge.pk)
+            return charge
         try:
             already = gateways.refunded_total(charge.payment_intent_id)
             if already < charge.amount_minor:
@@ -147,7 +156,7 @@ def refund_due_charges(*, limit: int = 100) -> list[int]:
 DUPLICATE_PAYMENT = "duplicate_payment"  # renewals.services._record_success: money taken twice for one renewal
 
 
-def refund_duplicate_payment(*, charge_id: int, operator=None) -> Charge:
+def refund_duplicate_payment(*, charge_id: int, operator: User | None = None) -> Charge:
     """Refund a renewal's second payment. The engine keeps it on the ledger as failed with the code
     `duplicate_payment` (the one-success-per-renewal constraint), but the processor holds the money:
     give all of it back, under the charge's row lock like refund_charge. The status stays failed

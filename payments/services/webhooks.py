@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
 
 from .. import gateways
+
+if TYPE_CHECKING:
+    from djstripe.models import WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def prune_webhook_triggers(*, now: datetime | None = None) -> tuple[int, int]:
     return invalid, valid
 
 
-def configure_local_webhook_endpoint(*, base_url: str, register: bool = True):
+def configure_local_webhook_endpoint(*, base_url: str, register: bool = True) -> WebhookEndpoint:
     """Development and tests: the dj-stripe endpoint row (holding the signing secret) and
     localstripe's delivery to it. Real Stripe endpoints are created in the dashboard and synced."""
     from djstripe.models import Account, WebhookEndpoint
@@ -55,7 +59,7 @@ def configure_local_webhook_endpoint(*, base_url: str, register: bool = True):
     return endpoint
 
 
-def reverse_webhook_path(endpoint) -> str:
+def reverse_webhook_path(endpoint: WebhookEndpoint) -> str:
     from django.urls import reverse
 
     return reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid})

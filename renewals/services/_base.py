@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Protocol
 
 from django.conf import settings
 
@@ -69,11 +69,25 @@ def _claim_batch_size() -> int:
     return getattr(settings, "RENEWALS_CLAIM_BATCH_SIZE", 100)
 
 
-def _log(event: str, renewal: Renewal, **extra: Any) -> None:
+def _log(event: str, renewal: Renewal, **extra: object) -> None:
     details = " ".join(f"{key}={value}" for key, value in extra.items())
     logger.info("%s renewal=%s line=%s status=%s attempts=%s %s", event, renewal.pk, renewal.line_id, renewal.status, renewal.attempts, details)
 
 
 
-def _kind(outcome: Any) -> str:
+class ChargeResult(Protocol):
+    """What the engine reads of a charge's outcome: payments.gateways.ChargeOutcome, or
+    reconciliation.Outcome for an attempt the processor never received."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def payment_intent_id(self) -> str | None: ...
+    @property
+    def failure_code(self) -> str: ...
+    @property
+    def failure_message(self) -> str: ...
+
+
+def _kind(outcome: ChargeResult) -> str:
     return str(getattr(outcome.kind, "value", outcome.kind))

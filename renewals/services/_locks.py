@@ -3,9 +3,10 @@ and the cancel that runs under them. Private to renewals.services; a caller of t
 transaction."""
 from __future__ import annotations
 
+import enum
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 from django.db.models import Exists, OuterRef
 
@@ -14,13 +15,29 @@ from payments.models import Charge
 from ..models import Renewal, RenewalRule
 from ._base import _log
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _InFlight(TypedDict):
+    attempt_in_flight: bool
+
+
+# A renewal read by _locked_renewal: the model with its `attempt_in_flight` annotation.
+LockedRenewal: TypeAlias = "WithAnnotations[Renewal, _InFlight]"
 logger = logging.getLogger(__name__)
 
 
-_UNKNOWN = object()
+class _Unknown(enum.Enum):
+    """The rule_id a caller has not read (None is a renewal without a rule): a typed sentinel."""
+
+    UNKNOWN = enum.auto()
 
 
-def _locked_renewal(renewal_id: int, *, with_rule: bool = False) -> Renewal:
+_UNKNOWN = _Unknown.UNKNOWN
+
+
+def _locked_renewal(renewal_id: int, *, with_rule: bool = False) -> LockedRenewal:
     """The renewal under its row lock, with `attempt_in_flight` (a pending charge: an attempt at
     the processor or unknown) read in the same statement. of=self: joined rows (the line, the
     package every customer shares, the rule) stay unlocked; the line is locked last, where the
@@ -33,7 +50,9 @@ def _locked_renewal(renewal_id: int, *, with_rule: bool = False) -> Renewal:
     )
 
 
-def _lock_rule_and_renewal(renewal_id: int, *, rule_id: Any = _UNKNOWN) -> tuple[RenewalRule | None, Renewal]:
+def _lock_rule_and_renewal(
+    renewal_id: int, *, rule_id: int | None | _Unknown = _UNKNOWN
+) -> tuple[RenewalRule | None, LockedRenewal]:
     """Lock order: the rule first (turning it off takes it first too), then the renewal. A caller
     that has read the renewal already passes its rule_id (a renewal's rule never changes)."""
     if rule_id is _UNKNOWN:

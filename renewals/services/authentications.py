@@ -39,8 +39,11 @@ def _abandoned(now: datetime) -> Q:
     passed, as the off-session one is."""
     newer = Renewal.objects.filter(line_id=OuterRef("renewal__line_id")).filter(
         Q(created_at__gt=OuterRef("renewal__created_at")) | Q(created_at=OuterRef("renewal__created_at"), id__gt=OuterRef("renewal_id")))
-    live_pay_now = (Q(on_session=True, renewal__status=Renewal.Status.FAILED, sent_at__gt=now - authentication_window())
-                    & ~Exists(newer))
+    # Q & ~Exists is a Q at run time (Q._combine wraps a conditional expression); django-stubs'
+    # Q.__and__ accepts only a Q, so mypy falls back to Combinable.__rand__.
+    recent_pay_now = Q(on_session=True, renewal__status=Renewal.Status.FAILED,
+                       sent_at__gt=now - authentication_window())
+    live_pay_now: Q = recent_pay_now & ~Exists(newer)  # type: ignore[assignment]
     return Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=CLOSED) & ~live_pay_now
 
 

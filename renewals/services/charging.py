@@ -6,7 +6,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -21,7 +20,7 @@ from .. import notifications
 from ..models import Renewal
 from . import outcomes, precedence, reconciliation
 from ._base import PENDING, PROCESSOR_ERROR, THROTTLED, _kind, _log
-from ._locks import _UNKNOWN, _cancel, _lock_rule_and_renewal
+from ._locks import _UNKNOWN, _cancel, _lock_rule_and_renewal, _Unknown
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class PreparedCharge:
 
 
 def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
-                   payment_method_summary: str = "", rule_id: Any = _UNKNOWN,
+                   payment_method_summary: str = "", rule_id: int | None | _Unknown = _UNKNOWN,
                    payment_method_type: str | None = None) -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
@@ -73,6 +72,11 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
             notifications.notify_later(renewal, notifications.NEEDS_ACTION)
             return None
         line = renewal.line
+        if line.owner_id is None:
+            # A cycle with no payer kept, whose line lost its owner after charge_renewal read it:
+            # nobody to charge (a charge's customer is NOT NULL), cancelled as charge_renewal does.
+            _cancel(renewal, now=now, reason="line_has_no_owner")
+            return None
         attempt = renewal.attempts + 1
         # The renewal's frozen terms, never the rule's or the package's of today (docs/money.md).
         charge = Charge.objects.create(
@@ -101,10 +105,10 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     user = renewal.payer if renewal.payer_id is not None else renewal.line.owner
     if user is None:
         with transaction.atomic():
-            _rule, renewal = _lock_rule_and_renewal(renewal_id)
-            if renewal.status == Renewal.Status.CHARGING and not renewal.attempt_in_flight:
-                _cancel(renewal, now=now or timezone.now(), reason="line_has_no_owner")
-        return renewal
+            _rule, locked = _lock_rule_and_renewal(renewal_id)
+            if locked.status == Renewal.Status.CHARGING and not locked.attempt_in_flight:
+                _cancel(locked, now=now or timezone.now(), reason="line_has_no_owner")
+        return locked
     if renewal.payment_waiting and not _withdraw_open_payments(renewal_id=renewal_id):
         return Renewal.objects.get(pk=renewal_id)
     # Look-ups happen outside any row lock; the rule itself is re-read under the lock. One read of

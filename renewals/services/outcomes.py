@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import transaction
 
@@ -27,6 +26,7 @@ from ._base import (
     SUCCEEDED,
     SUPERSEDED,
     THROTTLED,
+    ChargeResult,
     _kind,
     _log,
     _reconcile_after,
@@ -37,7 +37,7 @@ from ._locks import _cancel, _is_latest, _locked_renewal
 logger = logging.getLogger(__name__)
 
 
-def _outcome_fields(outcome: Any) -> dict[str, str]:
+def _outcome_fields(outcome: ChargeResult) -> dict[str, str]:
     return {
         "kind": _kind(outcome),
         "payment_intent_id": getattr(outcome, "payment_intent_id", "") or "",
@@ -47,7 +47,7 @@ def _outcome_fields(outcome: Any) -> dict[str, str]:
     }
 
 
-def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Renewal:
+def record_charge_outcome(*, charge_id: int, outcome: ChargeResult, now: datetime) -> Renewal:
     """Record what the processor said about one attempt of a renewal (off-session, reconciled, or
     the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
     left alone, and a second success for one renewal is refused by the database (invariant 1)."""
@@ -55,7 +55,7 @@ def record_charge_outcome(*, charge_id: int, outcome: Any, now: datetime) -> Ren
     return _record_outcome(renewal_id=renewal_id, charge_id=charge_id, outcome=outcome, now=now)
 
 
-def _record_outcome(*, renewal_id: int, charge_id: int, outcome: Any, now: datetime) -> Renewal:
+def _record_outcome(*, renewal_id: int, charge_id: int, outcome: ChargeResult, now: datetime) -> Renewal:
     result = _outcome_fields(outcome)
     if result["kind"] in (PROCESSOR_ERROR, PENDING, THROTTLED):
         raise ValueError(f"outcome {result['kind']} is not an outcome: reconcile or release the charge instead")

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import Line
+from accounts.models import Line, User
 from payments import gateways
 from payments.gateways import OutcomeKind
 from payments.models import Charge
@@ -46,6 +46,8 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
         if renewal.line.status == Line.Status.TERMINATED:
             raise RenewalNotPayable(precedence.LINE_TERMINATED)  # it would only be refunded (precedence)
         line = renewal.line
+        if line.owner_id is None:
+            raise RenewalNotPayable("line_has_no_owner")  # nobody to charge: a charge's customer is NOT NULL
         charge = Charge.objects.create(
             user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
             purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
@@ -56,7 +58,7 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
     return charge
 
 
-def payable_renewal(*, user, renewal_id: int):
+def payable_renewal(*, user: User, renewal_id: int) -> Renewal:
     """The user's renewal that can be paid now (PAYABLE: needs action, waiting for a method,
     retrying, or failed), or NotPayable. Another customer's renewal is 'not found'."""
     renewal = Renewal.objects.select_related("line", "package").filter(pk=renewal_id, line__owner=user).first()
@@ -70,7 +72,7 @@ def payable_renewal(*, user, renewal_id: int):
     return renewal
 
 
-def pay_renewal_now(*, user, renewal, payment_method_id: str, now: datetime | None = None) -> Charge:
+def pay_renewal_now(*, user: User, renewal: Renewal, payment_method_id: str, now: datetime | None = None) -> Charge:
     """The customer pays a renewal that needs action or has failed, on-session (the purchase
     flow), at the renewal's frozen terms. Earlier intents of the renewal left waiting for
     authentication are withdrawn first, so only this payment can take the money; one the customer

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -19,7 +18,17 @@ from payments.models import Charge, next_authentication_check
 from .. import tasks
 from ..models import Alert, Renewal
 from . import alerts, authentications, outcomes
-from ._base import NOT_SENT, PENDING, PROCESSOR_ERROR, SUCCEEDED, _claim_batch_size, _kind, _log, _reconcile_after
+from ._base import (
+    NOT_SENT,
+    PENDING,
+    PROCESSOR_ERROR,
+    SUCCEEDED,
+    ChargeResult,
+    _claim_batch_size,
+    _kind,
+    _log,
+    _reconcile_after,
+)
 from ._locks import _lock_rule_and_renewal
 
 logger = logging.getLogger(__name__)
@@ -94,6 +103,7 @@ def alert_stuck_charges(*, now: datetime, limit: int | None = None) -> list[int]
     )
     alerted = []
     for charge in stuck:
+        assert charge.renewal is not None  # renewal__isnull=False above
         alerts.raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=charge.renewal.line, renewal=charge.renewal, now=now,
                     message=f"charge {charge.pk} of renewal {charge.renewal_id} pending since {charge.sent_at:%Y-%m-%d %H:%M} UTC: outcome not known")
         alerted.append(charge.pk)
@@ -135,7 +145,9 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
         return None
     intent = gateways.find_payment_intent_for_charge(charge)  # GatewayError: Stripe unreachable, ask later
     if intent is None:
-        outcome: Any = Outcome(kind=NOT_SENT, failure_code="not_sent", failure_message="The payment processor never received this attempt.")
+        outcome: ChargeResult = Outcome(
+            kind=NOT_SENT, failure_code="not_sent",
+            failure_message="The payment processor never received this attempt.")
     else:
         outcome = gateways.outcome_from_payment_intent(intent)
         if _kind(outcome) in (PENDING, PROCESSOR_ERROR):
@@ -194,6 +206,7 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
         if charge.on_session:  # the customer's pay-now: the renewal was never touched
             _log("pay_now_released", renewal, charge=charge_id, reason="processor_busy")
             return renewal
+        assert charge.attempt is not None  # an off-session attempt is numbered (prepare_charge)
         renewal.attempts = charge.attempt - 1
         if previous is not None:
             renewal.status, renewal.next_attempt_at, renewal.completed_at = previous.status, previous.next_attempt_at, previous.completed_at

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from accounts.history import acting, record_changes
-from accounts.models import Line
+from accounts.models import Line, User
 from payments.models import Charge
 
 from ..models import Renewal, RenewalRule
@@ -22,7 +21,7 @@ from ._locks import _cancel
 logger = logging.getLogger(__name__)
 
 
-def save_rule(*, line: Line, values: dict[str, Any], now: datetime) -> RenewalRule:
+def save_rule(*, line: Line, values: dict[str, object], now: datetime) -> RenewalRule:
     """Save the confirmed rule (the form validated `values`); turning it on evaluates the triggers
     at once, so a line already below its threshold renews now."""
     with transaction.atomic():
@@ -69,7 +68,7 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
     return cancelled
 
 
-def payment_method_changed(*, user, now: datetime, payment_method_id: str = "") -> list[int]:
+def payment_method_changed(*, user: User, now: datetime, payment_method_id: str = "") -> list[int]:
     """The customer set a new default method (the payments app calls this): each renewal of theirs
     waiting for a method, or whose cycle failed, gets one immediate attempt; a line whose trigger
     is met and has no renewal starts one (DESIGN.md: hard declines). One method earns a cycle one
@@ -106,7 +105,7 @@ def payment_method_changed(*, user, now: datetime, payment_method_id: str = "") 
     return woken
 
 
-def rules_using_method(*, user, payment_method_id: str, is_default: bool) -> list[RenewalRule]:
+def rules_using_method(*, user: User, payment_method_id: str, is_default: bool) -> list[RenewalRule]:
     """Enabled rules that would charge this method: named explicitly, or through the default when
     it is the default."""
     condition = Q(payment_method_id=payment_method_id)
@@ -115,7 +114,7 @@ def rules_using_method(*, user, payment_method_id: str, is_default: bool) -> lis
     return list(RenewalRule.objects.filter(condition, line__owner=user, enabled=True).select_related("line"))
 
 
-def move_rules_to_method(*, user, from_id: str, to_id: str) -> int:
+def move_rules_to_method(*, user: User, from_id: str, to_id: str) -> int:
     """Point the customer's rules that charge `from_id` at `to_id`, with one history row per rule
     (a bulk update fires no history signal), attributed to the customer who chose the replacement."""
     with transaction.atomic():
