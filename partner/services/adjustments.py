@@ -17,6 +17,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Sum
+from django.utils.translation import gettext as _
 
 from accounts import history
 from accounts.models import Line, UsageAdjustment, UsageRecord
@@ -87,9 +88,9 @@ def settle_credit(*, line: LineState, rule: RuleOverage | None, credit_bytes: in
 
 def _settle(*, line: Line, bytes: int) -> AdjustmentPreview:
     if bytes == 0:
-        raise AdjustmentRefused("A correction of 0 bytes changes nothing.")
+        raise AdjustmentRefused(_("A correction of 0 bytes changes nothing."))
     if line.status == Line.Status.TERMINATED:
-        raise AdjustmentRefused("The line is terminated: nothing moves a terminated line.")
+        raise AdjustmentRefused(_("The line is terminated: nothing moves a terminated line."))
     state = _state(line)
     rule = RenewalRule.objects.filter(line=line).values_list("overage_policy", "overage_cap_mb").first()
     overage_rule = RuleOverage(*rule) if rule else None
@@ -97,7 +98,8 @@ def _settle(*, line: Line, bytes: int) -> AdjustmentPreview:
     if bytes < 0:
         if -bytes > used_in_period:
             raise AdjustmentRefused(
-                f"At most {used_in_period} bytes can be given back: the usage charged to the current package.")
+                _("At most %(bytes)d bytes can be given back: the usage charged to the current package.")
+                % {"bytes": used_in_period})
         after = settle_credit(line=state, rule=overage_rule, credit_bytes=-bytes)
     else:
         after = usage.settle_usage(line=state, rule=overage_rule, used_bytes=bytes)
@@ -113,9 +115,9 @@ def adjust_usage(*, line_id: int, bytes: int, reason: str, actor, now: datetime)
     """Record and apply an operator's correction; raises AdjustmentRefused (nothing written)."""
     reason = (reason or "").strip()
     if not reason:
-        raise AdjustmentRefused("A correction needs a reason.")
+        raise AdjustmentRefused(_("A correction needs a reason."))
     if getattr(actor, "pk", None) is None:
-        raise AdjustmentRefused("A correction is signed by an operator.")
+        raise AdjustmentRefused(_("A correction is signed by an operator."))
     with transaction.atomic():
         line = Line.objects.select_for_update(of=("self",)).select_related("package").get(pk=line_id)
         result = _settle(line=line, bytes=bytes)
