@@ -162,3 +162,17 @@ def test_the_correction_is_signed_and_in_the_history(customer, package, operator
     assert (record.before["data_remaining_bytes"], record.after["data_remaining_bytes"]) == (GB - 300 * MB, GB)
     # The partner's records stay as received.
     assert list(UsageRecord.objects.filter(line=line).values_list("bytes", flat=True)) == [300 * MB]
+
+
+@pytest.mark.parametrize("language, text", [("en", "Correction by operator: \u2212300 MB"),
+                                            ("zh-hans", "运营人员更正：\u2212300 MB")])
+def test_the_customer_sees_the_correction_as_such_on_the_line_page(client, customer, package, operator, language, text):
+    line = use(make_line(owner=customer, package=package, data_remaining_bytes=GB, data_used_bytes=0), 300 * MB)
+    customer.language = language
+    customer.save(update_fields=["language"])
+    client.force_login(customer)
+    assert "usage-corrections" not in client.get(f"/lines/{line.pk}/").content.decode()
+    adjust_usage(line_id=line.pk, bytes=-300 * MB, reason="internal note: ticket 4711", actor=operator, now=timezone.now())
+    page = client.get(f"/lines/{line.pk}/").content.decode()
+    assert text in page
+    assert "ticket 4711" not in page and operator.email not in page  # who and why stay with the operators
