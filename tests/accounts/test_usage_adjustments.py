@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts.models import ChangeRecord, Line, NetworkCommand, UsageAdjustment, UsageRecord
 from accounts.services import apply_package
+from accounts.services.line_status import suspend_line
 from partner.services.adjustments import AdjustmentRefused, adjust_usage, preview_adjustment
 from partner.services.usage import UsageInput, ingest_usage
 from renewals.models import Renewal, RenewalRule
@@ -176,3 +177,13 @@ def test_the_customer_sees_the_correction_as_such_on_the_line_page(client, custo
     page = client.get(f"/lines/{line.pk}/").content.decode()
     assert text in page
     assert "ticket 4711" not in page and operator.email not in page  # who and why stay with the operators
+
+
+def test_a_credit_on_an_operator_suspended_line_lifts_only_its_data_switch(customer, package, operator):
+    line = use(make_line(owner=customer, package=package, data_remaining_bytes=100 * MB, data_used_bytes=0), 400 * MB)
+    suspend_line(line_id=line.pk, reason="fraud check", actor=operator, now=timezone.now())
+    adjust_usage(line_id=line.pk, bytes=-300 * MB, reason="double report", actor=operator, now=timezone.now())
+    line.refresh_from_db()
+    # Precedence: the operator's suspension stays; the network hears only about the data.
+    assert (line.status, line.suspended_by_operator, line.data_blocked) == (Line.Status.SUSPENDED, True, False)
+    assert commands(line) == ["block_data", "suspend", "unblock_data"]
