@@ -215,6 +215,37 @@ class UsageRecord(models.Model):
         return self.partner_record_id
 
 
+class UsageAdjustment(models.Model):
+    """An operator's signed correction of a line's usage (docs/usage.md, "Operator corrections"):
+    negative bytes give usage back (a partner's double report, a goodwill credit), positive bytes
+    add usage the partner never reported. Usage records are never edited or deleted; a correction
+    is this row, applied by partner.services.adjustments through the same accounting as usage, in
+    the period of the package in force when it was made."""
+
+    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="usage_adjustments", on_delete=models.PROTECT)
+    bytes = models.BigIntegerField(_("bytes (negative: given back)"))
+    reason = models.CharField(_("reason"), max_length=500)
+    operator = models.ForeignKey(User, verbose_name=_("operator"), related_name="+", on_delete=models.PROTECT)
+    # The package and the period (Line.package_started_at) the correction was charged to.
+    package = models.ForeignKey(Package, verbose_name=_("package"), related_name="+", on_delete=models.PROTECT,
+                                null=True, blank=True)
+    period_started_at = models.DateTimeField(_("package started"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("usage correction")
+        verbose_name_plural = _("usage corrections")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["line", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(bytes=0), name="usage_adjustment_not_zero"),
+            models.CheckConstraint(condition=~Q(reason=""), name="usage_adjustment_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bytes:+d} bytes on {self.line_id}"
+
+
 class NetworkCommand(models.Model):
     """One command to the network partner, kept as a row (an outbox) so that losing the broker or
     the partner being down loses nothing: the delivery sweep re-sends due rows, oldest first per line."""
@@ -312,6 +343,7 @@ class ChangeRecord(models.Model):
             ("email_customer", _("Can resend a verification or pay-now email")),
             ("import_lines", _("Can import lines from CSV")),
             ("view_operations", _("Can see the operations page")),
+            ("adjust_usage", _("Can correct a line's usage")),
         ]
 
     def __str__(self) -> str:

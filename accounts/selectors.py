@@ -4,7 +4,7 @@ from datetime import date, datetime, tzinfo
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from .models import Line, UsageRecord
+from .models import Line, UsageAdjustment, UsageRecord
 
 
 def lines_for_user(user) -> QuerySet[Line]:
@@ -30,3 +30,9 @@ def daily_usage_for_lines(lines, *, since: datetime, zone: tzinfo) -> dict[int, 
     for row in rows:
         usage[row["line_id"]][row["day"]] = row["total"]
     return usage
+
+
+def usage_corrections_for_line(line: Line, *, limit: int = 20) -> QuerySet[UsageAdjustment]:
+    """The operator's corrections of the line's usage, newest first (the customer's line page shows
+    them as such; who made them and why stays with the operators)."""
+    return UsageAdjustment.objects.filter(line=line).only("bytes", "created_at", "line_id").order_by("-created_at", "-id")[:limit]

@@ -54,6 +54,7 @@ def line_detail(request, line_id: int):
         # segno escapes the title; the SVG is ours, not user input.
         "qr_svg": mark_safe(qr_svg.replace("<svg ", '<svg role="img" ', 1)),
         "ios_install_url": IOS_INSTALL_URL + quote(lpa, safe=""),
+        "corrections": list(selectors.usage_corrections_for_line(line)),
     }
     return render(request, "accounts/line_detail.html", context)
 

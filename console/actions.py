@@ -22,7 +22,7 @@ from payments.views import _csv_cell
 
 OPERATOR_PERMISSIONS = (
     "retry_renewal", "cancel_renewal", "suspend_line", "resume_line", "refund_charge", "email_customer",
-    "import_lines", "view_operations",
+    "import_lines", "view_operations", "adjust_usage",
 )
 
 
@@ -69,6 +69,9 @@ class OperatorPermissionsMixin:
 
     def has_import_lines_permission(self, request):
         return self._operator_may(request, "import_lines")
+
+    def has_adjust_usage_permission(self, request):
+        return self._operator_may(request, "adjust_usage")
 
     def has_view_operations_permission(self, request):
         return self._operator_may(request, "view_operations")

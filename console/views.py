@@ -5,6 +5,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
+from django.http import Http404
 from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -13,8 +14,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views import View
 
+from accounts.models import Line
 from accounts.services import notices
+from accounts.templatetags.data_units import signed_data_size
 from accounts.services.line_import import ImportFileError, import_lines, parse
+from partner.services import adjustments
 from payments.money import format_money
 
 from . import operations
@@ -24,6 +28,7 @@ from . import operations
 # on the text as the browser will send it back (line ends as CRLF, UTF-8), less room for the other
 # fields. Whatever the preview accepts, the confirmation carries.
 CONFIRM_FIELDS_ROOM = 8 * 1024
+MB = 1024**2
 
 
 def max_import_bytes() -> int:
@@ -123,3 +128,74 @@ def operations_view(request, admin_site):
         "usage": operations.usage_job(now=now),
         "processor_writes": operations.processor_writes(),
     })
+
+
+class UsageCorrectionForm(forms.Form):
+    """An operator's correction of a line's usage: signed megabytes (negative gives usage back)
+    and a reason, which the history and the customer's line page keep."""
+
+    megabytes = forms.IntegerField(
+        label=_("Correction (MB)"), min_value=-1_000_000, max_value=1_000_000,
+        help_text=_("Negative gives usage back (a double report, a goodwill credit); positive adds usage the partner did not report."))
+    reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.TextInput(attrs={"size": 60}))
+
+    def clean_megabytes(self):
+        value = self.cleaned_data["megabytes"]
+        if value == 0:
+            raise forms.ValidationError(_("A correction of 0 bytes changes nothing."))
+        return value
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError(_("A correction needs a reason."))
+        return reason
+
+
+class UsageCorrectionView(View):
+    """Correct usage: the form, a confirmation page with the line before and after, then the
+    correction (partner.services.adjustments). Refusals are form errors, never a 500."""
+
+    model_admin = None
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.has_perm("accounts.adjust_usage"):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def render(self, request, line, **context):
+        admin = self.model_admin
+        return TemplateResponse(request, "admin/accounts/line/adjust_usage.html", {
+            **admin.admin_site.each_context(request), "opts": admin.model._meta, "original": line,
+            "title": _("Correct usage of %(line)s") % {"line": line}, "line": line, **context,
+        })
+
+    def get_line(self, line_id):
+        try:
+            return Line.objects.select_related("package").get(pk=line_id)
+        except (Line.DoesNotExist, ValueError):
+            raise Http404 from None
+
+    def get(self, request, line_id):
+        return self.render(request, self.get_line(line_id), form=UsageCorrectionForm())
+
+    def post(self, request, line_id):
+        line = self.get_line(line_id)
+        form = UsageCorrectionForm(request.POST)
+        if not form.is_valid():
+            return self.render(request, line, form=form)
+        bytes_ = form.cleaned_data["megabytes"] * MB
+        try:
+            if request.POST.get("confirm") != "yes":
+                preview = adjustments.preview_adjustment(line_id=line.pk, bytes=bytes_)
+                return self.render(request, line, form=form, preview=preview, bytes=bytes_,
+                                   status_before=Line.Status(preview.before.status).label,
+                                   status_after=Line.Status(preview.after.status).label)
+            adjustments.adjust_usage(line_id=line.pk, bytes=bytes_, reason=form.cleaned_data["reason"],
+                                     actor=request.user, now=timezone.now())
+        except adjustments.AdjustmentRefused as exc:
+            form.add_error(None, str(exc))
+            return self.render(request, line, form=form)
+        messages.success(request, _("Usage of %(line)s corrected by %(bytes)s.") % {
+            "line": line, "bytes": signed_data_size(bytes_)})
+        return redirect("admin:accounts_line_change", line.pk)

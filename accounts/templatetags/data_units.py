@@ -32,3 +32,13 @@ def percent_of(part, whole) -> int:
     if whole <= 0:
         return 0
     return max(0, min(100, round(100 * part / whole)))
+
+
+@register.filter
+def signed_data_size(value) -> str:
+    """A usage correction as read: -314572800 -> "−300 MB" (a true minus sign), 1 GB -> "+1 GB"."""
+    try:
+        amount = int(value)
+    except (TypeError, ValueError):
+        return ""
+    return ("+" if amount > 0 else "\u2212" if amount < 0 else "") + data_size(abs(amount))

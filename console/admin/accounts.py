@@ -10,10 +10,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 from accounts.history import acting, record_change
-from accounts.models import ChangeRecord, Line, NetworkCommand, Notice, Package, UsageRecord, User
+from accounts.models import ChangeRecord, Line, NetworkCommand, Notice, Package, UsageAdjustment, UsageRecord, User
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
-from console.views import LineImportView
+from console.views import LineImportView, UsageCorrectionView
 from partner.services.outbox import retry_command_now
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
@@ -238,6 +238,30 @@ class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
     inlines = [ChangeHistoryInline]
 
 
+class UsageAdjustmentInline(admin.TabularInline):
+    """The line's usage corrections on its page, read-only (made through "Correct usage")."""
+
+    model = UsageAdjustment
+    fields = ["created_at", "bytes", "reason", "operator", "package", "period_started_at"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("operator", "package")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 # What an operator may type on a line's form. Everything else (status, counters, package, validity,
 # owner, the activation code) belongs to the services: the status through the suspend / resume
 # actions, which send the network command and write history; data and validity through usage and
@@ -255,7 +279,7 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     list_select_related = ["owner", "package"]
     raw_id_fields = ["owner"]
     ordering = ["-created_at", "-id"]
-    inlines = [ChangeHistoryInline]
+    inlines = [UsageAdjustmentInline, ChangeHistoryInline]
     actions = [
         confirmed_action(name="suspend_lines", description=_("Suspend the line (sends the network command)"),
                          permission="suspend_line", perform=_suspend, reason_required=True),
@@ -297,7 +321,9 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(LineImportView.as_view(model_admin=self))
-        return [path("import/", view, name="accounts_line_import"), *super().get_urls()]
+        correct = self.admin_site.admin_view(UsageCorrectionView.as_view(model_admin=self))
+        return [path("import/", view, name="accounts_line_import"),
+                path("<int:line_id>/adjust-usage/", correct, name="accounts_line_adjust_usage"), *super().get_urls()]
 
 
 @admin.register(ChangeRecord)
@@ -331,6 +357,27 @@ class UsageRecordAdmin(admin.ModelAdmin):
     search_fields = ["partner_record_id", "line__iccid"]
     list_select_related = ["line"]
     readonly_fields = [f.name for f in UsageRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageAdjustment)
+class UsageAdjustmentAdmin(admin.ModelAdmin):
+    """Operators' usage corrections (docs/usage.md, "Operator corrections"). Read-only for everyone:
+    a correction is made on the line's "Correct usage" page and is undone only by another one."""
+
+    list_display = ["created_at", "line", "bytes", "operator", "reason", "package"]
+    search_fields = ["line__iccid", "reason", "operator__email"]
+    list_select_related = ["line", "operator", "package"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in UsageAdjustment._meta.fields]
 
     def has_add_permission(self, request):
         return False
