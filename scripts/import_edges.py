@@ -24,6 +24,11 @@ def edges(root: Path):
                 continue
             tree = ast.parse(path.read_text(), str(path))
             module_level = {id(node) for node in tree.body}
+            # Imports under `if TYPE_CHECKING:` at module level are for annotations only: they run
+            # nowhere, so they count as module-level (they are never a way round a cycle).
+            for node in tree.body:
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                    module_level |= {id(child) for child in node.body}
             for node in ast.walk(tree):
                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
