@@ -1,5 +1,5 @@
 """A usage batch that takes a line below its renewal threshold starts the renewal at once
-(renewals.services.evaluate_triggers), not at the next beat."""
+(renewals.services.triggers.evaluate_triggers), not at the next beat."""
 
 import pytest
 from django.utils import timezone

@@ -47,7 +47,7 @@ def test_a_usage_batch_that_uses_up_the_data_records_the_line_state_change(clien
 
 def test_moving_rules_to_a_replacement_card_is_recorded_per_rule(customer, line, package):
     from payments import gateways
-    from payments.services import remove_method
+    from payments.services.methods import remove_method
     from tests.payments.conftest import create_card
 
     stripe_customer = gateways.ensure_customer(customer)

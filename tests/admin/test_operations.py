@@ -93,7 +93,7 @@ def test_operations_page_in_chinese_for_a_chinese_speaking_operator(db):
 
 
 def test_a_foreground_dispatcher_pass_counts_as_a_pass(support_client):
-    from renewals.services import run_dispatcher
+    from renewals.services.dispatcher import run_dispatcher
 
     now = timezone.now()
     run_dispatcher(now=now, enqueue=False)  # what `renewals_tick --inline` runs
