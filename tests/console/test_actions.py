@@ -7,7 +7,7 @@ from payments import gateways
 from payments.models import Charge
 from payments.services import recording
 from payments.services import refunds as payments_refunds
-from tests.admin.conftest import run_action
+from tests.console.conftest import run_action
 from tests.builders import make_charge, make_renewal, make_rule, make_user
 from tests.payments.conftest import create_card
 

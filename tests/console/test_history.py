@@ -33,7 +33,7 @@ def test_saving_a_line_without_a_tracked_change_writes_nothing(line):
 
 def test_a_usage_batch_that_uses_up_the_data_records_the_line_state_change(client, line):
     from accounts.history import history_for
-    from tests.accounts.partner_helpers import record, signed_post
+    from tests.partner.helpers import record, signed_post
 
     line.data_remaining_bytes = 1024
     line.save()

@@ -83,7 +83,7 @@ def test_healthz_reports_redis_down_without_details(client, db, settings):
 
 
 def test_operations_page_in_chinese_for_a_chinese_speaking_operator(db):
-    from tests.admin.conftest import admin_client_for
+    from tests.console.conftest import admin_client_for
 
     client, user = admin_client_for("support")
     user.language = "zh-hans"

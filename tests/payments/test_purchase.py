@@ -376,7 +376,7 @@ def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, cus
     assert charge.status == Charge.Status.PENDING and charge.payment_intent_id and charge.decline_kind == ""
     assert "Your bank is processing the payment" in customer_client.get(response["Location"]).content.decode()
     # localstripe declines it about 0.5 s later: asked until it has, however long that takes here.
-    from tests.accounts.partner_helpers import wait_until
+    from tests.partner.helpers import wait_until
 
     assert wait_until(lambda: on_session.reconcile(charge=Charge.objects.get(pk=charge.pk)).status != Charge.Status.PENDING,
                       timeout=60, interval=0.5)

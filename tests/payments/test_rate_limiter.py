@@ -275,7 +275,7 @@ def test_with_the_limiters_redis_stopped_nothing_is_sent_and_the_renewal_goes_th
 
 
 def test_operations_page_shows_the_write_counters(customer, settings):
-    from tests.admin.conftest import admin_client_for
+    from tests.console.conftest import admin_client_for
 
     _take_the_seconds_only_slot(settings)
     processor_limit.reset_write_stats()

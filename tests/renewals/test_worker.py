@@ -18,7 +18,7 @@ from payments.models import Charge
 from renewals.models import Renewal
 from renewals.services import charging, claims, dispatcher, triggers
 from renewals.tasks import charge_renewal_task
-from tests.accounts.partner_helpers import celery_worker, wait_until
+from tests.partner.helpers import celery_worker, wait_until
 
 from .conftest import payment_intents_for
 

@@ -52,7 +52,7 @@ def is_admin(endpoint: Endpoint) -> bool:
 # Outside the portal matrix, each for a reason. Keys are URL names (or routes when unnamed).
 OUT_OF_SCOPE = {
     "djstripe:djstripe_webhook_by_uuid": "Stripe's webhook: authenticated by its signature, tested in tests/payments/test_webhooks.py",
-    "partner_api:usage": "the partner's usage API: authenticated by HMAC, tested in tests/accounts/test_usage_api.py",
+    "partner_api:usage": "the partner's usage API: authenticated by HMAC, tested in tests/partner/test_usage_api.py",
     "partner_api:openapi": "the partner API's public contract (no data)",
     "healthz": "the load balancer's probe: public by design, counts and ages only (console/health.py)",
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
