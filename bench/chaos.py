@@ -21,7 +21,7 @@ What it does, exactly:
   `timeout` (forwarded, answer held past the client's 3 s time-out), `drop` (forwarded, then the
   connection is closed with no answer);
 - the customers (class Customers), once their renewal needs them, through the portal's own
-  service calls (payments.services.payable_renewal + start_pay_now as the pay page calls them,
+  service calls (renewals.services.pay_now.payable_renewal + start_pay_now as the pay page calls them,
   complete_authentication as the 3-D Secure return page does) and localstripe's browser endpoint
   for the bank's answer (POST /v1/payment_intents/<id>/_authenticate): declining customers let the
   retries run out, or pay now with a new good card (from one tab, or two at once) at a random
@@ -69,7 +69,8 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from . import common
 
@@ -344,8 +345,8 @@ class Customers:
         import stripe
         from django.conf import settings
 
-        from payments import services as payment_services
         from payments.models import Charge
+        from payments.services import on_session
 
         charge = (Charge.objects.filter(line_id=self.line_of[n], renewal__isnull=False, on_session=False)
                   .exclude(payment_intent_id__isnull=True).exclude(payment_intent_id="").order_by("-id").first())
@@ -362,7 +363,7 @@ class Customers:
                 self.accepted_authentications[n] = intent["id"]
         self.count(f"3ds_{label}_{'accepted' if accepted else 'refused'}")
         if come_back:
-            payment_services.complete_authentication(user=self._user(n), charge_id=charge.pk)
+            on_session.complete_authentication(user=self._user(n), charge_id=charge.pk)
         return accepted
 
     def _good_card(self, n: int) -> str:
@@ -385,7 +386,7 @@ class Customers:
         from django.db import connection
 
         from payments import gateways
-        from payments import services as payment_services
+        from payments.services import errors
         from renewals.models import Renewal
         from renewals.services import pay_now
 
@@ -405,7 +406,7 @@ class Customers:
                     payable = pay_now.payable_renewal(user=user, renewal_id=renewal.pk)
                     charge = pay_now.pay_renewal_now(user=user, renewal=payable, payment_method_id=method)
                     outcomes.append(charge.status)
-                except payment_services.PaymentError as exc:
+                except errors.PaymentError as exc:
                     outcomes.append(f"refused_{exc.code}")
             finally:
                 connection.close()
@@ -464,8 +465,9 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
     from accounts.models import Line
     from partner.services.usage import UsageInput, ingest_usage
     from payments import gateways
-    from payments import services as payment_services
     from payments.models import Charge
+    from payments.services import on_session
+    from payments.services import refunds as payments_refunds
     from renewals.models import Alert, Renewal, RetryPolicy
 
     rng = random.Random(seed)
@@ -606,9 +608,9 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
             # The payments sweep (payments.tasks.reconcile_pending_purchases, every 5 min on beat):
             # refunds owed for money taken after its cycle closed, and refunds in doubt, until done.
             try:
-                payment_services.reconcile_refunds_in_doubt()
-                payment_services.refund_due_charges()
-                payment_services.reconcile_stale_purchases()
+                payments_refunds.reconcile_refunds_in_doubt()
+                payments_refunds.refund_due_charges()
+                on_session.reconcile_stale_purchases()
             except Exception as exc:  # the processor is reachable here; an error is printed, retried
                 print(f"   ! payments sweep: {type(exc).__name__}: {exc}")
             renewals = Renewal.objects.filter(line_id__in=line_ids)

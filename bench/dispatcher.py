@@ -4,10 +4,10 @@ M lines (same D), to show whether the pass costs what the due work costs or what
 Every line has an enabled data-trigger rule (500 MB, data well above it) and one succeeded
 renewal from the past; D of them also have a `due` renewal. Timed, each the median of --repeat
 runs, the due rows put back to `due` between runs:
-  claim  renewals.services.claim_due_renewals(limit=D): the SKIP LOCKED claim and its UPDATE;
-  pass   renewals.services.run_dispatcher(enqueue=False) with RENEWALS_CLAIM_BATCH_SIZE=D:
+  claim  renewals.services.claims.claim_due_renewals(limit=D): the SKIP LOCKED claim and its UPDATE;
+  pass   renewals.services.dispatcher.run_dispatcher(enqueue=False) with RENEWALS_CLAIM_BATCH_SIZE=D:
          trigger sweep + suspensions + reconciliation + requeue + the claim (the beat's tick);
-  sweep  renewals.services.lines_with_enabled_rules_ids: the trigger sweep's candidate query alone.
+  sweep  renewals.selectors.lines_with_enabled_rules_ids: the trigger sweep's candidate query alone.
 Then EXPLAIN (ANALYZE, BUFFERS) of the claim query, of the sweep's candidate query and of its
 MAX(expiry window) at the larger size.
 
@@ -65,8 +65,10 @@ def measure(*, due: int, repeat: int) -> dict:
     from django.test import override_settings
     from django.utils import timezone
 
-    from renewals import services
+    from renewals import selectors
     from renewals.models import Renewal
+    from renewals.services import claims as renewals_claims
+    from renewals.services import dispatcher
 
     due_ids = list(Renewal.objects.filter(status=Renewal.Status.DUE).values_list("id", flat=True))
     assert len(due_ids) == due, (len(due_ids), due)
@@ -74,19 +76,19 @@ def measure(*, due: int, repeat: int) -> dict:
     for _ in range(repeat):
         _reset(due_ids)
         with common.timed() as t:
-            claimed = services.claim_due_renewals(now=timezone.now(), limit=due)
+            claimed = renewals_claims.claim_due_renewals(now=timezone.now(), limit=due)
         claims.append(t())
         assert len(claimed) == due, (len(claimed), due)
 
         _reset(due_ids)
         with override_settings(RENEWALS_CLAIM_BATCH_SIZE=due):
             with common.timed() as t:
-                report = services.run_dispatcher(now=timezone.now(), enqueue=False)
+                report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=False)
         passes.append(t())
         assert len(report.claimed) == due and not report.opened, str(report)
 
         with common.timed() as t:
-            candidates = services.lines_with_enabled_rules_ids(now=timezone.now())
+            candidates = selectors.lines_with_enabled_rules_ids(now=timezone.now())
         sweeps.append(t())
         assert candidates == [], len(candidates)
     _reset(due_ids)
@@ -95,7 +97,8 @@ def measure(*, due: int, repeat: int) -> dict:
 
 def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), repeat: int = 3, show_plans: bool = True) -> dict:
     """Load, measure at each size (growing the same tables), print. Returns the figures."""
-    from renewals import services
+    from renewals import selectors
+    from renewals.services import claims as renewals_claims
 
     package = common.bench_package()
     results: dict[int, dict] = {}
@@ -129,7 +132,7 @@ def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), rep
         from renewals.models import Renewal
 
         due_ids = list(Renewal.objects.filter(status=Renewal.Status.DUE).values_list("id", flat=True))
-        claim_sql = captured_sql(lambda: services.claim_due_renewals(now=timezone.now(), limit=due), "SKIP LOCKED")
+        claim_sql = captured_sql(lambda: renewals_claims.claim_due_renewals(now=timezone.now(), limit=due), "SKIP LOCKED")
         _reset(due_ids)
         claim_plan = explain(claim_sql)
         results["claim_plan"] = claim_plan
@@ -139,14 +142,14 @@ def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), rep
         print(claim_plan)
         print(f"   claim query uses renewal_claimable_idx: {results['claim_uses_partial_index']}")
         # The candidate query reads the lines' trigger copies (after the widest expiry window's MAX).
-        sweep_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "renew_below_bytes")
+        sweep_sql = captured_sql(lambda: selectors.lines_with_enabled_rules_ids(now=timezone.now()), "renew_below_bytes")
         results["sweep_plan"] = explain(sweep_sql)
         results["sweep_uses_trigger_index"] = "line_data_trigger_headroom_idx" in results["sweep_plan"]
         print(f"-- EXPLAIN (ANALYZE, BUFFERS) of the trigger sweep's candidate query at {large:,} lines:")
         print(sweep_sql)
         print(results["sweep_plan"])
         print(f"   sweep query uses line_data_trigger_headroom_idx: {results['sweep_uses_trigger_index']}")
-        widest_sql = captured_sql(lambda: services.lines_with_enabled_rules_ids(now=timezone.now()), "MAX(")
+        widest_sql = captured_sql(lambda: selectors.lines_with_enabled_rules_ids(now=timezone.now()), "MAX(")
         print(f"-- EXPLAIN (ANALYZE, BUFFERS) of the sweep's widest expiry window (read first) at {large:,} lines:")
         print(widest_sql)
         print(explain(widest_sql))

@@ -76,8 +76,8 @@ def _engine_phase(*, line_ids: list[int], package_id: int, limit: int, worker_co
     from accounts.models import Line
     from payments import processor_limit
     from payments.models import Charge
-    from renewals import services
     from renewals.models import Renewal
+    from renewals.services import claims, dispatcher
 
     numbers = [int(iccid[4:]) for iccid in Line.objects.filter(pk__in=line_ids).values_list("iccid", flat=True)]
     common.load_due_renewals(line_numbers=numbers, package_id=package_id)
@@ -88,7 +88,7 @@ def _engine_phase(*, line_ids: list[int], package_id: int, limit: int, worker_co
         # A write refused after the bounded wait leaves its renewal due again: hand it out, as beat would.
         due = list(Renewal.objects.filter(line_id__in=line_ids, status=Renewal.Status.DUE).values_list("pk", flat=True))
         if due:
-            services.dispatch_now(renewal_ids=due, now=timezone.now())
+            claims.dispatch_now(renewal_ids=due, now=timezone.now())
         return not due and Renewal.objects.filter(line_id__in=line_ids, status=Renewal.Status.SUCCEEDED,
                                                   completed_at__gte=start_at).count() == count
 
@@ -99,7 +99,7 @@ def _engine_phase(*, line_ids: list[int], package_id: int, limit: int, worker_co
             start_at = timezone.now()
             start = time.time()
             with override_settings(RENEWALS_CLAIM_BATCH_SIZE=count):
-                report = services.run_dispatcher(now=timezone.now(), enqueue=True)
+                report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=True)
             assert len(report.claimed) == count, str(report)
             done = common.wait_until(all_paid, timeout=60 + 2 * count, interval=1.0)
         stats = processor_limit.write_stats()

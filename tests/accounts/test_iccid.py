@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import Line, UsageRecord
 from accounts.services import line_import
-from tests.accounts.partner_helpers import signed_post
+from tests.partner.helpers import signed_post
 
 ASCII = "8986" + "0" * 14 + "12"
 FULL_WIDTH = ASCII.translate(str.maketrans("0123456789", "０１２３４５６７８９"))

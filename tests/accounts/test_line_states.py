@@ -10,7 +10,7 @@ from accounts.services import apply_package
 from accounts.services.line_status import resume_line, suspend_line
 from accounts.tasks import expire_lines
 from renewals.models import RenewalRule
-from tests.accounts.partner_helpers import record, signed_post
+from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line
 
 

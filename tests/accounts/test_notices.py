@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Notice
 from accounts.tasks import send_expiry_notices, send_notices
-from tests.accounts.partner_helpers import record, signed_post
+from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line, make_user
 
 FAILURES: list[str] = []

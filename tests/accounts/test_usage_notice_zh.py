@@ -1,6 +1,6 @@
 """The low-data email is written in the customer's own language."""
 from accounts.tasks import send_notices
-from tests.accounts.partner_helpers import record, signed_post
+from tests.partner.helpers import record, signed_post
 from tests.builders import GB, make_line, make_user
 from django.core import mail
 

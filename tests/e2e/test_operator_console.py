@@ -5,8 +5,8 @@ from playwright.sync_api import expect
 
 from accounts.models import ChangeRecord
 from payments import gateways
-from payments import services as payment_services
 from payments.models import Charge
+from payments.services import recording
 from renewals.models import Renewal
 from tests.builders import make_charge, make_line, make_package, make_renewal, make_user
 from tests.payments.conftest import create_card
@@ -33,7 +33,7 @@ def test_operator_finds_customer_by_iccid_retries_and_refunds(page, operator, lo
     stripe_customer = gateways.ensure_customer(customer)
     method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
     charge = make_charge(user=customer, line=line, package=package)
-    charge = payment_services.record_outcome(
+    charge = recording.record_outcome(
         charge_id=charge.pk,
         outcome=gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=method.id))
 

@@ -120,7 +120,8 @@ def test_a_purchase_paid_after_its_line_was_terminated_is_refunded_once_with_an_
         customer, customer_client, bind_card, line, package, django_capture_on_commit_callbacks):
     """Money case 10: recorded as succeeded, the package silently not applied, the money kept."""
     from accounts.services.line_status import terminate_line
-    from payments import services as payment_services
+    from payments.services import on_session
+    from payments.services import refunds as payments_refunds
     from renewals.models import Alert
 
     bind_card("4000002500003155")
@@ -134,8 +135,8 @@ def test_a_purchase_paid_after_its_line_was_terminated_is_refunded_once_with_an_
 
     with django_capture_on_commit_callbacks(execute=True):
         done = customer_client.post(reverse("payments:complete", args=[charge.pk]))
-    payment_services.complete_authentication(user=customer, charge_id=charge.pk)  # a reload: nothing again
-    assert payment_services.refund_due_charges() == []
+    on_session.complete_authentication(user=customer, charge_id=charge.pk)  # a reload: nothing again
+    assert payments_refunds.refund_due_charges() == []
 
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REFUNDED and charge.refunded_minor == charge.amount_minor
@@ -256,7 +257,7 @@ def test_processor_time_out_leaves_the_purchase_pending_then_reconciliation_clos
         customer, customer_client, bind_card, line, package, settings, unresponsive_stripe_later):
     import time_machine
 
-    from payments import services
+    from payments.services import on_session
 
     bind_card("4242424242424242")
     (method,) = methods_of(customer)
@@ -267,9 +268,9 @@ def test_processor_time_out_leaves_the_purchase_pending_then_reconciliation_clos
     assert "We could not confirm the payment" in customer_client.get(response["Location"]).content.decode()
     charge = Charge.objects.get(user=customer)
     assert charge.status == Charge.Status.PENDING and charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR
-    assert services.reconcile_stale_purchases() == []  # too early: the request could still be in flight
+    assert on_session.reconcile_stale_purchases() == []  # too early: the request could still be in flight
     with time_machine.travel(timezone.now() + settings.PAYMENTS_RECONCILE_AFTER + timedelta(seconds=1)):
-        assert services.reconcile_stale_purchases() == [charge.pk]
+        assert on_session.reconcile_stale_purchases() == [charge.pk]
     charge.refresh_from_db()
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "not_sent"
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
@@ -278,7 +279,8 @@ def test_processor_time_out_leaves_the_purchase_pending_then_reconciliation_clos
 def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, line, package, add_card, stripe_customer, settings):
     import time_machine
 
-    from payments import gateways, services
+    from payments import gateways
+    from payments.services import on_session
     from tests.builders import make_charge
 
     pm = add_card("4242424242424242")
@@ -287,8 +289,8 @@ def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, li
     assert gateways.charge_on_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=pm.id).succeeded
     before = Line.objects.get(pk=line.pk).data_remaining_bytes
     with time_machine.travel(timezone.now() + settings.PAYMENTS_RECONCILE_AFTER + timedelta(seconds=1)):
-        assert services.reconcile_stale_purchases() == [charge.pk]
-        assert services.reconcile_stale_purchases() == []
+        assert on_session.reconcile_stale_purchases() == [charge.pk]
+        assert on_session.reconcile_stale_purchases() == []
     charge.refresh_from_db()
     assert charge.status == Charge.Status.SUCCEEDED and charge.payment_intent_id
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before + package.data_allowance_bytes
@@ -307,22 +309,22 @@ def _three_d_secure_purchase(customer, customer_client, bind_card, line, package
 
 def test_a_3ds_purchase_paid_at_the_bank_with_no_return_page_or_webhook_is_found_and_applied_once(
         customer, customer_client, bind_card, line, package):
-    from payments import services
+    from payments.services import on_session
 
     charge, secret = _three_d_secure_purchase(customer, customer_client, bind_card, line, package)
     before = Line.objects.get(pk=line.pk).data_remaining_bytes
     first = charge.next_check_at  # a few minutes after it was sent (recorded at the processor's answer)
     assert timedelta(minutes=2) <= first - charge.sent_at < timedelta(minutes=2, seconds=10)
-    assert services.reconcile_stale_purchases(now=first - timedelta(seconds=1)) == []
-    assert services.reconcile_stale_purchases(now=first) == []  # still at the bank: left waiting, checked later
+    assert on_session.reconcile_stale_purchases(now=first - timedelta(seconds=1)) == []
+    assert on_session.reconcile_stale_purchases(now=first) == []  # still at the bank: left waiting, checked later
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REQUIRES_ACTION
     assert timedelta(minutes=2) <= charge.next_check_at - first < timedelta(minutes=2, seconds=10)
 
     # Paid at the bank; the customer closes the tab and the webhook is lost.
     assert authenticate_as_browser(charge.payment_intent_id, secret, success=True).status_code == 200
-    assert services.reconcile_stale_purchases(now=charge.next_check_at) == [charge.pk]
-    assert services.reconcile_stale_purchases(now=charge.next_check_at + timedelta(days=2)) == []
+    assert on_session.reconcile_stale_purchases(now=charge.next_check_at) == [charge.pk]
+    assert on_session.reconcile_stale_purchases(now=charge.next_check_at + timedelta(days=2)) == []
     charge.refresh_from_db()
     assert charge.status == Charge.Status.SUCCEEDED
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before + package.data_allowance_bytes
@@ -330,20 +332,20 @@ def test_a_3ds_purchase_paid_at_the_bank_with_no_return_page_or_webhook_is_found
 
 def test_a_3ds_purchase_abandoned_at_the_bank_is_withdrawn_when_its_window_ends(
         customer, customer_client, bind_card, line, package, settings):
-    from payments import services
+    from payments.services import on_session
 
     charge, secret = _three_d_secure_purchase(customer, customer_client, bind_card, line, package)
     before = Line.objects.get(pk=line.pk).data_remaining_bytes
     end = charge.sent_at + settings.PAYMENTS_AUTHENTICATION_WINDOW
-    assert services.reconcile_stale_purchases(now=end) == []
-    assert services.reconcile_stale_purchases(now=end + timedelta(minutes=11)) == [charge.pk]
+    assert on_session.reconcile_stale_purchases(now=end) == []
+    assert on_session.reconcile_stale_purchases(now=end + timedelta(minutes=11)) == [charge.pk]
     charge.refresh_from_db()
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "authentication_timeout"
     assert stripe.PaymentIntent.retrieve(charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)["status"] == "canceled"
     # The page the customer left open can no longer take the money.
     assert authenticate_as_browser(charge.payment_intent_id, secret, success=True).status_code >= 400
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
-    assert services.reconcile_stale_purchases(now=end + timedelta(hours=1)) == []
+    assert on_session.reconcile_stale_purchases(now=end + timedelta(hours=1)) == []
 
 
 def bind_sepa(client, iban):
@@ -364,7 +366,7 @@ def test_sepa_purchase_that_settles_at_once(customer, customer_client, line, pac
 
 
 def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, customer_client, line, package):
-    from payments import services
+    from payments.services import on_session
 
     bind_sepa(customer_client, "DE62370400440532013001")  # localstripe: processing, then declined ~0.5 s later
     (method,) = methods_of(customer)
@@ -374,9 +376,9 @@ def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, cus
     assert charge.status == Charge.Status.PENDING and charge.payment_intent_id and charge.decline_kind == ""
     assert "Your bank is processing the payment" in customer_client.get(response["Location"]).content.decode()
     # localstripe declines it about 0.5 s later: asked until it has, however long that takes here.
-    from tests.accounts.partner_helpers import wait_until
+    from tests.partner.helpers import wait_until
 
-    assert wait_until(lambda: services.reconcile(charge=Charge.objects.get(pk=charge.pk)).status != Charge.Status.PENDING,
+    assert wait_until(lambda: on_session.reconcile(charge=Charge.objects.get(pk=charge.pk)).status != Charge.Status.PENDING,
                       timeout=60, interval=0.5)
     charge = Charge.objects.get(pk=charge.pk)
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "card_declined"

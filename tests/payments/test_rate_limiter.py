@@ -17,11 +17,11 @@ from django.conf import settings as django_settings
 from django.db import connections
 from django.utils import timezone
 
-from payments import gateways, processor_limit, services
+from payments import gateways, processor_limit
 from payments.models import Charge
-from renewals import services as renewal_services
-from renewals.services import pay_now
+from payments.services import errors, on_session, refunds
 from renewals.models import Renewal
+from renewals.services import charging, claims, pay_now, triggers
 from tests.builders import MB, make_charge, make_rule
 from tests.payments.conftest import create_card
 from tests.payments.write_proxy import RecordingProxy, max_in_any_second
@@ -118,9 +118,9 @@ def test_every_gateway_write_goes_through_the_limiter_and_is_counted(proxy, cust
     gateways.create_setup_intent(customer_id=stripe_customer.id, method_type="card")
     card = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
     gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=card.id)
-    paid = services.purchase_package(user=customer, line=line, package=package, payment_method_id=card.id)
+    paid = on_session.purchase_package(user=customer, line=line, package=package, payment_method_id=card.id)
     assert paid.status == Charge.Status.SUCCEEDED
-    services.refund_charge(charge_id=paid.pk, amount_minor=100)
+    refunds.refund_charge(charge_id=paid.pk, amount_minor=100)
     secure = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4000002500003155"))
     outcome = gateways.charge_on_session(charge=make_charge(user=customer, line=line, package=package),
                                          customer_id=stripe_customer.id, payment_method_id=secure.id)
@@ -164,8 +164,8 @@ def _give_the_slot_back(settings) -> None:
 
 def _renewal_charging(rule) -> Renewal:
     now = timezone.now()
-    renewal = renewal_services.open_renewal(rule=rule, now=now, trigger="data")
-    assert renewal_services.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
+    renewal = triggers.open_renewal(rule=rule, now=now, trigger="data")
+    assert claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
     return renewal
 
 
@@ -178,8 +178,8 @@ def renewing_rule(customer, line, package, add_card):
 
 
 def _claim_and_charge(renewal: Renewal) -> Renewal:
-    assert renewal_services.claim_due_renewals(now=timezone.now(), renewal_ids=[renewal.pk]) == [renewal.pk]
-    return renewal_services.charge_renewal(renewal_id=renewal.pk)
+    assert claims.claim_due_renewals(now=timezone.now(), renewal_ids=[renewal.pk]) == [renewal.pk]
+    return charging.charge_renewal(renewal_id=renewal.pk)
 
 
 def test_renewal_charge_refused_after_the_bounded_wait_sends_nothing_and_is_retried_without_costing_an_attempt(
@@ -189,7 +189,7 @@ def test_renewal_charge_refused_after_the_bounded_wait_sends_nothing_and_is_retr
     processor_limit.reset_write_stats()
 
     with caplog.at_level(logging.INFO):
-        renewal = renewal_services.charge_renewal(renewal_id=renewal.pk)
+        renewal = charging.charge_renewal(renewal_id=renewal.pk)
 
     assert (renewal.status, renewal.attempts, renewal.failures) == (Renewal.Status.DUE, 0, 0)
     assert renewal.next_attempt_at is not None
@@ -213,7 +213,7 @@ def test_pay_now_refused_by_the_limiter_tells_the_customer_and_leaves_the_renewa
     method_id = gateways.default_payment_method_id(customer)
     _take_the_seconds_only_slot(settings)
 
-    with pytest.raises(services.NotPayable) as refused:
+    with pytest.raises(errors.NotPayable) as refused:
         pay_now.pay_renewal_now(user=customer, renewal=renewal, payment_method_id=method_id)
 
     assert "busy" in refused.value.user_message
@@ -257,7 +257,7 @@ def test_with_the_limiters_redis_stopped_nothing_is_sent_and_the_renewal_goes_th
         stop(redis_process)
 
         with caplog.at_level(logging.INFO):
-            renewal = renewal_services.charge_renewal(renewal_id=renewal.pk)
+            renewal = charging.charge_renewal(renewal_id=renewal.pk)
 
         assert (renewal.status, renewal.attempts, renewal.failures) == (Renewal.Status.DUE, 0, 0)
         assert not Charge.objects.filter(renewal=renewal).exists()
@@ -275,7 +275,7 @@ def test_with_the_limiters_redis_stopped_nothing_is_sent_and_the_renewal_goes_th
 
 
 def test_operations_page_shows_the_write_counters(customer, settings):
-    from tests.admin.conftest import admin_client_for
+    from tests.console.conftest import admin_client_for
 
     _take_the_seconds_only_slot(settings)
     processor_limit.reset_write_stats()

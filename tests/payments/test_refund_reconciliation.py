@@ -12,8 +12,9 @@ import stripe
 from aiohttp import ClientSession, ClientTimeout, web
 from django.conf import settings as django_settings
 
-from payments import gateways, services, tasks
+from payments import gateways, tasks
 from payments.models import Charge
+from payments.services import errors, refunds
 from tests.payments.test_refunds import paid_charge, refunded_at_stripe  # noqa: F401 (fixture)
 from tests.payments.test_webhooks import endpoint, post_event, sign  # noqa: F401 (fixture)
 
@@ -89,8 +90,8 @@ def lost_refund_answers(settings):
 
 def test_a_refund_whose_answer_was_lost_ends_on_the_ledger_as_the_processor_made_it(paid_charge, lost_refund_answers, settings):  # noqa: F811
     try:
-        services.refund_charge(charge_id=paid_charge.pk)
-    except services.PaymentError:
+        refunds.refund_charge(charge_id=paid_charge.pk)
+    except errors.PaymentError:
         pass  # the operator is told the processor did not answer
     # The processor did make it (the proxy saw its answer go by), whatever our request heard.
     assert lost_refund_answers.refund_made.wait(60)
@@ -100,8 +101,8 @@ def test_a_refund_whose_answer_was_lost_ends_on_the_ledger_as_the_processor_made
     # past its idempotency window), refunding the customer twice.
     charge = Charge.objects.get(pk=paid_charge.pk)
     if charge.refunded_minor < charge.amount_minor:
-        with pytest.raises(services.PaymentError):
-            services.refund_charge(charge_id=paid_charge.pk)
+        with pytest.raises(errors.PaymentError):
+            refunds.refund_charge(charge_id=paid_charge.pk)
 
     tasks.reconcile_pending_purchases()  # the beat sweep
     charge = Charge.objects.get(pk=paid_charge.pk)

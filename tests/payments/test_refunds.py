@@ -6,9 +6,10 @@ from django.contrib import admin
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 
-from payments import gateways, services
 from console.admin.payments import ChargeAdmin
+from payments import gateways
 from payments.models import Charge
+from payments.services import errors, recording, refunds
 from tests.builders import make_charge, make_user
 
 
@@ -17,7 +18,7 @@ def paid_charge(customer, line, package, stripe_customer, add_card):
     pm = add_card("4242424242424242")
     charge = make_charge(user=customer, line=line, package=package)
     outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=pm.id)
-    return services.record_outcome(charge_id=charge.pk, outcome=outcome)
+    return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
 def refunded_at_stripe(charge) -> int:
@@ -25,28 +26,28 @@ def refunded_at_stripe(charge) -> int:
 
 
 def test_partial_then_remaining_refund(paid_charge):
-    services.refund_charge(charge_id=paid_charge.pk, amount_minor=1000)
+    refunds.refund_charge(charge_id=paid_charge.pk, amount_minor=1000)
     paid_charge.refresh_from_db()
     assert (paid_charge.status, paid_charge.refunded_minor) == (Charge.Status.SUCCEEDED, 1000)
-    services.refund_charge(charge_id=paid_charge.pk)
+    refunds.refund_charge(charge_id=paid_charge.pk)
     paid_charge.refresh_from_db()
     assert (paid_charge.status, paid_charge.refunded_minor) == (Charge.Status.REFUNDED, 9800)
     assert refunded_at_stripe(paid_charge) == 9800
 
 
 def test_no_refund_beyond_the_amount(paid_charge):
-    with pytest.raises(services.PaymentError):
-        services.refund_charge(charge_id=paid_charge.pk, amount_minor=9801)
-    services.refund_charge(charge_id=paid_charge.pk)
-    with pytest.raises(services.PaymentError):
-        services.refund_charge(charge_id=paid_charge.pk)
+    with pytest.raises(errors.PaymentError):
+        refunds.refund_charge(charge_id=paid_charge.pk, amount_minor=9801)
+    refunds.refund_charge(charge_id=paid_charge.pk)
+    with pytest.raises(errors.PaymentError):
+        refunds.refund_charge(charge_id=paid_charge.pk)
     assert refunded_at_stripe(paid_charge) == 9800
 
 
 def test_failed_charges_are_not_refundable(customer, line, package):
     charge = make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, payment_intent_id="pi_failed")
-    with pytest.raises(services.PaymentError):
-        services.refund_charge(charge_id=charge.pk)
+    with pytest.raises(errors.PaymentError):
+        refunds.refund_charge(charge_id=charge.pk)
 
 
 def test_admin_action_refunds_and_reports(paid_charge, customer, line, package):

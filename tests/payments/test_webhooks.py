@@ -12,14 +12,14 @@ from django.urls import reverse
 from djstripe.models import Event, WebhookEventTrigger
 
 from accounts.models import Line
-from payments import services
 from payments.models import Charge
+from payments.services import webhooks
 from tests.payments.conftest import authenticate_as_browser
 
 
 @pytest.fixture
 def endpoint(db, settings):
-    return services.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
+    return webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -114,7 +114,7 @@ def test_localstripe_delivers_the_event_and_it_settles_the_charge(live_server, c
 
     from tests.payments.conftest import confirm_setup_as_browser
 
-    services.configure_local_webhook_endpoint(base_url=live_server.url)
+    webhooks.configure_local_webhook_endpoint(base_url=live_server.url)
     browser = Client()
     browser.force_login(customer)
     start = browser.post(reverse("payments:method_setup"), {"method_type": "card"}).json()
@@ -149,7 +149,7 @@ def test_configure_local_webhooks_command(db, settings):
 
     out = StringIO()
     call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", stdout=out)
-    endpoint = WebhookEndpoint.objects.get(id=services.LOCAL_WEBHOOK_ENDPOINT_ID)
+    endpoint = WebhookEndpoint.objects.get(id=webhooks.LOCAL_WEBHOOK_ENDPOINT_ID)
     assert endpoint.url == f"http://127.0.0.1:8000/stripe/webhook/{endpoint.djstripe_uuid}/"
     assert endpoint.secret == settings.STRIPE_WEBHOOK_SECRET
     assert endpoint.url in out.getvalue()

@@ -11,11 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Line, NetworkCommand
-from payments import services as payment_services
 from payments.models import Charge
-from renewals import services
-from renewals.services import pay_now
+from payments.services import on_session
 from renewals.models import Alert, Renewal, RenewalRule
+from renewals.services import charging, dispatcher, pay_now, reconciliation, rules
 from tests.payments.conftest import authenticate_as_browser
 
 from .conftest import payment_intents_for, send_owed_emails
@@ -25,7 +24,7 @@ from .test_charging import THREE_D_SECURE_CARD, claimed
 def waiting_for_3ds(rule, add_card) -> Renewal:
     add_card(THREE_D_SECURE_CARD)
     now = timezone.now()
-    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
     assert renewal.status == Renewal.Status.REQUIRES_ACTION
     return renewal
 
@@ -84,7 +83,7 @@ def test_turning_the_rule_off_during_3ds_cancels_the_intent_so_a_late_confirmati
     renewal = waiting_for_3ds(rule, add_card)
     [intent] = payment_intents_for(renewal)
     data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
-    services.turn_off_rule(rule=rule, now=timezone.now())
+    rules.turn_off_rule(rule=rule, now=timezone.now())
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.CANCELLED
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["canceled"]
@@ -93,7 +92,7 @@ def test_turning_the_rule_off_during_3ds_cancels_the_intent_so_a_late_confirmati
     # The bank's page the customer left open: confirming now is refused by the processor.
     assert authenticate_as_browser(intent["id"], intent["client_secret"]).status_code >= 400
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["canceled"]
-    services.run_dispatcher(now=timezone.now() + timedelta(hours=1), enqueue=False)
+    dispatcher.run_dispatcher(now=timezone.now() + timedelta(hours=1), enqueue=False)
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.CANCELLED
     assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before
@@ -105,7 +104,7 @@ def test_a_3ds_payment_completed_just_before_the_rule_went_off_wins_and_the_rule
     data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
     # Paid at the bank; its webhook has not reached us when the customer turns the rule off.
     assert authenticate_as_browser(intent["id"], intent["client_secret"]).status_code == 200
-    services.turn_off_rule(rule=rule, now=timezone.now())
+    rules.turn_off_rule(rule=rule, now=timezone.now())
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.SUCCEEDED
@@ -123,13 +122,13 @@ def test_an_intent_the_processor_did_not_let_us_cancel_is_withdrawn_by_the_next_
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"
     gateways.configure()
     try:
-        services.turn_off_rule(rule=rule, now=timezone.now())
+        rules.turn_off_rule(rule=rule, now=timezone.now())
     finally:
         settings.STRIPE_API_BASE = api_base
         gateways.configure()
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.REQUIRES_ACTION
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["requires_action"]
-    report = services.run_dispatcher(now=timezone.now(), enqueue=False)
+    report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=False)
     assert report.reconciled == [Charge.objects.get(renewal=renewal).pk]
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["canceled"]
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.FAILED
@@ -142,17 +141,17 @@ def test_a_3ds_renewal_paid_at_the_bank_with_no_return_page_or_webhook_is_record
     data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
     first = charge.next_check_at
     assert first == charge.sent_at + timedelta(minutes=2)
-    assert charge.pk not in services.stale_pending_charges(now=first - timedelta(seconds=1))
+    assert charge.pk not in reconciliation.stale_pending_charges(now=first - timedelta(seconds=1))
 
     # Not paid yet: the look-up leaves it waiting and backs off (no look-up every tick).
-    assert services.run_dispatcher(now=first, enqueue=False).reconciled == []
+    assert dispatcher.run_dispatcher(now=first, enqueue=False).reconciled == []
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REQUIRES_ACTION and charge.next_check_at == first + timedelta(minutes=2)
-    assert charge.pk not in services.stale_pending_charges(now=first + timedelta(minutes=1))
+    assert charge.pk not in reconciliation.stale_pending_charges(now=first + timedelta(minutes=1))
 
     # Paid at the bank; neither the return page nor the webhook ever reaches us.
     assert authenticate_as_browser(intent["id"], intent["client_secret"]).status_code == 200
-    report = services.run_dispatcher(now=charge.next_check_at, enqueue=False)
+    report = dispatcher.run_dispatcher(now=charge.next_check_at, enqueue=False)
     assert report.reconciled == [charge.pk]
     renewal.refresh_from_db()
     charge.refresh_from_db()
@@ -160,8 +159,8 @@ def test_a_3ds_renewal_paid_at_the_bank_with_no_return_page_or_webhook_is_record
     assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
 
     # Recorded once: later ticks, and the late return page, change nothing.
-    assert services.run_dispatcher(now=renewal.suspend_at + timedelta(minutes=1), enqueue=False).reconciled == []
-    payment_services.complete_authentication(user=rule.line.owner, charge_id=charge.pk)
+    assert dispatcher.run_dispatcher(now=renewal.suspend_at + timedelta(minutes=1), enqueue=False).reconciled == []
+    on_session.complete_authentication(user=rule.line.owner, charge_id=charge.pk)
     assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from accounts.models import Line
 from payments.models import Charge
-from renewals import services
 from renewals.models import Renewal
+from renewals.services import charging, claims, dispatcher, rules
 from tests.payments.conftest import authenticate_as_browser
 
 from .conftest import payment_intents_for
@@ -32,10 +32,10 @@ def test_a_3ds_timeout_withdraws_the_intent_so_the_old_link_cannot_pay_next_to_t
     # A new default card wakes the failed cycle, which is charged once more...
     add_card("4242424242424242")
     now = timezone.now() + timedelta(days=2)
-    woken = services.payment_method_changed(user=rule.line.owner, now=now)
+    woken = rules.payment_method_changed(user=rule.line.owner, now=now)
     assert woken == [renewal.pk]
-    services.claim_due_renewals(now=now, renewal_ids=[renewal.pk])
-    renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+    claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk])
+    renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.SUCCEEDED
 
     # ... and the old email's link, followed afterwards, is refused by the processor.
@@ -71,7 +71,7 @@ def test_a_3ds_timeout_while_the_processor_is_unreachable_leaves_the_cycle_waiti
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # a closed port: the cancel cannot get through
     gateways.configure()
     try:
-        services.run_dispatcher(now=later, enqueue=False)
+        dispatcher.run_dispatcher(now=later, enqueue=False)
     finally:
         settings.STRIPE_API_BASE = api_base
         gateways.configure()
@@ -80,7 +80,7 @@ def test_a_3ds_timeout_while_the_processor_is_unreachable_leaves_the_cycle_waiti
     assert renewal.status == Renewal.Status.REQUIRES_ACTION
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["requires_action"]
 
-    services.run_dispatcher(now=later + timedelta(minutes=1), enqueue=False)
+    dispatcher.run_dispatcher(now=later + timedelta(minutes=1), enqueue=False)
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.FAILED
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["canceled"]

@@ -1,11 +1,12 @@
 """Caps and fees in integer minor units of one currency: the monthly spend cap counts only money in
 the rule's currency, over the customer's own month (their time zone, not UTC's), and the overage
 fee never goes through a float."""
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from payments.models import Charge
-from renewals import services
 from renewals.models import Alert, Renewal
+from renewals.services import triggers
 from tests.builders import GB
 
 
@@ -26,7 +27,7 @@ def test_money_taken_in_another_currency_does_not_count_against_the_cap(rule):
     now = datetime(2026, 12, 15, 12, 0, tzinfo=dt_timezone.utc)
     paid_renewal(rule, amount_minor=5000, currency="USD", at=now - timedelta(days=3))  # before the package changed
 
-    opened = services.open_renewal(rule=rule, now=now, trigger="data")
+    opened = triggers.open_renewal(rule=rule, now=now, trigger="data")
 
     assert opened is not None and (opened.amount_minor, opened.currency) == (9800, "CNY")
     assert not Alert.objects.filter(line=rule.line, kind=Alert.Kind.SPEND_CAP_REACHED).exists()
@@ -42,11 +43,11 @@ def test_a_shanghai_customers_first_of_december_holds_one_renewal_under_a_one_re
     paid_renewal(rule, amount_minor=9800, currency="CNY", at=datetime(2026, 11, 30, 18, 0, tzinfo=dt_timezone.utc))
     same_local_day = datetime(2026, 12, 1, 10, 0, tzinfo=dt_timezone.utc)  # 18:00 on 1 December in Shanghai
 
-    assert services.open_renewal(rule=rule, now=same_local_day, trigger="data") is None
+    assert triggers.open_renewal(rule=rule, now=same_local_day, trigger="data") is None
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.SPEND_CAP_REACHED).exists()
 
     # Their January is a new month: 00:30 on 1 January in Shanghai (16:30 UTC on 31 December).
-    assert services.open_renewal(rule=rule, now=datetime(2026, 12, 31, 16, 30, tzinfo=dt_timezone.utc), trigger="data") is not None
+    assert triggers.open_renewal(rule=rule, now=datetime(2026, 12, 31, 16, 30, tzinfo=dt_timezone.utc), trigger="data") is not None
 
 
 def test_the_overage_fee_is_rounded_up_in_integers_not_through_a_float(policy):
@@ -55,7 +56,7 @@ def test_the_overage_fee_is_rounded_up_in_integers_not_through_a_float(policy):
     # division loses the fraction and bills one unit short.
     overage = 45509862079
     assert overage * 199999 % GB != 0
-    assert services.overage_fee_minor(overage_bytes=overage, policy=policy) == overage * 199999 // GB + 1
-    assert services.overage_fee_minor(overage_bytes=GB, policy=policy) == 199999  # exact stays exact
-    assert services.overage_fee_minor(overage_bytes=1, policy=policy) == 1  # never zero for real overage
-    assert services.overage_fee_minor(overage_bytes=0, policy=policy) == 0
+    assert triggers.overage_fee_minor(overage_bytes=overage, policy=policy) == overage * 199999 // GB + 1
+    assert triggers.overage_fee_minor(overage_bytes=GB, policy=policy) == 199999  # exact stays exact
+    assert triggers.overage_fee_minor(overage_bytes=1, policy=policy) == 1  # never zero for real overage
+    assert triggers.overage_fee_minor(overage_bytes=0, policy=policy) == 0

@@ -10,8 +10,8 @@ from django.utils import timezone
 from accounts.models import Line
 from payments import gateways
 from payments.models import Charge
-from renewals import services
 from renewals.models import Renewal
+from renewals.services import charging, claims, dispatcher, outcomes, pay_now, rules, triggers
 from tests.builders import GB
 
 from .conftest import payment_intents_for, send_owed_emails
@@ -21,9 +21,9 @@ THREE_D_SECURE_CARD = "4000002500003155"
 
 
 def claimed(rule, now) -> Renewal:
-    services.evaluate_triggers(line_ids=[rule.line_id], now=now, dispatch=False)
+    triggers.evaluate_triggers(line_ids=[rule.line_id], now=now, dispatch=False)
     renewal = Renewal.objects.get(line=rule.line, status=Renewal.Status.DUE)
-    assert services.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
+    assert claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
     return renewal
 
 
@@ -32,7 +32,7 @@ def test_renewal_is_charged_off_session_and_the_package_applied(rule, add_card, 
     now = timezone.now()
     renewal = claimed(rule, now)
     with django_capture_on_commit_callbacks(execute=True):
-        renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+        renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.SUCCEEDED
     [pi] = payment_intents_for(renewal)
     charge = Charge.objects.get(renewal=renewal)
@@ -49,8 +49,8 @@ def test_the_same_charge_task_run_twice_charges_once(rule, add_card):
     add_card()
     now = timezone.now()
     renewal = claimed(rule, now)
-    services.charge_renewal(renewal_id=renewal.pk, now=now)
-    services.charge_renewal(renewal_id=renewal.pk, now=now)
+    charging.charge_renewal(renewal_id=renewal.pk, now=now)
+    charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert len(payment_intents_for(renewal)) == 1
     assert Charge.objects.filter(renewal=renewal).count() == 1
 
@@ -59,8 +59,8 @@ def test_rule_turned_off_while_the_task_waits_creates_no_payment_intent(rule, ad
     add_card()
     now = timezone.now()
     renewal = claimed(rule, now)  # claimed: its task is in the queue
-    services.turn_off_rule(rule=rule, now=now)
-    renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+    rules.turn_off_rule(rule=rule, now=now)
+    renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.CANCELLED
     assert payment_intents_for(renewal) == []
     assert not Charge.objects.filter(renewal=renewal).exists()
@@ -71,12 +71,12 @@ def test_three_d_secure_off_session_needs_the_customers_action(rule, add_card, d
     now = timezone.now()
     renewal = claimed(rule, now)
     with django_capture_on_commit_callbacks(execute=True):
-        renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+        renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.REQUIRES_ACTION and renewal.failures == 0
     assert Charge.objects.get(renewal=renewal).status == Charge.Status.REQUIRES_ACTION
     send_owed_emails()  # the notice task's work, run here
     assert "needs your action" in mail.outbox[-1].subject
-    assert services.claim_due_renewals(now=now + timedelta(days=3)) == []  # no blind retries
+    assert claims.claim_due_renewals(now=now + timedelta(days=3)) == []  # no blind retries
 
 
 def test_a_crash_after_the_processor_answered_is_reconciled_not_resent(rule, add_card):
@@ -87,14 +87,14 @@ def test_a_crash_after_the_processor_answered_is_reconciled_not_resent(rule, add
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now)
+    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now)
     gateways.charge_off_session(charge=prepared.charge, customer_id=customer_id, payment_method_id=pm_id)
     # ... killed here. The task is redelivered: it sees the attempt in flight and sends nothing.
-    services.charge_renewal(renewal_id=renewal.pk, now=now + timedelta(minutes=1))
+    charging.charge_renewal(renewal_id=renewal.pk, now=now + timedelta(minutes=1))
     assert len(payment_intents_for(renewal)) == 1
     # Too early to call the attempt lost: the dispatcher leaves it alone.
-    assert services.run_dispatcher(now=now + timedelta(minutes=5), enqueue=False).reconciled == []
-    report = services.run_dispatcher(now=now + timedelta(minutes=11), enqueue=False)
+    assert dispatcher.run_dispatcher(now=now + timedelta(minutes=5), enqueue=False).reconciled == []
+    report = dispatcher.run_dispatcher(now=now + timedelta(minutes=11), enqueue=False)
     assert report.reconciled == [prepared.charge.pk]
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
@@ -106,15 +106,15 @@ def test_an_attempt_the_processor_never_saw_is_retried_as_a_new_attempt(rule, ad
     add_card()
     now = timezone.now()
     renewal = claimed(rule, now)
-    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused", now=now)
+    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused", now=now)
     # ... killed before the call: localstripe has no PaymentIntent for it.
     later = now + timedelta(minutes=11)
-    report = services.run_dispatcher(now=later, enqueue=False)
+    report = dispatcher.run_dispatcher(now=later, enqueue=False)
     assert Charge.objects.get(pk=prepared.charge.pk).failure_code == "not_sent"
     # Not a decline (docs/invariants.md #11): no retry spent, due again at once, and that tick's claim takes it.
     assert Renewal.objects.get(pk=renewal.pk).failures == 0
     assert report.claimed == [renewal.pk]
-    renewal = services.charge_renewal(renewal_id=renewal.pk, now=later)
+    renewal = charging.charge_renewal(renewal_id=renewal.pk, now=later)
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.attempts == 2 and renewal.failures == 0
     assert len(payment_intents_for(renewal)) == 1
 
@@ -147,9 +147,9 @@ def test_full_dunning_run_then_pay_now_restores_the_line(rule, policy, add_card,
 
     good = add_card("4242424242424242")
     with django_capture_on_commit_callbacks(execute=True):
-        charge = services.start_pay_now(renewal_id=renewal.pk, payment_method_id=good.id, now=timezone.now())
+        charge = pay_now.start_pay_now(renewal_id=renewal.pk, payment_method_id=good.id, now=timezone.now())
         outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=good.id)
-        renewal = services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
+        renewal = outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
     send_owed_emails()  # the notice task's work, run here

@@ -9,9 +9,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from payments.models import Charge
-from renewals import services
 from renewals.models import Renewal
-from tests.accounts.partner_helpers import wait_until
+from renewals.services import charging, claims, rules, triggers
+from renewals.services import dispatcher as renewals_dispatcher
+from tests.partner.helpers import wait_until
 from tests.builders import make_line, make_rule
 
 from .conftest import payment_intents_for
@@ -45,7 +46,7 @@ def due_renewals(customer, package, count, now):
     ids = []
     for _ in range(count):
         line = make_line(owner=customer, data_remaining_bytes=0)
-        ids.append(services.open_renewal(rule=make_rule(line=line, package=package), now=now, trigger="data").pk)
+        ids.append(triggers.open_renewal(rule=make_rule(line=line, package=package), now=now, trigger="data").pk)
     return ids
 
 
@@ -56,14 +57,14 @@ def test_a_second_dispatcher_skips_rows_the_first_holds_instead_of_waiting(custo
 
     def first():
         with transaction.atomic():  # keeps its row locks until release
-            claimed = services.claim_due_renewals(now=now, limit=4)
+            claimed = claims.claim_due_renewals(now=now, limit=4)
             holding.set()
             release.wait(20)
         return claimed
 
     thread_a, a = in_thread(first)
     assert holding.wait(20)
-    thread_b, b = in_thread(lambda: services.claim_due_renewals(now=now))
+    thread_b, b = in_thread(lambda: claims.claim_due_renewals(now=now))
     # The first holds its locks until released, so a second claim that blocked on them would still
     # be running after any wait: a long join only costs time when the code is wrong.
     thread_b.join(60)
@@ -86,7 +87,7 @@ def test_many_dispatchers_at_once_claim_each_renewal_exactly_once(customer, pack
     def dispatcher():
         barrier.wait(20)
         claimed = []
-        while batch := services.claim_due_renewals(now=now, limit=3):
+        while batch := claims.claim_due_renewals(now=now, limit=3):
             claimed.extend(batch)
         return claimed
 
@@ -102,20 +103,20 @@ def test_many_dispatchers_at_once_claim_each_renewal_exactly_once(customer, pack
 
 def test_turning_the_rule_off_wins_over_a_charge_step_waiting_for_the_lock(rule):
     now = timezone.now()
-    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
-    services.claim_due_renewals(now=now)
+    renewal = triggers.open_renewal(rule=rule, now=now, trigger="data")
+    claims.claim_due_renewals(now=now)
     turned_off, release = threading.Event(), threading.Event()
 
     def customer_turns_off():
         with transaction.atomic():
-            services.turn_off_rule(rule=rule, now=now)
+            rules.turn_off_rule(rule=rule, now=now)
             turned_off.set()
             release.wait(20)  # the customer's request has not committed yet
 
     thread_off, off = in_thread(customer_turns_off)
     assert turned_off.wait(20)
     thread_charge, charge = in_thread(
-        lambda: services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
+        lambda: charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
     )
     # Seen in PostgreSQL, not guessed from a sleep: the charge step is queued on a row lock.
     with connection.cursor() as cursor:
@@ -134,13 +135,13 @@ def test_turning_the_rule_off_wins_over_a_charge_step_waiting_for_the_lock(rule)
 def test_two_workers_running_the_same_charge_task_create_one_payment_intent(rule, add_card):
     add_card()
     now = timezone.now()
-    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
-    services.claim_due_renewals(now=now)
+    renewal = triggers.open_renewal(rule=rule, now=now, trigger="data")
+    claims.claim_due_renewals(now=now)
     barrier = threading.Barrier(2)
 
     def worker():
         barrier.wait(20)
-        return services.charge_renewal(renewal_id=renewal.pk, now=now).status
+        return charging.charge_renewal(renewal_id=renewal.pk, now=now).status
 
     workers = [in_thread(worker) for _ in range(2)]
     for thread, box in workers:
@@ -154,19 +155,19 @@ def test_two_workers_running_the_same_charge_task_create_one_payment_intent(rule
 
 def test_lost_claims_are_requeued_after_the_reconcile_delay(rule):
     now = timezone.now()
-    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
-    services.claim_due_renewals(now=now)  # ... and the broker lost the task
-    assert services.requeue_lost_claims(now=now + timedelta(minutes=5)) == []
-    assert services.requeue_lost_claims(now=now + timedelta(minutes=11)) == [renewal.pk]
-    assert services.requeue_lost_claims(now=now + timedelta(minutes=12)) == []  # once per delay
+    renewal = triggers.open_renewal(rule=rule, now=now, trigger="data")
+    claims.claim_due_renewals(now=now)  # ... and the broker lost the task
+    assert claims.requeue_lost_claims(now=now + timedelta(minutes=5)) == []
+    assert claims.requeue_lost_claims(now=now + timedelta(minutes=11)) == [renewal.pk]
+    assert claims.requeue_lost_claims(now=now + timedelta(minutes=12)) == []  # once per delay
 
 
 def test_a_rule_disabled_in_an_uncommitted_transaction_is_seen_by_the_charge_step(rule):
     """The charge step reads the rule under its row lock, not a snapshot from before the lock:
     an operator's bulk edit that has not committed yet is waited for, then obeyed."""
     now = timezone.now()
-    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
-    services.claim_due_renewals(now=now)
+    renewal = triggers.open_renewal(rule=rule, now=now, trigger="data")
+    claims.claim_due_renewals(now=now)
     disabled, release = threading.Event(), threading.Event()
 
     def operator_disables():
@@ -178,7 +179,7 @@ def test_a_rule_disabled_in_an_uncommitted_transaction_is_seen_by_the_charge_ste
     thread_off, off = in_thread(operator_disables)
     assert disabled.wait(20)
     thread_charge, charge = in_thread(
-        lambda: services.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
+        lambda: charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=now)
     )
     with connection.cursor() as cursor:
         assert wait_until(lambda: thread_charge.is_alive() and _waiting_on_a_lock(cursor), timeout=60)
@@ -201,7 +202,7 @@ def test_two_beats_ticking_at_once_open_and_claim_each_renewal_once(customer, pa
 
     def beat():
         barrier.wait(20)
-        return services.run_dispatcher(now=now, enqueue=False)
+        return renewals_dispatcher.run_dispatcher(now=now, enqueue=False)
 
     beats = [in_thread(beat) for _ in range(4)]
     claimed = []
@@ -235,8 +236,8 @@ def test_a_dead_broker_loses_no_renewal(rule):
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{dead_port}/0",
     }
     code = (
-        "from django.utils import timezone; from renewals import services; "
-        f"print('opened', len(services.evaluate_triggers(line_ids=[{rule.line_id}], now=timezone.now())))"
+        "from django.utils import timezone; from renewals.services import triggers; "
+        f"print('opened', len(triggers.evaluate_triggers(line_ids=[{rule.line_id}], now=timezone.now())))"
     )
     result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], env=env, capture_output=True, text=True,
                             timeout=120, cwd=Path(__file__).resolve().parents[2])
@@ -245,4 +246,4 @@ def test_a_dead_broker_loses_no_renewal(rule):
     assert "charge_enqueue_failed" in result.stderr
     renewal = Renewal.objects.get(line=rule.line)
     assert renewal.status == Renewal.Status.CHARGING
-    assert services.requeue_lost_claims(now=timezone.now() + timedelta(minutes=11)) == [renewal.pk]
+    assert claims.requeue_lost_claims(now=timezone.now() + timedelta(minutes=11)) == [renewal.pk]

@@ -5,10 +5,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from renewals import services
 from accounts.models import Notice
 from accounts.tasks import send_notices
 from renewals.models import Renewal, RetryPolicy
+from renewals.services import charging, dispatcher
 from tests.builders import MB, make_line, make_renewal, make_rule
 
 from .test_charging import claimed
@@ -24,7 +24,7 @@ def test_a_successful_renewal_costs_at_most_19_statements_and_sends_no_email_its
     now = timezone.now()
     renewal = claimed(rule, now)
     with django_assert_max_num_queries(STATEMENTS_PER_RENEWAL), django_capture_on_commit_callbacks(execute=True):
-        renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+        renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.SUCCEEDED
     assert mail.outbox == []  # the charge path only owes the email
     [notice] = Notice.objects.filter(line=renewal.line)
@@ -39,7 +39,7 @@ def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_languag
     now = timezone.now()
     renewal = claimed(rule, now)
     with django_capture_on_commit_callbacks(execute=True):
-        services.charge_renewal(renewal_id=renewal.pk, now=now)
+        charging.charge_renewal(renewal_id=renewal.pk, now=now)
     notice = Notice.objects.get(line=renewal.line)
     assert send_notices.apply().get() == 1
     assert send_notices.apply().get() == 0
@@ -71,7 +71,7 @@ def test_a_dispatcher_tick_claims_one_due_renewal_or_twenty_for_the_same_exact_q
         make_renewal(line=line, package=package, rule=make_rule(line=line, package=package))
     RetryPolicy.current()  # created on first use: not part of a tick's cost
     with django_assert_num_queries(DISPATCHER_TICK_QUERIES):
-        report = services.run_dispatcher(now=timezone.now(), enqueue=False)
+        report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=False)
     assert (len(report.opened), len(report.claimed)) == (0, due)
 
 
@@ -83,5 +83,5 @@ def test_a_dispatcher_tick_that_opens_renewals_costs_exactly_five_queries_more_p
         make_rule(line=line, package=package)
     RetryPolicy.current()
     with django_assert_num_queries(DISPATCHER_TICK_QUERIES + QUERIES_TO_OPEN_ANY + QUERIES_PER_OPENED_RENEWAL * due):
-        report = services.run_dispatcher(now=timezone.now(), enqueue=False)
+        report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=False)
     assert (len(report.opened), len(report.claimed)) == (due, due)

@@ -10,9 +10,9 @@ from django.utils import timezone
 from accounts.models import Line
 from payments import gateways
 from payments.models import Charge
-from renewals import services
-from renewals.services import pay_now as pay_now_services
 from renewals.models import Renewal, RenewalRule
+from renewals.services import charging, claims, dispatcher, outcomes, reconciliation, rules, suspension, triggers
+from renewals.services import pay_now as pay_now_services
 from tests.builders import GB, make_package
 
 from .conftest import payment_intents_for
@@ -23,7 +23,7 @@ def declined_once(rule, add_card) -> Renewal:
     """A renewal of `rule` whose first off-session attempt was declined: waiting for its retry."""
     add_card(DECLINING_CARD)
     now = timezone.now()
-    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
     assert renewal.status == Renewal.Status.RETRY_SCHEDULED and renewal.failures == 1
     return renewal
 
@@ -32,8 +32,8 @@ def retried(renewal) -> Renewal:
     """The scheduled retry, run by the dispatcher at its time."""
     with time_machine.travel(renewal.next_attempt_at + timedelta(seconds=1), tick=False):
         now = timezone.now()
-        assert services.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
-        return services.charge_renewal(renewal_id=renewal.pk, now=now)
+        assert claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
+        return charging.charge_renewal(renewal_id=renewal.pk, now=now)
 
 
 # --- case 2: a renewal freezes its terms when it opens -------------------------------------------
@@ -59,7 +59,7 @@ def test_a_retry_after_the_rule_switched_package_charges_and_applies_the_terms_t
     assert line.package_id == bought.pk
     assert line.data_remaining_bytes == data_before + bought.data_allowance_bytes
     # The rule's new package is the next cycle's.
-    following = services.open_renewal(rule=RenewalRule.objects.get(pk=rule.pk), now=timezone.now(), trigger="expiry")
+    following = triggers.open_renewal(rule=RenewalRule.objects.get(pk=rule.pk), now=timezone.now(), trigger="expiry")
     assert (following.package_id, following.amount_minor, following.currency) == (dearer.pk, 50000, "USD")
 
 
@@ -97,7 +97,7 @@ def beyond_zero(line, *, granted: int, billed: int) -> int:
 
 def test_overage_used_while_a_renewal_waits_for_3ds_is_still_owed_after_it_is_paid(rule, policy, add_card):
     """Case 5: overage used after the renewal was priced was cleared unbilled."""
-    from payments import services as payment_services
+    from payments.services import on_session
     from tests.payments.conftest import authenticate_as_browser
 
     from .test_charging import THREE_D_SECURE_CARD
@@ -110,13 +110,13 @@ def test_overage_used_while_a_renewal_waits_for_3ds_is_still_owed_after_it_is_pa
     Line.objects.filter(pk=line.pk).update(data_remaining_bytes=0, overage_bytes=GB)
     add_card(THREE_D_SECURE_CARD)
     now = timezone.now()
-    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
     assert renewal.status == Renewal.Status.REQUIRES_ACTION
     assert (renewal.amount_minor, renewal.overage_billed_bytes) == (9800 + 1000, GB)
     use(line, 512 * 1024**2, now)  # service goes on while the customer is at the bank's page
     [intent] = payment_intents_for(renewal)
     assert authenticate_as_browser(intent["id"], intent["client_secret"]).status_code == 200
-    payment_services.complete_authentication(user=line.owner, charge_id=Charge.objects.get(renewal=renewal).pk)
+    on_session.complete_authentication(user=line.owner, charge_id=Charge.objects.get(renewal=renewal).pk)
 
     renewal.refresh_from_db()
     line.refresh_from_db()
@@ -133,7 +133,7 @@ def test_deduct_from_next_keeps_overage_beyond_the_new_allowance_owed(rule, add_
     Line.objects.filter(pk=line.pk).update(data_remaining_bytes=0, overage_bytes=15 * GB)
     add_card()
     now = timezone.now()
-    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
 
     line.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.amount_minor == 9800
@@ -160,7 +160,7 @@ def test_overage_a_purchase_settles_while_a_renewal_has_it_frozen_is_paid_for_on
     line.refresh_from_db()
     assert (line.data_remaining_bytes, line.overage_bytes) == (GB, 0)  # its allowance paid for the overage
 
-    renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
 
     line.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
@@ -200,7 +200,7 @@ def test_a_declined_pay_now_with_the_rule_off_leaves_the_failed_renewal_payable(
     """Case 4: with the rule off, a declined pay-now turned the failed renewal `cancelled`
     (unpayable, line suspended for good)."""
     renewal = failed_cycle(rule, suspend_at=timezone.now(), suspended=True)
-    services.turn_off_rule(rule=rule, now=timezone.now())
+    rules.turn_off_rule(rule=rule, now=timezone.now())
     before = cycle(renewal)
 
     declined = pay_now(renewal, add_card(DECLINING_CARD))
@@ -230,7 +230,7 @@ def test_a_declined_pay_now_spends_no_retry_and_suspends_nothing(rule, policy, a
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
     # The retry runs at its time, as scheduled.
     with time_machine.travel(before[3] - timedelta(seconds=1), tick=False):
-        assert services.claim_due_renewals(now=timezone.now(), renewal_ids=[renewal.pk]) == []
+        assert claims.claim_due_renewals(now=timezone.now(), renewal_ids=[renewal.pk]) == []
     assert retried(renewal).status == Renewal.Status.FAILED
 
 
@@ -247,8 +247,8 @@ def test_a_hard_declined_pay_now_during_the_grace_period_still_suspends_the_line
 
     assert declined.status == Charge.Status.FAILED and declined.decline_kind == Charge.DeclineKind.HARD
     assert cycle(renewal) == before
-    assert services.suspend_overdue_lines(now=grace_ends - timedelta(seconds=1)) == []
-    assert services.suspend_overdue_lines(now=grace_ends) == [renewal.pk]
+    assert suspension.suspend_overdue_lines(now=grace_ends - timedelta(seconds=1)) == []
+    assert suspension.suspend_overdue_lines(now=grace_ends) == [renewal.pk]
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
 
 
@@ -276,13 +276,13 @@ def test_a_retry_due_while_a_pay_now_waits_at_the_bank_withdraws_it_first_and_sp
 
 def test_a_failed_renewal_whose_line_has_a_newer_cycle_cannot_be_paid_now(rule, add_card):
     """Without this, paying the older cycle and the newer one would apply two packages."""
-    from payments import services as payment_services
+    from payments.services import errors
 
     older = failed_cycle(rule, suspend_at=timezone.now(), suspended=False)
-    newer = services.open_renewal(rule=rule, now=timezone.now(), trigger="data", after_method_change=True)
+    newer = triggers.open_renewal(rule=rule, now=timezone.now(), trigger="data", after_method_change=True)
     assert newer is not None
 
-    with pytest.raises(payment_services.NotPayable):
+    with pytest.raises(errors.NotPayable):
         pay_now(older, add_card("4242424242424242"))
     assert not Charge.objects.filter(renewal=older).exists()
     assert payment_intents_for(older) == []
@@ -294,13 +294,13 @@ def test_turning_the_rule_off_during_a_pay_now_cancels_the_open_renewal_once_the
 
     renewal = declined_once(rule, add_card)
     card = add_card(DECLINING_CARD)
-    charge = services.start_pay_now(renewal_id=renewal.pk, payment_method_id=card.id, now=timezone.now())
-    services.turn_off_rule(rule=rule, now=timezone.now())
+    charge = pay_now_services.start_pay_now(renewal_id=renewal.pk, payment_method_id=card.id, now=timezone.now())
+    rules.turn_off_rule(rule=rule, now=timezone.now())
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.RETRY_SCHEDULED  # left to the payment in flight
 
     outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=card.id)
-    renewal = services.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
+    renewal = outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
 
     assert renewal.status == Renewal.Status.CANCELLED and renewal.failures == 1
 
@@ -358,8 +358,8 @@ def slow_first_attempt(rule, add_card):
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now)
-    services.reconcile_charge(charge_id=prepared.charge.pk, now=now + timedelta(minutes=11))
+    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now)
+    reconciliation.reconcile_charge(charge_id=prepared.charge.pk, now=now + timedelta(minutes=11))
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.DUE and renewal.failures == 0 and renewal.next_attempt_at is not None
     assert Charge.objects.get(pk=prepared.charge.pk).failure_code == "not_sent"
@@ -367,7 +367,7 @@ def slow_first_attempt(rule, add_card):
     def arrives():
         outcome = gateways.charge_off_session(charge=prepared.charge, customer_id=customer_id, payment_method_id=pm_id)
         assert outcome.succeeded
-        return services.record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=timezone.now())
+        return outcomes.record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome, now=timezone.now())
 
     return renewal, prepared.charge, arrives
 
@@ -382,7 +382,7 @@ def test_a_success_for_a_charge_closed_as_never_sent_pays_its_still_open_renewal
     assert renewal.status == Renewal.Status.SUCCEEDED
     assert Charge.objects.get(pk=charge.pk).status == Charge.Status.SUCCEEDED
     assert Line.objects.get(pk=rule.line_id).data_remaining_bytes == data_before + rule.package.data_allowance_bytes
-    assert services.run_dispatcher(now=timezone.now() + timedelta(days=2), enqueue=False).claimed == []
+    assert dispatcher.run_dispatcher(now=timezone.now() + timedelta(days=2), enqueue=False).claimed == []
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]
 
 
@@ -392,7 +392,8 @@ def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_
     import stripe
     from django.conf import settings
 
-    from payments import services as payment_services
+    from payments.services import recording
+    from payments.services import refunds as payments_refunds
     from renewals.models import Alert
 
     renewal, charge, arrives = slow_first_attempt(rule, add_card)
@@ -402,9 +403,9 @@ def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_
     with django_capture_on_commit_callbacks(execute=True):
         renewal = arrives()
     with django_capture_on_commit_callbacks(execute=True):  # a webhook for the same success, later
-        arrives_again = payment_services.record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(
+        arrives_again = recording.record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(
             stripe.PaymentIntent.retrieve(Charge.objects.get(pk=charge.pk).payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)))
-    assert payment_services.refund_due_charges() == []
+    assert payments_refunds.refund_due_charges() == []
 
     late = Charge.objects.get(pk=charge.pk)
     assert arrives_again.status == late.status == Charge.Status.REFUNDED and late.refunded_minor == late.amount_minor
@@ -420,7 +421,7 @@ def test_a_refund_the_processor_made_before_we_recorded_it_is_not_made_twice(rul
     import stripe
     from django.conf import settings
 
-    from payments import services as payment_services
+    from payments.services import refunds as payments_refunds
 
     renewal, charge, arrives = slow_first_attempt(rule, add_card)
     assert retried(renewal).status == Renewal.Status.SUCCEEDED
@@ -430,7 +431,7 @@ def test_a_refund_the_processor_made_before_we_recorded_it_is_not_made_twice(rul
     # ... after the processor had made the refund.
     stripe.Refund.create(payment_intent=late.payment_intent_id, amount=late.amount_minor, api_key=settings.STRIPE_SECRET_KEY)
 
-    assert payment_services.refund_due_charges() == [late.pk]
+    assert payments_refunds.refund_due_charges() == [late.pk]
 
     late.refresh_from_db()
     assert late.status == Charge.Status.REFUNDED and late.refunded_minor == late.amount_minor
@@ -445,18 +446,18 @@ def test_a_purchase_closed_as_never_sent_that_succeeds_later_is_refunded_not_app
     from django.conf import settings
 
     from payments import gateways
-    from payments import services as payment_services
+    from payments.services import on_session, recording
     from tests.builders import make_charge
 
     method = add_card()
     charge = make_charge(user=customer, line=line, package=package, payment_method_id=method.id, sent_at=timezone.now(),
                          on_session=True)
-    assert payment_services.reconcile(charge=charge, not_found_means_not_sent=True).status == Charge.Status.FAILED
+    assert on_session.reconcile(charge=charge, not_found_means_not_sent=True).status == Charge.Status.FAILED
     data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
 
     outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=method.id)
     with django_capture_on_commit_callbacks(execute=True):
-        payment_services.record_outcome(charge_id=charge.pk, outcome=outcome)
+        recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REFUNDED and charge.refunded_minor == charge.amount_minor

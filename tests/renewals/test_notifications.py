@@ -1,14 +1,14 @@
 """Renewal emails in the customer's language and time zone, and a complete zh-Hans catalogue."""
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
 from django.core import mail
 
+from payments.money import format_money
 from renewals import notifications
 from renewals.models import Renewal
-from payments.money import format_money
-
 from tests.builders import make_rule
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "renewals" / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
@@ -80,20 +80,20 @@ def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_befo
     from django.template.defaultfilters import date as date_filter
     from django.utils import timezone, translation
 
-    from renewals import services
+    from renewals.services import charging, claims, operator
 
     from .conftest import send_owed_emails
     from .test_charging import DECLINING_CARD, claimed
 
     add_card(DECLINING_CARD)
     now = timezone.now()
-    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
     assert renewal.status == Renewal.Status.RETRY_SCHEDULED
     retry_at = renewal.next_attempt_at
     add_card()  # a good card as the new default; the operator retries at once, and it is paid
-    assert services.retry_now(renewal_id=renewal.pk, now=now)
-    services.claim_due_renewals(now=now, renewal_ids=[renewal.pk])
-    assert services.charge_renewal(renewal_id=renewal.pk, now=now).status == Renewal.Status.SUCCEEDED
+    assert operator.retry_now(renewal_id=renewal.pk, now=now)
+    claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk])
+    assert charging.charge_renewal(renewal_id=renewal.pk, now=now).status == Renewal.Status.SUCCEEDED
     send_owed_emails()
     retry_email, success_email = mail.outbox
     with translation.override("en"), timezone.override(zoneinfo.ZoneInfo("UTC")):

@@ -5,7 +5,8 @@ import pytest
 from django.utils import timezone
 
 from payments.models import Charge
-from renewals import services
+from renewals.services import charging, pay_now
+from renewals.services._base import RenewalNotPayable
 from renewals.models import Renewal
 from tests.builders import make_line, make_renewal, make_rule
 
@@ -19,7 +20,7 @@ def test_an_attempt_for_a_line_without_an_owner_cancels_the_renewal_and_charges_
     rule = make_rule(line=ownerless_line, package=package)
     renewal = make_renewal(line=ownerless_line, package=package, rule=rule, status=Renewal.Status.CHARGING)
 
-    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused",
+    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused",
                                        now=timezone.now())
 
     assert prepared is None
@@ -32,7 +33,7 @@ def test_an_attempt_for_a_line_without_an_owner_cancels_the_renewal_and_charges_
 def test_pay_now_for_a_line_without_an_owner_is_refused_as_not_payable(ownerless_line, package):
     renewal = make_renewal(line=ownerless_line, package=package, status=Renewal.Status.FAILED)
 
-    with pytest.raises(services.RenewalNotPayable, match="line_has_no_owner"):
-        services.start_pay_now(renewal_id=renewal.pk, payment_method_id="pm_unused", now=timezone.now())
+    with pytest.raises(RenewalNotPayable, match="line_has_no_owner"):
+        pay_now.start_pay_now(renewal_id=renewal.pk, payment_method_id="pm_unused", now=timezone.now())
 
     assert not Charge.objects.filter(renewal=renewal).exists()

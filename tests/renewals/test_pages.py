@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from renewals import services
 from renewals.models import Renewal, RenewalRule
+from renewals.services import rules, triggers
 from tests.builders import make_package, make_rule
 
 VALID = {
@@ -130,7 +130,7 @@ def test_turning_on_a_rule_for_a_line_already_below_its_threshold_renews_now(cus
 
 
 def test_turning_off_takes_one_click_and_cancels_the_queued_renewal(customer_client, rule):
-    renewal = services.open_renewal(rule=rule, now=timezone.now(), trigger="data")
+    renewal = triggers.open_renewal(rule=rule, now=timezone.now(), trigger="data")
     response = customer_client.post(reverse("renewals:turn_off", args=[rule.line_id]), {"next": reverse("accounts:line_detail", args=[rule.line_id])})
     assert response.status_code == 302 and response["Location"] == reverse("accounts:line_detail", args=[rule.line_id])
     rule.refresh_from_db()
@@ -150,7 +150,7 @@ def test_turn_off_is_post_only(customer_client, rule):
 
 
 def test_banner_for_a_scheduled_retry_links_to_pay_now(customer_client, rule):
-    renewal = services.open_renewal(rule=rule, now=timezone.now(), trigger="data")
+    renewal = triggers.open_renewal(rule=rule, now=timezone.now(), trigger="data")
     Renewal.objects.filter(pk=renewal.pk).update(status=Renewal.Status.RETRY_SCHEDULED, next_attempt_at=timezone.now() + timedelta(hours=1))
     body = customer_client.get(rule_url(rule.line)).content.decode()
     assert "failed; we will try again on" in body
@@ -170,5 +170,5 @@ def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, packag
 def test_page_restates_the_saved_rule(customer_client, rule):
     body = customer_client.get(rule_url(rule.line)).content.decode()
     assert "When this line has 500 MB or less left, we will charge My default payment method CNY 98.00" in body
-    services.turn_off_rule(rule=rule, now=timezone.now())
+    rules.turn_off_rule(rule=rule, now=timezone.now())
     assert "Auto-renewal is off." in customer_client.get(rule_url(rule.line)).content.decode()

@@ -12,8 +12,8 @@ from accounts.models import Line, NetworkCommand
 from accounts.services.line_status import suspend_line, terminate_line
 from payments import gateways
 from payments.models import Charge
-from renewals import services
 from renewals.models import Alert, Renewal, RenewalRule
+from renewals.services import charging, dispatcher, outcomes
 from tests.builders import make_user
 from tests.payments.conftest import authenticate_as_browser, create_card
 
@@ -33,15 +33,15 @@ def operator():
 def test_a_scheduled_retry_does_not_lift_an_operators_suspension(rule, add_card):
     add_card(DECLINING_CARD)
     now = timezone.now()
-    renewal = services.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=claimed(rule, now).pk, now=now)
     assert renewal.status == Renewal.Status.RETRY_SCHEDULED
     assert suspend_line(line_id=rule.line_id, reason="fraud check", actor=operator(), now=now)
     add_card("4242424242424242")  # a card that would pay
 
     later = renewal.next_attempt_at
-    report = services.run_dispatcher(now=later, enqueue=False)
+    report = dispatcher.run_dispatcher(now=later, enqueue=False)
     for renewal_id in report.claimed:
-        services.charge_renewal(renewal_id=renewal_id, now=later)
+        charging.charge_renewal(renewal_id=renewal_id, now=later)
 
     line = Line.objects.get(pk=rule.line_id)
     assert line.status == Line.Status.SUSPENDED
@@ -60,7 +60,7 @@ def test_a_3ds_payment_completed_after_the_operator_suspended_the_line_is_kept_b
 
     # What the webhook (or the browser's return) records.
     outcome = gateways.outcome_from_payment_intent(gateways.retrieve_payment_intent(intent["id"]))
-    services.record_charge_outcome(charge_id=Charge.objects.get(renewal=renewal).pk, outcome=outcome, now=timezone.now())
+    outcomes.record_charge_outcome(charge_id=Charge.objects.get(renewal=renewal).pk, outcome=outcome, now=timezone.now())
 
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED and not renewal.resumed_line
@@ -90,7 +90,7 @@ def test_a_renewal_paid_after_its_line_was_terminated_is_recorded_refunded_and_a
     card = add_card()
     now = timezone.now()
     renewal = claimed(rule, now)
-    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id,
+    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id,
                                        payment_method_id=card.id, now=now)
     # The processor takes the money; the worker dies before recording it.
     assert gateways.charge_off_session(charge=prepared.charge, customer_id=prepared.customer_id,
@@ -105,7 +105,7 @@ def test_a_renewal_paid_after_its_line_was_terminated_is_recorded_refunded_and_a
     later = now + timedelta(minutes=30)
     for _tick in range(2):  # a second tick finds nothing left to do, and raises nothing
         with django_capture_on_commit_callbacks(execute=True):
-            services.run_dispatcher(now=later, enqueue=False)
+            dispatcher.run_dispatcher(now=later, enqueue=False)
 
     charge = Charge.objects.get(pk=prepared.charge.pk)
     assert charge.status == Charge.Status.REFUNDED and charge.refunded_minor == charge.amount_minor
@@ -133,8 +133,8 @@ def test_giving_a_line_to_another_owner_turns_the_old_owners_rule_off_and_charge
 
     assert RenewalRule.objects.get(pk=rule.pk).enabled is False
     now = timezone.now()
-    report = services.run_dispatcher(now=now, enqueue=False)
+    report = dispatcher.run_dispatcher(now=now, enqueue=False)
     for renewal_id in report.claimed:
-        services.charge_renewal(renewal_id=renewal_id, now=now)
+        charging.charge_renewal(renewal_id=renewal_id, now=now)
     assert not Charge.objects.filter(line_id=line.pk).exists()
     assert not Renewal.objects.filter(line_id=line.pk).exists()

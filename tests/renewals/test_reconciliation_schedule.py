@@ -11,17 +11,17 @@ from djstripe.models import PaymentMethod
 from accounts.models import Line
 from payments import gateways
 from payments.models import Charge
-from renewals import services
 from renewals.models import Alert, Renewal
+from renewals.services import charging, claims, dispatcher, triggers
 from tests.builders import make_line, make_rule
 from tests.payments.test_purchase import bind_sepa
 
 
 def _in_flight(rule, *, customer, method_id: str, sent_at) -> Charge:
     """A renewal whose attempt was written and (perhaps) sent, then the worker went away."""
-    renewal = services.open_renewal(rule=rule, now=sent_at, trigger="data")
-    assert services.claim_due_renewals(now=sent_at, renewal_ids=[renewal.pk]) == [renewal.pk]
-    prepared = services.prepare_charge(renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id,
+    renewal = triggers.open_renewal(rule=rule, now=sent_at, trigger="data")
+    assert claims.claim_due_renewals(now=sent_at, renewal_ids=[renewal.pk]) == [renewal.pk]
+    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id,
                                        payment_method_id=method_id, now=sent_at)
     return prepared.charge
 
@@ -45,7 +45,7 @@ def test_debits_in_flight_for_days_do_not_hide_a_card_attempt_that_timed_out(
     assert gateways.charge_off_session(charge=charge, customer_id=gateways.ensure_customer(customer).id,
                                        payment_method_id=card.id).succeeded
 
-    services.run_dispatcher(now=now, enqueue=False)
+    dispatcher.run_dispatcher(now=now, enqueue=False)
 
     assert Renewal.objects.get(pk=charge.renewal_id).status == Renewal.Status.SUCCEEDED
     assert Charge.objects.get(pk=charge.pk).status == Charge.Status.SUCCEEDED
@@ -61,7 +61,7 @@ def test_an_attempt_pending_past_its_bound_raises_an_alert_while_the_processor_c
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # a closed port: nobody can tell us what happened
     gateways.configure()
     try:
-        services.run_dispatcher(now=now, enqueue=False)
+        dispatcher.run_dispatcher(now=now, enqueue=False)
     finally:
         settings.STRIPE_API_BASE = api_base
         gateways.configure()
@@ -80,7 +80,7 @@ def test_an_attempt_the_processor_never_received_spends_no_retry_and_suspends_no
     # One decline short of a failed cycle: a "not sent" counted as a decline would suspend the line.
     Renewal.objects.filter(pk=charge.renewal_id).update(failures=policy.max_failures - 1)
 
-    report = services.run_dispatcher(now=now, enqueue=False)
+    report = dispatcher.run_dispatcher(now=now, enqueue=False)
     assert Charge.objects.get(pk=charge.pk).failure_code == "not_sent"
     renewal = Renewal.objects.get(pk=charge.renewal_id)
     assert renewal.failures == policy.max_failures - 1
@@ -88,6 +88,6 @@ def test_an_attempt_the_processor_never_received_spends_no_retry_and_suspends_no
 
     # Due again at once: the same tick's claim takes it, and the card pays.
     assert report.claimed == [renewal.pk]
-    renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)
+    renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.failures == policy.max_failures - 1
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE

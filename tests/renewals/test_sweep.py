@@ -8,7 +8,10 @@ from accounts.models import Line
 from accounts.services import apply_package
 from partner.services.usage import UsageInput, ingest_usage
 from renewals.models import Renewal, RenewalRule
-from renewals.services import cancel_renewal, lines_with_enabled_rules_ids, run_dispatcher, save_rule, turn_off_rule
+from renewals.selectors import lines_with_enabled_rules_ids
+from renewals.services.dispatcher import run_dispatcher
+from renewals.services.operator import cancel_renewal
+from renewals.services.rules import save_rule, turn_off_rule
 from tests.builders import GB, MB, make_line, make_rule
 
 

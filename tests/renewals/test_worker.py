@@ -15,10 +15,10 @@ from django.utils import timezone
 from accounts.models import Line
 from esimsite.celery import app
 from payments.models import Charge
-from renewals import services
 from renewals.models import Renewal
+from renewals.services import charging, claims, dispatcher, triggers
 from renewals.tasks import charge_renewal_task
-from tests.accounts.partner_helpers import celery_worker, wait_until
+from tests.partner.helpers import celery_worker, wait_until
 
 from .conftest import payment_intents_for
 
@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 def claimed_renewal(rule) -> Renewal:
     now = timezone.now()
-    renewal = services.open_renewal(rule=rule, now=now, trigger="data")
-    assert services.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
+    renewal = triggers.open_renewal(rule=rule, now=now, trigger="data")
+    assert claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
     return renewal
 
 
@@ -96,7 +96,7 @@ def test_a_worker_killed_after_stripe_answered_is_reconciled_without_a_second_ch
         assert wait_until(lambda: "reason=attempt_in_flight" in log_text(log2), timeout=60), log_text(log2)
     assert len(payment_intents_for(renewal)) == 1
 
-    report = services.run_dispatcher(now=timezone.now() + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1), enqueue=False)
+    report = dispatcher.run_dispatcher(now=timezone.now() + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1), enqueue=False)
     assert report.reconciled == [charge.pk]
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
@@ -143,17 +143,17 @@ def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rul
     paid, never_sent = claimed_renewal(rule), claimed_renewal(other_rule)
     now = timezone.now()
     # One attempt the processor took (the worker died before recording it), one it never received.
-    sent = services.prepare_charge(renewal_id=paid.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
+    sent = charging.prepare_charge(renewal_id=paid.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
     assert gateways.charge_off_session(charge=sent.charge, customer_id=stripe_customer.id, payment_method_id=pm.id).succeeded
-    lost = services.prepare_charge(renewal_id=never_sent.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
+    lost = charging.prepare_charge(renewal_id=never_sent.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
     app.control.purge()
 
     later = now + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1)
-    report = services.run_dispatcher(now=later, enqueue=True)
+    report = dispatcher.run_dispatcher(now=later, enqueue=True)
     # The tick only hands them out: no processor look-up between it and its claim.
     assert sorted(report.reconciling) == sorted([sent.charge.pk, lost.charge.pk]) and report.reconciled == []
     assert Charge.objects.filter(status=Charge.Status.PENDING).count() == 2
-    assert services.run_dispatcher(now=later, enqueue=True).reconciling == []  # handed out once per lease
+    assert dispatcher.run_dispatcher(now=later, enqueue=True).reconciling == []  # handed out once per lease
 
     log = tmp_path / "worker.log"
     with celery_worker(log):

@@ -9,12 +9,12 @@ def test_a_failed_renewal_of_a_terminated_line_cannot_be_paid_now(rule, add_card
     """Money paid for a terminated line would only be refunded: pay-now refuses it, charging nothing."""
     import pytest
 
-    from payments import services as payment_services
+    from payments.services import errors
     from tests.renewals.test_money_seams import failed_cycle, pay_now
 
     renewal = failed_cycle(rule, suspend_at=timezone.now(), suspended=True)
     Line.objects.filter(pk=rule.line_id).update(status=Line.Status.TERMINATED)
-    with pytest.raises(payment_services.NotPayable) as refused:
+    with pytest.raises(errors.NotPayable) as refused:
         pay_now(renewal, add_card("4242424242424242"))
     assert refused.value.code == "line_terminated"
     assert not Charge.objects.filter(renewal=renewal).exists()

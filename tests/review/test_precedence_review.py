@@ -4,8 +4,8 @@ from django.utils import timezone
 
 from accounts.models import Line
 from payments.models import Charge
-from renewals import services
 from renewals.models import Renewal, RenewalRule
+from renewals.services import charging, dispatcher, precedence
 from tests.renewals.test_charging import claimed
 
 
@@ -28,13 +28,13 @@ def test_a_renewal_of_the_old_owners_rule_never_charges_the_new_owners_card(rule
     given = Line.objects.get(pk=rule.line_id)
     given.owner = other_customer
     given.save()  # committed; its after-commit follow-up has not run yet
-    services.charge_renewal(renewal_id=renewal.pk, now=now)
+    charging.charge_renewal(renewal_id=renewal.pk, now=now)
 
     assert not Charge.objects.filter(user=other_customer).exists()
     assert not Charge.objects.filter(payment_method_id=pm.id).exists()
     renewal.refresh_from_db()
     assert renewal.status != Renewal.Status.SUCCEEDED
-    assert renewal.status == Renewal.Status.CANCELLED and renewal.last_failure_message == services.LINE_OWNER_CHANGED
+    assert renewal.status == Renewal.Status.CANCELLED and renewal.last_failure_message == precedence.LINE_OWNER_CHANGED
 
 
 def test_a_rule_whose_owner_change_follow_up_was_lost_is_turned_off_by_the_next_dispatcher_tick_and_charges_nobody(
@@ -53,9 +53,9 @@ def test_a_rule_whose_owner_change_follow_up_was_lost_is_turned_off_by_the_next_
     given.save()  # committed; its after-commit follow-up never runs
 
     now = timezone.now()
-    report = services.run_dispatcher(now=now, enqueue=False)
+    report = dispatcher.run_dispatcher(now=now, enqueue=False)
     for renewal_id in report.claimed:
-        services.charge_renewal(renewal_id=renewal_id, now=now)
+        charging.charge_renewal(renewal_id=renewal_id, now=now)
 
     assert RenewalRule.objects.get(pk=rule.pk).enabled is False
     assert not Charge.objects.filter(line_id=rule.line_id).exists()

@@ -5,8 +5,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from payments.models import Charge
-from renewals import services
 from renewals.models import Renewal
+from renewals.services import _base, charging, claims, dispatcher, outcomes, rules
 
 
 def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spends_no_retry_and_does_not_stop_that_attempt(
@@ -23,11 +23,11 @@ def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spen
     import stripe
     from django.conf import settings
 
-    from payments import services as payment_services
+    from payments.services import webhooks
     from tests.payments.test_webhooks import event_for, post_event, sign
     from tests.renewals.test_authentication import waiting_for_3ds
 
-    endpoint = payment_services.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
+    endpoint = webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
     renewal = waiting_for_3ds(rule, add_card)
     old = Charge.objects.get(renewal=renewal, status=Charge.Status.REQUIRES_ACTION)
     # Failed with its intent still open, as cycles failed before timeouts withdrew their intents first.
@@ -35,8 +35,8 @@ def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spen
 
     add_card("4242424242424242")
     now = timezone.now()
-    assert services.payment_method_changed(user=customer, now=now) == [renewal.pk]
-    assert services.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
+    assert rules.payment_method_changed(user=customer, now=now) == [renewal.pk]
+    assert claims.claim_due_renewals(now=now, renewal_ids=[renewal.pk]) == [renewal.pk]
     # The charge step's withdrawal reaches the processor; the worker dies before reading the intent back.
     canceled = stripe.PaymentIntent.cancel(old.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
     body = event_for(canceled, "payment_intent.canceled", "evt_withdrawn")
@@ -45,12 +45,12 @@ def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spen
     renewal.refresh_from_db()
     assert (renewal.status, renewal.failures) == (Renewal.Status.CHARGING, 0)
 
-    renewal = services.charge_renewal(renewal_id=renewal.pk, now=now)  # the task, delivered again
+    renewal = charging.charge_renewal(renewal_id=renewal.pk, now=now)  # the task, delivered again
 
     renewal.refresh_from_db()
     assert renewal.failures == 0
     assert renewal.status == Renewal.Status.SUCCEEDED
-    assert Charge.objects.get(pk=old.pk).failure_code == services.SUPERSEDED
+    assert Charge.objects.get(pk=old.pk).failure_code == _base.SUPERSEDED
 
 
 def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is_left_open_at_the_processor(rule, add_card):
@@ -71,17 +71,17 @@ def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    slow = services.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
+    slow = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
     later = now + timedelta(minutes=11)
-    services.run_dispatcher(now=later, enqueue=False)  # closed as never sent; the renewal is claimed again
+    dispatcher.run_dispatcher(now=later, enqueue=False)  # closed as never sent; the renewal is claimed again
     assert Charge.objects.get(pk=slow.pk).failure_code == "not_sent"
     add_card(THREE_D_SECURE_CARD)
-    assert services.charge_renewal(renewal_id=renewal.pk, now=later).status == Renewal.Status.REQUIRES_ACTION
+    assert charging.charge_renewal(renewal_id=renewal.pk, now=later).status == Renewal.Status.REQUIRES_ACTION
     waiting = Charge.objects.get(renewal=renewal, status=Charge.Status.REQUIRES_ACTION)
 
     outcome = gateways.charge_off_session(charge=slow, customer_id=customer_id, payment_method_id=pm_id)  # the slow request lands
-    assert services.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now()).status == Renewal.Status.SUCCEEDED
-    services.run_dispatcher(now=timezone.now() + timedelta(minutes=1), enqueue=False)
+    assert outcomes.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now()).status == Renewal.Status.SUCCEEDED
+    dispatcher.run_dispatcher(now=timezone.now() + timedelta(minutes=1), enqueue=False)
 
     intent = stripe.PaymentIntent.retrieve(waiting.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
     assert intent["status"] == "canceled"
@@ -102,16 +102,16 @@ def test_once_a_late_success_pays_the_cycle_its_other_3ds_intent_is_withdrawn_ri
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    slow = services.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
+    slow = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
     later = now + timedelta(minutes=11)
-    services.run_dispatcher(now=later, enqueue=False)
+    dispatcher.run_dispatcher(now=later, enqueue=False)
     add_card(THREE_D_SECURE_CARD)
-    assert services.charge_renewal(renewal_id=renewal.pk, now=later).status == Renewal.Status.REQUIRES_ACTION
+    assert charging.charge_renewal(renewal_id=renewal.pk, now=later).status == Renewal.Status.REQUIRES_ACTION
     waiting = Charge.objects.get(renewal=renewal, status=Charge.Status.REQUIRES_ACTION)
 
     outcome = gateways.charge_off_session(charge=slow, customer_id=customer_id, payment_method_id=pm_id)
     with django_capture_on_commit_callbacks(execute=True):
-        services.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now())
+        outcomes.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now())
 
     intent = stripe.PaymentIntent.retrieve(waiting.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
     assert intent["status"] == "canceled"

@@ -14,12 +14,12 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts.models import Line
-from payments import gateways, services as payment_services
+from payments import gateways
 from payments.models import Charge
+from payments.services import methods, on_session
 from renewals.models import Renewal, RenewalRule, RetryPolicy
 from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule, make_user
 from tests.payments.conftest import confirm_setup_as_browser, create_card
-
 
 # --- the URLconf, walked --------------------------------------------------------------------------
 
@@ -52,7 +52,7 @@ def is_admin(endpoint: Endpoint) -> bool:
 # Outside the portal matrix, each for a reason. Keys are URL names (or routes when unnamed).
 OUT_OF_SCOPE = {
     "djstripe:djstripe_webhook_by_uuid": "Stripe's webhook: authenticated by its signature, tested in tests/payments/test_webhooks.py",
-    "partner_api:usage": "the partner's usage API: authenticated by HMAC, tested in tests/accounts/test_usage_api.py",
+    "partner_api:usage": "the partner's usage API: authenticated by HMAC, tested in tests/partner/test_usage_api.py",
     "partner_api:openapi": "the partner API's public contract (no data)",
     "healthz": "the load balancer's probe: public by design, counts and ages only (console/health.py)",
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
@@ -111,9 +111,9 @@ def world(db) -> World:
     gateways.set_default_payment_method(customer_id=customer.id, payment_method_id=method.id)
     spare = gateways.attach_payment_method(customer_id=customer.id, payment_method_id=create_card("5555555555554444"))
     secure = gateways.attach_payment_method(customer_id=customer.id, payment_method_id=create_card("4000002500003155"))
-    action_charge = payment_services.purchase_package(user=owner, line=line, package=package, payment_method_id=secure.id)
+    action_charge = on_session.purchase_package(user=owner, line=line, package=package, payment_method_id=secure.id)
     assert action_charge.status == Charge.Status.REQUIRES_ACTION and action_charge.payment_intent_id
-    start = payment_services.start_binding(user=owner, method_type="card")
+    start = methods.start_binding(user=owner, method_type="card")
     # A card of its own (last 4 5556, shown by the return page) so the page shows the owner's marker.
     assert confirm_setup_as_browser(start.client_secret, "4000056655665556").status_code == 200
     rule = make_rule(line=line, package=package)

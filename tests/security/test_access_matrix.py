@@ -9,7 +9,7 @@ from payments import gateways
 from payments.models import Charge
 from renewals.models import RenewalRule
 from tests.accounts.helpers import PASSWORD, sms_code
-from tests.admin.conftest import admin_client_for
+from tests.console.conftest import admin_client_for
 from tests.builders import make_line, make_user
 from tests.payments.conftest import create_card
 

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.accounts.helpers import PASSWORD
-from tests.admin.conftest import admin_client_for
+from tests.console.conftest import admin_client_for
 
 from .conftest import (
     ALLAUTH_OWN_ACCOUNT, ALLAUTH_PUBLIC, MATRIX, MATRIX_BY_NAME, assert_unchanged, client_for, fill_route, full_url,

@@ -8,7 +8,7 @@ from django.apps import apps
 from django.db import connection
 from django.urls import reverse
 
-from tests.admin.conftest import admin_client_for
+from tests.console.conftest import admin_client_for
 from tests.security.conftest import MATRIX_BY_NAME, client_for, fill_route, full_url, is_admin, walk
 
 # Bookkeeping a request may write, each for a reason; everything else must stay as it was.

@@ -197,7 +197,7 @@ def _known_secret(settings):
 def test_a_record_sharing_its_id_with_a_rejected_record_is_still_applied(lines, client):
     """Found by the fuzzer: the second record was counted as a duplicate of a record that had been
     rejected (unknown ICCID), so its usage was silently lost."""
-    from tests.accounts.partner_helpers import signed_post
+    from tests.partner.helpers import signed_post
 
     period = {"start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"}
     before = Line.objects.get(iccid=REAL_ICCIDS[1]).data_used_bytes

@@ -37,7 +37,7 @@ from accounts.services import line_status, lines
 from partner import tasks as partner_tasks
 from partner.services import outbox as network
 from partner.services.usage import UsageInput, ingest_usage
-from renewals import services as renewal_services
+from renewals.services import suspension
 from renewals.models import Renewal, RenewalRule
 from tests.builders import GB, MB, make_line, make_package, make_user
 
@@ -143,7 +143,7 @@ class LineMachine(RuleBasedStateMachine):
         Renewal.objects.create(line=line, package=self.package, payer=self.owner, amount_minor=self.package.price_minor,
                                currency=self.package.currency, status=Renewal.Status.FAILED, completed_at=self.now,
                                suspend_at=self.now)
-        renewal_services.suspend_overdue_lines(now=self.now)
+        suspension.suspend_overdue_lines(now=self.now)
 
     # --- time and the expiry sweep --------------------------------------------------------------------
 

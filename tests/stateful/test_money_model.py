@@ -29,7 +29,8 @@ from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -38,10 +39,10 @@ from accounts.models import Line, Package
 from accounts.services import line_status
 from partner.services.usage import UsageInput, ingest_usage
 from payments import gateways
-from payments import services as payment_services
 from payments.models import Charge
-from renewals import services as renewal_services
+from payments.services import methods, on_session, refunds, webhooks
 from renewals.models import Renewal, RenewalRule, RetryPolicy
+from renewals.services import charging, dispatcher, operator, rules, triggers
 from tests.builders import GB, MB, make_line, make_package, make_user
 from tests.payments.conftest import authenticate_as_browser, create_card
 from tests.payments.test_webhooks import event_for, sign
@@ -120,7 +121,7 @@ class MoneyMachine(RuleBasedStateMachine):
             line=self.line, package=self.packages["cny"], enabled=True, trigger_data_below_mb=500,
             overage_policy=overage_policy, overage_cap_mb=200, max_renewals_per_day=2,
         )
-        self.endpoint = payment_services.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
+        self.endpoint = webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
         marker = stripe.PaymentIntent.create(amount=100, currency="usd", metadata={"marker": "money-model"},
                                              api_key=django_settings.STRIPE_SECRET_KEY)
         self.world = inv.World(
@@ -130,7 +131,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.seen_intents: list[dict] = []  # snapshots for stale webhook deliveries
         self.operator = make_user(email=f"operator-{uuid.uuid4().hex[:10]}@example.com", is_staff=True)
         # The charge path runs in this example's transaction: nothing reaches a worker.
-        renewal_services.evaluate_triggers(line_ids=[self.line.pk], now=self.now, dispatch=False)
+        triggers.evaluate_triggers(line_ids=[self.line.pk], now=self.now, dispatch=False)
 
     def teardown(self):
         try:
@@ -196,17 +197,17 @@ class MoneyMachine(RuleBasedStateMachine):
         """The customer confirms an edited rule (the confirmation page's service)."""
         values = {"enabled": enabled, "package": self.packages[package], "trigger_data_below_mb": threshold_mb,
                   "payment_method_id": self._method(method) if method else ""}
-        renewal_services.save_rule(line=self._line(), values=values, now=self.now)
+        rules.save_rule(line=self._line(), values=values, now=self.now)
 
     @rule()
     def turn_rule_off(self):
         rule_row = RenewalRule.objects.get(line_id=self.line.pk)
-        renewal_services.turn_off_rule(rule=rule_row, now=self.now)
+        rules.turn_off_rule(rule=rule_row, now=self.now)
 
     @rule(card=st.sampled_from(["good", "declining", "3ds"]))
     def set_default_method(self, card):
         """The customer makes a card the default (wakes renewals waiting for a method)."""
-        payment_services.set_default_method(user=self.users[self.owner], payment_method_id=self._method(card))
+        methods.set_default_method(user=self.users[self.owner], payment_method_id=self._method(card))
 
     @rule(package=st.sampled_from(["cny", "eur"]), card=st.sampled_from(["good", "declining", "3ds"]))
     def purchase(self, package, card):
@@ -284,17 +285,17 @@ class MoneyMachine(RuleBasedStateMachine):
         self._clock.stop()
         self._clock = time_machine.travel(self.now, tick=False)
         self._clock.start()
-        report = renewal_services.run_dispatcher(now=self.now, enqueue=False)
+        report = dispatcher.run_dispatcher(now=self.now, enqueue=False)
         for renewal_id in report.requeued + report.claimed:
             try:
-                renewal_services.charge_renewal(renewal_id=renewal_id, now=self.now)
+                charging.charge_renewal(renewal_id=renewal_id, now=self.now)
             except gateways.GatewayError:
                 pass  # the task fails as a worker's would; the claim is requeued by a later tick
         # The payments sweep as beat runs it (payments.tasks.reconcile_pending_purchases): refunds
         # whose answer was lost, refunds owed (on-commit callbacks never run here), purchases.
-        payment_services.reconcile_refunds_in_doubt()
-        payment_services.refund_due_charges()
-        payment_services.reconcile_stale_purchases(now=self.now)
+        refunds.reconcile_refunds_in_doubt()
+        refunds.refund_due_charges()
+        on_session.reconcile_stale_purchases(now=self.now)
         if processor_reachable:
             # The bounds are witnessed by ticks that could reach the processor: reconciling or
             # withdrawing an intent cannot happen while it is unreachable.
@@ -359,7 +360,7 @@ class MoneyMachine(RuleBasedStateMachine):
     def operator_retry_now(self):
         renewal = self._latest_renewal()
         if renewal is not None:
-            renewal_services.retry_now(renewal_id=renewal.pk, now=self.now)
+            operator.retry_now(renewal_id=renewal.pk, now=self.now)
 
     @rule(which=st.integers(0, 5), partial=st.booleans())
     def operator_refund(self, which, partial=False):
@@ -369,7 +370,7 @@ class MoneyMachine(RuleBasedStateMachine):
         charge = charges[which % len(charges)]
         left = charge.amount_minor - charge.refunded_minor
         amount = max(left // 2, 1) if partial else None
-        payment_services.refund_charge(charge_id=charge.pk, amount_minor=amount, operator=self.operator)
+        refunds.refund_charge(charge_id=charge.pk, amount_minor=amount, operator=self.operator)
 
     @rule()
     def reassign_owner(self):

@@ -2,8 +2,9 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from renewals import notifications, services
+from renewals import notifications
 from renewals.models import Renewal
+from renewals.services import charging, dispatcher
 
 
 class Command(BaseCommand):
@@ -16,7 +17,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, enqueue: bool = False, **options):
-        report = services.run_dispatcher(now=timezone.now(), enqueue=enqueue)
+        report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=enqueue)
         self.stdout.write(f"opened {len(report.opened)} renewal(s): {report.opened}")
         self.stdout.write(f"suspended the line of {len(report.suspended)} failed renewal(s): {report.suspended}")
         self.stdout.write(f"reconciled {len(report.reconciled)} charge(s): {report.reconciled}")
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             self.stdout.write("charges enqueued for the workers")
             return
         for renewal_id in report.requeued + report.claimed:
-            renewal = services.charge_renewal(renewal_id=renewal_id)
+            renewal = charging.charge_renewal(renewal_id=renewal_id)
             self.stdout.write(f"renewal {renewal.pk} line {renewal.line_id}: {renewal.status}"
                               + (f" (next attempt {renewal.next_attempt_at.isoformat()})" if renewal.status == Renewal.Status.RETRY_SCHEDULED else ""))
         # In the foreground the customer's emails go out here too (a worker, if one runs, finds

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from accounts.models import ChangeRecord
 from payments.models import Charge
 from renewals.models import RetryPolicy
-from tests.admin.conftest import management_forms, run_action
+from tests.console.conftest import management_forms, run_action
 from tests.builders import make_charge, make_renewal
 
 CHARGES = "/admin/payments/charge/"
@@ -92,7 +92,7 @@ def test_customers_and_anonymous_never_see_operator_pages(client, customer_clien
 
 
 def test_staff_without_a_role_sees_neither_operations_nor_import(db):
-    from tests.admin.conftest import admin_client_for
+    from tests.console.conftest import admin_client_for
 
     client, _user = admin_client_for("staff")
     assert client.get("/admin/operations/").status_code == 403

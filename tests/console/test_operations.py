@@ -83,7 +83,7 @@ def test_healthz_reports_redis_down_without_details(client, db, settings):
 
 
 def test_operations_page_in_chinese_for_a_chinese_speaking_operator(db):
-    from tests.admin.conftest import admin_client_for
+    from tests.console.conftest import admin_client_for
 
     client, user = admin_client_for("support")
     user.language = "zh-hans"
@@ -93,7 +93,7 @@ def test_operations_page_in_chinese_for_a_chinese_speaking_operator(db):
 
 
 def test_a_foreground_dispatcher_pass_counts_as_a_pass(support_client):
-    from renewals.services import run_dispatcher
+    from renewals.services.dispatcher import run_dispatcher
 
     now = timezone.now()
     run_dispatcher(now=now, enqueue=False)  # what `renewals_tick --inline` runs

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Line, NetworkCommand, UsageRecord
-from tests.accounts.partner_helpers import USAGE_URL, record, signed_post
+from tests.partner.helpers import USAGE_URL, record, signed_post
 from tests.builders import GB, MB, make_line
 
 

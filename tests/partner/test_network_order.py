@@ -14,7 +14,7 @@ from accounts.models import NetworkCommand
 from accounts.services.network import enqueue_command
 from partner.services import outbox
 from partner.services.outbox import deliver_due_commands, retry_command_now
-from tests.accounts.partner_helpers import Receiver
+from tests.partner.helpers import Receiver
 from tests.builders import make_line
 
 

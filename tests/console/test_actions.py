@@ -4,9 +4,10 @@ from django.core import mail
 from accounts.models import ChangeRecord, Line, NetworkCommand
 from accounts.tasks import send_notices
 from payments import gateways
-from payments import services as payment_services
 from payments.models import Charge
-from tests.admin.conftest import run_action
+from payments.services import recording
+from payments.services import refunds as payments_refunds
+from tests.console.conftest import run_action
 from tests.builders import make_charge, make_renewal, make_rule, make_user
 from tests.payments.conftest import create_card
 
@@ -80,7 +81,7 @@ def test_refund_through_stripe_shows_in_the_ledger_and_history(finance_client, c
     method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
     charge = make_charge(user=customer, line=line, package=package)
     outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=method.id)
-    charge = payment_services.record_outcome(charge_id=charge.pk, outcome=outcome)
+    charge = recording.record_outcome(charge_id=charge.pk, outcome=outcome)
     assert charge.status == Charge.Status.SUCCEEDED
     first, confirmed = run_action(client, "/admin/payments/charge/", "refund_confirmed", [charge.pk], reason="goodwill")
     assert "cannot be undone" in first.content.decode()
@@ -145,7 +146,7 @@ def test_resolving_an_alert_asks_first_and_records_who(support_client, line):
     from django.utils import timezone
 
     from renewals.models import Alert
-    from renewals.services import raise_alert
+    from renewals.services.alerts import raise_alert
 
     client, operator = support_client
     alert = raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=line, message="3 declines in a row", now=timezone.now())
@@ -183,12 +184,12 @@ def test_retrying_a_network_command_asks_first_and_records_who(support_client, l
 
 def _paid_twice(customer, line, package):
     """A renewal the engine saw paid twice: the second success is kept on the ledger as
-    `refund_due` with an alert (renewals.services._refund_paid_too_late); its automatic refund runs
+    `refund_due` with an alert (renewals.services.outcomes._refund_paid_too_late); its automatic refund runs
     after the commit, which this test never lets happen (as when the process died or the processor
     did not answer), so the operator makes it."""
     from django.utils import timezone
 
-    from renewals.services import record_charge_outcome
+    from renewals.services.outcomes import record_charge_outcome
 
     stripe_customer = gateways.ensure_customer(customer)
     method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
@@ -226,7 +227,7 @@ def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(
     # Once refunded, a second confirmation, or the engine's own sweep, refunds nothing more.
     run_action(client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="again")
     assert ChangeRecord.objects.filter(action="refunded", object_id=str(duplicate.pk)).count() == 1
-    assert payment_services.refund_due_charges() == []
+    assert payments_refunds.refund_due_charges() == []
     refunds = stripe.Refund.list(payment_intent=duplicate.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
     assert [refund["amount"] for refund in refunds.auto_paging_iter()] == [9800]
 
@@ -242,7 +243,8 @@ def test_an_ordinary_failed_payment_is_still_not_refundable(finance_client, cust
 
 
 def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support_client, customer, line, package):
-    from datetime import datetime, timezone as dt_timezone
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
 
     client, _user = support_client
     waiting = make_renewal(line=line, package=package, status="awaiting_method", next_attempt_at=None,

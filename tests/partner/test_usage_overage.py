@@ -3,7 +3,7 @@ import pytest
 
 from accounts.models import Line, NetworkCommand
 from renewals.models import RenewalRule
-from tests.accounts.partner_helpers import record, signed_post
+from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line
 
 Policy = RenewalRule.OveragePolicy

@@ -33,7 +33,7 @@ def test_saving_a_line_without_a_tracked_change_writes_nothing(line):
 
 def test_a_usage_batch_that_uses_up_the_data_records_the_line_state_change(client, line):
     from accounts.history import history_for
-    from tests.accounts.partner_helpers import record, signed_post
+    from tests.partner.helpers import record, signed_post
 
     line.data_remaining_bytes = 1024
     line.save()
@@ -47,7 +47,7 @@ def test_a_usage_batch_that_uses_up_the_data_records_the_line_state_change(clien
 
 def test_moving_rules_to_a_replacement_card_is_recorded_per_rule(customer, line, package):
     from payments import gateways
-    from payments.services import remove_method
+    from payments.services.methods import remove_method
     from tests.payments.conftest import create_card
 
     stripe_customer = gateways.ensure_customer(customer)

@@ -1,5 +1,5 @@
 """A usage batch that takes a line below its renewal threshold starts the renewal at once
-(renewals.services.evaluate_triggers), not at the next beat."""
+(renewals.services.triggers.evaluate_triggers), not at the next beat."""
 
 import pytest
 from django.utils import timezone
@@ -7,7 +7,7 @@ from django.utils import timezone
 from accounts.models import Line
 from payments import gateways
 from renewals.models import Renewal
-from tests.accounts.partner_helpers import celery_worker, record, signed_post, wait_until
+from tests.partner.helpers import celery_worker, record, signed_post, wait_until
 from tests.builders import GB, MB, make_line, make_rule
 from tests.payments.conftest import create_card
 

@@ -14,7 +14,7 @@ from django.db import connection
 from accounts.models import Line, NetworkCommand, UsageRecord
 from partner.tasks import deliver_network_commands
 from renewals.models import Renewal, RenewalRule
-from tests.accounts.partner_helpers import Receiver, record
+from tests.partner.helpers import Receiver, record
 from tests.builders import MB, make_line
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ from accounts.services.network import enqueue_command
 from partner.services import outbox
 from partner.services.outbox import deliver_due_commands, retry_command_now
 from partner.tasks import deliver_network_commands
-from tests.accounts.partner_helpers import Receiver, celery_worker, wait_until
+from tests.partner.helpers import Receiver, celery_worker, wait_until
 from tests.builders import make_line
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Line, NetworkCommand, Notice, UsageRecord
 from accounts.services import apply_package
 from accounts.tasks import send_notices
-from tests.accounts.partner_helpers import record, signed_post
+from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line
 
 

@@ -12,7 +12,7 @@ from accounts.services.network import enqueue_command
 from partner.services.usage import UsageInput, ingest_usage
 from payments.models import Charge
 from renewals.models import Alert, Renewal, RenewalRule
-from tests.admin.conftest import form_values, run_action
+from tests.console.conftest import form_values, run_action
 from tests.builders import GB, make_charge, make_package, make_renewal, make_rule
 
 MB = 1024**2
