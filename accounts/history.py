@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextvars
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
@@ -44,7 +45,7 @@ class Acting:
     reason: str = ""
 
 
-_acting: contextvars.ContextVar[Acting] = contextvars.ContextVar("history_acting", default=Acting())
+_acting: contextvars.ContextVar[Acting] = contextvars.ContextVar("history_acting", default=Acting())  # noqa: B039 (frozen)
 
 
 @contextmanager

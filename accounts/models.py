@@ -1,7 +1,7 @@
 """Who the customer is and what they own: users, eSIM lines, the packages the operator
 sells, and the partner's usage records."""
-from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.contenttypes.fields import GenericForeignKey
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q

@@ -43,7 +43,7 @@ def line_detail(request, line_id: int):
     try:
         line = selectors.line_for_user(request.user, line_id)
     except Line.DoesNotExist:
-        raise Http404
+        raise Http404 from None
     lpa = line.lpa_string
     qr_svg = segno.make(lpa, error="m").svg_inline(
         scale=5, border=4, light="#fff", omitsize=True, title=_("QR code of the activation code")

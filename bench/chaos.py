@@ -69,8 +69,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from . import common
 
@@ -460,7 +459,6 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
         window: float = AUTHENTICATION_WINDOW_SECONDS) -> dict:
     import stripe
     from django.conf import settings
-    from django.db.models import Sum
 
     from accounts.models import Line
     from partner.services.usage import UsageInput, ingest_usage
@@ -517,7 +515,7 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
         next_event = start + rng.uniform(2, 5)
         fault_until = 0.0
         fault_start = rng.randrange(len(FAULTS))
-        period = datetime(2026, 11, 1, 10, 0, tzinfo=dt_timezone.utc)
+        period = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
         sent = 0
         while time.monotonic() - start < duration:
             now = time.monotonic()

@@ -52,7 +52,7 @@ def machine() -> str:
     """Cores, memory and the load average when the figures were taken: this machine is shared."""
     cores = os.cpu_count()
     try:
-        mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        mem_kb = next(int(row.split()[1]) for row in open("/proc/meminfo") if row.startswith("MemTotal"))
         mem = f"{mem_kb / 1024 / 1024:.0f} GB"
     except (OSError, StopIteration):
         mem = "?"

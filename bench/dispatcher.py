@@ -16,7 +16,6 @@ MAX(expiry window) at the larger size.
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 
 from . import common
 

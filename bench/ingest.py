@@ -16,7 +16,7 @@ import http.client
 import json
 import multiprocessing
 import threading
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from . import common
@@ -49,7 +49,7 @@ def _direct_worker(batches, barrier, results):
     from partner.api import parse_record
     from partner.services.usage import ingest_usage
 
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     parsed = [[parse_record(i, r, now=now) for i, r in enumerate(batch)] for batch in batches]
     connection.close()
     barrier.wait()
@@ -94,7 +94,7 @@ def run_http(client_batches, *, base_url: str, secret: str) -> tuple[float, int,
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
         barrier.wait()
         for body in bodies[k]:
-            header = partner_signature.sign(secret=secret, body=body, now=datetime.now(dt_timezone.utc))
+            header = partner_signature.sign(secret=secret, body=body, now=datetime.now(UTC))
             conn.request("POST", "/api/partner/usage", body=body,
                          headers={"Content-Type": "application/json", partner_signature.HEADER: header})
             response = conn.getresponse()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from . import common
 
@@ -34,7 +34,7 @@ def run(*, lines: int = 500, rate: float = 5.0, worker_concurrency: int = 2) -> 
         line_ids = common.customers_with_cards(count=lines, data_remaining_bytes=600 * MB)
     print(f"   {lines} customers with a default card in localstripe, one line each (600 MB left, rule at 500 MB): {t():.1f} s")
     accepted: dict[int, float] = {}
-    start = datetime(2026, 11, 1, 10, 0, tzinfo=dt_timezone.utc)
+    start = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
     with common.celery_worker(concurrency=worker_concurrency, log_name="threshold-worker"):
         t0 = time.monotonic()
         for i, n in enumerate(range(1, lines + 1)):

@@ -9,8 +9,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import operations
 from accounts.services import notices
+
+from . import operations
 
 BROKER_QUEUE = "celery"  # Celery's default queue: a Redis list of that name
 

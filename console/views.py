@@ -16,8 +16,8 @@ from django.views import View
 
 from accounts.models import Line
 from accounts.services import notices
-from accounts.templatetags.data_units import signed_data_size
 from accounts.services.line_import import ImportFileError, import_lines, parse
+from accounts.templatetags.data_units import signed_data_size
 from partner.services import adjustments
 from payments.money import format_money
 

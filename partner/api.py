@@ -2,13 +2,13 @@
 
 Answers are always JSON, whatever the input (partner/openapi/partner.yaml is the contract):
 401 bad signature, 400 not a batch, 413 too many records, 200 all applied, 207 applied except the
-records listed in "rejected". Records stored but too late to charge are listed in "late" (docs/usage.md). Every rejection is logged with what the partner sent us to identify it.
+records listed in "rejected". Records stored but too late to charge are listed in "late"
+(docs/usage.md). Every rejection is logged with what the partner sent us to identify it.
 """
 import json
 import logging
 import re
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +32,7 @@ MAX_RECORD_BYTES = 10**15
 ICCID_RE = re.compile(r"[0-9]{18,20}")
 # Usage is reported after the fact: a period ending in the future, or before the service existed,
 # is a partner clock bug, and refusing it keeps date arithmetic away from the year-1/9999 edges.
-EARLIEST_USAGE = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+EARLIEST_USAGE = datetime(2000, 1, 1, tzinfo=UTC)
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi" / "partner.yaml"
 
 

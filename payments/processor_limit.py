@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -201,7 +201,7 @@ class WriteStats:
 
 
 def _when(us: bytes | str | None) -> datetime | None:
-    return datetime.fromtimestamp(int(us) / 1_000_000, tz=timezone.utc) if us else None
+    return datetime.fromtimestamp(int(us) / 1_000_000, tz=UTC) if us else None
 
 
 def write_stats() -> WriteStats | None:

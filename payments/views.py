@@ -125,7 +125,7 @@ def method_default(request, payment_method_id: str):
     try:
         method_services.set_default_method(user=request.user, payment_method_id=payment_method_id)
     except errors.PaymentMethodNotFound:
-        raise Http404
+        raise Http404 from None
     except errors.PaymentError as exc:
         messages.error(request, exc.user_message)
     else:
@@ -150,7 +150,7 @@ def method_remove(request, payment_method_id: str):
         except errors.ReplacementRequired as exc:
             form.add_error("replacement", exc.user_message)
         except errors.PaymentMethodNotFound:
-            raise Http404
+            raise Http404 from None
         except errors.PaymentError as exc:
             form.add_error(None, exc.user_message)
         else:
@@ -211,7 +211,7 @@ def buy(request, line_id: int):
     try:
         line = line_for_user(request.user, line_id)
     except Line.DoesNotExist:
-        raise Http404
+        raise Http404 from None
     methods = selectors.usable_payment_methods_for_user(request.user)
     form = BuyPackageForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
@@ -244,7 +244,7 @@ def authenticate(request, charge_id: int):
     try:
         charge = selectors.charge_for_user(request.user, charge_id)
     except Charge.DoesNotExist:
-        raise Http404
+        raise Http404 from None
     if charge.status != Charge.Status.REQUIRES_ACTION or not charge.payment_intent_id:
         return after_payment(request, charge, retry_url=_retry_url(charge))
     try:
@@ -262,7 +262,7 @@ def complete(request, charge_id: int):
     try:
         charge = on_session.complete_authentication(user=request.user, charge_id=charge_id)
     except errors.NotPayable:
-        raise Http404
+        raise Http404 from None
     if charge.status == Charge.Status.REQUIRES_ACTION:
         # The customer closed the challenge without an answer: the intent still waits.
         messages.error(request, _("The payment was not confirmed by your bank. Nothing was charged."))
@@ -333,7 +333,7 @@ def receipt(request, charge_id: int):
     try:
         charge = selectors.charge_for_user(request.user, charge_id)
     except Charge.DoesNotExist:
-        raise Http404
+        raise Http404 from None
     if charge.status not in Charge.MONEY_TAKEN:
         raise Http404
     return render(request, "payments/receipt.html", {"charge": charge})

@@ -1,5 +1,6 @@
 """The customer's auto-renewal pages: the rule form, its confirmation page, turning it off, and
-paying a renewal now. Only the confirmation's POST saves; every line is looked up among the customer's own (404 else)."""
+paying a renewal now. Only the confirmation's POST saves; every line is looked up among the
+customer's own (404 else)."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -31,7 +32,7 @@ def _own_line(request, line_id: int) -> Line:
     try:
         return account_selectors.line_for_user(request.user, line_id)
     except Line.DoesNotExist:
-        raise Http404
+        raise Http404 from None
 
 
 def describe_rule(values: dict, method_label: str) -> str:
@@ -137,7 +138,7 @@ def pay_renewal(request, renewal_id: int):
         renewal = pay_now.payable_renewal(user=request.user, renewal_id=renewal_id)
     except payment_errors.NotPayable as exc:
         if exc.code == "not_found":
-            raise Http404
+            raise Http404 from None
         messages.info(request, exc.user_message)
         return redirect("payments:history")
     methods = payment_selectors.usable_payment_methods_for_user(request.user)

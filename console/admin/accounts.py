@@ -195,7 +195,7 @@ class PackageForm(forms.ModelForm):
 
     class Meta:
         model = Package
-        fields = "__all__"
+        fields = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
 
     def clean(self):
         data = super().clean()

@@ -8,7 +8,6 @@ from typing import Protocol
 
 from django.conf import settings
 
-from accounts.models import Line
 from payments.models import Charge
 
 from .. import selectors

@@ -3,7 +3,7 @@ so no old link can pay next to a later attempt."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -12,7 +12,7 @@ from payments import gateways
 from payments.gateways import GatewayError
 from payments.models import Charge
 
-from ..models import Renewal, RetryPolicy
+from ..models import Renewal
 from . import outcomes
 from ._base import AUTHENTICATION_REQUIRED, PENDING, PROCESSOR_ERROR, _kind, authentication_window
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 # Cycles that ended without a payment: an intent of theirs still open at the processor is withdrawn.
 CLOSED_WITHOUT_PAYMENT = (Renewal.Status.CANCELLED, Renewal.Status.FAILED)
-# ... and cycles another charge paid: no second intent of theirs may take money (invariant 1).
+# ... and cycles another charge paid: no second intent of theirs may take money (docs/invariants.md #1).
 CLOSED = (*CLOSED_WITHOUT_PAYMENT, Renewal.Status.SUCCEEDED)
 
 

@@ -38,7 +38,7 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
-    (invariant 3); turned off after, the attempt is already at the processor and its outcome is
+    (docs/invariants.md #3); turned off after, the attempt is already at the processor and its outcome is
     recorded. A pending charge means an attempt is in flight or unknown: never a second one.
     """
     method_type = payment_method_type or reconciliation._payment_method_type(payment_method_id)
@@ -138,7 +138,7 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
         return reconciliation.release_unsent_attempt(charge_id=prepared.charge.pk, now=now or timezone.now())
     if _kind(outcome) in (PROCESSOR_ERROR, PENDING):
         # Unknown (time-out, connection reset, 5xx) or not settled yet: the charge stays pending and
-        # is reconciled by looking its PaymentIntent up, never re-sent blindly (invariant 1).
+        # is reconciled by looking its PaymentIntent up, never re-sent blindly (docs/invariants.md #1).
         logger.warning("charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s", renewal_id, prepared.charge.pk,
                        _kind(outcome), getattr(outcome, "failure_code", ""))
         return Renewal.objects.get(pk=renewal_id)

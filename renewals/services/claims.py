@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: list[int] | None = None) -> list[int]:
-    """Claim due work (invariant 4): rows locked with SKIP LOCKED, so two dispatchers at once get
+    """Claim due work (docs/invariants.md #4): rows locked with SKIP LOCKED, so two dispatchers at once get
     disjoint batches; claimed rows become `charging` before the lock is released."""
     limit = limit or _claim_batch_size()
     with transaction.atomic():

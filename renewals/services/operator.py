@@ -34,7 +34,7 @@ def retry_now(*, renewal_id: int, now: datetime) -> bool:
         try:
             with transaction.atomic():
                 renewal.save()
-        except IntegrityError:  # the line has another open renewal (invariant 2): that one goes on
+        except IntegrityError:  # the line has another open renewal (docs/invariants.md #2): that one goes on
             return False
         _log("renewal_due", renewal, previous=previous, reason="operator_retry_now")
     return True

@@ -50,7 +50,7 @@ def _outcome_fields(outcome: ChargeResult) -> dict[str, str]:
 def record_charge_outcome(*, charge_id: int, outcome: ChargeResult, now: datetime) -> Renewal:
     """Record what the processor said about one attempt of a renewal (off-session, reconciled, or
     the customer's pay-now) and move the renewal on. Idempotent: an attempt already settled is
-    left alone, and a second success for one renewal is refused by the database (invariant 1)."""
+    left alone, and a second success for one renewal is refused by the database (docs/invariants.md #1)."""
     renewal_id = Charge.objects.filter(pk=charge_id).values_list("renewal_id", flat=True).get()
     return _record_outcome(renewal_id=renewal_id, charge_id=charge_id, outcome=outcome, now=now)
 
@@ -205,7 +205,7 @@ def _record_not_sent(*, renewal: Renewal, charge: Charge, result: dict[str, str]
     """An attempt reconciliation proved the processor never received (an outage, a worker gone
     before the call): the attempt is closed on the ledger, but it is not a decline. It spends no
     retry and sends no email; the cycle is due again at once, so a customer whose card is fine is
-    never suspended for our outage (invariant 11)."""
+    never suspended for our outage (docs/invariants.md #11)."""
     charge.status = Charge.Status.FAILED
     charge.decline_kind = Charge.DeclineKind.PROCESSOR_ERROR
     charge.failure_code = result["failure_code"][:100] or NOT_SENT

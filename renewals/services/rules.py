@@ -54,7 +54,7 @@ def _cancel_unsent(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 
 
 def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
-    """Turn auto-renewal off at once (invariant 3): under the rule's lock, every renewal of the
+    """Turn auto-renewal off at once (docs/invariants.md #3): under the rule's lock, every renewal of the
     line not yet sent to the processor is cancelled, and one waiting for 3-D Secure has its
     PaymentIntent cancelled at the processor, so the customer's later confirmation charges nothing."""
     with transaction.atomic():
@@ -71,7 +71,7 @@ def turn_off_rule(*, rule: RenewalRule, now: datetime) -> list[Renewal]:
 def payment_method_changed(*, user: User, now: datetime, payment_method_id: str = "") -> list[int]:
     """The customer set a new default method (the payments app calls this): each renewal of theirs
     waiting for a method, or whose cycle failed, gets one immediate attempt; a line whose trigger
-    is met and has no renewal starts one (DESIGN.md: hard declines). One method earns a cycle one
+    is met and has no renewal starts one (docs/invariants.md: hard declines). One method earns a cycle one
     attempt: a cycle that already charged `payment_method_id` is not woken again by it, so
     switching the default back and forth cannot retry a failed renewal at will."""
     woken: list[int] = []

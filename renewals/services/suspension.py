@@ -14,7 +14,7 @@ from payments.models import Charge
 
 from .. import notifications
 from ..models import Alert, Renewal
-from . import alerts, authentications, precedence
+from . import alerts, authentications
 from ._base import _claim_batch_size, _log
 
 logger = logging.getLogger(__name__)

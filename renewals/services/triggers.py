@@ -3,8 +3,8 @@ with frozen terms (one open renewal per line: a database constraint)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from django.db import IntegrityError, transaction
 
@@ -65,7 +65,7 @@ def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after
 def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: RetryPolicy | None = None,
                  after_method_change: bool = False) -> Renewal | None:
     """Open a `due` renewal for the rule's line, or None when a guard says no. "No open renewal for
-    the line" is the database's constraint (invariant 2), not a check here."""
+    the line" is the database's constraint (docs/invariants.md #2), not a check here."""
     policy = policy or RetryPolicy.current()
     line = rule.line
     if rule.owner_id is not None and rule.owner_id != line.owner_id:

@@ -1,8 +1,9 @@
 """Template helpers for renewals: money from minor units, and the renewal banners a line page shows."""
 from django import template
 
-from .. import selectors
 from payments.money import format_money
+
+from .. import selectors
 from ..notifications import pay_now_path
 
 register = template.Library()

@@ -1,7 +1,6 @@
 """The account page (portal home) and the line install page."""
 import re
-from datetime import datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, time, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -43,8 +42,8 @@ def test_small_amounts_are_megabytes_with_grouping(customer_client, customer):
 def test_usage_chart_groups_records_by_day_in_the_users_zone(client, db):
     user = make_user(time_zone="Asia/Shanghai")
     line = make_line(owner=user)
-    base = (datetime.now(dt_timezone.utc) - timedelta(days=3)).date()
-    at = lambda day, hour: datetime.combine(base + timedelta(days=day), time(hour), tzinfo=dt_timezone.utc)  # noqa: E731
+    base = (datetime.now(UTC) - timedelta(days=3)).date()
+    at = lambda day, hour: datetime.combine(base + timedelta(days=day), time(hour), tzinfo=UTC)  # noqa: E731
     # 23:00 UTC is 07:00 the next day in Shanghai: the first two records are one Shanghai day.
     usage(line, at=at(0, 23), amount=100 * MB, ref="a")
     usage(line, at=at(1, 3), amount=50 * MB, ref="b")
@@ -64,7 +63,7 @@ def test_usage_chart_groups_records_by_day_in_the_users_zone(client, db):
 def test_account_page_query_count_does_not_grow_with_lines(client, db):
     user = make_user()
     package = make_package()
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
 
     def add_line(n):
         line = make_line(owner=user, package=package)
@@ -92,7 +91,7 @@ ACCOUNT_PAGE_QUERIES = 5
 @pytest.mark.parametrize("lines", [1, 8])
 def test_account_page_costs_the_same_exact_queries_for_one_line_or_eight(client, db, lines, django_assert_num_queries):
     user = make_user()
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     for n in range(lines):
         line = make_line(owner=user, package=make_package())
         usage(line, at=now - timedelta(days=1), amount=MB, ref=f"{n}")

@@ -1,6 +1,6 @@
 """Language switcher, the choice remembered on the user, time zone display and settings page."""
 import zoneinfo
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -47,7 +47,7 @@ def test_saved_language_is_applied_at_login_from_a_fresh_browser(client, db):
 
 def test_validity_end_is_shown_in_the_users_time_zone(client, db):
     user = make_user(time_zone="Asia/Shanghai")
-    make_line(owner=user, expires_at=datetime(2030, 1, 31, 20, 30, tzinfo=dt_timezone.utc))
+    make_line(owner=user, expires_at=datetime(2030, 1, 31, 20, 30, tzinfo=UTC))
     client.force_login(user)
     page = client.get(reverse("accounts:home")).content.decode()
     # 20:30 UTC on 31 January is 04:30 on 1 February in Shanghai

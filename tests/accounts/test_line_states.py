@@ -10,8 +10,8 @@ from accounts.services import apply_package
 from accounts.services.line_status import resume_line, suspend_line
 from accounts.tasks import expire_lines
 from renewals.models import RenewalRule
-from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line
+from tests.partner.helpers import record, signed_post
 
 
 def commands(line) -> list[str]:

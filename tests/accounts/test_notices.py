@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.models import Notice
 from accounts.tasks import send_expiry_notices, send_notices
-from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line, make_user
+from tests.partner.helpers import record, signed_post
 
 FAILURES: list[str] = []
 

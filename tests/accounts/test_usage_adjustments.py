@@ -1,7 +1,7 @@
 """An operator's usage correction (docs/usage.md, "Operator corrections"): a new, signed row applied
 by the same accounting as the partner's usage, with its network command and history in the same
 transaction; it never gives back more than the period used, and overage stays conserved."""
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
@@ -65,7 +65,7 @@ def test_a_credit_cannot_exceed_the_periods_usage(customer, package, operator):
                      package_started_at=timezone.now() - timedelta(days=1))
     # Usage of an earlier package (charged to nothing) does not count; this package's does.
     ingest_usage(records=[UsageInput(index=0, partner_record_id="old", iccid=line.iccid, bytes=500 * MB,
-                                     start=datetime(2026, 1, 1, tzinfo=dt_timezone.utc), end=datetime(2026, 1, 1, 0, 5, tzinfo=dt_timezone.utc))])
+                                     start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 1, 0, 5, tzinfo=UTC))])
     line = use(line, 200 * MB)
     assert preview_adjustment(line_id=line.pk, bytes=-MB).period_usage == 200 * MB
     with pytest.raises(AdjustmentRefused, match="209715200"):

@@ -1,8 +1,9 @@
 """The low-data email is written in the customer's own language."""
-from accounts.tasks import send_notices
-from tests.partner.helpers import record, signed_post
-from tests.builders import GB, make_line, make_user
 from django.core import mail
+
+from accounts.tasks import send_notices
+from tests.builders import GB, make_line, make_user
+from tests.partner.helpers import record, signed_post
 
 
 def test_low_data_email_speaks_the_users_language(client, package, django_capture_on_commit_callbacks):

@@ -1,4 +1,6 @@
 """Every operator action asks first, calls the owning app's service and writes who / when / why."""
+from datetime import UTC
+
 from django.core import mail
 
 from accounts.models import ChangeRecord, Line, NetworkCommand
@@ -7,8 +9,8 @@ from payments import gateways
 from payments.models import Charge
 from payments.services import recording
 from payments.services import refunds as payments_refunds
-from tests.console.conftest import run_action
 from tests.builders import make_charge, make_renewal, make_rule, make_user
+from tests.console.conftest import run_action
 from tests.payments.conftest import create_card
 
 
@@ -244,7 +246,6 @@ def test_an_ordinary_failed_payment_is_still_not_refundable(finance_client, cust
 
 def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support_client, customer, line, package):
     from datetime import datetime
-    from datetime import timezone as dt_timezone
 
     client, _user = support_client
     waiting = make_renewal(line=line, package=package, status="awaiting_method", next_attempt_at=None,
@@ -259,7 +260,7 @@ def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support
     waiting.status = "cancelled"
     waiting.save()
     retrying = make_renewal(line=line, package=package, status="retry_scheduled",
-                            next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=dt_timezone.utc))
+                            next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=UTC))
     mail.outbox.clear()
     run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [retrying.pk])
     send_notices.apply()

@@ -34,7 +34,7 @@ def test_import_previews_then_imports_good_rows_and_reports_bad(finance_client, 
     done = client.post(IMPORT, {"text": text, "confirm": "yes"})
     assert done.status_code == 200 and "5 rows were not imported" in done.content.decode()
     imported = Line.objects.exclude(pk=existing.pk).order_by("iccid")
-    assert [(l.iccid, l.package_id) for l in imported] == [("89860000000000000001", package.pk), ("89860000000000000002", None)]
+    assert [(line.iccid, line.package_id) for line in imported] == [("89860000000000000001", package.pk), ("89860000000000000002", None)]
     assert ChangeRecord.objects.filter(action="imported", actor=user).count() == 2
 
 

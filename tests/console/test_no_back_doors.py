@@ -2,7 +2,7 @@
 statuses, amounts, attempts, partner records) is read-only for every operator, superusers too, and
 changes to it go through the confirmed actions that call services and write history."""
 import re
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.utils import timezone
@@ -12,8 +12,8 @@ from accounts.services.network import enqueue_command
 from partner.services.usage import UsageInput, ingest_usage
 from payments.models import Charge
 from renewals.models import Alert, Renewal, RenewalRule
-from tests.console.conftest import form_values, run_action
 from tests.builders import GB, make_charge, make_package, make_renewal, make_rule
+from tests.console.conftest import form_values, run_action
 
 MB = 1024**2
 
@@ -28,8 +28,8 @@ def test_saving_a_label_keeps_the_usage_that_arrived_while_the_page_was_open(sup
     page = client.get(url)
     posted = form_values(page) | {"label": "Dad's phone"}
     ingest_usage(records=[UsageInput(index=0, partner_record_id="while-open-1", iccid=line.iccid, bytes=GB,
-                                     start=datetime(2026, 11, 1, 10, tzinfo=dt_timezone.utc),
-                                     end=datetime(2026, 11, 1, 10, 5, tzinfo=dt_timezone.utc))])
+                                     start=datetime(2026, 11, 1, 10, tzinfo=UTC),
+                                     end=datetime(2026, 11, 1, 10, 5, tzinfo=UTC))])
     response = client.post(url, posted)
     assert response.status_code == 302, response.content.decode()[:2000]
     line.refresh_from_db()

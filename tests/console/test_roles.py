@@ -5,8 +5,8 @@ from django.contrib.auth.models import Group
 from accounts.models import ChangeRecord
 from payments.models import Charge
 from renewals.models import RetryPolicy
-from tests.console.conftest import management_forms, run_action
 from tests.builders import make_charge, make_renewal
+from tests.console.conftest import management_forms, run_action
 
 CHARGES = "/admin/payments/charge/"
 

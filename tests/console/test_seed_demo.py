@@ -2,8 +2,8 @@
 from django.core.management import call_command
 from django.urls import reverse
 
-from console.management.commands.seed_demo import CUSTOMER, OPERATOR
 from accounts.models import Line, Package, UsageRecord, User
+from console.management.commands.seed_demo import CUSTOMER, OPERATOR
 
 
 def counts():

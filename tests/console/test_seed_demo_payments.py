@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from djstripe.models import Customer, PaymentMethod
 
 from accounts.models import Line, Package, User
-from payments import gateways
 from console.management.commands.seed_demo_payments import TABLET_ICCID
+from payments import gateways
 from renewals.models import Renewal, RenewalRule
 
 

@@ -19,12 +19,10 @@ Checked after every browser test, whichever fixtures it uses (autouse):
 - no card number in any text/JSON/bytea column of the database nor in any log line written
   during the test, the live server's request log included (tests/e2e/card_scan.py).
 """
+import logging
 import os
 import re
-
 import time
-
-import logging
 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
@@ -33,8 +31,8 @@ from django.core.servers.basehttp import WSGIRequestHandler
 from django.test.testcases import QuietWSGIRequestHandler
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.e2e.card_scan import card_numbers_in_database, card_numbers_in_lines
 from tests.builders import make_user
+from tests.e2e.card_scan import card_numbers_in_database, card_numbers_in_lines
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -2,20 +2,19 @@
 carries its line's sequence number, a sender re-checks its claim (a fencing token) before it
 sends, only a 2xx from the exact URL counts, and a command the partner refuses for good is
 dead-lettered with an alert instead of holding the line's later commands for days."""
-import json
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.utils import timezone
 
-from console import operations
 from accounts.models import NetworkCommand
 from accounts.services.network import enqueue_command
+from console import operations
 from partner.services import outbox
 from partner.services.outbox import deliver_due_commands, retry_command_now
-from tests.partner.helpers import Receiver
 from tests.builders import make_line
+from tests.partner.helpers import Receiver
 
 
 @pytest.fixture

@@ -10,15 +10,15 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from partner import signature as partner_signature
 from accounts.models import NetworkCommand
 from accounts.services import network
 from accounts.services.network import enqueue_command
+from partner import signature as partner_signature
 from partner.services import outbox
 from partner.services.outbox import deliver_due_commands, retry_command_now
 from partner.tasks import deliver_network_commands
-from tests.partner.helpers import Receiver, celery_worker, wait_until
 from tests.builders import make_line
+from tests.partner.helpers import Receiver, celery_worker, wait_until
 
 
 @pytest.fixture

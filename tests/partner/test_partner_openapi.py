@@ -53,8 +53,8 @@ def test_the_curl_example_signs_like_the_server_checks(line, client, settings, t
 
     spec = yaml.safe_load(OPENAPI_PATH.read_text())
     lines = spec["info"]["description"].splitlines()
-    start = next(i for i, l in enumerate(lines) if l.strip().startswith("body='"))
-    script = "\n".join(l.strip() for l in lines[start : start + 3])  # body=..., t=..., sig=...
+    start = next(i for i, text in enumerate(lines) if text.strip().startswith("body='"))
+    script = "\n".join(text.strip() for text in lines[start : start + 3])  # body=..., t=..., sig=...
     script = script.replace("89860000000000000001", line.iccid) + '\necho "$t"; echo "$sig"; printf %s "$body"'
     out = subprocess.run(
         ["bash", "-c", script], capture_output=True, text=True, check=True,

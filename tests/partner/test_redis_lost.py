@@ -8,14 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 
 from accounts.models import Line, NetworkCommand, UsageRecord
 from partner.tasks import deliver_network_commands
 from renewals.models import Renewal, RenewalRule
-from tests.partner.helpers import Receiver, record
 from tests.builders import MB, make_line
+from tests.partner.helpers import Receiver, record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,16 +4,16 @@ import threading
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from accounts.models import Line, NetworkCommand, UsageRecord
-from tests.partner.helpers import USAGE_URL, record, signed_post
+from accounts.models import UsageRecord
 from tests.builders import GB, MB, make_line
+from tests.partner.helpers import USAGE_URL, record, signed_post
 
 
 def counters(line):

@@ -3,8 +3,8 @@ import pytest
 
 from accounts.models import Line, NetworkCommand
 from renewals.models import RenewalRule
-from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line
+from tests.partner.helpers import record, signed_post
 
 Policy = RenewalRule.OveragePolicy
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from accounts.models import Line, NetworkCommand, Notice, UsageRecord
 from accounts.services import apply_package
 from accounts.tasks import send_notices
-from tests.partner.helpers import record, signed_post
 from tests.builders import GB, MB, make_line
+from tests.partner.helpers import record, signed_post
 
 
 def iso(moment):

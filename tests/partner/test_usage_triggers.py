@@ -2,13 +2,12 @@
 (renewals.services.triggers.evaluate_triggers), not at the next beat."""
 
 import pytest
-from django.utils import timezone
 
 from accounts.models import Line
 from payments import gateways
 from renewals.models import Renewal
+from tests.builders import MB, make_line, make_rule
 from tests.partner.helpers import celery_worker, record, signed_post, wait_until
-from tests.builders import GB, MB, make_line, make_rule
 from tests.payments.conftest import create_card
 
 

@@ -11,6 +11,7 @@ import stripe
 from django.conf import settings
 
 from payments import gateways
+from payments.services import webhooks
 
 _seq = itertools.count(1)
 
@@ -143,3 +144,9 @@ def unresponsive_stripe_later():
     """Stripe hangs inside `with unresponsive_stripe_later():`, for tests that first need localstripe."""
     yield _hung_processor
     gateways.configure()
+
+
+@pytest.fixture
+def endpoint(db, settings):
+    """Our webhook endpoint and its signing secret, as `make run` configures it for localstripe."""
+    return webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)

@@ -16,7 +16,7 @@ from payments import gateways, tasks
 from payments.models import Charge
 from payments.services import errors, refunds
 from tests.payments.test_refunds import paid_charge, refunded_at_stripe  # noqa: F401 (fixture)
-from tests.payments.test_webhooks import endpoint, post_event, sign  # noqa: F401 (fixture)
+from tests.payments.test_webhooks import post_event, sign
 
 
 class LostAnswerProxy:

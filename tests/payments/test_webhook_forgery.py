@@ -19,7 +19,7 @@ from accounts.models import Line
 from payments import gateways
 from payments.models import Charge
 from tests.builders import make_charge
-from tests.payments.test_webhooks import endpoint, post_event, sign  # noqa: F401  (endpoint: a fixture)
+from tests.payments.test_webhooks import post_event, sign
 
 HANDLED_TYPES = ["payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
                  "payment_intent.processing", "payment_intent.requires_action"]

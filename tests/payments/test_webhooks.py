@@ -17,11 +17,6 @@ from payments.services import webhooks
 from tests.payments.conftest import authenticate_as_browser
 
 
-@pytest.fixture
-def endpoint(db, settings):
-    return webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
-
-
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
     t = int(time.time()) if timestamp is None else timestamp
     mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()

@@ -60,7 +60,7 @@ class RecordingProxy:
         await self._runner.cleanup()
         await self._session.close()
 
-    def __enter__(self) -> "RecordingProxy":
+    def __enter__(self) -> RecordingProxy:
         self._thread.start()
         self._ready.wait(10)
         return self

@@ -1,8 +1,7 @@
 """Caps and fees in integer minor units of one currency: the monthly spend cap counts only money in
 the rule's currency, over the customer's own month (their time zone, not UTC's), and the overage
 fee never goes through a float."""
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from payments.models import Charge
 from renewals.models import Alert, Renewal
@@ -24,7 +23,7 @@ def test_money_taken_in_another_currency_does_not_count_against_the_cap(rule):
     rule.monthly_spend_cap_minor = 10000  # CNY, the rule's package currency: one renewal of 9800
     rule.max_renewals_per_day = 5
     rule.save()
-    now = datetime(2026, 12, 15, 12, 0, tzinfo=dt_timezone.utc)
+    now = datetime(2026, 12, 15, 12, 0, tzinfo=UTC)
     paid_renewal(rule, amount_minor=5000, currency="USD", at=now - timedelta(days=3))  # before the package changed
 
     opened = triggers.open_renewal(rule=rule, now=now, trigger="data")
@@ -40,14 +39,14 @@ def test_a_shanghai_customers_first_of_december_holds_one_renewal_under_a_one_re
     rule.max_renewals_per_day = 5
     rule.save()
     # 02:00 on 1 December in Shanghai is still 30 November in UTC.
-    paid_renewal(rule, amount_minor=9800, currency="CNY", at=datetime(2026, 11, 30, 18, 0, tzinfo=dt_timezone.utc))
-    same_local_day = datetime(2026, 12, 1, 10, 0, tzinfo=dt_timezone.utc)  # 18:00 on 1 December in Shanghai
+    paid_renewal(rule, amount_minor=9800, currency="CNY", at=datetime(2026, 11, 30, 18, 0, tzinfo=UTC))
+    same_local_day = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # 18:00 on 1 December in Shanghai
 
     assert triggers.open_renewal(rule=rule, now=same_local_day, trigger="data") is None
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.SPEND_CAP_REACHED).exists()
 
     # Their January is a new month: 00:30 on 1 January in Shanghai (16:30 UTC on 31 December).
-    assert triggers.open_renewal(rule=rule, now=datetime(2026, 12, 31, 16, 30, tzinfo=dt_timezone.utc), trigger="data") is not None
+    assert triggers.open_renewal(rule=rule, now=datetime(2026, 12, 31, 16, 30, tzinfo=UTC), trigger="data") is not None
 
 
 def test_the_overage_fee_is_rounded_up_in_integers_not_through_a_float(policy):

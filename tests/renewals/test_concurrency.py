@@ -12,8 +12,8 @@ from payments.models import Charge
 from renewals.models import Renewal
 from renewals.services import charging, claims, rules, triggers
 from renewals.services import dispatcher as renewals_dispatcher
-from tests.partner.helpers import wait_until
 from tests.builders import make_line, make_rule
+from tests.partner.helpers import wait_until
 
 from .conftest import payment_intents_for
 

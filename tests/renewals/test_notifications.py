@@ -1,6 +1,5 @@
 """Renewal emails in the customer's language and time zone, and a complete zh-Hans catalogue."""
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ def test_a_chinese_customer_gets_chinese_email_with_local_times(customer, line, 
     rule = make_rule(line=line, package=package)
     renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
                                      status=Renewal.Status.RETRY_SCHEDULED,
-                                     next_attempt_at=datetime(2026, 11, 24, 16, 30, tzinfo=dt_timezone.utc))
+                                     next_attempt_at=datetime(2026, 11, 24, 16, 30, tzinfo=UTC))
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
     assert message.subject == f"线路 {line.iccid} 的续费付款失败"
@@ -65,7 +64,7 @@ def test_english_retry_email_ends_its_date_sentence_with_one_full_stop(customer,
     rule = make_rule(line=line, package=package)
     renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
                                      status=Renewal.Status.RETRY_SCHEDULED,
-                                     next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=dt_timezone.utc))
+                                     next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=UTC))
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
     assert "We will try again on Nov. 24, 2026, 19:02." in message.body

@@ -5,9 +5,9 @@ import pytest
 from django.utils import timezone
 
 from payments.models import Charge
+from renewals.models import Renewal
 from renewals.services import charging, pay_now
 from renewals.services._base import RenewalNotPayable
-from renewals.models import Renewal
 from tests.builders import make_line, make_renewal, make_rule
 
 

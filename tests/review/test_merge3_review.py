@@ -5,7 +5,6 @@ from django.utils import timezone
 
 from accounts.models import Line
 from payments.models import Charge
-from renewals.models import Renewal
 from renewals.services import charging, claims, precedence, rules, suspension
 from tests.builders import make_user
 from tests.renewals.test_money_seams import failed_cycle

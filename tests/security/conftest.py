@@ -4,9 +4,9 @@ from both the matrix and the out-of-scope list fails the tests, so a new view ca
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Callable
 
 import pytest
 from django.apps import apps

@@ -9,13 +9,24 @@ from payments import gateways
 from payments.models import Charge
 from renewals.models import RenewalRule
 from tests.accounts.helpers import PASSWORD, sms_code
-from tests.console.conftest import admin_client_for
 from tests.builders import make_line, make_user
+from tests.console.conftest import admin_client_for
 from tests.payments.conftest import create_card
 
 from .conftest import (
-    ALLAUTH_OWN_ACCOUNT, ALLAUTH_PUBLIC, MATRIX, MATRIX_BY_NAME, OUT_OF_SCOPE, assert_unchanged, client_for, fill_route,
-    full_url, is_admin, is_login_redirect, snapshot, walk,
+    ALLAUTH_OWN_ACCOUNT,
+    ALLAUTH_PUBLIC,
+    MATRIX,
+    MATRIX_BY_NAME,
+    OUT_OF_SCOPE,
+    assert_unchanged,
+    client_for,
+    fill_route,
+    full_url,
+    is_admin,
+    is_login_redirect,
+    snapshot,
+    walk,
 )
 
 # The owner's POST that leaves the database as it was: completing a 3-D Secure payment the bank

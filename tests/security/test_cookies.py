@@ -55,7 +55,7 @@ def test_login_over_https_sets_only_secure_cookies(production, db):
     assert {"sessionid", "csrftoken", "django_language"} <= set(cookies), cookies.output()
     # OutputString() is the Set-Cookie header's value as the WSGI handler sends it.
     headers = {name: cookies[name].OutputString() for name in cookies}
-    for name, header in headers.items():
+    for header in headers.values():
         assert "; Secure" in header and "; SameSite=Lax" in header, header
     assert "; HttpOnly" in headers["sessionid"] and "; HttpOnly" in headers["django_language"]
 

@@ -11,8 +11,19 @@ from tests.accounts.helpers import PASSWORD
 from tests.console.conftest import admin_client_for
 
 from .conftest import (
-    ALLAUTH_OWN_ACCOUNT, ALLAUTH_PUBLIC, MATRIX, MATRIX_BY_NAME, assert_unchanged, client_for, fill_route, full_url,
-    is_admin, is_html, post_forms_without_token, snapshot, walk,
+    ALLAUTH_OWN_ACCOUNT,
+    ALLAUTH_PUBLIC,
+    MATRIX,
+    MATRIX_BY_NAME,
+    assert_unchanged,
+    client_for,
+    fill_route,
+    full_url,
+    is_admin,
+    is_html,
+    post_forms_without_token,
+    snapshot,
+    walk,
 )
 
 EXEMPT = {"partner_api:usage", "djstripe:djstripe_webhook_by_uuid"}
@@ -139,7 +150,7 @@ def test_every_post_form_of_the_admin_carries_the_csrf_token(world):
     missing, pages = [], 0
     urls = [reverse("admin:index"), reverse("admin:operations"), reverse("admin:accounts_line_import"),
             reverse("admin:password_change")]
-    for model, model_admin in admin.site._registry.items():
+    for model in admin.site._registry:
         info = f"admin:{model._meta.app_label}_{model._meta.model_name}"
         urls.append(reverse(f"{info}_changelist"))
         if model._meta.app_label in ("accounts", "payments", "renewals"):

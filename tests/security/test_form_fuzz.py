@@ -2,11 +2,9 @@
 non-numeric numbers, NUL and RTL characters, long strings, missing and repeated fields, other
 customers' and unknown ids): never a 5xx, and a request that is not accepted changes nothing."""
 import os
-from datetime import timedelta
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from djstripe.models import Customer as StripeCustomer
 from djstripe.models import PaymentMethod
 from hypothesis import HealthCheck, event, given, settings
@@ -16,7 +14,7 @@ from accounts.models import Line, User
 from payments import gateways
 from payments.models import Charge
 from renewals.models import Renewal, RenewalRule
-from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule, make_user
+from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule
 from tests.payments.conftest import create_card
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 25))
@@ -106,7 +104,8 @@ def world(db, customer, other_customer):
         for name in names:
             methods[name] = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card()).id
         gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=methods[names[0]])
-    ids = lambda *objs: [str(o.pk) for o in objs] + ["0", "-1", "99999999999999999999", "abc"]
+    def ids(*objs):
+        return [str(o.pk) for o in objs] + ["0", "-1", "99999999999999999999", "abc"]
     return {
         "line": line, "other_line": other_line, "renewal": renewal, "other_renewal": other_renewal,
         "charge": charge, "other_charge": other_charge, "methods": methods,
@@ -118,7 +117,8 @@ def world(db, customer, other_customer):
 def _targets(world) -> dict:
     """name -> (method, path choices, fields and their plausible values)."""
     line, renewal, charge = world["line"], world["renewal"], world["charge"]
-    own_and_other = lambda fmt, own, other: [fmt.format(own.pk), fmt.format(other.pk), fmt.format(0), fmt.format(10**20)]
+    def own_and_other(fmt, own, other):
+        return [fmt.format(own.pk), fmt.format(other.pk), fmt.format(0), fmt.format(10**20)]
     methods = world["method_ids"]
     rule_fields = {
         "enabled": ["on", ""], "package": world["package_ids"], "trigger_data_below_mb": ["200", "0", "-5", "10000001"],
@@ -230,7 +230,8 @@ def _customer_get_pages(world) -> dict:
     from django.urls import reverse
 
     line, other_line, renewal, charge = world["line"], world["other_line"], world["renewal"], world["charge"]
-    both = lambda name, key, own, other: [reverse(name, kwargs={key: own.pk}), reverse(name, kwargs={key: other.pk})]
+    def both(name, key, own, other):
+        return [reverse(name, kwargs={key: own.pk}), reverse(name, kwargs={key: other.pk})]
     return {
         "accounts:home": [reverse("accounts:home")],
         "accounts:line_detail": both("accounts:line_detail", "line_id", line, other_line),

@@ -15,8 +15,8 @@ from accounts.middleware import content_security_policy
 from payments import gateways
 from payments.models import Charge
 from renewals.models import Renewal
-from tests.console.conftest import admin_client_for
 from tests.builders import make_charge, make_line, make_rule
+from tests.console.conftest import admin_client_for
 from tests.payments.conftest import create_card
 
 # Data blocks are not executed, so they need no script-src.

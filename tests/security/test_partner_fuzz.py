@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from schemathesis.core import NotSet
 from schemathesis.generation.modes import GenerationMode
 
-from partner import signature as partner_signature
 from accounts.models import Line, NetworkCommand, UsageRecord
+from partner import signature as partner_signature
 from tests.builders import MB, make_line
 
 APP = get_wsgi_application()

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 
-from console import operations
 from accounts.models import Line, NetworkCommand
 from accounts.services import line_status
+from console import operations
 from partner.services.outbox import RETRYABLE_CLIENT_ERRORS
 from renewals.models import Renewal
 

@@ -9,7 +9,7 @@ line that raised, so one run can report several counterexamples at once.
 Frozen terms: `renewal_terms` reads whatever the renewal stores. Today's Renewal keeps
 `amount_minor`/`currency`/`package`/`overage_billed_bytes`, but prepare_charge rewrites the
 amount on every attempt, so the model's first sight of the renewal is the reference. When the
-renewal grows fields for its frozen terms (DESIGN.md invariant 8), add their names to
+renewal grows fields for its frozen terms (docs/invariants.md #8), add their names to
 FROZEN_TERM_FIELDS and the stored values win.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class World:
     # ("the customer agreed to the cap only", partner/services/usage.py).
     policy_written_off: int = 0
     operator_suspended: bool = False
-    # The operator's resume outranks a payment suspension (DESIGN.md invariant 10).
+    # The operator's resume outranks a payment suspension (docs/invariants.md #10).
     operator_resumed_at: datetime | None = None
     terminated: bool = False
     # Charges that had taken money when the line was terminated, and the highest charge id then.
@@ -261,7 +261,7 @@ def check_line_usable_when_paid(world: World) -> None:
 # --- 5. bytes conservation and frozen terms ----------------------------------------------------------
 
 def check_bytes_conserved(world: World) -> None:
-    """used = granted + billed + still owed (DESIGN.md invariant 9), with the design's own
+    """used = granted + billed + still owed (docs/invariants.md #9), with the design's own
     write-off of usage beyond the cap / beyond zero under `block` kept apart."""
     line = Line.objects.get(pk=world.line_id)
     used = line.data_used_bytes - world.initial_used
@@ -364,7 +364,7 @@ def schedule_of(renewal: Renewal | None) -> tuple | None:
 
 def check_declined_pay_now_left_the_cycle(*, before: tuple | None, renewal_id: int, new_charge_ids: list[int]) -> None:
     """Checked around one pay-now step (a transition, not a state): a pay-now the bank declined
-    leaves the cycle where it was (DESIGN.md invariant 11)."""
+    leaves the cycle where it was (docs/invariants.md #11)."""
     declined = list(Charge.objects.filter(pk__in=new_charge_ids, renewal_id=renewal_id, status=Charge.Status.FAILED)
                     .values_list("pk", "failure_code"))
     if not declined or before is None:

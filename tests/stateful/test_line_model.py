@@ -26,7 +26,8 @@ from datetime import timedelta
 import time_machine
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, Phase, event, settings, strategies as st
+from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -37,8 +38,8 @@ from accounts.services import line_status, lines
 from partner import tasks as partner_tasks
 from partner.services import outbox as network
 from partner.services.usage import UsageInput, ingest_usage
-from renewals.services import suspension
 from renewals.models import Renewal, RenewalRule
+from renewals.services import suspension
 from tests.builders import GB, MB, make_line, make_package, make_user
 
 from . import line_invariants as inv

@@ -21,7 +21,6 @@ import os
 import uuid
 from datetime import timedelta
 
-import pytest
 import stripe
 import time_machine
 from django.conf import settings as django_settings

@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
-        operator = self._user(*OPERATOR, is_staff=True, is_superuser=True, name="Demo Operator")
+        self._user(*OPERATOR, is_staff=True, is_superuser=True, name="Demo Operator")
         customer = self._user(*CUSTOMER, name="Demo Customer", time_zone="Asia/Shanghai")
         packages = [
             Package.objects.get_or_create(
