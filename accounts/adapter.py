@@ -1,5 +1,6 @@
 """django-allauth hooks for our User model (email and/or phone, no username): where the phone
 number lives, how verification codes leave by SMS, which language a new user keeps."""
+
 import re
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -45,7 +46,9 @@ class AccountAdapter(DefaultAccountAdapter):
         send_sms(to=phone, body=_("Your Axis eSIM verification code is %(code)s") % {"code": code})
 
     def send_account_already_exists_sms(self, phone):
-        send_sms(to=phone, body=_("Someone tried to sign up for Axis eSIM with this number, which already has an account."))
+        send_sms(
+            to=phone, body=_("Someone tried to sign up for Axis eSIM with this number, which already has an account.")
+        )
 
     def save_user(self, request, user, form, commit=True):
         # Emails sent later by workers have no request: they need the language of the sign-up.

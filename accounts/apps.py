@@ -11,4 +11,3 @@ class AccountsConfig(AppConfig):
         from . import history, signals  # noqa: F401
 
         history.connect()
-

@@ -1,4 +1,5 @@
 """Forms of the customer's own settings, and our variant of allauth's login form."""
+
 import zoneinfo
 
 from allauth.account import forms as allauth_forms

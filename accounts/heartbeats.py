@@ -1,6 +1,7 @@
 """Heartbeats of periodic jobs: the renewals dispatcher stamps each finished pass (from beat or
 `renewals_tick` alike), read as an age by the operations page and /healthz. The partner's last
 usage batch is read from the usage records."""
+
 from datetime import datetime, timedelta
 
 from django.db.models import Max

@@ -7,6 +7,7 @@ no extra query. `acting(...)` names the operator, the action and the reason for 
 it; outside it the actor is the system. Bulk `update()` bypasses signals: services that change a
 tracked field that way call `record_change` themselves.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -79,8 +80,16 @@ def snapshot(instance) -> dict[str, Any]:
     return values
 
 
-def record_change(*, obj, action: str, actor=None, reason: str = "", before: dict | None = None,
-                  after: dict | None = None, now: datetime | None = None) -> ChangeRecord:
+def record_change(
+    *,
+    obj,
+    action: str,
+    actor=None,
+    reason: str = "",
+    before: dict | None = None,
+    after: dict | None = None,
+    now: datetime | None = None,
+) -> ChangeRecord:
     """Write one history row for `obj`. Callers outside the tracked models' signals (admin actions
     on renewals and charges, imports) use this directly."""
     context = _acting.get()
@@ -99,8 +108,9 @@ def record_change(*, obj, action: str, actor=None, reason: str = "", before: dic
     return ChangeRecord.objects.create(**fields)
 
 
-def record_changes(entries: list[tuple[Any, dict, dict]], *, action: str, reason: str = "",
-                   now: datetime | None = None) -> None:
+def record_changes(
+    entries: list[tuple[Any, dict, dict]], *, action: str, reason: str = "", now: datetime | None = None
+) -> None:
     """History for rows a service changed with one bulk statement (no signals fire): one INSERT
     for all of them. `entries` holds (obj, before, after)."""
     if not entries:
@@ -108,12 +118,22 @@ def record_changes(entries: list[tuple[Any, dict, dict]], *, action: str, reason
     context = _acting.get()
     content_type = ContentType.objects.get_for_model(type(entries[0][0]))
     extra = {"created_at": now} if now is not None else {}
-    ChangeRecord.objects.bulk_create([
-        ChangeRecord(content_type=content_type, object_id=str(obj.pk), object_repr=str(obj)[:200], action=action,
-                     actor=context.actor, reason=(reason or context.reason)[:500],
-                     before=_jsonable(before), after=_jsonable(after), **extra)
-        for obj, before, after in entries
-    ])
+    ChangeRecord.objects.bulk_create(
+        [
+            ChangeRecord(
+                content_type=content_type,
+                object_id=str(obj.pk),
+                object_repr=str(obj)[:200],
+                action=action,
+                actor=context.actor,
+                reason=(reason or context.reason)[:500],
+                before=_jsonable(before),
+                after=_jsonable(after),
+                **extra,
+            )
+            for obj, before, after in entries
+        ]
+    )
 
 
 def history_for(obj):
@@ -146,8 +166,12 @@ def _saved(sender, instance, created, raw=False, **kwargs) -> None:
         changed_before = {key: before[key] for key in keys}
         changed_after = {key: after[key] for key in keys}
     context = _acting.get()
-    record_change(obj=instance, action=context.action or ("created" if created else "changed"),
-                  before=changed_before, after=changed_after)
+    record_change(
+        obj=instance,
+        action=context.action or ("created" if created else "changed"),
+        before=changed_before,
+        after=changed_after,
+    )
     setattr(instance, SNAPSHOT_ATTR, after)
 
 

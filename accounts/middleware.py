@@ -1,5 +1,6 @@
 """Per-request settings that follow the signed-in user: time zone, language, a 429 for
 allauth's rate limits where allauth itself does not catch them, and the Content-Security-Policy."""
+
 from urllib.parse import urlsplit
 
 from django.conf import settings

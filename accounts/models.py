@@ -1,5 +1,6 @@
 """Who the customer is and what they own: users, eSIM lines, the packages the operator
 sells, and the partner's usage records."""
+
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.core.validators import MinValueValidator, RegexValidator
@@ -127,8 +128,9 @@ class Line(models.Model):
     # Database defaults too: bulk loads in SQL (bench/common.py, an operator's import script) that
     # name only the older columns still write a valid line.
     suspended_by_operator = models.BooleanField(_("suspended by an operator"), default=False, db_default=False)
-    suspended_from = models.CharField(_("status before suspension"), max_length=20, choices=Status.choices, blank=True,
-                                      default="", db_default="")
+    suspended_from = models.CharField(
+        _("status before suspension"), max_length=20, choices=Status.choices, blank=True, default="", db_default=""
+    )
     data_blocked = models.BooleanField(_("data blocked"), default=False, db_default=False)
     package = models.ForeignKey(
         Package, verbose_name=_("active package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
@@ -170,7 +172,11 @@ class Line(models.Model):
                 name="line_data_trigger_headroom_idx",
             ),
             # The sweep's expiry trigger: the lines with an expiry rule, by end of validity.
-            models.Index(fields=["expires_at"], condition=Q(renew_hours_before_expiry__isnull=False), name="line_expiry_trigger_idx"),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(renew_hours_before_expiry__isnull=False),
+                name="line_expiry_trigger_idx",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(data_used_bytes__gte=0), name="line_used_not_negative"),
@@ -227,8 +233,9 @@ class UsageAdjustment(models.Model):
     reason = models.CharField(_("reason"), max_length=500)
     operator = models.ForeignKey(User, verbose_name=_("operator"), related_name="+", on_delete=models.PROTECT)
     # The package and the period (Line.package_started_at) the correction was charged to.
-    package = models.ForeignKey(Package, verbose_name=_("package"), related_name="+", on_delete=models.PROTECT,
-                                null=True, blank=True)
+    package = models.ForeignKey(
+        Package, verbose_name=_("package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
+    )
     period_started_at = models.DateTimeField(_("package started"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -381,7 +388,9 @@ class Notice(models.Model):
         FAILED = "failed", _("Failed")
 
     user = models.ForeignKey(User, verbose_name=_("customer"), related_name="notices", on_delete=models.CASCADE)
-    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="notices", on_delete=models.SET_NULL, null=True, blank=True)
+    line = models.ForeignKey(
+        Line, verbose_name=_("line"), related_name="notices", on_delete=models.SET_NULL, null=True, blank=True
+    )
     kind = models.CharField(_("kind"), max_length=40)
     facts = models.JSONField(_("what the message says"), default=dict, blank=True)
     dedup_key = models.CharField(_("event"), max_length=200, unique=True)

@@ -1,4 +1,5 @@
 """Reads shared by views, admin and tasks."""
+
 from datetime import date, datetime, tzinfo
 
 from django.db.models import QuerySet, Sum
@@ -35,4 +36,8 @@ def daily_usage_for_lines(lines, *, since: datetime, zone: tzinfo) -> dict[int, 
 def usage_corrections_for_line(line: Line, *, limit: int = 20) -> QuerySet[UsageAdjustment]:
     """The operator's corrections of the line's usage, newest first (the customer's line page shows
     them as such; who made them and why stays with the operators)."""
-    return UsageAdjustment.objects.filter(line=line).only("bytes", "created_at", "line_id").order_by("-created_at", "-id")[:limit]
+    return (
+        UsageAdjustment.objects.filter(line=line)
+        .only("bytes", "created_at", "line_id")
+        .order_by("-created_at", "-id")[:limit]
+    )

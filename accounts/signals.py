@@ -1,4 +1,5 @@
 """Reactions to allauth's account events."""
+
 from allauth.account.signals import user_logged_in
 from django.dispatch import receiver
 from django.utils import translation

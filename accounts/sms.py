@@ -1,5 +1,6 @@
 """Pluggable SMS sending (settings.SMS_BACKEND). No SMS gateway runs here, so development logs
 the message and tests capture it, like Django's email backends."""
+
 import logging
 
 from django.conf import settings

@@ -1,6 +1,7 @@
 """Celery tasks of accounts. Each one only calls a service; all of them are safe to run twice and on
 several workers at once, because the state (outbox rows, notice rows) is in the database. The outbox's
 delivery task is in partner/tasks.py."""
+
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone

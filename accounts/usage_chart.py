@@ -1,5 +1,6 @@
 """The 30-day daily-usage chart of the account page, drawn on the server as SVG geometry:
 no chart library, no script, readable without CSS."""
+
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
@@ -43,5 +44,7 @@ def build_chart(*, days: list[date], usage: dict[date, int]) -> DailyUsageChart:
         used = usage.get(day, 0)
         # A day with any use gets at least a 1-unit bar, so it is visibly not zero.
         height = max(HEIGHT * used / peak, 1) if used else 0
-        bars.append(Bar(day=day, bytes=used, x=round(index * BAR_STEP, 2), y=round(HEIGHT - height, 2), height=round(height, 2)))
+        bars.append(
+            Bar(day=day, bytes=used, x=round(index * BAR_STEP, 2), y=round(HEIGHT - height, 2), height=round(height, 2))
+        )
     return DailyUsageChart(bars=bars, peak_bytes=peak, total_bytes=sum(bar.bytes for bar in bars))

@@ -1,5 +1,6 @@
 """A user's language and time zone, as every page and message uses them: one place, so the
 portal, the notices and the middleware cannot disagree about an unknown zone or language."""
+
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings

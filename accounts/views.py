@@ -1,4 +1,5 @@
 """The customer's portal pages: account home, line detail with install codes, own settings."""
+
 import zoneinfo
 from urllib.parse import quote
 
@@ -84,8 +85,8 @@ def set_language(request):
     return response
 
 
-
 # --- phone verification at sign-up ---------------------------------------------------------------
+
 
 class _VerifyPhoneAtSignupView(allauth_views._VerifyPhoneSignupView):
     """allauth's sign-up phone step, the same whether or not the number was registered. allauth
@@ -99,7 +100,8 @@ class _VerifyPhoneAtSignupView(allauth_views._VerifyPhoneSignupView):
     def _pretends_change(self) -> bool:
         # The quota is 0 unless ACCOUNT_PHONE_VERIFICATION_SUPPORTS_CHANGE is on.
         return self.process.user is None and not self.process.is_change_quota_reached(
-            allauth_settings.PHONE_VERIFICATION_MAX_CHANGE_COUNT)
+            allauth_settings.PHONE_VERIFICATION_MAX_CHANGE_COUNT
+        )
 
     @cached_property
     def _action(self):

@@ -54,6 +54,7 @@ no grace before suspension.
 
     scripts/with-services .venv/bin/python -m bench.chaos [--lines 200 --duration 60 --settle 300 --seed 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,6 +81,7 @@ AUTHENTICATION_WINDOW_SECONDS = 30
 
 # --- the fault-injecting proxy ----------------------------------------------------------------
 
+
 def _proxy_main(port: int, upstream: str, ready) -> None:
     from aiohttp import ClientSession, ClientTimeout, web
 
@@ -97,8 +99,11 @@ def _proxy_main(port: int, upstream: str, ready) -> None:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
         async with session.request(request.method, upstream + request.path_qs, data=body, headers=headers) as up:
             data = await up.read()
-            out_headers = {k: v for k, v in up.headers.items()
-                           if k.lower() in ("content-type", "request-id", "idempotency-key", "stripe-version")}
+            out_headers = {
+                k: v
+                for k, v in up.headers.items()
+                if k.lower() in ("content-type", "request-id", "idempotency-key", "stripe-version")
+            }
             return web.Response(status=up.status, body=data, headers=out_headers)
 
     async def handle(request):
@@ -146,18 +151,24 @@ def proxy_control(port: int, mode: str = "", p: float = 0.5) -> dict:
 
 # --- processes ------------------------------------------------------------------------------------
 
+
 class Fleet:
     """The processes the controller may kill: its Redis, workers and beats. Only these."""
 
-    def __init__(self, *, redis_port: int, proxy_port: int, log_dir, authentication_window: float = AUTHENTICATION_WINDOW_SECONDS):
+    def __init__(
+        self, *, redis_port: int, proxy_port: int, log_dir, authentication_window: float = AUTHENTICATION_WINDOW_SECONDS
+    ):
         self.redis_port, self.proxy_port, self.log_dir = redis_port, proxy_port, log_dir
         self.redis = None
         self.workers: dict[str, subprocess.Popen | None] = {"w1": None, "w2": None}
         self.beats: dict[str, subprocess.Popen | None] = {"b1": None, "b2": None}
         self.env = common.child_env(
-            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
-            STRIPE_API_BASE=f"http://127.0.0.1:{proxy_port}", STRIPE_HTTP_TIMEOUT_SECONDS="3",
-            RENEWALS_DISPATCH_INTERVAL_SECONDS="2", RENEWALS_RECONCILE_AFTER_MINUTES="1",
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0",
+            STRIPE_API_BASE=f"http://127.0.0.1:{proxy_port}",
+            STRIPE_HTTP_TIMEOUT_SECONDS="3",
+            RENEWALS_DISPATCH_INTERVAL_SECONDS="2",
+            RENEWALS_RECONCILE_AFTER_MINUTES="1",
             RENEWALS_AUTHENTICATION_WINDOW_SECONDS=str(int(authentication_window)),
         )
 
@@ -166,23 +177,64 @@ class Fleet:
 
     def start_redis(self):
         self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.log_dir)], stdout=self._log("redis"), stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.log_dir),
+            ],
+            stdout=self._log("redis"),
+            stderr=subprocess.STDOUT,
         )
         common.wait_for_port(self.redis_port, process=self.redis)
 
     def start_worker(self, name):
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=solo", "--loglevel=INFO",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"chaos-{name}-{os.getpid()}@%h"],
-            cwd=common.ROOT, env=self.env, stdout=self._log(name), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "esimsite",
+                "worker",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"chaos-{name}-{os.getpid()}@%h",
+            ],
+            cwd=common.ROOT,
+            env=self.env,
+            stdout=self._log(name),
+            stderr=subprocess.STDOUT,
         )
 
     def start_beat(self, name):
         self.beats[name] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "esimsite", "beat", "--loglevel=INFO",
-             "--schedule", str(self.log_dir / f"chaos-{name}-schedule")],
-            cwd=common.ROOT, env=self.env, stdout=self._log(name), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "esimsite",
+                "beat",
+                "--loglevel=INFO",
+                "--schedule",
+                str(self.log_dir / f"chaos-{name}-schedule"),
+            ],
+            cwd=common.ROOT,
+            env=self.env,
+            stdout=self._log(name),
+            stderr=subprocess.STDOUT,
         )
 
     @staticmethod
@@ -277,12 +329,15 @@ class Customers:
         if self.waiting:
             lines = {self.line_of[n]: n for n in self.waiting}
             needing = {}
-            for line_id, failures, status in Renewal.objects.filter(line_id__in=list(lines)).values_list("line_id", "failures", "status"):
+            for line_id, failures, status in Renewal.objects.filter(line_id__in=list(lines)).values_list(
+                "line_id", "failures", "status"
+            ):
                 n = lines[line_id]
                 if self.plans[n][0] == "declining" and (failures >= 1 or status == Renewal.Status.FAILED):
                     needing[n] = True
-            for line_id in Charge.objects.filter(line_id__in=list(lines), renewal__isnull=False, on_session=False,
-                                                 status=Charge.Status.REQUIRES_ACTION).values_list("line_id", flat=True):
+            for line_id in Charge.objects.filter(
+                line_id__in=list(lines), renewal__isnull=False, on_session=False, status=Charge.Status.REQUIRES_ACTION
+            ).values_list("line_id", flat=True):
                 needing[lines[line_id]] = True
             for n in needing:
                 self.waiting.discard(n)
@@ -313,7 +368,9 @@ class Customers:
         kind, behaviour = self.plans[n]
         try:
             if behaviour in ("complete", "complete_no_return", "late"):
-                self._authenticate(n, come_back=behaviour != "complete_no_return", label="late" if behaviour == "late" else "completed")
+                self._authenticate(
+                    n, come_back=behaviour != "complete_no_return", label="late" if behaviour == "late" else "completed"
+                )
             elif behaviour == "pay_declining":
                 self._pay_now(n, card=None, tabs=1)
             elif behaviour == "pay_good":
@@ -347,15 +404,22 @@ class Customers:
         from payments.models import Charge
         from payments.services import on_session
 
-        charge = (Charge.objects.filter(line_id=self.line_of[n], renewal__isnull=False, on_session=False)
-                  .exclude(payment_intent_id__isnull=True).exclude(payment_intent_id="").order_by("-id").first())
+        charge = (
+            Charge.objects.filter(line_id=self.line_of[n], renewal__isnull=False, on_session=False)
+            .exclude(payment_intent_id__isnull=True)
+            .exclude(payment_intent_id="")
+            .order_by("-id")
+            .first()
+        )
         if charge is None:
             self.count(f"3ds_{label}_no_intent")
             return False
         intent = stripe.PaymentIntent.retrieve(charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
         response = requests.post(
             f"{settings.STRIPE_API_BASE}/v1/payment_intents/{intent['id']}/_authenticate?success=true",
-            json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": intent["client_secret"]}, timeout=30)
+            json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": intent["client_secret"]},
+            timeout=30,
+        )
         accepted = response.status_code == 200
         if accepted:
             with self.lock:
@@ -374,8 +438,11 @@ class Customers:
 
         user = self._user(n)
         customer = gateways.ensure_customer(user)
-        pm = stripe.PaymentMethod.create(type="card", card={"number": GOOD_CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-                                         api_key=settings.STRIPE_SECRET_KEY)
+        pm = stripe.PaymentMethod.create(
+            type="card",
+            card={"number": GOOD_CARD, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+            api_key=settings.STRIPE_SECRET_KEY,
+        )
         gateways.attach_payment_method(customer_id=customer.id, payment_method_id=pm["id"])
         return pm["id"]
 
@@ -445,7 +512,9 @@ class Customers:
             renewal = self._renewal(n)
             if renewal.status == Renewal.Status.SUCCEEDED:
                 return
-            outcomes = self._pay_now(n, card=card, tabs=tabs if first else 1, authenticate_too=authenticate_too and first)
+            outcomes = self._pay_now(
+                n, card=card, tabs=tabs if first else 1, authenticate_too=authenticate_too and first
+            )
             first = False
             if "succeeded" in outcomes:
                 return
@@ -455,8 +524,16 @@ class Customers:
 
 # --- the run --------------------------------------------------------------------------------------
 
-def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed: int = 1, redis_port: int | None = None,
-        window: float = AUTHENTICATION_WINDOW_SECONDS) -> dict:
+
+def run(
+    *,
+    lines: int = 200,
+    duration: float = 60.0,
+    settle: float = 300.0,
+    seed: int = 1,
+    redis_port: int | None = None,
+    window: float = AUTHENTICATION_WINDOW_SECONDS,
+) -> dict:
     import stripe
     from django.conf import settings
 
@@ -478,23 +555,33 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
     settings.RENEWALS_AUTHENTICATION_WINDOW = timedelta(seconds=window)  # this process's customers (the fleet: its env)
     plans = plans_for(lines, seed)
     with common.timed() as t:
-        line_ids = common.customers_with_cards(count=lines, data_remaining_bytes=600 * common.MB,
-                                               card_for=lambda n: CARDS[plans[n][0]])
+        line_ids = common.customers_with_cards(
+            count=lines, data_remaining_bytes=600 * common.MB, card_for=lambda n: CARDS[plans[n][0]]
+        )
     print(f"   {lines} customers with a default card, line 100 MB above its threshold: {t():.1f} s")
-    print(f"   customers' plans (seed {seed}): " + ", ".join(
-        f"{kind}/{behaviour or '-'} {count}" for (kind, behaviour), count in sorted(Counter(plans.values()).items())))
+    print(
+        f"   customers' plans (seed {seed}): "
+        + ", ".join(
+            f"{kind}/{behaviour or '-'} {count}" for (kind, behaviour), count in sorted(Counter(plans.values()).items())
+        )
+    )
     print(f"   policy: retry delays {RETRY_DELAYS_MINUTES} min, grace 0 h, 3-D Secure window {window:.0f} s")
 
     common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     proxy_port = common.free_port()
     ready = multiprocessing.get_context("fork").Event()
     proxy = multiprocessing.get_context("fork").Process(
-        target=_proxy_main, args=(proxy_port, settings.STRIPE_API_BASE.rstrip("/"), ready), daemon=True)
+        target=_proxy_main, args=(proxy_port, settings.STRIPE_API_BASE.rstrip("/"), ready), daemon=True
+    )
     proxy.start()
     assert ready.wait(30)
     common.wait_for_port(proxy_port)
-    fleet = Fleet(redis_port=redis_port or common.free_port(), proxy_port=proxy_port, log_dir=common.OUT_DIR,
-                  authentication_window=window)
+    fleet = Fleet(
+        redis_port=redis_port or common.free_port(),
+        proxy_port=proxy_port,
+        log_dir=common.OUT_DIR,
+        authentication_window=window,
+    )
     events: Counter = Counter()
     customers = None
     try:
@@ -509,7 +596,9 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
         time.sleep(3)
 
         start = time.monotonic()
-        customers = Customers(plans=plans, line_ids=line_ids, seed=seed, window=window, stop_after=start + duration + settle)
+        customers = Customers(
+            plans=plans, line_ids=line_ids, seed=seed, window=window, stop_after=start + duration + settle
+        )
         next_customers_tick = start
         pending_restarts: list[tuple[float, str]] = []
         next_event = start + rng.uniform(2, 5)
@@ -524,8 +613,18 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
             while sent < due_sent:
                 sent += 1
                 try:
-                    ingest_usage(records=[UsageInput(index=0, partner_record_id=f"chaos-{sent}", iccid=common.iccid(sent),
-                                                     bytes=200 * common.MB, start=period, end=period)])
+                    ingest_usage(
+                        records=[
+                            UsageInput(
+                                index=0,
+                                partner_record_id=f"chaos-{sent}",
+                                iccid=common.iccid(sent),
+                                bytes=200 * common.MB,
+                                start=period,
+                                end=period,
+                            )
+                        ]
+                    )
                 except Exception as exc:  # the partner would retry the batch: so do we, below
                     events["ingest_error"] += 1
                     print(f"   ! ingest of line {sent} failed ({type(exc).__name__}); retried later")
@@ -549,7 +648,9 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
                 next_event = now + rng.uniform(2, 5)
                 kind = rng.choice(["kill_worker", "kill_redis", "beats", "fault", "fault"])
                 if kind == "kill_worker":
-                    name = rng.choice([n for n, p in fleet.workers.items() if p is not None and p.poll() is None] or ["w1"])
+                    name = rng.choice(
+                        [n for n, p in fleet.workers.items() if p is not None and p.poll() is None] or ["w1"]
+                    )
                     fleet.kill(fleet.workers[name])
                     pending_restarts.append((now + rng.uniform(1, 3), name))
                     events["sigkill_worker"] += 1
@@ -578,12 +679,24 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
                     proxy_control(proxy_port, mode, 0.5)
                     fault_until = now + rng.uniform(3, 8)
                     events[f"fault_{mode}"] += 1
-                    print(f"   t={now - start:5.1f}s proxy fault {mode} on half the requests for {fault_until - now:.1f}s")
+                    print(
+                        f"   t={now - start:5.1f}s proxy fault {mode} on half the requests for {fault_until - now:.1f}s"
+                    )
             time.sleep(0.05)
         while sent < lines:  # the window ended before every line crossed (ingest errors): finish
             sent += 1
-            ingest_usage(records=[UsageInput(index=0, partner_record_id=f"chaos-{sent}", iccid=common.iccid(sent),
-                                             bytes=200 * common.MB, start=period, end=period)])
+            ingest_usage(
+                records=[
+                    UsageInput(
+                        index=0,
+                        partner_record_id=f"chaos-{sent}",
+                        iccid=common.iccid(sent),
+                        bytes=200 * common.MB,
+                        start=period,
+                        end=period,
+                    )
+                ]
+            )
 
         # Settle: faults off, everything up.
         proxy_control(proxy_port, "")
@@ -612,13 +725,16 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
             except Exception as exc:  # the processor is reachable here; an error is printed, retried
                 print(f"   ! payments sweep: {type(exc).__name__}: {exc}")
             renewals = Renewal.objects.filter(line_id__in=line_ids)
-            return (renewals.count() >= lines
-                    and not renewals.exclude(status__in=final).exclude(
-                        status=Renewal.Status.AWAITING_METHOD, alerts__isnull=False).exists()
-                    and not renewals.filter(status=Renewal.Status.FAILED, line_suspended_at__isnull=True).exists()
-                    and not Charge.objects.filter(status__in=unsettled_charges).exists()
-                    and not Charge.objects.filter(refund_in_doubt_since__isnull=False).exists()
-                    and customers.idle())
+            return (
+                renewals.count() >= lines
+                and not renewals.exclude(status__in=final)
+                .exclude(status=Renewal.Status.AWAITING_METHOD, alerts__isnull=False)
+                .exists()
+                and not renewals.filter(status=Renewal.Status.FAILED, line_suspended_at__isnull=True).exists()
+                and not Charge.objects.filter(status__in=unsettled_charges).exists()
+                and not Charge.objects.filter(refund_in_doubt_since__isnull=False).exists()
+                and customers.idle()
+            )
 
         settle_start = time.monotonic()
         settled = common.wait_until(settled_now, timeout=settle, interval=1.0)
@@ -639,6 +755,7 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
     intents = list(stripe.PaymentIntent.list(limit=100, api_key=key).auto_paging_iter())
     refunds = list(stripe.Refund.list(limit=100, api_key=key).auto_paging_iter())
     refunded_by_charge: Counter = Counter()
+
     def field(obj, name):  # stripe 15's objects are not dicts; an expanded object stands for its id
         value = gateways._get(obj, name)
         return gateways._get(value, "id", value) if value is not None and not isinstance(value, (str, int)) else value
@@ -664,20 +781,24 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
         else:
             kept_by_renewal[renewal_id] += 1
     doubled = {rid: n for rid, n in kept_by_renewal.items() if n > 1}
-    alerted = {str(r) for r in Alert.objects.filter(kind=Alert.Kind.PAID_AFTER_CLOSED).values_list("renewal_id", flat=True)}
+    alerted = {
+        str(r) for r in Alert.objects.filter(kind=Alert.Kind.PAID_AFTER_CLOSED).values_list("renewal_id", flat=True)
+    }
     refunds_without_alert = [pi for rid, pi in refunded_intents if rid not in alerted]
     ledger_gross: Counter = Counter()
     ledger_net: Counter = Counter()
     for currency, amount, refunded in Charge.objects.filter(
-            status__in=(Charge.Status.SUCCEEDED, Charge.Status.REFUNDED, Charge.Status.REFUND_DUE)).values_list(
-            "currency", "amount_minor", "refunded_minor"):
+        status__in=(Charge.Status.SUCCEEDED, Charge.Status.REFUNDED, Charge.Status.REFUND_DUE)
+    ).values_list("currency", "amount_minor", "refunded_minor"):
         ledger_gross[currency.upper()] += amount
         ledger_net[currency.upper()] += amount - refunded
     charge_statuses = Counter(Charge.objects.values_list("status", flat=True))
 
     # Each line's last cycle, its line's status, and whether the processor kept money for it.
     latest = {}
-    for renewal in Renewal.objects.filter(line_id__in=line_ids).select_related("line").order_by("line_id", "created_at", "id"):
+    for renewal in (
+        Renewal.objects.filter(line_id__in=line_ids).select_related("line").order_by("line_id", "created_at", "id")
+    ):
         latest[renewal.line_id] = renewal
     alerts_by_renewal = set(Alert.objects.filter(renewal__line_id__in=line_ids).values_list("renewal_id", flat=True))
     suspended = Line.Status.SUSPENDED
@@ -705,8 +826,11 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
             ok = status == Renewal.Status.FAILED and line_status == suspended
         if not ok:
             wrong_outcome.append((n, kind, behaviour, status, line_status, paid))
-    accepted_unpaid = [n for n, pi in customers.accepted_authentications.items()
-                       if kept_by_renewal[str(latest[line_ids[n - 1]].pk)] < 1]
+    accepted_unpaid = [
+        n
+        for n, pi in customers.accepted_authentications.items()
+        if kept_by_renewal[str(latest[line_ids[n - 1]].pk)] < 1
+    ]
     not_final = renewals_count - sum(statuses[s] for s in final)
     checks = {
         "every line has a renewal": renewals_count >= lines,
@@ -726,10 +850,14 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
     print(f"   proxy: {proxy_counts}")
     print(f"   renewals: {renewals_count} for {lines} lines, by status {dict(statuses)} (not final: {not_final})")
     print(f"   charges by status: {dict(charge_statuses)}")
-    print(f"   localstripe PaymentIntents: {len(intents)}, succeeded {sum(succeeded_by_renewal.values())} "
-          f"for {len(succeeded_by_renewal)} renewals, of which {len(refunded_intents)} refunded; renewals with >1 kept: "
-          f"{len(doubled)} {dict(list(doubled.items())[:10])}; localstripe refunds: {len(refunds)}")
-    print(f"   ledger (net of refunds) {dict(ledger_net)}, processor {dict(processor_net)}; gross {dict(ledger_gross)} / {dict(processor_gross)}")
+    print(
+        f"   localstripe PaymentIntents: {len(intents)}, succeeded {sum(succeeded_by_renewal.values())} "
+        f"for {len(succeeded_by_renewal)} renewals, of which {len(refunded_intents)} refunded; renewals with >1 kept: "
+        f"{len(doubled)} {dict(list(doubled.items())[:10])}; localstripe refunds: {len(refunds)}"
+    )
+    print(
+        f"   ledger (net of refunds) {dict(ledger_net)}, processor {dict(processor_net)}; gross {dict(ledger_gross)} / {dict(processor_gross)}"
+    )
     print("   customers (what they did):")
     table = [
         ("declining cards (default card declines)", sum(1 for p in plans.values() if p[0] == "declining")),
@@ -739,33 +867,51 @@ def run(*, lines: int = 200, duration: float = 60.0, settle: float = 300.0, seed
         ("  pay-now while the retry cycle ran", ce["pay_now_during_retry_cycle"]),
         ("  pay-now from two tabs at once", ce["pay_now_two_tab_races"]),
         ("  pay-now with a good card: succeeded", ce["pay_now_good_succeeded"]),
-        ("  pay-now refused (payment in flight / nothing to pay)",
-         sum(v for k, v in ce.items() if k.startswith("pay_now_") and "_refused_" in k)),
+        (
+            "  pay-now refused (payment in flight / nothing to pay)",
+            sum(v for k, v in ce.items() if k.startswith("pay_now_") and "_refused_" in k),
+        ),
         ("  pay-now racing the bank's page in another tab", ce["pay_now_vs_authentication_races"]),
         ("3-D Secure cards", sum(1 for p in plans.values() if p[0] == "3ds")),
         ("  authenticated in time (bank accepted)", ce["3ds_completed_accepted"]),
         ("  authentication refused (intent already withdrawn)", ce["3ds_completed_refused"]),
         ("  abandoned", ce["3ds_abandon"]),
         ("  authenticated late: refused / accepted", f"{ce['3ds_late_refused']} / {ce['3ds_late_accepted']}"),
-        ("  old intent authenticated while paying now: accepted / refused",
-         f"{ce['3ds_raced_accepted']} / {ce['3ds_raced_refused']}"),
+        (
+            "  old intent authenticated while paying now: accepted / refused",
+            f"{ce['3ds_raced_accepted']} / {ce['3ds_raced_refused']}",
+        ),
         ("double successes refunded (with alert)", len(refunded_intents)),
         ("pay-now givers-up (never paid by the run's end)", ce["pay_now_gave_up"]),
     ]
     for label, value in table:
         print(f"     {label:<62} {value}")
-    print("   outcomes (card/behaviour, renewal, line): " + ", ".join(
-        f"{k[0]}/{k[1]} {k[2]} {k[3]}: {v}" for k, v in sorted(outcomes.items())))
-    for problem, items in (("customer errors", customers.errors), ("wrong outcomes", wrong_outcome),
-                           ("suspended but paid", suspended_but_paid), ("failed, not suspended", unsuspended_failures),
-                           ("waiting without alert", waiting_without_alert), ("refunds without alert", refunds_without_alert),
-                           ("accepted 3-D Secure unpaid", accepted_unpaid)):
+    print(
+        "   outcomes (card/behaviour, renewal, line): "
+        + ", ".join(f"{k[0]}/{k[1]} {k[2]} {k[3]}: {v}" for k, v in sorted(outcomes.items()))
+    )
+    for problem, items in (
+        ("customer errors", customers.errors),
+        ("wrong outcomes", wrong_outcome),
+        ("suspended but paid", suspended_but_paid),
+        ("failed, not suspended", unsuspended_failures),
+        ("waiting without alert", waiting_without_alert),
+        ("refunds without alert", refunds_without_alert),
+        ("accepted 3-D Secure unpaid", accepted_unpaid),
+    ):
         if items:
             print(f"   ! {problem}: {items[:10]}")
     for name, ok in checks.items():
         print(f"   {'PASS' if ok else 'FAIL'}  {name}")
-    return {"checks": checks, "statuses": dict(statuses), "events": dict(events), "doubled": doubled,
-            "customers": dict(ce), "refunded_successes": len(refunded_intents), "plans": Counter(plans.values())}
+    return {
+        "checks": checks,
+        "statuses": dict(statuses),
+        "events": dict(events),
+        "doubled": doubled,
+        "customers": dict(ce),
+        "refunded_successes": len(refunded_intents),
+        "plans": Counter(plans.values()),
+    }
 
 
 def main(argv=None) -> None:
@@ -781,7 +927,9 @@ def main(argv=None) -> None:
     os.environ["RENEWALS_AUTHENTICATION_WINDOW_SECONDS"] = str(AUTHENTICATION_WINDOW_SECONDS)
     common.setup_django()
     common.log_to_file("chaos")
-    common.header(f"chaos: {args.lines} lines, {args.duration:.0f} s of faults (seed {args.seed}), settle <= {args.settle:.0f} s")
+    common.header(
+        f"chaos: {args.lines} lines, {args.duration:.0f} s of faults (seed {args.seed}), settle <= {args.settle:.0f} s"
+    )
     results = run(lines=args.lines, duration=args.duration, settle=args.settle, seed=args.seed, redis_port=redis_port)
     sys.exit(0 if all(results["checks"].values()) else 1)
 

@@ -4,6 +4,7 @@ seconds, not an ORM loop), timers and a one-line description of the machine and 
 
 Benches print their figures; they assert nothing about time. tests/bench/test_smoke.py runs each
 at tiny sizes so that they keep working."""
+
 from __future__ import annotations
 
 import logging
@@ -94,6 +95,7 @@ def percentile(values, p: float) -> float:
 
 # --- bulk loading ----------------------------------------------------------------------------
 
+
 def execute(sql: str, params=None) -> int:
     from django.db import connection
 
@@ -115,7 +117,12 @@ def bench_package(*, price_minor: int = 9800, currency: str = "CNY"):
 
     package, _ = Package.objects.get_or_create(
         name="Bench 10 GB / 30 days",
-        defaults={"data_allowance_bytes": 10 * GB, "validity_days": 30, "price_minor": price_minor, "currency": currency},
+        defaults={
+            "data_allowance_bytes": 10 * GB,
+            "validity_days": 30,
+            "price_minor": price_minor,
+            "currency": currency,
+        },
     )
     return package
 
@@ -150,13 +157,18 @@ def load_users(*, first: int, last: int) -> int:
     return n
 
 
-def load_lines(*, first: int, last: int, package_id: int, data_remaining_bytes: int = 8 * GB,
-               with_owners: bool = False, expires_in_days: int = 20) -> int:
+def load_lines(
+    *,
+    first: int,
+    last: int,
+    package_id: int,
+    data_remaining_bytes: int = 8 * GB,
+    with_owners: bool = False,
+    expires_in_days: int = 20,
+) -> int:
     """Active lines number first..last (ICCID iccid(n)); owned by bench{n}@example.com when
     with_owners (load_users first)."""
-    owner = (
-        "(SELECT id FROM accounts_user u WHERE u.email = 'bench' || g || '@example.com')" if with_owners else "NULL"
-    )
+    owner = "(SELECT id FROM accounts_user u WHERE u.email = 'bench' || g || '@example.com')" if with_owners else "NULL"
     return execute(
         f"""
         INSERT INTO accounts_line (iccid, smdp_address, matching_id, label, status, data_remaining_bytes,
@@ -166,13 +178,25 @@ def load_lines(*, first: int, last: int, package_id: int, data_remaining_bytes: 
                %s, 0, now() + make_interval(days => %s), 0, false, now(), now(), now(), {owner}, %s
         FROM generate_series(%s, %s) g
         """,
-        [data_remaining_bytes, 10 * GB - data_remaining_bytes if data_remaining_bytes < 10 * GB else 0,
-         expires_in_days, package_id, first, last],
+        [
+            data_remaining_bytes,
+            10 * GB - data_remaining_bytes if data_remaining_bytes < 10 * GB else 0,
+            expires_in_days,
+            package_id,
+            first,
+            last,
+        ],
     )
 
 
-def load_rules(*, first: int, last: int, package_id: int, trigger_data_below_mb: int | None = 500,
-               trigger_hours_before_expiry: int | None = None) -> int:
+def load_rules(
+    *,
+    first: int,
+    last: int,
+    package_id: int,
+    trigger_data_below_mb: int | None = 500,
+    trigger_hours_before_expiry: int | None = None,
+) -> int:
     """An enabled rule on each of lines first..last."""
     return execute(
         """
@@ -206,7 +230,9 @@ def load_renewal_history(*, first: int, last: int, package_id: int) -> int:
     )
 
 
-def load_due_renewals(*, line_numbers: list[int], package_id: int, amount_minor: int = 9800, currency: str = "CNY") -> int:
+def load_due_renewals(
+    *, line_numbers: list[int], package_id: int, amount_minor: int = 9800, currency: str = "CNY"
+) -> int:
     """A `due` renewal, next attempt a minute ago, for each given line number."""
     return execute(
         """
@@ -233,6 +259,7 @@ def vacuum_analyze(*tables: str) -> None:
 
 
 # --- processes on loopback -------------------------------------------------------------------
+
 
 def database_url() -> str:
     """The URL of the database Django is connected to (in the suite: the test database)."""
@@ -295,10 +322,28 @@ def gunicorn(*, workers: int, log_name: str, threads: int = 1):
     port = free_port()
     log = open(OUT_DIR / f"{log_name}.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "esimsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread" if threads > 1 else "sync",
-         "--timeout", "120", "--log-level", "warning"],
-        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "esimsite.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--worker-class",
+            "gthread" if threads > 1 else "sync",
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for_port(port, process=process)
@@ -309,6 +354,7 @@ def gunicorn(*, workers: int, log_name: str, threads: int = 1):
 
 
 # --- customers who can pay, and real workers ----------------------------------------------------
+
 
 def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int = 4, card_for=None) -> list[int]:
     """Customers bench1..bench<count>, each with one line (its rule renews below 500 MB) and a
@@ -335,8 +381,13 @@ def customers_with_cards(*, count: int, data_remaining_bytes: int, threads: int 
         try:
             customer = gateways.ensure_customer(user)
             pm = stripe.PaymentMethod.create(
-                type="card", card={"number": card_for(int(user.email[5:].split("@")[0])) if card_for else "4242424242424242",
-                                   "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                type="card",
+                card={
+                    "number": card_for(int(user.email[5:].split("@")[0])) if card_for else "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "cvc": "123",
+                },
                 api_key=settings.STRIPE_SECRET_KEY,
             )
             gateways.attach_payment_method(customer_id=customer.id, payment_method_id=pm["id"])
@@ -359,10 +410,26 @@ def celery_worker(*, concurrency: int, log_name: str, name: str = "bench", env: 
     path = OUT_DIR / f"{log_name}.log"
     log = open(path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=prefork", f"--concurrency={concurrency}",
-         "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle",
-         "-n", f"{name}-{os.getpid()}@%h"],
-        cwd=ROOT, env=child_env(**(env or {})), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "esimsite",
+            "worker",
+            "--pool=prefork",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=child_env(**(env or {})),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -385,7 +452,9 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2) -> bool:
     return predicate()
 
 
-def processor_writes_per_second(*, since: float, until: float, path_prefix: str = "POST /v1/payment_intents") -> dict[int, int]:
+def processor_writes_per_second(
+    *, since: float, until: float, path_prefix: str = "POST /v1/payment_intents"
+) -> dict[int, int]:
     """Writes localstripe itself logged (its aiohttp access log, ESIMSITE_SERVICES_DIR/localstripe.log),
     per whole second of wall-clock time in [since, until]: the processor's count, not ours."""
     import datetime as dt

@@ -13,6 +13,7 @@ MAX(expiry window) at the larger size.
 
     scripts/with-services .venv/bin/python -m bench.dispatcher [--due 10000 --sizes 100000 1000000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,7 +95,9 @@ def measure(*, due: int, repeat: int) -> dict:
     return {"claim": common.median(claims), "pass": common.median(passes), "sweep": common.median(sweeps)}
 
 
-def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), repeat: int = 3, show_plans: bool = True) -> dict:
+def run(
+    *, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), repeat: int = 3, show_plans: bool = True
+) -> dict:
     """Load, measure at each size (growing the same tables), print. Returns the figures."""
     from renewals import selectors
     from renewals.services import claims as renewals_claims
@@ -115,23 +118,29 @@ def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), rep
         print(f"   loaded lines {loaded + 1}..{size} (+ rules, renewal history) in {t():.1f} s")
         loaded = size
         results[size] = figures = measure(due=due, repeat=repeat)
-        print(f"   {size:>9,} lines, {due:,} due: claim {figures['claim'] * 1000:8.1f} ms   "
-              f"pass {figures['pass'] * 1000:8.1f} ms   (of which sweep query {figures['sweep'] * 1000:8.1f} ms)")
+        print(
+            f"   {size:>9,} lines, {due:,} due: claim {figures['claim'] * 1000:8.1f} ms   "
+            f"pass {figures['pass'] * 1000:8.1f} ms   (of which sweep query {figures['sweep'] * 1000:8.1f} ms)"
+        )
     small, large = sizes[0], sizes[-1]
     if small != large:
         for key in ("claim", "pass"):
             ratio = results[large][key] / results[small][key]
             print(f"   ratio {key} {large:,}/{small:,}: {ratio:.2f}  (target <= 1.3)")
             results[f"ratio_{key}"] = ratio
-    print(f"   target: pass under 2 s for {due:,} due: {'met' if results[large]['pass'] < 2 else 'MISSED'} "
-          f"({results[large]['pass']:.2f} s at {large:,} lines)")
+    print(
+        f"   target: pass under 2 s for {due:,} due: {'met' if results[large]['pass'] < 2 else 'MISSED'} "
+        f"({results[large]['pass']:.2f} s at {large:,} lines)"
+    )
     if show_plans:
         from django.utils import timezone
 
         from renewals.models import Renewal
 
         due_ids = list(Renewal.objects.filter(status=Renewal.Status.DUE).values_list("id", flat=True))
-        claim_sql = captured_sql(lambda: renewals_claims.claim_due_renewals(now=timezone.now(), limit=due), "SKIP LOCKED")
+        claim_sql = captured_sql(
+            lambda: renewals_claims.claim_due_renewals(now=timezone.now(), limit=due), "SKIP LOCKED"
+        )
         _reset(due_ids)
         claim_plan = explain(claim_sql)
         results["claim_plan"] = claim_plan
@@ -141,7 +150,9 @@ def run(*, due: int = 10_000, sizes: tuple[int, ...] = (100_000, 1_000_000), rep
         print(claim_plan)
         print(f"   claim query uses renewal_claimable_idx: {results['claim_uses_partial_index']}")
         # The candidate query reads the lines' trigger copies (after the widest expiry window's MAX).
-        sweep_sql = captured_sql(lambda: selectors.lines_with_enabled_rules_ids(now=timezone.now()), "renew_below_bytes")
+        sweep_sql = captured_sql(
+            lambda: selectors.lines_with_enabled_rules_ids(now=timezone.now()), "renew_below_bytes"
+        )
         results["sweep_plan"] = explain(sweep_sql)
         results["sweep_uses_trigger_index"] = "line_data_trigger_headroom_idx" in results["sweep_plan"]
         print(f"-- EXPLAIN (ANALYZE, BUFFERS) of the trigger sweep's candidate query at {large:,} lines:")
@@ -163,7 +174,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     common.setup_django()
     common.log_to_file("dispatcher")
-    common.header(f"bench 1: dispatcher pass, {args.due:,} due renewals among {', '.join(f'{s:,}' for s in args.sizes)} lines")
+    common.header(
+        f"bench 1: dispatcher pass, {args.due:,} due renewals among {', '.join(f'{s:,}' for s in args.sizes)} lines"
+    )
     run(due=args.due, sizes=tuple(args.sizes), repeat=args.repeat)
 
 

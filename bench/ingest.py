@@ -9,6 +9,7 @@ each other's row locks; every record has a new id, so every record is applied.
 
     scripts/with-services .venv/bin/python -m bench.ingest [--records 50000 --batch 1000 --concurrency 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,18 @@ def _batches(*, prefix: str, records: int, batch: int, concurrency: int, lines: 
         size = min(batch, records - b * batch)
         base = client * per_client
         offset = (len(out[client]) * batch) % per_client
-        out[client].append([
-            {"id": f"{prefix}-{b}-{i}", "iccid": common.iccid(base + 1 + (offset + i) % per_client),
-             "bytes": 1000, "start": START, "end": END}
-            for i in range(size)
-        ])
+        out[client].append(
+            [
+                {
+                    "id": f"{prefix}-{b}-{i}",
+                    "iccid": common.iccid(base + 1 + (offset + i) % per_client),
+                    "bytes": 1000,
+                    "start": START,
+                    "end": END,
+                }
+                for i in range(size)
+            ]
+        )
     return out
 
 
@@ -95,8 +103,12 @@ def run_http(client_batches, *, base_url: str, secret: str) -> tuple[float, int,
         barrier.wait()
         for body in bodies[k]:
             header = partner_signature.sign(secret=secret, body=body, now=datetime.now(UTC))
-            conn.request("POST", "/api/partner/usage", body=body,
-                         headers={"Content-Type": "application/json", partner_signature.HEADER: header})
+            conn.request(
+                "POST",
+                "/api/partner/usage",
+                body=body,
+                headers={"Content-Type": "application/json", partner_signature.HEADER: header},
+            )
             response = conn.getresponse()
             payload = response.read()
             with lock:
@@ -118,8 +130,14 @@ def run_http(client_batches, *, base_url: str, secret: str) -> tuple[float, int,
     return t(), sum(accepted), statuses
 
 
-def run(*, records: int = 50_000, batch: int = 1000, concurrency: int = 4, lines: int = 20_000,
-        web_workers: int | None = None) -> dict:
+def run(
+    *,
+    records: int = 50_000,
+    batch: int = 1000,
+    concurrency: int = 4,
+    lines: int = 20_000,
+    web_workers: int | None = None,
+) -> dict:
     from django.conf import settings
 
     web_workers = web_workers or concurrency
@@ -127,25 +145,36 @@ def run(*, records: int = 50_000, batch: int = 1000, concurrency: int = 4, lines
     common.load_lines(first=1, last=lines, package_id=package.pk)
     common.load_rules(first=1, last=lines, package_id=package.pk)
     common.vacuum_analyze("accounts_line", "renewals_renewalrule")
-    print(f"   {lines:,} lines with rules; {records:,} records per path in batches of {batch}, concurrency {concurrency}")
+    print(
+        f"   {lines:,} lines with rules; {records:,} records per path in batches of {batch}, concurrency {concurrency}"
+    )
 
-    direct_s, direct_n = run_direct(_batches(prefix="d", records=records, batch=batch, concurrency=concurrency, lines=lines))
+    direct_s, direct_n = run_direct(
+        _batches(prefix="d", records=records, batch=batch, concurrency=concurrency, lines=lines)
+    )
     assert direct_n == records, (direct_n, records)
     direct_rate = direct_n / direct_s
-    print(f"   direct ingest_usage ({concurrency} processes): {direct_n:,} records in {direct_s:.2f} s = {direct_rate:,.0f} rec/s")
+    print(
+        f"   direct ingest_usage ({concurrency} processes): {direct_n:,} records in {direct_s:.2f} s = {direct_rate:,.0f} rec/s"
+    )
 
     with common.gunicorn(workers=web_workers, log_name="ingest-gunicorn") as base_url:
         http_s, http_n, statuses = run_http(
             _batches(prefix="h", records=records, batch=batch, concurrency=concurrency, lines=lines),
-            base_url=base_url, secret=settings.PARTNER_USAGE_SECRET,
+            base_url=base_url,
+            secret=settings.PARTNER_USAGE_SECRET,
         )
     assert http_n == records and set(statuses) == {200}, (http_n, statuses)
     http_rate = http_n / http_s
     ratio = http_rate / direct_rate
-    print(f"   HTTP via gunicorn ({web_workers} sync workers, {concurrency} clients): {http_n:,} records in {http_s:.2f} s "
-          f"= {http_rate:,.0f} rec/s   statuses {statuses}")
-    print(f"   ratio HTTP/direct: {ratio:.2f}  (target >= 0.7)   HTTP target >= 10,000 rec/s: "
-          f"{'met' if http_rate >= 10_000 else 'MISSED'}")
+    print(
+        f"   HTTP via gunicorn ({web_workers} sync workers, {concurrency} clients): {http_n:,} records in {http_s:.2f} s "
+        f"= {http_rate:,.0f} rec/s   statuses {statuses}"
+    )
+    print(
+        f"   ratio HTTP/direct: {ratio:.2f}  (target >= 0.7)   HTTP target >= 10,000 rec/s: "
+        f"{'met' if http_rate >= 10_000 else 'MISSED'}"
+    )
     total = common.scalar("SELECT count(*) FROM accounts_usagerecord")
     assert total == 2 * records, total
     return {"direct_rate": direct_rate, "http_rate": http_rate, "ratio": ratio, "statuses": statuses}
@@ -162,7 +191,13 @@ def main(argv=None) -> None:
     common.setup_django()
     common.log_to_file("ingest")
     common.header("bench 2: usage ingestion, HTTP (gunicorn) vs ingest_usage directly")
-    run(records=args.records, batch=args.batch, concurrency=args.concurrency, lines=args.lines, web_workers=args.web_workers)
+    run(
+        records=args.records,
+        batch=args.batch,
+        concurrency=args.concurrency,
+        lines=args.lines,
+        web_workers=args.web_workers,
+    )
 
 
 if __name__ == "__main__":

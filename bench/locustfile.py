@@ -4,6 +4,7 @@ waiting 1 s between pages, browsing the account page, its line page and its tran
 BENCH_PORTAL_ROUNDS=N (the smoke test): each user browses the sequence N times without waiting,
 then stops, and the run ends when every user has: the work done does not depend on how fast a
 loaded machine is, only the time it takes does."""
+
 import json
 import os
 import random

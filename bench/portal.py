@@ -4,6 +4,7 @@ with a line) in the database; the browsing customers also have 20 charges each i
 
     scripts/with-services .venv/bin/python -m bench.portal [--customers 100000 --users 50 --seconds 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,14 +76,25 @@ def _results(entries: list[dict]) -> dict:
     results = {}
     for entry in [*entries, merged]:
         times = entry["response_times"]
-        results[entry["name"]] = {"requests": entry["num_requests"], "failures": entry["num_failures"],
-                                  "p50": _percentile(times, 0.50), "p95": _percentile(times, 0.95),
-                                  "p99": _percentile(times, 0.99)}
+        results[entry["name"]] = {
+            "requests": entry["num_requests"],
+            "failures": entry["num_failures"],
+            "p50": _percentile(times, 0.50),
+            "p95": _percentile(times, 0.95),
+            "p99": _percentile(times, 0.99),
+        }
     return results
 
 
-def run(*, customers: int = 100_000, users: int = 50, seconds: int = 60, web_workers: int = 4, browsing: int | None = None,
-        rounds: int = 0) -> dict:
+def run(
+    *,
+    customers: int = 100_000,
+    users: int = 50,
+    seconds: int = 60,
+    web_workers: int = 4,
+    browsing: int | None = None,
+    rounds: int = 0,
+) -> dict:
     """`rounds`: each user browses the whole sequence that many times, then the run ends (`seconds`
     is then only a safety net); 0 browses for `seconds`."""
     browsing = browsing or users
@@ -98,22 +110,49 @@ def run(*, customers: int = 100_000, users: int = 50, seconds: int = 60, web_wor
     prefix = common.OUT_DIR / "portal"
     with common.gunicorn(workers=web_workers, log_name="portal-gunicorn") as base_url:
         subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(common.ROOT / "bench" / "locustfile.py"), "--headless",
-             "-u", str(users), "-r", str(max(users // 5, 1)), "-t", f"{seconds}s", "--host", base_url,
-             "--json-file", str(prefix), "--only-summary", "--loglevel", "WARNING"],
-            env={**common.child_env(BENCH_PORTAL_SESSIONS=str(sessions), BENCH_PORTAL_ROUNDS=str(rounds),
-                                    BENCH_PORTAL_USERS=str(users))}, check=False,
-            stdout=open(common.OUT_DIR / "portal-locust.log", "wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(common.ROOT / "bench" / "locustfile.py"),
+                "--headless",
+                "-u",
+                str(users),
+                "-r",
+                str(max(users // 5, 1)),
+                "-t",
+                f"{seconds}s",
+                "--host",
+                base_url,
+                "--json-file",
+                str(prefix),
+                "--only-summary",
+                "--loglevel",
+                "WARNING",
+            ],
+            env={
+                **common.child_env(
+                    BENCH_PORTAL_SESSIONS=str(sessions), BENCH_PORTAL_ROUNDS=str(rounds), BENCH_PORTAL_USERS=str(users)
+                )
+            },
+            check=False,
+            stdout=open(common.OUT_DIR / "portal-locust.log", "wb"),
+            stderr=subprocess.STDOUT,
         )
     results = _results(json.loads(open(f"{prefix}.json").read()))
     for name, row in results.items():
-        print(f"   {name:>10}: {row['requests']:>6} requests, {row['failures']} failures, "
-              f"p50 {row['p50']} ms, p95 {row['p95']} ms, p99 {row['p99']} ms")
+        print(
+            f"   {name:>10}: {row['requests']:>6} requests, {row['failures']} failures, "
+            f"p50 {row['p50']} ms, p95 {row['p95']} ms, p99 {row['p99']} ms"
+        )
     total = results.get("Aggregated", {})
     if total and total["p95"] is not None:
-        print(f"   target p95 < 100 ms and zero errors: "
-              f"{'met' if total['p95'] < 100 and total['failures'] == 0 else 'MISSED'} "
-              f"(p95 {total['p95']:.0f} ms, {total['failures']} failures; {web_workers} gunicorn sync workers)")
+        print(
+            f"   target p95 < 100 ms and zero errors: "
+            f"{'met' if total['p95'] < 100 and total['failures'] == 0 else 'MISSED'} "
+            f"(p95 {total['p95']:.0f} ms, {total['failures']} failures; {web_workers} gunicorn sync workers)"
+        )
     return results
 
 

@@ -9,6 +9,7 @@ phase at a low limit (--low-limit, 20/s) shows that the limit holds and what thr
 
     scripts/with-services .venv/bin/python -m bench.throughput [--renewals 500] [--low-limit 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,15 @@ def _plain_client(jobs, barrier, results):
     try:
         for customer_id, pm_id in jobs:
             stripe.PaymentIntent.create(
-                amount=9800, currency="cny", customer=customer_id, payment_method=pm_id, payment_method_types=["card"],
-                confirm=True, off_session=True, api_key=settings.STRIPE_SECRET_KEY, max_network_retries=0,
+                amount=9800,
+                currency="cny",
+                customer=customer_id,
+                payment_method=pm_id,
+                payment_method_types=["card"],
+                confirm=True,
+                off_session=True,
+                api_key=settings.STRIPE_SECRET_KEY,
+                max_network_retries=0,
             )
             done += 1
     except BaseException as exc:  # the parent says what went wrong instead of waiting for a result
@@ -89,12 +97,18 @@ def _engine_phase(*, line_ids: list[int], package_id: int, limit: int, worker_co
         due = list(Renewal.objects.filter(line_id__in=line_ids, status=Renewal.Status.DUE).values_list("pk", flat=True))
         if due:
             claims.dispatch_now(renewal_ids=due, now=timezone.now())
-        return not due and Renewal.objects.filter(line_id__in=line_ids, status=Renewal.Status.SUCCEEDED,
-                                                  completed_at__gte=start_at).count() == count
+        return (
+            not due
+            and Renewal.objects.filter(
+                line_id__in=line_ids, status=Renewal.Status.SUCCEEDED, completed_at__gte=start_at
+            ).count()
+            == count
+        )
 
     with override_settings(STRIPE_WRITE_RATE_LIMIT=limit):
-        with common.celery_worker(concurrency=worker_concurrency, log_name=log_name,
-                                  env={"STRIPE_WRITE_RATE_LIMIT": str(limit)}):
+        with common.celery_worker(
+            concurrency=worker_concurrency, log_name=log_name, env={"STRIPE_WRITE_RATE_LIMIT": str(limit)}
+        ):
             processor_limit.reset_write_stats()
             start_at = timezone.now()
             start = time.time()
@@ -103,24 +117,43 @@ def _engine_phase(*, line_ids: list[int], package_id: int, limit: int, worker_co
             assert len(report.claimed) == count, str(report)
             done = common.wait_until(all_paid, timeout=60 + 2 * count, interval=1.0)
         stats = processor_limit.write_stats()
-    settled = [c.timestamp() for c in Charge.objects.filter(renewal__line_id__in=line_ids, status=Charge.Status.SUCCEEDED,
-                                                              settled_at__gte=start_at).values_list("settled_at", flat=True)]
+    settled = [
+        c.timestamp()
+        for c in Charge.objects.filter(
+            renewal__line_id__in=line_ids, status=Charge.Status.SUCCEEDED, settled_at__gte=start_at
+        ).values_list("settled_at", flat=True)
+    ]
     end = max(settled)
     per_second = common.processor_writes_per_second(since=start, until=end)
-    return {"succeeded": len(settled), "done": done, "seconds": end - start, "rate": len(settled) / (end - start),
-            "stats": stats, "log_peak": max(per_second.values(), default=0), "log_seconds": len(per_second)}
+    return {
+        "succeeded": len(settled),
+        "done": done,
+        "seconds": end - start,
+        "rate": len(settled) / (end - start),
+        "stats": stats,
+        "log_peak": max(per_second.values(), default=0),
+        "log_seconds": len(per_second),
+    }
 
 
 def _print_writes(label: str, phase: dict) -> None:
     stats = phase["stats"]
-    print(f"   {label} processor writes, limit {stats.limit}/s: {stats.writes} sent, {stats.waited} waited for a slot "
-          f"(total {stats.wait_seconds_total:.2f} s), {stats.refused} refused after the bounded wait; "
-          f"most in any 1 s window: {stats.max_window} (limiter's log), "
-          f"{phase['log_peak']}/s peak POST /v1/payment_intents per whole second in localstripe's own log")
+    print(
+        f"   {label} processor writes, limit {stats.limit}/s: {stats.writes} sent, {stats.waited} waited for a slot "
+        f"(total {stats.wait_seconds_total:.2f} s), {stats.refused} refused after the bounded wait; "
+        f"most in any 1 s window: {stats.max_window} (limiter's log), "
+        f"{phase['log_peak']}/s peak POST /v1/payment_intents per whole second in localstripe's own log"
+    )
 
 
-def run(*, renewals: int = 500, worker_concurrency: int = 2, low_limit: int = 20, low_renewals: int | None = None,
-        low_concurrency: int = 4) -> dict:
+def run(
+    *,
+    renewals: int = 500,
+    worker_concurrency: int = 2,
+    low_limit: int = 20,
+    low_renewals: int | None = None,
+    low_concurrency: int = 4,
+) -> dict:
     from django.test import override_settings
     from djstripe.models import Customer
 
@@ -130,43 +163,79 @@ def run(*, renewals: int = 500, worker_concurrency: int = 2, low_limit: int = 20
     print(f"   {renewals} customers with a default card in localstripe: {t():.1f} s")
     package = common.bench_package()
 
-    engine = _engine_phase(line_ids=line_ids, package_id=package.pk, limit=PRODUCTION_LIMIT,
-                           worker_concurrency=worker_concurrency, log_name="throughput-worker")
-    print(f"   engine: {engine['succeeded']} renewals succeeded (all: {engine['done']}) in {engine['seconds']:.2f} s "
-          f"= {engine['rate']:.1f} renewals/s ({worker_concurrency} worker processes)")
+    engine = _engine_phase(
+        line_ids=line_ids,
+        package_id=package.pk,
+        limit=PRODUCTION_LIMIT,
+        worker_concurrency=worker_concurrency,
+        log_name="throughput-worker",
+    )
+    print(
+        f"   engine: {engine['succeeded']} renewals succeeded (all: {engine['done']}) in {engine['seconds']:.2f} s "
+        f"= {engine['rate']:.1f} renewals/s ({worker_concurrency} worker processes)"
+    )
     _print_writes("engine", engine)
 
     jobs = [(c.id, c.default_payment_method_id) for c in Customer.objects.filter(subscriber__email__startswith="bench")]
     ceiling_rate, c_start, c_end = run_ceiling(jobs)
     ceiling_writes = common.processor_writes_per_second(since=c_start, until=c_end)
     ratio = engine["rate"] / ceiling_rate
-    print(f"   ceiling: 2 plain stripe clients (no limiter) created+confirmed {len(jobs)} PaymentIntents in "
-          f"{c_end - c_start:.2f} s = {ceiling_rate:.1f} /s; localstripe's log peak {max(ceiling_writes.values(), default=0)}/s")
+    print(
+        f"   ceiling: 2 plain stripe clients (no limiter) created+confirmed {len(jobs)} PaymentIntents in "
+        f"{c_end - c_start:.2f} s = {ceiling_rate:.1f} /s; localstripe's log peak {max(ceiling_writes.values(), default=0)}/s"
+    )
     print(f"   ratio engine/ceiling: {ratio:.2f}  (target >= 0.6)")
 
     low_ids = line_ids[: low_renewals or min(renewals, 200)]
-    low = _engine_phase(line_ids=low_ids, package_id=package.pk, limit=low_limit, worker_concurrency=low_concurrency,
-                        log_name="throughput-worker-low")
+    low = _engine_phase(
+        line_ids=low_ids,
+        package_id=package.pk,
+        limit=low_limit,
+        worker_concurrency=low_concurrency,
+        log_name="throughput-worker-low",
+    )
     holds = low["stats"].max_window <= low_limit and low["log_peak"] <= low_limit
-    print(f"   low limit {low_limit}/s, {low_concurrency} worker processes: {low['succeeded']} renewals in {low['seconds']:.2f} s "
-          f"= {low['rate']:.1f} renewals/s (the limit allows {low_limit}/s, one write per renewal)")
+    print(
+        f"   low limit {low_limit}/s, {low_concurrency} worker processes: {low['succeeded']} renewals in {low['seconds']:.2f} s "
+        f"= {low['rate']:.1f} renewals/s (the limit allows {low_limit}/s, one write per renewal)"
+    )
     _print_writes("low-limit", low)
-    bound = "it bound: writes waited for their slot" if low["stats"].waited else \
-        "it did not bind: the engine is slower than the limit here; try a lower --low-limit"
-    print(f"   limit holds: {'yes' if holds else 'NO'} (most in any 1 s window {low['stats'].max_window}, "
-          f"localstripe's peak {low['log_peak']}/s, limit {low_limit}/s); {bound}")
-    return {"engine_rate": engine["rate"], "ceiling_rate": ceiling_rate, "ratio": ratio, "peak_writes": engine["log_peak"],
-            "succeeded": engine["succeeded"], "writes": engine["stats"].writes, "max_window": engine["stats"].max_window,
-            "refused": engine["stats"].refused, "low_limit": low_limit, "low_rate": low["rate"],
-            "low_succeeded": low["succeeded"], "low_writes": low["stats"].writes, "low_max_window": low["stats"].max_window,
-            "low_log_peak": low["log_peak"], "low_refused": low["stats"].refused, "low_waited": low["stats"].waited}
+    bound = (
+        "it bound: writes waited for their slot"
+        if low["stats"].waited
+        else "it did not bind: the engine is slower than the limit here; try a lower --low-limit"
+    )
+    print(
+        f"   limit holds: {'yes' if holds else 'NO'} (most in any 1 s window {low['stats'].max_window}, "
+        f"localstripe's peak {low['log_peak']}/s, limit {low_limit}/s); {bound}"
+    )
+    return {
+        "engine_rate": engine["rate"],
+        "ceiling_rate": ceiling_rate,
+        "ratio": ratio,
+        "peak_writes": engine["log_peak"],
+        "succeeded": engine["succeeded"],
+        "writes": engine["stats"].writes,
+        "max_window": engine["stats"].max_window,
+        "refused": engine["stats"].refused,
+        "low_limit": low_limit,
+        "low_rate": low["rate"],
+        "low_succeeded": low["succeeded"],
+        "low_writes": low["stats"].writes,
+        "low_max_window": low["stats"].max_window,
+        "low_log_peak": low["log_peak"],
+        "low_refused": low["stats"].refused,
+        "low_waited": low["stats"].waited,
+    }
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--renewals", type=int, default=500)
     parser.add_argument("--low-limit", type=int, default=20, help="write limit of the second phase (writes/s)")
-    parser.add_argument("--low-renewals", type=int, default=None, help="renewals of the second phase (default: min(renewals, 200))")
+    parser.add_argument(
+        "--low-renewals", type=int, default=None, help="renewals of the second phase (default: min(renewals, 200))"
+    )
     args = parser.parse_args(argv)
     common.setup_django()
     common.log_to_file("throughput")

@@ -1,6 +1,7 @@
 """Operator actions for every app's admin: each one shows a confirmation page first (with a reason
 where the action needs one), then calls the owning app's service per object and writes the change
 history. Who may run which action is a permission of the operator roles (console/roles.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,15 @@ from django.utils.translation import ngettext
 from payments.views import _csv_cell
 
 OPERATOR_PERMISSIONS = (
-    "retry_renewal", "cancel_renewal", "suspend_line", "resume_line", "refund_charge", "email_customer",
-    "import_lines", "view_operations", "adjust_usage",
+    "retry_renewal",
+    "cancel_renewal",
+    "suspend_line",
+    "resume_line",
+    "refund_charge",
+    "email_customer",
+    "import_lines",
+    "view_operations",
+    "adjust_usage",
 )
 
 
@@ -35,7 +43,9 @@ class Outcome:
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(label=_("Reason"), max_length=200, required=False, widget=forms.TextInput(attrs={"size": 60}))
+    reason = forms.CharField(
+        label=_("Reason"), max_length=200, required=False, widget=forms.TextInput(attrs={"size": 60})
+    )
 
     def __init__(self, *args, reason_required: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -77,8 +87,15 @@ class OperatorPermissionsMixin:
         return self._operator_may(request, "view_operations")
 
 
-def confirmed_action(*, name: str, description, permission: str, perform: Callable[..., Outcome],
-                     reason_required: bool = False, warning=None):
+def confirmed_action(
+    *,
+    name: str,
+    description,
+    permission: str,
+    perform: Callable[..., Outcome],
+    reason_required: bool = False,
+    warning=None,
+):
     """An admin action that asks first. `perform(request=, obj=, reason=, now=)` does one object."""
 
     def action(modeladmin, request, queryset):

@@ -1,6 +1,7 @@
 """/healthz for the load balancer: can this web process reach the database and Redis, how long
 is the broker's queue, how old is the dispatcher's last pass. Counts and ages only: no host
 names, versions or errors' text, which would tell an outsider about the inside."""
+
 import redis
 from django.conf import settings
 from django.db import connection
@@ -53,7 +54,9 @@ def healthz(request):
         "database": "ok" if database else "down",
         "redis": "ok" if check_redis() else "down",
         "broker_queue_length": broker_queue_length(),
-        "dispatcher_last_pass_age_seconds": int(dispatcher.age.total_seconds()) if dispatcher and dispatcher.age is not None else None,
+        "dispatcher_last_pass_age_seconds": int(dispatcher.age.total_seconds())
+        if dispatcher and dispatcher.age is not None
+        else None,
         "dispatcher": "unknown" if dispatcher is None else ("stale" if dispatcher.stale else "ok"),
     }
     # Dead-lettered network commands are reported, not failed on: they need an operator, and a 503

@@ -1,5 +1,6 @@
 """Reads behind the operations page: the engine's queues, the last 24 hours' failures and
 suspensions, revenue summed in SQL per currency, open alerts and the age of the periodic jobs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ def _job(at: datetime | None, *, now: datetime, stale_after: timedelta) -> JobAg
 
 
 def dispatcher_stale_after() -> timedelta:
-    return getattr(settings, "OPERATIONS_DISPATCHER_STALE_AFTER",
-                   3 * getattr(settings, "RENEWALS_DISPATCH_INTERVAL", timedelta(seconds=30)) + timedelta(seconds=30))
+    return getattr(
+        settings,
+        "OPERATIONS_DISPATCHER_STALE_AFTER",
+        3 * getattr(settings, "RENEWALS_DISPATCH_INTERVAL", timedelta(seconds=30)) + timedelta(seconds=30),
+    )
 
 
 def usage_stale_after() -> timedelta:
@@ -63,9 +67,14 @@ def lines_suspended_since(since: datetime) -> int:
     """Lines that went to suspended since then, by the engine or an operator: the history has both
     (a line's status change is recorded from its save, whoever makes it)."""
     return (
-        ChangeRecord.objects.filter(content_type=ContentType.objects.get_for_model(Line), created_at__gte=since,
-                                    after__status=Line.Status.SUSPENDED)
-        .values("object_id").distinct().count()
+        ChangeRecord.objects.filter(
+            content_type=ContentType.objects.get_for_model(Line),
+            created_at__gte=since,
+            after__status=Line.Status.SUSPENDED,
+        )
+        .values("object_id")
+        .distinct()
+        .count()
     )
 
 
@@ -82,13 +91,21 @@ def revenue(*, since: datetime) -> list[dict]:
 
 
 def open_alerts(limit: int = 50):
-    return Alert.objects.filter(resolved_at__isnull=True).select_related("line", "renewal").order_by("-created_at", "-id")[:limit]
+    return (
+        Alert.objects.filter(resolved_at__isnull=True)
+        .select_related("line", "renewal")
+        .order_by("-created_at", "-id")[:limit]
+    )
 
 
 def dead_lettered_commands(limit: int = 50):
     """Network commands the partner refused for good or that ran out of attempts: each one left
     the network out of step with the line until an operator retries it."""
-    return NetworkCommand.objects.filter(status=NetworkCommand.Status.FAILED).select_related("line").order_by("-id")[:limit]
+    return (
+        NetworkCommand.objects.filter(status=NetworkCommand.Status.FAILED)
+        .select_related("line")
+        .order_by("-id")[:limit]
+    )
 
 
 def dead_letter_count() -> int:

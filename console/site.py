@@ -1,4 +1,5 @@
 """The operator's admin: staff get in only after passing a TOTP step in this session."""
+
 from allauth.account.authentication import get_authentication_records
 from allauth.mfa.models import Authenticator
 from allauth.mfa.utils import is_mfa_enabled
@@ -30,7 +31,9 @@ class StaffAdminSite(admin.AdminSite):
     index_template = "admin/accounts/index.html"  # adds the operations page link
 
     def get_urls(self):
-        operations = path("operations/", self.admin_view(lambda request: operations_view(request, self)), name="operations")
+        operations = path(
+            "operations/", self.admin_view(lambda request: operations_view(request, self)), name="operations"
+        )
         return [operations, *super().get_urls()]
 
     def has_permission(self, request):

@@ -1,5 +1,6 @@
 """Admin pages that are not one model's list: the line CSV import (upload, preview, import) and
 the operations page. Both sit behind the two-factor admin site and the operator roles."""
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -41,8 +42,11 @@ def confirm_size(text: str) -> int:
 
 
 class LineImportForm(forms.Form):
-    file = forms.FileField(label=_("CSV file"), required=False,
-                           help_text=_("Columns: iccid, smdp_address, matching_id, package (optional: a package name or number)."))
+    file = forms.FileField(
+        label=_("CSV file"),
+        required=False,
+        help_text=_("Columns: iccid, smdp_address, matching_id, package (optional: a package name or number)."),
+    )
     # The file's text travels back with the preview; it is checked again before anything is created.
     text = forms.CharField(widget=forms.HiddenInput, required=False)
 
@@ -50,8 +54,10 @@ class LineImportForm(forms.Form):
         data = super().clean()
         upload = data.get("file")
         if upload is not None:
-            too_large = forms.ValidationError(_("The file is larger than %(size)s: split it into smaller files.")
-                                              % {"size": filesizeformat(max_import_bytes())})
+            too_large = forms.ValidationError(
+                _("The file is larger than %(size)s: split it into smaller files.")
+                % {"size": filesizeformat(max_import_bytes())}
+            )
             if upload.size > max_import_bytes():
                 raise too_large
             try:
@@ -75,9 +81,16 @@ class LineImportView(View):
 
     def render(self, request, **context):
         admin = self.model_admin
-        return TemplateResponse(request, "admin/accounts/line/import.html", {
-            **admin.admin_site.each_context(request), "opts": admin.model._meta, "title": _("Import lines from CSV"), **context,
-        })
+        return TemplateResponse(
+            request,
+            "admin/accounts/line/import.html",
+            {
+                **admin.admin_site.each_context(request),
+                "opts": admin.model._meta,
+                "title": _("Import lines from CSV"),
+                **context,
+            },
+        )
 
     def get(self, request):
         return self.render(request, form=LineImportForm())
@@ -90,16 +103,27 @@ class LineImportView(View):
         try:
             if request.POST.get("confirm") != "yes":
                 rows = parse(text)
-                return self.render(request, form=LineImportForm(initial={"text": text}), rows=rows, preview=True,
-                                   good=sum(row.ok for row in rows), bad=sum(not row.ok for row in rows))
+                return self.render(
+                    request,
+                    form=LineImportForm(initial={"text": text}),
+                    rows=rows,
+                    preview=True,
+                    good=sum(row.ok for row in rows),
+                    bad=sum(not row.ok for row in rows),
+                )
             created, bad = import_lines(text=text, actor=request.user, now=timezone.now())
         except ImportFileError as exc:
             form.add_error(None, str(exc))
             return self.render(request, form=form)
         except IntegrityError:
-            form.add_error(None, _("Another import added some of these lines meanwhile: nothing was imported, try again."))
+            form.add_error(
+                None, _("Another import added some of these lines meanwhile: nothing was imported, try again.")
+            )
             return self.render(request, form=form)
-        messages.success(request, ngettext("%(count)d line imported.", "%(count)d lines imported.", len(created)) % {"count": len(created)})
+        messages.success(
+            request,
+            ngettext("%(count)d line imported.", "%(count)d lines imported.", len(created)) % {"count": len(created)},
+        )
         if bad:
             return self.render(request, form=LineImportForm(), rows=bad, rejected=True, bad=len(bad))
         return redirect("admin:accounts_line_changelist")
@@ -112,22 +136,29 @@ def operations_view(request, admin_site):
     day_start, month_start = operations.day_and_month_start(now)
 
     def money_rows(since):
-        return [{**row, "formatted": format_money(row["amount_minor"], row["currency"])} for row in operations.revenue(since=since)]
+        return [
+            {**row, "formatted": format_money(row["amount_minor"], row["currency"])}
+            for row in operations.revenue(since=since)
+        ]
 
-    return TemplateResponse(request, "admin/accounts/operations.html", {
-        **admin_site.each_context(request),
-        "title": _("Operations"),
-        "now": now,
-        "counts": operations.renewal_counts(now=now),
-        "revenue_today": money_rows(day_start),
-        "revenue_month": money_rows(month_start),
-        "alerts": operations.open_alerts(),
-        "network_dead_letters": operations.dead_lettered_commands(),
-        "failed_notices": notices.failed_notices(),
-        "dispatcher": operations.dispatcher_job(now=now),
-        "usage": operations.usage_job(now=now),
-        "processor_writes": operations.processor_writes(),
-    })
+    return TemplateResponse(
+        request,
+        "admin/accounts/operations.html",
+        {
+            **admin_site.each_context(request),
+            "title": _("Operations"),
+            "now": now,
+            "counts": operations.renewal_counts(now=now),
+            "revenue_today": money_rows(day_start),
+            "revenue_month": money_rows(month_start),
+            "alerts": operations.open_alerts(),
+            "network_dead_letters": operations.dead_lettered_commands(),
+            "failed_notices": notices.failed_notices(),
+            "dispatcher": operations.dispatcher_job(now=now),
+            "usage": operations.usage_job(now=now),
+            "processor_writes": operations.processor_writes(),
+        },
+    )
 
 
 class UsageCorrectionForm(forms.Form):
@@ -135,8 +166,13 @@ class UsageCorrectionForm(forms.Form):
     and a reason, which the history and the customer's line page keep."""
 
     megabytes = forms.IntegerField(
-        label=_("Correction (MB)"), min_value=-1_000_000, max_value=1_000_000,
-        help_text=_("Negative gives usage back (a double report, a goodwill credit); positive adds usage the partner did not report."))
+        label=_("Correction (MB)"),
+        min_value=-1_000_000,
+        max_value=1_000_000,
+        help_text=_(
+            "Negative gives usage back (a double report, a goodwill credit); positive adds usage the partner did not report."
+        ),
+    )
     reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.TextInput(attrs={"size": 60}))
 
     def clean_megabytes(self):
@@ -165,10 +201,18 @@ class UsageCorrectionView(View):
 
     def render(self, request, line, **context):
         admin = self.model_admin
-        return TemplateResponse(request, "admin/accounts/line/adjust_usage.html", {
-            **admin.admin_site.each_context(request), "opts": admin.model._meta, "original": line,
-            "title": _("Correct usage of %(line)s") % {"line": line}, "line": line, **context,
-        })
+        return TemplateResponse(
+            request,
+            "admin/accounts/line/adjust_usage.html",
+            {
+                **admin.admin_site.each_context(request),
+                "opts": admin.model._meta,
+                "original": line,
+                "title": _("Correct usage of %(line)s") % {"line": line},
+                "line": line,
+                **context,
+            },
+        )
 
     def get_line(self, line_id):
         try:
@@ -188,14 +232,26 @@ class UsageCorrectionView(View):
         try:
             if request.POST.get("confirm") != "yes":
                 preview = adjustments.preview_adjustment(line_id=line.pk, bytes=bytes_)
-                return self.render(request, line, form=form, preview=preview, bytes=bytes_,
-                                   status_before=Line.Status(preview.before.status).label,
-                                   status_after=Line.Status(preview.after.status).label)
-            adjustments.adjust_usage(line_id=line.pk, bytes=bytes_, reason=form.cleaned_data["reason"],
-                                     actor=request.user, now=timezone.now())
+                return self.render(
+                    request,
+                    line,
+                    form=form,
+                    preview=preview,
+                    bytes=bytes_,
+                    status_before=Line.Status(preview.before.status).label,
+                    status_after=Line.Status(preview.after.status).label,
+                )
+            adjustments.adjust_usage(
+                line_id=line.pk,
+                bytes=bytes_,
+                reason=form.cleaned_data["reason"],
+                actor=request.user,
+                now=timezone.now(),
+            )
         except adjustments.AdjustmentRefused as exc:
             form.add_error(None, str(exc))
             return self.render(request, line, form=form)
-        messages.success(request, _("Usage of %(line)s corrected by %(bytes)s.") % {
-            "line": line, "bytes": signed_data_size(bytes_)})
+        messages.success(
+            request, _("Usage of %(line)s corrected by %(bytes)s.") % {"line": line, "bytes": signed_data_size(bytes_)}
+        )
         return redirect("admin:accounts_line_change", line.pk)

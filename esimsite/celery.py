@@ -1,4 +1,5 @@
 """The Celery app. State lives in the database; Celery only executes (docs/invariants.md #4)."""
+
 import os
 
 from celery import Celery

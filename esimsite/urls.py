@@ -10,8 +10,7 @@ from renewals import views as renewal_views
 # Payments' pages, with the pay-now page that belongs to renewals (which payments cannot import)
 # under its old address and name, payments:pay_renewal.
 payment_pages = (
-    [*payment_urls.urlpatterns,
-     path("renewals/<int:renewal_id>/pay/", renewal_views.pay_renewal, name="pay_renewal")],
+    [*payment_urls.urlpatterns, path("renewals/<int:renewal_id>/pay/", renewal_views.pay_renewal, name="pay_renewal")],
     payment_urls.app_name,
 )
 # dj-stripe's webhook route (same name), served by our view that caps the body before storing it.

@@ -5,6 +5,7 @@ Answers are always JSON, whatever the input (partner/openapi/partner.yaml is the
 records listed in "rejected". Records stored but too late to charge are listed in "late"
 (docs/usage.md). Every rejection is logged with what the partner sent us to identify it.
 """
+
 import json
 import logging
 import re

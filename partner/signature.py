@@ -5,6 +5,7 @@
 
 Signing the timestamp with the body makes a captured request useless after the tolerance window.
 """
+
 import hashlib
 import hmac
 from datetime import datetime, timedelta

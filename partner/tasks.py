@@ -1,5 +1,6 @@
 """Celery tasks of the partner side. The task keeps its first name (beat and the kick after
 commit in accounts/services/network.py call it by name)."""
+
 from celery import shared_task
 
 from .services import outbox

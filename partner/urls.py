@@ -1,4 +1,5 @@
 """Machine-to-machine endpoints for the network partner."""
+
 from django.urls import path
 
 from . import api

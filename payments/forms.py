@@ -1,5 +1,6 @@
 """Forms of the payments pages. Card numbers and IBANs are never fields here: Stripe.js sends
 them from the browser to Stripe; our forms carry only ids."""
+
 from datetime import date
 
 from django import forms
@@ -40,8 +41,9 @@ class PayNowForm(forms.Form):
 
 
 class BuyPackageForm(PayNowForm):
-    package = PackageChoiceField(label=_("Package"), queryset=Package.objects.filter(active=True), empty_label=None,
-                                 widget=forms.RadioSelect)
+    package = PackageChoiceField(
+        label=_("Package"), queryset=Package.objects.filter(active=True), empty_label=None, widget=forms.RadioSelect
+    )
     field_order = ["package", "payment_method"]
 
     def __init__(self, *args, methods, **kwargs):
@@ -65,7 +67,9 @@ class RemoveMethodForm(forms.Form):
 
     def __init__(self, *args, methods, removing: str, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["replacement"].choices = [("", "—")] + method_choices([m for m in methods if m.id != removing and not m.expired])
+        self.fields["replacement"].choices = [("", "—")] + method_choices(
+            [m for m in methods if m.id != removing and not m.expired]
+        )
 
 
 # The history's dates become aware datetimes in the customer's zone, one day past the end date:
@@ -77,13 +81,24 @@ HISTORY_LAST_DATE = date(2999, 12, 31)
 
 def _history_date_field(label):
     message = _("Enter a date from 2000-01-01 to 2999-12-31.")
-    return forms.DateField(label=label, required=False, widget=forms.DateInput(attrs={"type": "date"}), validators=[
-        MinValueValidator(HISTORY_FIRST_DATE, message=message), MaxValueValidator(HISTORY_LAST_DATE, message=message)])
+    return forms.DateField(
+        label=label,
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[
+            MinValueValidator(HISTORY_FIRST_DATE, message=message),
+            MaxValueValidator(HISTORY_LAST_DATE, message=message),
+        ],
+    )
 
 
 class HistoryFilterForm(forms.Form):
-    line = forms.ModelChoiceField(label=_("Line"), queryset=Line.objects.none(), required=False, empty_label=_("All lines"))
-    status = forms.ChoiceField(label=_("Status"), required=False, choices=[("", _("All statuses")), *Charge.Status.choices])
+    line = forms.ModelChoiceField(
+        label=_("Line"), queryset=Line.objects.none(), required=False, empty_label=_("All lines")
+    )
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("All statuses")), *Charge.Status.choices]
+    )
     date_from = _history_date_field(_("From"))
     date_to = _history_date_field(_("To"))
 

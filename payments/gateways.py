@@ -16,6 +16,7 @@ ports-and-adapters boundary), checked by mypy strict as a unit, and a reader loo
 we send to Stripe" should find all of it, in order (configuration, customers, payment methods,
 charges, webhooks, errors), in one file.
 """
+
 from __future__ import annotations
 
 import enum
@@ -115,8 +116,10 @@ class ProcessorBusy(GatewayError):
     was sent, so it is safe to retry."""
 
     def __init__(self, reason: str):
-        super().__init__(_("The payment processor is busy right now. Nothing was charged or saved; please try again in a moment."),
-                         code=f"processor_busy_{reason}")
+        super().__init__(
+            _("The payment processor is busy right now. Nothing was charged or saved; please try again in a moment."),
+            code=f"processor_busy_{reason}",
+        )
         self.reason = reason
 
 
@@ -143,15 +146,25 @@ class WriteLimitedClient(stripe.HTTPClient):
 
     # `_usage` is the SDK's telemetry tag: its own clients take it in the signature and drop it.
     def request(
-        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
-        *, _usage: list[str] | None = None,
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
     ) -> tuple[str, int, Mapping[str, str]]:
         self._slot(method, url)
         return self.inner.request(method, url, headers, post_data)
 
     def request_stream(
-        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
-        *, _usage: list[str] | None = None,
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
     ) -> tuple[Any, int, Mapping[str, str]]:
         self._slot(method, url)
         return self.inner.request_stream(method, url, headers, post_data)
@@ -161,6 +174,7 @@ class WriteLimitedClient(stripe.HTTPClient):
 
 
 # --- configuration -----------------------------------------------------------------------
+
 
 def configure() -> None:
     """Point the SDK (and therefore dj-stripe, which uses the same globals) at the configured
@@ -243,6 +257,7 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 # --- customers -----------------------------------------------------------------------------
 
+
 def ensure_customer(user: User) -> Any:
     """The user's dj-stripe Customer, created in Stripe on first need. The user row is locked
     so two requests cannot create two Stripe customers (dj-stripe has no unique constraint on
@@ -253,7 +268,9 @@ def ensure_customer(user: User) -> Any:
     ensure_local_owner_account()
     with transaction.atomic():
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        customer = Customer.objects.filter(subscriber=user, livemode=settings.STRIPE_LIVE_MODE, date_purged__isnull=True).first()
+        customer = Customer.objects.filter(
+            subscriber=user, livemode=settings.STRIPE_LIVE_MODE, date_purged__isnull=True
+        ).first()
         if customer is None:
             try:
                 customer, _created = Customer.get_or_create(subscriber=user, api_key=_key())
@@ -265,9 +282,13 @@ def ensure_customer(user: User) -> Any:
         # dj-stripe's create leaves a stub row (no email, no owner account): fill it. A failure
         # here keeps the stub, which the next call completes.
         try:
-            customer = Customer.sync_from_stripe_data(stripe.Customer.retrieve(customer.id, api_key=_key()), api_key=_key())
+            customer = Customer.sync_from_stripe_data(
+                stripe.Customer.retrieve(customer.id, api_key=_key()), api_key=_key()
+            )
         except stripe.StripeError as exc:
-            logger.warning("stripe_customer_sync_failed user=%s customer=%s error=%s", user.pk, customer.id, type(exc).__name__)
+            logger.warning(
+                "stripe_customer_sync_failed user=%s customer=%s error=%s", user.pk, customer.id, type(exc).__name__
+            )
     return customer
 
 
@@ -275,7 +296,9 @@ def customer_for_user(user: User) -> Any:
     """The user's dj-stripe Customer, or None: never calls Stripe."""
     from djstripe.models import Customer
 
-    return Customer.objects.filter(subscriber=user, livemode=settings.STRIPE_LIVE_MODE, date_purged__isnull=True).first()
+    return Customer.objects.filter(
+        subscriber=user, livemode=settings.STRIPE_LIVE_MODE, date_purged__isnull=True
+    ).first()
 
 
 def sync_customer(customer_id: str) -> Any:
@@ -289,6 +312,7 @@ def sync_customer(customer_id: str) -> Any:
 
 
 # --- payment methods -------------------------------------------------------------------------
+
 
 def default_payment_method_id(user: User) -> str | None:
     """The id of the user's default method, if it is still attached to them. Reads our mirror
@@ -325,10 +349,14 @@ def create_local_test_card(number: str, *, exp_month: int = 12, exp_year: int = 
     """localstripe only (demo data): a card PaymentMethod made from a raw test card number, as
     Stripe.js does in the browser; returns its id. Real Stripe never sees a card number from us."""
     if not is_local_test_stripe():
-        raise GatewayError("card numbers are only accepted by a local Stripe stand-in with a test key", code="not_local")
+        raise GatewayError(
+            "card numbers are only accepted by a local Stripe stand-in with a test key", code="not_local"
+        )
     try:
         pm = stripe.PaymentMethod.create(
-            type="card", card={"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"}, api_key=_key(),
+            type="card",
+            card={"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"},
+            api_key=_key(),
         )
     except stripe.StripeError as exc:
         raise _gateway_error(exc) from exc
@@ -340,11 +368,19 @@ def create_setup_intent(*, customer_id: str, method_type: str) -> stripe.SetupIn
     SetupIntent is cancelled by localstripe and cannot be reused."""
     try:
         return stripe.SetupIntent.create(
-            customer=customer_id, payment_method_types=[method_type], usage="off_session", api_key=_key(),
+            customer=customer_id,
+            payment_method_types=[method_type],
+            usage="off_session",
+            api_key=_key(),
         )
     except stripe.StripeError as exc:
-        logger.warning("stripe_setup_intent_failed customer=%s type=%s error=%s code=%s",
-                       customer_id, method_type, type(exc).__name__, getattr(exc, "code", ""))
+        logger.warning(
+            "stripe_setup_intent_failed customer=%s type=%s error=%s code=%s",
+            customer_id,
+            method_type,
+            type(exc).__name__,
+            getattr(exc, "code", ""),
+        )
         raise _gateway_error(exc) from exc
 
 
@@ -384,8 +420,13 @@ def attach_payment_method(*, customer_id: str, payment_method_id: str) -> Any:
             pm = stripe.PaymentMethod.attach(payment_method_id, customer=customer_id, api_key=_key())
         return PaymentMethod.sync_from_stripe_data(pm, api_key=_key())
     except stripe.StripeError as exc:
-        logger.warning("stripe_attach_failed customer=%s pm=%s error=%s code=%s",
-                       customer_id, payment_method_id, type(exc).__name__, getattr(exc, "code", ""))
+        logger.warning(
+            "stripe_attach_failed customer=%s pm=%s error=%s code=%s",
+            customer_id,
+            payment_method_id,
+            type(exc).__name__,
+            getattr(exc, "code", ""),
+        )
         raise _gateway_error(exc) from exc
 
 
@@ -424,6 +465,7 @@ def detach_payment_method(payment_method_id: str) -> None:
 
 # --- charges -------------------------------------------------------------------------------------
 
+
 def _metadata(charge: Charge) -> dict[str, str]:
     data = {"charge_id": str(charge.pk)}
     if charge.renewal_id:
@@ -456,19 +498,35 @@ def outcome_from_payment_intent(pi: Any) -> ChargeOutcome:
     if status in ("requires_action", "requires_confirmation"):
         # localstripe answers an off-session 3-D Secure card with requires_action instead of
         # raising authentication_required as Stripe does: both mean the customer must act.
-        return ChargeOutcome(OutcomeKind.AUTHENTICATION_REQUIRED, pi_id, "authentication_required",
-                             "Your bank asks you to confirm this payment.", client_secret=secret, payment_intent_status=status)
+        return ChargeOutcome(
+            OutcomeKind.AUTHENTICATION_REQUIRED,
+            pi_id,
+            "authentication_required",
+            "Your bank asks you to confirm this payment.",
+            client_secret=secret,
+            payment_intent_status=status,
+        )
     if status in ("requires_payment_method", "canceled"):
         code = _get(error, "code") or ("canceled" if status == "canceled" else "card_declined")
         if code == "authentication_required" and status == "requires_payment_method":
             # Real Stripe's off-session answer for a card that needs 3-D Secure.
-            return ChargeOutcome(OutcomeKind.AUTHENTICATION_REQUIRED, pi_id, code,
-                                 _get(error, "message") or "Your bank asks you to confirm this payment.",
-                                 client_secret=secret, payment_intent_status=status)
+            return ChargeOutcome(
+                OutcomeKind.AUTHENTICATION_REQUIRED,
+                pi_id,
+                code,
+                _get(error, "message") or "Your bank asks you to confirm this payment.",
+                client_secret=secret,
+                payment_intent_status=status,
+            )
         return _decline(code, _get(error, "decline_code") or "", _get(error, "message") or "", pi_id, status)
     # requires_capture (we never create manual-capture intents) or anything new: unknown.
-    return ChargeOutcome(OutcomeKind.PROCESSOR_ERROR, pi_id, "unexpected_status",
-                         f"Unexpected payment status: {status}", payment_intent_status=status)
+    return ChargeOutcome(
+        OutcomeKind.PROCESSOR_ERROR,
+        pi_id,
+        "unexpected_status",
+        f"Unexpected payment status: {status}",
+        payment_intent_status=status,
+    )
 
 
 def _payment_intent_id_from_card_error(exc: stripe.CardError) -> str | None:
@@ -486,7 +544,9 @@ def _payment_intent_id_from_card_error(exc: stripe.CardError) -> str | None:
     return None
 
 
-def _confirm(*, charge: Charge, customer_id: str, payment_method_id: str, off_session: bool, method_type: str) -> ChargeOutcome:
+def _confirm(
+    *, charge: Charge, customer_id: str, payment_method_id: str, off_session: bool, method_type: str
+) -> ChargeOutcome:
     params: dict[str, Any] = {
         "amount": charge.amount_minor,
         "currency": charge.currency.lower(),
@@ -500,7 +560,10 @@ def _confirm(*, charge: Charge, customer_id: str, payment_method_id: str, off_se
         params["off_session"] = True
     try:
         pi = stripe.PaymentIntent.create(
-            **params, idempotency_key=charge.idempotency_key, max_network_retries=0, api_key=_key(),
+            **params,
+            idempotency_key=charge.idempotency_key,
+            max_network_retries=0,
+            api_key=_key(),
         )
     except ProcessorBusy as exc:
         outcome = ChargeOutcome(OutcomeKind.THROTTLED, None, exc.code, exc.user_message)
@@ -509,27 +572,50 @@ def _confirm(*, charge: Charge, customer_id: str, payment_method_id: str, off_se
         code = exc.code or ""
         if code == "authentication_required":
             err_pi = _get(exc.error, "payment_intent")
-            outcome = ChargeOutcome(OutcomeKind.AUTHENTICATION_REQUIRED, pi_id, code,
-                                    exc.user_message or "Your bank asks you to confirm this payment.",
-                                    client_secret=_get(err_pi, "client_secret") if err_pi and not isinstance(err_pi, str) else None)
+            outcome = ChargeOutcome(
+                OutcomeKind.AUTHENTICATION_REQUIRED,
+                pi_id,
+                code,
+                exc.user_message or "Your bank asks you to confirm this payment.",
+                client_secret=_get(err_pi, "client_secret") if err_pi and not isinstance(err_pi, str) else None,
+            )
         else:
             outcome = _decline(code, _get(exc.error, "decline_code") or "", exc.user_message or "", pi_id)
-    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError, stripe.IdempotencyError,
-            stripe.AuthenticationError, stripe.PermissionError) as exc:
+    except (
+        stripe.APIConnectionError,
+        stripe.RateLimitError,
+        stripe.APIError,
+        stripe.IdempotencyError,
+        stripe.AuthenticationError,
+        stripe.PermissionError,
+    ) as exc:
         # Unknown: the PaymentIntent may exist. Reconcile by metadata before any new attempt.
-        outcome = ChargeOutcome(OutcomeKind.PROCESSOR_ERROR, None, f"processor_{type(exc).__name__}",
-                                "The payment processor did not answer in time. We will check and try again.")
+        outcome = ChargeOutcome(
+            OutcomeKind.PROCESSOR_ERROR,
+            None,
+            f"processor_{type(exc).__name__}",
+            "The payment processor did not answer in time. We will check and try again.",
+        )
     except stripe.InvalidRequestError as exc:
         # Refused before any money moved: the method is gone, not attached, wrong currency...
         # Retrying the same request cannot fix it.
-        outcome = ChargeOutcome(OutcomeKind.HARD_DECLINE, None, exc.code or "invalid_request",
-                                exc.user_message or "The payment was refused by the processor.")
+        outcome = ChargeOutcome(
+            OutcomeKind.HARD_DECLINE,
+            None,
+            exc.code or "invalid_request",
+            exc.user_message or "The payment was refused by the processor.",
+        )
     else:
         outcome = outcome_from_payment_intent(pi)
     logger.info(
         "stripe_charge charge=%s renewal=%s attempt=%s off_session=%s outcome=%s pi=%s code=%s",
-        charge.pk, charge.renewal_id, charge.attempt, off_session, outcome.kind.value,
-        outcome.payment_intent_id, outcome.failure_code,
+        charge.pk,
+        charge.renewal_id,
+        charge.attempt,
+        off_session,
+        outcome.kind.value,
+        outcome.payment_intent_id,
+        outcome.failure_code,
     )
     return outcome
 
@@ -549,15 +635,25 @@ def payment_method_type(payment_method_id: str) -> str:
 
 def charge_off_session(*, charge: Charge, customer_id: str, payment_method_id: str) -> ChargeOutcome:
     """Charge a saved method without the customer (renewals). Never raises a Stripe error."""
-    return _confirm(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id,
-                    off_session=True, method_type=payment_method_type(payment_method_id))
+    return _confirm(
+        charge=charge,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+        off_session=True,
+        method_type=payment_method_type(payment_method_id),
+    )
 
 
 def charge_on_session(*, charge: Charge, customer_id: str, payment_method_id: str) -> ChargeOutcome:
     """Charge with the customer at the browser (purchase, pay now). AUTHENTICATION_REQUIRED
     carries the client secret for stripe.confirmCardPayment."""
-    return _confirm(charge=charge, customer_id=customer_id, payment_method_id=payment_method_id,
-                    off_session=False, method_type=payment_method_type(payment_method_id))
+    return _confirm(
+        charge=charge,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+        off_session=False,
+        method_type=payment_method_type(payment_method_id),
+    )
 
 
 def retrieve_payment_intent(payment_intent_id: str) -> stripe.PaymentIntent:
@@ -595,7 +691,9 @@ def find_payment_intent_for_charge(charge: Charge) -> stripe.PaymentIntent | Non
         intents: Iterable[stripe.PaymentIntent] | None = None
         if customer is not None:
             try:
-                intents = list(stripe.PaymentIntent.list(customer=customer.id, limit=100, api_key=_key()).auto_paging_iter())
+                intents = list(
+                    stripe.PaymentIntent.list(customer=customer.id, limit=100, api_key=_key()).auto_paging_iter()
+                )
             except stripe.InvalidRequestError:
                 if not is_local_stripe():
                     raise
@@ -614,13 +712,22 @@ def refund_payment_intent(*, payment_intent_id: str, amount_minor: int, idempote
     """Refund part or all of a succeeded intent; returns the refund id. The caller caps the
     amount: localstripe accepts refunds beyond the amount charged."""
     try:
-        refund = stripe.Refund.create(payment_intent=payment_intent_id, amount=amount_minor,
-                                      metadata={"charge_id": str(charge_id)}, idempotency_key=idempotency_key,
-                                      max_network_retries=0, api_key=_key())
+        refund = stripe.Refund.create(
+            payment_intent=payment_intent_id,
+            amount=amount_minor,
+            metadata={"charge_id": str(charge_id)},
+            idempotency_key=idempotency_key,
+            max_network_retries=0,
+            api_key=_key(),
+        )
     except stripe.StripeError as exc:
-        logger.warning("stripe_refund_failed charge=%s pi=%s error=%s", charge_id, payment_intent_id, type(exc).__name__)
+        logger.warning(
+            "stripe_refund_failed charge=%s pi=%s error=%s", charge_id, payment_intent_id, type(exc).__name__
+        )
         raise _gateway_error(exc) from exc
-    logger.info("stripe_refund charge=%s pi=%s refund=%s amount=%s", charge_id, payment_intent_id, refund["id"], amount_minor)
+    logger.info(
+        "stripe_refund charge=%s pi=%s refund=%s amount=%s", charge_id, payment_intent_id, refund["id"], amount_minor
+    )
     return str(refund["id"])
 
 
@@ -631,13 +738,17 @@ def refunded_total(payment_intent_id: str) -> int:
     (localstripe). Raises GatewayError if it cannot be asked: never guessed."""
     try:
         refunds = stripe.Refund.list(payment_intent=payment_intent_id, limit=100, api_key=_key()).auto_paging_iter()
-        return sum(int(_get(refund, "amount") or 0) for refund in refunds
-                   if (_get(refund, "status") or "succeeded") not in ("failed", "canceled"))
+        return sum(
+            int(_get(refund, "amount") or 0)
+            for refund in refunds
+            if (_get(refund, "status") or "succeeded") not in ("failed", "canceled")
+        )
     except stripe.StripeError as exc:
         raise _gateway_error(exc) from exc
 
 
 # --- webhooks ----------------------------------------------------------------------------------------
+
 
 def register_local_webhook(*, url: str, secret: str, name: str = "esimsite") -> None:
     """Tell localstripe to deliver events to `url`, signed with `secret` (its /_config API;
@@ -646,22 +757,35 @@ def register_local_webhook(*, url: str, secret: str, name: str = "esimsite") -> 
 
     if not is_local_stripe():
         raise GatewayError(_("Webhooks are configured in the Stripe dashboard in production."))
-    response = requests.post(f"{settings.STRIPE_API_BASE.rstrip('/')}/_config/webhooks/{name}",
-                             json={"url": url, "secret": secret}, timeout=settings.STRIPE_HTTP_TIMEOUT_SECONDS)
+    response = requests.post(
+        f"{settings.STRIPE_API_BASE.rstrip('/')}/_config/webhooks/{name}",
+        json={"url": url, "secret": secret},
+        timeout=settings.STRIPE_HTTP_TIMEOUT_SECONDS,
+    )
     response.raise_for_status()
 
 
 # --- errors ------------------------------------------------------------------------------------------
 
+
 def _gateway_error(exc: stripe.StripeError) -> GatewayError:
     code = getattr(exc, "code", "") or ""
     if isinstance(exc, stripe.CardError) or code == "card_declined":
-        return GatewayError(_("Your card was declined. Nothing was saved; please use another card."),
-                            code=code or "card_declined", declined=True)
+        return GatewayError(
+            _("Your card was declined. Nothing was saved; please use another card."),
+            code=code or "card_declined",
+            declined=True,
+        )
     if isinstance(exc, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)):
-        return GatewayError(_("The payment processor did not answer. Nothing was saved; please try again."),
-                            code=f"processor_{type(exc).__name__}", unknown=True)
+        return GatewayError(
+            _("The payment processor did not answer. Nothing was saved; please try again."),
+            code=f"processor_{type(exc).__name__}",
+            unknown=True,
+        )
     if isinstance(exc, stripe.InvalidRequestError):
-        return GatewayError(_("The payment processor refused the request: %(reason)s") % {"reason": exc.user_message or code},
-                            code=code, declined=True)
+        return GatewayError(
+            _("The payment processor refused the request: %(reason)s") % {"reason": exc.user_message or code},
+            code=code,
+            declined=True,
+        )
     return GatewayError(_("The payment processor refused the request."), code=code or type(exc).__name__)

@@ -2,6 +2,7 @@
 their AppConfig.ready (renewals: its rules charge a method; its retry policy names the hard decline
 codes). Payments imports none of them: with no app registered, no rule uses a method, a new
 default wakes nothing and every decline is soft. The outcome and alert hooks are in outcomes.py."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

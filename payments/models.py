@@ -1,6 +1,7 @@
 """Our ledger of every attempt to take money. Stripe's own objects (customers, payment
 methods, PaymentIntents) are mirrored by dj-stripe; a `Charge` is written before the
 processor is called, so no attempt can happen without a row that explains it."""
+
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -37,10 +38,23 @@ class Charge(models.Model):
     # charge (docs/invariants.md #1); any other that took money is refunded.
     MONEY_TAKEN = (Status.SUCCEEDED, Status.REFUNDED)
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="charges", on_delete=models.PROTECT)
-    line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="charges", on_delete=models.PROTECT, null=True, blank=True)
-    package = models.ForeignKey("accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True)
-    renewal = models.ForeignKey("renewals.Renewal", verbose_name=_("renewal"), related_name="charges", on_delete=models.PROTECT, null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="charges", on_delete=models.PROTECT
+    )
+    line = models.ForeignKey(
+        "accounts.Line", verbose_name=_("line"), related_name="charges", on_delete=models.PROTECT, null=True, blank=True
+    )
+    package = models.ForeignKey(
+        "accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT, null=True, blank=True
+    )
+    renewal = models.ForeignKey(
+        "renewals.Renewal",
+        verbose_name=_("renewal"),
+        related_name="charges",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+    )
     attempt = models.PositiveSmallIntegerField(_("attempt"), null=True, blank=True)
     # The customer at the browser (a purchase, a renewal's pay-now): its decline is shown to them
     # and never moves a renewal's retry cycle.
@@ -78,7 +92,11 @@ class Charge(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
-            models.Index(fields=["next_check_at"], condition=Q(status__in=["pending", "requires_action"]), name="charge_open_next_check_idx"),
+            models.Index(
+                fields=["next_check_at"],
+                condition=Q(status__in=["pending", "requires_action"]),
+                name="charge_open_next_check_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -88,7 +106,9 @@ class Charge(models.Model):
             ),
             models.UniqueConstraint(fields=["renewal", "attempt"], name="one_charge_per_renewal_attempt"),
             models.CheckConstraint(condition=Q(amount_minor__gte=0), name="charge_amount_not_negative"),
-            models.CheckConstraint(condition=Q(refunded_minor__lte=models.F("amount_minor")), name="charge_refund_within_amount"),
+            models.CheckConstraint(
+                condition=Q(refunded_minor__lte=models.F("amount_minor")), name="charge_refund_within_amount"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,14 +1,36 @@
 """Money as the ledger keeps it (integer minor units + ISO 4217 code) turned into text at the
 edge: pages, CSV, receipts. Decimal only; a float never touches an amount."""
+
 from decimal import Decimal
 
 from django.utils import formats
 
 # ISO 4217 minor-unit exponents that are not 2 (Stripe's amounts follow the same units).
 CURRENCY_EXPONENTS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 
 
@@ -30,7 +52,9 @@ def plain_amount(amount_minor: int, currency: str) -> str:
 def format_money(amount_minor: int, currency: str, *, use_l10n: bool = True) -> str:
     """'CNY 1,234.56' in the active language's number format."""
     value = to_decimal(amount_minor, currency)
-    number = formats.number_format(value, decimal_pos=currency_exponent(currency), use_l10n=use_l10n, force_grouping=True)
+    number = formats.number_format(
+        value, decimal_pos=currency_exponent(currency), use_l10n=use_l10n, force_grouping=True
+    )
     return f"{currency.upper()} {number}"
 
 

@@ -2,6 +2,7 @@
 settled outcome means for a charge's purpose is a handler registered by the app that owns the
 purpose (renewals registers the renewal one in its AppConfig.ready). Payments sits below those
 apps and imports none of them for this."""
+
 from __future__ import annotations
 
 from datetime import datetime

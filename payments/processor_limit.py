@@ -1,6 +1,7 @@
 """The processor write-rate limiter: every write to Stripe, from any process on any machine, takes
 a send slot from one Redis log (an atomic Lua script on Redis's own clock), so that no second holds
 more than STRIPE_WRITE_RATE_LIMIT writes; and the counters the operations page shows."""
+
 from __future__ import annotations
 
 import logging
@@ -56,7 +57,9 @@ end
 
 # KEYS: schedule, sent, stats. ARGV: limit, window (us), max wait (us), member.
 # Returns {granted, wait us}: granted with wait 0 means sent now; with a wait, sleep and CONFIRM.
-_ACQUIRE = _COMMON + """
+_ACQUIRE = (
+    _COMMON
+    + """
 local now = clock()
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -83,10 +86,13 @@ if wait == 0 then
 end
 return {1, wait}
 """
+)
 
 # KEYS: sent, stats. ARGV: limit, window (us), member, waited so far (us), max wait (us).
 # A write whose booked time has come. Returns {sent?, further wait us}; refused past the max wait.
-_CONFIRM = _COMMON + """
+_CONFIRM = (
+    _COMMON
+    + """
 local now = clock()
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -105,11 +111,15 @@ redis.call('HINCRBY', KEYS[2], 'wait_us', us(waited))
 send(KEYS[1], KEYS[2], now, ARGV[3], window)
 return {1, 0}
 """
+)
 
 # KEYS: sent. Writes sent in the last second.
-_LAST_SECOND = _COMMON + """
+_LAST_SECOND = (
+    _COMMON
+    + """
 return redis.call('ZCOUNT', KEYS[1], '(' .. us(clock() - 1000000), '+inf')
 """
+)
 
 
 class WriteNotSent(Exception):
@@ -132,9 +142,13 @@ def _client() -> tuple[redis.Redis, dict[str, Any]]:
         if url not in _clients:
             # Short time-outs: a Redis that does not answer must not hold a payment longer than the
             # bounded wait. One immediate retry reconnects a pooled socket that a Redis restart closed.
-            client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1))
-            scripts = {name: client.register_script(source) for name, source in
-                       (("acquire", _ACQUIRE), ("confirm", _CONFIRM), ("last_second", _LAST_SECOND))}
+            client = redis.Redis.from_url(
+                url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1)
+            )
+            scripts = {
+                name: client.register_script(source)
+                for name, source in (("acquire", _ACQUIRE), ("confirm", _CONFIRM), ("last_second", _LAST_SECOND))
+            }
             _clients[url] = (client, scripts)
         return _clients[url]
 
@@ -161,22 +175,35 @@ def acquire_write(*, method: str, path: str) -> float:
     started = time.monotonic()
     try:
         _redis, scripts = _client()
-        granted, wait_us = scripts["acquire"](keys=[keys["schedule"], keys["sent"], keys["stats"]],
-                                              args=[limit, window, max_wait, member])
+        granted, wait_us = scripts["acquire"](
+            keys=[keys["schedule"], keys["sent"], keys["stats"]], args=[limit, window, max_wait, member]
+        )
         while granted and wait_us:
             time.sleep(int(wait_us) / 1_000_000)
             waited_us = int((time.monotonic() - started) * 1_000_000)
-            sent, wait_us = scripts["confirm"](keys=[keys["sent"], keys["stats"]], args=[limit, window, member, waited_us, max_wait])
+            sent, wait_us = scripts["confirm"](
+                keys=[keys["sent"], keys["stats"]], args=[limit, window, member, waited_us, max_wait]
+            )
             granted = sent or wait_us > 0
     except redis.RedisError as exc:
         # Fail closed: only the shared log can keep the limit across processes and machines.
-        logger.error("stripe_write_refused reason=limiter_unavailable method=%s path=%s error=%s",
-                     method, path, type(exc).__name__)
+        logger.error(
+            "stripe_write_refused reason=limiter_unavailable method=%s path=%s error=%s",
+            method,
+            path,
+            type(exc).__name__,
+        )
         raise WriteNotSent("limiter_unavailable") from exc
     waited = time.monotonic() - started
     if not granted:
-        logger.warning("stripe_write_refused reason=rate_limited method=%s path=%s limit=%s waited_ms=%d max_wait_ms=%d",
-                       method, path, limit, waited * 1000, max_wait / 1000)
+        logger.warning(
+            "stripe_write_refused reason=rate_limited method=%s path=%s limit=%s waited_ms=%d max_wait_ms=%d",
+            method,
+            path,
+            limit,
+            waited * 1000,
+            max_wait / 1000,
+        )
         raise WriteNotSent("rate_limited", wait=waited)
     if waited > 0.001:
         logger.info("stripe_write_waited method=%s path=%s waited_ms=%d", method, path, waited * 1000)
@@ -242,7 +269,12 @@ def log_write_stats() -> WriteStats | None:
         return None
     logger.info(
         "stripe_write_stats limit=%s writes=%s waited=%s wait_total_ms=%d refused=%s max_in_1s=%s last_1s=%s",
-        stats.limit, stats.writes, stats.waited, stats.wait_seconds_total * 1000, stats.refused,
-        stats.max_window, stats.last_second,
+        stats.limit,
+        stats.writes,
+        stats.waited,
+        stats.wait_seconds_total * 1000,
+        stats.refused,
+        stats.max_window,
+        stats.last_second,
     )
     return stats

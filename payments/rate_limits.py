@@ -2,6 +2,7 @@
 renewal, adding or choosing a payment method): each attempt costs a processor call and a
 SetupIntent is the classic card-testing vector. Counters live in the shared cache (Redis), so every
 web process counts together."""
+
 import functools
 import logging
 
@@ -61,9 +62,17 @@ def limit(action: str, *, json: bool = False):
         def wrapper(request, *args, **kwargs):
             if request.method != "POST" or consume(request, action):
                 return view(request, *args, **kwargs)
-            logger.warning("rate_limited action=%s user=%s ip=%s path=%s", action, request.user.pk, _client_ip(request), request.path)
-            message = _("Too many payment attempts in a short time. Nothing was charged for this one. "
-                        "Please wait a few minutes and try again.")
+            logger.warning(
+                "rate_limited action=%s user=%s ip=%s path=%s",
+                action,
+                request.user.pk,
+                _client_ip(request),
+                request.path,
+            )
+            message = _(
+                "Too many payment attempts in a short time. Nothing was charged for this one. "
+                "Please wait a few minutes and try again."
+            )
             if json:
                 return JsonResponse({"error": message}, status=429)
             return render(request, "429.html", {"message": message}, status=429)

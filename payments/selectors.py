@@ -1,5 +1,6 @@
 """Reads shared by the payments pages, the renewals pages and the admin. No call to Stripe:
 payment methods come from dj-stripe's mirror, charges from our ledger."""
+
 from __future__ import annotations
 
 import calendar
@@ -58,19 +59,21 @@ def payment_methods_for_user(user, *, today: date | None = None) -> list[SavedMe
         card = data.get("card") or {}
         sepa = data.get("sepa_debit") or {}
         expired, soon = card_expiry_flags(card.get("exp_month"), card.get("exp_year"), today)
-        methods.append(SavedMethod(
-            id=row.id,
-            type=data.get("type") or "",
-            summary=gateways.payment_method_summary(row),
-            brand=gateways.BRAND_NAMES.get(card.get("brand") or "", (card.get("brand") or "").title()),
-            last4=card.get("last4") or sepa.get("last4") or "",
-            exp_month=card.get("exp_month"),
-            exp_year=card.get("exp_year"),
-            funding=card.get("funding") or "",
-            is_default=row.id == default_id,
-            expired=expired,
-            expiring_soon=soon,
-        ))
+        methods.append(
+            SavedMethod(
+                id=row.id,
+                type=data.get("type") or "",
+                summary=gateways.payment_method_summary(row),
+                brand=gateways.BRAND_NAMES.get(card.get("brand") or "", (card.get("brand") or "").title()),
+                last4=card.get("last4") or sepa.get("last4") or "",
+                exp_month=card.get("exp_month"),
+                exp_year=card.get("exp_year"),
+                funding=card.get("funding") or "",
+                is_default=row.id == default_id,
+                expired=expired,
+                expiring_soon=soon,
+            )
+        )
     methods.sort(key=lambda m: not m.is_default)
     return methods
 
@@ -79,8 +82,9 @@ def usable_payment_methods_for_user(user) -> list[SavedMethod]:
     return [m for m in payment_methods_for_user(user) if not m.expired]
 
 
-def charges_for_user(user, *, line_id: int | None = None, status: str = "", date_from: date | None = None,
-                     date_to: date | None = None) -> QuerySet[Charge]:
+def charges_for_user(
+    user, *, line_id: int | None = None, status: str = "", date_from: date | None = None, date_to: date | None = None
+) -> QuerySet[Charge]:
     """The user's ledger, newest first. Dates are whole days in the active (the user's) zone."""
     charges = Charge.objects.filter(user=user).select_related("line", "package").order_by("-created_at", "-id")
     if line_id:

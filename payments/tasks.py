@@ -1,4 +1,5 @@
 """Celery tasks of the payments app: they only call services (safe to run twice)."""
+
 from celery import shared_task
 
 from . import processor_limit

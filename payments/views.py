@@ -1,5 +1,6 @@
 """HTTP in and out for payment methods, purchases, pay-now, history and receipts. Every view
 is for the signed-in customer's own objects: anything else is a 404."""
+
 import csv
 import logging
 
@@ -34,7 +35,9 @@ HISTORY_PAGE_SIZE = 20
 
 def _safe_next(request, fallback: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return fallback
 
@@ -44,6 +47,7 @@ def _stripe_context() -> dict:
 
 
 # --- payment methods ---------------------------------------------------------------------------
+
 
 def _methods_page(request, *, status: int = 200, error: str = ""):
     context = {
@@ -74,7 +78,9 @@ def method_setup(request):
     try:
         start = method_services.start_binding(user=request.user, method_type=form.cleaned_data["method_type"])
     except errors.PaymentError as exc:
-        return JsonResponse({"error": exc.user_message}, status=400 if isinstance(exc, errors.MethodUnavailable) else 502)
+        return JsonResponse(
+            {"error": exc.user_message}, status=400 if isinstance(exc, errors.MethodUnavailable) else 502
+        )
     return JsonResponse({"client_secret": start.client_secret, "setup_intent_id": start.setup_intent_id})
 
 
@@ -83,8 +89,11 @@ def _finish(request, data):
     if not form.is_valid():
         return _methods_page(request, status=400, error=_("The payment method could not be set up. Nothing was saved."))
     try:
-        method = method_services.finish_binding(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"],
-                                         make_default=form.cleaned_data["make_default"])
+        method = method_services.finish_binding(
+            user=request.user,
+            setup_intent_id=form.cleaned_data["setup_intent_id"],
+            make_default=form.cleaned_data["make_default"],
+        )
     except errors.PaymentError as exc:
         return _methods_page(request, status=400, error=exc.user_message)
     messages.success(request, _("%(method)s was added.") % {"method": gateways.payment_method_summary(method)})
@@ -108,14 +117,20 @@ def method_return(request):
     """Where Stripe sends the customer back after a redirect-based method (PayPal, a bank's page):
     a GET, which any site can make a browser send, so it changes nothing. It shows what was
     approved and a button that posts it, with the token, to method_finish."""
-    form = FinishBindingForm({"setup_intent_id": request.GET.get("setup_intent", ""), "make_default": request.GET.get("make_default")})
+    form = FinishBindingForm(
+        {"setup_intent_id": request.GET.get("setup_intent", ""), "make_default": request.GET.get("make_default")}
+    )
     if not form.is_valid():
         return _methods_page(request, status=400, error=_("The payment method could not be set up. Nothing was saved."))
     try:
-        summary = method_services.approved_method_summary(user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"])
+        summary = method_services.approved_method_summary(
+            user=request.user, setup_intent_id=form.cleaned_data["setup_intent_id"]
+        )
     except errors.PaymentError as exc:
         return _methods_page(request, status=400, error=exc.user_message)
-    return render(request, "payments/method_return.html", {"form": form, "summary": summary, "next": _safe_next(request, "")})
+    return render(
+        request, "payments/method_return.html", {"form": form, "summary": summary, "next": _safe_next(request, "")}
+    )
 
 
 @login_required
@@ -145,8 +160,9 @@ def method_remove(request, payment_method_id: str):
     form = RemoveMethodForm(request.POST if request.method == "POST" else None, methods=methods, removing=method.id)
     if request.method == "POST" and form.is_valid():
         try:
-            method_services.remove_method(user=request.user, payment_method_id=method.id,
-                                   replacement_id=form.cleaned_data["replacement"])
+            method_services.remove_method(
+                user=request.user, payment_method_id=method.id, replacement_id=form.cleaned_data["replacement"]
+            )
         except errors.ReplacementRequired as exc:
             form.add_error("replacement", exc.user_message)
         except errors.PaymentMethodNotFound:
@@ -156,11 +172,16 @@ def method_remove(request, payment_method_id: str):
         else:
             messages.success(request, _("%(method)s was removed.") % {"method": method.summary})
             return redirect("payments:methods")
-    return render(request, "payments/method_remove.html", {"method": method, "rules": rules, "form": form},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "payments/method_remove.html",
+        {"method": method, "rules": rules, "form": form},
+        status=400 if form.errors else 200,
+    )
 
 
 # --- paying --------------------------------------------------------------------------------------
+
 
 def after_payment(request, charge: Charge, *, retry_url: str):
     if charge.status == Charge.Status.SUCCEEDED:
@@ -169,19 +190,31 @@ def after_payment(request, charge: Charge, *, retry_url: str):
     if charge.status == Charge.Status.REQUIRES_ACTION:
         return redirect("payments:authenticate", charge_id=charge.pk)
     if charge.status == Charge.Status.PENDING and charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR:
-        messages.warning(request, _("We could not confirm the payment with the payment processor yet. "
-                                    "We are checking it; nothing will be charged twice."))
+        messages.warning(
+            request,
+            _(
+                "We could not confirm the payment with the payment processor yet. "
+                "We are checking it; nothing will be charged twice."
+            ),
+        )
         return redirect("payments:history")
     if charge.status in (Charge.Status.REFUND_DUE, Charge.Status.REFUNDED):
         # Paid after it could be used (the line was terminated, or we had closed it): given back.
-        messages.warning(request, _("Your payment arrived after it could no longer be used, so nothing was added. "
-                                    "The full amount is being refunded."))
+        messages.warning(
+            request,
+            _(
+                "Your payment arrived after it could no longer be used, so nothing was added. "
+                "The full amount is being refunded."
+            ),
+        )
         return redirect("payments:history")
     if charge.status == Charge.Status.PENDING:
         # Direct debits settle later: the webhook (or reconciliation) applies the package then.
         messages.info(request, _("Your bank is processing the payment. The package is added as soon as it settles."))
         return redirect("payments:history")
-    messages.error(request, _("The payment failed: %(reason)s Nothing was charged.") % {"reason": failure_reason(charge)})
+    messages.error(
+        request, _("The payment failed: %(reason)s Nothing was charged.") % {"reason": failure_reason(charge)}
+    )
     return redirect(retry_url)
 
 
@@ -216,17 +249,24 @@ def buy(request, line_id: int):
     form = BuyPackageForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
         try:
-            charge = on_session.purchase_package(user=request.user, line=line, package=form.cleaned_data["package"],
-                                               payment_method_id=form.cleaned_data["payment_method"])
+            charge = on_session.purchase_package(
+                user=request.user,
+                line=line,
+                package=form.cleaned_data["package"],
+                payment_method_id=form.cleaned_data["payment_method"],
+            )
         except errors.PaymentMethodNotFound:
             form.add_error("payment_method", _("Choose one of your payment methods."))
         except errors.NotPayable as exc:
             form.add_error(None, exc.user_message)
         else:
             return after_payment(request, charge, retry_url=reverse("payments:buy", args=[line.pk]))
-    return render(request, "payments/buy.html", {"line": line, "form": form, "methods": methods,
-                                                 "has_packages": Package.objects.filter(active=True).exists()},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "payments/buy.html",
+        {"line": line, "form": form, "methods": methods, "has_packages": Package.objects.filter(active=True).exists()},
+        status=400 if form.errors else 200,
+    )
 
 
 def _retry_url(charge: Charge) -> str:
@@ -252,8 +292,11 @@ def authenticate(request, charge_id: int):
     except GatewayError as exc:
         messages.error(request, exc.user_message)
         return redirect("payments:history")
-    return render(request, "payments/authenticate.html", {"charge": charge, "client_secret": intent["client_secret"],
-                                                          **_stripe_context()})
+    return render(
+        request,
+        "payments/authenticate.html",
+        {"charge": charge, "client_secret": intent["client_secret"], **_stripe_context()},
+    )
 
 
 @login_required
@@ -272,13 +315,18 @@ def complete(request, charge_id: int):
 
 # --- history -------------------------------------------------------------------------------------
 
+
 def _filtered_charges(request):
     form = HistoryFilterForm(request.GET or None, user=request.user)
     filters = {}
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        filters = {"line_id": data["line"].pk if data["line"] else None, "status": data["status"],
-                   "date_from": data["date_from"], "date_to": data["date_to"]}
+        filters = {
+            "line_id": data["line"].pk if data["line"] else None,
+            "status": data["status"],
+            "date_from": data["date_from"],
+            "date_to": data["date_to"],
+        }
     return form, selectors.charges_for_user(request.user, **filters)
 
 
@@ -289,10 +337,19 @@ def history(request):
     page = Paginator(charges, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "payments/history.html", {
-        "form": form, "page": page, "query": query.urlencode(), "failure_reason": failure_reason,
-        "rows": [(charge, failure_reason(charge) if charge.status in (Charge.Status.FAILED,) else "") for charge in page],
-    })
+    return render(
+        request,
+        "payments/history.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "failure_reason": failure_reason,
+            "rows": [
+                (charge, failure_reason(charge) if charge.status in (Charge.Status.FAILED,) else "") for charge in page
+            ],
+        },
+    )
 
 
 def _csv_cell(value) -> str:
@@ -309,21 +366,38 @@ def history_csv(request):
     response["Content-Disposition"] = 'attachment; filename="transactions.csv"'
     response.write("\ufeff")  # spreadsheet programs read UTF-8 (Chinese names) only with the BOM
     writer = csv.writer(response)
-    writer.writerow([_("Date"), _("Line"), _("Package"), _("Purpose"), _("Amount"), _("Currency"), _("Payment method"),
-                     _("Status"), _("Failure reason"), _("Reference")])
+    writer.writerow(
+        [
+            _("Date"),
+            _("Line"),
+            _("Package"),
+            _("Purpose"),
+            _("Amount"),
+            _("Currency"),
+            _("Payment method"),
+            _("Status"),
+            _("Failure reason"),
+            _("Reference"),
+        ]
+    )
     for charge in charges.iterator():
-        writer.writerow([_csv_cell(v) for v in (
-            timezone.localtime(charge.created_at).isoformat(timespec="seconds"),
-            charge.line.iccid if charge.line else "",
-            charge.package.name if charge.package else "",
-            charge.get_purpose_display(),
-            plain_amount(charge.amount_minor, charge.currency),
-            charge.currency,
-            charge.payment_method_summary,
-            charge.get_status_display(),
-            failure_reason(charge) if charge.status == Charge.Status.FAILED else "",
-            charge.payment_intent_id or "",
-        )])
+        writer.writerow(
+            [
+                _csv_cell(v)
+                for v in (
+                    timezone.localtime(charge.created_at).isoformat(timespec="seconds"),
+                    charge.line.iccid if charge.line else "",
+                    charge.package.name if charge.package else "",
+                    charge.get_purpose_display(),
+                    plain_amount(charge.amount_minor, charge.currency),
+                    charge.currency,
+                    charge.payment_method_summary,
+                    charge.get_status_display(),
+                    failure_reason(charge) if charge.status == Charge.Status.FAILED else "",
+                    charge.payment_intent_id or "",
+                )
+            ]
+        )
     return response
 
 

@@ -8,6 +8,7 @@ naming an intent we never stored, or whose ids disagree with our row or with Str
 changes nothing and is logged at ERROR (`webhook_event_rejected`) for the operator. dj-stripe
 stores each event once, so a duplicate runs these receivers only the first time, and a settled
 charge never changes again (services.recording.record_outcome)."""
+
 import logging
 
 import stripe
@@ -48,26 +49,43 @@ class CappedWebhookView(ProcessWebhookView):
         except ValueError:
             length = -1
         if length < 0 or length > settings.STRIPE_WEBHOOK_MAX_BODY_BYTES:
-            logger.warning("webhook_body_refused length=%s limit=%s ip=%s", request.META.get("CONTENT_LENGTH"),
-                           settings.STRIPE_WEBHOOK_MAX_BODY_BYTES, request.META.get("REMOTE_ADDR"))
+            logger.warning(
+                "webhook_body_refused length=%s limit=%s ip=%s",
+                request.META.get("CONTENT_LENGTH"),
+                settings.STRIPE_WEBHOOK_MAX_BODY_BYTES,
+                request.META.get("REMOTE_ADDR"),
+            )
             status = 413 if length > 0 else 400
-            return JsonResponse({"error": _("The request body is too large.") if status == 413 else _("Bad request.")},
-                                status=status)
+            return JsonResponse(
+                {"error": _("The request body is too large.") if status == 413 else _("Bad request.")}, status=status
+            )
         try:
             return super().post(request, uuid)
         except stripe.InvalidRequestError as exc:
             # dj-stripe re-reads the event's object from Stripe first and Stripe refused (an id it
             # does not know: forged). Nothing was processed: a logged 400, not a 500. (With real
             # Stripe, dj-stripe skips a 'resource_missing' object and our receiver refuses it.)
-            logger.error("webhook_event_rejected reason=object_unknown_at_processor status=%s ip=%s",
-                         getattr(exc, "http_status", ""), request.META.get("REMOTE_ADDR"))
-            return JsonResponse({"error": _("The event names an object the payment processor does not know.")}, status=400)
+            logger.error(
+                "webhook_event_rejected reason=object_unknown_at_processor status=%s ip=%s",
+                getattr(exc, "http_status", ""),
+                request.META.get("REMOTE_ADDR"),
+            )
+            return JsonResponse(
+                {"error": _("The event names an object the payment processor does not know.")}, status=400
+            )
 
 
 def _reject(event, reason: str, *, intent_id: str = "", charge: Charge | None = None, claimed: str = "") -> None:
     # No Alert row: renewals.Alert belongs to a line and this may name none; operators watch ERROR.
-    logger.error("webhook_event_rejected event=%s type=%s reason=%s pi=%s charge=%s claimed_charge=%r",
-                 event.id, event.type, reason, intent_id, charge.pk if charge else "", claimed[:32])
+    logger.error(
+        "webhook_event_rejected event=%s type=%s reason=%s pi=%s charge=%s claimed_charge=%r",
+        event.id,
+        event.type,
+        reason,
+        intent_id,
+        charge.pk if charge else "",
+        claimed[:32],
+    )
 
 
 def _intent_disagrees(intent, charge: Charge) -> str:
@@ -77,18 +95,23 @@ def _intent_disagrees(intent, charge: Charge) -> str:
         return "intent_id_mismatch"
     if str(metadata.get("charge_id") or "") != str(charge.pk):
         return "metadata_mismatch"
-    if gateways._get(intent, "amount") != charge.amount_minor or (gateways._get(intent, "currency") or "").upper() != charge.currency:
+    if (
+        gateways._get(intent, "amount") != charge.amount_minor
+        or (gateways._get(intent, "currency") or "").upper() != charge.currency
+    ):
         return "amount_mismatch"
     return ""
 
 
-@djstripe_receiver([
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "payment_intent.processing",
-    "payment_intent.requires_action",
-])
+@djstripe_receiver(
+    [
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.canceled",
+        "payment_intent.processing",
+        "payment_intent.requires_action",
+    ]
+)
 def settle_charge_from_payment_intent_event(sender, event, **kwargs):
     payload = (event.data or {}).get("object") or {}
     intent_id = str(payload.get("id") or "")
@@ -97,8 +120,13 @@ def settle_charge_from_payment_intent_event(sender, event, **kwargs):
     if charge is None:
         candidate = Charge.objects.filter(pk=int(claimed)).first() if claimed.isdigit() and len(claimed) < 19 else None
         if candidate is None or candidate.payment_intent_id:
-            _reject(event, "unknown_intent" if candidate is None else "intent_id_mismatch", intent_id=intent_id,
-                    charge=candidate, claimed=claimed)
+            _reject(
+                event,
+                "unknown_intent" if candidate is None else "intent_id_mismatch",
+                intent_id=intent_id,
+                charge=candidate,
+                claimed=claimed,
+            )
             return
         # The intent was created but our process died before it stored the id: reconciliation
         # looks the intent up at Stripe by the metadata we wrote, not by what the event says.
@@ -110,18 +138,28 @@ def settle_charge_from_payment_intent_event(sender, event, **kwargs):
         intent = gateways.find_payment_intent_for_charge(charge)
     except gateways.GatewayError as exc:
         # Never settle from the payload: the charge stays as it is and reconciliation asks later.
-        logger.warning("webhook_intent_unreadable event=%s charge=%s pi=%s code=%s", event.id, charge.pk, intent_id, exc.code)
+        logger.warning(
+            "webhook_intent_unreadable event=%s charge=%s pi=%s code=%s", event.id, charge.pk, intent_id, exc.code
+        )
         return
     if intent is None:
         _reject(event, "no_intent_at_processor", intent_id=intent_id, charge=charge, claimed=claimed)
         return
-    reason = _intent_disagrees(intent, charge) or ("intent_id_mismatch" if gateways._get(intent, "id") != intent_id else "")
+    reason = _intent_disagrees(intent, charge) or (
+        "intent_id_mismatch" if gateways._get(intent, "id") != intent_id else ""
+    )
     if reason:
         _reject(event, reason, intent_id=intent_id, charge=charge, claimed=claimed)
         return
     outcome = gateways.outcome_from_payment_intent(intent)
-    logger.info("webhook_intent event=%s type=%s charge=%s pi=%s outcome=%s", event.id, event.type, charge.pk, intent_id,
-                outcome.kind.value)
+    logger.info(
+        "webhook_intent event=%s type=%s charge=%s pi=%s outcome=%s",
+        event.id,
+        event.type,
+        charge.pk,
+        intent_id,
+        outcome.kind.value,
+    )
     if outcome.kind in (gateways.OutcomeKind.PENDING, gateways.OutcomeKind.PROCESSOR_ERROR):
         return
     recording.record_outcome(charge_id=charge.pk, outcome=outcome)
@@ -141,5 +179,11 @@ def reconcile_refunds_from_charge_event(sender, event, **kwargs):
         logger.info("webhook_refund_unmatched event=%s pi=%s", event.id, intent_id)
         return
     charge = refunds.reconcile_refunds(charge_id=charge.pk)
-    logger.info("webhook_refund event=%s type=%s charge=%s refunded=%s status=%s", event.id, event.type, charge.pk,
-                charge.refunded_minor, charge.status)
+    logger.info(
+        "webhook_refund event=%s type=%s charge=%s refunded=%s status=%s",
+        event.id,
+        event.type,
+        charge.pk,
+        charge.refunded_minor,
+        charge.status,
+    )

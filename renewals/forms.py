@@ -1,5 +1,6 @@
 """The auto-renewal rule form. Money is entered in major units as a decimal and stored as
 integer minor units; no float on the way."""
+
 from decimal import Decimal, InvalidOperation
 
 from django import forms
@@ -42,18 +43,28 @@ class RenewalRuleForm(forms.Form):
         label=_("When validity ends within (hours)"), required=False, min_value=1, max_value=24 * 365
     )
     payment_method_id = forms.ChoiceField(label=_("Payment method"), required=False)
-    overage_policy = forms.ChoiceField(label=_("When data runs out before the renewal"), choices=RenewalRule.OveragePolicy.choices)
+    overage_policy = forms.ChoiceField(
+        label=_("When data runs out before the renewal"), choices=RenewalRule.OveragePolicy.choices
+    )
     overage_cap_mb = forms.IntegerField(label=_("Overage cap (MB)"), required=False, min_value=1, max_value=1_000_000)
-    max_renewals_per_day = forms.IntegerField(label=_("At most this many renewals per 24 hours"), min_value=1, max_value=10, initial=2)
+    max_renewals_per_day = forms.IntegerField(
+        label=_("At most this many renewals per 24 hours"), min_value=1, max_value=10, initial=2
+    )
     monthly_spend_cap = forms.DecimalField(
-        label=_("Monthly spend cap"), required=False, min_value=Decimal("0"), max_digits=12, decimal_places=3,
+        label=_("Monthly spend cap"),
+        required=False,
+        min_value=Decimal("0"),
+        max_digits=12,
+        decimal_places=3,
         help_text=_("In the package's currency. Empty: no cap."),
     )
 
     def __init__(self, *args, user, policy: RetryPolicy, **kwargs):
         super().__init__(*args, **kwargs)
         self.policy = policy
-        self.fields["package"].queryset = Package.objects.filter(active=True).order_by("currency", "price_minor", "name")
+        self.fields["package"].queryset = Package.objects.filter(active=True).order_by(
+            "currency", "price_minor", "name"
+        )
         self.fields["payment_method_id"].choices = payment_method_choices(user)
 
     @classmethod
@@ -69,7 +80,9 @@ class RenewalRuleForm(forms.Form):
             "overage_policy": rule.overage_policy,
             "overage_cap_mb": rule.overage_cap_mb,
             "max_renewals_per_day": rule.max_renewals_per_day,
-            "monthly_spend_cap": to_major(rule.monthly_spend_cap_minor, rule.package.currency) if rule.monthly_spend_cap_minor is not None else None,
+            "monthly_spend_cap": to_major(rule.monthly_spend_cap_minor, rule.package.currency)
+            if rule.monthly_spend_cap_minor is not None
+            else None,
         }
 
     def clean(self):
@@ -78,11 +91,16 @@ class RenewalRuleForm(forms.Form):
         data_mb = data.get("trigger_data_below_mb")
         hours = data.get("trigger_hours_before_expiry")
         if data.get("enabled") and data_mb is None and hours is None:
-            raise forms.ValidationError(_("Choose at least one trigger: a data threshold or a time before the validity ends."))
+            raise forms.ValidationError(
+                _("Choose at least one trigger: a data threshold or a time before the validity ends.")
+            )
         if package is not None:
             if package.price_minor < self.policy.minimum_renewal_minor:
-                self.add_error("package", _("The minimum renewal amount is %(minimum)s.") % {
-                    "minimum": format_money(self.policy.minimum_renewal_minor, package.currency)})
+                self.add_error(
+                    "package",
+                    _("The minimum renewal amount is %(minimum)s.")
+                    % {"minimum": format_money(self.policy.minimum_renewal_minor, package.currency)},
+                )
             # A threshold the new package cannot lift would renew again at once, and again.
             if data_mb is not None and data_mb * MB >= package.data_allowance_bytes:
                 self.add_error("trigger_data_below_mb", _("The threshold must be below the package's allowance."))
@@ -92,7 +110,10 @@ class RenewalRuleForm(forms.Form):
         cap = data.get("overage_cap_mb")
         if policy_name == RenewalRule.OveragePolicy.BLOCK and cap is not None:
             self.add_error("overage_cap_mb", _("An overage cap only applies when data continues after it runs out."))
-        if policy_name in (RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT, RenewalRule.OveragePolicy.BILL_OVERAGE) and cap is None:
+        if (
+            policy_name in (RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT, RenewalRule.OveragePolicy.BILL_OVERAGE)
+            and cap is None
+        ):
             self.add_error("overage_cap_mb", _("Set how much data may continue after it runs out."))
         spend_cap = data.get("monthly_spend_cap")
         if spend_cap is not None and package is not None:
@@ -102,10 +123,16 @@ class RenewalRuleForm(forms.Form):
                 self.add_error("monthly_spend_cap", _("Enter a valid amount."))
             else:
                 if spend_cap != to_major(cap_minor, package.currency):
-                    self.add_error("monthly_spend_cap", _("Too many decimal places for %(currency)s.") % {"currency": package.currency})
+                    self.add_error(
+                        "monthly_spend_cap",
+                        _("Too many decimal places for %(currency)s.") % {"currency": package.currency},
+                    )
                 elif cap_minor < package.price_minor:
-                    self.add_error("monthly_spend_cap", _("The monthly cap must allow at least one renewal (%(price)s).") % {
-                        "price": format_money(package.price_minor, package.currency)})
+                    self.add_error(
+                        "monthly_spend_cap",
+                        _("The monthly cap must allow at least one renewal (%(price)s).")
+                        % {"price": format_money(package.price_minor, package.currency)},
+                    )
                 else:
                     data["monthly_spend_cap_minor"] = cap_minor
         return data

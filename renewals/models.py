@@ -1,5 +1,6 @@
 """Auto-renewal rules, renewal cycles and the operator's retry policy. The state machine is
 in docs/invariants.md; transitions live in renewals/services/, guarded by the constraints here."""
+
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,9 @@ class RetryPolicy(models.Model):
     retry_delays_minutes = models.JSONField(_("delays between attempts (minutes)"), default=default_retry_delays)
     hard_decline_codes = models.JSONField(_("hard decline codes"), default=default_hard_decline_codes)
     grace_hours = models.PositiveIntegerField(_("grace before suspension (hours)"), default=0)
-    minimum_renewal_minor = models.BigIntegerField(_("minimum renewal amount (minor units)"), default=0, validators=[MinValueValidator(0)])
+    minimum_renewal_minor = models.BigIntegerField(
+        _("minimum renewal amount (minor units)"), default=0, validators=[MinValueValidator(0)]
+    )
     alert_after_failures = models.PositiveSmallIntegerField(_("alert after failed attempts"), default=3)
     # A renewal waiting for 3-D Secure fails, and its line is suspended, once this has passed
     # without the customer paying. Not grace_hours: that one may be 0, which would cut a line the
@@ -84,20 +87,41 @@ class RenewalRule(models.Model):
         DEDUCT_FROM_NEXT = "deduct_from_next", _("Continue, deduct from the next package")
         BILL_OVERAGE = "bill_overage", _("Continue, bill the overage with the next renewal")
 
-    line = models.OneToOneField("accounts.Line", verbose_name=_("line"), related_name="renewal_rule", on_delete=models.CASCADE)
+    line = models.OneToOneField(
+        "accounts.Line", verbose_name=_("line"), related_name="renewal_rule", on_delete=models.CASCADE
+    )
     enabled = models.BooleanField(_("auto-renewal on"), default=False)
-    package = models.ForeignKey("accounts.Package", verbose_name=_("package to buy"), related_name="+", on_delete=models.PROTECT)
+    package = models.ForeignKey(
+        "accounts.Package", verbose_name=_("package to buy"), related_name="+", on_delete=models.PROTECT
+    )
     trigger_data_below_mb = models.PositiveIntegerField(_("when data remaining is at most (MB)"), null=True, blank=True)
-    trigger_hours_before_expiry = models.PositiveIntegerField(_("when validity ends within (hours)"), null=True, blank=True)
-    payment_method_id = models.CharField(_("payment method"), max_length=255, blank=True, help_text=_("Empty: the default method."))
-    overage_policy = models.CharField(_("when data runs out"), max_length=20, choices=OveragePolicy.choices, default=OveragePolicy.BLOCK)
+    trigger_hours_before_expiry = models.PositiveIntegerField(
+        _("when validity ends within (hours)"), null=True, blank=True
+    )
+    payment_method_id = models.CharField(
+        _("payment method"), max_length=255, blank=True, help_text=_("Empty: the default method.")
+    )
+    overage_policy = models.CharField(
+        _("when data runs out"), max_length=20, choices=OveragePolicy.choices, default=OveragePolicy.BLOCK
+    )
     overage_cap_mb = models.PositiveIntegerField(_("overage cap (MB)"), null=True, blank=True)
-    max_renewals_per_day = models.PositiveSmallIntegerField(_("at most renewals per 24 hours"), default=2, validators=[MinValueValidator(1)])
-    monthly_spend_cap_minor = models.BigIntegerField(_("monthly spend cap (minor units)"), null=True, blank=True, validators=[MinValueValidator(0)])
+    max_renewals_per_day = models.PositiveSmallIntegerField(
+        _("at most renewals per 24 hours"), default=2, validators=[MinValueValidator(1)]
+    )
+    monthly_spend_cap_minor = models.BigIntegerField(
+        _("monthly spend cap (minor units)"), null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     # The customer whose card this rule charges: the line's owner when the rule was set (docs/precedence.md).
     # A line given to someone else no longer matches it, and nothing of this rule charges the new owner.
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="+", on_delete=models.SET_NULL,
-                              null=True, blank=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("customer"),
+        related_name="+",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -106,13 +130,17 @@ class RenewalRule(models.Model):
         verbose_name_plural = _("renewal rules")
         constraints = [
             models.CheckConstraint(
-                condition=Q(enabled=False) | Q(trigger_data_below_mb__isnull=False) | Q(trigger_hours_before_expiry__isnull=False),
+                condition=Q(enabled=False)
+                | Q(trigger_data_below_mb__isnull=False)
+                | Q(trigger_hours_before_expiry__isnull=False),
                 name="enabled_rule_has_trigger",
             ),
         ]
         indexes = [
             # The beat sweep's MAX(expiry window) over enabled rules reads one index entry, not the table.
-            models.Index(fields=["trigger_hours_before_expiry"], condition=Q(enabled=True), name="rule_enabled_expiry_hours_idx"),
+            models.Index(
+                fields=["trigger_hours_before_expiry"], condition=Q(enabled=True), name="rule_enabled_expiry_hours_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -141,12 +169,22 @@ class Renewal(models.Model):
     CLAIMABLE = (Status.DUE, Status.RETRY_SCHEDULED)
 
     line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewals", on_delete=models.PROTECT)
-    rule = models.ForeignKey(RenewalRule, verbose_name=_("rule"), related_name="renewals", on_delete=models.SET_NULL, null=True, blank=True)
-    package = models.ForeignKey("accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT)
+    rule = models.ForeignKey(
+        RenewalRule, verbose_name=_("rule"), related_name="renewals", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    package = models.ForeignKey(
+        "accounts.Package", verbose_name=_("package"), related_name="+", on_delete=models.PROTECT
+    )
     # Who pays this cycle, fixed when it opens (the rule's owner): no attempt is sent once the line's
     # owner is someone else (services.prepare_charge). Empty on cycles from before it was kept.
-    payer = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("customer"), related_name="+", on_delete=models.PROTECT,
-                              null=True, blank=True)
+    payer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("customer"),
+        related_name="+",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+    )
     amount_minor = models.BigIntegerField(_("amount (minor units)"), validators=[MinValueValidator(0)])
     currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DUE)
@@ -160,7 +198,9 @@ class Renewal(models.Model):
     # currency and applies package; amount_minor includes overage_fee_minor, the fee for the
     # overage_billed_bytes a bill_overage rule pays for with this renewal (cleared when applied).
     overage_billed_bytes = models.BigIntegerField(_("overage billed (bytes)"), default=0)
-    overage_fee_minor = models.BigIntegerField(_("overage fee (minor units)"), default=0, db_default=0, validators=[MinValueValidator(0)])
+    overage_fee_minor = models.BigIntegerField(
+        _("overage fee (minor units)"), default=0, db_default=0, validators=[MinValueValidator(0)]
+    )
     # A failed renewal suspends its line once the policy's grace has passed; one waiting for the
     # customer's 3-D Secure fails and suspends at this time (the policy's authentication_hours).
     suspend_at = models.DateTimeField(_("suspend line at"), null=True, blank=True)
@@ -186,8 +226,10 @@ class Renewal(models.Model):
                 name="one_open_renewal_per_line",
             ),
             models.CheckConstraint(condition=Q(amount_minor__gte=0), name="renewal_amount_not_negative"),
-            models.CheckConstraint(condition=Q(overage_fee_minor__gte=0, overage_fee_minor__lte=models.F("amount_minor")),
-                                   name="renewal_overage_fee_within_amount"),
+            models.CheckConstraint(
+                condition=Q(overage_fee_minor__gte=0, overage_fee_minor__lte=models.F("amount_minor")),
+                name="renewal_overage_fee_within_amount",
+            ),
         ]
         indexes = [
             # The dispatcher's claim reads only claimable rows: its cost follows the due work, not the table.
@@ -197,8 +239,14 @@ class Renewal(models.Model):
                 name="renewal_claimable_idx",
             ),
             models.Index(fields=["line", "-created_at"]),
-            models.Index(fields=["suspend_at"], condition=Q(status="failed", line_suspended_at__isnull=True), name="renewal_suspension_due_idx"),
-            models.Index(fields=["suspend_at"], condition=Q(status="requires_action"), name="renewal_authentication_due_idx"),
+            models.Index(
+                fields=["suspend_at"],
+                condition=Q(status="failed", line_suspended_at__isnull=True),
+                name="renewal_suspension_due_idx",
+            ),
+            models.Index(
+                fields=["suspend_at"], condition=Q(status="requires_action"), name="renewal_authentication_due_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -218,8 +266,12 @@ class Alert(models.Model):
         PAID_AFTER_CLOSED = "paid_after_closed", _("Paid after its renewal had closed: refunded")
 
     kind = models.CharField(_("kind"), max_length=40, choices=Kind.choices)
-    line = models.ForeignKey("accounts.Line", verbose_name=_("line"), related_name="renewal_alerts", on_delete=models.CASCADE)
-    renewal = models.ForeignKey(Renewal, verbose_name=_("renewal"), related_name="alerts", on_delete=models.CASCADE, null=True, blank=True)
+    line = models.ForeignKey(
+        "accounts.Line", verbose_name=_("line"), related_name="renewal_alerts", on_delete=models.CASCADE
+    )
+    renewal = models.ForeignKey(
+        Renewal, verbose_name=_("renewal"), related_name="alerts", on_delete=models.CASCADE, null=True, blank=True
+    )
     message = models.CharField(_("message"), max_length=500)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
@@ -230,7 +282,9 @@ class Alert(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             # One open alert per line and kind: a runaway line raises one alert, not one per sweep.
-            models.UniqueConstraint(fields=["line", "kind"], condition=Q(resolved_at__isnull=True), name="one_open_alert_per_line_kind"),
+            models.UniqueConstraint(
+                fields=["line", "kind"], condition=Q(resolved_at__isnull=True), name="one_open_alert_per_line_kind"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ that rolled back, and none slows the charge path down.
 
 The functions the engine calls (`notify_later`, `unsent_notice_ids`, `enqueue_notices`) keep their
 names; they write and hand out notice rows."""
+
 import logging
 import uuid
 from datetime import datetime
@@ -73,8 +74,13 @@ def notify_later(renewal, kind: str) -> None:
     if owner_id is None:
         logger.info("renewal_email_skipped renewal=%s kind=%s reason=no_owner", renewal.pk, kind)
         return
-    notices.owe_notice(user_id=owner_id, line_id=renewal.line_id, kind=notice_kind(kind), facts=facts_of(renewal),
-                       dedup_key=_event_key(renewal, kind))
+    notices.owe_notice(
+        user_id=owner_id,
+        line_id=renewal.line_id,
+        kind=notice_kind(kind),
+        facts=facts_of(renewal),
+        dedup_key=_event_key(renewal, kind),
+    )
 
 
 def enqueue_notices(notice_ids: list[int]) -> None:
@@ -91,7 +97,9 @@ def unsent_notice_ids(*, older_than: datetime | None = None, limit: int = 100) -
     """The renewal emails still owed and due (written before `older_than`, if given)."""
     now = timezone.now()
     unsent = Notice.objects.filter(
-        status=Notice.Status.PENDING, kind__startswith=NOTICE_KIND_PREFIX, next_attempt_at__lte=now,
+        status=Notice.Status.PENDING,
+        kind__startswith=NOTICE_KIND_PREFIX,
+        next_attempt_at__lte=now,
         created_at__gt=now - NOTICE_GIVE_UP_AFTER,
     )
     if older_than is not None:
@@ -106,7 +114,9 @@ def send_notice(*, notice_id: int) -> bool:
 
 def send_unsent_notices(*, older_than: datetime | None = None) -> list[int]:
     """Send, here and now, the renewal emails still owed (the foreground `renewals_tick`, tests)."""
-    return [notice_id for notice_id in unsent_notice_ids(older_than=older_than) if notices.send_notice(notice_id=notice_id)]
+    return [
+        notice_id for notice_id in unsent_notice_ids(older_than=older_than) if notices.send_notice(notice_id=notice_id)
+    ]
 
 
 def send_notice_now(*, renewal, kind: str) -> bool:
@@ -115,8 +125,13 @@ def send_notice_now(*, renewal, kind: str) -> bool:
     owner = renewal.line.owner
     if owner is None or not owner.email:
         return False
-    notices.owe_notice(user_id=owner.pk, line_id=renewal.line_id, kind=notice_kind(kind), facts=facts_of(renewal),
-                       dedup_key=f"renewal:{renewal.pk}:{kind}:resend:{uuid.uuid4().hex}")
+    notices.owe_notice(
+        user_id=owner.pk,
+        line_id=renewal.line_id,
+        kind=notice_kind(kind),
+        facts=facts_of(renewal),
+        dedup_key=f"renewal:{renewal.pk}:{kind}:resend:{uuid.uuid4().hex}",
+    )
     return True
 
 
@@ -129,8 +144,10 @@ def send_renewal_email(*, renewal_id: int, kind: str, facts: dict | None = None)
         logger.info("renewal_email_skipped renewal=%s kind=%s reason=no_email", renewal.pk, kind)
         return False
     notice = Notice.objects.create(
-        user=owner, line_id=renewal.line_id, kind=notice_kind(kind), facts=facts or facts_of(renewal),
+        user=owner,
+        line_id=renewal.line_id,
+        kind=notice_kind(kind),
+        facts=facts or facts_of(renewal),
         dedup_key=f"renewal:{renewal.pk}:{kind}:now:{uuid.uuid4().hex}",
     )
     return notices.send_notice(notice_id=notice.pk)
-

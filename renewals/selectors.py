@@ -1,5 +1,6 @@
 """Reads of renewals shared by views, templates, tasks, the admin and the engine: the banners, the
 lines at a trigger (the sweep's candidates) and the caps' counts."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -53,7 +54,9 @@ def banners_for_user(
     for renewal in latest_renewals_for_user(user, line=line):
         if renewal.status not in BANNER_STATUSES:
             continue
-        if renewal.status == Renewal.Status.SUCCEEDED and (renewal.completed_at is None or renewal.completed_at < now - SUCCESS_BANNER_FOR):
+        if renewal.status == Renewal.Status.SUCCEEDED and (
+            renewal.completed_at is None or renewal.completed_at < now - SUCCESS_BANNER_FOR
+        ):
             continue
         banners.append(renewal)
     return banners
@@ -105,7 +108,9 @@ def month_start(now: datetime, time_zone: str = "UTC") -> datetime:
 
 
 def renewals_in_last_day(*, line: Line, now: datetime) -> int:
-    return Renewal.objects.filter(line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)).count()
+    return Renewal.objects.filter(
+        line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)
+    ).count()
 
 
 def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
@@ -113,6 +118,9 @@ def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
     their time zone), net of refunds. A cap is in one currency: other currencies never add to it."""
     time_zone = line.owner.time_zone if line.owner is not None else "UTC"
     total = Charge.objects.filter(
-        renewal__line=line, status__in=Charge.MONEY_TAKEN, currency=currency, settled_at__gte=month_start(now, time_zone)
+        renewal__line=line,
+        status__in=Charge.MONEY_TAKEN,
+        currency=currency,
+        settled_at__gte=month_start(now, time_zone),
     ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]
     return int(total or 0)

@@ -4,6 +4,7 @@ may not import renewals, so these follow the model's saves): a terminated line's
 given to another owner has the old owner's rule turned off. Both run after the line's transaction
 commits, so that they take their locks in the engine's order (rule, renewal, ..., line) and call the
 processor outside any transaction."""
+
 from django.db import transaction
 from django.db.models.signals import post_init, post_save
 from django.utils import timezone
@@ -29,7 +30,9 @@ def _saved(sender, instance, created, raw=False, **kwargs) -> None:
         return
     line_id = instance.pk
     if instance.status == Line.Status.TERMINATED and status_before not in (None, Line.Status.TERMINATED):
-        transaction.on_commit(lambda: precedence.cancel_renewals_of_terminated_lines(now=timezone.now(), line_ids=[line_id]))
+        transaction.on_commit(
+            lambda: precedence.cancel_renewals_of_terminated_lines(now=timezone.now(), line_ids=[line_id])
+        )
     if owner_before is not None and instance.owner_id != owner_before:
         transaction.on_commit(lambda: precedence.line_owner_changed(line_id=line_id, now=timezone.now()))
 

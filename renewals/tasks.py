@@ -1,6 +1,7 @@
 """Celery entry points of the engine: they take ids, load rows and call a service. State lives in
 the database (docs/invariants.md #4): a task delivered twice, or never, changes nothing the next
 tick cannot put right."""
+
 import logging
 
 from celery import shared_task

@@ -1,6 +1,7 @@
 """The customer's auto-renewal pages: the rule form, its confirmation page, turning it off, and
 paying a renewal now. Only the confirmation's POST saves; every line is looked up among the
 customer's own (404 else)."""
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -42,7 +43,10 @@ def describe_rule(values: dict, method_label: str) -> str:
         return _("Auto-renewal will be off: we will not charge you automatically.")
     mb, hours = values["trigger_data_below_mb"], values["trigger_hours_before_expiry"]
     if mb is not None and hours is not None:
-        when = _("When this line has %(mb)s MB or less left, or its validity ends within %(hours)s hours") % {"mb": mb, "hours": hours}
+        when = _("When this line has %(mb)s MB or less left, or its validity ends within %(hours)s hours") % {
+            "mb": mb,
+            "hours": hours,
+        }
     elif mb is not None:
         when = _("When this line has %(mb)s MB or less left") % {"mb": mb}
     else:
@@ -57,7 +61,10 @@ def describe_rule(values: dict, method_label: str) -> str:
     }
     cap = values["monthly_spend_cap_minor"]
     if cap is not None:
-        sentence = _("%(sentence)s and %(cap)s a month.") % {"sentence": sentence, "cap": format_money(cap, package.currency)}
+        sentence = _("%(sentence)s and %(cap)s a month.") % {
+            "sentence": sentence,
+            "cap": format_money(cap, package.currency),
+        }
     else:
         sentence = _("%(sentence)s.") % {"sentence": sentence}
     return sentence
@@ -88,9 +95,15 @@ def rule_page(request, line_id: int):
                 messages.success(request, _("Your auto-renewal rule is saved."))
                 return redirect("renewals:rule", line_id=line.pk)
             if "edit" not in request.POST:
-                return render(request, "renewals/confirm.html", {
-                    "line": line, "form": form, "summary": describe_rule(values, form.payment_method_label()),
-                })
+                return render(
+                    request,
+                    "renewals/confirm.html",
+                    {
+                        "line": line,
+                        "form": form,
+                        "summary": describe_rule(values, form.payment_method_label()),
+                    },
+                )
     else:
         form = RenewalRuleForm(initial=RenewalRuleForm.initial_for(rule), user=request.user, policy=policy)
     current = None
@@ -99,16 +112,20 @@ def rule_page(request, line_id: int):
     elif rule is not None:
         methods = dict(form.fields["payment_method_id"].choices)
         current = describe_rule(rule_values(rule), str(methods.get(rule.payment_method_id, methods[""])))
-    return render(request, "renewals/rule.html", {
-        "current": current,
-        "line": line,
-        "rule": rule,
-        "form": form,
-        "policy": policy,
-        "renewals": line.renewals.select_related("package")[:10],
-        "minimum": policy.minimum_renewal_minor,
-        "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
-    })
+    return render(
+        request,
+        "renewals/rule.html",
+        {
+            "current": current,
+            "line": line,
+            "rule": rule,
+            "form": form,
+            "policy": policy,
+            "renewals": line.renewals.select_related("package")[:10],
+            "minimum": policy.minimum_renewal_minor,
+            "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
+        },
+    )
 
 
 @login_required
@@ -118,11 +135,15 @@ def turn_off(request, line_id: int):
     rule = RenewalRule.objects.filter(line=line).first()
     if rule is not None and rule.enabled:
         cancelled = rules.turn_off_rule(rule=rule, now=timezone.now())
-        messages.success(request, _("Auto-renewal is off.") + (" " + _("The pending renewal was cancelled.") if cancelled else ""))
+        messages.success(
+            request, _("Auto-renewal is off.") + (" " + _("The pending renewal was cancelled.") if cancelled else "")
+        )
     else:
         messages.info(request, _("Auto-renewal is already off."))
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = ""
     # A plain redirect: redirect() would try a relative "next" such as "0" as a URL name (a 500).
     return HttpResponseRedirect(target) if target else redirect("renewals:rule", line_id=line.pk)
@@ -145,12 +166,20 @@ def pay_renewal(request, renewal_id: int):
     form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
         try:
-            charge = pay_now.pay_renewal_now(user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"])
+            charge = pay_now.pay_renewal_now(
+                user=request.user, renewal=renewal, payment_method_id=form.cleaned_data["payment_method"]
+            )
         except payment_errors.PaymentMethodNotFound:
             form.add_error("payment_method", _("Choose one of your payment methods."))
         except payment_errors.NotPayable as exc:
             form.add_error(None, exc.user_message)
         else:
-            return payment_views.after_payment(request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk]))
-    return render(request, "payments/pay_renewal.html", {"renewal": renewal, "form": form, "methods": methods},
-                  status=400 if form.errors else 200)
+            return payment_views.after_payment(
+                request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk])
+            )
+    return render(
+        request,
+        "payments/pay_renewal.html",
+        {"renewal": renewal, "form": form, "methods": methods},
+        status=400 if form.errors else 200,
+    )

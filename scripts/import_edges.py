@@ -7,6 +7,7 @@ a cycle). Tests, migrations and the project package's settings are left out: doc
 
     python scripts/import_edges.py [ROOT]
 """
+
 import ast
 import sys
 from collections import Counter
@@ -55,8 +56,10 @@ def main() -> None:
             cells.append(("." if row == col or not (t or n) else f"{t}+{n}" if n else str(t)).rjust(width))
         print(row.ljust(width + 10) + "".join(cells))
     pairs = {pair for pair in list(top) + list(nested)}
-    print(f"edges: {len(pairs)} package pairs, {sum(top.values())} module-level + "
-          f"{sum(nested.values())} function-level import statements")
+    print(
+        f"edges: {len(pairs)} package pairs, {sum(top.values())} module-level + "
+        f"{sum(nested.values())} function-level import statements"
+    )
 
 
 if __name__ == "__main__":

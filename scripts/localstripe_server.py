@@ -13,6 +13,7 @@ localstripe's aiohttp app and replaces that persistence:
 Usage: python scripts/localstripe_server.py --port 8420 [--host 127.0.0.1]
        [--store-file var/localstripe.pickle]
 """
+
 import argparse
 import logging
 import os
@@ -40,8 +41,7 @@ def load_store(path):
     except FileNotFoundError:
         return
     except Exception as exc:  # a corrupt/incompatible file: start empty
-        logging.getLogger("localstripe").warning(
-            "ignoring unreadable store file %s: %s", path, exc)
+        logging.getLogger("localstripe").warning("ignoring unreadable store file %s: %s", path, exc)
         return
     dict.clear(store)
     dict.update(store, old)
@@ -66,11 +66,12 @@ def save_store(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int,
-                        default=int(os.environ.get("LOCALSTRIPE_PORT", 8420)))
-    parser.add_argument("--store-file", default=None,
-                        help="persist the store here (load at start, save at "
-                             "shutdown); default: memory only")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCALSTRIPE_PORT", 8420)))
+    parser.add_argument(
+        "--store-file",
+        default=None,
+        help="persist the store here (load at start, save at shutdown); default: memory only",
+    )
     args = parser.parse_args(argv)
 
     # Per-request persistence off, whatever the mode.
@@ -85,13 +86,17 @@ def main(argv=None):
 
         app.on_cleanup.append(_save)
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     access_log = logging.getLogger("aiohttp.access")
     access_log.setLevel(logging.INFO)
 
-    web.run_app(app, host=args.host, port=args.port, access_log=access_log,
-                print=lambda msg: print(msg, file=sys.stderr, flush=True))
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=access_log,
+        print=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The test-data builders, one module for the whole suite: each test makes exactly the rows it
 needs, with the fields it cares about named at the call. Plain functions over the ORM (no
 factory library); rows the engine's own tests make arise through services instead."""
+
 import itertools
 import uuid
 from datetime import timedelta
@@ -17,7 +18,9 @@ GB = 1024**3
 _seq = itertools.count(1)
 
 
-def make_user(*, email: str | None = None, password: str = "correct horse battery", verified: bool = True, **fields) -> User:
+def make_user(
+    *, email: str | None = None, password: str = "correct horse battery", verified: bool = True, **fields
+) -> User:
     n = next(_seq)
     email = email if email is not None else f"customer{n}@example.com"
     user = User.objects.create_user(email=email, password=password, **fields)
@@ -27,7 +30,13 @@ def make_user(*, email: str | None = None, password: str = "correct horse batter
 
 
 def make_package(**fields) -> Package:
-    defaults = {"name": f"10 GB / 30 days #{next(_seq)}", "data_allowance_bytes": 10 * GB, "validity_days": 30, "price_minor": 9800, "currency": "CNY"}
+    defaults = {
+        "name": f"10 GB / 30 days #{next(_seq)}",
+        "data_allowance_bytes": 10 * GB,
+        "validity_days": 30,
+        "price_minor": 9800,
+        "currency": "CNY",
+    }
     defaults.update(fields)
     return Package.objects.create(**defaults)
 
@@ -60,17 +69,33 @@ def make_rule(*, line: Line, package: Package, **fields) -> RenewalRule:
     return RenewalRule.objects.create(line=line, package=package, **defaults)
 
 
-def make_renewal(*, line: Line, package: Package, rule: RenewalRule | None = None,
-                 status: str = Renewal.Status.DUE, **fields) -> Renewal:
+def make_renewal(
+    *, line: Line, package: Package, rule: RenewalRule | None = None, status: str = Renewal.Status.DUE, **fields
+) -> Renewal:
     """A renewal row as the engine would have opened it, at the package's price, due now."""
     fields.setdefault("next_attempt_at", timezone.now())
-    return Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=package.price_minor,
-                                  currency=package.currency, status=status, **fields)
+    return Renewal.objects.create(
+        line=line,
+        rule=rule,
+        package=package,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        status=status,
+        **fields,
+    )
 
 
-def make_charge(*, user: User, line: Line | None = None, package: Package | None = None, renewal: Renewal | None = None,
-                attempt: int | None = None, amount_minor: int | None = None, currency: str | None = None,
-                **fields) -> Charge:
+def make_charge(
+    *,
+    user: User,
+    line: Line | None = None,
+    package: Package | None = None,
+    renewal: Renewal | None = None,
+    attempt: int | None = None,
+    amount_minor: int | None = None,
+    currency: str | None = None,
+    **fields,
+) -> Charge:
     """A ledger row (a renewal charge if `renewal` is given, else a purchase) at the package's
     price unless told, with a fresh idempotency key. No call to the processor."""
     return Charge.objects.create(

@@ -1,6 +1,7 @@
 """Shared fixtures. The suite runs against the real services that scripts/with-services
 starts (PostgreSQL, Redis, localstripe); without them it runs only the tests marked `pure`
 (`make test-fast`: no database, Redis or processor), and refuses any other."""
+
 import os
 
 import pytest
@@ -8,7 +9,13 @@ import pytest
 from accounts import sms
 from tests.builders import make_line, make_package, make_user
 
-DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
 
 
 def services_are_up() -> bool:

@@ -2,6 +2,7 @@
 database of its own), only the development module (`make run`, manage.py and Celery's default)
 turns DEBUG on, and no settings module lets dj-stripe take a webhook secret from a request
 header."""
+
 import os
 import subprocess
 import sys
@@ -30,25 +31,33 @@ def run_python(code: str, *, module: str | None, extra_env: dict | None = None) 
     if module:
         env["DJANGO_SETTINGS_MODULE"] = module
     env.update(extra_env or {})
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
-@pytest.mark.parametrize(("module", "debug", "extra_env"), [
-    ("esimsite.settings.base", "False", {**PRODUCTION_ENV, "DATABASE_URL": "sqlite://:memory:"}),
-    ("esimsite.settings.test", "False", {}),
-    ("esimsite.settings.production", "False", PRODUCTION_ENV),
-    ("esimsite.settings.local", "True", {}),
-])
+@pytest.mark.parametrize(
+    ("module", "debug", "extra_env"),
+    [
+        ("esimsite.settings.base", "False", {**PRODUCTION_ENV, "DATABASE_URL": "sqlite://:memory:"}),
+        ("esimsite.settings.test", "False", {}),
+        ("esimsite.settings.production", "False", PRODUCTION_ENV),
+        ("esimsite.settings.local", "True", {}),
+    ],
+)
 def test_only_the_development_settings_turn_debug_on_and_every_one_checks_webhook_signatures(module, debug, extra_env):
     out = run_python(f"import django; django.setup(); {PRINT}", module=module, extra_env=extra_env)
     assert out == f"{module} {debug} verify_signature"
 
 
 def test_manage_py_and_celery_default_to_the_development_settings():
-    out = run_python("import runpy, sys; sys.argv = ['manage.py', 'shell', '-v', '0', '-c', " + repr(PRINT) + "]; "
-                     "runpy.run_path('manage.py', run_name='__main__')", module=None)
+    out = run_python(
+        "import runpy, sys; sys.argv = ['manage.py', 'shell', '-v', '0', '-c', " + repr(PRINT) + "]; "
+        "runpy.run_path('manage.py', run_name='__main__')",
+        module=None,
+    )
     assert out == "esimsite.settings.local True verify_signature"
     out = run_python("import os, esimsite.celery; print(os.environ['DJANGO_SETTINGS_MODULE'])", module=None)
     assert out == "esimsite.settings.local"
@@ -57,24 +66,38 @@ def test_manage_py_and_celery_default_to_the_development_settings():
 def test_base_settings_alone_keep_debug_off_and_give_no_secret_of_their_own():
     env = environment_without_development_values()
     env["DJANGO_SETTINGS_MODULE"] = "esimsite.settings.base"
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "Set the SECRET_KEY environment variable" in result.stderr
     source = (ROOT / "esimsite" / "settings" / "base.py").read_text()
-    for name in ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PARTNER_USAGE_SECRET",
-                 "NETWORK_WEBHOOK_SECRET", "DATABASE_URL", "SITE_URL", "SMS_BACKEND"):
+    for name in (
+        "SECRET_KEY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "PARTNER_USAGE_SECRET",
+        "NETWORK_WEBHOOK_SECRET",
+        "DATABASE_URL",
+        "SITE_URL",
+        "SMS_BACKEND",
+    ):
         assert f'env("{name}")' in source or f'env.db("{name}")' in source, f"{name} has a default in base"
     for value in DEVELOPMENT_ENVIRONMENT.values():
         if value.startswith(("dev", "sk_", "pk_", "whsec_", "http://127.0.0.1")):
             assert value not in source, value
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PARTNER_USAGE_SECRET", "DATABASE_URL"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PARTNER_USAGE_SECRET", "DATABASE_URL"]
+)
 def test_base_settings_refuse_to_load_without_each_secret(missing):
     env = {**environment_without_development_values(), **PRODUCTION_ENV, "DATABASE_URL": "sqlite://:memory:"}
     del env[missing]
     code = "import esimsite.settings.base as base; print(base.DEBUG)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert f"Set the {missing} environment variable" in result.stderr
 
@@ -82,9 +105,16 @@ def test_base_settings_refuse_to_load_without_each_secret(missing):
 def test_base_settings_with_their_secrets_keep_debug_off_and_smtp_and_real_stripe():
     env = {**environment_without_development_values(), **PRODUCTION_ENV, "DATABASE_URL": "sqlite://:memory:"}
     code = "import esimsite.settings.base as b; print(b.DEBUG, b.EMAIL_BACKEND, b.STRIPE_API_BASE, b.ALLOWED_HOSTS == ['esim.example.com'])"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "django.core.mail.backends.smtp.EmailBackend", "https://api.stripe.com", "True"]
+    assert result.stdout.split() == [
+        "False",
+        "django.core.mail.backends.smtp.EmailBackend",
+        "https://api.stripe.com",
+        "True",
+    ]
 
 
 def test_the_beat_schedule_is_written_once_and_every_sweep_has_the_sweeps_queue(settings):

@@ -9,133 +9,271 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('email', models.EmailField(blank=True, max_length=254, null=True, unique=True, verbose_name='email address')),
-                ('phone', models.CharField(blank=True, max_length=20, null=True, unique=True, verbose_name='phone number')),
-                ('phone_verified', models.BooleanField(default=False, verbose_name='phone verified')),
-                ('name', models.CharField(blank=True, max_length=150, verbose_name='name')),
-                ('language', models.CharField(blank=True, max_length=10, verbose_name='language')),
-                ('time_zone', models.CharField(default='UTC', max_length=64, verbose_name='time zone')),
-                ('is_staff', models.BooleanField(default=False, verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, null=True, unique=True, verbose_name="email address"),
+                ),
+                (
+                    "phone",
+                    models.CharField(blank=True, max_length=20, null=True, unique=True, verbose_name="phone number"),
+                ),
+                ("phone_verified", models.BooleanField(default=False, verbose_name="phone verified")),
+                ("name", models.CharField(blank=True, max_length=150, verbose_name="name")),
+                ("language", models.CharField(blank=True, max_length=10, verbose_name="language")),
+                ("time_zone", models.CharField(default="UTC", max_length=64, verbose_name="time zone")),
+                ("is_staff", models.BooleanField(default=False, verbose_name="staff status")),
+                ("is_active", models.BooleanField(default=True, verbose_name="active")),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
             },
             managers=[
-                ('objects', accounts.models.UserManager()),
+                ("objects", accounts.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='Package',
+            name="Package",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('data_allowance_bytes', models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='data allowance (bytes)')),
-                ('validity_days', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)], verbose_name='validity (days)')),
-                ('price_minor', models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='price (minor units)')),
-                ('currency', models.CharField(max_length=3, validators=[django.core.validators.RegexValidator('^[A-Z]{3}$', 'Use an ISO 4217 code such as CNY or EUR.')], verbose_name='currency')),
-                ('active', models.BooleanField(default=True, verbose_name='on sale')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                (
+                    "data_allowance_bytes",
+                    models.BigIntegerField(
+                        validators=[django.core.validators.MinValueValidator(0)], verbose_name="data allowance (bytes)"
+                    ),
+                ),
+                (
+                    "validity_days",
+                    models.PositiveIntegerField(
+                        validators=[django.core.validators.MinValueValidator(1)], verbose_name="validity (days)"
+                    ),
+                ),
+                (
+                    "price_minor",
+                    models.BigIntegerField(
+                        validators=[django.core.validators.MinValueValidator(0)], verbose_name="price (minor units)"
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{3}$", "Use an ISO 4217 code such as CNY or EUR."
+                            )
+                        ],
+                        verbose_name="currency",
+                    ),
+                ),
+                ("active", models.BooleanField(default=True, verbose_name="on sale")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
             ],
             options={
-                'verbose_name': 'package',
-                'verbose_name_plural': 'packages',
-                'ordering': ['currency', 'price_minor', 'name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('price_minor__gte', 0)), name='package_price_not_negative'), models.CheckConstraint(condition=models.Q(('data_allowance_bytes__gte', 0)), name='package_allowance_not_negative'), models.CheckConstraint(condition=models.Q(('validity_days__gte', 1)), name='package_validity_positive')],
+                "verbose_name": "package",
+                "verbose_name_plural": "packages",
+                "ordering": ["currency", "price_minor", "name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("price_minor__gte", 0)), name="package_price_not_negative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("data_allowance_bytes__gte", 0)), name="package_allowance_not_negative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("validity_days__gte", 1)), name="package_validity_positive"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Line',
+            name="Line",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('iccid', models.CharField(max_length=20, unique=True, validators=[django.core.validators.RegexValidator('^\\d{18,20}$', 'An ICCID is 18 to 20 digits.')], verbose_name='ICCID')),
-                ('smdp_address', models.CharField(max_length=255, verbose_name='SM-DP+ address')),
-                ('matching_id', models.CharField(max_length=255, verbose_name='matching ID')),
-                ('label', models.CharField(blank=True, max_length=100, verbose_name='label')),
-                ('status', models.CharField(choices=[('inactive', 'Not activated'), ('active', 'Active'), ('data_exhausted', 'Out of data'), ('suspended', 'Suspended'), ('expired', 'Expired'), ('terminated', 'Terminated')], default='inactive', max_length=20, verbose_name='status')),
-                ('data_remaining_bytes', models.BigIntegerField(default=0, verbose_name='data remaining (bytes)')),
-                ('data_used_bytes', models.BigIntegerField(default=0, verbose_name='data used (bytes)')),
-                ('overage_bytes', models.BigIntegerField(default=0, verbose_name='overage (bytes)')),
-                ('expires_at', models.DateTimeField(blank=True, null=True, verbose_name='valid until')),
-                ('usage_notice_level', models.PositiveSmallIntegerField(default=0, verbose_name='usage notice sent at %')),
-                ('expiry_notice_sent', models.BooleanField(default=False, verbose_name='expiry notice sent')),
-                ('activated_at', models.DateTimeField(blank=True, null=True, verbose_name='activated')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='lines', to=settings.AUTH_USER_MODEL, verbose_name='owner')),
-                ('package', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.package', verbose_name='active package')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "iccid",
+                    models.CharField(
+                        max_length=20,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator("^\\d{18,20}$", "An ICCID is 18 to 20 digits.")
+                        ],
+                        verbose_name="ICCID",
+                    ),
+                ),
+                ("smdp_address", models.CharField(max_length=255, verbose_name="SM-DP+ address")),
+                ("matching_id", models.CharField(max_length=255, verbose_name="matching ID")),
+                ("label", models.CharField(blank=True, max_length=100, verbose_name="label")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("inactive", "Not activated"),
+                            ("active", "Active"),
+                            ("data_exhausted", "Out of data"),
+                            ("suspended", "Suspended"),
+                            ("expired", "Expired"),
+                            ("terminated", "Terminated"),
+                        ],
+                        default="inactive",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("data_remaining_bytes", models.BigIntegerField(default=0, verbose_name="data remaining (bytes)")),
+                ("data_used_bytes", models.BigIntegerField(default=0, verbose_name="data used (bytes)")),
+                ("overage_bytes", models.BigIntegerField(default=0, verbose_name="overage (bytes)")),
+                ("expires_at", models.DateTimeField(blank=True, null=True, verbose_name="valid until")),
+                (
+                    "usage_notice_level",
+                    models.PositiveSmallIntegerField(default=0, verbose_name="usage notice sent at %"),
+                ),
+                ("expiry_notice_sent", models.BooleanField(default=False, verbose_name="expiry notice sent")),
+                ("activated_at", models.DateTimeField(blank=True, null=True, verbose_name="activated")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="lines",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="owner",
+                    ),
+                ),
+                (
+                    "package",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.package",
+                        verbose_name="active package",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'line',
-                'verbose_name_plural': 'lines',
-                'ordering': ['created_at', 'id'],
+                "verbose_name": "line",
+                "verbose_name_plural": "lines",
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='UsageRecord',
+            name="UsageRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partner_record_id', models.CharField(max_length=128, unique=True, verbose_name='partner record id')),
-                ('bytes', models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='bytes')),
-                ('period_start', models.DateTimeField(verbose_name='period start')),
-                ('period_end', models.DateTimeField(verbose_name='period end')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='received')),
-                ('line', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_records', to='accounts.line', verbose_name='line')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("partner_record_id", models.CharField(max_length=128, unique=True, verbose_name="partner record id")),
+                (
+                    "bytes",
+                    models.BigIntegerField(
+                        validators=[django.core.validators.MinValueValidator(0)], verbose_name="bytes"
+                    ),
+                ),
+                ("period_start", models.DateTimeField(verbose_name="period start")),
+                ("period_end", models.DateTimeField(verbose_name="period end")),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="received")),
+                (
+                    "line",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="usage_records",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage record',
-                'verbose_name_plural': 'usage records',
+                "verbose_name": "usage record",
+                "verbose_name_plural": "usage records",
             },
         ),
         migrations.AddConstraint(
-            model_name='user',
-            constraint=models.CheckConstraint(condition=models.Q(('email__isnull', False), ('phone__isnull', False), _connector='OR'), name='user_has_email_or_phone'),
+            model_name="user",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("email__isnull", False), ("phone__isnull", False), _connector="OR"),
+                name="user_has_email_or_phone",
+            ),
         ),
         migrations.AddIndex(
-            model_name='line',
-            index=models.Index(fields=['owner', 'created_at'], name='accounts_li_owner_i_23b289_idx'),
+            model_name="line",
+            index=models.Index(fields=["owner", "created_at"], name="accounts_li_owner_i_23b289_idx"),
         ),
         migrations.AddIndex(
-            model_name='line',
-            index=models.Index(fields=['status', 'expires_at'], name='accounts_li_status_40017b_idx'),
+            model_name="line",
+            index=models.Index(fields=["status", "expires_at"], name="accounts_li_status_40017b_idx"),
         ),
         migrations.AddConstraint(
-            model_name='line',
-            constraint=models.CheckConstraint(condition=models.Q(('data_used_bytes__gte', 0)), name='line_used_not_negative'),
+            model_name="line",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("data_used_bytes__gte", 0)), name="line_used_not_negative"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='line',
-            constraint=models.CheckConstraint(condition=models.Q(('overage_bytes__gte', 0)), name='line_overage_not_negative'),
+            model_name="line",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("overage_bytes__gte", 0)), name="line_overage_not_negative"
+            ),
         ),
         migrations.AddIndex(
-            model_name='usagerecord',
-            index=models.Index(fields=['line', 'period_start'], name='accounts_us_line_id_a0c91c_idx'),
+            model_name="usagerecord",
+            index=models.Index(fields=["line", "period_start"], name="accounts_us_line_id_a0c91c_idx"),
         ),
         migrations.AddConstraint(
-            model_name='usagerecord',
-            constraint=models.CheckConstraint(condition=models.Q(('bytes__gte', 0)), name='usage_bytes_not_negative'),
+            model_name="usagerecord",
+            constraint=models.CheckConstraint(condition=models.Q(("bytes__gte", 0)), name="usage_bytes_not_negative"),
         ),
         migrations.AddConstraint(
-            model_name='usagerecord',
-            constraint=models.CheckConstraint(condition=models.Q(('period_end__gte', models.F('period_start'))), name='usage_period_ordered'),
+            model_name="usagerecord",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("period_end__gte", models.F("period_start"))), name="usage_period_ordered"
+            ),
         ),
     ]

@@ -6,33 +6,86 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NetworkCommand',
+            name="NetworkCommand",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('command', models.CharField(choices=[('block_data', 'Block data'), ('unblock_data', 'Unblock data'), ('suspend', 'Suspend'), ('resume', 'Resume')], max_length=20, verbose_name='command')),
-                ('reason', models.CharField(blank=True, max_length=200, verbose_name='reason')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=20, verbose_name='status')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, verbose_name='attempts')),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='next attempt')),
-                ('last_response_code', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='last response code')),
-                ('last_error', models.CharField(blank=True, max_length=500, verbose_name='last error')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('delivered_at', models.DateTimeField(blank=True, null=True, verbose_name='delivered')),
-                ('line', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='network_commands', to='accounts.line', verbose_name='line')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "command",
+                    models.CharField(
+                        choices=[
+                            ("block_data", "Block data"),
+                            ("unblock_data", "Unblock data"),
+                            ("suspend", "Suspend"),
+                            ("resume", "Resume"),
+                        ],
+                        max_length=20,
+                        verbose_name="command",
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=200, verbose_name="reason")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0, verbose_name="attempts")),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="next attempt"),
+                ),
+                (
+                    "last_response_code",
+                    models.PositiveSmallIntegerField(blank=True, null=True, verbose_name="last response code"),
+                ),
+                ("last_error", models.CharField(blank=True, max_length=500, verbose_name="last error")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                ("delivered_at", models.DateTimeField(blank=True, null=True, verbose_name="delivered")),
+                (
+                    "line",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="network_commands",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'network command',
-                'verbose_name_plural': 'network commands',
-                'ordering': ['id'],
-                'indexes': [models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='netcmd_due_idx'), models.Index(condition=models.Q(('status', 'pending')), fields=['line', 'id'], name='netcmd_line_pending_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('command__in', ['block_data', 'unblock_data', 'suspend', 'resume'])), name='networkcommand_command_known'), models.CheckConstraint(condition=models.Q(models.Q(('delivered_at__isnull', False), ('status', 'delivered')), models.Q(('status', 'delivered'), _negated=True), _connector='OR'), name='networkcommand_delivered_has_time')],
+                "verbose_name": "network command",
+                "verbose_name_plural": "network commands",
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("status", "pending")), fields=["next_attempt_at"], name="netcmd_due_idx"
+                    ),
+                    models.Index(
+                        condition=models.Q(("status", "pending")), fields=["line", "id"], name="netcmd_line_pending_idx"
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("command__in", ["block_data", "unblock_data", "suspend", "resume"])),
+                        name="networkcommand_command_known",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("delivered_at__isnull", False), ("status", "delivered")),
+                            models.Q(("status", "delivered"), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="networkcommand_delivered_has_time",
+                    ),
+                ],
             },
         ),
     ]

@@ -7,44 +7,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_network_command_outbox'),
-        ('contenttypes', '0002_remove_content_type_name'),
+        ("accounts", "0002_network_command_outbox"),
+        ("contenttypes", "0002_remove_content_type_name"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Heartbeat',
+            name="Heartbeat",
             fields=[
-                ('name', models.CharField(max_length=50, primary_key=True, serialize=False, verbose_name='name')),
-                ('at', models.DateTimeField(verbose_name='last pass')),
+                ("name", models.CharField(max_length=50, primary_key=True, serialize=False, verbose_name="name")),
+                ("at", models.DateTimeField(verbose_name="last pass")),
             ],
             options={
-                'verbose_name': 'heartbeat',
-                'verbose_name_plural': 'heartbeats',
+                "verbose_name": "heartbeat",
+                "verbose_name_plural": "heartbeats",
             },
         ),
         migrations.CreateModel(
-            name='ChangeRecord',
+            name="ChangeRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('object_id', models.CharField(max_length=64, verbose_name='object id')),
-                ('object_repr', models.CharField(max_length=200, verbose_name='object')),
-                ('action', models.CharField(max_length=40, verbose_name='action')),
-                ('reason', models.CharField(blank=True, max_length=500, verbose_name='reason')),
-                ('before', models.JSONField(blank=True, default=dict, verbose_name='before')),
-                ('after', models.JSONField(blank=True, default=dict, verbose_name='after')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='when')),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='by')),
-                ('content_type', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='contenttypes.contenttype', verbose_name='object type')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("object_id", models.CharField(max_length=64, verbose_name="object id")),
+                ("object_repr", models.CharField(max_length=200, verbose_name="object")),
+                ("action", models.CharField(max_length=40, verbose_name="action")),
+                ("reason", models.CharField(blank=True, max_length=500, verbose_name="reason")),
+                ("before", models.JSONField(blank=True, default=dict, verbose_name="before")),
+                ("after", models.JSONField(blank=True, default=dict, verbose_name="after")),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name="when"),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="by",
+                    ),
+                ),
+                (
+                    "content_type",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="contenttypes.contenttype",
+                        verbose_name="object type",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'change record',
-                'verbose_name_plural': 'change history',
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('retry_renewal', 'Can retry a renewal now'), ('cancel_renewal', 'Can cancel a renewal'), ('suspend_line', 'Can suspend a line'), ('resume_line', 'Can resume a line'), ('refund_charge', 'Can refund a charge'), ('email_customer', 'Can resend a verification or pay-now email'), ('import_lines', 'Can import lines from CSV'), ('view_operations', 'Can see the operations page')],
-                'indexes': [models.Index(fields=['content_type', 'object_id', '-created_at'], name='accounts_ch_content_f19fa0_idx')],
+                "verbose_name": "change record",
+                "verbose_name_plural": "change history",
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("retry_renewal", "Can retry a renewal now"),
+                    ("cancel_renewal", "Can cancel a renewal"),
+                    ("suspend_line", "Can suspend a line"),
+                    ("resume_line", "Can resume a line"),
+                    ("refund_charge", "Can refund a charge"),
+                    ("email_customer", "Can resend a verification or pay-now email"),
+                    ("import_lines", "Can import lines from CSV"),
+                    ("view_operations", "Can see the operations page"),
+                ],
+                "indexes": [
+                    models.Index(
+                        fields=["content_type", "object_id", "-created_at"], name="accounts_ch_content_f19fa0_idx"
+                    )
+                ],
             },
         ),
     ]

@@ -5,28 +5,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_change_history_and_heartbeats'),
+        ("accounts", "0003_change_history_and_heartbeats"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='line',
-            name='renew_below_bytes',
+            model_name="line",
+            name="renew_below_bytes",
             field=models.BigIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='line',
-            name='renew_hours_before_expiry',
+            model_name="line",
+            name="renew_hours_before_expiry",
             field=models.PositiveIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddIndex(
-            model_name='line',
-            index=models.Index(django.db.models.expressions.CombinedExpression(models.F('data_remaining_bytes'), '-', models.F('renew_below_bytes')), condition=models.Q(('renew_below_bytes__isnull', False)), name='line_data_trigger_headroom_idx'),
+            model_name="line",
+            index=models.Index(
+                django.db.models.expressions.CombinedExpression(
+                    models.F("data_remaining_bytes"), "-", models.F("renew_below_bytes")
+                ),
+                condition=models.Q(("renew_below_bytes__isnull", False)),
+                name="line_data_trigger_headroom_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='line',
-            index=models.Index(condition=models.Q(('renew_hours_before_expiry__isnull', False)), fields=['expires_at'], name='line_expiry_trigger_idx'),
+            model_name="line",
+            index=models.Index(
+                condition=models.Q(("renew_hours_before_expiry__isnull", False)),
+                fields=["expires_at"],
+                name="line_expiry_trigger_idx",
+            ),
         ),
     ]

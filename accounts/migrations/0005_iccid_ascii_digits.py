@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_line_renewal_trigger_copies'),
+        ("accounts", "0004_line_renewal_trigger_copies"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='line',
-            name='iccid',
-            field=models.CharField(max_length=20, unique=True, validators=[django.core.validators.RegexValidator('^[0-9]{18,20}\\Z', 'An ICCID is 18 to 20 digits.')], verbose_name='ICCID'),
+            model_name="line",
+            name="iccid",
+            field=models.CharField(
+                max_length=20,
+                unique=True,
+                validators=[django.core.validators.RegexValidator("^[0-9]{18,20}\\Z", "An ICCID is 18 to 20 digits.")],
+                verbose_name="ICCID",
+            ),
         ),
     ]

@@ -3,14 +3,15 @@ from django.db.models import Q
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("accounts", "0007_network_command_sequence"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="networkcommand", name="sequence", field=models.BigIntegerField(verbose_name="sequence"),
+            model_name="networkcommand",
+            name="sequence",
+            field=models.BigIntegerField(verbose_name="sequence"),
         ),
         migrations.AddConstraint(
             model_name="networkcommand",

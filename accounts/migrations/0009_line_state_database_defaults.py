@@ -4,25 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0008_command_sequence_required'),
+        ("accounts", "0008_command_sequence_required"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='line',
-            name='data_blocked',
-            field=models.BooleanField(db_default=False, default=False, verbose_name='data blocked'),
+            model_name="line",
+            name="data_blocked",
+            field=models.BooleanField(db_default=False, default=False, verbose_name="data blocked"),
         ),
         migrations.AlterField(
-            model_name='line',
-            name='suspended_by_operator',
-            field=models.BooleanField(db_default=False, default=False, verbose_name='suspended by an operator'),
+            model_name="line",
+            name="suspended_by_operator",
+            field=models.BooleanField(db_default=False, default=False, verbose_name="suspended by an operator"),
         ),
         migrations.AlterField(
-            model_name='line',
-            name='suspended_from',
-            field=models.CharField(blank=True, choices=[('inactive', 'Not activated'), ('active', 'Active'), ('data_exhausted', 'Out of data'), ('suspended', 'Suspended'), ('expired', 'Expired'), ('terminated', 'Terminated')], db_default='', default='', max_length=20, verbose_name='status before suspension'),
+            model_name="line",
+            name="suspended_from",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("inactive", "Not activated"),
+                    ("active", "Active"),
+                    ("data_exhausted", "Out of data"),
+                    ("suspended", "Suspended"),
+                    ("expired", "Expired"),
+                    ("terminated", "Terminated"),
+                ],
+                db_default="",
+                default="",
+                max_length=20,
+                verbose_name="status before suspension",
+            ),
         ),
     ]

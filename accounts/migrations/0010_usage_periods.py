@@ -7,20 +7,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0009_line_state_database_defaults'),
+        ("accounts", "0009_line_state_database_defaults"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='line',
-            name='package_started_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='package started'),
+            model_name="line",
+            name="package_started_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="package started"),
         ),
         migrations.AddField(
-            model_name='usagerecord',
-            name='charged',
-            field=models.BooleanField(db_default=True, default=True, verbose_name='charged to the package'),
+            model_name="usagerecord",
+            name="charged",
+            field=models.BooleanField(db_default=True, default=True, verbose_name="charged to the package"),
         ),
     ]

@@ -7,35 +7,82 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0010_usage_periods'),
+        ("accounts", "0010_usage_periods"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Notice',
+            name="Notice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=40, verbose_name='kind')),
-                ('facts', models.JSONField(blank=True, default=dict, verbose_name='what the message says')),
-                ('dedup_key', models.CharField(max_length=200, unique=True, verbose_name='event')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('skipped', 'Not sent'), ('failed', 'Failed')], default='pending', max_length=10, verbose_name='status')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, verbose_name='attempts')),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='next attempt')),
-                ('last_error', models.CharField(blank=True, max_length=500, verbose_name='last error')),
-                ('language', models.CharField(blank=True, max_length=10, verbose_name='language')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent')),
-                ('line', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='notices', to='accounts.line', verbose_name='line')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notices', to=settings.AUTH_USER_MODEL, verbose_name='customer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(max_length=40, verbose_name="kind")),
+                ("facts", models.JSONField(blank=True, default=dict, verbose_name="what the message says")),
+                ("dedup_key", models.CharField(max_length=200, unique=True, verbose_name="event")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sent", "Sent"),
+                            ("skipped", "Not sent"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0, verbose_name="attempts")),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="next attempt"),
+                ),
+                ("last_error", models.CharField(blank=True, max_length=500, verbose_name="last error")),
+                ("language", models.CharField(blank=True, max_length=10, verbose_name="language")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent")),
+                (
+                    "line",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="notices",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notices",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="customer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'customer notice',
-                'verbose_name_plural': 'customer notices',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='notice_due_idx'), models.Index(condition=models.Q(('status', 'failed')), fields=['id'], name='notice_failed_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('sent_at__isnull', False), ('status', 'sent')), models.Q(('status', 'sent'), _negated=True), _connector='OR'), name='notice_sent_has_time')],
+                "verbose_name": "customer notice",
+                "verbose_name_plural": "customer notices",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("status", "pending")), fields=["next_attempt_at"], name="notice_due_idx"
+                    ),
+                    models.Index(condition=models.Q(("status", "failed")), fields=["id"], name="notice_failed_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("sent_at__isnull", False), ("status", "sent")),
+                            models.Q(("status", "sent"), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="notice_sent_has_time",
+                    )
+                ],
             },
         ),
     ]

@@ -7,34 +7,81 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0011_customer_notices'),
+        ("accounts", "0011_customer_notices"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='changerecord',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('retry_renewal', 'Can retry a renewal now'), ('cancel_renewal', 'Can cancel a renewal'), ('suspend_line', 'Can suspend a line'), ('resume_line', 'Can resume a line'), ('refund_charge', 'Can refund a charge'), ('email_customer', 'Can resend a verification or pay-now email'), ('import_lines', 'Can import lines from CSV'), ('view_operations', 'Can see the operations page'), ('adjust_usage', "Can correct a line's usage")], 'verbose_name': 'change record', 'verbose_name_plural': 'change history'},
+            name="changerecord",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("retry_renewal", "Can retry a renewal now"),
+                    ("cancel_renewal", "Can cancel a renewal"),
+                    ("suspend_line", "Can suspend a line"),
+                    ("resume_line", "Can resume a line"),
+                    ("refund_charge", "Can refund a charge"),
+                    ("email_customer", "Can resend a verification or pay-now email"),
+                    ("import_lines", "Can import lines from CSV"),
+                    ("view_operations", "Can see the operations page"),
+                    ("adjust_usage", "Can correct a line's usage"),
+                ],
+                "verbose_name": "change record",
+                "verbose_name_plural": "change history",
+            },
         ),
         migrations.CreateModel(
-            name='UsageAdjustment',
+            name="UsageAdjustment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bytes', models.BigIntegerField(verbose_name='bytes (negative: given back)')),
-                ('reason', models.CharField(max_length=500, verbose_name='reason')),
-                ('period_started_at', models.DateTimeField(blank=True, null=True, verbose_name='package started')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('line', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='usage_adjustments', to='accounts.line', verbose_name='line')),
-                ('operator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='operator')),
-                ('package', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.package', verbose_name='package')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("bytes", models.BigIntegerField(verbose_name="bytes (negative: given back)")),
+                ("reason", models.CharField(max_length=500, verbose_name="reason")),
+                ("period_started_at", models.DateTimeField(blank=True, null=True, verbose_name="package started")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                (
+                    "line",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="usage_adjustments",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
+                (
+                    "operator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="operator",
+                    ),
+                ),
+                (
+                    "package",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.package",
+                        verbose_name="package",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage correction',
-                'verbose_name_plural': 'usage corrections',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['line', 'created_at'], name='accounts_us_line_id_8a9142_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('bytes', 0), _negated=True), name='usage_adjustment_not_zero'), models.CheckConstraint(condition=models.Q(('reason', ''), _negated=True), name='usage_adjustment_has_reason')],
+                "verbose_name": "usage correction",
+                "verbose_name_plural": "usage corrections",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [models.Index(fields=["line", "created_at"], name="accounts_us_line_id_8a9142_idx")],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("bytes", 0), _negated=True), name="usage_adjustment_not_zero"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("reason", ""), _negated=True), name="usage_adjustment_has_reason"
+                    ),
+                ],
             },
         ),
     ]

@@ -1,5 +1,6 @@
 """Lines from the operator's CSV (ICCID, SM-DP+ address, matching id, optional package): every
 row is checked on its own, the good rows are created, the bad ones come back with their reasons."""
+
 import csv
 import io
 import logging
@@ -58,8 +59,15 @@ def parse(text: str) -> list[ImportRow]:
             values = {key: (value or "").strip() for key, value in raw.items() if isinstance(value, str)}
             if not any(values.values()):
                 continue
-            rows.append(ImportRow(number=reader.line_num, iccid=values.get("iccid", ""), smdp_address=values.get("smdp_address", ""),
-                                  matching_id=values.get("matching_id", ""), package_name=values.get("package", "")))
+            rows.append(
+                ImportRow(
+                    number=reader.line_num,
+                    iccid=values.get("iccid", ""),
+                    smdp_address=values.get("smdp_address", ""),
+                    matching_id=values.get("matching_id", ""),
+                    package_name=values.get("package", ""),
+                )
+            )
     except csv.Error as exc:
         raise ImportFileError(_("Not a readable CSV file: %(error)s") % {"error": exc}) from exc
     _check(rows)
@@ -95,11 +103,24 @@ def import_lines(*, text: str, actor, now: datetime) -> tuple[list[Line], list[I
     good = [row for row in rows if row.ok]
     with transaction.atomic():
         created = Line.objects.bulk_create(
-            [Line(iccid=row.iccid, smdp_address=row.smdp_address, matching_id=row.matching_id, package=row.package) for row in good],
+            [
+                Line(iccid=row.iccid, smdp_address=row.smdp_address, matching_id=row.matching_id, package=row.package)
+                for row in good
+            ],
             ignore_conflicts=False,
         )
         for line in created:
-            record_change(obj=line, action="imported", actor=actor,
-                          after={"iccid": line.iccid, "package": line.package_id, "status": line.status}, now=now)
-    logger.info("lines_imported created=%s rejected=%s operator=%s", len(created), len(rows) - len(good), getattr(actor, "pk", None))
+            record_change(
+                obj=line,
+                action="imported",
+                actor=actor,
+                after={"iccid": line.iccid, "package": line.package_id, "status": line.status},
+                now=now,
+            )
+    logger.info(
+        "lines_imported created=%s rejected=%s operator=%s",
+        len(created),
+        len(rows) - len(good),
+        getattr(actor, "pk", None),
+    )
     return created, [row for row in rows if not row.ok]

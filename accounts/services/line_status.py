@@ -11,6 +11,7 @@ writes the commands for what changed (`commands_between`).
 Precedence, strongest first: operator suspension > termination > expiry > payment / data state.
 A payment never lifts an operator's suspension; nothing moves a terminated line.
 """
+
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,10 +106,20 @@ def suspend_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
         if line.status == Line.Status.SUSPENDED and not line.suspended_by_operator:
             line.suspended_by_operator = True
             line.save(update_fields=["suspended_by_operator", "updated_at"])
-            history.record_change(obj=line, action="suspended", actor=actor, reason=reason,
-                                  before={"suspended_by_operator": False}, after={"suspended_by_operator": True}, now=now)
-            logger.info("line_suspended line=%s status=suspended (for non-payment) -> suspended by operator operator=%s",
-                        line.pk, getattr(actor, "pk", None))
+            history.record_change(
+                obj=line,
+                action="suspended",
+                actor=actor,
+                reason=reason,
+                before={"suspended_by_operator": False},
+                after={"suspended_by_operator": True},
+                now=now,
+            )
+            logger.info(
+                "line_suspended line=%s status=suspended (for non-payment) -> suspended by operator operator=%s",
+                line.pk,
+                getattr(actor, "pk", None),
+            )
             return True
         if line.status not in SUSPENDABLE:
             return False
@@ -119,7 +130,9 @@ def suspend_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
         with acting(actor, action="suspended", reason=reason):
             line.save(update_fields=["status", "suspended_from", "suspended_by_operator", "data_blocked", "updated_at"])
         write_commands(line=line, before=before, reason=reason, now=now)
-    logger.info("line_suspended line=%s status=%s->suspended operator=%s", line.pk, previous, getattr(actor, "pk", None))
+    logger.info(
+        "line_suspended line=%s status=%s->suspended operator=%s", line.pk, previous, getattr(actor, "pk", None)
+    )
     return True
 
 
@@ -156,7 +169,9 @@ def resume_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
         with acting(actor, action="resumed", reason=reason):
             line.save(update_fields=["status", "suspended_from", "suspended_by_operator", "data_blocked", "updated_at"])
         write_commands(line=line, before=before, reason=reason, now=now)
-    logger.info("line_resumed line=%s status=suspended->%s operator=%s", line.pk, line.status, getattr(actor, "pk", None))
+    logger.info(
+        "line_resumed line=%s status=suspended->%s operator=%s", line.pk, line.status, getattr(actor, "pk", None)
+    )
     return True
 
 
@@ -176,7 +191,9 @@ def terminate_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
         with acting(actor, action="terminated", reason=reason):
             line.save(update_fields=["status", "suspended_from", "suspended_by_operator", "data_blocked", "updated_at"])
         write_commands(line=line, before=before, reason=reason, now=now)
-    logger.info("line_terminated line=%s status=%s->terminated operator=%s", line.pk, previous, getattr(actor, "pk", None))
+    logger.info(
+        "line_terminated line=%s status=%s->terminated operator=%s", line.pk, previous, getattr(actor, "pk", None)
+    )
     return True
 
 
@@ -198,9 +215,12 @@ def expire_lines(*, now: datetime, limit: int = 500) -> list[int]:
             line.status = Line.Status.EXPIRED
             with acting(None, action="expired", reason="validity ended"):
                 line.save(update_fields=["status", "data_blocked", "updated_at"])
-            commands += [(line.pk, command, "validity ended") for command in commands_between(before, network_state(line))]
-            logger.info("line_expired line=%s status=%s->expired expires_at=%s", line.pk, previous, line.expires_at.isoformat())
+            commands += [
+                (line.pk, command, "validity ended") for command in commands_between(before, network_state(line))
+            ]
+            logger.info(
+                "line_expired line=%s status=%s->expired expires_at=%s", line.pk, previous, line.expires_at.isoformat()
+            )
         if commands:
             enqueue_commands(commands=commands, now=now)
     return [line.pk for line in lines]
-

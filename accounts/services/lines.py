@@ -1,4 +1,5 @@
 """Lines and packages: applying what the customer paid for."""
+
 import logging
 from datetime import datetime, timedelta
 
@@ -75,6 +76,12 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
     write_commands(line=line, before=network_before, reason=f"package {package.pk} applied", now=now)
     logger.info(
         "package_applied line=%s package=%s status=%s->%s remaining=%s expires_at=%s overage_credited=%s",
-        line.pk, package.pk, previous_status, line.status, remaining, line.expires_at.isoformat(), credited,
+        line.pk,
+        package.pk,
+        previous_status,
+        line.status,
+        remaining,
+        line.expires_at.isoformat(),
+        credited,
     )
     return line

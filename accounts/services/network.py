@@ -6,6 +6,7 @@ Delivery (claim, sign, POST, retry, dead-letter) is the partner package's: partn
 and docs/network-outbox.md. This module only asks for a delivery after commit, by the task's name,
 because accounts sits below partner and imports nothing of it (docs/architecture.md).
 """
+
 import logging
 from datetime import datetime
 
@@ -41,13 +42,21 @@ def enqueue_commands(*, commands: list[tuple[int, str, str]], now: datetime | No
         sequences = _next_sequences([line_id for line_id, _command, _reason in commands])
         rows = NetworkCommand.objects.bulk_create(
             [
-                NetworkCommand(line_id=line_id, command=command, reason=reason[:200], created_at=now, next_attempt_at=now,
-                               sequence=sequences[line_id].pop(0))
+                NetworkCommand(
+                    line_id=line_id,
+                    command=command,
+                    reason=reason[:200],
+                    created_at=now,
+                    next_attempt_at=now,
+                    sequence=sequences[line_id].pop(0),
+                )
                 for line_id, command, reason in commands
             ]
         )
     for row in rows:
-        logger.info("network_command_enqueued command=%s line=%s id=%s reason=%s", row.command, row.line_id, row.pk, row.reason)
+        logger.info(
+            "network_command_enqueued command=%s line=%s id=%s reason=%s", row.command, row.line_id, row.pk, row.reason
+        )
     if rows:
         transaction.on_commit(kick_delivery)
     return rows
@@ -62,9 +71,15 @@ def _next_sequences(line_ids: list[int]) -> dict[int, list[int]]:
         counts[line_id] = counts.get(line_id, 0) + 1
     list(Line.objects.filter(pk__in=counts).order_by("pk").select_for_update().values_list("pk", flat=True))
     last = dict(
-        NetworkCommand.objects.filter(line_id__in=counts).values("line_id").annotate(last=Max("sequence")).values_list("line_id", "last")
+        NetworkCommand.objects.filter(line_id__in=counts)
+        .values("line_id")
+        .annotate(last=Max("sequence"))
+        .values_list("line_id", "last")
     )
-    return {line_id: list(range((last.get(line_id) or 0) + 1, (last.get(line_id) or 0) + n + 1)) for line_id, n in counts.items()}
+    return {
+        line_id: list(range((last.get(line_id) or 0) + 1, (last.get(line_id) or 0) + n + 1))
+        for line_id, n in counts.items()
+    }
 
 
 def kick_delivery() -> None:
@@ -74,4 +89,3 @@ def kick_delivery() -> None:
         current_app.send_task(DELIVERY_TASK, retry=False)
     except Exception as exc:  # kombu raises several connection error types; the rows are safe either way
         logger.warning("network_command_kick_failed error=%s: delivery waits for the beat sweep", exc)
-

@@ -14,6 +14,7 @@ carried over from an earlier package counts as remaining); the message says the 
 reached (a batch that jumps past 90 % says 94 %, not 90 %) and what is left, of which package and
 period. Only usage charged to the current package moves the level (docs/usage.md).
 """
+
 import logging
 from datetime import datetime, timedelta
 
@@ -32,7 +33,13 @@ logger = logging.getLogger(__name__)
 
 SEND_TASK = "accounts.send_notices"
 # After the first failed attempt the next ones wait this long; after the last, the notice fails.
-RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=6))
+RETRY_DELAYS = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=6),
+)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 # A message still unsent after this is stale news: it fails instead of going out late.
 GIVE_UP_AFTER = timedelta(days=1)
@@ -47,6 +54,7 @@ NOTIFIED_STATUSES = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED)
 
 # --- writing: in the transaction of the event ---------------------------------------------------
 
+
 def owe(notices: list[Notice]) -> None:
     """Write the rows in the caller's transaction and kick the sender once it commits. An event
     already owed (its `dedup_key` taken) is left as it is: one message per event."""
@@ -56,9 +64,23 @@ def owe(notices: list[Notice]) -> None:
     transaction.on_commit(kick_sender)
 
 
-def owe_notice(*, user_id: int, line_id: int | None, kind: str, facts: dict, dedup_key: str, now: datetime | None = None) -> None:
+def owe_notice(
+    *, user_id: int, line_id: int | None, kind: str, facts: dict, dedup_key: str, now: datetime | None = None
+) -> None:
     now = now or timezone.now()
-    owe([Notice(user_id=user_id, line_id=line_id, kind=kind, facts=facts, dedup_key=dedup_key, created_at=now, next_attempt_at=now)])
+    owe(
+        [
+            Notice(
+                user_id=user_id,
+                line_id=line_id,
+                kind=kind,
+                facts=facts,
+                dedup_key=dedup_key,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        ]
+    )
 
 
 def kick_sender() -> None:
@@ -77,7 +99,10 @@ def iso(value: datetime | None) -> str | None:
 
 # --- sending: the task, after the commit --------------------------------------------------------
 
-def send_due_notices(*, now: datetime | None = None, notice_ids: list[int] | None = None, limit: int = SEND_BATCH) -> int:
+
+def send_due_notices(
+    *, now: datetime | None = None, notice_ids: list[int] | None = None, limit: int = SEND_BATCH
+) -> int:
     """Send the pending notices that are due (oldest first), each once. Returns how many were sent."""
     now = now or timezone.now()
     due = Notice.objects.filter(status=Notice.Status.PENDING, next_attempt_at__lte=now)
@@ -115,10 +140,22 @@ def send_notice(*, notice_id: int, now: datetime | None = None) -> bool:
             notice.last_error = f"{type(exc).__name__}: {exc}"[:500]
             if notice.attempts >= MAX_ATTEMPTS:
                 notice.status = Notice.Status.FAILED
-                logger.error("notice_failed notice=%s kind=%s attempts=%s error=%s", notice.pk, notice.kind, notice.attempts, notice.last_error)
+                logger.error(
+                    "notice_failed notice=%s kind=%s attempts=%s error=%s",
+                    notice.pk,
+                    notice.kind,
+                    notice.attempts,
+                    notice.last_error,
+                )
             else:
                 notice.next_attempt_at = now + RETRY_DELAYS[notice.attempts - 1]
-                logger.warning("notice_retry notice=%s kind=%s attempts=%s error=%s", notice.pk, notice.kind, notice.attempts, notice.last_error)
+                logger.warning(
+                    "notice_retry notice=%s kind=%s attempts=%s error=%s",
+                    notice.pk,
+                    notice.kind,
+                    notice.attempts,
+                    notice.last_error,
+                )
             notice.save(update_fields=["attempts", "last_error", "status", "next_attempt_at", "language"])
             return False
         notice.status = Notice.Status.SENT
@@ -131,7 +168,10 @@ def send_notice(*, notice_id: int, now: datetime | None = None) -> bool:
 def render(notice: Notice) -> tuple[str, str, str]:
     """(language, subject, body) of the notice in its customer's language and time zone now."""
     language = user_language(notice.user)
-    facts = {key: (datetime.fromisoformat(value) if key.endswith("_at") and value else value) for key, value in notice.facts.items()}
+    facts = {
+        key: (datetime.fromisoformat(value) if key.endswith("_at") and value else value)
+        for key, value in notice.facts.items()
+    }
     context = {"notice": facts, "user": notice.user, "site_url": settings.SITE_URL.rstrip("/")}
     with translation.override(language), timezone.override(user_zone(notice.user)):
         subject = " ".join(render_to_string(f"notices/{notice.kind}_subject.txt", context).split())
@@ -154,14 +194,21 @@ def _why_not_send(notice: Notice) -> str:
         return "no email address"
     line = notice.line
     if notice.kind in (USAGE, EXPIRY):
-        if line is None or line.status == Line.Status.TERMINATED or (notice.kind == EXPIRY and line.status not in NOTIFIED_STATUSES):
+        if (
+            line is None
+            or line.status == Line.Status.TERMINATED
+            or (notice.kind == EXPIRY and line.status not in NOTIFIED_STATUSES)
+        ):
             return "the line is no longer in service"
-        if notice.facts.get("period_start_at") != iso(line.package_started_at) or notice.facts.get("period_end_at") != iso(line.expires_at):
+        if notice.facts.get("period_start_at") != iso(line.package_started_at) or notice.facts.get(
+            "period_end_at"
+        ) != iso(line.expires_at):
             return "the line has a new package"
     return ""
 
 
 # --- usage and expiry notices -------------------------------------------------------------------
+
 
 def usage_notice_level(*, remaining_bytes: int, allowance_bytes: int) -> int:
     """The highest notice level the line has reached (0 for none)."""
@@ -200,7 +247,11 @@ def owe_usage_notices(*, levels: dict[int, int], now: datetime) -> None:
     """For each line whose usage just reached a new level (its row already written in this
     transaction), owe one notice with the figures of that moment. The key is the line, its
     package's period and the level: a lost flag cannot mail the same level twice."""
-    lines = Line.objects.filter(pk__in=levels, owner__isnull=False).exclude(status=Line.Status.TERMINATED).select_related("package")
+    lines = (
+        Line.objects.filter(pk__in=levels, owner__isnull=False)
+        .exclude(status=Line.Status.TERMINATED)
+        .select_related("package")
+    )
     notices = []
     for line in lines:
         allowance = line.package.data_allowance_bytes if line.package_id else line.data_total_bytes
@@ -213,7 +264,17 @@ def owe_usage_notices(*, levels: dict[int, int], now: datetime) -> None:
             "allowance_bytes": allowance,
         }
         key = f"{USAGE}:{line.pk}:{iso(line.package_started_at) or line.package_id}:{levels[line.pk]}"
-        notices.append(Notice(user_id=line.owner_id, line=line, kind=USAGE, facts=facts, dedup_key=key, created_at=now, next_attempt_at=now))
+        notices.append(
+            Notice(
+                user_id=line.owner_id,
+                line=line,
+                kind=USAGE,
+                facts=facts,
+                dedup_key=key,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
     owe(notices)
 
 
@@ -236,15 +297,25 @@ def send_expiry_notices(*, now: datetime | None = None, limit: int = 500) -> int
         )
         if ids:
             Line.objects.filter(pk__in=ids, expiry_notice_sent=False).update(expiry_notice_sent=True, updated_at=now)
-            owe([
-                Notice(user_id=line.owner_id, line=line, kind=EXPIRY, facts=line_facts(line),
-                       dedup_key=f"{EXPIRY}:{line.pk}:{iso(line.expires_at)}", created_at=now, next_attempt_at=now)
-                for line in Line.objects.filter(pk__in=ids, owner__isnull=False).select_related("package")
-            ])
+            owe(
+                [
+                    Notice(
+                        user_id=line.owner_id,
+                        line=line,
+                        kind=EXPIRY,
+                        facts=line_facts(line),
+                        dedup_key=f"{EXPIRY}:{line.pk}:{iso(line.expires_at)}",
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                    for line in Line.objects.filter(pk__in=ids, owner__isnull=False).select_related("package")
+                ]
+            )
     return len(ids)
 
 
 # --- what operators see -------------------------------------------------------------------------
+
 
 def failed_notices(limit: int = 50):
     return Notice.objects.filter(status=Notice.Status.FAILED).select_related("user", "line").order_by("-id")[:limit]

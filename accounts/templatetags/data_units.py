@@ -1,4 +1,5 @@
 """Data amounts for people: bytes shown as MB or GB in the active language's number format."""
+
 from django import template
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
@@ -17,10 +18,16 @@ def data_size(value) -> str:
     except (TypeError, ValueError):
         return ""
     if abs(amount) >= GB:
-        return _("%(amount)s GB") % {"amount": number_format(round(amount / GB, 2), decimal_pos=2 if amount % GB else 0, use_l10n=True, force_grouping=True)}
+        return _("%(amount)s GB") % {
+            "amount": number_format(
+                round(amount / GB, 2), decimal_pos=2 if amount % GB else 0, use_l10n=True, force_grouping=True
+            )
+        }
     megabytes = amount / MB
     decimals = 1 if 0 < abs(megabytes) < 10 and amount % MB else 0
-    return _("%(amount)s MB") % {"amount": number_format(round(megabytes, decimals), decimal_pos=decimals, use_l10n=True, force_grouping=True)}
+    return _("%(amount)s MB") % {
+        "amount": number_format(round(megabytes, decimals), decimal_pos=decimals, use_l10n=True, force_grouping=True)
+    }
 
 
 @register.filter

@@ -1,5 +1,6 @@
 """The operator's view of customers, lines, packages and the outbox. Actions ask first and call
 services (console.actions); every change to a line's state or a package is history."""
+
 from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import admin
@@ -72,8 +73,14 @@ def _resend_verification(*, request, obj, reason, now) -> Outcome:
         return Outcome(False, _("No unverified email address."))
     for address in addresses:
         address.send_confirmation(request)
-    record_change(obj=obj, action="verification_email_sent", actor=request.user, reason=reason,
-                  after={"emails": [address.email for address in addresses]}, now=now)
+    record_change(
+        obj=obj,
+        action="verification_email_sent",
+        actor=request.user,
+        reason=reason,
+        after={"emails": [address.email for address in addresses]},
+        now=now,
+    )
     return Outcome(True)
 
 
@@ -97,15 +104,31 @@ def _terminate(*, request, obj, reason, now) -> Outcome:
 
 def _user_rows(queryset):
     for user in queryset.order_by("pk"):
-        yield [user.pk, user.email or "", user.phone or "", user.name, user.language, user.is_active,
-               user.date_joined.isoformat()]
+        yield [
+            user.pk,
+            user.email or "",
+            user.phone or "",
+            user.name,
+            user.language,
+            user.is_active,
+            user.date_joined.isoformat(),
+        ]
 
 
 def _line_rows(queryset):
     for line in queryset.select_related("owner", "package").order_by("pk"):
-        yield [line.pk, line.iccid, line.smdp_address, line.matching_id, line.status, str(line.owner or ""),
-               line.package.name if line.package else "", line.data_remaining_bytes, line.data_used_bytes,
-               line.expires_at.isoformat() if line.expires_at else ""]
+        yield [
+            line.pk,
+            line.iccid,
+            line.smdp_address,
+            line.matching_id,
+            line.status,
+            str(line.owner or ""),
+            line.package.name if line.package else "",
+            line.data_remaining_bytes,
+            line.data_used_bytes,
+            line.expires_at.isoformat() if line.expires_at else "",
+        ]
 
 
 class CustomerLineInline(admin.TabularInline):
@@ -131,8 +154,17 @@ class CustomerChargeInline(admin.TabularInline):
 
     model = Charge
     fk_name = "user"
-    fields = ["created_at", "purpose", "amount_minor", "currency", "status", "decline_kind", "failure_message",
-              "payment_method_summary", "payment_intent_id"]
+    fields = [
+        "created_at",
+        "purpose",
+        "amount_minor",
+        "currency",
+        "status",
+        "decline_kind",
+        "failure_message",
+        "payment_method_summary",
+        "payment_intent_id",
+    ]
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     extra = 0
@@ -163,11 +195,26 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
     list_filter = ["is_staff", "is_active", "phone_verified", "language", ("date_joined", admin.DateFieldListFilter)]
     date_hierarchy = "date_joined"
     actions = [
-        confirmed_action(name="resend_verification_email", description=_("Resend the email verification link"),
-                         permission="email_customer", perform=_resend_verification),
-        csv_export_action(name="export_customers_csv", filename="customers.csv",
-                          header=["id", _("email address"), _("phone number"), _("name"), _("language"), _("active"),
-                                  _("date joined")], rows=_user_rows),
+        confirmed_action(
+            name="resend_verification_email",
+            description=_("Resend the email verification link"),
+            permission="email_customer",
+            perform=_resend_verification,
+        ),
+        csv_export_action(
+            name="export_customers_csv",
+            filename="customers.csv",
+            header=[
+                "id",
+                _("email address"),
+                _("phone number"),
+                _("name"),
+                _("language"),
+                _("active"),
+                _("date joined"),
+            ],
+            rows=_user_rows,
+        ),
     ]
 
     def get_inlines(self, request, obj):
@@ -180,8 +227,11 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
         extra_context = dict(extra_context or {})
         if user is not None:
             extra_context.update(
-                customer_rules=RenewalRule.objects.filter(line__owner=user).select_related("line", "package").order_by("line_id"),
-                customer_renewals=Renewal.objects.filter(line__owner=user).select_related("line", "package")
+                customer_rules=RenewalRule.objects.filter(line__owner=user)
+                .select_related("line", "package")
+                .order_by("line_id"),
+                customer_renewals=Renewal.objects.filter(line__owner=user)
+                .select_related("line", "package")
                 .order_by("-created_at", "-id")[:20],
                 customer_payment_methods=payment_methods_for_user(user),
             )
@@ -204,21 +254,31 @@ class PackageForm(forms.ModelForm):
         rules = RenewalRule.objects.filter(package=self.instance, enabled=True).select_related("line")
         allowance, days = data.get("data_allowance_bytes"), data.get("validity_days")
         if allowance is not None:
-            self._refuse_if_rules(rules.filter(trigger_data_below_mb__gte=-(-allowance // MB)), "data_allowance_bytes", ngettext_lazy(
-                "%(count)d auto-renewal rule buys this package with a data threshold at or above this allowance: each"
-                " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
-                " Lower that threshold first.",
-                "%(count)d auto-renewal rules buy this package with data thresholds at or above this allowance: each"
-                " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
-                " Lower those thresholds first.",
-                "count"))
+            self._refuse_if_rules(
+                rules.filter(trigger_data_below_mb__gte=-(-allowance // MB)),
+                "data_allowance_bytes",
+                ngettext_lazy(
+                    "%(count)d auto-renewal rule buys this package with a data threshold at or above this allowance: each"
+                    " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
+                    " Lower that threshold first.",
+                    "%(count)d auto-renewal rules buy this package with data thresholds at or above this allowance: each"
+                    " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
+                    " Lower those thresholds first.",
+                    "count",
+                ),
+            )
         if days is not None:
-            self._refuse_if_rules(rules.filter(trigger_hours_before_expiry__gte=days * 24), "validity_days", ngettext_lazy(
-                "%(count)d auto-renewal rule buys this package and renews as long or longer before the validity ends"
-                " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten that time first.",
-                "%(count)d auto-renewal rules buy this package and renew as long or longer before the validity ends"
-                " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten those times first.",
-                "count"))
+            self._refuse_if_rules(
+                rules.filter(trigger_hours_before_expiry__gte=days * 24),
+                "validity_days",
+                ngettext_lazy(
+                    "%(count)d auto-renewal rule buys this package and renews as long or longer before the validity ends"
+                    " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten that time first.",
+                    "%(count)d auto-renewal rules buy this package and renew as long or longer before the validity ends"
+                    " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten those times first.",
+                    "count",
+                ),
+            )
         return data
 
     def _refuse_if_rules(self, rules, field: str, message) -> None:
@@ -274,25 +334,57 @@ LINE_EDITABLE_FIELDS = ["label"]
 class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/accounts/line/change_list.html"
     list_display = ["iccid", "owner", "status", "package", "data_remaining_bytes", "expires_at", "created_at"]
-    list_filter = ["status", "package", ("expires_at", admin.DateFieldListFilter), ("created_at", admin.DateFieldListFilter)]
+    list_filter = [
+        "status",
+        "package",
+        ("expires_at", admin.DateFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["=iccid", "iccid", "owner__email", "owner__phone", "matching_id"]
     list_select_related = ["owner", "package"]
     raw_id_fields = ["owner"]
     ordering = ["-created_at", "-id"]
     inlines = [UsageAdjustmentInline, ChangeHistoryInline]
     actions = [
-        confirmed_action(name="suspend_lines", description=_("Suspend the line (sends the network command)"),
-                         permission="suspend_line", perform=_suspend, reason_required=True),
-        confirmed_action(name="resume_lines", description=_("Resume the line (sends the network command)"),
-                         permission="resume_line", perform=_resume, reason_required=True),
+        confirmed_action(
+            name="suspend_lines",
+            description=_("Suspend the line (sends the network command)"),
+            permission="suspend_line",
+            perform=_suspend,
+            reason_required=True,
+        ),
+        confirmed_action(
+            name="resume_lines",
+            description=_("Resume the line (sends the network command)"),
+            permission="resume_line",
+            perform=_resume,
+            reason_required=True,
+        ),
         # Suspending's right: termination is the suspension that is never lifted.
-        confirmed_action(name="terminate_lines",
-                         description=_("Terminate the line for good (sends the network command, cancels its renewals)"),
-                         permission="suspend_line", perform=_terminate, reason_required=True),
-        csv_export_action(name="export_lines_csv", filename="lines.csv",
-                          header=["id", _("ICCID"), _("SM-DP+ address"), _("matching ID"), _("status"), _("owner"),
-                                  _("active package"), _("data remaining (bytes)"), _("data used (bytes)"),
-                                  _("valid until")], rows=_line_rows),
+        confirmed_action(
+            name="terminate_lines",
+            description=_("Terminate the line for good (sends the network command, cancels its renewals)"),
+            permission="suspend_line",
+            perform=_terminate,
+            reason_required=True,
+        ),
+        csv_export_action(
+            name="export_lines_csv",
+            filename="lines.csv",
+            header=[
+                "id",
+                _("ICCID"),
+                _("SM-DP+ address"),
+                _("matching ID"),
+                _("status"),
+                _("owner"),
+                _("active package"),
+                _("data remaining (bytes)"),
+                _("data used (bytes)"),
+                _("valid until"),
+            ],
+            rows=_line_rows,
+        ),
     ]
 
     def get_fields(self, request, obj=None):
@@ -322,8 +414,11 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view(LineImportView.as_view(model_admin=self))
         correct = self.admin_site.admin_view(UsageCorrectionView.as_view(model_admin=self))
-        return [path("import/", view, name="accounts_line_import"),
-                path("<int:line_id>/adjust-usage/", correct, name="accounts_line_adjust_usage"), *super().get_urls()]
+        return [
+            path("import/", view, name="accounts_line_import"),
+            path("<int:line_id>/adjust-usage/", correct, name="accounts_line_adjust_usage"),
+            *super().get_urls(),
+        ]
 
 
 @admin.register(ChangeRecord)
@@ -335,7 +430,17 @@ class ChangeRecordAdmin(admin.ModelAdmin):
     search_fields = ["object_repr", "object_id", "actor__email", "reason"]
     list_select_related = ["content_type", "actor"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "content_type", "object_id", "object_repr", "action", "actor", "reason", "before", "after"]
+    readonly_fields = [
+        "created_at",
+        "content_type",
+        "object_id",
+        "object_repr",
+        "action",
+        "actor",
+        "reason",
+        "before",
+        "after",
+    ]
 
     def has_add_permission(self, request):
         return False
@@ -395,7 +500,9 @@ def _retry_command(*, request, obj, reason, now) -> Outcome:
     after = {"status": command.status, "attempts": command.attempts, "next_attempt_at": command.next_attempt_at}
     if after == before:
         return Outcome(False, _("Already delivered, or being sent right now."))
-    record_change(obj=command, action="retry_now", actor=request.user, reason=reason, before=before, after=after, now=now)
+    record_change(
+        obj=command, action="retry_now", actor=request.user, reason=reason, before=before, after=after, now=now
+    )
     return Outcome(True)
 
 
@@ -403,7 +510,17 @@ def _retry_command(*, request, obj, reason, now) -> Outcome:
 class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     """The outbox to the network partner: what was sent, what is retrying, what gave up."""
 
-    list_display = ["id", "line", "command", "status", "attempts", "next_attempt_at", "last_response_code", "created_at", "delivered_at"]
+    list_display = [
+        "id",
+        "line",
+        "command",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_response_code",
+        "created_at",
+        "delivered_at",
+    ]
     list_filter = ["status", "command"]
     search_fields = ["line__iccid", "reason"]
     list_select_related = ["line"]
@@ -412,8 +529,12 @@ class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     inlines = [ChangeHistoryInline]
     # Sending a command again changes the line on the network: asked first and recorded.
     actions = [
-        confirmed_action(name="retry_now_confirmed", description=_("Retry the selected commands now"),
-                         permission="retry_renewal", perform=_retry_command),
+        confirmed_action(
+            name="retry_now_confirmed",
+            description=_("Retry the selected commands now"),
+            permission="retry_renewal",
+            perform=_retry_command,
+        ),
     ]
 
     def has_add_permission(self, request):
@@ -429,7 +550,18 @@ class NoticeAdmin(admin.ModelAdmin):
     Read-only for everyone: a notice is the record of what the customer was told, and the sender
     owns its state (a failed one is written again by its event, never edited into "pending")."""
 
-    list_display = ["id", "created_at", "user", "line", "kind", "status", "attempts", "next_attempt_at", "sent_at", "language"]
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "line",
+        "kind",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "language",
+    ]
     list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
     list_select_related = ["user", "line"]

@@ -22,28 +22,71 @@ def _refund(*, request, obj, reason, now) -> Outcome:
             if charge.status == Charge.Status.REFUND_DUE:
                 return Outcome(False, _("The payment processor did not answer; the refund will be retried."))
         else:
-            refund = refunds.refund_duplicate_payment if obj.failure_code == refunds.DUPLICATE_PAYMENT else refunds.refund_charge
+            refund = (
+                refunds.refund_duplicate_payment
+                if obj.failure_code == refunds.DUPLICATE_PAYMENT
+                else refunds.refund_charge
+            )
             charge = refund(charge_id=obj.pk, operator=request.user)
     except errors.PaymentError as exc:
         return Outcome(False, exc.user_message)
-    record_change(obj=charge, action="refunded", actor=request.user, reason=reason, before=before,
-                  after={"status": charge.status, "refunded_minor": charge.refunded_minor}, now=now)
+    record_change(
+        obj=charge,
+        action="refunded",
+        actor=request.user,
+        reason=reason,
+        before=before,
+        after={"status": charge.status, "refunded_minor": charge.refunded_minor},
+        now=now,
+    )
     return Outcome(True)
 
 
 def _charge_rows(queryset):
     for charge in queryset.select_related("user", "line", "package").order_by("pk"):
-        yield [charge.pk, charge.created_at.isoformat(), str(charge.user), charge.line.iccid if charge.line else "",
-               charge.package.name if charge.package else "", charge.purpose, plain_amount(charge.amount_minor, charge.currency),
-               plain_amount(charge.refunded_minor, charge.currency), charge.currency, charge.status, charge.decline_kind,
-               charge.failure_code, charge.failure_message, charge.payment_intent_id or "", charge.payment_method_summary]
+        yield [
+            charge.pk,
+            charge.created_at.isoformat(),
+            str(charge.user),
+            charge.line.iccid if charge.line else "",
+            charge.package.name if charge.package else "",
+            charge.purpose,
+            plain_amount(charge.amount_minor, charge.currency),
+            plain_amount(charge.refunded_minor, charge.currency),
+            charge.currency,
+            charge.status,
+            charge.decline_kind,
+            charge.failure_code,
+            charge.failure_message,
+            charge.payment_intent_id or "",
+            charge.payment_method_summary,
+        ]
 
 
 @admin.register(Charge)
 class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
-    list_display = ["id", "user", "line", "package", "purpose", "amount_minor", "currency", "status", "decline_kind",
-                    "failure_code", "payment_intent_id", "created_at"]
-    list_filter = ["status", "purpose", "decline_kind", "currency", "package", ("created_at", admin.DateFieldListFilter)]
+    list_display = [
+        "id",
+        "user",
+        "line",
+        "package",
+        "purpose",
+        "amount_minor",
+        "currency",
+        "status",
+        "decline_kind",
+        "failure_code",
+        "payment_intent_id",
+        "created_at",
+    ]
+    list_filter = [
+        "status",
+        "purpose",
+        "decline_kind",
+        "currency",
+        "package",
+        ("created_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["=payment_intent_id", "user__email", "user__phone", "=line__iccid"]
     list_select_related = ["user", "line", "package"]
     raw_id_fields = ["user", "line", "renewal", "package"]
@@ -52,13 +95,35 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     inlines = [ChangeHistoryInline]  # refunds by whom and why
     # Confirmed and recorded (console.actions); refund_in_full stays callable for scripts and tests.
     actions = [
-        confirmed_action(name="refund_confirmed", description=_("Refund what is left of the selected payments"),
-                         permission="refund_charge", perform=_refund,
-                         warning=_("The money goes back to the customer's payment method. This cannot be undone.")),
-        csv_export_action(name="export_charges_csv", filename="charges.csv",
-                          header=["id", _("created"), _("customer"), _("ICCID"), _("package"), _("purpose"), _("amount"),
-                                  _("refunded"), _("currency"), _("status"), _("decline kind"), _("failure code"),
-                                  _("failure reason"), _("PaymentIntent"), _("payment method")], rows=_charge_rows),
+        confirmed_action(
+            name="refund_confirmed",
+            description=_("Refund what is left of the selected payments"),
+            permission="refund_charge",
+            perform=_refund,
+            warning=_("The money goes back to the customer's payment method. This cannot be undone."),
+        ),
+        csv_export_action(
+            name="export_charges_csv",
+            filename="charges.csv",
+            header=[
+                "id",
+                _("created"),
+                _("customer"),
+                _("ICCID"),
+                _("package"),
+                _("purpose"),
+                _("amount"),
+                _("refunded"),
+                _("currency"),
+                _("status"),
+                _("decline kind"),
+                _("failure code"),
+                _("failure reason"),
+                _("PaymentIntent"),
+                _("payment method"),
+            ],
+            rows=_charge_rows,
+        ),
     ]
     # The ledger is written by services only; the admin reads it and acts through services.
     readonly_fields = [f.name for f in Charge._meta.fields]
@@ -75,7 +140,10 @@ class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
             try:
                 refunds.refund_charge(charge_id=charge.pk, operator=request.user)
             except errors.PaymentError as exc:
-                self.message_user(request, _("Charge %(id)s: %(reason)s") % {"id": charge.pk, "reason": exc.user_message},
-                                  messages.ERROR)
+                self.message_user(
+                    request,
+                    _("Charge %(id)s: %(reason)s") % {"id": charge.pk, "reason": exc.user_message},
+                    messages.ERROR,
+                )
             else:
                 self.message_user(request, _("Charge %(id)s refunded.") % {"id": charge.pk}, messages.SUCCESS)

@@ -1,5 +1,6 @@
 """The operator's view of renewals: rules, renewals (retry now, cancel), the retry policy, alerts.
 Admin actions call the engine's services; nothing here changes state by itself."""
+
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -38,8 +39,9 @@ def _transition(service, action: str, refused):
         if not service(renewal_id=obj.pk, now=now):
             return Outcome(False, refused)
         obj.refresh_from_db()
-        record_change(obj=obj, action=action, actor=request.user, reason=reason, before=before,
-                      after=_renewal_state(obj), now=now)
+        record_change(
+            obj=obj, action=action, actor=request.user, reason=reason, before=before, after=_renewal_state(obj), now=now
+        )
         return Outcome(True)
 
     return perform
@@ -49,7 +51,9 @@ def _resend_pay_now(*, request, obj, reason, now) -> Outcome:
     kind = pay_now_email_for(obj)
     if kind is None or not notifications.send_notice_now(renewal=obj, kind=kind):
         return Outcome(False, _("Nothing to pay for this renewal, or the customer has no email address."))
-    record_change(obj=obj, action="pay_now_email_sent", actor=request.user, reason=reason, after={"email": kind}, now=now)
+    record_change(
+        obj=obj, action="pay_now_email_sent", actor=request.user, reason=reason, after={"email": kind}, now=now
+    )
     return Outcome(True)
 
 
@@ -89,8 +93,16 @@ class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminM
     """The customer sets the rule (renewals.services.rules.save_rule checks it); operators read it and
     may turn it off, which cancels what is not yet at the processor."""
 
-    list_display = ["line", "line_owner", "enabled", "package", "trigger_data_below_mb", "trigger_hours_before_expiry",
-                    "overage_policy", "updated_at"]
+    list_display = [
+        "line",
+        "line_owner",
+        "enabled",
+        "package",
+        "trigger_data_below_mb",
+        "trigger_hours_before_expiry",
+        "overage_policy",
+        "updated_at",
+    ]
     list_filter = ["enabled", "overage_policy", "package", ("updated_at", admin.DateFieldListFilter)]
     search_fields = ["=line__iccid", "line__owner__email", "line__owner__phone"]
     list_select_related = ["line__owner", "package"]
@@ -98,9 +110,14 @@ class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminM
     ordering = ["-updated_at", "-id"]
     inlines = [ChangeHistoryInline]
     actions = [
-        confirmed_action(name="turn_off_rules_confirmed", description=_("Turn auto-renewal off"),
-                         permission="cancel_renewal", perform=_turn_off_rule, reason_required=True,
-                         warning=_("Renewals not yet sent to the processor are cancelled.")),
+        confirmed_action(
+            name="turn_off_rules_confirmed",
+            description=_("Turn auto-renewal off"),
+            permission="cancel_renewal",
+            perform=_turn_off_rule,
+            reason_required=True,
+            warning=_("Renewals not yet sent to the processor are cancelled."),
+        ),
     ]
 
     @admin.display(description=_("customer"), ordering="line__owner__email")
@@ -110,8 +127,20 @@ class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminM
 
 @admin.register(Renewal)
 class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
-    list_display = ["id", "line", "line_owner", "status", "package", "attempts", "failures", "last_failure_code",
-                    "next_attempt_at", "amount_minor", "currency", "created_at"]
+    list_display = [
+        "id",
+        "line",
+        "line_owner",
+        "status",
+        "package",
+        "attempts",
+        "failures",
+        "last_failure_code",
+        "next_attempt_at",
+        "amount_minor",
+        "currency",
+        "created_at",
+    ]
     list_filter = ["status", "package", ("created_at", admin.DateFieldListFilter), "currency"]
     search_fields = ["=line__iccid", "line__owner__email", "line__owner__phone", "=charges__payment_intent_id"]
     list_select_related = ["line__owner", "package"]
@@ -121,14 +150,30 @@ class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin)
     inlines = [ChangeHistoryInline]
     # Confirmed and recorded (console.actions); retry_now / cancel stay callable for scripts and tests.
     actions = [
-        confirmed_action(name="retry_now_confirmed", description=_("Retry now"), permission="retry_renewal",
-                         perform=_transition(operator.retry_now, "retry_now",
-                                             _("Only a due, scheduled or waiting renewal, or the line's latest failed one, can be retried now."))),
-        confirmed_action(name="cancel_confirmed", description=_("Cancel the renewal"), permission="cancel_renewal",
-                         perform=_transition(operator.cancel_renewal, "cancelled",
-                                             _("Already finished, or a charge is at the processor."))),
-        confirmed_action(name="resend_pay_now_email", description=_("Resend the pay-now email"),
-                         permission="email_customer", perform=_resend_pay_now),
+        confirmed_action(
+            name="retry_now_confirmed",
+            description=_("Retry now"),
+            permission="retry_renewal",
+            perform=_transition(
+                operator.retry_now,
+                "retry_now",
+                _("Only a due, scheduled or waiting renewal, or the line's latest failed one, can be retried now."),
+            ),
+        ),
+        confirmed_action(
+            name="cancel_confirmed",
+            description=_("Cancel the renewal"),
+            permission="cancel_renewal",
+            perform=_transition(
+                operator.cancel_renewal, "cancelled", _("Already finished, or a charge is at the processor.")
+            ),
+        ),
+        confirmed_action(
+            name="resend_pay_now_email",
+            description=_("Resend the pay-now email"),
+            permission="email_customer",
+            perform=_resend_pay_now,
+        ),
     ]
 
     @admin.display(description=_("customer"), ordering="line__owner__email")
@@ -139,21 +184,40 @@ class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin)
     def retry_now(self, request, queryset):
         now = timezone.now()
         done = sum(operator.retry_now(renewal_id=pk, now=now) for pk in queryset.values_list("pk", flat=True))
-        self.message_user(request, ngettext("%(count)d renewal will be charged at the next tick.",
-                                            "%(count)d renewals will be charged at the next tick.", done) % {"count": done}, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d renewal will be charged at the next tick.",
+                "%(count)d renewals will be charged at the next tick.",
+                done,
+            )
+            % {"count": done},
+            messages.SUCCESS,
+        )
 
     @admin.action(description=_("Cancel"))
     def cancel(self, request, queryset):
         now = timezone.now()
         done = sum(operator.cancel_renewal(renewal_id=pk, now=now) for pk in queryset.values_list("pk", flat=True))
-        self.message_user(request, ngettext("%(count)d renewal cancelled.", "%(count)d renewals cancelled.", done) % {"count": done}, messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(count)d renewal cancelled.", "%(count)d renewals cancelled.", done) % {"count": done},
+            messages.SUCCESS,
+        )
 
 
 def _resolve_alert(*, request, obj, reason, now) -> Outcome:
     if not alerts.resolve_alert(alert_id=obj.pk, now=now):
         return Outcome(False, _("Already resolved."))
-    record_change(obj=obj, action="resolved", actor=request.user, reason=reason,
-                  before={"resolved_at": None}, after={"resolved_at": now}, now=now)
+    record_change(
+        obj=obj,
+        action="resolved",
+        actor=request.user,
+        reason=reason,
+        before={"resolved_at": None},
+        after={"resolved_at": now},
+        now=now,
+    )
     return Outcome(True)
 
 
@@ -167,6 +231,10 @@ class AlertAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
     inlines = [ChangeHistoryInline]
     # Confirmed and recorded like every operator action: who resolved it, when, and why.
     actions = [
-        confirmed_action(name="resolve_confirmed", description=_("Mark resolved"), permission="view_operations",
-                         perform=_resolve_alert),
+        confirmed_action(
+            name="resolve_confirmed",
+            description=_("Mark resolved"),
+            permission="view_operations",
+            perform=_resolve_alert,
+        ),
     ]

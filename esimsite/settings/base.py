@@ -3,6 +3,7 @@ DEBUG is off (debug pages show settings and stack frames), every secret and the 
 given (no development value to fall back on), mail goes out by SMTP and Stripe is the real one.
 `local` (`make run`, manage.py and Celery's default) and `test` fill in the development values;
 `production` adds https and cookie hardening. docs/development.md lists the modules."""
+
 from datetime import timedelta
 from pathlib import Path
 
@@ -271,7 +272,9 @@ RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
 # authentication_hours; this, when set, replaces it with seconds: the chaos run (bench/chaos.py)
 # lets cycles close within the run. Unset in production.
 _authentication_window_seconds = env("RENEWALS_AUTHENTICATION_WINDOW_SECONDS", default="")
-RENEWALS_AUTHENTICATION_WINDOW = timedelta(seconds=int(_authentication_window_seconds)) if _authentication_window_seconds else None
+RENEWALS_AUTHENTICATION_WINDOW = (
+    timedelta(seconds=int(_authentication_window_seconds)) if _authentication_window_seconds else None
+)
 
 # Everything beat sends, in one place. A sweep not started within its interval is superseded by
 # the next one ("expires"). Each goes to the "sweeps" queue (CELERY_TASK_QUEUES above says why).
@@ -283,10 +286,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     "payments-reconcile": {"task": "payments.reconcile_pending_purchases", "schedule": 300.0},
     "payments-log-processor-writes": {
-        "task": "payments.log_processor_writes", "schedule": 60.0, "options": {"expires": 60},
+        "task": "payments.log_processor_writes",
+        "schedule": 60.0,
+        "options": {"expires": 60},
     },
     "payments-prune-webhook-triggers": {
-        "task": "payments.prune_webhook_triggers", "schedule": timedelta(hours=1), "options": {"expires": 3600},
+        "task": "payments.prune_webhook_triggers",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
     },
     "accounts-deliver-network-commands": {
         "task": "accounts.deliver_network_commands",
@@ -294,7 +301,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": NETWORK_COMMANDS_SWEEP_INTERVAL.total_seconds()},
     },
     "accounts-expiry-notices": {
-        "task": "accounts.send_expiry_notices", "schedule": timedelta(minutes=10), "options": {"expires": 600},
+        "task": "accounts.send_expiry_notices",
+        "schedule": timedelta(minutes=10),
+        "options": {"expires": 600},
     },
     "accounts-send-notices": {
         "task": "accounts.send_notices",
@@ -302,7 +311,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": NOTICES_SWEEP_INTERVAL.total_seconds()},
     },
     "accounts-expire-lines": {
-        "task": "accounts.expire_lines", "schedule": timedelta(minutes=1), "options": {"expires": 60},
+        "task": "accounts.expire_lines",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
     },
 }
 CELERY_TASK_ROUTES = {entry["task"]: {"queue": "sweeps"} for entry in CELERY_BEAT_SCHEDULE.values()}

@@ -1,6 +1,7 @@
 """The development values `local` and `test` give what `base` requires from the environment:
 localstripe's keys and address, SQLite, console email and SMS. A variable already set wins. Never
 imported by `production`, so none of these can reach a deployment."""
+
 import os
 
 DEVELOPMENT_ENVIRONMENT = {

@@ -2,6 +2,7 @@
 values of settings/development.py, a SQLite file, DEBUG on, bound to 127.0.0.1 by the Procfile.
 Never deployed: wsgi/asgi use `production`. dj-stripe's DEBUG-only webhook secret header is
 refused here too (payments.webhooks.drop_secret_override_header)."""
+
 from pathlib import Path
 
 from .development import use_development_environment

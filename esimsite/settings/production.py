@@ -1,5 +1,6 @@
 """Production (wsgi/asgi's default): base, which already requires every secret and the database
 from the environment, plus the hosts, live Stripe, secure cookies, HSTS and TLS behind a proxy."""
+
 from .base import *  # noqa: F403
 from .base import env
 

@@ -2,6 +2,7 @@
 localstripe, given through DATABASE_URL, REDIS_URL and STRIPE_API_BASE); only email and SMS are
 captured, as they cannot run here. Without those services (`make test-fast`: the tests marked
 `pure`, tests/conftest.py) the database is SQLite in memory and the cache is in the process."""
+
 from .development import use_development_environment
 
 use_development_environment(DATABASE_URL="sqlite://:memory:")

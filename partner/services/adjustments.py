@@ -11,6 +11,7 @@ history.
   policy. It can never give back more than the period's usage (records charged to the current
   package plus the corrections already made in it), so a credit creates no data nobody used.
 """
+
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,17 +45,29 @@ class AdjustmentPreview:
 
 def _state(line: Line) -> LineState:
     return LineState(
-        pk=line.pk, iccid=line.iccid, status=line.status, data_remaining_bytes=line.data_remaining_bytes,
-        data_used_bytes=line.data_used_bytes, overage_bytes=line.overage_bytes,
-        usage_notice_level=line.usage_notice_level, package_id=line.package_id,
+        pk=line.pk,
+        iccid=line.iccid,
+        status=line.status,
+        data_remaining_bytes=line.data_remaining_bytes,
+        data_used_bytes=line.data_used_bytes,
+        overage_bytes=line.overage_bytes,
+        usage_notice_level=line.usage_notice_level,
+        package_id=line.package_id,
         package_allowance_bytes=line.package.data_allowance_bytes if line.package_id else None,
-        data_blocked=line.data_blocked, package_started_at=line.package_started_at,
+        data_blocked=line.data_blocked,
+        package_started_at=line.package_started_at,
     )
 
 
 def _as_change(line: LineState) -> LineChange:
-    return LineChange(remaining=line.data_remaining_bytes, used=line.data_used_bytes, overage=line.overage_bytes,
-                      status=line.status, notice_level=line.usage_notice_level, data_blocked=line.data_blocked)
+    return LineChange(
+        remaining=line.data_remaining_bytes,
+        used=line.data_used_bytes,
+        overage=line.overage_bytes,
+        status=line.status,
+        notice_level=line.usage_notice_level,
+        data_blocked=line.data_blocked,
+    )
 
 
 def period_usage(line: Line) -> int:
@@ -65,7 +78,9 @@ def period_usage(line: Line) -> int:
     if line.package_started_at is not None:
         records = records.filter(period_end__gte=line.package_started_at)
         adjustments = adjustments.filter(created_at__gte=line.package_started_at)
-    return (records.aggregate(total=Sum("bytes"))["total"] or 0) + (adjustments.aggregate(total=Sum("bytes"))["total"] or 0)
+    return (records.aggregate(total=Sum("bytes"))["total"] or 0) + (
+        adjustments.aggregate(total=Sum("bytes"))["total"] or 0
+    )
 
 
 def settle_credit(*, line: LineState, rule: RuleOverage | None, credit_bytes: int) -> LineChange:
@@ -82,8 +97,14 @@ def settle_credit(*, line: LineState, rule: RuleOverage | None, credit_bytes: in
     status = line.status
     if status == Line.Status.DATA_EXHAUSTED and not data_blocked:
         status = Line.Status.ACTIVE
-    return LineChange(remaining=remaining, used=max(line.data_used_bytes - credit_bytes, 0), overage=overage,
-                      status=status, notice_level=line.usage_notice_level, data_blocked=data_blocked)
+    return LineChange(
+        remaining=remaining,
+        used=max(line.data_used_bytes - credit_bytes, 0),
+        overage=overage,
+        status=status,
+        notice_level=line.usage_notice_level,
+        data_blocked=data_blocked,
+    )
 
 
 def _settle(*, line: Line, bytes: int) -> AdjustmentPreview:
@@ -99,7 +120,8 @@ def _settle(*, line: Line, bytes: int) -> AdjustmentPreview:
         if -bytes > used_in_period:
             raise AdjustmentRefused(
                 _("At most %(bytes)d bytes can be given back: the usage charged to the current package.")
-                % {"bytes": used_in_period})
+                % {"bytes": used_in_period}
+            )
         after = settle_credit(line=state, rule=overage_rule, credit_bytes=-bytes)
     else:
         after = usage.settle_usage(line=state, rule=overage_rule, used_bytes=bytes)
@@ -124,8 +146,13 @@ def adjust_usage(*, line_id: int, bytes: int, reason: str, actor, now: datetime)
         after = result.after
         network_before = begin_transition(line)
         adjustment = UsageAdjustment.objects.create(
-            line=line, bytes=bytes, reason=reason, operator=actor, package=line.package,
-            period_started_at=line.package_started_at, created_at=now,
+            line=line,
+            bytes=bytes,
+            reason=reason,
+            operator=actor,
+            package=line.package,
+            period_started_at=line.package_started_at,
+            created_at=now,
         )
         line.data_remaining_bytes = after.remaining
         line.data_used_bytes = after.used
@@ -134,22 +161,54 @@ def adjust_usage(*, line_id: int, bytes: int, reason: str, actor, now: datetime)
         line.data_blocked = after.data_blocked
         line.usage_notice_level = after.notice_level
         with history.acting(actor, action="usage_adjusted", reason=reason):
-            line.save(update_fields=["data_remaining_bytes", "data_used_bytes", "overage_bytes", "status", "data_blocked",
-                                     "usage_notice_level", "updated_at"])
+            line.save(
+                update_fields=[
+                    "data_remaining_bytes",
+                    "data_used_bytes",
+                    "overage_bytes",
+                    "status",
+                    "data_blocked",
+                    "usage_notice_level",
+                    "updated_at",
+                ]
+            )
         write_commands(line=line, before=network_before, reason="usage corrected by an operator", now=now)
         before = result.before
         history.record_change(
-            obj=line, action="usage_adjusted", actor=actor, reason=reason, now=now,
-            before={"data_remaining_bytes": before.remaining, "data_used_bytes": before.used,
-                    "overage_bytes": before.overage, "data_blocked": before.data_blocked},
-            after={"bytes": bytes, "adjustment": adjustment.pk, "data_remaining_bytes": after.remaining,
-                   "data_used_bytes": after.used, "overage_bytes": after.overage, "data_blocked": after.data_blocked},
+            obj=line,
+            action="usage_adjusted",
+            actor=actor,
+            reason=reason,
+            now=now,
+            before={
+                "data_remaining_bytes": before.remaining,
+                "data_used_bytes": before.used,
+                "overage_bytes": before.overage,
+                "data_blocked": before.data_blocked,
+            },
+            after={
+                "bytes": bytes,
+                "adjustment": adjustment.pk,
+                "data_remaining_bytes": after.remaining,
+                "data_used_bytes": after.used,
+                "overage_bytes": after.overage,
+                "data_blocked": after.data_blocked,
+            },
         )
         if after.notice_level > before.notice_level:
             notices.owe_usage_notices(levels={line.pk: after.notice_level}, now=now)
-    logger.info("usage_adjusted line=%s bytes=%s operator=%s remaining=%s->%s overage=%s->%s status=%s->%s",
-                line.pk, bytes, actor.pk, before.remaining, after.remaining, before.overage, after.overage,
-                before.status, after.status)
+    logger.info(
+        "usage_adjusted line=%s bytes=%s operator=%s remaining=%s->%s overage=%s->%s status=%s->%s",
+        line.pk,
+        bytes,
+        actor.pk,
+        before.remaining,
+        after.remaining,
+        before.overage,
+        after.overage,
+        before.status,
+        after.status,
+    )
     if bytes > 0:
         usage._evaluate_triggers(line_ids=[line.pk], now=now)  # like a usage batch: after the commit
     return adjustment

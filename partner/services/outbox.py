@@ -17,6 +17,7 @@ was taken over never sends its stale copy. Only a 2xx from the exact URL is a de
 are not followed). A command the partner refuses for good (a 4xx other than those that can pass)
 is dead-lettered at once, with an alert, so the line's later commands go ahead.
 """
+
 import json
 import logging
 import uuid
@@ -57,8 +58,6 @@ RETRYABLE_CLIENT_ERRORS = {401, 403, 408, 425, 429}
 # Which switch a command sets: a later command on the same switch overrides an earlier one.
 SWITCH = {"suspend": "service", "resume": "service", "block_data": "data", "unblock_data": "data"}
 SWEEP_ROUNDS = 20  # each round delivers the head of every line's queue; bounded so a sweep ends
-
-
 
 
 @dataclass
@@ -114,8 +113,9 @@ def _still_ours(command: NetworkCommand, now: datetime) -> bool:
     other sender claimed it since) and is still pending; the lease is renewed from now, so that
     nobody claims it while this send is on the wire (DELIVERY_LEASE >> HTTP_TIMEOUT)."""
     return bool(
-        NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token)
-        .update(next_attempt_at=now + DELIVERY_LEASE)
+        NetworkCommand.objects.filter(
+            pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token
+        ).update(next_attempt_at=now + DELIVERY_LEASE)
     )
 
 
@@ -123,7 +123,12 @@ def deliver(*, command: NetworkCommand, now: datetime) -> bool:
     """Send one claimed command and record the outcome on its row. False (nothing sent) when the
     claim was taken over by another sender meanwhile."""
     if not _still_ours(command, now):
-        logger.warning("network_command_claim_lost command=%s line=%s id=%s: not sent", command.command, command.line_id, command.pk)
+        logger.warning(
+            "network_command_claim_lost command=%s line=%s id=%s: not sent",
+            command.command,
+            command.line_id,
+            command.pk,
+        )
         return False
     body = json.dumps(payload(command), separators=(",", ":")).encode()
     headers = {
@@ -134,8 +139,9 @@ def deliver(*, command: NetworkCommand, now: datetime) -> bool:
     code, error = None, ""
     try:
         # A redirect is not followed: only the configured URL's own 2xx says the partner took it.
-        response = requests.post(settings.NETWORK_WEBHOOK_URL, data=body, headers=headers, timeout=HTTP_TIMEOUT,
-                                 allow_redirects=False)
+        response = requests.post(
+            settings.NETWORK_WEBHOOK_URL, data=body, headers=headers, timeout=HTTP_TIMEOUT, allow_redirects=False
+        )
         code = response.status_code
         if not 200 <= code < 300:
             error = f"HTTP {code}: {response.text[:200]}"
@@ -150,17 +156,23 @@ def deliver(*, command: NetworkCommand, now: datetime) -> bool:
 
 
 def _record_delivered(*, command: NetworkCommand, code: int, now: datetime) -> None:
-    NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token).update(
-        status=NetworkCommand.Status.DELIVERED, delivered_at=now, last_response_code=code, last_error=""
-    )
+    NetworkCommand.objects.filter(
+        pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token
+    ).update(status=NetworkCommand.Status.DELIVERED, delivered_at=now, last_response_code=code, last_error="")
     command.status, command.delivered_at, command.last_response_code = NetworkCommand.Status.DELIVERED, now, code
     logger.info(
         "network_command_delivered command=%s line=%s id=%s attempts=%s code=%s",
-        command.command, command.line_id, command.pk, command.attempts, code,
+        command.command,
+        command.line_id,
+        command.pk,
+        command.attempts,
+        code,
     )
 
 
-def _record_failure(*, command: NetworkCommand, code: int | None, error: str, now: datetime, permanent: bool = False) -> None:
+def _record_failure(
+    *, command: NetworkCommand, code: int | None, error: str, now: datetime, permanent: bool = False
+) -> None:
     if permanent or command.attempts >= MAX_ATTEMPTS:
         # Dead-lettered: later commands of the line go ahead from now on; the operations page and
         # /healthz show it until an operator retries it (retry_command_now).
@@ -169,19 +181,36 @@ def _record_failure(*, command: NetworkCommand, code: int | None, error: str, no
             error = f"refused by the partner (permanent): {error}"
         logger.error(
             "network_command_failed command=%s line=%s id=%s attempts=%s code=%s permanent=%s error=%s",
-            command.command, command.line_id, command.pk, command.attempts, code, permanent, error,
+            command.command,
+            command.line_id,
+            command.pk,
+            command.attempts,
+            code,
+            permanent,
+            error,
         )
     else:
         status = NetworkCommand.Status.PENDING
         next_attempt_at = now + RETRY_DELAYS[min(command.attempts, len(RETRY_DELAYS)) - 1]
         logger.warning(
             "network_command_retry_scheduled command=%s line=%s id=%s attempts=%s code=%s next_attempt_at=%s error=%s",
-            command.command, command.line_id, command.pk, command.attempts, code, next_attempt_at.isoformat(), error,
+            command.command,
+            command.line_id,
+            command.pk,
+            command.attempts,
+            code,
+            next_attempt_at.isoformat(),
+            error,
         )
-    NetworkCommand.objects.filter(pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token).update(
-        status=status, next_attempt_at=next_attempt_at, last_response_code=code, last_error=error[:500]
+    NetworkCommand.objects.filter(
+        pk=command.pk, status=NetworkCommand.Status.PENDING, lease_token=command.lease_token
+    ).update(status=status, next_attempt_at=next_attempt_at, last_response_code=code, last_error=error[:500])
+    command.status, command.next_attempt_at, command.last_response_code, command.last_error = (
+        status,
+        next_attempt_at,
+        code,
+        error,
     )
-    command.status, command.next_attempt_at, command.last_response_code, command.last_error = status, next_attempt_at, code, error
 
 
 def deliver_due_commands(*, now: datetime | None = None, limit: int = 100) -> SweepReport:
@@ -225,17 +254,23 @@ def retry_command_now(*, command: NetworkCommand, now: datetime | None = None) -
     if updated:
         logger.info("network_command_retry_now command=%s line=%s id=%s", command.command, command.line_id, command.pk)
         transaction.on_commit(kick_delivery)
-    failed = NetworkCommand.objects.select_for_update().filter(pk=command.pk, status=NetworkCommand.Status.FAILED).first()
+    failed = (
+        NetworkCommand.objects.select_for_update().filter(pk=command.pk, status=NetworkCommand.Status.FAILED).first()
+    )
     if failed is not None:
         Line.objects.select_for_update().filter(pk=failed.line_id).first()  # serialize with the line's writers
         same_switch = [name for name, switch in SWITCH.items() if switch == SWITCH[failed.command]]
-        overridden = NetworkCommand.objects.filter(line_id=failed.line_id, id__gt=failed.pk, command__in=same_switch).exclude(
-            status=NetworkCommand.Status.SUPERSEDED
-        ).exists()
+        overridden = (
+            NetworkCommand.objects.filter(line_id=failed.line_id, id__gt=failed.pk, command__in=same_switch)
+            .exclude(status=NetworkCommand.Status.SUPERSEDED)
+            .exists()
+        )
         latest = not NetworkCommand.objects.filter(line_id=failed.line_id, id__gt=failed.pk).exists()
         if latest:
             # Nothing was written after it: in the queue again as it is, still the line's last word.
-            NetworkCommand.objects.filter(pk=failed.pk).update(status=NetworkCommand.Status.PENDING, attempts=0, next_attempt_at=now)
+            NetworkCommand.objects.filter(pk=failed.pk).update(
+                status=NetworkCommand.Status.PENDING, attempts=0, next_attempt_at=now
+            )
             note = "queued again"
             transaction.on_commit(kick_delivery)
         else:
@@ -247,6 +282,12 @@ def retry_command_now(*, command: NetworkCommand, now: datetime | None = None) -
             NetworkCommand.objects.filter(pk=failed.pk).update(
                 status=NetworkCommand.Status.SUPERSEDED, last_error=f"{note}; was: {failed.last_error}"[:500]
             )
-        logger.info("network_command_dead_letter_handled command=%s line=%s id=%s outcome=%s", failed.command, failed.line_id, failed.pk, note)
+        logger.info(
+            "network_command_dead_letter_handled command=%s line=%s id=%s outcome=%s",
+            failed.command,
+            failed.line_id,
+            failed.pk,
+            note,
+        )
     command.refresh_from_db()
     return command

@@ -14,6 +14,7 @@ UPDATE … FROM (the batch's values) writes them (and, only in a batch that has 
 UPDATE … WHERE partner_record_id IN (…) flags them), all in one transaction, so a duplicate can never be
 applied twice and two partners' retries of the same batch serialize on the unique index.
 """
+
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -113,7 +114,9 @@ def settle_usage(*, line: LineState, rule: RuleOverage | None, used_bytes: int) 
     status = line.status
     # The data switch is set whatever the status (a suspended or expired line stays so, and its
     # resume knows the data is gone); only the status of an active line shows it.
-    data_blocked = line.data_blocked or status == Line.Status.DATA_EXHAUSTED or (exhausted and status != Line.Status.TERMINATED)
+    data_blocked = (
+        line.data_blocked or status == Line.Status.DATA_EXHAUSTED or (exhausted and status != Line.Status.TERMINATED)
+    )
     if data_blocked and status == Line.Status.ACTIVE:
         status = Line.Status.DATA_EXHAUSTED
     allowance = line.package_allowance_bytes if line.package_id else line.data_total_bytes
@@ -174,8 +177,13 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
 
     logger.info(
         "usage_batch_ingested accepted=%s duplicates=%s rejected=%s uncharged=%s late=%s lines=%s exhausted=%s",
-        result.accepted, result.duplicates, len(result.rejected), result.uncharged, len(result.late),
-        len(result.line_ids), result.exhausted_line_ids,
+        result.accepted,
+        result.duplicates,
+        len(result.rejected),
+        result.uncharged,
+        len(result.late),
+        len(result.line_ids),
+        result.exhausted_line_ids,
     )
     if result.line_ids:
         _evaluate_triggers(line_ids=result.line_ids, now=now)
@@ -189,7 +197,10 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
         return set()
     qn = connection.ops.quote_name
     table = qn(UsageRecord._meta.db_table)
-    columns = ", ".join(qn(UsageRecord._meta.get_field(f).column) for f in ("partner_record_id", "line", "bytes", "period_start", "period_end", "received_at"))
+    columns = ", ".join(
+        qn(UsageRecord._meta.get_field(f).column)
+        for f in ("partner_record_id", "line", "bytes", "period_start", "period_end", "received_at")
+    )
     conflict = f"ON CONFLICT ({qn('partner_record_id')}) DO NOTHING RETURNING {qn('partner_record_id')}"
     if connection.vendor == "postgresql":
         # One array per column: six parameters instead of six per record, so the driver does not
@@ -200,8 +211,12 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
             f"{conflict}"
         )
         params = [
-            [r.partner_record_id for r in records], [line_ids[r.iccid] for r in records], [r.bytes for r in records],
-            [r.start for r in records], [r.end for r in records], [now] * len(records),
+            [r.partner_record_id for r in records],
+            [line_ids[r.iccid] for r in records],
+            [r.bytes for r in records],
+            [r.start for r in records],
+            [r.end for r in records],
+            [now] * len(records),
         ]
     else:
         adapt = connection.ops.adapt_datetimefield_value
@@ -215,8 +230,17 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
 
 
 LINE_STATE_FIELDS = (
-    "pk", "iccid", "status", "data_remaining_bytes", "data_used_bytes", "overage_bytes", "usage_notice_level",
-    "package_id", "package__data_allowance_bytes", "data_blocked", "package_started_at",
+    "pk",
+    "iccid",
+    "status",
+    "data_remaining_bytes",
+    "data_used_bytes",
+    "overage_bytes",
+    "usage_notice_level",
+    "package_id",
+    "package__data_allowance_bytes",
+    "data_blocked",
+    "package_started_at",
 )
 
 
@@ -237,11 +261,16 @@ def _apply_to_lines(
     notice levels and the uncharged records (with their line id)."""
     lines = [
         LineState(*row)
-        for row in Line.objects.filter(pk__in=new_by_line).order_by("pk").select_for_update(of=("self",)).values_list(*LINE_STATE_FIELDS)
+        for row in Line.objects.filter(pk__in=new_by_line)
+        .order_by("pk")
+        .select_for_update(of=("self",))
+        .values_list(*LINE_STATE_FIELDS)
     ]
     rules = {
         line_id: RuleOverage(policy, cap)
-        for line_id, policy, cap in RenewalRule.objects.filter(line_id__in=new_by_line).values_list("line_id", "overage_policy", "overage_cap_mb")
+        for line_id, policy, cap in RenewalRule.objects.filter(line_id__in=new_by_line).values_list(
+            "line_id", "overage_policy", "overage_cap_mb"
+        )
     }
     changes: dict[int, LineChange] = {}
     charged_lines: list[int] = []
@@ -265,8 +294,12 @@ def _apply_to_lines(
             # Only an earlier package's usage: nothing of the current package moves, not even a
             # notice level or a block that its balance alone would imply (docs/usage.md).
             change = LineChange(
-                remaining=line.data_remaining_bytes, used=line.data_used_bytes, overage=line.overage_bytes,
-                status=line.status, notice_level=line.usage_notice_level, data_blocked=line.data_blocked,
+                remaining=line.data_remaining_bytes,
+                used=line.data_used_bytes,
+                overage=line.overage_bytes,
+                status=line.status,
+                notice_level=line.usage_notice_level,
+                data_blocked=line.data_blocked,
             )
         # The line's used data is its history: it counts the uncharged usage too.
         change.used += uncharged_bytes
@@ -278,12 +311,19 @@ def _apply_to_lines(
             new_levels[line.pk] = change.notice_level
     _write_lines(changes, now=now)
     if uncharged:
-        UsageRecord.objects.filter(partner_record_id__in=[record.partner_record_id for _line, record in uncharged]).update(charged=False)
+        UsageRecord.objects.filter(
+            partner_record_id__in=[record.partner_record_id for _line, record in uncharged]
+        ).update(charged=False)
     # The bulk UPDATE bypasses the history signals: record the line states it changed.
     history.record_changes(
-        [(Line(pk=line.pk, iccid=line.iccid), {"status": line.status}, {"status": changes[line.pk].status})
-         for line in lines if changes[line.pk].status != line.status],
-        action="usage_batch", reason="data used up", now=now,
+        [
+            (Line(pk=line.pk, iccid=line.iccid), {"status": line.status}, {"status": changes[line.pk].status})
+            for line in lines
+            if changes[line.pk].status != line.status
+        ],
+        action="usage_batch",
+        reason="data used up",
+        now=now,
     )
     return charged_lines, exhausted, new_levels, uncharged
 
@@ -299,7 +339,12 @@ def _late_records(uncharged: list[tuple[int, UsageInput]], *, now: datetime) -> 
             late.append({"index": record.index, "id": record.partner_record_id})
             logger.warning(
                 "usage_record_late line=%s id=%r bytes=%s period_end=%s received=%s window=%s",
-                line_id, record.partner_record_id, record.bytes, record.end.isoformat(), now.isoformat(), window,
+                line_id,
+                record.partner_record_id,
+                record.bytes,
+                record.end.isoformat(),
+                now.isoformat(),
+                window,
             )
     return sorted(late, key=lambda entry: entry["index"])
 
@@ -319,9 +364,16 @@ def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:
             f"{set_columns} FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::integer[], %s::boolean[]) "
             f"AS v (id, remaining, used, overage, status, notice_level, data_blocked) WHERE {table}.{qn('id')} = v.id"
         )
-        params: list = [now, list(changes), [c.remaining for c in changes.values()], [c.used for c in changes.values()],
-                        [c.overage for c in changes.values()], [c.status for c in changes.values()],
-                        [c.notice_level for c in changes.values()], [c.data_blocked for c in changes.values()]]
+        params: list = [
+            now,
+            list(changes),
+            [c.remaining for c in changes.values()],
+            [c.used for c in changes.values()],
+            [c.overage for c in changes.values()],
+            [c.status for c in changes.values()],
+            [c.notice_level for c in changes.values()],
+            [c.data_blocked for c in changes.values()],
+        ]
     else:
         row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer), CAST(%s AS boolean))"
         params = []

@@ -7,48 +7,162 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('renewals', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("renewals", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Charge',
+            name="Charge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveSmallIntegerField(blank=True, null=True, verbose_name='attempt')),
-                ('purpose', models.CharField(choices=[('purchase', 'Purchase'), ('renewal', 'Auto-renewal')], max_length=20, verbose_name='purpose')),
-                ('amount_minor', models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='amount (minor units)')),
-                ('currency', models.CharField(max_length=3, validators=[django.core.validators.RegexValidator('^[A-Z]{3}$', 'Use an ISO 4217 code such as CNY or EUR.')], verbose_name='currency')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('requires_action', 'Needs your action'), ('refunded', 'Refunded')], default='pending', max_length=20, verbose_name='status')),
-                ('idempotency_key', models.CharField(max_length=100, unique=True, verbose_name='idempotency key')),
-                ('payment_intent_id', models.CharField(blank=True, max_length=255, null=True, unique=True, verbose_name='PaymentIntent')),
-                ('payment_method_id', models.CharField(blank=True, max_length=255, verbose_name='payment method id')),
-                ('payment_method_summary', models.CharField(blank=True, max_length=100, verbose_name='payment method')),
-                ('failure_code', models.CharField(blank=True, max_length=100, verbose_name='failure code')),
-                ('failure_message', models.CharField(blank=True, max_length=500, verbose_name='failure reason')),
-                ('decline_kind', models.CharField(blank=True, choices=[('soft', 'Soft decline'), ('hard', 'Hard decline'), ('authentication_required', 'Authentication required'), ('processor_error', 'Processor error')], max_length=30, verbose_name='decline kind')),
-                ('refunded_minor', models.BigIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='refunded (minor units)')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent to processor')),
-                ('settled_at', models.DateTimeField(blank=True, null=True, verbose_name='settled')),
-                ('line', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='charges', to='accounts.line', verbose_name='line')),
-                ('package', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.package', verbose_name='package')),
-                ('renewal', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='charges', to='renewals.renewal', verbose_name='renewal')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='charges', to=settings.AUTH_USER_MODEL, verbose_name='customer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("attempt", models.PositiveSmallIntegerField(blank=True, null=True, verbose_name="attempt")),
+                (
+                    "purpose",
+                    models.CharField(
+                        choices=[("purchase", "Purchase"), ("renewal", "Auto-renewal")],
+                        max_length=20,
+                        verbose_name="purpose",
+                    ),
+                ),
+                (
+                    "amount_minor",
+                    models.BigIntegerField(
+                        validators=[django.core.validators.MinValueValidator(0)], verbose_name="amount (minor units)"
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{3}$", "Use an ISO 4217 code such as CNY or EUR."
+                            )
+                        ],
+                        verbose_name="currency",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("requires_action", "Needs your action"),
+                            ("refunded", "Refunded"),
+                        ],
+                        default="pending",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=100, unique=True, verbose_name="idempotency key")),
+                (
+                    "payment_intent_id",
+                    models.CharField(blank=True, max_length=255, null=True, unique=True, verbose_name="PaymentIntent"),
+                ),
+                ("payment_method_id", models.CharField(blank=True, max_length=255, verbose_name="payment method id")),
+                ("payment_method_summary", models.CharField(blank=True, max_length=100, verbose_name="payment method")),
+                ("failure_code", models.CharField(blank=True, max_length=100, verbose_name="failure code")),
+                ("failure_message", models.CharField(blank=True, max_length=500, verbose_name="failure reason")),
+                (
+                    "decline_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("soft", "Soft decline"),
+                            ("hard", "Hard decline"),
+                            ("authentication_required", "Authentication required"),
+                            ("processor_error", "Processor error"),
+                        ],
+                        max_length=30,
+                        verbose_name="decline kind",
+                    ),
+                ),
+                (
+                    "refunded_minor",
+                    models.BigIntegerField(
+                        default=0,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                        verbose_name="refunded (minor units)",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent to processor")),
+                ("settled_at", models.DateTimeField(blank=True, null=True, verbose_name="settled")),
+                (
+                    "line",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="charges",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
+                (
+                    "package",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.package",
+                        verbose_name="package",
+                    ),
+                ),
+                (
+                    "renewal",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="charges",
+                        to="renewals.renewal",
+                        verbose_name="renewal",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="charges",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="customer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'charge',
-                'verbose_name_plural': 'charges',
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['user', '-created_at'], name='payments_ch_user_id_a3fb37_idx'), models.Index(fields=['status', 'created_at'], name='payments_ch_status_7dc1a2_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['succeeded', 'refunded'])), fields=('renewal',), name='one_successful_charge_per_renewal'), models.UniqueConstraint(fields=('renewal', 'attempt'), name='one_charge_per_renewal_attempt'), models.CheckConstraint(condition=models.Q(('amount_minor__gte', 0)), name='charge_amount_not_negative'), models.CheckConstraint(condition=models.Q(('refunded_minor__lte', models.F('amount_minor'))), name='charge_refund_within_amount')],
+                "verbose_name": "charge",
+                "verbose_name_plural": "charges",
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["user", "-created_at"], name="payments_ch_user_id_a3fb37_idx"),
+                    models.Index(fields=["status", "created_at"], name="payments_ch_status_7dc1a2_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["succeeded", "refunded"])),
+                        fields=("renewal",),
+                        name="one_successful_charge_per_renewal",
+                    ),
+                    models.UniqueConstraint(fields=("renewal", "attempt"), name="one_charge_per_renewal_attempt"),
+                    models.CheckConstraint(
+                        condition=models.Q(("amount_minor__gte", 0)), name="charge_amount_not_negative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("refunded_minor__lte", models.F("amount_minor"))),
+                        name="charge_refund_within_amount",
+                    ),
+                ],
             },
         ),
     ]

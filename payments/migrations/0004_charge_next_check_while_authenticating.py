@@ -7,16 +7,20 @@ class Migration(migrations.Migration):
     """Charges waiting for 3-D Secure are looked up on their own schedule too (docs/money.md)."""
 
     dependencies = [
-        ('payments', '0003_charge_next_check_and_refund_doubt'),
+        ("payments", "0003_charge_next_check_and_refund_doubt"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='charge',
-            name='charge_pending_next_check_idx',
+            model_name="charge",
+            name="charge_pending_next_check_idx",
         ),
         migrations.AddIndex(
-            model_name='charge',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'requires_action'])), fields=['next_check_at'], name='charge_open_next_check_idx'),
+            model_name="charge",
+            index=models.Index(
+                condition=models.Q(("status__in", ["pending", "requires_action"])),
+                fields=["next_check_at"],
+                name="charge_open_next_check_idx",
+            ),
         ),
     ]

@@ -1,4 +1,5 @@
 """The payments app's domain errors; each carries a message safe to show the customer."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

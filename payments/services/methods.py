@@ -1,5 +1,6 @@
 """Binding, listing, choosing and removing payment methods. Whether an auto-renewal rule charges a
 method, and what a new default wakes, is renewals' to say, asked through payments.hooks."""
+
 from __future__ import annotations
 
 import logging
@@ -77,11 +78,15 @@ def confirmed_setup_intent(*, user: User, setup_intent_id: str, customer_id: str
         intent = gateways.retrieve_setup_intent(setup_intent_id)
     except GatewayError as exc:
         logger.warning("binding_finish_failed user=%s setup_intent=%s code=%s", user.pk, setup_intent_id, exc.code)
-        raise BindingFailed(exc.user_message if exc.unknown else _("The payment method could not be set up. Nothing was saved."),
-                            code=exc.code) from exc
+        raise BindingFailed(
+            exc.user_message if exc.unknown else _("The payment method could not be set up. Nothing was saved."),
+            code=exc.code,
+        ) from exc
     if gateways._get(intent, "customer") != customer_id:
         logger.warning("binding_foreign_intent user=%s setup_intent=%s", user.pk, setup_intent_id)
-        raise BindingFailed(_("The payment method could not be set up. Nothing was saved."), code="foreign_setup_intent")
+        raise BindingFailed(
+            _("The payment method could not be set up. Nothing was saved."), code="foreign_setup_intent"
+        )
     if intent["status"] != "succeeded":
         logger.info("binding_declined user=%s setup_intent=%s status=%s", user.pk, setup_intent_id, intent["status"])
         raise BindingFailed(_setup_error_message(intent), code="setup_failed")
@@ -117,7 +122,9 @@ def finish_binding(*, user: User, setup_intent_id: str, make_default: bool = Fal
             try:
                 gateways.cancel_setup_intent(setup_intent_id)
             except GatewayError as cancel_exc:
-                logger.warning("binding_cancel_failed user=%s setup_intent=%s code=%s", user.pk, setup_intent_id, cancel_exc.code)
+                logger.warning(
+                    "binding_cancel_failed user=%s setup_intent=%s code=%s", user.pk, setup_intent_id, cancel_exc.code
+                )
         raise
     payment_method_id = gateways._get(intent, "payment_method")
     payment_method_id = gateways._get(payment_method_id, "id", payment_method_id)
@@ -205,7 +212,9 @@ def remove_method(*, user: User, payment_method_id: str, replacement_id: str = "
     was_default = gateways.default_payment_method_id(user) == method.id
     try:
         if was_default:
-            _set_default(user=user, customer_id=method.customer_id, payment_method_id=replacement.id if replacement else None)
+            _set_default(
+                user=user, customer_id=method.customer_id, payment_method_id=replacement.id if replacement else None
+            )
         if replacement is not None:
             moved = move_rules_to_method(user=user, from_id=method.id, to_id=replacement.id)
             logger.info("renewal_rules_moved user=%s from=%s to=%s rules=%s", user.pk, method.id, replacement.id, moved)
@@ -213,7 +222,9 @@ def remove_method(*, user: User, payment_method_id: str, replacement_id: str = "
     except GatewayError as exc:
         logger.warning("payment_method_remove_failed user=%s pm=%s code=%s", user.pk, method.id, exc.code)
         raise PaymentError(exc.user_message, code=exc.code) from exc
-    logger.info("payment_method_removed user=%s pm=%s replacement=%s", user.pk, method.id, replacement.id if replacement else "")
+    logger.info(
+        "payment_method_removed user=%s pm=%s replacement=%s", user.pk, method.id, replacement.id if replacement else ""
+    )
 
 
 def move_rules_to_method(*, user: User, from_id: str, to_id: str) -> int:

@@ -1,6 +1,7 @@
 """On-session payments (a purchase, or a renewal's pay-now started by renewals.services.pay_now):
 the `Charge` row is committed before the processor is called; 3-D Secure completion and the
 reconciliation of purchases whose outcome is unknown."""
+
 from __future__ import annotations
 
 import logging
@@ -27,21 +28,38 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _new_charge(*, user: User, line: Line | None, package: Package | None, amount_minor: int, currency: str,
-                purpose: str, method: PaymentMethod, now: datetime) -> Charge:
+def _new_charge(
+    *,
+    user: User,
+    line: Line | None,
+    package: Package | None,
+    amount_minor: int,
+    currency: str,
+    purpose: str,
+    method: PaymentMethod,
+    now: datetime,
+) -> Charge:
     # Committed before the processor is called (autocommit outside a transaction): an attempt
     # can never exist at Stripe without the row that explains it.
     return Charge.objects.create(
-        user=user, line=line, package=package, purpose=purpose,
-        amount_minor=amount_minor, currency=currency, status=Charge.Status.PENDING, on_session=True,
+        user=user,
+        line=line,
+        package=package,
+        purpose=purpose,
+        amount_minor=amount_minor,
+        currency=currency,
+        status=Charge.Status.PENDING,
+        on_session=True,
         idempotency_key=f"{purpose}-{uuid.uuid4().hex}",
-        payment_method_id=method.id, payment_method_summary=gateways.payment_method_summary(method)[:100],
+        payment_method_id=method.id,
+        payment_method_summary=gateways.payment_method_summary(method)[:100],
         sent_at=now,
     )
 
 
-def purchase_package(*, user: User, line: Line, package: Package, payment_method_id: str,
-                     now: datetime | None = None) -> Charge:
+def purchase_package(
+    *, user: User, line: Line, package: Package, payment_method_id: str, now: datetime | None = None
+) -> Charge:
     """Buy a package for a line, on-session. Returns the charge: succeeded (package applied),
     requires_action (the browser must authenticate with the charge's PaymentIntent), failed
     (reason on the charge, nothing applied) or pending (outcome unknown: reconciled later)."""
@@ -53,8 +71,16 @@ def purchase_package(*, user: User, line: Line, package: Package, payment_method
     if not package.active:
         raise NotPayable(_("This package is no longer on sale."), code="package_inactive")
     method = methods.own_method(user, payment_method_id)
-    charge = _new_charge(user=user, line=line, package=package, amount_minor=package.price_minor, currency=package.currency,
-                         purpose=Charge.Purpose.PURCHASE, method=method, now=now)
+    charge = _new_charge(
+        user=user,
+        line=line,
+        package=package,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        purpose=Charge.Purpose.PURCHASE,
+        method=method,
+        now=now,
+    )
     logger.info("purchase_started charge=%s user=%s line=%s package=%s", charge.pk, user.pk, line.pk, package.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
     if outcome.kind is OutcomeKind.THROTTLED:
@@ -90,7 +116,9 @@ def withdraw_open_payment(charge: Charge) -> Charge:
         logger.warning("payment_not_withdrawn charge=%s pi=%s code=%s", charge.pk, intent_id, exc.code)
         return Charge.objects.get(pk=charge.pk)
     if outcome.kind in (OutcomeKind.AUTHENTICATION_REQUIRED, OutcomeKind.PENDING, OutcomeKind.PROCESSOR_ERROR):
-        logger.warning("payment_not_withdrawn charge=%s pi=%s status=%s", charge.pk, intent_id, outcome.payment_intent_status)
+        logger.warning(
+            "payment_not_withdrawn charge=%s pi=%s status=%s", charge.pk, intent_id, outcome.payment_intent_status
+        )
         return Charge.objects.get(pk=charge.pk)
     if outcome.kind is not OutcomeKind.SUCCEEDED:
         outcome = ChargeOutcome(OutcomeKind.SOFT_DECLINE, intent_id, "superseded", "Replaced by a new payment.")
@@ -121,8 +149,12 @@ def reconcile(*, charge: Charge, not_found_means_not_sent: bool = False) -> Char
     if intent is None:
         if not_found_means_not_sent and charge.status == Charge.Status.PENDING:
             logger.warning("charge_reconciled_not_sent charge=%s", charge.pk)
-            return recording.record_outcome(charge_id=charge.pk, outcome=ChargeOutcome(
-                OutcomeKind.SOFT_DECLINE, None, "not_sent", "The payment processor never received this payment."))
+            return recording.record_outcome(
+                charge_id=charge.pk,
+                outcome=ChargeOutcome(
+                    OutcomeKind.SOFT_DECLINE, None, "not_sent", "The payment processor never received this payment."
+                ),
+            )
         return charge
     return recording.record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(intent))
 
@@ -132,8 +164,9 @@ def reconcile_stale_purchases(*, now: datetime | None = None) -> list[int]:
     older than PAYMENTS_RECONCILE_AFTER: look each up and settle it. Renewal charges are the
     renewals dispatcher's (renewals.services.reconcile_charge). Returns the ids settled."""
     now = now or timezone.now()
-    stale = Charge.objects.filter(renewal__isnull=True, status=Charge.Status.PENDING,
-                                  sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER).order_by("sent_at")[:100]
+    stale = Charge.objects.filter(
+        renewal__isnull=True, status=Charge.Status.PENDING, sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER
+    ).order_by("sent_at")[:100]
     settled = []
     for charge in stale:
         if reconcile(charge=charge, not_found_means_not_sent=True).status != Charge.Status.PENDING:
@@ -141,9 +174,14 @@ def reconcile_stale_purchases(*, now: datetime | None = None) -> list[int]:
     # Purchases waiting for 3-D Secure, on their own schedule (Charge.next_check_at), earliest due
     # first: the customer may have paid at the bank with neither the return page nor the webhook
     # reaching us. Rows from before next_check_at existed are due after PAYMENTS_RECONCILE_AFTER.
-    waiting = Charge.objects.filter(renewal__isnull=True, status=Charge.Status.REQUIRES_ACTION).filter(
-        Q(next_check_at__lte=now) | Q(next_check_at__isnull=True, sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER),
-    ).order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")[:100]
+    waiting = (
+        Charge.objects.filter(renewal__isnull=True, status=Charge.Status.REQUIRES_ACTION)
+        .filter(
+            Q(next_check_at__lte=now)
+            | Q(next_check_at__isnull=True, sent_at__lt=now - settings.PAYMENTS_RECONCILE_AFTER),
+        )
+        .order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")[:100]
+    )
     for charge in waiting:
         if _check_authentication(charge=charge, now=now).status != Charge.Status.REQUIRES_ACTION:
             settled.append(charge.pk)
@@ -174,11 +212,22 @@ def _check_authentication(*, charge: Charge, now: datetime) -> Charge:
     if outcome is not None and outcome.kind is OutcomeKind.SUCCEEDED:
         logger.warning("purchase_authentication_reconciled charge=%s pi=%s", charge.pk, outcome.payment_intent_id)
         return recording.record_outcome(charge_id=charge.pk, outcome=outcome, now=now)
-    if expired and (outcome is None or outcome.kind not in (OutcomeKind.AUTHENTICATION_REQUIRED, OutcomeKind.PENDING,
-                                                             OutcomeKind.PROCESSOR_ERROR)):
+    if expired and (
+        outcome is None
+        or outcome.kind not in (OutcomeKind.AUTHENTICATION_REQUIRED, OutcomeKind.PENDING, OutcomeKind.PROCESSOR_ERROR)
+    ):
         logger.info("purchase_authentication_expired charge=%s pi=%s", charge.pk, intent_id)
-        return recording.record_outcome(charge_id=charge.pk, now=now, outcome=ChargeOutcome(
-            OutcomeKind.SOFT_DECLINE, intent_id, "authentication_timeout", "The payment was not confirmed with the bank in time."))
+        return recording.record_outcome(
+            charge_id=charge.pk,
+            now=now,
+            outcome=ChargeOutcome(
+                OutcomeKind.SOFT_DECLINE,
+                intent_id,
+                "authentication_timeout",
+                "The payment was not confirmed with the bank in time.",
+            ),
+        )
     Charge.objects.filter(pk=charge.pk, status=Charge.Status.REQUIRES_ACTION).update(
-        next_check_at=next_authentication_check(sent_at=charge.sent_at, now=now, cap=settings.PAYMENTS_RECONCILE_AFTER))
+        next_check_at=next_authentication_check(sent_at=charge.sent_at, now=now, cap=settings.PAYMENTS_RECONCILE_AFTER)
+    )
     return Charge.objects.get(pk=charge.pk)

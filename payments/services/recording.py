@@ -1,6 +1,7 @@
 """The one outcome recorder: what the processor said is written on the charge, and the purpose's
 handler (payments.outcomes: renewals for renewal charges) moves its own state on, in one
 transaction. Money taken for a closed purpose is kept as refund_due."""
+
 from __future__ import annotations
 
 import logging
@@ -67,7 +68,9 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
         elif kind is OutcomeKind.AUTHENTICATION_REQUIRED:
             if previous != Charge.Status.REQUIRES_ACTION:
                 # Looked up at the processor until it settles (reconcile_stale_purchases).
-                charge.next_check_at = next_authentication_check(sent_at=charge.sent_at, now=now, cap=settings.PAYMENTS_RECONCILE_AFTER)
+                charge.next_check_at = next_authentication_check(
+                    sent_at=charge.sent_at, now=now, cap=settings.PAYMENTS_RECONCILE_AFTER
+                )
             charge.status = Charge.Status.REQUIRES_ACTION
             charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
             charge.failure_code = outcome.failure_code[:100]
@@ -84,8 +87,16 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
             charge.failure_code = outcome.failure_code[:100]
             charge.failure_message = outcome.failure_message[:500]
         charge.save()
-    logger.info("charge_recorded charge=%s purpose=%s status=%s->%s kind=%s pi=%s code=%s", charge.pk, charge.purpose,
-                previous, charge.status, kind.value, charge.payment_intent_id, charge.failure_code)
+    logger.info(
+        "charge_recorded charge=%s purpose=%s status=%s->%s kind=%s pi=%s code=%s",
+        charge.pk,
+        charge.purpose,
+        previous,
+        charge.status,
+        kind.value,
+        charge.payment_intent_id,
+        charge.failure_code,
+    )
     return charge
 
 
@@ -97,12 +108,20 @@ def _refund_purchase_for_terminated_line(*, charge: Charge, now: datetime) -> No
     charge.status = Charge.Status.REFUND_DUE
     charge.failure_code = "line_terminated"
     charge.failure_message = f"paid after line {charge.line_id} was terminated: refunded"
-    logger.error("purchase_paid_for_terminated_line charge=%s line=%s pi=%s: refunding", charge.pk, charge.line_id,
-                 charge.payment_intent_id)
+    logger.error(
+        "purchase_paid_for_terminated_line charge=%s line=%s pi=%s: refunding",
+        charge.pk,
+        charge.line_id,
+        charge.payment_intent_id,
+    )
     assert charge.line_id is not None  # only a purchase for a line is applied (record_outcome)
-    outcomes.alert_operator(line_id=charge.line_id, reason="line_terminated", now=now,
-                            message=f"purchase charge {charge.pk} ({charge.payment_intent_id}) paid for terminated line "
-                                    f"{charge.line_id}: refunding {charge.amount_minor} {charge.currency}")
+    outcomes.alert_operator(
+        line_id=charge.line_id,
+        reason="line_terminated",
+        now=now,
+        message=f"purchase charge {charge.pk} ({charge.payment_intent_id}) paid for terminated line "
+        f"{charge.line_id}: refunding {charge.amount_minor} {charge.currency}",
+    )
     charge_id = charge.pk
     transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
 
@@ -116,12 +135,21 @@ def _refund_paid_after_closed(*, charge: Charge, outcome: ChargeOutcome, now: da
     charge.failure_message = "paid after it was recorded as failed: refunded"
     charge.settled_at = now
     charge.save()
-    logger.error("charge_paid_after_closed charge=%s purpose=%s was=%s pi=%s: refunding", charge.pk, charge.purpose, previous,
-                 charge.payment_intent_id)
+    logger.error(
+        "charge_paid_after_closed charge=%s purpose=%s was=%s pi=%s: refunding",
+        charge.pk,
+        charge.purpose,
+        previous,
+        charge.payment_intent_id,
+    )
     if charge.line_id:
-        outcomes.alert_operator(line_id=charge.line_id, reason="paid_after_closed", now=now,
-                                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid after it was recorded as "
-                                        f"{previous}: refunding {charge.amount_minor} {charge.currency}")
+        outcomes.alert_operator(
+            line_id=charge.line_id,
+            reason="paid_after_closed",
+            now=now,
+            message=f"charge {charge.pk} ({charge.payment_intent_id}) paid after it was recorded as "
+            f"{previous}: refunding {charge.amount_minor} {charge.currency}",
+        )
     charge_id = charge.pk
     transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
     return charge

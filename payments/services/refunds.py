@@ -1,5 +1,6 @@
 """Refunds: the operator's refund, refunds owed (money taken after its purpose closed), refunds whose
 answer was lost, and a renewal's duplicate payment."""
+
 from __future__ import annotations
 
 import logging
@@ -35,16 +36,22 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator: 
             raise PaymentError(_("Only a succeeded payment can be refunded."), code="not_refundable")
         if charge.refund_in_doubt_since is not None:
             # A new refund on top of one that may have gone through could refund twice.
-            raise PaymentError(_("An earlier refund of this payment is still being checked; try again in a few minutes."),
-                               code="refund_in_doubt")
+            raise PaymentError(
+                _("An earlier refund of this payment is still being checked; try again in a few minutes."),
+                code="refund_in_doubt",
+            )
         remaining = charge.amount_minor - charge.refunded_minor
         amount = remaining if amount_minor is None else int(amount_minor)
         if amount <= 0 or amount > remaining:
             raise PaymentError(_("Nothing left to refund, or more than what is left."), code="refund_amount")
         refunded_before = charge.refunded_minor
         try:
-            gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=amount,
-                                           idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}", charge_id=charge.pk)
+            gateways.refund_payment_intent(
+                payment_intent_id=charge.payment_intent_id,
+                amount_minor=amount,
+                idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}",
+                charge_id=charge.pk,
+            )
         except GatewayError as exc:
             if not exc.unknown:
                 raise PaymentError(exc.user_message, code=exc.code) from exc
@@ -62,10 +69,17 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator: 
         charge = reconcile_refunds(charge_id=charge.pk)
         if charge.refund_in_doubt_since is None and charge.refunded_minor >= refunded_before + amount:
             return charge  # it went through after all
-        raise PaymentError(_("The payment processor did not answer; the refund will be checked and shown here."),
-                           code=lost.code)
-    logger.info("charge_refunded charge=%s amount=%s refunded_total=%s status=%s operator=%s", charge.pk, amount,
-                charge.refunded_minor, charge.status, getattr(operator, "pk", None))
+        raise PaymentError(
+            _("The payment processor did not answer; the refund will be checked and shown here."), code=lost.code
+        )
+    logger.info(
+        "charge_refunded charge=%s amount=%s refunded_total=%s status=%s operator=%s",
+        charge.pk,
+        amount,
+        charge.refunded_minor,
+        charge.status,
+        getattr(operator, "pk", None),
+    )
     return charge
 
 
@@ -98,19 +112,30 @@ def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
         # which would be a second success for its renewal (one_successful_charge_per_renewal).
         short = Charge.Status.REFUND_DUE if charge.failure_code in REFUND_DUE_CODES else Charge.Status.SUCCEEDED
         charge.status = Charge.Status.REFUNDED if charge.refunded_minor == charge.amount_minor else short
-        if found or (charge.refund_in_doubt_since and charge.refund_in_doubt_since < now - settings.PAYMENTS_RECONCILE_AFTER):
+        if found or (
+            charge.refund_in_doubt_since and charge.refund_in_doubt_since < now - settings.PAYMENTS_RECONCILE_AFTER
+        ):
             charge.refund_in_doubt_since = None
         charge.save(update_fields=["refunded_minor", "status", "refund_in_doubt_since", "updated_at"])
     if before != (charge.refunded_minor, charge.status):
-        logger.warning("charge_refunds_reconciled charge=%s refunded=%s->%s status=%s->%s", charge.pk, before[0],
-                       charge.refunded_minor, before[1], charge.status)
+        logger.warning(
+            "charge_refunds_reconciled charge=%s refunded=%s->%s status=%s->%s",
+            charge.pk,
+            before[0],
+            charge.refunded_minor,
+            before[1],
+            charge.status,
+        )
     return charge
 
 
 def reconcile_refunds_in_doubt(*, limit: int = 100) -> list[int]:
     """The sweep's part: every refund whose answer was lost is looked up (oldest first)."""
-    ids = list(Charge.objects.filter(refund_in_doubt_since__isnull=False).order_by("refund_in_doubt_since")
-               .values_list("id", flat=True)[:limit])
+    ids = list(
+        Charge.objects.filter(refund_in_doubt_since__isnull=False)
+        .order_by("refund_in_doubt_since")
+        .values_list("id", flat=True)[:limit]
+    )
     return [charge_id for charge_id in ids if reconcile_refunds(charge_id=charge_id).refund_in_doubt_since is None]
 
 
@@ -134,22 +159,33 @@ def refund_due_charge(*, charge_id: int) -> Charge:
                 # One key per stay in refund_due (a retry after a lost answer reuses it; a refund the
                 # processor failed, which reconcile_refunds put back here, gets a new one).
                 stay = charge.updated_at.strftime("%Y%m%d%H%M%S%f")
-                gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=charge.amount_minor - already,
-                                               idempotency_key=f"refund-due-{charge.pk}-{stay}", charge_id=charge.pk)
+                gateways.refund_payment_intent(
+                    payment_intent_id=charge.payment_intent_id,
+                    amount_minor=charge.amount_minor - already,
+                    idempotency_key=f"refund-due-{charge.pk}-{stay}",
+                    charge_id=charge.pk,
+                )
         except GatewayError as exc:
             logger.warning("refund_due_not_sent charge=%s pi=%s code=%s", charge.pk, charge.payment_intent_id, exc.code)
             return charge
         charge.refunded_minor = charge.amount_minor
         charge.status = Charge.Status.REFUNDED
         charge.save()
-    logger.info("charge_refunded charge=%s amount=%s status=%s reason=%s", charge.pk, charge.amount_minor, charge.status,
-                charge.failure_code)
+    logger.info(
+        "charge_refunded charge=%s amount=%s status=%s reason=%s",
+        charge.pk,
+        charge.amount_minor,
+        charge.status,
+        charge.failure_code,
+    )
     return charge
 
 
 def refund_due_charges(*, limit: int = 100) -> list[int]:
     """The sweep behind each refund's own after-commit call: every charge still `refund_due`."""
-    ids = list(Charge.objects.filter(status=Charge.Status.REFUND_DUE).order_by("id").values_list("id", flat=True)[:limit])
+    ids = list(
+        Charge.objects.filter(status=Charge.Status.REFUND_DUE).order_by("id").values_list("id", flat=True)[:limit]
+    )
     return [charge_id for charge_id in ids if refund_due_charge(charge_id=charge_id).status == Charge.Status.REFUNDED]
 
 
@@ -163,18 +199,31 @@ def refund_duplicate_payment(*, charge_id: int, operator: User | None = None) ->
     (that constraint); `refunded_minor` says the money went back."""
     with transaction.atomic():
         charge = Charge.objects.select_for_update().get(pk=charge_id)
-        if charge.status != Charge.Status.FAILED or charge.failure_code != DUPLICATE_PAYMENT or not charge.payment_intent_id:
+        if (
+            charge.status != Charge.Status.FAILED
+            or charge.failure_code != DUPLICATE_PAYMENT
+            or not charge.payment_intent_id
+        ):
             raise PaymentError(_("Only a succeeded payment can be refunded."), code="not_refundable")
         amount = charge.amount_minor - charge.refunded_minor
         if amount <= 0:
             raise PaymentError(_("Nothing left to refund, or more than what is left."), code="refund_amount")
         try:
-            gateways.refund_payment_intent(payment_intent_id=charge.payment_intent_id, amount_minor=amount,
-                                           idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}", charge_id=charge.pk)
+            gateways.refund_payment_intent(
+                payment_intent_id=charge.payment_intent_id,
+                amount_minor=amount,
+                idempotency_key=f"refund-{charge.pk}-{charge.refunded_minor}-{amount}",
+                charge_id=charge.pk,
+            )
         except GatewayError as exc:
             raise PaymentError(exc.user_message, code=exc.code) from exc
         charge.refunded_minor += amount
         charge.save(update_fields=["refunded_minor", "updated_at"])
-    logger.info("duplicate_payment_refunded charge=%s amount=%s renewal=%s operator=%s", charge.pk, amount,
-                charge.renewal_id, getattr(operator, "pk", None))
+    logger.info(
+        "duplicate_payment_refunded charge=%s amount=%s renewal=%s operator=%s",
+        charge.pk,
+        amount,
+        charge.renewal_id,
+        getattr(operator, "pk", None),
+    )
     return charge

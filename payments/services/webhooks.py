@@ -1,4 +1,5 @@
 """Stripe webhooks: pruning stored webhook requests, and the local (localstripe) endpoint."""
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,11 @@ def prune_webhook_triggers(*, now: datetime | None = None) -> tuple[int, int]:
 
     now = now or timezone.now()
     invalid, _by_model = WebhookEventTrigger.objects.filter(
-        valid=False, created__lt=now - timedelta(days=INVALID_WEBHOOK_TRIGGER_RETENTION_DAYS)).delete()
+        valid=False, created__lt=now - timedelta(days=INVALID_WEBHOOK_TRIGGER_RETENTION_DAYS)
+    ).delete()
     valid, _by_model = WebhookEventTrigger.objects.filter(
-        valid=True, created__lt=now - timedelta(days=settings.STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS)).delete()
+        valid=True, created__lt=now - timedelta(days=settings.STRIPE_WEBHOOK_TRIGGER_RETENTION_DAYS)
+    ).delete()
     logger.info("webhook_triggers_pruned invalid=%s valid=%s", invalid, valid)
     return invalid, valid
 
@@ -45,8 +48,15 @@ def configure_local_webhook_endpoint(*, base_url: str, register: bool = True) ->
     account = Account.objects.get(id=gateways.LOCAL_ACCOUNT_ID)
     endpoint, _created = WebhookEndpoint.objects.get_or_create(
         id=LOCAL_WEBHOOK_ENDPOINT_ID,
-        defaults={"url": base_url, "secret": settings.STRIPE_WEBHOOK_SECRET, "enabled_events": ["*"], "status": "enabled",
-                  "api_version": "", "livemode": False, "djstripe_owner_account": account},
+        defaults={
+            "url": base_url,
+            "secret": settings.STRIPE_WEBHOOK_SECRET,
+            "enabled_events": ["*"],
+            "status": "enabled",
+            "api_version": "",
+            "livemode": False,
+            "djstripe_owner_account": account,
+        },
     )
     url = base_url.rstrip("/") + reverse_webhook_path(endpoint)
     if endpoint.url != url or endpoint.secret != settings.STRIPE_WEBHOOK_SECRET:

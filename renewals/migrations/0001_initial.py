@@ -7,95 +7,257 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetryPolicy',
+            name="RetryPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('retry_delays_minutes', models.JSONField(default=renewals.models.default_retry_delays, verbose_name='delays between attempts (minutes)')),
-                ('hard_decline_codes', models.JSONField(default=renewals.models.default_hard_decline_codes, verbose_name='hard decline codes')),
-                ('grace_hours', models.PositiveIntegerField(default=0, verbose_name='grace before suspension (hours)')),
-                ('minimum_renewal_minor', models.BigIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='minimum renewal amount (minor units)')),
-                ('alert_after_failures', models.PositiveSmallIntegerField(default=3, verbose_name='alert after failed attempts')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "retry_delays_minutes",
+                    models.JSONField(
+                        default=renewals.models.default_retry_delays, verbose_name="delays between attempts (minutes)"
+                    ),
+                ),
+                (
+                    "hard_decline_codes",
+                    models.JSONField(
+                        default=renewals.models.default_hard_decline_codes, verbose_name="hard decline codes"
+                    ),
+                ),
+                ("grace_hours", models.PositiveIntegerField(default=0, verbose_name="grace before suspension (hours)")),
+                (
+                    "minimum_renewal_minor",
+                    models.BigIntegerField(
+                        default=0,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                        verbose_name="minimum renewal amount (minor units)",
+                    ),
+                ),
+                (
+                    "alert_after_failures",
+                    models.PositiveSmallIntegerField(default=3, verbose_name="alert after failed attempts"),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
             ],
             options={
-                'verbose_name': 'retry policy',
-                'verbose_name_plural': 'retry policy',
+                "verbose_name": "retry policy",
+                "verbose_name_plural": "retry policy",
             },
         ),
         migrations.CreateModel(
-            name='RenewalRule',
+            name="RenewalRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('enabled', models.BooleanField(default=False, verbose_name='auto-renewal on')),
-                ('trigger_data_below_mb', models.PositiveIntegerField(blank=True, null=True, verbose_name='when data remaining is at most (MB)')),
-                ('trigger_hours_before_expiry', models.PositiveIntegerField(blank=True, null=True, verbose_name='when validity ends within (hours)')),
-                ('payment_method_id', models.CharField(blank=True, help_text='Empty: the default method.', max_length=255, verbose_name='payment method')),
-                ('overage_policy', models.CharField(choices=[('block', 'Stop data until renewed'), ('deduct_from_next', 'Continue, deduct from the next package'), ('bill_overage', 'Continue, bill the overage with the next renewal')], default='block', max_length=20, verbose_name='when data runs out')),
-                ('overage_cap_mb', models.PositiveIntegerField(blank=True, null=True, verbose_name='overage cap (MB)')),
-                ('max_renewals_per_day', models.PositiveSmallIntegerField(default=2, validators=[django.core.validators.MinValueValidator(1)], verbose_name='at most renewals per 24 hours')),
-                ('monthly_spend_cap_minor', models.BigIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0)], verbose_name='monthly spend cap (minor units)')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('line', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='renewal_rule', to='accounts.line', verbose_name='line')),
-                ('package', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.package', verbose_name='package to buy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("enabled", models.BooleanField(default=False, verbose_name="auto-renewal on")),
+                (
+                    "trigger_data_below_mb",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="when data remaining is at most (MB)"
+                    ),
+                ),
+                (
+                    "trigger_hours_before_expiry",
+                    models.PositiveIntegerField(
+                        blank=True, null=True, verbose_name="when validity ends within (hours)"
+                    ),
+                ),
+                (
+                    "payment_method_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="Empty: the default method.",
+                        max_length=255,
+                        verbose_name="payment method",
+                    ),
+                ),
+                (
+                    "overage_policy",
+                    models.CharField(
+                        choices=[
+                            ("block", "Stop data until renewed"),
+                            ("deduct_from_next", "Continue, deduct from the next package"),
+                            ("bill_overage", "Continue, bill the overage with the next renewal"),
+                        ],
+                        default="block",
+                        max_length=20,
+                        verbose_name="when data runs out",
+                    ),
+                ),
+                ("overage_cap_mb", models.PositiveIntegerField(blank=True, null=True, verbose_name="overage cap (MB)")),
+                (
+                    "max_renewals_per_day",
+                    models.PositiveSmallIntegerField(
+                        default=2,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="at most renewals per 24 hours",
+                    ),
+                ),
+                (
+                    "monthly_spend_cap_minor",
+                    models.BigIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                        verbose_name="monthly spend cap (minor units)",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "line",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="renewal_rule",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
+                (
+                    "package",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.package",
+                        verbose_name="package to buy",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'renewal rule',
-                'verbose_name_plural': 'renewal rules',
+                "verbose_name": "renewal rule",
+                "verbose_name_plural": "renewal rules",
             },
         ),
         migrations.CreateModel(
-            name='Renewal',
+            name="Renewal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount_minor', models.BigIntegerField(validators=[django.core.validators.MinValueValidator(0)], verbose_name='amount (minor units)')),
-                ('currency', models.CharField(max_length=3, validators=[django.core.validators.RegexValidator('^[A-Z]{3}$', 'Use an ISO 4217 code such as CNY or EUR.')], verbose_name='currency')),
-                ('status', models.CharField(choices=[('due', 'Due'), ('charging', 'Charging'), ('retry_scheduled', 'Retry scheduled'), ('awaiting_method', 'Waiting for a new payment method'), ('requires_action', "Needs the customer's action"), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='due', max_length=20, verbose_name='status')),
-                ('trigger', models.CharField(blank=True, max_length=40, verbose_name='trigger')),
-                ('attempts', models.PositiveSmallIntegerField(default=0, verbose_name='attempts')),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True, verbose_name='next attempt')),
-                ('last_failure_code', models.CharField(blank=True, max_length=100, verbose_name='last failure code')),
-                ('last_failure_message', models.CharField(blank=True, max_length=500, verbose_name='last failure reason')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('completed_at', models.DateTimeField(blank=True, null=True, verbose_name='completed')),
-                ('line', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='renewals', to='accounts.line', verbose_name='line')),
-                ('package', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.package', verbose_name='package')),
-                ('rule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='renewals', to='renewals.renewalrule', verbose_name='rule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "amount_minor",
+                    models.BigIntegerField(
+                        validators=[django.core.validators.MinValueValidator(0)], verbose_name="amount (minor units)"
+                    ),
+                ),
+                (
+                    "currency",
+                    models.CharField(
+                        max_length=3,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Z]{3}$", "Use an ISO 4217 code such as CNY or EUR."
+                            )
+                        ],
+                        verbose_name="currency",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("due", "Due"),
+                            ("charging", "Charging"),
+                            ("retry_scheduled", "Retry scheduled"),
+                            ("awaiting_method", "Waiting for a new payment method"),
+                            ("requires_action", "Needs the customer's action"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="due",
+                        max_length=20,
+                        verbose_name="status",
+                    ),
+                ),
+                ("trigger", models.CharField(blank=True, max_length=40, verbose_name="trigger")),
+                ("attempts", models.PositiveSmallIntegerField(default=0, verbose_name="attempts")),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True, verbose_name="next attempt")),
+                ("last_failure_code", models.CharField(blank=True, max_length=100, verbose_name="last failure code")),
+                (
+                    "last_failure_message",
+                    models.CharField(blank=True, max_length=500, verbose_name="last failure reason"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                ("completed_at", models.DateTimeField(blank=True, null=True, verbose_name="completed")),
+                (
+                    "line",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="renewals",
+                        to="accounts.line",
+                        verbose_name="line",
+                    ),
+                ),
+                (
+                    "package",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="accounts.package",
+                        verbose_name="package",
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="renewals",
+                        to="renewals.renewalrule",
+                        verbose_name="rule",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'renewal',
-                'verbose_name_plural': 'renewals',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "renewal",
+                "verbose_name_plural": "renewals",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='renewalrule',
-            constraint=models.CheckConstraint(condition=models.Q(('enabled', False), ('trigger_data_below_mb__isnull', False), ('trigger_hours_before_expiry__isnull', False), _connector='OR'), name='enabled_rule_has_trigger'),
+            model_name="renewalrule",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("enabled", False),
+                    ("trigger_data_below_mb__isnull", False),
+                    ("trigger_hours_before_expiry__isnull", False),
+                    _connector="OR",
+                ),
+                name="enabled_rule_has_trigger",
+            ),
         ),
         migrations.AddIndex(
-            model_name='renewal',
-            index=models.Index(condition=models.Q(('status__in', ['due', 'retry_scheduled'])), fields=['next_attempt_at'], name='renewal_claimable_idx'),
+            model_name="renewal",
+            index=models.Index(
+                condition=models.Q(("status__in", ["due", "retry_scheduled"])),
+                fields=["next_attempt_at"],
+                name="renewal_claimable_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='renewal',
-            index=models.Index(fields=['line', '-created_at'], name='renewals_re_line_id_bc081a_idx'),
+            model_name="renewal",
+            index=models.Index(fields=["line", "-created_at"], name="renewals_re_line_id_bc081a_idx"),
         ),
         migrations.AddConstraint(
-            model_name='renewal',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['due', 'charging', 'retry_scheduled', 'awaiting_method', 'requires_action'])), fields=('line',), name='one_open_renewal_per_line'),
+            model_name="renewal",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("status__in", ["due", "charging", "retry_scheduled", "awaiting_method", "requires_action"])
+                ),
+                fields=("line",),
+                name="one_open_renewal_per_line",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='renewal',
-            constraint=models.CheckConstraint(condition=models.Q(('amount_minor__gte', 0)), name='renewal_amount_not_negative'),
+            model_name="renewal",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("amount_minor__gte", 0)), name="renewal_amount_not_negative"
+            ),
         ),
     ]

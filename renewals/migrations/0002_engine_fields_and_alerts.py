@@ -7,79 +7,115 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('renewals', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("renewals", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('renewal_cap_reached', 'Renewals per 24 hours cap reached'), ('spend_cap_reached', 'Monthly spend cap reached'), ('repeated_failures', 'Renewal failing repeatedly'), ('renewal_failed', 'Renewal failed, line suspended'), ('unreconciled_charge', 'Charge outcome unknown')], max_length=40, verbose_name='kind')),
-                ('message', models.CharField(max_length=500, verbose_name='message')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('resolved_at', models.DateTimeField(blank=True, null=True, verbose_name='resolved')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("renewal_cap_reached", "Renewals per 24 hours cap reached"),
+                            ("spend_cap_reached", "Monthly spend cap reached"),
+                            ("repeated_failures", "Renewal failing repeatedly"),
+                            ("renewal_failed", "Renewal failed, line suspended"),
+                            ("unreconciled_charge", "Charge outcome unknown"),
+                        ],
+                        max_length=40,
+                        verbose_name="kind",
+                    ),
+                ),
+                ("message", models.CharField(max_length=500, verbose_name="message")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                ("resolved_at", models.DateTimeField(blank=True, null=True, verbose_name="resolved")),
             ],
             options={
-                'verbose_name': 'alert',
-                'verbose_name_plural': 'alerts',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "alert",
+                "verbose_name_plural": "alerts",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='renewal',
-            name='claimed_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='claimed'),
+            model_name="renewal",
+            name="claimed_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="claimed"),
         ),
         migrations.AddField(
-            model_name='renewal',
-            name='failures',
-            field=models.PositiveSmallIntegerField(default=0, verbose_name='failed attempts'),
+            model_name="renewal",
+            name="failures",
+            field=models.PositiveSmallIntegerField(default=0, verbose_name="failed attempts"),
         ),
         migrations.AddField(
-            model_name='renewal',
-            name='line_suspended_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='line suspended'),
+            model_name="renewal",
+            name="line_suspended_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="line suspended"),
         ),
         migrations.AddField(
-            model_name='renewal',
-            name='overage_billed_bytes',
-            field=models.BigIntegerField(default=0, verbose_name='overage billed (bytes)'),
+            model_name="renewal",
+            name="overage_billed_bytes",
+            field=models.BigIntegerField(default=0, verbose_name="overage billed (bytes)"),
         ),
         migrations.AddField(
-            model_name='renewal',
-            name='resumed_line',
-            field=models.BooleanField(default=False, verbose_name='resumed the line'),
+            model_name="renewal",
+            name="resumed_line",
+            field=models.BooleanField(default=False, verbose_name="resumed the line"),
         ),
         migrations.AddField(
-            model_name='renewal',
-            name='suspend_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='suspend line at'),
+            model_name="renewal",
+            name="suspend_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="suspend line at"),
         ),
         migrations.AddField(
-            model_name='retrypolicy',
-            name='overage_price_per_gb_minor',
-            field=models.BigIntegerField(default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='overage price per GB (minor units)'),
+            model_name="retrypolicy",
+            name="overage_price_per_gb_minor",
+            field=models.BigIntegerField(
+                default=0,
+                validators=[django.core.validators.MinValueValidator(0)],
+                verbose_name="overage price per GB (minor units)",
+            ),
         ),
         migrations.AddIndex(
-            model_name='renewal',
-            index=models.Index(condition=models.Q(('line_suspended_at__isnull', True), ('status', 'failed')), fields=['suspend_at'], name='renewal_suspension_due_idx'),
+            model_name="renewal",
+            index=models.Index(
+                condition=models.Q(("line_suspended_at__isnull", True), ("status", "failed")),
+                fields=["suspend_at"],
+                name="renewal_suspension_due_idx",
+            ),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='line',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='renewal_alerts', to='accounts.line', verbose_name='line'),
+            model_name="alert",
+            name="line",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="renewal_alerts",
+                to="accounts.line",
+                verbose_name="line",
+            ),
         ),
         migrations.AddField(
-            model_name='alert',
-            name='renewal',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='renewals.renewal', verbose_name='renewal'),
+            model_name="alert",
+            name="renewal",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="alerts",
+                to="renewals.renewal",
+                verbose_name="renewal",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='alert',
-            constraint=models.UniqueConstraint(condition=models.Q(('resolved_at__isnull', True)), fields=('line', 'kind'), name='one_open_alert_per_line_kind'),
+            model_name="alert",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("resolved_at__isnull", True)),
+                fields=("line", "kind"),
+                name="one_open_alert_per_line_kind",
+            ),
         ),
     ]

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_change_history_and_heartbeats'),
-        ('renewals', '0002_engine_fields_and_alerts'),
+        ("accounts", "0003_change_history_and_heartbeats"),
+        ("renewals", "0002_engine_fields_and_alerts"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='renewalrule',
-            index=models.Index(condition=models.Q(('enabled', True)), fields=['trigger_hours_before_expiry'], name='rule_enabled_expiry_hours_idx'),
+            model_name="renewalrule",
+            index=models.Index(
+                condition=models.Q(("enabled", True)),
+                fields=["trigger_hours_before_expiry"],
+                name="rule_enabled_expiry_hours_idx",
+            ),
         ),
     ]

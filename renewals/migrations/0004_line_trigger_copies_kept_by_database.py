@@ -8,6 +8,7 @@ column) therefore cannot put an old threshold back either.
 PostgreSQL uses statement-level rule triggers (one UPDATE per statement, so bulk loads stay fast);
 SQLite (`make run`) gets row-level equivalents.
 """
+
 from django.db import migrations
 
 POSTGRESQL_FORWARD = [
@@ -125,7 +126,6 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("accounts", "0004_line_renewal_trigger_copies"),
         ("renewals", "0003_rule_expiry_window_index"),

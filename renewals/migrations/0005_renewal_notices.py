@@ -6,25 +6,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('renewals', '0004_line_trigger_copies_kept_by_database'),
+        ("renewals", "0004_line_trigger_copies_kept_by_database"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RenewalNotice',
+            name="RenewalNotice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=30, verbose_name='kind')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent')),
-                ('renewal', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notices', to='renewals.renewal', verbose_name='renewal')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(max_length=30, verbose_name="kind")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent")),
+                (
+                    "renewal",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notices",
+                        to="renewals.renewal",
+                        verbose_name="renewal",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'renewal email',
-                'verbose_name_plural': 'renewal emails',
-                'indexes': [models.Index(condition=models.Q(('sent_at__isnull', True)), fields=['created_at'], name='renewal_notice_unsent_idx')],
+                "verbose_name": "renewal email",
+                "verbose_name_plural": "renewal emails",
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("sent_at__isnull", True)),
+                        fields=["created_at"],
+                        name="renewal_notice_unsent_idx",
+                    )
+                ],
             },
         ),
     ]

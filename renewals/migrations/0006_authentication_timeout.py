@@ -4,20 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_change_history_and_heartbeats'),
-        ('renewals', '0005_renewal_notices'),
+        ("accounts", "0003_change_history_and_heartbeats"),
+        ("renewals", "0005_renewal_notices"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='retrypolicy',
-            name='authentication_hours',
-            field=models.PositiveIntegerField(default=24, verbose_name='time to confirm a payment with the bank (hours)'),
+            model_name="retrypolicy",
+            name="authentication_hours",
+            field=models.PositiveIntegerField(
+                default=24, verbose_name="time to confirm a payment with the bank (hours)"
+            ),
         ),
         migrations.AddIndex(
-            model_name='renewal',
-            index=models.Index(condition=models.Q(('status', 'requires_action')), fields=['suspend_at'], name='renewal_authentication_due_idx'),
+            model_name="renewal",
+            index=models.Index(
+                condition=models.Q(("status", "requires_action")),
+                fields=["suspend_at"],
+                name="renewal_authentication_due_idx",
+            ),
         ),
     ]

@@ -7,20 +7,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_line_renewal_trigger_copies'),
-        ('renewals', '0006_authentication_timeout'),
+        ("accounts", "0004_line_renewal_trigger_copies"),
+        ("renewals", "0006_authentication_timeout"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='renewal',
-            name='overage_fee_minor',
-            field=models.BigIntegerField(db_default=0, default=0, validators=[django.core.validators.MinValueValidator(0)], verbose_name='overage fee (minor units)'),
+            model_name="renewal",
+            name="overage_fee_minor",
+            field=models.BigIntegerField(
+                db_default=0,
+                default=0,
+                validators=[django.core.validators.MinValueValidator(0)],
+                verbose_name="overage fee (minor units)",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='renewal',
-            constraint=models.CheckConstraint(condition=models.Q(('overage_fee_minor__gte', 0), ('overage_fee_minor__lte', models.F('amount_minor'))), name='renewal_overage_fee_within_amount'),
+            model_name="renewal",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("overage_fee_minor__gte", 0), ("overage_fee_minor__lte", models.F("amount_minor"))),
+                name="renewal_overage_fee_within_amount",
+            ),
         ),
     ]

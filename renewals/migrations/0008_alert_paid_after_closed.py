@@ -5,15 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('renewals', '0007_renewal_frozen_terms'),
+        ("renewals", "0007_renewal_frozen_terms"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='alert',
-            name='kind',
-            field=models.CharField(choices=[('renewal_cap_reached', 'Renewals per 24 hours cap reached'), ('spend_cap_reached', 'Monthly spend cap reached'), ('repeated_failures', 'Renewal failing repeatedly'), ('renewal_failed', 'Renewal failed, line suspended'), ('unreconciled_charge', 'Charge outcome unknown'), ('paid_after_closed', 'Paid after its renewal had closed: refunded')], max_length=40, verbose_name='kind'),
+            model_name="alert",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("renewal_cap_reached", "Renewals per 24 hours cap reached"),
+                    ("spend_cap_reached", "Monthly spend cap reached"),
+                    ("repeated_failures", "Renewal failing repeatedly"),
+                    ("renewal_failed", "Renewal failed, line suspended"),
+                    ("unreconciled_charge", "Charge outcome unknown"),
+                    ("paid_after_closed", "Paid after its renewal had closed: refunded"),
+                ],
+                max_length=40,
+                verbose_name="kind",
+            ),
         ),
     ]

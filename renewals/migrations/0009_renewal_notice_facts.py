@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('renewals', '0008_alert_paid_after_closed'),
+        ("renewals", "0008_alert_paid_after_closed"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='renewalnotice',
-            name='facts',
-            field=models.JSONField(blank=True, default=dict, verbose_name='what the email says'),
+            model_name="renewalnotice",
+            name="facts",
+            field=models.JSONField(blank=True, default=dict, verbose_name="what the email says"),
         ),
     ]

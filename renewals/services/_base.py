@@ -1,5 +1,6 @@
 """What every family of the engine shares: the charge outcome kinds as the gateway spells them,
 the engine's errors, its settings and its log line. Private to renewals.services."""
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,15 @@ def _claim_batch_size() -> int:
 
 def _log(event: str, renewal: Renewal, **extra: object) -> None:
     details = " ".join(f"{key}={value}" for key, value in extra.items())
-    logger.info("%s renewal=%s line=%s status=%s attempts=%s %s", event, renewal.pk, renewal.line_id, renewal.status, renewal.attempts, details)
-
+    logger.info(
+        "%s renewal=%s line=%s status=%s attempts=%s %s",
+        event,
+        renewal.pk,
+        renewal.line_id,
+        renewal.status,
+        renewal.attempts,
+        details,
+    )
 
 
 class ChargeResult(Protocol):

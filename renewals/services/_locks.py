@@ -1,6 +1,7 @@
 """The row locks every family takes, in the one order (rule, then renewal, then charge, then line),
 and the cancel that runs under them. Private to renewals.services; a caller of these holds the
 transaction."""
+
 from __future__ import annotations
 
 import enum
@@ -45,8 +46,10 @@ def _locked_renewal(renewal_id: int, *, with_rule: bool = False) -> LockedRenewa
     related = ("line", "package", "rule") if with_rule else ("line", "package")
     in_flight = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.PENDING)
     return (
-        Renewal.objects.select_for_update(of=("self",)).select_related(*related)
-        .annotate(attempt_in_flight=Exists(in_flight)).get(pk=renewal_id)
+        Renewal.objects.select_for_update(of=("self",))
+        .select_related(*related)
+        .annotate(attempt_in_flight=Exists(in_flight))
+        .get(pk=renewal_id)
     )
 
 
@@ -57,7 +60,11 @@ def _lock_rule_and_renewal(
     that has read the renewal already passes its rule_id (a renewal's rule never changes)."""
     if rule_id is _UNKNOWN:
         rule_id = Renewal.objects.filter(pk=renewal_id).values_list("rule_id", flat=True).get()
-    rule = RenewalRule.objects.select_for_update(of=("self",)).select_related("package").filter(pk=rule_id).first() if rule_id else None
+    rule = (
+        RenewalRule.objects.select_for_update(of=("self",)).select_related("package").filter(pk=rule_id).first()
+        if rule_id
+        else None
+    )
     return rule, _locked_renewal(renewal_id)
 
 
@@ -72,5 +79,10 @@ def _cancel(renewal: Renewal, *, now: datetime, reason: str) -> None:
 
 
 def _is_latest(renewal: Renewal) -> bool:
-    latest = Renewal.objects.filter(line_id=renewal.line_id).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+    latest = (
+        Renewal.objects.filter(line_id=renewal.line_id)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
     return latest == renewal.pk

@@ -1,5 +1,6 @@
 """Operator alerts: one open alert per line and kind, raised by the engine and by payments (through
 its alert hook, registered in RenewalsConfig.ready)."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,9 @@ def raise_alert(*, kind: str, line: Line, message: str, renewal: Renewal | None 
             alert = Alert.objects.create(kind=kind, line=line, renewal=renewal, message=message[:500], created_at=now)
     except IntegrityError:  # raised concurrently by another worker: theirs stands
         return Alert.objects.get(line=line, kind=kind, resolved_at__isnull=True)
-    logger.error("renewal_alert kind=%s line=%s renewal=%s message=%s", kind, line.pk, renewal.pk if renewal else None, message)
+    logger.error(
+        "renewal_alert kind=%s line=%s renewal=%s message=%s", kind, line.pk, renewal.pk if renewal else None, message
+    )
     return alert
 
 
@@ -33,7 +36,6 @@ def alert_from_payments(*, line_id: int, reason: str, message: str, now: datetim
     on its own. A purchase paid for a terminated line alerts as a renewal paid for one does."""
     kind = Alert.Kind.PAID_AFTER_CLOSED if reason == "paid_after_closed" else Alert.Kind.UNRECONCILED_CHARGE
     return raise_alert(kind=kind, line=Line.objects.get(pk=line_id), message=message, now=now)
-
 
 
 def resolve_alert(*, alert_id: int, now: datetime) -> bool:

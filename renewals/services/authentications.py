@@ -1,5 +1,6 @@
 """Intents waiting for the customer's 3-D Secure that no cycle can use any more: found and withdrawn,
 so no old link can pay next to a later attempt."""
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,9 @@ def _authentications_of(renewals: list[Renewal]) -> list[int]:
     """The charges of these (just cancelled) renewals still waiting for the customer's 3-D Secure."""
     if not renewals:
         return []
-    return list(Charge.objects.filter(renewal__in=renewals, status=Charge.Status.REQUIRES_ACTION).values_list("id", flat=True))
+    return list(
+        Charge.objects.filter(renewal__in=renewals, status=Charge.Status.REQUIRES_ACTION).values_list("id", flat=True)
+    )
 
 
 def _abandoned(now: datetime) -> Q:
@@ -38,11 +41,14 @@ def _abandoned(now: datetime) -> Q:
     is their live payment (docs/money.md), withdrawn only once the policy's authentication time has
     passed, as the off-session one is."""
     newer = Renewal.objects.filter(line_id=OuterRef("renewal__line_id")).filter(
-        Q(created_at__gt=OuterRef("renewal__created_at")) | Q(created_at=OuterRef("renewal__created_at"), id__gt=OuterRef("renewal_id")))
+        Q(created_at__gt=OuterRef("renewal__created_at"))
+        | Q(created_at=OuterRef("renewal__created_at"), id__gt=OuterRef("renewal_id"))
+    )
     # Q & ~Exists is a Q at run time (Q._combine wraps a conditional expression); django-stubs'
     # Q.__and__ accepts only a Q, so mypy falls back to Combinable.__rand__.
-    recent_pay_now = Q(on_session=True, renewal__status=Renewal.Status.FAILED,
-                       sent_at__gt=now - authentication_window())
+    recent_pay_now = Q(
+        on_session=True, renewal__status=Renewal.Status.FAILED, sent_at__gt=now - authentication_window()
+    )
     live_pay_now: Q = recent_pay_now & ~Exists(newer)  # type: ignore[assignment]
     return Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=CLOSED) & ~live_pay_now
 
@@ -53,8 +59,7 @@ def abandoned_authentications(*, limit: int, now: datetime | None = None) -> lis
     another charge paid (a late success): the dispatcher withdraws them again, so no old link can pay
     next to a later attempt. A live pay-now is left to the customer (`_abandoned`)."""
     return list(
-        Charge.objects.filter(_abandoned(now or timezone.now()))
-        .order_by("id").values_list("id", flat=True)[:limit]
+        Charge.objects.filter(_abandoned(now or timezone.now())).order_by("id").values_list("id", flat=True)[:limit]
     )
 
 
@@ -78,9 +83,18 @@ def withdraw_authentication(*, charge_id: int, now: datetime) -> Renewal | None:
     gateways.cancel_payment_intent(charge.payment_intent_id)  # refused (and logged) once paid
     outcome = gateways.outcome_from_payment_intent(gateways.retrieve_payment_intent(charge.payment_intent_id))
     if _kind(outcome) in (AUTHENTICATION_REQUIRED, PENDING, PROCESSOR_ERROR):
-        logger.warning("authentication_not_withdrawn charge=%s payment_intent=%s status=%s", charge.pk,
-                       charge.payment_intent_id, outcome.payment_intent_status)
+        logger.warning(
+            "authentication_not_withdrawn charge=%s payment_intent=%s status=%s",
+            charge.pk,
+            charge.payment_intent_id,
+            outcome.payment_intent_status,
+        )
         return None
-    logger.info("authentication_withdrawn charge=%s renewal=%s payment_intent=%s kind=%s", charge.pk, charge.renewal_id,
-                charge.payment_intent_id, _kind(outcome))
+    logger.info(
+        "authentication_withdrawn charge=%s renewal=%s payment_intent=%s kind=%s",
+        charge.pk,
+        charge.renewal_id,
+        charge.payment_intent_id,
+        _kind(outcome),
+    )
     return outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)

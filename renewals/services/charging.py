@@ -1,5 +1,6 @@
 """The charge step: prepare the attempt under the locks, then call the processor off-session with
 no lock held, then record the outcome (outcomes.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -32,9 +33,16 @@ class PreparedCharge:
     payment_method_id: str
 
 
-def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str, now: datetime,
-                   payment_method_summary: str = "", rule_id: int | None | _Unknown = _UNKNOWN,
-                   payment_method_type: str | None = None) -> PreparedCharge | None:
+def prepare_charge(
+    *,
+    renewal_id: int,
+    customer_id: str,
+    payment_method_id: str,
+    now: datetime,
+    payment_method_summary: str = "",
+    rule_id: int | None | _Unknown = _UNKNOWN,
+    payment_method_type: str | None = None,
+) -> PreparedCharge | None:
     """Write the attempt's `Charge` row and idempotency key, or say why nothing may be sent.
 
     Runs under the rule's row lock: a rule turned off before this commits cancels the renewal
@@ -80,10 +88,19 @@ def prepare_charge(*, renewal_id: int, customer_id: str, payment_method_id: str,
         attempt = renewal.attempts + 1
         # The renewal's frozen terms, never the rule's or the package's of today (docs/money.md).
         charge = Charge.objects.create(
-            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=attempt,
-            purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
+            user_id=line.owner_id,
+            line=line,
+            package=renewal.package,
+            renewal=renewal,
+            attempt=attempt,
+            purpose=Charge.Purpose.RENEWAL,
+            amount_minor=renewal.amount_minor,
+            currency=renewal.currency,
+            status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
-            payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+            payment_method_id=payment_method_id,
+            payment_method_summary=payment_method_summary[:100],
+            sent_at=now,
             next_check_at=now + reconciliation._check_interval(method_type),
         )
         renewal.attempts = attempt
@@ -97,7 +114,11 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     new transaction. Safe to run twice: the second run finds the renewal not `charging` or an
     attempt in flight, and sends nothing."""
     waiting = Charge.objects.filter(renewal=OuterRef("pk"), status=Charge.Status.REQUIRES_ACTION)
-    renewal = Renewal.objects.select_related("line__owner", "rule", "payer").annotate(payment_waiting=Exists(waiting)).get(pk=renewal_id)
+    renewal = (
+        Renewal.objects.select_related("line__owner", "rule", "payer")
+        .annotate(payment_waiting=Exists(waiting))
+        .get(pk=renewal_id)
+    )
     if renewal.status != Renewal.Status.CHARGING:
         _log("charge_skipped", renewal, reason="not_charging")
         return renewal
@@ -126,8 +147,13 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     else:
         payment_method_id = customer_id = summary = ""
     prepared = prepare_charge(
-        renewal_id=renewal_id, customer_id=customer_id, payment_method_id=payment_method_id, now=now or timezone.now(),
-        payment_method_summary=summary, rule_id=renewal.rule_id, payment_method_type=method_type,
+        renewal_id=renewal_id,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+        now=now or timezone.now(),
+        payment_method_summary=summary,
+        rule_id=renewal.rule_id,
+        payment_method_type=method_type,
     )
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
@@ -139,10 +165,17 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     if _kind(outcome) in (PROCESSOR_ERROR, PENDING):
         # Unknown (time-out, connection reset, 5xx) or not settled yet: the charge stays pending and
         # is reconciled by looking its PaymentIntent up, never re-sent blindly (docs/invariants.md #1).
-        logger.warning("charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s", renewal_id, prepared.charge.pk,
-                       _kind(outcome), getattr(outcome, "failure_code", ""))
+        logger.warning(
+            "charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s",
+            renewal_id,
+            prepared.charge.pk,
+            _kind(outcome),
+            getattr(outcome, "failure_code", ""),
+        )
         return Renewal.objects.get(pk=renewal_id)
-    return outcomes._record_outcome(renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now())
+    return outcomes._record_outcome(
+        renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now()
+    )
 
 
 def _withdraw_open_payments(*, renewal_id: int) -> bool:

@@ -1,4 +1,5 @@
 """Claiming due renewals for the charge step (skip-locked rows), and handing lost claims out again."""
+
 from __future__ import annotations
 
 import logging
@@ -22,14 +23,19 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
     with transaction.atomic():
         # A pending charge here is the customer's pay-now at the processor: wait for its outcome.
         due = Renewal.objects.filter(status__in=Renewal.CLAIMABLE, next_attempt_at__lte=now).exclude(
-            charges__status=Charge.Status.PENDING)
+            charges__status=Charge.Status.PENDING
+        )
         if renewal_ids is not None:
             due = due.filter(pk__in=renewal_ids)
         ids = list(
-            due.select_for_update(skip_locked=True).order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit]
+            due.select_for_update(skip_locked=True)
+            .order_by("next_attempt_at", "id")
+            .values_list("id", flat=True)[:limit]
         )
         if ids:
-            Renewal.objects.filter(pk__in=ids).update(status=Renewal.Status.CHARGING, claimed_at=now, next_attempt_at=None)
+            Renewal.objects.filter(pk__in=ids).update(
+                status=Renewal.Status.CHARGING, claimed_at=now, next_attempt_at=None
+            )
     for renewal_id in ids:
         logger.info("renewal_claimed renewal=%s status=charging", renewal_id)
     return ids

@@ -1,5 +1,6 @@
 """The dispatcher: one pass of the engine per tick (beat or `renewals_tick`), in order, stamping
 its heartbeat at the end."""
+
 from __future__ import annotations
 
 import logging
@@ -40,14 +41,18 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     runs the charge step itself (`renewals_tick`), reconciliation included."""
     report = DispatchReport()
     # Opened renewals are left due: the claim below takes them with the rest of the batch.
-    opened = triggers.evaluate_triggers(line_ids=selectors.lines_with_enabled_rules_ids(now=now), now=now, dispatch=False)
+    opened = triggers.evaluate_triggers(
+        line_ids=selectors.lines_with_enabled_rules_ids(now=now), now=now, dispatch=False
+    )
     report.opened = [renewal.pk for renewal in opened]
     report.suspended = suspension.suspend_overdue_lines(now=now)
     precedence.cancel_renewals_of_terminated_lines(now=now)
     precedence.turn_off_rules_of_given_lines(now=now)
     reconciliation.alert_stuck_charges(now=now)
     stale = reconciliation.stale_pending_charges(now=now, limit=reconciliation._reconcile_per_tick())
-    stale += authentications.abandoned_authentications(limit=max(reconciliation._reconcile_per_tick() - len(stale), 0), now=now)
+    stale += authentications.abandoned_authentications(
+        limit=max(reconciliation._reconcile_per_tick() - len(stale), 0), now=now
+    )
     if enqueue:
         # Each look-up is a processor round trip (a list of intents against localstripe): in
         # parallel on the workers, and never between this tick and its claim.

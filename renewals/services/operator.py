@@ -1,4 +1,5 @@
 """The operator's actions on a renewal (console admin): retry now, cancel."""
+
 from __future__ import annotations
 
 import logging
@@ -20,11 +21,21 @@ def retry_now(*, renewal_id: int, now: datetime) -> bool:
     next dispatcher tick claims it; an attempt in flight is never doubled."""
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
-        retryable = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.DUE, Renewal.Status.FAILED)
+        retryable = (
+            Renewal.Status.RETRY_SCHEDULED,
+            Renewal.Status.AWAITING_METHOD,
+            Renewal.Status.DUE,
+            Renewal.Status.FAILED,
+        )
         if renewal.status not in retryable:
             return False
         if renewal.status == Renewal.Status.FAILED:
-            latest = Renewal.objects.filter(line_id=renewal.line_id).order_by("-created_at", "-id").values_list("pk", flat=True).first()
+            latest = (
+                Renewal.objects.filter(line_id=renewal.line_id)
+                .order_by("-created_at", "-id")
+                .values_list("pk", flat=True)
+                .first()
+            )
             if latest != renewal.pk:
                 return False  # a newer cycle of the line supersedes this one
         previous = renewal.status

@@ -1,6 +1,7 @@
 """What a renewal charge's outcome does to its renewal: success applies the package, declines
 schedule a retry or fail the cycle, 3-D Secure waits for the customer. Registered as payments'
 outcome handler for renewal charges (RenewalsConfig.ready)."""
+
 from __future__ import annotations
 
 import logging
@@ -75,14 +76,22 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: ChargeResult, n
             charge.payment_method_summary = result["payment_method_summary"]
         kind = result["kind"]
         rule_on = rule is not None and rule.enabled
-        if (charge.status == Charge.Status.REQUIRES_ACTION and kind not in (SUCCEEDED, AUTHENTICATION_REQUIRED)
-                and getattr(outcome, "payment_intent_status", "") == "canceled"):
+        if (
+            charge.status == Charge.Status.REQUIRES_ACTION
+            and kind not in (SUCCEEDED, AUTHENTICATION_REQUIRED)
+            and getattr(outcome, "payment_intent_status", "") == "canceled"
+        ):
             # Only we cancel an intent waiting for 3-D Secure (a withdrawal before a new attempt, a rule
             # turned off, a timeout): Stripe's payment_intent.canceled for it, which may be recorded
             # before our own read of the intent, is not a decline and spends no retry (docs/money.md).
-            result["failure_code"], result["failure_message"] = SUPERSEDED, result["failure_message"] or "Withdrawn at the processor."
+            result["failure_code"], result["failure_message"] = (
+                SUPERSEDED,
+                result["failure_message"] or "Withdrawn at the processor.",
+            )
         # Only an off-session attempt moves the retry cycle; the customer's pay-now never does.
-        moves_cycle = renewal.status == Renewal.Status.CHARGING and not charge.on_session and result["failure_code"] != SUPERSEDED
+        moves_cycle = (
+            renewal.status == Renewal.Status.CHARGING and not charge.on_session and result["failure_code"] != SUPERSEDED
+        )
         if kind == SUCCEEDED and _paid_too_late(renewal=renewal, charge=charge, closed=closed):
             _refund_paid_too_late(renewal=renewal, charge=charge, now=now)
         elif kind == SUCCEEDED:
@@ -92,7 +101,9 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: ChargeResult, n
         elif kind == AUTHENTICATION_REQUIRED:
             if charge.status != Charge.Status.REQUIRES_ACTION:
                 # Looked up at the processor until it settles, like a pending attempt (reconcile_charge).
-                charge.next_check_at = next_authentication_check(sent_at=charge.sent_at, now=now, cap=_reconcile_after())
+                charge.next_check_at = next_authentication_check(
+                    sent_at=charge.sent_at, now=now, cap=_reconcile_after()
+                )
             charge.status = Charge.Status.REQUIRES_ACTION
             charge.decline_kind = Charge.DeclineKind.AUTHENTICATION_REQUIRED
             charge.failure_code = result["failure_code"] or "authentication_required"
@@ -122,7 +133,12 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: ChargeResult, n
                 # A declined pay-now (the customer saw it in the browser), or an intent withdrawn from
                 # a cancelled renewal: the cycle stays where it was.
                 _log("pay_now_declined", renewal, charge=charge.pk, code=charge.failure_code)
-                if not rule_on and charge.on_session and renewal.status in Renewal.OPEN and renewal.status != Renewal.Status.CHARGING:
+                if (
+                    not rule_on
+                    and charge.on_session
+                    and renewal.status in Renewal.OPEN
+                    and renewal.status != Renewal.Status.CHARGING
+                ):
                     # The rule went off while this pay-now was at the processor (_cancel_unsent left the
                     # renewal to it): the cancellation it deferred happens now. A failed one stays payable.
                     _cancel(renewal, now=now, reason="rule_off")
@@ -154,10 +170,21 @@ def _refund_paid_too_late(*, renewal: Renewal, charge: Charge, now: datetime) ->
     charge.failure_message = f"paid after renewal {renewal.pk} was {renewal.status}: refunded"
     charge.settled_at = now
     charge.save()
-    alerts.raise_alert(kind=Alert.Kind.PAID_AFTER_CLOSED, line=renewal.line, renewal=renewal, now=now,
-                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} after it was "
-                        f"{renewal.status} (charge was {previous}): refunded automatically")
-    _log("paid_after_cycle_closed", renewal, charge=charge.pk, charge_was=previous, payment_intent=charge.payment_intent_id)
+    alerts.raise_alert(
+        kind=Alert.Kind.PAID_AFTER_CLOSED,
+        line=renewal.line,
+        renewal=renewal,
+        now=now,
+        message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} after it was "
+        f"{renewal.status} (charge was {previous}): refunded automatically",
+    )
+    _log(
+        "paid_after_cycle_closed",
+        renewal,
+        charge=charge.pk,
+        charge_was=previous,
+        payment_intent=charge.payment_intent_id,
+    )
     charge_id = charge.pk
     transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
 
@@ -178,7 +205,9 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     was_suspended = line.status == Line.Status.SUSPENDED and not precedence.suspended_by_operator(line)
     previous = renewal.status
     # Invariant 6: the package and the renewal's success commit together.
-    line = apply_package_to_locked_line(line=line, package=renewal.package, now=now, overage_billed_bytes=renewal.overage_billed_bytes)
+    line = apply_package_to_locked_line(
+        line=line, package=renewal.package, now=now, overage_billed_bytes=renewal.overage_billed_bytes
+    )
     renewal.line = line
     renewal.status = Renewal.Status.SUCCEEDED
     renewal.completed_at = now
@@ -194,9 +223,18 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     # withdrawn after the commit, so it cannot take the money a second time; the dispatcher's
     # sweep of abandoned intents repeats it if this is lost. (The current off-session attempt of a
     # charging cycle needs no look: the charge step withdrew every such intent before sending it.)
-    current_attempt = previous == Renewal.Status.CHARGING and not charge.on_session and charge.attempt == renewal.attempts
-    others = [] if current_attempt else list(
-        Charge.objects.filter(renewal=renewal, status=Charge.Status.REQUIRES_ACTION).exclude(pk=charge.pk).values_list("id", flat=True))
+    current_attempt = (
+        previous == Renewal.Status.CHARGING and not charge.on_session and charge.attempt == renewal.attempts
+    )
+    others = (
+        []
+        if current_attempt
+        else list(
+            Charge.objects.filter(renewal=renewal, status=Charge.Status.REQUIRES_ACTION)
+            .exclude(pk=charge.pk)
+            .values_list("id", flat=True)
+        )
+    )
     if others:
         transaction.on_commit(lambda: authentications.withdraw_authentications(charge_ids=others, now=now))
 
@@ -228,8 +266,13 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
     renewal.last_failure_message = charge.failure_message
     renewal.next_attempt_at = None
     if renewal.failures >= policy.alert_after_failures:
-        alerts.raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=renewal.line, renewal=renewal, now=now,
-                    message=f"renewal {renewal.pk} of line {renewal.line_id} declined {renewal.failures} times (last: {charge.failure_code})")
+        alerts.raise_alert(
+            kind=Alert.Kind.REPEATED_FAILURES,
+            line=renewal.line,
+            renewal=renewal,
+            now=now,
+            message=f"renewal {renewal.pk} of line {renewal.line_id} declined {renewal.failures} times (last: {charge.failure_code})",
+        )
     if not rule_on:
         renewal.save()
         _cancel(renewal, now=now, reason="rule_off")
@@ -245,14 +288,31 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
         renewal.completed_at = now
         renewal.suspend_at = now + timedelta(hours=policy.grace_hours)
         renewal.save()
-        _log("renewal_failed", renewal, charge=charge.pk, code=charge.failure_code, suspend_at=renewal.suspend_at.isoformat())
-        alerts.raise_alert(kind=Alert.Kind.RENEWAL_FAILED, line=renewal.line, renewal=renewal, now=now,
-                    message=f"renewal {renewal.pk} of line {renewal.line_id} failed after {renewal.failures} attempts")
+        _log(
+            "renewal_failed",
+            renewal,
+            charge=charge.pk,
+            code=charge.failure_code,
+            suspend_at=renewal.suspend_at.isoformat(),
+        )
+        alerts.raise_alert(
+            kind=Alert.Kind.RENEWAL_FAILED,
+            line=renewal.line,
+            renewal=renewal,
+            now=now,
+            message=f"renewal {renewal.pk} of line {renewal.line_id} failed after {renewal.failures} attempts",
+        )
         if renewal.suspend_at <= now:
             suspension._suspend_line_for(renewal=renewal, now=now)
         return
     renewal.status = Renewal.Status.RETRY_SCHEDULED
     renewal.next_attempt_at = now + policy.delay_after_failure(renewal.failures)
     renewal.save()
-    _log("renewal_retry_scheduled", renewal, charge=charge.pk, code=charge.failure_code, next_attempt_at=renewal.next_attempt_at.isoformat())
+    _log(
+        "renewal_retry_scheduled",
+        renewal,
+        charge=charge.pk,
+        code=charge.failure_code,
+        next_attempt_at=renewal.next_attempt_at.isoformat(),
+    )
     notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)

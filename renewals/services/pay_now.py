@@ -1,5 +1,6 @@
 """Pay-now: the customer pays a renewal that needs action or has failed, on-session, at its frozen
 terms, through payments' on-session flow (the page is renewals.views.pay_renewal)."""
+
 from __future__ import annotations
 
 import logging
@@ -26,10 +27,17 @@ from ._locks import _is_latest, _lock_rule_and_renewal
 logger = logging.getLogger(__name__)
 
 
-PAYABLE = (Renewal.Status.RETRY_SCHEDULED, Renewal.Status.AWAITING_METHOD, Renewal.Status.REQUIRES_ACTION, Renewal.Status.FAILED)
+PAYABLE = (
+    Renewal.Status.RETRY_SCHEDULED,
+    Renewal.Status.AWAITING_METHOD,
+    Renewal.Status.REQUIRES_ACTION,
+    Renewal.Status.FAILED,
+)
 
 
-def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, payment_method_summary: str = "") -> Charge:
+def start_pay_now(
+    *, renewal_id: int, payment_method_id: str, now: datetime, payment_method_summary: str = ""
+) -> Charge:
     """Write the customer's on-session attempt: a pending `Charge` at the renewal's frozen terms,
     with its own key. The renewal itself is not touched: pay-now never moves the retry cycle
     (docs/money.md). While the charge is pending no off-session attempt is claimed or sent. The
@@ -49,10 +57,20 @@ def start_pay_now(*, renewal_id: int, payment_method_id: str, now: datetime, pay
         if line.owner_id is None:
             raise RenewalNotPayable("line_has_no_owner")  # nobody to charge: a charge's customer is NOT NULL
         charge = Charge.objects.create(
-            user_id=line.owner_id, line=line, package=renewal.package, renewal=renewal, attempt=None, on_session=True,
-            purpose=Charge.Purpose.RENEWAL, amount_minor=renewal.amount_minor, currency=renewal.currency, status=Charge.Status.PENDING,
+            user_id=line.owner_id,
+            line=line,
+            package=renewal.package,
+            renewal=renewal,
+            attempt=None,
+            on_session=True,
+            purpose=Charge.Purpose.RENEWAL,
+            amount_minor=renewal.amount_minor,
+            currency=renewal.currency,
+            status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-pay-now-{uuid.uuid4().hex}",
-            payment_method_id=payment_method_id, payment_method_summary=payment_method_summary[:100], sent_at=now,
+            payment_method_id=payment_method_id,
+            payment_method_summary=payment_method_summary[:100],
+            sent_at=now,
         )
         _log("pay_now_started", renewal, charge=charge.pk)
     return charge
@@ -68,7 +86,9 @@ def payable_renewal(*, user: User, renewal_id: int) -> Renewal:
         raise payment_errors.NotPayable(_("This renewal has nothing left to pay."), code="not_payable")
     if renewal.line.status == Line.Status.TERMINATED:
         # Money paid for a terminated line is only refunded (docs/precedence.md): never take it.
-        raise payment_errors.NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated")
+        raise payment_errors.NotPayable(
+            _("This line is terminated; no package can be bought for it."), code="line_terminated"
+        )
     return renewal
 
 
@@ -90,16 +110,26 @@ def pay_renewal_now(*, user: User, renewal: Renewal, payment_method_id: str, now
         if old.status != Charge.Status.FAILED:
             # Still open at the processor (or the processor did not answer): a second payment now
             # could take the money twice.
-            raise payment_errors.NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight")
+            raise payment_errors.NotPayable(
+                _("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight"
+            )
     try:
-        charge = start_pay_now(renewal_id=renewal.pk, payment_method_id=method.id, now=now,
-                              payment_method_summary=gateways.payment_method_summary(method))
+        charge = start_pay_now(
+            renewal_id=renewal.pk,
+            payment_method_id=method.id,
+            now=now,
+            payment_method_summary=gateways.payment_method_summary(method),
+        )
     except RenewalNotPayable as exc:
         logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
         if str(exc) == "attempt_in_flight":
-            raise payment_errors.NotPayable(_("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight") from exc
+            raise payment_errors.NotPayable(
+                _("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight"
+            ) from exc
         if str(exc) == precedence.LINE_TERMINATED:
-            raise payment_errors.NotPayable(_("This line is terminated; no package can be bought for it."), code="line_terminated") from exc
+            raise payment_errors.NotPayable(
+                _("This line is terminated; no package can be bought for it."), code="line_terminated"
+            ) from exc
         raise payment_errors.NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
     logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)

@@ -1,6 +1,7 @@
 """Precedence: operator suspension > termination > payment state (docs/precedence.md). A renewal never
 lifts an operator's suspension; a terminated line is never charged again, and money that still
 arrives for it is refunded with an alert."""
+
 from __future__ import annotations
 
 import logging
@@ -64,9 +65,14 @@ def _refund_success_on_terminated_line(*, renewal: Renewal, charge: Charge, now:
     charge.failure_message = f"paid for renewal {renewal.pk} after line {renewal.line_id} was terminated: refunded"
     charge.save()
     _log("renewal_cancelled", renewal, previous=previous, reason=LINE_TERMINATED, charge=charge.pk)
-    alerts.raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
-                message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} of terminated line "
-                        f"{renewal.line_id}: refunding {charge.amount_minor} {charge.currency}")
+    alerts.raise_alert(
+        kind=Alert.Kind.UNRECONCILED_CHARGE,
+        line=renewal.line,
+        renewal=renewal,
+        now=now,
+        message=f"charge {charge.pk} ({charge.payment_intent_id}) paid renewal {renewal.pk} of terminated line "
+        f"{renewal.line_id}: refunding {charge.amount_minor} {charge.currency}",
+    )
     charge_id = charge.pk
     transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
 
@@ -114,8 +120,10 @@ def turn_off_rules_of_given_lines(*, now: datetime) -> list[int]:
     """Each dispatcher tick: enabled rules whose line now has another owner than the one who set
     them are turned off, in case the after-commit hook of the owner change was lost (renewals.signals)."""
     line_ids = list(
-        RenewalRule.objects.filter(enabled=True, owner__isnull=False).exclude(line__owner=F("owner"))
-        .order_by("id").values_list("line_id", flat=True)[: _claim_batch_size()]
+        RenewalRule.objects.filter(enabled=True, owner__isnull=False)
+        .exclude(line__owner=F("owner"))
+        .order_by("id")
+        .values_list("line_id", flat=True)[: _claim_batch_size()]
     )
     for line_id in line_ids:
         line_owner_changed(line_id=line_id, now=now)

@@ -1,5 +1,6 @@
 """Reconciliation: charges whose outcome we do not know (processor errors, slow settlements) are
 asked again at the processor, and attempts it never received are released as not sent."""
+
 from __future__ import annotations
 
 import logging
@@ -53,7 +54,9 @@ def _payment_method_type(payment_method_id: str) -> str:
     """From the payments mirror only (no processor call): unknown reads as a card, checked sooner."""
     if not payment_method_id:
         return "card"
-    return PaymentMethod.objects.filter(id=payment_method_id).values_list("stripe_data__type", flat=True).first() or "card"
+    return (
+        PaymentMethod.objects.filter(id=payment_method_id).values_list("stripe_data__type", flat=True).first() or "card"
+    )
 
 
 def _stuck_alert_after() -> timedelta:
@@ -79,7 +82,9 @@ def stale_pending_charges(*, now: datetime, limit: int | None = None) -> list[in
     instead, abandoned_authentications.)"""
     return list(
         Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False)
-        .filter(Q(status=Charge.Status.PENDING) | Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=Renewal.OPEN))
+        .filter(
+            Q(status=Charge.Status.PENDING) | Q(status=Charge.Status.REQUIRES_ACTION, renewal__status__in=Renewal.OPEN)
+        )
         .filter(_due_to_check(now))
         .order_by(F("next_check_at").asc(nulls_first=True), "sent_at", "id")
         .values_list("id", flat=True)[: limit or _claim_batch_size()]
@@ -99,13 +104,19 @@ def alert_stuck_charges(*, now: datetime, limit: int | None = None) -> list[int]
     stuck = (
         Charge.objects.filter(purpose=Charge.Purpose.RENEWAL, renewal__isnull=False, status=Charge.Status.PENDING)
         .filter(Q(next_check_at__lt=now - _stuck_alert_after()) | Q(sent_at__lt=now - _longest_settlement()))
-        .select_related("renewal__line").order_by("next_check_at", "id")[: limit or _claim_batch_size()]
+        .select_related("renewal__line")
+        .order_by("next_check_at", "id")[: limit or _claim_batch_size()]
     )
     alerted = []
     for charge in stuck:
         assert charge.renewal is not None  # renewal__isnull=False above
-        alerts.raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=charge.renewal.line, renewal=charge.renewal, now=now,
-                    message=f"charge {charge.pk} of renewal {charge.renewal_id} pending since {charge.sent_at:%Y-%m-%d %H:%M} UTC: outcome not known")
+        alerts.raise_alert(
+            kind=Alert.Kind.UNRECONCILED_CHARGE,
+            line=charge.renewal.line,
+            renewal=charge.renewal,
+            now=now,
+            message=f"charge {charge.pk} of renewal {charge.renewal_id} pending since {charge.sent_at:%Y-%m-%d %H:%M} UTC: outcome not known",
+        )
         alerted.append(charge.pk)
     return alerted
 
@@ -135,7 +146,10 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     sends it again; an attempt the processor never saw is closed as not sent, and the renewal
     retries on the policy as a new attempt with a new key. None: still unknown, ask next tick."""
     charge = Charge.objects.select_related("user", "renewal").get(pk=charge_id)
-    if charge.status == Charge.Status.REQUIRES_ACTION and Charge.objects.filter(authentications._abandoned(now), pk=charge.pk).exists():
+    if (
+        charge.status == Charge.Status.REQUIRES_ACTION
+        and Charge.objects.filter(authentications._abandoned(now), pk=charge.pk).exists()
+    ):
         return authentications.withdraw_authentication(charge_id=charge.pk, now=now)
     if charge.status == Charge.Status.REQUIRES_ACTION:
         return _check_authentication(charge=charge, now=now)
@@ -146,18 +160,27 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
     intent = gateways.find_payment_intent_for_charge(charge)  # GatewayError: Stripe unreachable, ask later
     if intent is None:
         outcome: ChargeResult = Outcome(
-            kind=NOT_SENT, failure_code="not_sent",
-            failure_message="The payment processor never received this attempt.")
+            kind=NOT_SENT, failure_code="not_sent", failure_message="The payment processor never received this attempt."
+        )
     else:
         outcome = gateways.outcome_from_payment_intent(intent)
         if _kind(outcome) in (PENDING, PROCESSOR_ERROR):
-            logger.info("charge_reconcile_pending charge=%s payment_intent=%s status=%s", charge.pk,
-                        outcome.payment_intent_id, getattr(outcome, "payment_intent_status", ""))
+            logger.info(
+                "charge_reconcile_pending charge=%s payment_intent=%s status=%s",
+                charge.pk,
+                outcome.payment_intent_id,
+                getattr(outcome, "payment_intent_status", ""),
+            )
             _check_again_later(charge=charge, now=now)
             if _kind(outcome) == PROCESSOR_ERROR and charge.renewal_id:
                 renewal = Renewal.objects.get(pk=charge.renewal_id)
-                alerts.raise_alert(kind=Alert.Kind.UNRECONCILED_CHARGE, line=renewal.line, renewal=renewal, now=now,
-                            message=f"charge {charge.pk}: PaymentIntent {outcome.payment_intent_id} in an unexpected state")
+                alerts.raise_alert(
+                    kind=Alert.Kind.UNRECONCILED_CHARGE,
+                    line=renewal.line,
+                    renewal=renewal,
+                    now=now,
+                    message=f"charge {charge.pk}: PaymentIntent {outcome.payment_intent_id} in an unexpected state",
+                )
             return None
     logger.warning("charge_reconciled charge=%s renewal=%s kind=%s", charge.pk, charge.renewal_id, _kind(outcome))
     return outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
@@ -172,10 +195,15 @@ def _check_authentication(*, charge: Charge, now: datetime) -> Renewal | None:
     outcome = gateways.outcome_from_payment_intent(intent) if intent is not None else None
     if outcome is None or _kind(outcome) != SUCCEEDED:
         Charge.objects.filter(pk=charge.pk, status=Charge.Status.REQUIRES_ACTION).update(
-            next_check_at=next_authentication_check(sent_at=charge.sent_at, now=now, cap=_reconcile_after()))
+            next_check_at=next_authentication_check(sent_at=charge.sent_at, now=now, cap=_reconcile_after())
+        )
         return None
-    logger.warning("authentication_reconciled charge=%s renewal=%s payment_intent=%s", charge.pk, charge.renewal_id,
-                   outcome.payment_intent_id)
+    logger.warning(
+        "authentication_reconciled charge=%s renewal=%s payment_intent=%s",
+        charge.pk,
+        charge.renewal_id,
+        outcome.payment_intent_id,
+    )
     return outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
@@ -198,8 +226,11 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
     with transaction.atomic():
         _rule, renewal = _lock_rule_and_renewal(renewal_id)
         charge = Charge.objects.select_for_update().get(pk=charge_id)
-        if charge.status != Charge.Status.PENDING or charge.payment_intent_id or (
-                renewal.status != Renewal.Status.CHARGING and not charge.on_session):
+        if (
+            charge.status != Charge.Status.PENDING
+            or charge.payment_intent_id
+            or (renewal.status != Renewal.Status.CHARGING and not charge.on_session)
+        ):
             _log("release_ignored", renewal, charge=charge.pk, charge_status=charge.status)
             return renewal
         charge.delete()
@@ -209,10 +240,20 @@ def release_unsent_attempt(*, charge_id: int, now: datetime, previous: Renewal |
         assert charge.attempt is not None  # an off-session attempt is numbered (prepare_charge)
         renewal.attempts = charge.attempt - 1
         if previous is not None:
-            renewal.status, renewal.next_attempt_at, renewal.completed_at = previous.status, previous.next_attempt_at, previous.completed_at
+            renewal.status, renewal.next_attempt_at, renewal.completed_at = (
+                previous.status,
+                previous.next_attempt_at,
+                previous.completed_at,
+            )
         else:
             renewal.status = Renewal.Status.RETRY_SCHEDULED if renewal.failures else Renewal.Status.DUE
             renewal.next_attempt_at = now
         renewal.save()
-        _log("renewal_attempt_released", renewal, charge=charge_id, reason="processor_busy", next_attempt_at=renewal.next_attempt_at)
+        _log(
+            "renewal_attempt_released",
+            renewal,
+            charge=charge_id,
+            reason="processor_busy",
+            next_attempt_at=renewal.next_attempt_at,
+        )
     return renewal

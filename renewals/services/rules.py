@@ -1,6 +1,7 @@
 """The customer's actions on auto-renewal: save a rule, turn it off (cancels what is not sent yet),
 a new default payment method waking the renewals that waited for one, and the rules that charge a
 method (payments asks through payments.hooks, registered in RenewalsConfig.ready)."""
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,9 @@ def save_rule(*, line: Line, values: dict[str, object], now: datetime) -> Renewa
         rule.owner_id = line.owner_id  # the customer confirming the rule is the one it charges
         rule.full_clean()
         rule.save()
-        logger.info("renewal_rule_saved rule=%s line=%s enabled=%s package=%s", rule.pk, line.pk, rule.enabled, rule.package_id)
+        logger.info(
+            "renewal_rule_saved rule=%s line=%s enabled=%s package=%s", rule.pk, line.pk, rule.enabled, rule.package_id
+        )
         waiting = authentications._authentications_of(_cancel_unsent(rule=rule, now=now)) if not rule.enabled else []
     authentications.withdraw_authentications(charge_ids=waiting, now=now)
     if rule.enabled:
@@ -76,10 +79,21 @@ def payment_method_changed(*, user: User, now: datetime, payment_method_id: str 
     switching the default back and forth cannot retry a failed renewal at will."""
     woken: list[int] = []
     with transaction.atomic():
-        for rule in RenewalRule.objects.select_for_update(of=("self",)).filter(line__owner=user, enabled=True).select_related("line", "package").order_by("id"):
-            latest = Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
-            if (latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED) and payment_method_id
-                    and latest.charges.filter(payment_method_id=payment_method_id).exists()):
+        for rule in (
+            RenewalRule.objects.select_for_update(of=("self",))
+            .filter(line__owner=user, enabled=True)
+            .select_related("line", "package")
+            .order_by("id")
+        ):
+            latest = (
+                Renewal.objects.select_for_update().filter(line_id=rule.line_id).order_by("-created_at", "-id").first()
+            )
+            if (
+                latest is not None
+                and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED)
+                and payment_method_id
+                and latest.charges.filter(payment_method_id=payment_method_id).exists()
+            ):
                 _log("renewal_not_woken", latest, reason="method_already_tried")
                 continue
             if latest is not None and latest.status in (Renewal.Status.AWAITING_METHOD, Renewal.Status.FAILED):
@@ -118,9 +132,13 @@ def move_rules_to_method(*, user: User, from_id: str, to_id: str) -> int:
     """Point the customer's rules that charge `from_id` at `to_id`, with one history row per rule
     (a bulk update fires no history signal), attributed to the customer who chose the replacement."""
     with transaction.atomic():
-        rules = list(RenewalRule.objects.select_for_update().filter(line__owner=user, payment_method_id=from_id).order_by("pk"))
+        rules = list(
+            RenewalRule.objects.select_for_update().filter(line__owner=user, payment_method_id=from_id).order_by("pk")
+        )
         RenewalRule.objects.filter(pk__in=[rule.pk for rule in rules]).update(payment_method_id=to_id)
         with acting(user):
-            record_changes([(rule, {"payment_method_id": from_id}, {"payment_method_id": to_id}) for rule in rules],
-                           action="payment_method_replaced")
+            record_changes(
+                [(rule, {"payment_method_id": from_id}, {"payment_method_id": to_id}) for rule in rules],
+                action="payment_method_replaced",
+            )
     return len(rules)

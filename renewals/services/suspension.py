@@ -1,5 +1,6 @@
 """Suspension after a failed cycle: authentication windows that ran out, unconfirmed attempts, and
 the lines whose grace is over."""
+
 from __future__ import annotations
 
 import logging
@@ -25,9 +26,15 @@ def _suspend_line_for(*, renewal: Renewal, now: datetime) -> None:
     writes the state and the network command); the renewal records that it did, once."""
     renewal.line_suspended_at = now
     renewal.save(update_fields=["line_suspended_at", "updated_at"])
-    previous = line_status.suspend_line_for_payment(line_id=renewal.line_id, reason=f"renewal {renewal.pk} failed", now=now)
+    previous = line_status.suspend_line_for_payment(
+        line_id=renewal.line_id, reason=f"renewal {renewal.pk} failed", now=now
+    )
     if previous is None:
-        _log("line_not_suspended", renewal, line_status=Line.objects.values_list("status", flat=True).get(pk=renewal.line_id))
+        _log(
+            "line_not_suspended",
+            renewal,
+            line_status=Line.objects.values_list("status", flat=True).get(pk=renewal.line_id),
+        )
         return
     _log("line_suspended", renewal, line_status_before=previous)
     notifications.notify_later(renewal, notifications.SUSPENDED)
@@ -42,9 +49,13 @@ def _withdraw_overdue_authentications(*, now: datetime) -> None:
     (charged twice). If the customer paid just before, the cancel is refused and the success is
     recorded instead (withdraw_authentication). Processor calls: outside any row lock."""
     charge_ids = list(
-        Charge.objects.filter(status=Charge.Status.REQUIRES_ACTION, renewal__status=Renewal.Status.REQUIRES_ACTION,
-                              renewal__suspend_at__lte=now)
-        .order_by("id").values_list("id", flat=True)[: _claim_batch_size()]
+        Charge.objects.filter(
+            status=Charge.Status.REQUIRES_ACTION,
+            renewal__status=Renewal.Status.REQUIRES_ACTION,
+            renewal__suspend_at__lte=now,
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[: _claim_batch_size()]
     )
     for charge_id in charge_ids:
         try:
@@ -74,8 +85,13 @@ def _fail_unconfirmed(*, now: datetime) -> list[int]:
         renewal.suspend_at = now
         renewal.save()
         _log("renewal_failed", renewal, reason=AUTHENTICATION_TIMEOUT)
-        alerts.raise_alert(kind=Alert.Kind.RENEWAL_FAILED, line=renewal.line, renewal=renewal, now=now,
-                    message=f"renewal {renewal.pk} of line {renewal.line_id}: 3-D Secure not completed in time")
+        alerts.raise_alert(
+            kind=Alert.Kind.RENEWAL_FAILED,
+            line=renewal.line,
+            renewal=renewal,
+            now=now,
+            message=f"renewal {renewal.pk} of line {renewal.line_id}: 3-D Secure not completed in time",
+        )
         _suspend_line_for(renewal=renewal, now=now)
         failed.append(renewal.pk)
     return failed
@@ -95,7 +111,9 @@ def suspend_overdue_lines(*, now: datetime) -> list[int]:
         )
         for renewal in renewals:
             # A later renewal of the line already paid: nothing to suspend for.
-            if Renewal.objects.filter(line_id=renewal.line_id, status=Renewal.Status.SUCCEEDED, completed_at__gt=renewal.completed_at).exists():
+            if Renewal.objects.filter(
+                line_id=renewal.line_id, status=Renewal.Status.SUCCEEDED, completed_at__gt=renewal.completed_at
+            ).exists():
                 renewal.line_suspended_at = now
                 renewal.save(update_fields=["line_suspended_at", "updated_at"])
                 continue

@@ -1,5 +1,6 @@
 """Triggers and opening renewals: when a line's rule is met, within its caps, a renewal is opened
 with frozen terms (one open renewal per line: a database constraint)."""
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,14 @@ def _blocked_by_history(*, line: Line, now: datetime, policy: RetryPolicy, after
     return ""
 
 
-def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: RetryPolicy | None = None,
-                 after_method_change: bool = False) -> Renewal | None:
+def open_renewal(
+    *,
+    rule: RenewalRule,
+    now: datetime,
+    trigger: str,
+    policy: RetryPolicy | None = None,
+    after_method_change: bool = False,
+) -> Renewal | None:
     """Open a `due` renewal for the rule's line, or None when a guard says no. "No open renewal for
     the line" is the database's constraint (docs/invariants.md #2), not a check here."""
     policy = policy or RetryPolicy.current()
@@ -78,22 +85,41 @@ def open_renewal(*, rule: RenewalRule, now: datetime, trigger: str, policy: Retr
         logger.info("renewal_not_opened line=%s reason=%s", line.pk, blocked)
         return None
     if selectors.renewals_in_last_day(line=line, now=now) >= rule.max_renewals_per_day:
-        alerts.raise_alert(kind=Alert.Kind.RENEWAL_CAP_REACHED, line=line, now=now,
-                    message=f"line {line.pk} reached {rule.max_renewals_per_day} renewals in 24 hours; trigger {trigger} ignored")
+        alerts.raise_alert(
+            kind=Alert.Kind.RENEWAL_CAP_REACHED,
+            line=line,
+            now=now,
+            message=f"line {line.pk} reached {rule.max_renewals_per_day} renewals in 24 hours; trigger {trigger} ignored",
+        )
         logger.info("renewal_not_opened line=%s reason=daily_cap", line.pk)
         return None
     amount, overage, fee = renewal_terms(rule=rule, line=line, policy=policy)
     if rule.monthly_spend_cap_minor is not None and (
-            selectors.spent_this_month(line=line, now=now, currency=rule.package.currency) + amount > rule.monthly_spend_cap_minor):
-        alerts.raise_alert(kind=Alert.Kind.SPEND_CAP_REACHED, line=line, now=now,
-                    message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}")
+        selectors.spent_this_month(line=line, now=now, currency=rule.package.currency) + amount
+        > rule.monthly_spend_cap_minor
+    ):
+        alerts.raise_alert(
+            kind=Alert.Kind.SPEND_CAP_REACHED,
+            line=line,
+            now=now,
+            message=f"line {line.pk}: a renewal of {amount} {rule.package.currency} would pass the monthly cap {rule.monthly_spend_cap_minor}",
+        )
         logger.info("renewal_not_opened line=%s reason=monthly_cap", line.pk)
         return None
     try:
         with transaction.atomic():
             renewal = Renewal.objects.create(
-                line=line, rule=rule, payer_id=rule.owner_id or line.owner_id, package=rule.package, amount_minor=amount, currency=rule.package.currency,
-                overage_billed_bytes=overage, overage_fee_minor=fee, status=Renewal.Status.DUE, trigger=trigger, next_attempt_at=now,
+                line=line,
+                rule=rule,
+                payer_id=rule.owner_id or line.owner_id,
+                package=rule.package,
+                amount_minor=amount,
+                currency=rule.package.currency,
+                overage_billed_bytes=overage,
+                overage_fee_minor=fee,
+                status=Renewal.Status.DUE,
+                trigger=trigger,
+                next_attempt_at=now,
             )
     except IntegrityError:
         # one_open_renewal_per_line: this line already has a renewal on its way.

@@ -1,4 +1,5 @@
 """Template helpers for renewals: money from minor units, and the renewal banners a line page shows."""
+
 from django import template
 
 from payments.money import format_money

@@ -1,4 +1,5 @@
 """Steps a customer takes, shared by the accounts tests (the browser tests have their own)."""
+
 import re
 import time
 

@@ -1,4 +1,5 @@
 """The account page (portal home) and the line install page."""
+
 import re
 from datetime import UTC, datetime, time, timedelta
 from urllib.parse import quote
@@ -21,8 +22,12 @@ def usage(line, *, at: datetime, amount: int, ref: str) -> UsageRecord:
 def test_line_card_shows_status_data_validity_package_and_progress(customer_client, customer):
     package = make_package(name="Standard 10 GB")
     make_line(
-        owner=customer, label="Phone", package=package, status=Line.Status.DATA_EXHAUSTED,
-        data_remaining_bytes=1536 * MB, data_used_bytes=8704 * MB,
+        owner=customer,
+        label="Phone",
+        package=package,
+        status=Line.Status.DATA_EXHAUSTED,
+        data_remaining_bytes=1536 * MB,
+        data_used_bytes=8704 * MB,
     )
     body = customer_client.get(reverse("accounts:home")).content.decode()
     assert "Phone" in body and 'class="badge data_exhausted">Out of data<' in body
@@ -107,7 +112,9 @@ def test_line_detail_has_qr_copyable_code_and_ios_link(customer_client, customer
     body = customer_client.get(reverse("accounts:line_detail", args=[line.pk])).content.decode()
     lpa = "LPA:1$rsp.example.net$AB-12$CD"
     assert f'value="{lpa}"' in body
-    assert re.search(r'<svg role="img" viewBox="[^"]+" class="segno"><title>QR code of the activation code</title>', body)
+    assert re.search(
+        r'<svg role="img" viewBox="[^"]+" class="segno"><title>QR code of the activation code</title>', body
+    )
     assert 'data-copy-target="lpa-code"' in body
     assert '<script src="/static/js/copy.js" defer></script>' in body
     assert "<script>" not in body  # no inline script: a CSP can forbid them
@@ -121,7 +128,9 @@ def test_qr_code_encodes_the_activation_code(customer_client, customer):
 
     line = make_line(owner=customer)
     body = customer_client.get(reverse("accounts:line_detail", args=[line.pk])).content.decode()
-    expected_path = re.search(r'class="qrline" stroke="#000" d="([^"]+)"', segno.make(line.lpa_string, error="m").svg_inline()).group(1)
+    expected_path = re.search(
+        r'class="qrline" stroke="#000" d="([^"]+)"', segno.make(line.lpa_string, error="m").svg_inline()
+    ).group(1)
     assert expected_path in body
 
 
@@ -149,7 +158,12 @@ def test_account_page_in_chinese(client, customer):
 def test_portal_links_to_payments_and_renewals(customer_client, customer):
     line = make_line(owner=customer)
     body = customer_client.get(reverse("accounts:home")).content.decode()
-    for href in (reverse("payments:methods"), reverse("payments:history"), reverse("payments:buy", args=[line.pk]), reverse("renewals:rule", args=[line.pk])):
+    for href in (
+        reverse("payments:methods"),
+        reverse("payments:history"),
+        reverse("payments:buy", args=[line.pk]),
+        reverse("renewals:rule", args=[line.pk]),
+    ):
         assert f'href="{href}"' in body
 
 
@@ -158,5 +172,8 @@ def test_a_terminated_line_says_it_has_ended_and_offers_no_purchase_renewal_or_i
     for page in (reverse("accounts:home"), reverse("accounts:line_detail", args=[ended.pk])):
         body = customer_client.get(page).content.decode()
         assert "This eSIM has ended" in body, page
-        assert reverse("payments:buy", args=[ended.pk]) not in body and reverse("renewals:rule", args=[ended.pk]) not in body
+        assert (
+            reverse("payments:buy", args=[ended.pk]) not in body
+            and reverse("renewals:rule", args=[ended.pk]) not in body
+        )
         assert "of your data is left" not in body and "esimsetup.apple.com" not in body

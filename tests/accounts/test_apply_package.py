@@ -24,16 +24,27 @@ def test_validity_is_never_shortened(customer, package):
     assert line.expires_at == far
 
 
-@pytest.mark.parametrize("status", [Line.Status.SUSPENDED, Line.Status.DATA_EXHAUSTED, Line.Status.INACTIVE, Line.Status.EXPIRED])
+@pytest.mark.parametrize(
+    "status", [Line.Status.SUSPENDED, Line.Status.DATA_EXHAUSTED, Line.Status.INACTIVE, Line.Status.EXPIRED]
+)
 def test_applying_a_package_resumes_a_stopped_line(customer, package, status):
-    line = apply_package(line=make_line(owner=customer, status=status, data_remaining_bytes=0), package=package, now=timezone.now())
+    line = apply_package(
+        line=make_line(owner=customer, status=status, data_remaining_bytes=0), package=package, now=timezone.now()
+    )
     assert line.status == Line.Status.ACTIVE
 
 
 def test_overage_is_deducted_from_the_next_allowance_unless_billed(customer, package):
     now = timezone.now()
-    deducted = apply_package(line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB), package=package, now=now)
-    billed = apply_package(line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB), package=package, now=now, overage_billed_bytes=GB)
+    deducted = apply_package(
+        line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB), package=package, now=now
+    )
+    billed = apply_package(
+        line=make_line(owner=customer, data_remaining_bytes=0, overage_bytes=GB),
+        package=package,
+        now=now,
+        overage_billed_bytes=GB,
+    )
     assert deducted.data_remaining_bytes == package.data_allowance_bytes - GB
     assert billed.data_remaining_bytes == package.data_allowance_bytes
     assert deducted.overage_bytes == billed.overage_bytes == 0

@@ -1,5 +1,6 @@
 """An ICCID is ASCII digits only, wherever one comes in: a full-width or other script's digits
 would make a twin line that the partner's usage records (ASCII) can never match."""
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -32,7 +33,11 @@ def test_the_csv_import_refuses_non_ascii_digits(db, iccid):
 
 @pytest.mark.parametrize("iccid", [FULL_WIDTH, ARABIC_INDIC])
 def test_the_partner_api_refuses_a_record_with_non_ascii_digits(client, line, iccid):
-    body = {"records": [{"id": "r1", "iccid": iccid, "bytes": 1, "start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"}]}
+    body = {
+        "records": [
+            {"id": "r1", "iccid": iccid, "bytes": 1, "start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"}
+        ]
+    }
     response = signed_post(client, body)
     assert "iccid must be a string of 18 to 20 digits" in response.content.decode()
     assert not UsageRecord.objects.exists()

@@ -1,4 +1,5 @@
 """Language switcher, the choice remembered on the user, time zone display and settings page."""
+
 import zoneinfo
 from datetime import UTC, datetime
 
@@ -35,8 +36,10 @@ def test_unknown_language_is_ignored(customer_client, customer):
 def test_saved_language_is_applied_at_login_from_a_fresh_browser(client, db):
     make_user(email="c@example.com", password=PASSWORD, language="zh-hans")
     response = client.post(
-        reverse("account_login"), {"login": "c@example.com", "password": PASSWORD},
-        HTTP_ACCEPT_LANGUAGE="en", follow=True,
+        reverse("account_login"),
+        {"login": "c@example.com", "password": PASSWORD},
+        HTTP_ACCEPT_LANGUAGE="en",
+        follow=True,
     )
     assert client.cookies[settings.LANGUAGE_COOKIE_NAME].value == "zh-hans"
     assert '<html lang="zh-hans">' in response.content.decode()
@@ -59,7 +62,9 @@ def test_settings_page_changes_time_zone_and_language(customer_client, customer)
     page = customer_client.get(reverse("accounts:settings"))
     assert page.status_code == 200
     response = customer_client.post(
-        reverse("accounts:settings"), {"name": "Alice", "language": "zh-hans", "time_zone": "Europe/Berlin"}, follow=True
+        reverse("accounts:settings"),
+        {"name": "Alice", "language": "zh-hans", "time_zone": "Europe/Berlin"},
+        follow=True,
     )
     customer.refresh_from_db()
     assert (customer.name, customer.language, customer.time_zone) == ("Alice", "zh-hans", "Europe/Berlin")

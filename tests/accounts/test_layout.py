@@ -1,18 +1,28 @@
 """allauth's pages, the 429 page and our own pages share the one base layout."""
+
 import pytest
 from django.urls import reverse
 
 from tests.accounts.helpers import sign_up
 
 ANONYMOUS_PAGES = ["account_login", "account_signup", "account_reset_password"]
-SIGNED_IN_PAGES = ["account_email", "account_change_password", "account_change_phone", "mfa_index", "accounts:settings", "accounts:home"]
+SIGNED_IN_PAGES = [
+    "account_email",
+    "account_change_password",
+    "account_change_phone",
+    "mfa_index",
+    "accounts:settings",
+    "accounts:home",
+]
 
 
 def assert_in_layout(body: str) -> None:
     assert 'id="site-header"' in body and 'id="language-select"' in body
     assert '<meta name="viewport"' in body
     assert "Menu:" not in body  # allauth's own bare layout is gone
-    assert "http://" not in body.split("<body", 1)[0] and "https://" not in body.split("<body", 1)[0]  # no external assets
+    assert (
+        "http://" not in body.split("<body", 1)[0] and "https://" not in body.split("<body", 1)[0]
+    )  # no external assets
 
 
 @pytest.mark.parametrize("name", ANONYMOUS_PAGES)
@@ -32,4 +42,3 @@ def test_phone_code_page_ties_the_error_to_the_input(client, db):
     body = client.post(reverse("account_verify_phone"), {"code": "12"}).content.decode()
     assert_in_layout(body)
     assert 'aria-invalid="true"' in body
-

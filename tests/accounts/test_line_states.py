@@ -1,5 +1,6 @@
 """A line's life as one state machine (docs/line-states.md): each transition writes the network
 command it implies in its own transaction, so the network's state follows the database's."""
+
 from datetime import timedelta
 
 import time_machine
@@ -25,6 +26,7 @@ def pay(line, package, now=None) -> Line:
 
 
 # --- A. money changes a line, and the network hears of it ----------------------------------------
+
 
 def test_a_purchase_on_a_line_out_of_data_unblocks_its_data_at_the_network(customer, package):
     line = pay(make_line(owner=customer, status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0), package)
@@ -54,11 +56,16 @@ def test_a_purchase_on_an_active_line_tells_the_network_nothing(customer, packag
 
 def test_a_payment_never_lifts_an_operators_suspension_but_still_delivers_what_was_paid(customer, package):
     now = timezone.now()
-    line = make_line(owner=customer, status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0, expires_at=now + timedelta(days=1))
+    line = make_line(
+        owner=customer, status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0, expires_at=now + timedelta(days=1)
+    )
     assert suspend_line(line_id=line.pk, reason="fraud check", actor=None, now=now)
     line = pay(line, package, now=now)
     assert line.status == Line.Status.SUSPENDED
-    assert (line.data_remaining_bytes, line.expires_at) == (package.data_allowance_bytes, now + timedelta(days=package.validity_days))
+    assert (line.data_remaining_bytes, line.expires_at) == (
+        package.data_allowance_bytes,
+        now + timedelta(days=package.validity_days),
+    )
     # The data switch follows the payment; the service switch stays off until the operator resumes.
     assert commands(line) == ["suspend", "unblock_data"]
 
@@ -68,7 +75,9 @@ def test_a_payment_never_lifts_an_operators_suspension_but_still_delivers_what_w
     assert commands(line) == ["suspend", "unblock_data", "resume"]
 
 
-def test_an_operator_suspending_a_line_already_suspended_for_non_payment_keeps_it_suspended_after_payment(customer, package):
+def test_an_operator_suspending_a_line_already_suspended_for_non_payment_keeps_it_suspended_after_payment(
+    customer, package
+):
     line = make_line(owner=customer, status=Line.Status.SUSPENDED)
     assert suspend_line(line_id=line.pk, reason="fraud check", actor=None, now=timezone.now())
     line = pay(line, package)
@@ -77,6 +86,7 @@ def test_an_operator_suspending_a_line_already_suspended_for_non_payment_keeps_i
 
 
 # --- C. usage never changes a line's state silently ----------------------------------------------
+
 
 def use(client, line, size, record_id) -> Line:
     body = {"records": [record(line, id=record_id, bytes=size)]}
@@ -106,8 +116,13 @@ def test_usage_that_empties_a_suspended_line_blocks_its_data_and_the_resume_keep
 def test_a_line_resumed_at_zero_under_an_overage_allowance_is_not_out_of_data(client, customer, package):
     now = timezone.now()
     line = make_line(owner=customer, package=package, data_remaining_bytes=GB, data_used_bytes=0)
-    RenewalRule.objects.create(line=line, package=package, overage_policy=RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT,
-                               overage_cap_mb=1024, enabled=False)
+    RenewalRule.objects.create(
+        line=line,
+        package=package,
+        overage_policy=RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT,
+        overage_cap_mb=1024,
+        enabled=False,
+    )
     line = use(client, line, GB + 10 * MB, "into-overage")
     assert (line.status, line.data_remaining_bytes, line.overage_bytes) == (Line.Status.ACTIVE, 0, 10 * MB)
     assert suspend_line(line_id=line.pk, reason="support", actor=None, now=now)
@@ -119,7 +134,9 @@ def test_a_line_resumed_at_zero_under_an_overage_allowance_is_not_out_of_data(cl
 
 def test_a_never_activated_line_suspended_then_resumed_comes_back_inactive(customer):
     now = timezone.now()
-    line = make_line(owner=customer, status=Line.Status.INACTIVE, data_remaining_bytes=0, data_used_bytes=0, expires_at=None)
+    line = make_line(
+        owner=customer, status=Line.Status.INACTIVE, data_remaining_bytes=0, data_used_bytes=0, expires_at=None
+    )
     assert suspend_line(line_id=line.pk, reason="support", actor=None, now=now)
     assert resume_line(line_id=line.pk, reason="done", actor=None, now=now)
     line.refresh_from_db()
@@ -128,6 +145,7 @@ def test_a_never_activated_line_suspended_then_resumed_comes_back_inactive(custo
 
 
 # --- B. validity is enforced ----------------------------------------------------------------------
+
 
 def test_a_line_whose_validity_ended_expires_at_the_next_sweep_and_the_network_suspends_it(customer, package, settings):
     start = timezone.now()
@@ -139,7 +157,9 @@ def test_a_line_whose_validity_ended_expires_at_the_next_sweep_and_the_network_s
         assert expire_lines() == 0  # once
     line.refresh_from_db()
     assert line.status == Line.Status.EXPIRED
-    assert list(NetworkCommand.objects.filter(line=line).values_list("command", "reason")) == [("suspend", "validity ended")]
+    assert list(NetworkCommand.objects.filter(line=line).values_list("command", "reason")) == [
+        ("suspend", "validity ended")
+    ]
     schedule = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "accounts.expire_lines" in schedule
     assert settings.CELERY_TASK_ROUTES["accounts.expire_lines"] == {"queue": "sweeps"}
@@ -147,7 +167,9 @@ def test_a_line_whose_validity_ended_expires_at_the_next_sweep_and_the_network_s
 
 def test_an_out_of_data_line_that_expires_keeps_its_data_blocked(customer, package):
     now = timezone.now()
-    line = make_line(owner=customer, status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0, expires_at=now - timedelta(seconds=1))
+    line = make_line(
+        owner=customer, status=Line.Status.DATA_EXHAUSTED, data_remaining_bytes=0, expires_at=now - timedelta(seconds=1)
+    )
     assert expire_lines() == 1
     line.refresh_from_db()
     assert (line.status, line.data_blocked) == (Line.Status.EXPIRED, True)
@@ -181,13 +203,22 @@ def test_a_suspended_line_whose_validity_ended_is_resumed_as_expired_and_stays_o
 
 # --- D. the renewal engine's suspension is a line transition like the others ---------------------
 
+
 def _fail_a_renewal_of(line, package, now):
     """A cycle out of attempts and past its grace, then the engine's suspension sweep."""
     from renewals.models import Renewal
     from renewals.services import suspend_overdue_lines
 
-    Renewal.objects.create(line=line, package=package, payer=line.owner, amount_minor=package.price_minor, currency=package.currency,
-                           status=Renewal.Status.FAILED, completed_at=now, suspend_at=now)
+    Renewal.objects.create(
+        line=line,
+        package=package,
+        payer=line.owner,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        status=Renewal.Status.FAILED,
+        completed_at=now,
+        suspend_at=now,
+    )
     suspend_overdue_lines(now=now)
     line.refresh_from_db()
     return line

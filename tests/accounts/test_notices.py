@@ -4,6 +4,7 @@ and time zone after the commit, retries it when the mail server fails, and sends
 
 The partner's usage request and the expiry sweep only owe the email; nothing here mocks our code,
 only the mail server (the test email backends at the edge)."""
+
 import smtplib
 from datetime import timedelta
 
@@ -32,8 +33,13 @@ class RefusingBackend(BaseEmailBackend):
 
 @pytest.fixture
 def fresh_line(customer, package):
-    return make_line(owner=customer, package=package, data_remaining_bytes=10 * GB, data_used_bytes=0,
-                     package_started_at=timezone.now() - timedelta(days=2))
+    return make_line(
+        owner=customer,
+        package=package,
+        data_remaining_bytes=10 * GB,
+        data_used_bytes=0,
+        package_started_at=timezone.now() - timedelta(days=2),
+    )
 
 
 def post_usage(client, line, size, record_id, capture):
@@ -46,16 +52,26 @@ def post_usage(client, line, size, record_id, capture):
     return line
 
 
-def test_a_usage_batch_sends_no_email_inside_the_request_and_owes_one_notice(client, fresh_line, django_capture_on_commit_callbacks):
+def test_a_usage_batch_sends_no_email_inside_the_request_and_owes_one_notice(
+    client, fresh_line, django_capture_on_commit_callbacks
+):
     line = post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
     assert mail.outbox == []  # SMTP is never on the partner's request path
     [notice] = Notice.objects.all()
-    assert (notice.user_id, notice.line_id, notice.kind, notice.status, notice.attempts) == (line.owner_id, line.pk, "usage", "pending", 0)
+    assert (notice.user_id, notice.line_id, notice.kind, notice.status, notice.attempts) == (
+        line.owner_id,
+        line.pk,
+        "usage",
+        "pending",
+        0,
+    )
     assert notice.facts["used_percent"] == 94 and notice.facts["remaining_bytes"] == 600 * MB
     assert notice.facts["allowance_bytes"] == 10 * GB and notice.facts["auto_renewal"] is False
 
 
-def test_the_task_sends_it_in_english_with_the_figures_of_the_event(client, fresh_line, django_capture_on_commit_callbacks):
+def test_the_task_sends_it_in_english_with_the_figures_of_the_event(
+    client, fresh_line, django_capture_on_commit_callbacks
+):
     line = post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
     assert send_notices.apply().get() == 1
     [message] = mail.outbox
@@ -82,7 +98,9 @@ def test_the_task_sends_it_in_chinese_to_a_chinese_customer(client, package, dja
     assert Notice.objects.get().language == "zh-hans"
 
 
-def test_a_customer_with_auto_renewal_on_is_not_told_to_turn_it_on(client, fresh_line, package, django_capture_on_commit_callbacks):
+def test_a_customer_with_auto_renewal_on_is_not_told_to_turn_it_on(
+    client, fresh_line, package, django_capture_on_commit_callbacks
+):
     from renewals.models import RenewalRule
 
     RenewalRule.objects.create(line=fresh_line, package=package, enabled=True, trigger_hours_before_expiry=24)
@@ -94,7 +112,8 @@ def test_a_customer_with_auto_renewal_on_is_not_told_to_turn_it_on(client, fresh
 
 
 def test_a_failing_mail_server_leaves_the_notice_pending_and_a_later_sweep_sends_it_once(
-        client, fresh_line, django_capture_on_commit_callbacks, settings):
+    client, fresh_line, django_capture_on_commit_callbacks, settings
+):
     post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
     FAILURES.clear()
@@ -142,7 +161,9 @@ def test_the_sweep_is_on_beats_schedule():
     assert send_notices.name == "accounts.send_notices"
 
 
-def test_a_usage_notice_for_a_line_terminated_before_it_was_sent_is_not_sent(client, fresh_line, django_capture_on_commit_callbacks):
+def test_a_usage_notice_for_a_line_terminated_before_it_was_sent_is_not_sent(
+    client, fresh_line, django_capture_on_commit_callbacks
+):
     line = post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
     line.status = "terminated"
     line.save()
@@ -152,7 +173,9 @@ def test_a_usage_notice_for_a_line_terminated_before_it_was_sent_is_not_sent(cli
     assert notice.status == "skipped" and notice.last_error == "the line is no longer in service"
 
 
-def test_a_notice_the_mail_server_refused_for_a_day_fails_and_is_not_sent_late(client, fresh_line, django_capture_on_commit_callbacks, settings):
+def test_a_notice_the_mail_server_refused_for_a_day_fails_and_is_not_sent_late(
+    client, fresh_line, django_capture_on_commit_callbacks, settings
+):
     post_usage(client, fresh_line, 10 * GB - 600 * MB, "a", django_capture_on_commit_callbacks)
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
     send_notices.apply()

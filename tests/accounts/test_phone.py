@@ -1,4 +1,5 @@
 """Phone at sign-up: SMS code, three wrong codes, login by phone, rate limits answer 429."""
+
 from django.core import mail
 from django.test import Client
 from django.urls import reverse

@@ -2,6 +2,7 @@
 number is taken (and texts the owner), but its verification page then lacked the "Use a different
 phone number" form, which the page for a new number has: a stranger could probe numbers. Both pages,
 and what changing the number answers, are the same."""
+
 import re
 
 from django.test import Client
@@ -41,7 +42,9 @@ def test_the_verification_page_is_the_same_for_a_new_and_an_already_registered_n
 
 def test_changing_the_number_answers_the_same_whether_or_not_the_first_was_registered(db):
     make_user(email="owner@example.com", password=PASSWORD, phone=REGISTERED, phone_verified=True)
-    other_owner = make_user(email="other-owner@example.com", password=PASSWORD, phone="+8613800138009", phone_verified=True)
+    other_owner = make_user(
+        email="other-owner@example.com", password=PASSWORD, phone="+8613800138009", phone_verified=True
+    )
     new_client, _page = verification_page("new1@example.com", "+8613800138002", "198.51.100.1")
     taken_client, _page = verification_page("new2@example.com", REGISTERED, "198.51.100.2")
     pages = []

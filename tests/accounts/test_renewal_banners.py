@@ -1,4 +1,5 @@
 """A customer sees on the portal home and the line page when a renewal needs them."""
+
 from django.urls import reverse
 
 from renewals.models import Renewal

@@ -1,4 +1,5 @@
 """Sign-up by email: verification link, login, account page, in English and in Chinese."""
+
 from allauth.account.models import EmailAddress
 from django.core import mail
 from django.test import Client

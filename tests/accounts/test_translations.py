@@ -1,5 +1,6 @@
 """zh-Hans is complete for the catalogues this app owns: no empty or fuzzy entries, and the
 compiled .mo matches its .po."""
+
 import subprocess
 from pathlib import Path
 
@@ -17,7 +18,9 @@ CATALOGUES = [
 def test_catalogue_is_complete_and_compiled(po: Path, tmp_path):
     result = subprocess.run(
         ["msgfmt", "--check", "--statistics", "-o", str(tmp_path / "django.mo"), str(po)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     statistics = result.stderr.strip().splitlines()[-1]
     assert "untranslated" not in statistics and "fuzzy" not in statistics, statistics

@@ -1,6 +1,7 @@
 """An operator's usage correction (docs/usage.md, "Operator corrections"): a new, signed row applied
 by the same accounting as the partner's usage, with its network command and history in the same
 transaction; it never gives back more than the period used, and overage stays conserved."""
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,8 +26,19 @@ def operator(db):
 
 def use(line, *sizes, prefix="u"):
     end = timezone.now()
-    ingest_usage(records=[UsageInput(index=i, partner_record_id=f"{prefix}-{line.pk}-{i}", iccid=line.iccid, bytes=size,
-                                     start=end - timedelta(minutes=5), end=end) for i, size in enumerate(sizes)])
+    ingest_usage(
+        records=[
+            UsageInput(
+                index=i,
+                partner_record_id=f"{prefix}-{line.pk}-{i}",
+                iccid=line.iccid,
+                bytes=size,
+                start=end - timedelta(minutes=5),
+                end=end,
+            )
+            for i, size in enumerate(sizes)
+        ]
+    )
     line.refresh_from_db()
     return line
 
@@ -36,13 +48,19 @@ def commands(line):
 
 
 def test_a_credit_on_an_out_of_data_line_restores_data_and_writes_unblock_data_in_the_same_transaction(
-        customer, package, operator):
+    customer, package, operator
+):
     line = use(make_line(owner=customer, package=package, data_remaining_bytes=100 * MB, data_used_bytes=0), 400 * MB)
     assert (line.status, line.data_blocked, commands(line)) == (Line.Status.DATA_EXHAUSTED, True, ["block_data"])
 
     with transaction.atomic():
-        adjust_usage(line_id=line.pk, bytes=-300 * MB, reason="partner reported the same session twice", actor=operator,
-                     now=timezone.now())
+        adjust_usage(
+            line_id=line.pk,
+            bytes=-300 * MB,
+            reason="partner reported the same session twice",
+            actor=operator,
+            now=timezone.now(),
+        )
         # Inside the one transaction: the data is back and the command is written.
         line.refresh_from_db()
         assert (line.status, line.data_blocked, line.data_remaining_bytes) == (Line.Status.ACTIVE, False, 300 * MB)
@@ -61,11 +79,26 @@ def test_a_failed_correction_writes_nothing(customer, package, operator):
 
 
 def test_a_credit_cannot_exceed_the_periods_usage(customer, package, operator):
-    line = make_line(owner=customer, package=package, data_remaining_bytes=GB, data_used_bytes=0,
-                     package_started_at=timezone.now() - timedelta(days=1))
+    line = make_line(
+        owner=customer,
+        package=package,
+        data_remaining_bytes=GB,
+        data_used_bytes=0,
+        package_started_at=timezone.now() - timedelta(days=1),
+    )
     # Usage of an earlier package (charged to nothing) does not count; this package's does.
-    ingest_usage(records=[UsageInput(index=0, partner_record_id="old", iccid=line.iccid, bytes=500 * MB,
-                                     start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 1, 0, 5, tzinfo=UTC))])
+    ingest_usage(
+        records=[
+            UsageInput(
+                index=0,
+                partner_record_id="old",
+                iccid=line.iccid,
+                bytes=500 * MB,
+                start=datetime(2026, 1, 1, tzinfo=UTC),
+                end=datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
+            )
+        ]
+    )
     line = use(line, 200 * MB)
     assert preview_adjustment(line_id=line.pk, bytes=-MB).period_usage == 200 * MB
     with pytest.raises(AdjustmentRefused, match="209715200"):
@@ -91,7 +124,11 @@ def test_more_usage_crossing_zero_blocks_per_the_overage_policy(customer, packag
     adjust_usage(line_id=line.pk, bytes=150 * MB, reason="partner missed a session", actor=operator, now=timezone.now())
     line.refresh_from_db()
     assert (line.status, line.data_blocked, line.data_remaining_bytes, line.data_used_bytes) == (
-        Line.Status.DATA_EXHAUSTED, True, 0, 150 * MB)
+        Line.Status.DATA_EXHAUSTED,
+        True,
+        0,
+        150 * MB,
+    )
     assert commands(line) == ["block_data"]
 
 
@@ -118,14 +155,20 @@ def test_a_credit_pays_back_owed_overage_first_and_bytes_stay_conserved(customer
 
     def conserved(line, written_off=50 * MB, initial_remaining=100 * MB):
         # used - written off = consumed from the allowance + still owed (nothing granted or billed here)
-        return line.data_used_bytes - written_off == (initial_remaining - line.data_remaining_bytes) + line.overage_bytes
+        return (
+            line.data_used_bytes - written_off == (initial_remaining - line.data_remaining_bytes) + line.overage_bytes
+        )
 
     assert conserved(line)
     adjust_usage(line_id=line.pk, bytes=-60 * MB, reason="goodwill", actor=operator, now=timezone.now())
     line.refresh_from_db()
     # Owed first: 40 MB still owed, no data yet, but below the cap the policy lets service go on.
     assert (line.overage_bytes, line.data_remaining_bytes, line.status, line.data_blocked) == (
-        40 * MB, 0, Line.Status.ACTIVE, False)
+        40 * MB,
+        0,
+        Line.Status.ACTIVE,
+        False,
+    )
     assert commands(line) == ["block_data", "unblock_data"]
     assert conserved(line)
     adjust_usage(line_id=line.pk, bytes=-70 * MB, reason="goodwill", actor=operator, now=timezone.now())
@@ -153,27 +196,36 @@ def test_a_terminated_line_is_not_corrected(customer, package, operator):
 
 def test_the_correction_is_signed_and_in_the_history(customer, package, operator):
     line = use(make_line(owner=customer, package=package, data_remaining_bytes=GB, data_used_bytes=0), 300 * MB)
-    adjustment = adjust_usage(line_id=line.pk, bytes=-300 * MB, reason="double report r-17", actor=operator,
-                              now=timezone.now())
+    adjustment = adjust_usage(
+        line_id=line.pk, bytes=-300 * MB, reason="double report r-17", actor=operator, now=timezone.now()
+    )
     assert (adjustment.operator, adjustment.reason, adjustment.bytes, adjustment.package) == (
-        operator, "double report r-17", -300 * MB, package)
-    record = ChangeRecord.objects.get(content_type__model="line", object_id=str(line.pk), action="usage_adjusted",
-                                      after__has_key="bytes")
+        operator,
+        "double report r-17",
+        -300 * MB,
+        package,
+    )
+    record = ChangeRecord.objects.get(
+        content_type__model="line", object_id=str(line.pk), action="usage_adjusted", after__has_key="bytes"
+    )
     assert (record.actor, record.reason, record.after["bytes"]) == (operator, "double report r-17", -300 * MB)
     assert (record.before["data_remaining_bytes"], record.after["data_remaining_bytes"]) == (GB - 300 * MB, GB)
     # The partner's records stay as received.
     assert list(UsageRecord.objects.filter(line=line).values_list("bytes", flat=True)) == [300 * MB]
 
 
-@pytest.mark.parametrize("language, text", [("en", "Correction by operator: \u2212300 MB"),
-                                            ("zh-hans", "运营人员更正：\u2212300 MB")])
+@pytest.mark.parametrize(
+    "language, text", [("en", "Correction by operator: \u2212300 MB"), ("zh-hans", "运营人员更正：\u2212300 MB")]
+)
 def test_the_customer_sees_the_correction_as_such_on_the_line_page(client, customer, package, operator, language, text):
     line = use(make_line(owner=customer, package=package, data_remaining_bytes=GB, data_used_bytes=0), 300 * MB)
     customer.language = language
     customer.save(update_fields=["language"])
     client.force_login(customer)
     assert "usage-corrections" not in client.get(f"/lines/{line.pk}/").content.decode()
-    adjust_usage(line_id=line.pk, bytes=-300 * MB, reason="internal note: ticket 4711", actor=operator, now=timezone.now())
+    adjust_usage(
+        line_id=line.pk, bytes=-300 * MB, reason="internal note: ticket 4711", actor=operator, now=timezone.now()
+    )
     page = client.get(f"/lines/{line.pk}/").content.decode()
     assert text in page
     assert "ticket 4711" not in page and operator.email not in page  # who and why stay with the operators

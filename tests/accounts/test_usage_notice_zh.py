@@ -1,4 +1,5 @@
 """The low-data email is written in the customer's own language."""
+
 from django.core import mail
 
 from accounts.tasks import send_notices

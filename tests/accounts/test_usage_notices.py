@@ -1,5 +1,6 @@
 """Low-data emails at 75 % and 90 % used and 24 h before expiry: once per package, in the user's language.
 The partner's request and the expiry sweep owe them; the notice task sends them (docs/notifications.md)."""
+
 from datetime import timedelta
 
 import pytest
@@ -69,7 +70,10 @@ def test_a_new_package_arms_the_notices_again(client, fresh_line, package, djang
     line.refresh_from_db()
     assert line.usage_notice_level == 0
     # Usage of the new package's period (an earlier period's would not be charged to it: test_usage_periods.py).
-    new_period = {"start": (applied_at + timedelta(minutes=1)).isoformat(), "end": (applied_at + timedelta(minutes=5)).isoformat()}
+    new_period = {
+        "start": (applied_at + timedelta(minutes=1)).isoformat(),
+        "end": (applied_at + timedelta(minutes=5)).isoformat(),
+    }
     use(client, line, 8 * GB + 600 * MB, "b", django_capture_on_commit_callbacks, **new_period)
     assert [m.subject.split()[-4] for m in mail.outbox] == ["94%", "80%"]  # 8.6 GB used, 1.9 GB of the 10 GB left
 
@@ -81,7 +85,9 @@ def test_no_email_is_sent_before_the_batch_commits(client, fresh_line, django_ca
     assert callbacks  # the email waits for the commit
 
 
-def test_a_line_without_an_email_address_gets_no_email_and_no_error(client, package, django_capture_on_commit_callbacks):
+def test_a_line_without_an_email_address_gets_no_email_and_no_error(
+    client, package, django_capture_on_commit_callbacks
+):
     phone_user = make_user(email="", phone="+8613800000000")
     line = make_line(owner=phone_user, package=package, data_remaining_bytes=10 * GB, data_used_bytes=0)
     use(client, line, 9 * GB, "a", django_capture_on_commit_callbacks)

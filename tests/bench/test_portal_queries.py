@@ -1,6 +1,7 @@
 """Bench 5's pages (account, line, transaction history) send the same number of SQL statements
 whatever the number of the customer's lines and charges: the portal bench's latency can then only
 grow with the database, never with a customer's history (issue 6)."""
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext

@@ -1,6 +1,7 @@
 """Each bench at tiny sizes, so that `make bench` keeps working: the figures are printed, never
 asserted (a timed assertion on a shared machine would be a flaky test). What is asserted is that
 the bench did the work it claims to measure."""
+
 import pytest
 
 pytestmark = pytest.mark.django_db(transaction=True)

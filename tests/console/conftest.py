@@ -1,5 +1,6 @@
 """Operators for the admin tests: staff users in the support / finance groups (made by the
 post_migrate hook) or superusers, logged in through allauth with a real TOTP code."""
+
 import itertools
 
 import pytest
@@ -17,8 +18,9 @@ _seq = itertools.count(1)
 
 def make_operator(role: str):
     """role: 'support', 'finance' or 'superuser'."""
-    user = make_user(email=f"{role}{next(_seq)}@ops.example.com", password=PASSWORD, is_staff=True,
-                     is_superuser=role == "superuser")
+    user = make_user(
+        email=f"{role}{next(_seq)}@ops.example.com", password=PASSWORD, is_staff=True, is_superuser=role == "superuser"
+    )
     if role in (SUPPORT, FINANCE):
         user.groups.add(Group.objects.get(name=role))
     secret = generate_totp_secret()
@@ -66,7 +68,10 @@ def management_forms(page) -> dict:
     import re
 
     html = page.content.decode()
-    return {name: value for name, value in re.findall(r'name="([^"]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)"[^>]*value="(\d*)"', html)}
+    return {
+        name: value
+        for name, value in re.findall(r'name="([^"]+-(?:TOTAL|INITIAL|MIN_NUM|MAX_NUM)_FORMS)"[^>]*value="(\d*)"', html)
+    }
 
 
 def form_values(page) -> dict:

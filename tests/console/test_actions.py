@@ -1,4 +1,5 @@
 """Every operator action asks first, calls the owning app's service and writes who / when / why."""
+
 from datetime import UTC
 
 from django.core import mail
@@ -29,17 +30,25 @@ def test_suspend_asks_for_a_reason_then_sends_the_command_and_records_it(finance
     command = NetworkCommand.objects.get(line=line)
     assert (command.command, command.reason) == ("suspend", "fraud check")
     record = ChangeRecord.objects.get(action="suspended")
-    assert (record.actor, record.reason, record.before, record.after) == (user, "fraud check", {"status": "active"}, {"status": "suspended"})
+    assert (record.actor, record.reason, record.before, record.after) == (
+        user,
+        "fraud check",
+        {"status": "active"},
+        {"status": "suspended"},
+    )
     page = client.get(f"/admin/accounts/line/{line.pk}/change/").content.decode()
     assert "fraud check" in page and user.email in page
 
 
 def test_terminating_a_line_asks_for_a_reason_ends_its_service_and_cannot_be_resumed(
-        finance_client, line, package, django_capture_on_commit_callbacks):
+    finance_client, line, package, django_capture_on_commit_callbacks
+):
     client, user = finance_client
     rule = make_rule(line=line, package=package)
     with django_capture_on_commit_callbacks(execute=True):
-        _first, confirmed = run_action(client, "/admin/accounts/line/", "terminate_lines", [line.pk], reason="contract ended")
+        _first, confirmed = run_action(
+            client, "/admin/accounts/line/", "terminate_lines", [line.pk], reason="contract ended"
+        )
     assert confirmed.status_code == 302
     line.refresh_from_db()
     assert line.status == Line.Status.TERMINATED
@@ -58,7 +67,9 @@ def test_support_resumes_a_suspended_line(support_client, line):
     client, user = support_client
     Line.objects.filter(pk=line.pk).update(status=Line.Status.SUSPENDED)
     assert "suspend_lines" not in client.get("/admin/accounts/line/").content.decode()  # support may not suspend
-    _first, confirmed = run_action(client, "/admin/accounts/line/", "resume_lines", [line.pk], reason="customer paid by phone")
+    _first, confirmed = run_action(
+        client, "/admin/accounts/line/", "resume_lines", [line.pk], reason="customer paid by phone"
+    )
     assert confirmed.status_code == 302
     line.refresh_from_db()
     assert line.status == Line.Status.ACTIVE
@@ -69,12 +80,19 @@ def test_support_resumes_a_suspended_line(support_client, line):
 def test_cancel_renewal_is_recorded(support_client, line, package):
     client, user = support_client
     renewal = make_renewal(line=line, package=package, status="retry_scheduled")
-    _first, confirmed = run_action(client, "/admin/renewals/renewal/", "cancel_confirmed", [renewal.pk], reason="duplicate")
+    _first, confirmed = run_action(
+        client, "/admin/renewals/renewal/", "cancel_confirmed", [renewal.pk], reason="duplicate"
+    )
     assert confirmed.status_code == 302
     renewal.refresh_from_db()
     assert renewal.status == "cancelled"
     record = ChangeRecord.objects.get(action="cancelled")
-    assert (record.actor, record.reason, record.before["status"], record.after["status"]) == (user, "duplicate", "retry_scheduled", "cancelled")
+    assert (record.actor, record.reason, record.before["status"], record.after["status"]) == (
+        user,
+        "duplicate",
+        "retry_scheduled",
+        "cancelled",
+    )
 
 
 def test_refund_through_stripe_shows_in_the_ledger_and_history(finance_client, customer, line, package):
@@ -125,10 +143,18 @@ def test_customer_page_shows_lines_rules_renewals_charges_and_method_summaries(s
 
     client, _user = support_client
     stripe_customer = gateways.ensure_customer(customer)
-    method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4000056655665556"))
+    method = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card("4000056655665556")
+    )
     make_rule(line=line, package=package)
     make_renewal(line=line, package=package, status="retry_scheduled", last_failure_code="insufficient_funds")
-    make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, failure_message="Your card has insufficient funds.")
+    make_charge(
+        user=customer,
+        line=line,
+        package=package,
+        status=Charge.Status.FAILED,
+        failure_message="Your card has insufficient funds.",
+    )
     page = client.get(f"/admin/accounts/user/{customer.pk}/change/").content.decode()
     assert line.iccid in page and "insufficient_funds" in page and "Your card has insufficient funds." in page
     assert "5556" in page and "4000056655665556" not in page
@@ -152,8 +178,9 @@ def test_resolving_an_alert_asks_first_and_records_who(support_client, line):
 
     client, operator = support_client
     alert = raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=line, message="3 declines in a row", now=timezone.now())
-    first, confirmed = run_action(client, "/admin/renewals/alert/", "resolve_confirmed", [alert.pk],
-                                  reason="customer called, new card on file")
+    first, confirmed = run_action(
+        client, "/admin/renewals/alert/", "resolve_confirmed", [alert.pk], reason="customer called, new card on file"
+    )
     assert str(alert).encode() in first.content  # the confirmation page names what is resolved
     alert.refresh_from_db()
     assert alert.resolved_at is not None
@@ -161,7 +188,9 @@ def test_resolving_an_alert_asks_first_and_records_who(support_client, line):
     assert (record.actor, record.reason) == (operator, "customer called, new card on file")
     # Choosing the action alone changes nothing: a second alert stays open until confirmed.
     second = raise_alert(kind=Alert.Kind.REPEATED_FAILURES, line=line, message="again", now=timezone.now())
-    client.post("/admin/renewals/alert/", {"action": "resolve_confirmed", "_selected_action": [str(second.pk)], "index": 0})
+    client.post(
+        "/admin/renewals/alert/", {"action": "resolve_confirmed", "_selected_action": [str(second.pk)], "index": 0}
+    )
     second.refresh_from_db()
     assert second.resolved_at is None
 
@@ -172,12 +201,19 @@ def test_retrying_a_network_command_asks_first_and_records_who(support_client, l
     client, operator = support_client
     command = enqueue_command(line=line, command="suspend")
     NetworkCommand.objects.filter(pk=command.pk).update(status=NetworkCommand.Status.FAILED, attempts=8)
-    client.post("/admin/accounts/networkcommand/", {
-        "action": "retry_now_confirmed", "_selected_action": [str(command.pk)], "index": 0})
+    client.post(
+        "/admin/accounts/networkcommand/",
+        {"action": "retry_now_confirmed", "_selected_action": [str(command.pk)], "index": 0},
+    )
     command.refresh_from_db()
     assert command.status == NetworkCommand.Status.FAILED  # only asked so far
-    _first, confirmed = run_action(client, "/admin/accounts/networkcommand/", "retry_now_confirmed", [command.pk],
-                                   reason="partner fixed their endpoint")
+    _first, confirmed = run_action(
+        client,
+        "/admin/accounts/networkcommand/",
+        "retry_now_confirmed",
+        [command.pk],
+        reason="partner fixed their endpoint",
+    )
     command.refresh_from_db()
     assert (command.status, command.attempts) == (NetworkCommand.Status.PENDING, 0)
     record = ChangeRecord.objects.get(action="retry_now", object_id=str(command.pk))
@@ -196,8 +232,15 @@ def _paid_twice(customer, line, package):
     stripe_customer = gateways.ensure_customer(customer)
     method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
     renewal = make_renewal(line=line, package=package, status="succeeded")
-    make_charge(user=customer, line=line, package=package, renewal=renewal, attempt=1, status=Charge.Status.SUCCEEDED,
-                payment_intent_id="pi_first_payment")
+    make_charge(
+        user=customer,
+        line=line,
+        package=package,
+        renewal=renewal,
+        attempt=1,
+        status=Charge.Status.SUCCEEDED,
+        payment_intent_id="pi_first_payment",
+    )
     second = make_charge(user=customer, line=line, package=package, renewal=renewal, attempt=2)
     outcome = gateways.charge_off_session(charge=second, customer_id=stripe_customer.id, payment_method_id=method.id)
     record_charge_outcome(charge_id=second.pk, outcome=outcome, now=timezone.now())
@@ -206,13 +249,17 @@ def _paid_twice(customer, line, package):
     return second
 
 
-def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(finance_client, customer, line, package):
+def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(
+    finance_client, customer, line, package
+):
     import stripe
     from django.conf import settings
 
     client, user = finance_client
     duplicate = _paid_twice(customer, line, package)
-    first, confirmed = run_action(client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="paid twice")
+    first, confirmed = run_action(
+        client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="paid twice"
+    )
     assert "cannot be undone" in first.content.decode()
     assert confirmed.status_code == 302
     duplicate.refresh_from_db()
@@ -224,7 +271,11 @@ def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(
     assert paid["amount_refunded"] == 9800  # the money went back
     record = ChangeRecord.objects.get(action="refunded", object_id=str(duplicate.pk))
     assert (record.actor, record.reason, record.before["refunded_minor"], record.after["refunded_minor"]) == (
-        user, "paid twice", 0, 9800)
+        user,
+        "paid twice",
+        0,
+        9800,
+    )
     assert duplicate.status == Charge.Status.REFUNDED
     # Once refunded, a second confirmation, or the engine's own sweep, refunds nothing more.
     run_action(client, "/admin/payments/charge/", "refund_confirmed", [duplicate.pk], reason="again")
@@ -236,8 +287,14 @@ def test_a_duplicate_payment_is_refunded_through_the_refund_action_with_history(
 
 def test_an_ordinary_failed_payment_is_still_not_refundable(finance_client, customer, line, package):
     client, _user = finance_client
-    failed = make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED,
-                         failure_code="card_declined", payment_intent_id="pi_declined")
+    failed = make_charge(
+        user=customer,
+        line=line,
+        package=package,
+        status=Charge.Status.FAILED,
+        failure_code="card_declined",
+        payment_intent_id="pi_declined",
+    )
     _first, confirmed = run_action(client, "/admin/payments/charge/", "refund_confirmed", [failed.pk], reason="x")
     assert "Only a succeeded payment can be refunded." in client.get("/admin/payments/charge/").content.decode()
     failed.refresh_from_db()
@@ -248,8 +305,13 @@ def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support
     from datetime import datetime
 
     client, _user = support_client
-    waiting = make_renewal(line=line, package=package, status="awaiting_method", next_attempt_at=None,
-                           last_failure_code="no_payment_method")
+    waiting = make_renewal(
+        line=line,
+        package=package,
+        status="awaiting_method",
+        next_attempt_at=None,
+        last_failure_code="no_payment_method",
+    )
     mail.outbox.clear()
     _first, confirmed = run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [waiting.pk])
     assert confirmed.status_code == 302
@@ -259,8 +321,9 @@ def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support
     assert "try again" not in message.body and f"/{waiting.pk}/pay/" in message.body
     waiting.status = "cancelled"
     waiting.save()
-    retrying = make_renewal(line=line, package=package, status="retry_scheduled",
-                            next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=UTC))
+    retrying = make_renewal(
+        line=line, package=package, status="retry_scheduled", next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=UTC)
+    )
     mail.outbox.clear()
     run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [retrying.pk])
     send_notices.apply()

@@ -1,4 +1,5 @@
 """Staff enter the admin only after a TOTP step in this session; customers never."""
+
 import time
 
 import pytest

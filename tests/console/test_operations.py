@@ -1,4 +1,5 @@
 """The operations page counts a seeded scenario; /healthz tells the load balancer the truth, and nothing more."""
+
 from datetime import timedelta
 
 import time_machine
@@ -23,8 +24,13 @@ def test_operations_page_counts_the_seeded_scenario(support_client, customer):
     make_renewal(line=line(), package=package, status="retry_scheduled")
     make_renewal(line=line(), package=package, status="requires_action")
     failed_line = line()
-    make_renewal(line=failed_line, package=package, status="failed", completed_at=now - timedelta(hours=2),
-                 line_suspended_at=now - timedelta(hours=1))
+    make_renewal(
+        line=failed_line,
+        package=package,
+        status="failed",
+        completed_at=now - timedelta(hours=2),
+        line_suspended_at=now - timedelta(hours=1),
+    )
     failed_line.status = Line.Status.SUSPENDED  # as the engine does it: a save, recorded in the history
     failed_line.save()
     suspend_line(line_id=line().pk, reason="fraud", actor=None, now=now)  # an operator's suspension
@@ -32,14 +38,22 @@ def test_operations_page_counts_the_seeded_scenario(support_client, customer):
         suspend_line(line_id=line().pk, reason="old", actor=None, now=now - timedelta(days=3))
     make_renewal(line=line(), package=package, status="failed", completed_at=now - timedelta(days=3))
     make_charge(user=customer, package=package, status="succeeded", amount_minor=9800, settled_at=now)
-    make_charge(user=customer, package=package, status="refunded", amount_minor=1000, refunded_minor=1000, settled_at=now)
+    make_charge(
+        user=customer, package=package, status="refunded", amount_minor=1000, refunded_minor=1000, settled_at=now
+    )
     make_charge(user=customer, package=usd, status="succeeded", amount_minor=500, settled_at=now)
     make_charge(user=customer, package=package, status="failed", amount_minor=7777)
     Alert.objects.create(kind="repeated_failures", line=failed_line, message="failing again and again")
 
     page = client.get("/admin/operations/")
     assert page.status_code == 200
-    assert page.context["counts"] == {"due": 2, "retrying": 1, "requires_action": 1, "failed_24h": 1, "suspended_24h": 2}
+    assert page.context["counts"] == {
+        "due": 2,
+        "retrying": 1,
+        "requires_action": 1,
+        "failed_24h": 1,
+        "suspended_24h": 2,
+    }
     today = {row["currency"]: row["amount_minor"] for row in page.context["revenue_today"]}
     assert today == {"CNY": 9800, "USD": 500}
     html = page.content.decode()
@@ -51,8 +65,13 @@ def test_operations_page_counts_the_seeded_scenario(support_client, customer):
 def test_dispatcher_pass_and_usage_batch_turn_the_ages_green(support_client, line):
     client, _user = support_client
     dispatch_renewals.apply()
-    UsageRecord.objects.create(partner_record_id="r1", line=line, bytes=1, period_start=timezone.now() - timedelta(minutes=5),
-                               period_end=timezone.now())
+    UsageRecord.objects.create(
+        partner_record_id="r1",
+        line=line,
+        bytes=1,
+        period_start=timezone.now() - timedelta(minutes=5),
+        period_end=timezone.now(),
+    )
     assert heartbeats.last_beat(heartbeats.DISPATCHER) is not None
     html = client.get("/admin/operations/").content.decode()
     assert 'id="ops-dispatcher" class="fresh"' in html and 'id="ops-usage" class="fresh"' in html
@@ -67,9 +86,18 @@ def test_healthz_is_503_until_the_dispatcher_has_run_then_200(client, db):
     heartbeats.beat(heartbeats.DISPATCHER)
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json()["status"] == "ok"
-    assert set(response.json()) == {"database", "redis", "broker_queue_length", "dispatcher_last_pass_age_seconds",
-                                    "dispatcher", "network_outbox", "network_commands_dead_lettered",
-                                    "customer_notices", "customer_notices_failed_48h", "status"}
+    assert set(response.json()) == {
+        "database",
+        "redis",
+        "broker_queue_length",
+        "dispatcher_last_pass_age_seconds",
+        "dispatcher",
+        "network_outbox",
+        "network_commands_dead_lettered",
+        "customer_notices",
+        "customer_notices_failed_48h",
+        "status",
+    }
 
 
 def test_healthz_reports_redis_down_without_details(client, db, settings):
@@ -106,8 +134,14 @@ def test_a_notice_out_of_attempts_shows_on_the_operations_page_and_in_healthz(su
     client, _user = support_client
     heartbeats.beat(heartbeats.DISPATCHER)
     assert client.get("/healthz").json()["customer_notices"] == "ok"
-    notice = Notice.objects.create(user=customer, kind="usage", dedup_key="usage:test", status=Notice.Status.FAILED,
-                                   attempts=6, last_error="SMTPServerDisconnected: Connection unexpectedly closed")
+    notice = Notice.objects.create(
+        user=customer,
+        kind="usage",
+        dedup_key="usage:test",
+        status=Notice.Status.FAILED,
+        attempts=6,
+        last_error="SMTPServerDisconnected: Connection unexpectedly closed",
+    )
     page = client.get("/admin/operations/")
     assert list(page.context["failed_notices"]) == [notice]
     assert "SMTPServerDisconnected" in page.content.decode()

@@ -1,5 +1,6 @@
 """Support reads everything and may retry, resume and cancel; only finance (and superusers) may
 refund and edit packages and the retry policy. Checked through the admin as an operator uses it."""
+
 from django.contrib.auth.models import Group
 
 from accounts.models import ChangeRecord
@@ -14,22 +15,36 @@ CHARGES = "/admin/payments/charge/"
 def test_groups_exist_after_migrate_with_their_rights(db):
     support = Group.objects.get(name="support")
     finance = Group.objects.get(name="finance")
-    support_perms = {f"{p.content_type.app_label}.{p.codename}" for p in support.permissions.select_related("content_type")}
-    finance_perms = {f"{p.content_type.app_label}.{p.codename}" for p in finance.permissions.select_related("content_type")}
-    assert {"accounts.view_line", "payments.view_charge", "renewals.view_renewal", "renewals.view_retrypolicy",
-            "accounts.retry_renewal", "accounts.resume_line", "accounts.cancel_renewal"} <= support_perms
+    support_perms = {
+        f"{p.content_type.app_label}.{p.codename}" for p in support.permissions.select_related("content_type")
+    }
+    finance_perms = {
+        f"{p.content_type.app_label}.{p.codename}" for p in finance.permissions.select_related("content_type")
+    }
+    assert {
+        "accounts.view_line",
+        "payments.view_charge",
+        "renewals.view_renewal",
+        "renewals.view_retrypolicy",
+        "accounts.retry_renewal",
+        "accounts.resume_line",
+        "accounts.cancel_renewal",
+    } <= support_perms
     assert not {"accounts.refund_charge", "renewals.change_retrypolicy", "accounts.change_package"} & support_perms
     assert {"accounts.refund_charge", "renewals.change_retrypolicy", "accounts.change_package"} <= finance_perms
 
 
 def test_support_is_not_offered_refund_and_cannot_post_it(support_client, customer, line, package):
     client, _user = support_client
-    charge = make_charge(user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED, payment_intent_id="pi_x")
+    charge = make_charge(
+        user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED, payment_intent_id="pi_x"
+    )
     page = client.get(CHARGES).content.decode()
     assert "refund_confirmed" not in page
     assert "export_charges_csv" in page
-    response = client.post(CHARGES, {"action": "refund_confirmed", "_selected_action": [charge.pk], "index": 0,
-                                     "post": "yes"}, follow=True)
+    response = client.post(
+        CHARGES, {"action": "refund_confirmed", "_selected_action": [charge.pk], "index": 0, "post": "yes"}, follow=True
+    )
     assert response.status_code == 200
     charge.refresh_from_db()
     assert (charge.status, charge.refunded_minor) == (Charge.Status.SUCCEEDED, 0)
@@ -42,8 +57,17 @@ def test_support_cannot_edit_the_retry_policy(support_client):
     url = f"/admin/renewals/retrypolicy/{policy.pk}/change/"
     page = client.get(url)
     assert page.status_code == 200 and 'name="grace_hours"' not in page.content.decode()  # read-only view
-    response = client.post(url, {"retry_delays_minutes": "[5]", "hard_decline_codes": "[]", "grace_hours": 99,
-                                 "minimum_renewal_minor": 0, "alert_after_failures": 3, "overage_price_per_gb_minor": 0})
+    response = client.post(
+        url,
+        {
+            "retry_delays_minutes": "[5]",
+            "hard_decline_codes": "[]",
+            "grace_hours": 99,
+            "minimum_renewal_minor": 0,
+            "alert_after_failures": 3,
+            "overage_price_per_gb_minor": 0,
+        },
+    )
     assert response.status_code == 403
     policy.refresh_from_db()
     assert policy.grace_hours == 0
@@ -51,8 +75,17 @@ def test_support_cannot_edit_the_retry_policy(support_client):
 
 def test_support_cannot_edit_packages(support_client, package):
     client, _user = support_client
-    response = client.post(f"/admin/accounts/package/{package.pk}/change/", {"name": "cheap", "data_allowance_bytes": 1,
-                           "validity_days": 1, "price_minor": 1, "currency": "CNY", "active": "on"})
+    response = client.post(
+        f"/admin/accounts/package/{package.pk}/change/",
+        {
+            "name": "cheap",
+            "data_allowance_bytes": 1,
+            "validity_days": 1,
+            "price_minor": 1,
+            "currency": "CNY",
+            "active": "on",
+        },
+    )
     assert response.status_code == 403
     package.refresh_from_db()
     assert package.price_minor == 9800
@@ -62,10 +95,19 @@ def test_finance_edits_the_policy_and_the_history_says_who(finance_client):
     client, user = finance_client
     policy = RetryPolicy.current()
     url = f"/admin/renewals/retrypolicy/{policy.pk}/change/"
-    response = client.post(url, {**management_forms(client.get(url)),
-        "retry_delays_minutes": "[30, 120]", "hard_decline_codes": '["lost_card"]', "grace_hours": 12,
-        "minimum_renewal_minor": 500, "alert_after_failures": 3, "overage_price_per_gb_minor": 0,
-        "authentication_hours": 24})
+    response = client.post(
+        url,
+        {
+            **management_forms(client.get(url)),
+            "retry_delays_minutes": "[30, 120]",
+            "hard_decline_codes": '["lost_card"]',
+            "grace_hours": 12,
+            "minimum_renewal_minor": 500,
+            "alert_after_failures": 3,
+            "overage_price_per_gb_minor": 0,
+            "authentication_hours": 24,
+        },
+    )
     assert response.status_code == 302
     record = ChangeRecord.objects.get(action="changed", object_id=str(policy.pk), content_type__model="retrypolicy")
     assert record.actor == user

@@ -1,4 +1,5 @@
 """`seed_demo` is idempotent and its two logins work as the README promises."""
+
 from django.core.management import call_command
 from django.urls import reverse
 

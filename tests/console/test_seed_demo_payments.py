@@ -1,5 +1,6 @@
 """seed_demo_payments against the real localstripe: the demo customer's card and Tablet rule,
 idempotent, and never against anything but a local stand-in with a test key."""
+
 from io import StringIO
 
 import pytest
@@ -77,12 +78,15 @@ def test_a_customer_rule_is_left_as_the_customer_set_it(demo):
     assert not RenewalRule.objects.get().enabled
 
 
-@pytest.mark.parametrize("setting, value", [
-    ("STRIPE_API_BASE", "https://api.stripe.com"),
-    ("STRIPE_API_BASE", "http://stripe.example.com:8420"),
-    ("STRIPE_SECRET_KEY", "sk_live_not_a_test_key"),
-    ("STRIPE_LIVE_MODE", True),
-])
+@pytest.mark.parametrize(
+    "setting, value",
+    [
+        ("STRIPE_API_BASE", "https://api.stripe.com"),
+        ("STRIPE_API_BASE", "http://stripe.example.com:8420"),
+        ("STRIPE_SECRET_KEY", "sk_live_not_a_test_key"),
+        ("STRIPE_LIVE_MODE", True),
+    ],
+)
 def test_refuses_unless_stripe_is_local_with_a_test_key(demo, settings, setting, value):
     setattr(settings, setting, value)
     with pytest.raises(CommandError, match="refusing to seed payment data"):

@@ -1,6 +1,7 @@
 """Looks for card numbers where none may be: every text, JSON and bytea column of every table in
 the test database, and log lines. A hit is one of the test PANs the browser typed, or any
 Luhn-valid 13-19 digit number that starts like a card (IIN 2-6)."""
+
 import re
 
 from django.db import connection
@@ -45,7 +46,7 @@ def card_numbers_in_database() -> list[str]:
         columns = cursor.fetchall()
         hits = []
         for table, column, data_type in columns:
-            value = f'encode("{column}", \'escape\')' if data_type == "bytea" else f'"{column}"::text'
+            value = f"encode(\"{column}\", 'escape')" if data_type == "bytea" else f'"{column}"::text'
             cursor.execute(f'SELECT {value} FROM "{table}" WHERE "{column}" IS NOT NULL')
             for (text,) in cursor.fetchall():
                 hits += [f"{table}.{column}: {number}" for number in card_numbers_in(text)]

@@ -19,6 +19,7 @@ Checked after every browser test, whichever fixtures it uses (autouse):
 - no card number in any text/JSON/bytea column of the database nor in any log line written
   during the test, the live server's request log included (tests/e2e/card_scan.py).
 """
+
 import logging
 import os
 import re
@@ -36,8 +37,14 @@ from tests.e2e.card_scan import card_numbers_in_database, card_numbers_in_lines
 
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PASSWORD = "e2e-Long-passw0rd!"
 TIMEOUT_MS = 15_000
@@ -66,10 +73,18 @@ def csp_violations(monkeypatch):
 
     def watched_new_context(self, *args, **kwargs):
         context = new_context(self, *args, **kwargs)
-        context.expose_binding("__esimsiteCspViolation", lambda source, text: found.append(f"{source['frame'].url}: {text}"))
+        context.expose_binding(
+            "__esimsiteCspViolation", lambda source, text: found.append(f"{source['frame'].url}: {text}")
+        )
         context.add_init_script(CSP_WATCH)
-        context.on("console", lambda message: found.append(f"console: {message.text}")
-                   if message.type == "error" and "Content Security Policy" in message.text else None)
+        context.on(
+            "console",
+            lambda message: (
+                found.append(f"console: {message.text}")
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
+        )
         return context
 
     monkeypatch.setattr(Browser, "new_context", watched_new_context)

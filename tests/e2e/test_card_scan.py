@@ -1,5 +1,6 @@
 """The card-number scan that runs after every browser test (tests/e2e/conftest.py) finds a PAN
 planted in a database column or a log line, and does not cry wolf at ICCIDs, timestamps or ids."""
+
 import logging
 
 from accounts.models import Line
@@ -11,8 +12,14 @@ from tests.e2e.card_scan import card_numbers_in, card_numbers_in_database, card_
 
 def test_a_pan_planted_in_a_text_column_is_found(db):
     user = make_user(email="plant@example.com")
-    Charge.objects.create(user=user, purpose=Charge.Purpose.PURCHASE, amount_minor=100, currency="CNY",
-                          idempotency_key="plant-1", failure_message="card 4000 0000 0000 0341 declined")
+    Charge.objects.create(
+        user=user,
+        purpose=Charge.Purpose.PURCHASE,
+        amount_minor=100,
+        currency="CNY",
+        idempotency_key="plant-1",
+        failure_message="card 4000 0000 0000 0341 declined",
+    )
     assert card_numbers_in_database() == ["payments_charge.failure_message: 4000000000000341"]
 
 
@@ -42,7 +49,10 @@ def test_a_pan_planted_in_a_log_line_is_found(tmp_path):
 def test_iccids_ids_and_times_are_not_card_numbers(db):
     make_line(owner=None, iccid="89860012345678901245")
     assert card_numbers_in_database() == []
-    assert card_numbers_in("8986001234567890123 89860012345678901245 1764000000000 pi_4242424242 2026-11-24 13:58:11") == []
+    assert (
+        card_numbers_in("8986001234567890123 89860012345678901245 1764000000000 pi_4242424242 2026-11-24 13:58:11")
+        == []
+    )
     assert card_numbers_in("4242424242424241") == []  # fails the Luhn check
     assert card_numbers_in("md5$Xq3$0ab69840841365114fe") == []  # hex of a password hash
     assert card_numbers_in("card=4000000000000077;") == ["4000000000000077"]

@@ -1,6 +1,7 @@
 """Pages the other browser tests do not open, walked under the Content-Security-Policy (the
 autouse `csp_violations` fixture fails a test on any violation): a new operator's TOTP set-up with
 its QR code image, admin forms with their widgets, and the customer's line, phone and receipt pages."""
+
 import re
 import time
 
@@ -60,8 +61,13 @@ def test_customer_line_phone_and_receipt_pages(customer_page, verified_customer)
     page = customer_page
     package = make_package()
     line = make_line(owner=verified_customer, package=package, label="Phone")
-    charge = make_charge(user=verified_customer, line=line, package=package, status=Charge.Status.SUCCEEDED,
-                         payment_intent_id="pi_receipt")
+    charge = make_charge(
+        user=verified_customer,
+        line=line,
+        package=package,
+        status=Charge.Status.SUCCEEDED,
+        payment_intent_id="pi_receipt",
+    )
     page.goto(f"/lines/{line.pk}/")
     expect(page.locator(".qr svg")).to_be_visible()
     page.goto("/accounts/phone/change/")  # allauth's page with the one hashed style attribute

@@ -1,5 +1,6 @@
 """The demo path in a real browser: the operator finds a customer by ICCID, sees why the last
 renewal failed, retries it and refunds a charge, each after a confirmation page."""
+
 import pytest
 from playwright.sync_api import expect
 
@@ -28,14 +29,22 @@ def test_operator_finds_customer_by_iccid_retries_and_refunds(page, operator, lo
     customer = make_user(email="demo.customer@example.com")
     package = make_package()
     line = make_line(owner=customer, package=package)
-    renewal = make_renewal(line=line, package=package, status=Renewal.Status.RETRY_SCHEDULED, attempts=1, failures=1,
-                           last_failure_code="insufficient_funds", last_failure_message="Your card has insufficient funds.")
+    renewal = make_renewal(
+        line=line,
+        package=package,
+        status=Renewal.Status.RETRY_SCHEDULED,
+        attempts=1,
+        failures=1,
+        last_failure_code="insufficient_funds",
+        last_failure_message="Your card has insufficient funds.",
+    )
     stripe_customer = gateways.ensure_customer(customer)
     method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
     charge = make_charge(user=customer, line=line, package=package)
     charge = recording.record_outcome(
         charge_id=charge.pk,
-        outcome=gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=method.id))
+        outcome=gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=method.id),
+    )
 
     log_in_operator(operator)
     page.goto(f"/admin/accounts/user/?q={line.iccid}")
@@ -53,4 +62,7 @@ def test_operator_finds_customer_by_iccid_retries_and_refunds(page, operator, lo
     expect(page.locator(".messagelist")).to_contain_text("1 object done")
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REFUNDED
-    assert set(ChangeRecord.objects.filter(actor=operator).values_list("action", flat=True)) == {"retry_now", "refunded"}
+    assert set(ChangeRecord.objects.filter(actor=operator).values_list("action", flat=True)) == {
+        "retry_now",
+        "refunded",
+    }

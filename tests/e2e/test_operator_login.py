@@ -1,4 +1,5 @@
 """The operator reaches the admin in a real browser only through the TOTP code step."""
+
 import pytest
 from playwright.sync_api import expect
 

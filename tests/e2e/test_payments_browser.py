@@ -4,6 +4,7 @@ and a 3-D Secure purchase completed at the 'bank'.
 
 This module brings its own small browser fixtures (session cookie login, named payments_*), so
 it runs whether or not the shared harness in tests/e2e/conftest.py is present."""
+
 import os
 import re
 
@@ -26,7 +27,9 @@ def payments_browser():
         # Playwright's sync API runs an event loop in this thread; the ORM beside it is safe here.
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
             yield browser
             browser.close()
 
@@ -47,8 +50,16 @@ def payments_page(payments_browser, live_server, shopper):
     context = payments_browser.new_context(base_url=live_server.url, locale="en-US")
     context.set_default_timeout(15_000)
     host = live_server.url.split("//")[1].split(":")[0]
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                          "domain": host, "path": "/"}])
+    context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "domain": host,
+                "path": "/",
+            }
+        ]
+    )
     page = context.new_page()
     page.js_errors = []
     page.live_url = live_server.url  # our server; localstripe listens on another port
@@ -81,7 +92,10 @@ def test_add_a_3ds_card_and_buy_a_package_through_the_bank_check(payments_page, 
     user, line, package = shopper
     page = payments_page
     sent_to_us = []
-    page.on("request", lambda request: sent_to_us.append(request.post_data or "") if request.url.startswith(page.live_url) else None)
+    page.on(
+        "request",
+        lambda request: sent_to_us.append(request.post_data or "") if request.url.startswith(page.live_url) else None,
+    )
     page.goto("/payments/methods/")
     type_card(page, "4000002500003155")
     page.click("#add-method-submit")

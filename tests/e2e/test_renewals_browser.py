@@ -1,6 +1,7 @@
 """A renewal that needs 3-D Secure, end to end: the engine charges off-session, the bank wants
 the customer, the email's pay-now link opens in Chromium, the customer completes the bank's check
 (localstripe's Stripe.js stand-in), and the line is renewed."""
+
 import re
 
 from django.core import mail
@@ -23,7 +24,9 @@ def test_three_d_secure_renewal_is_paid_from_the_email_link(customer_page, verif
     line = make_line(owner=verified_customer, package=package, data_remaining_bytes=100 * MB)
     RenewalRule.objects.create(line=line, package=package, enabled=True, trigger_data_below_mb=500)
     stripe_customer = gateways.ensure_customer(verified_customer)
-    method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card(THREE_D_SECURE_CARD))
+    method = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card(THREE_D_SECURE_CARD)
+    )
     gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=method.id)
 
     call_command("renewals_tick")  # the beat's pass, charging inline

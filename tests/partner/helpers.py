@@ -1,5 +1,6 @@
 """What a test needs to talk to the partner API like the partner, and to be the partner's
 command endpoint: signed requests, and a real HTTP receiver on 127.0.0.1 (the edge we fake)."""
+
 import contextlib
 import json
 import os
@@ -25,7 +26,9 @@ def signed_post(client, body, *, secret=None, now=None, header=None):
     """POST raw bytes (or a JSON-able object) signed as the partner signs them."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     if header is None:
-        header = partner_signature.sign(secret=secret or settings.PARTNER_USAGE_SECRET, body=raw, now=now or timezone.now())
+        header = partner_signature.sign(
+            secret=secret or settings.PARTNER_USAGE_SECRET, body=raw, now=now or timezone.now()
+        )
     return client.post(USAGE_URL, data=raw, content_type="application/json", headers={"X-Signature": header})
 
 
@@ -44,7 +47,9 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     code = receiver.responses.pop(0) if receiver.responses else 200
-                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body, "code": code})
+                    receiver.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body, "code": code}
+                    )
                 self.send_response(code)
                 if 300 <= code < 400:
                     self.send_header("Location", "/elsewhere")  # answered 200 when followed
@@ -86,9 +91,24 @@ def celery_worker(log_path, **env):
     }
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "esimsite", "worker", "--pool=solo", "--loglevel=INFO",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"accounts-test-{os.getpid()}@%h"],
-            env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "esimsite",
+                "worker",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"accounts-test-{os.getpid()}@%h",
+            ],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield worker

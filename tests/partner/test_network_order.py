@@ -2,6 +2,7 @@
 carries its line's sequence number, a sender re-checks its claim (a fencing token) before it
 sends, only a 2xx from the exact URL counts, and a command the partner refuses for good is
 dead-lettered with an alert instead of holding the line's later commands for days."""
+
 from datetime import timedelta
 
 import pytest
@@ -35,7 +36,9 @@ def test_each_command_carries_its_lines_sequence(receiver, customer, package):
     enqueue_command(line=line, command="resume")
     deliver_due_commands()
     assert [(c["iccid"], c["command"], c["sequence"]) for c in receiver.commands()] == [
-        (line.iccid, "suspend", 1), (other.iccid, "block_data", 1), (line.iccid, "resume", 2),
+        (line.iccid, "suspend", 1),
+        (other.iccid, "block_data", 1),
+        (line.iccid, "resume", 2),
     ]
 
 

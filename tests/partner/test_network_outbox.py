@@ -1,5 +1,6 @@
 """Network commands: rows in an outbox, delivered signed to a real local HTTP receiver, retried
 with backoff stored on the row, in order per line, exactly once per sweep even with two sweeps."""
+
 import json
 import threading
 from datetime import timedelta
@@ -34,13 +35,20 @@ def test_command_is_delivered_signed_with_its_id(receiver, line, settings):
     assert report.delivered == [command.pk]
     [request] = receiver.requests
     assert json.loads(request["body"]) == {
-        "id": command.pk, "command": "block_data", "iccid": line.iccid, "reason": "data exhausted",
-        "created_at": command.created_at.isoformat(), "sequence": 1,
+        "id": command.pk,
+        "command": "block_data",
+        "iccid": line.iccid,
+        "reason": "data exhausted",
+        "created_at": command.created_at.isoformat(),
+        "sequence": 1,
     }
     assert request["headers"]["Idempotency-Key"] == f"network-command-{command.pk}"
     partner_signature.verify(
-        header=request["headers"]["X-Signature"], secret=settings.NETWORK_WEBHOOK_SECRET, body=request["body"],
-        now=timezone.now(), tolerance=timedelta(minutes=5),
+        header=request["headers"]["X-Signature"],
+        secret=settings.NETWORK_WEBHOOK_SECRET,
+        body=request["body"],
+        now=timezone.now(),
+        tolerance=timedelta(minutes=5),
     )
     command.refresh_from_db()
     assert (command.status, command.attempts, command.last_response_code) == ("delivered", 1, 200)
@@ -97,7 +105,12 @@ def test_commands_of_a_line_are_delivered_in_order_even_across_a_retry(receiver,
     with time_machine.travel(start + timedelta(minutes=1), tick=False):
         assert deliver_due_commands().delivered == [block.pk, unblock.pk]
     sent = [(c["id"], c["command"]) for c in receiver.commands()]
-    assert sent == [(block.pk, "block_data"), (elsewhere.pk, "suspend"), (block.pk, "block_data"), (unblock.pk, "unblock_data")]
+    assert sent == [
+        (block.pk, "block_data"),
+        (elsewhere.pk, "suspend"),
+        (block.pk, "block_data"),
+        (unblock.pk, "unblock_data"),
+    ]
 
 
 def test_after_the_last_attempt_the_command_fails_and_the_line_moves_on(receiver, line):
@@ -125,7 +138,9 @@ def test_a_claimed_command_is_not_claimed_again_while_its_lease_runs(line):
     assert [c.pk for c in outbox.claim_due_commands(now=now)] == [command.pk]
     assert outbox.claim_due_commands(now=now + timedelta(minutes=1)) == []
     # A sender that died mid-delivery: the command is sent again after the lease.
-    assert [c.pk for c in outbox.claim_due_commands(now=now + outbox.DELIVERY_LEASE + timedelta(seconds=1))] == [command.pk]
+    assert [c.pk for c in outbox.claim_due_commands(now=now + outbox.DELIVERY_LEASE + timedelta(seconds=1))] == [
+        command.pk
+    ]
 
 
 def test_without_a_webhook_url_commands_wait(line, settings):
@@ -190,7 +205,9 @@ def test_two_sweeps_at_once_deliver_each_command_once(receiver, customer, packag
 def test_a_real_worker_delivers_a_command_right_after_the_commit(receiver, line, tmp_path):
     """The kick after commit reaches a real Celery worker through Redis; no beat needed."""
     log = tmp_path / "worker.log"
-    with celery_worker(log, NETWORK_WEBHOOK_URL=receiver.url, NETWORK_WEBHOOK_SECRET=django_settings.NETWORK_WEBHOOK_SECRET):
+    with celery_worker(
+        log, NETWORK_WEBHOOK_URL=receiver.url, NETWORK_WEBHOOK_SECRET=django_settings.NETWORK_WEBHOOK_SECRET
+    ):
         with transaction.atomic():
             command = enqueue_command(line=line, command="block_data", reason="data exhausted")
 

@@ -1,4 +1,5 @@
 """The OpenAPI description is checked in, served, and says what the API really answers."""
+
 import yaml
 
 from partner.api import MAX_RECORDS, OPENAPI_PATH
@@ -20,7 +21,10 @@ def test_description_is_openapi_3_and_documents_every_answer(client):
     record = spec["components"]["schemas"]["UsageRecord"]
     assert set(record["required"]) == {"id", "iccid", "bytes", "start", "end"}
     assert spec["components"]["schemas"]["NetworkCommand"]["properties"]["command"]["enum"] == [
-        "block_data", "unblock_data", "suspend", "resume"
+        "block_data",
+        "unblock_data",
+        "suspend",
+        "resume",
     ]
     assert "networkCommand" in spec["webhooks"]
 
@@ -57,10 +61,18 @@ def test_the_curl_example_signs_like_the_server_checks(line, client, settings, t
     script = "\n".join(text.strip() for text in lines[start : start + 3])  # body=..., t=..., sig=...
     script = script.replace("89860000000000000001", line.iccid) + '\necho "$t"; echo "$sig"; printf %s "$body"'
     out = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, check=True,
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PATH": "/usr/bin:/bin", "PARTNER_USAGE_SECRET": settings.PARTNER_USAGE_SECRET},
     ).stdout
     t, sig, body = out.split("\n", 2)
     assert re.fullmatch(r"[0-9a-f]{64}", sig) and abs(int(t) - time.time()) < 60
-    response = client.post("/api/partner/usage", data=body.encode(), content_type="application/json", headers={"X-Signature": f"t={t},v1={sig}"})
+    response = client.post(
+        "/api/partner/usage",
+        data=body.encode(),
+        content_type="application/json",
+        headers={"X-Signature": f"t={t},v1={sig}"},
+    )
     assert response.json() == {"accepted": 1, "duplicates": 0}

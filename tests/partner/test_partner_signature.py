@@ -1,6 +1,7 @@
 """The partner link's signature (partner/signature.py), with no service: a header signs
 the body and its time, a wrong secret, a changed body or an old header is refused, and two v1
 entries let the partner rotate its secret."""
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,11 +24,14 @@ def test_a_header_signed_with_the_secret_verifies():
     verify(partner_signature.sign(secret="s3cret", body=BODY, now=NOW))
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"secret": "other"}, "wrong secret"),
-    ({"body": BODY + b" "}, "changed body"),
-    ({"now": NOW + TOLERANCE + timedelta(seconds=1)}, "too old"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"secret": "other"}, "wrong secret"),
+        ({"body": BODY + b" "}, "changed body"),
+        ({"now": NOW + TOLERANCE + timedelta(seconds=1)}, "too old"),
+    ],
+)
 def test_a_header_is_refused_for_a_wrong_secret_a_changed_body_or_age(change, reason):
     with pytest.raises(SignatureError):
         verify(partner_signature.sign(secret="s3cret", body=BODY, now=NOW), **change)

@@ -1,6 +1,7 @@
 """Redis lost: the partner API still answers 200, and the outbox rows written meanwhile are
 delivered by the next sweep. The process with the dead broker is a real subprocess whose
 CELERY_BROKER_URL points at a closed port (nothing of ours is patched)."""
+
 import json
 import os
 import socket
@@ -43,7 +44,9 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
-def test_usage_batch_with_redis_down_is_applied_and_its_block_command_delivered_by_the_sweep(customer, package, settings):
+def test_usage_batch_with_redis_down_is_applied_and_its_block_command_delivered_by_the_sweep(
+    customer, package, settings
+):
     line = make_line(owner=customer, package=package, data_remaining_bytes=MB, data_used_bytes=0)
     RenewalRule.objects.create(line=line, package=package, enabled=True, trigger_data_below_mb=500)
     db = connection.settings_dict
@@ -59,7 +62,9 @@ def test_usage_batch_with_redis_down_is_applied_and_its_block_command_delivered_
     done = subprocess.run([sys.executable, "-c", SCRIPT], input=body, env=env, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     answer = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    assert (answer["status"], json.loads(answer["body"])) == (200, {"accepted": 1, "duplicates": 0}), done.stderr.decode()[-3000:]
+    assert (answer["status"], json.loads(answer["body"])) == (200, {"accepted": 1, "duplicates": 0}), (
+        done.stderr.decode()[-3000:]
+    )
     assert b"network_command_kick_failed" in done.stderr
 
     line.refresh_from_db()

@@ -1,4 +1,5 @@
 """POST /api/partner/usage: what the partner sees, and that nothing is lost or applied twice."""
+
 import json
 import threading
 from datetime import timedelta
@@ -23,7 +24,9 @@ def counters(line):
 
 def test_batch_lowers_remaining_and_raises_used(client, line):
     before_remaining, before_used = counters(line)
-    response = signed_post(client, {"records": [record(line, id="r-1", bytes=100 * MB), record(line, id="r-2", bytes=50 * MB)]})
+    response = signed_post(
+        client, {"records": [record(line, id="r-1", bytes=100 * MB), record(line, id="r-2", bytes=50 * MB)]}
+    )
     assert response.status_code == 200
     assert response.json() == {"accepted": 2, "duplicates": 0}
     assert counters(line) == (before_remaining - 150 * MB, before_used + 150 * MB)
@@ -32,7 +35,9 @@ def test_batch_lowers_remaining_and_raises_used(client, line):
 
 
 def test_offset_timestamps_are_stored_in_utc(client, line):
-    body = {"records": [record(line, id="tz", bytes=1, start="2026-11-01T18:00:00+08:00", end="2026-11-01T18:30:00+08:00")]}
+    body = {
+        "records": [record(line, id="tz", bytes=1, start="2026-11-01T18:00:00+08:00", end="2026-11-01T18:30:00+08:00")]
+    }
     assert signed_post(client, body).status_code == 200
     assert UsageRecord.objects.get().period_start.isoformat() == "2026-11-01T10:00:00+00:00"
 
@@ -58,14 +63,18 @@ def test_record_repeated_inside_one_batch_counts_once(client, line):
 def test_old_record_in_a_new_batch_is_a_duplicate_and_the_new_one_applies(client, line):
     signed_post(client, {"records": [record(line, id="old", bytes=MB)]})
     before_remaining, _ = counters(line)
-    response = signed_post(client, {"records": [record(line, id="old", bytes=MB), record(line, id="new", bytes=2 * MB)]})
+    response = signed_post(
+        client, {"records": [record(line, id="old", bytes=MB), record(line, id="new", bytes=2 * MB)]}
+    )
     assert response.json() == {"accepted": 1, "duplicates": 1}
     assert counters(line)[0] == before_remaining - 2 * MB
 
 
 def test_records_of_several_lines_are_summed_per_line(client, customer, package):
     a, b = make_line(owner=customer, package=package), make_line(owner=customer, package=package)
-    body = {"records": [record(a, id="a1", bytes=MB), record(b, id="b1", bytes=3 * MB), record(a, id="a2", bytes=2 * MB)]}
+    body = {
+        "records": [record(a, id="a1", bytes=MB), record(b, id="b1", bytes=3 * MB), record(a, id="a2", bytes=2 * MB)]
+    }
     assert signed_post(client, body).json() == {"accepted": 3, "duplicates": 0}
     assert counters(a) == (5 * GB - 3 * MB, 5 * GB + 3 * MB)
     assert counters(b) == (5 * GB - 3 * MB, 5 * GB + 3 * MB)
@@ -76,12 +85,22 @@ def test_unknown_iccid_is_rejected_alone(client, line):
     body = {
         "records": [
             record(line, id="good", bytes=MB),
-            {"id": "stranger", "iccid": "8944000000000000001", "bytes": MB, "start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"},
+            {
+                "id": "stranger",
+                "iccid": "8944000000000000001",
+                "bytes": MB,
+                "start": "2026-11-01T10:00:00Z",
+                "end": "2026-11-01T10:05:00Z",
+            },
         ]
     }
     response = signed_post(client, body)
     assert response.status_code == 207
-    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [{"index": 1, "id": "stranger", "error": "unknown iccid"}]}
+    assert response.json() == {
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": [{"index": 1, "id": "stranger", "error": "unknown iccid"}],
+    }
     assert counters(line)[0] == before_remaining - MB
     assert list(UsageRecord.objects.values_list("partner_record_id", flat=True)) == ["good"]
 
@@ -139,7 +158,15 @@ def test_every_rejection_is_logged(client, line, caplog):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"", b'["records"]', b'{"records": {"id": "r"}}', b'{"no_records": []}', b"\xff\xfe\x00garbage", b"[" * 100000],
+    [
+        b"not json",
+        b"",
+        b'["records"]',
+        b'{"records": {"id": "r"}}',
+        b'{"no_records": []}',
+        b"\xff\xfe\x00garbage",
+        b"[" * 100000,
+    ],
 )
 def test_a_body_that_is_not_a_batch_is_400_and_changes_nothing(client, line, raw):
     before = counters(line)
@@ -206,7 +233,12 @@ def test_bad_signature_is_401_and_changes_nothing(client, line, how, settings):
 
 def test_a_period_ending_now_is_accepted(client, line):
     end = timezone.now().isoformat()
-    assert signed_post(client, {"records": [record(line, id="now", bytes=1, start="2000-01-01T00:00:00Z", end=end)]}).status_code == 200
+    assert (
+        signed_post(
+            client, {"records": [record(line, id="now", bytes=1, start="2000-01-01T00:00:00Z", end=end)]}
+        ).status_code
+        == 200
+    )
 
 
 def test_signature_within_the_window_is_accepted(client, line):

@@ -1,4 +1,5 @@
 """What happens at zero: the line's overage policy (renewals.RenewalRule), no rule meaning block."""
+
 import pytest
 
 from accounts.models import Line, NetworkCommand
@@ -10,7 +11,9 @@ Policy = RenewalRule.OveragePolicy
 
 
 def rule_for(line, package, policy, cap_mb=None):
-    return RenewalRule.objects.create(line=line, package=package, overage_policy=policy, overage_cap_mb=cap_mb, enabled=False)
+    return RenewalRule.objects.create(
+        line=line, package=package, overage_policy=policy, overage_cap_mb=cap_mb, enabled=False
+    )
 
 
 def send(client, line, *sizes, prefix="r"):
@@ -69,7 +72,10 @@ def test_continuing_policies_count_overage_up_to_the_cap_then_block(client, cust
     line = send(client, line, 50 * MB, prefix="c")
     # Only the cap the customer agreed to is counted as overage; usage is still recorded as used.
     assert (line.status, line.data_remaining_bytes, line.overage_bytes, line.data_used_bytes) == (
-        Line.Status.DATA_EXHAUSTED, 0, 100 * MB, 140 * MB
+        Line.Status.DATA_EXHAUSTED,
+        0,
+        100 * MB,
+        140 * MB,
     )
     assert block_commands(line) == [("block_data", "data exhausted", "pending")]
 

@@ -2,6 +2,7 @@
 ended before the current package began belongs to the package it replaced. It is stored and
 counted in the line's used data, but lowers nothing of the new package, sends no notice and
 triggers no renewal, whatever order the records and the package arrive in."""
+
 import logging
 from datetime import timedelta
 
@@ -74,7 +75,9 @@ def test_a_record_of_the_current_package_is_charged(client, renewed):
 
 def test_a_record_straddling_the_start_belongs_to_the_new_package(client, renewed):
     line, started = renewed
-    body = {"records": [record(line, id="across", bytes=MB, start=iso(started - timedelta(minutes=3)), end=iso(started))]}
+    body = {
+        "records": [record(line, id="across", bytes=MB, start=iso(started - timedelta(minutes=3)), end=iso(started))]
+    }
     assert signed_post(client, body).status_code == 200
     line.refresh_from_db()
     assert line.data_remaining_bytes == 10 * GB - MB
@@ -97,10 +100,17 @@ def test_arrival_order_does_not_change_what_the_new_package_pays(client, custome
     assert early.data_used_bytes == late.data_used_bytes == 10 * GB + 300 * MB
 
 
-def test_a_record_of_the_previous_package_sends_no_notice_for_the_new_one(client, customer, package, django_capture_on_commit_callbacks):
+def test_a_record_of_the_previous_package_sends_no_notice_for_the_new_one(
+    client, customer, package, django_capture_on_commit_callbacks
+):
     """The new package starts low (old overage deducted from it): an old record must not mail "90 % used"."""
-    line = make_line(owner=customer, package=package, data_remaining_bytes=0, data_used_bytes=10 * GB,
-                     overage_bytes=9 * GB + 500 * MB)
+    line = make_line(
+        owner=customer,
+        package=package,
+        data_remaining_bytes=0,
+        data_used_bytes=10 * GB,
+        overage_bytes=9 * GB + 500 * MB,
+    )
     started = timezone.now() - timedelta(hours=1)
     apply_package(line=line, package=package, now=started)
     line.refresh_from_db()
@@ -109,12 +119,15 @@ def test_a_record_of_the_previous_package_sends_no_notice_for_the_new_one(client
     assert mail.outbox == [] and not Notice.objects.exists()
     assert line.usage_notice_level == 0
     post(client, line, ("new", MB, started + timedelta(minutes=10)), capture=django_capture_on_commit_callbacks)
-    assert [m.subject.split()[-4] for m in mail.outbox] == ["94%"]  # the new package's own usage does (523 MB of 10 GB left)
+    assert [m.subject.split()[-4] for m in mail.outbox] == [
+        "94%"
+    ]  # the new package's own usage does (523 MB of 10 GB left)
 
 
 def test_a_record_of_the_previous_package_does_not_block_an_empty_new_package(client, customer, package):
-    line = make_line(owner=customer, package=package, data_remaining_bytes=0, data_used_bytes=10 * GB,
-                     overage_bytes=10 * GB)
+    line = make_line(
+        owner=customer, package=package, data_remaining_bytes=0, data_used_bytes=10 * GB, overage_bytes=10 * GB
+    )
     started = timezone.now() - timedelta(hours=1)
     apply_package(line=line, package=package, now=started)  # all of it goes to the owed overage
     line.refresh_from_db()
@@ -127,7 +140,9 @@ def test_a_record_of_the_previous_package_does_not_block_an_empty_new_package(cl
 def test_a_record_of_the_previous_package_triggers_no_renewal(client, renewed, monkeypatch):
     line, started = renewed
     seen = []
-    monkeypatch.setattr("partner.services.usage.evaluate_triggers", lambda *, line_ids, now: seen.append(list(line_ids)))
+    monkeypatch.setattr(
+        "partner.services.usage.evaluate_triggers", lambda *, line_ids, now: seen.append(list(line_ids))
+    )
     post(client, line, ("old", MB, started - timedelta(minutes=10)))
     assert seen == []
     post(client, line, ("new", MB, started + timedelta(minutes=10)))

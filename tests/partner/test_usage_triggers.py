@@ -49,7 +49,9 @@ def test_a_resent_batch_opens_no_second_renewal(client, customer, package):
 def test_a_line_driven_below_its_threshold_is_renewed_by_a_worker_within_seconds(customer, package, tmp_path):
     """README's demo: a signed batch, a real worker, localstripe's 4242 card: data is back in seconds."""
     stripe_customer = gateways.ensure_customer(customer)
-    method = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242"))
+    method = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242")
+    )
     gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=method.id)
     line = make_line(owner=customer, package=package, data_remaining_bytes=600 * MB, data_used_bytes=0)
     make_rule(line=line, package=package)

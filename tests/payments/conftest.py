@@ -1,6 +1,7 @@
 """Payments fixtures: customers and cards made in the real localstripe the suite runs against.
 `add_card` plays the browser's part (Stripe.js would create the method from the number); the
 number goes straight to localstripe, never through our code."""
+
 import contextlib
 import itertools
 import socket
@@ -36,7 +37,8 @@ def add_card(stripe_customer):
 
     def _add(number: str = "4242424242424242", *, default: bool = True, exp_month: int = 12, exp_year: int = 2034):
         pm = gateways.attach_payment_method(
-            customer_id=stripe_customer.id, payment_method_id=create_card(number, exp_month=exp_month, exp_year=exp_year)
+            customer_id=stripe_customer.id,
+            payment_method_id=create_card(number, exp_month=exp_month, exp_year=exp_year),
         )
         if default:
             gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=pm.id)
@@ -50,34 +52,57 @@ def _as_browser(path: str, data: dict):
     goes from the 'browser' to localstripe, never through our server)."""
     import requests
 
-    response = requests.post(f"{settings.STRIPE_API_BASE}{path}", json={"key": settings.STRIPE_PUBLISHABLE_KEY, **data}, timeout=10)
+    response = requests.post(
+        f"{settings.STRIPE_API_BASE}{path}", json={"key": settings.STRIPE_PUBLISHABLE_KEY, **data}, timeout=10
+    )
     return response
 
 
-def confirm_setup_as_browser(client_secret: str, number: str = "4242424242424242", *, exp_month: int = 12, exp_year: int = 2034):
+def confirm_setup_as_browser(
+    client_secret: str, number: str = "4242424242424242", *, exp_month: int = 12, exp_year: int = 2034
+):
     intent_id = client_secret.split("_secret_")[0]
-    response = _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {
-        "client_secret": client_secret, "use_stripe_sdk": True,
-        "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": str(exp_month), "exp_year": str(exp_year), "cvc": "123"}},
-    })
+    response = _as_browser(
+        f"/v1/setup_intents/{intent_id}/confirm",
+        {
+            "client_secret": client_secret,
+            "use_stripe_sdk": True,
+            "payment_method_data": {
+                "type": "card",
+                "card": {"number": number, "exp_month": str(exp_month), "exp_year": str(exp_year), "cvc": "123"},
+            },
+        },
+    )
     if response.status_code == 200 and response.json()["status"] == "requires_action":
         # 3-D Secure card: the stand-in's "Complete authentication" confirms the intent again.
-        response = _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {"client_secret": client_secret, "use_stripe_sdk": True})
+        response = _as_browser(
+            f"/v1/setup_intents/{intent_id}/confirm", {"client_secret": client_secret, "use_stripe_sdk": True}
+        )
     return response
 
 
 def confirm_sepa_setup_as_browser(client_secret: str, iban: str = "DE89370400440532013000"):
     intent_id = client_secret.split("_secret_")[0]
-    return _as_browser(f"/v1/setup_intents/{intent_id}/confirm", {
-        "client_secret": client_secret, "use_stripe_sdk": True,
-        "payment_method_data": {"type": "sepa_debit", "sepa_debit": {"iban": iban}, "billing_details": {"name": "Alice", "email": "alice@example.com"}},
-    })
+    return _as_browser(
+        f"/v1/setup_intents/{intent_id}/confirm",
+        {
+            "client_secret": client_secret,
+            "use_stripe_sdk": True,
+            "payment_method_data": {
+                "type": "sepa_debit",
+                "sepa_debit": {"iban": iban},
+                "billing_details": {"name": "Alice", "email": "alice@example.com"},
+            },
+        },
+    )
 
 
 def authenticate_as_browser(payment_intent_id: str, client_secret: str, *, success: bool = True):
     """The bank's 3-D Secure answer, as the stand-in posts it after 'Complete authentication'."""
-    return _as_browser(f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={'true' if success else 'false'}",
-                       {"client_secret": client_secret})
+    return _as_browser(
+        f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={'true' if success else 'false'}",
+        {"client_secret": client_secret},
+    )
 
 
 @pytest.fixture
@@ -85,14 +110,23 @@ def bind_card(customer_client):
     """bind_card(number, make_default=True): the whole browser flow through our pages."""
     from django.urls import reverse
 
-    def _bind(number: str = "4242424242424242", *, make_default: bool = True, exp_month: int = 12, exp_year: int = 2034, client=None):
+    def _bind(
+        number: str = "4242424242424242",
+        *,
+        make_default: bool = True,
+        exp_month: int = 12,
+        exp_year: int = 2034,
+        client=None,
+    ):
         client = client or customer_client
         start = client.post(reverse("payments:method_setup"), {"method_type": "card"})
         assert start.status_code == 200, start.content
         data = start.json()
         browser = confirm_setup_as_browser(data["client_secret"], number, exp_month=exp_month, exp_year=exp_year)
-        finish = client.post(reverse("payments:method_finish"), {"setup_intent_id": data["setup_intent_id"],
-                                                                "make_default": "on" if make_default else ""})
+        finish = client.post(
+            reverse("payments:method_finish"),
+            {"setup_intent_id": data["setup_intent_id"], "make_default": "on" if make_default else ""},
+        )
         return browser, finish
 
     return _bind

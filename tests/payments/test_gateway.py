@@ -1,4 +1,5 @@
 """payments.gateways against the real localstripe: what the renewals engine relies on."""
+
 import threading
 
 import pytest
@@ -49,9 +50,18 @@ def test_no_default_method_without_customer(customer):
 
 @pytest.mark.pure
 def test_summary_of_other_method_types():
-    assert gateways.payment_method_summary({"type": "sepa_debit", "sepa_debit": {"last4": "3000"}}) == "SEPA Direct Debit •••• 3000"
-    assert gateways.payment_method_summary({"type": "card", "card": {"brand": "mastercard", "last4": "4444"}}) == "Mastercard •••• 4444"
-    assert gateways.payment_method_summary({"type": "paypal", "paypal": {"payer_email": "a@example.com"}}) == "PayPal (a@example.com)"
+    assert (
+        gateways.payment_method_summary({"type": "sepa_debit", "sepa_debit": {"last4": "3000"}})
+        == "SEPA Direct Debit •••• 3000"
+    )
+    assert (
+        gateways.payment_method_summary({"type": "card", "card": {"brand": "mastercard", "last4": "4444"}})
+        == "Mastercard •••• 4444"
+    )
+    assert (
+        gateways.payment_method_summary({"type": "paypal", "paypal": {"payer_email": "a@example.com"}})
+        == "PayPal (a@example.com)"
+    )
 
 
 def test_off_session_charge_succeeds_with_metadata(customer, line, package, stripe_customer, add_card):
@@ -103,18 +113,26 @@ def test_three_d_secure_card_off_session_needs_authentication(customer, line, pa
 def test_real_stripe_shape_of_authentication_required_is_recognised():
     # Real Stripe answers off-session 3-D Secure with a CardError whose intent is back to
     # requires_payment_method; reconciliation sees that intent later.
-    pi = {"id": "pi_x", "status": "requires_payment_method", "client_secret": "pi_x_secret",
-          "last_payment_error": {"code": "authentication_required", "message": "Authentication required."}}
+    pi = {
+        "id": "pi_x",
+        "status": "requires_payment_method",
+        "client_secret": "pi_x_secret",
+        "last_payment_error": {"code": "authentication_required", "message": "Authentication required."},
+    }
     assert gateways.outcome_from_payment_intent(pi).kind is OutcomeKind.AUTHENTICATION_REQUIRED
 
 
 def test_charge_with_a_method_not_attached_is_refused_not_unknown(customer, line, package, stripe_customer):
     charge = make_charge(user=customer, line=line, package=package)
-    outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id="pm_doesnotexist")
+    outcome = gateways.charge_off_session(
+        charge=charge, customer_id=stripe_customer.id, payment_method_id="pm_doesnotexist"
+    )
     assert outcome.kind is OutcomeKind.HARD_DECLINE
 
 
-def test_time_out_is_an_unknown_outcome_sent_once(customer, line, package, stripe_customer, add_card, unresponsive_stripe):
+def test_time_out_is_an_unknown_outcome_sent_once(
+    customer, line, package, stripe_customer, add_card, unresponsive_stripe
+):
     # add_card ran against localstripe before the fixture switched the API base.
     pm_id = gateways.default_payment_method_id(customer)
     charge = make_charge(user=customer, line=line, package=package)
@@ -138,7 +156,9 @@ def test_reconciliation_finds_the_intent_of_a_charge_by_metadata(customer, line,
     assert gateways.find_payment_intent_for_charge(never_sent) is None
 
 
-def test_reconciliation_refuses_to_guess_when_stripe_is_unreachable(customer, line, package, stripe_customer, unresponsive_stripe):
+def test_reconciliation_refuses_to_guess_when_stripe_is_unreachable(
+    customer, line, package, stripe_customer, unresponsive_stripe
+):
     charge = make_charge(user=customer, line=line, package=package)
     with pytest.raises(gateways.GatewayError) as info:
         gateways.find_payment_intent_for_charge(charge)
@@ -146,7 +166,9 @@ def test_reconciliation_refuses_to_guess_when_stripe_is_unreachable(customer, li
 
 
 def test_card_numbers_only_reach_localstripe(customer, stripe_customer):
-    pm = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242"))
+    pm = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card("4242424242424242")
+    )
     assert "4242424242424242" not in str(pm.stripe_data)
 
 

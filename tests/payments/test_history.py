@@ -1,4 +1,5 @@
 """The transaction history page, its CSV export and receipts; money formatting."""
+
 import csv
 import io
 from datetime import datetime, timedelta
@@ -26,7 +27,10 @@ def csv_rows(response):
 
 def test_newest_first_and_paginated(customer, customer_client, line, package, django_assert_max_num_queries):
     base = datetime(2026, 11, 1, 12, tzinfo=ZoneInfo("UTC"))
-    charges = [charge_at(base + timedelta(hours=i), user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED) for i in range(25)]
+    charges = [
+        charge_at(base + timedelta(hours=i), user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED)
+        for i in range(25)
+    ]
     with django_assert_max_num_queries(10):
         page1 = customer_client.get(reverse("payments:history"))
     ids = [row[0].pk for row in page1.context["rows"]]
@@ -41,10 +45,28 @@ def test_filters_by_line_status_and_dates_in_the_users_zone(customer, customer_c
     other_line = make_line(owner=customer)
     shanghai = ZoneInfo("Asia/Shanghai")
     # 2026-11-10 23:30 in Shanghai is still 15:30 UTC on the 10th; 00:30 on the 11th is the 10th in UTC.
-    late_10th = charge_at(datetime(2026, 11, 10, 23, 30, tzinfo=shanghai), user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED)
-    early_11th = charge_at(datetime(2026, 11, 11, 0, 30, tzinfo=shanghai), user=customer, line=line, package=package, status=Charge.Status.FAILED,
-                           failure_code="card_declined")
-    other = charge_at(datetime(2026, 11, 10, 12, 0, tzinfo=shanghai), user=customer, line=other_line, package=package, status=Charge.Status.SUCCEEDED)
+    late_10th = charge_at(
+        datetime(2026, 11, 10, 23, 30, tzinfo=shanghai),
+        user=customer,
+        line=line,
+        package=package,
+        status=Charge.Status.SUCCEEDED,
+    )
+    early_11th = charge_at(
+        datetime(2026, 11, 11, 0, 30, tzinfo=shanghai),
+        user=customer,
+        line=line,
+        package=package,
+        status=Charge.Status.FAILED,
+        failure_code="card_declined",
+    )
+    other = charge_at(
+        datetime(2026, 11, 10, 12, 0, tzinfo=shanghai),
+        user=customer,
+        line=other_line,
+        package=package,
+        status=Charge.Status.SUCCEEDED,
+    )
 
     def ids(**params):
         return {row[0].pk for row in customer_client.get(reverse("payments:history"), params).context["rows"]}
@@ -60,15 +82,27 @@ def test_filters_by_line_status_and_dates_in_the_users_zone(customer, customer_c
 
 def test_bad_filters_are_form_errors_not_500(customer_client, other_customer):
     theirs = make_line(owner=other_customer)
-    response = customer_client.get(reverse("payments:history"), {"date_from": "2026-12-01", "date_to": "2026-11-01", "line": theirs.pk, "status": "nope"})
+    response = customer_client.get(
+        reverse("payments:history"),
+        {"date_from": "2026-12-01", "date_to": "2026-11-01", "line": theirs.pk, "status": "nope"},
+    )
     assert response.status_code == 200 and response.context["form"].errors
     assert customer_client.get(reverse("payments:history_csv"), {"date_from": "not a date"}).status_code == 200
 
 
-@pytest.mark.parametrize("query", [{"date_to": "9999-12-31"}, {"date_from": "0001-01-01"},
-                                   {"date_from": "0001-01-01", "date_to": "9999-12-31"}, {"date_from": "1999-12-31"}])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"date_to": "9999-12-31"},
+        {"date_from": "0001-01-01"},
+        {"date_from": "0001-01-01", "date_to": "9999-12-31"},
+        {"date_from": "1999-12-31"},
+    ],
+)
 @pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai", "America/Los_Angeles"])
-def test_dates_at_the_ends_of_the_calendar_are_a_form_error_not_a_500(customer, customer_client, line, package, query, zone):
+def test_dates_at_the_ends_of_the_calendar_are_a_form_error_not_a_500(
+    customer, customer_client, line, package, query, zone
+):
     customer.time_zone = zone
     customer.save(update_fields=["time_zone"])
     make_charge(user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED)
@@ -80,24 +114,44 @@ def test_dates_at_the_ends_of_the_calendar_are_a_form_error_not_a_500(customer, 
 
 
 def test_csv_neutralises_formulas(customer, customer_client, line, package):
-    make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, failure_code="=HYPERLINK(\"x\")",
-                payment_method_summary="=cmd|' /C calc'!A0")
+    make_charge(
+        user=customer,
+        line=line,
+        package=package,
+        status=Charge.Status.FAILED,
+        failure_code='=HYPERLINK("x")',
+        payment_method_summary="=cmd|' /C calc'!A0",
+    )
     row = csv_rows(customer_client.get(reverse("payments:history_csv")))[1]
     assert row[6].startswith("'=")
     assert all(not cell.startswith("=") for cell in row)
 
 
 def test_receipt_is_printable_and_only_for_money_taken(customer, customer_client, line, package):
-    paid = make_charge(user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED, payment_intent_id="pi_paid",
-                       payment_method_summary="Visa •••• 4242")
+    paid = make_charge(
+        user=customer,
+        line=line,
+        package=package,
+        status=Charge.Status.SUCCEEDED,
+        payment_intent_id="pi_paid",
+        payment_method_summary="Visa •••• 4242",
+    )
     pending = make_charge(user=customer, line=line, package=package)
     html = customer_client.get(reverse("payments:receipt", args=[paid.pk])).content.decode()
-    assert "payments/payments.css" in html and 'id="print-receipt"' in html and "CNY 98.00" in html and "Visa •••• 4242" in html and "pi_paid" in html
+    assert (
+        "payments/payments.css" in html
+        and 'id="print-receipt"' in html
+        and "CNY 98.00" in html
+        and "Visa •••• 4242" in html
+        and "pi_paid" in html
+    )
     assert customer_client.get(reverse("payments:receipt", args=[pending.pk])).status_code == 404
 
 
 def test_history_shows_only_the_customers_own_charges(customer, customer_client, other_customer, package):
-    theirs = make_charge(user=other_customer, line=make_line(owner=other_customer), package=package, status=Charge.Status.SUCCEEDED)
+    theirs = make_charge(
+        user=other_customer, line=make_line(owner=other_customer), package=package, status=Charge.Status.SUCCEEDED
+    )
     assert customer_client.get(reverse("payments:history")).context["rows"] == []
     assert len(csv_rows(customer_client.get(reverse("payments:history_csv")))) == 1
     assert customer_client.get(reverse("payments:receipt", args=[theirs.pk])).status_code == 404
@@ -116,6 +170,7 @@ def test_history_in_chinese(customer, customer_client, line, package):
 
 
 # --- money ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.pure
 def test_amounts_whose_float_would_be_wrong_are_exact():

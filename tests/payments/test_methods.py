@@ -1,5 +1,6 @@
 """Binding, listing, defaulting and removing payment methods, through our pages, against the
 real localstripe."""
+
 from datetime import date
 
 import pytest
@@ -75,7 +76,10 @@ def test_set_default(customer, customer_client, bind_card):
     response = customer_client.post(reverse("payments:method_default", args=[second.id]))
     assert response.status_code == 302
     assert gateways.default_payment_method_id(customer) == second.id
-    assert stripe.Customer.retrieve(gateways.customer_for_user(customer).id)["invoice_settings"]["default_payment_method"] == second.id
+    assert (
+        stripe.Customer.retrieve(gateways.customer_for_user(customer).id)["invoice_settings"]["default_payment_method"]
+        == second.id
+    )
 
 
 def test_remove_a_method_detaches_it(customer, customer_client, bind_card):
@@ -88,14 +92,20 @@ def test_remove_a_method_detaches_it(customer, customer_client, bind_card):
     assert stripe.PaymentMethod.retrieve(method.id)["customer"] is None
     # localstripe keeps a detached default: we cleared it.
     assert gateways.default_payment_method_id(customer) is None
-    assert not stripe.Customer.retrieve(gateways.customer_for_user(customer).id)["invoice_settings"]["default_payment_method"]
+    assert not stripe.Customer.retrieve(gateways.customer_for_user(customer).id)["invoice_settings"][
+        "default_payment_method"
+    ]
 
 
-def test_removing_a_method_a_renewal_rule_uses_asks_for_a_replacement(customer, customer_client, bind_card, line, package):
+def test_removing_a_method_a_renewal_rule_uses_asks_for_a_replacement(
+    customer, customer_client, bind_card, line, package
+):
     bind_card("4242424242424242")
     bind_card("5555555555554444", make_default=False)
     default, other = sorted(payment_methods_for_user(customer), key=lambda m: not m.is_default)
-    rule = RenewalRule.objects.create(line=line, enabled=True, package=package, trigger_data_below_mb=500, payment_method_id=default.id)
+    rule = RenewalRule.objects.create(
+        line=line, enabled=True, package=package, trigger_data_below_mb=500, payment_method_id=default.id
+    )
     page = customer_client.get(reverse("payments:method_remove", args=[default.id]))
     assert "Choose the method they should charge instead" in page.content.decode()
     refused = customer_client.post(reverse("payments:method_remove", args=[default.id]))
@@ -113,7 +123,9 @@ def test_removing_a_method_a_renewal_rule_uses_asks_for_a_replacement(customer, 
 def test_a_rule_on_the_default_method_also_needs_a_replacement(customer, customer_client, bind_card, line, package):
     bind_card("4242424242424242")
     (default,) = payment_methods_for_user(customer)
-    RenewalRule.objects.create(line=line, enabled=True, package=package, trigger_data_below_mb=500, payment_method_id="")
+    RenewalRule.objects.create(
+        line=line, enabled=True, package=package, trigger_data_below_mb=500, payment_method_id=""
+    )
     assert customer_client.post(reverse("payments:method_remove", args=[default.id])).status_code == 400
     assert [m.id for m in payment_methods_for_user(customer)] == [default.id]
 
@@ -131,13 +143,16 @@ def test_expired_and_expiring_cards_are_flagged(customer, customer_client, bind_
     assert "Expired" in html and "Expires soon" in html
 
 
-@pytest.mark.parametrize("today, expected", [
-    (date(2026, 10, 31), (False, False)),
-    (date(2026, 11, 30), (False, False)),  # a card of 12/2026 is valid through 31 Dec: 31 days away
-    (date(2026, 12, 1), (False, True)),    # 30 days away
-    (date(2026, 12, 31), (False, True)),   # its last valid day
-    (date(2027, 1, 1), (True, False)),
-])
+@pytest.mark.parametrize(
+    "today, expected",
+    [
+        (date(2026, 10, 31), (False, False)),
+        (date(2026, 11, 30), (False, False)),  # a card of 12/2026 is valid through 31 Dec: 31 days away
+        (date(2026, 12, 1), (False, True)),  # 30 days away
+        (date(2026, 12, 31), (False, True)),  # its last valid day
+        (date(2027, 1, 1), (True, False)),
+    ],
+)
 @pytest.mark.pure
 def test_expiry_flag_boundaries(today, expected):
     assert card_expiry_flags(12, 2026, today) == expected
@@ -199,7 +214,9 @@ def test_anonymous_is_sent_to_login(client, db, name, args):
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-def test_methods_page_queries_do_not_grow_with_methods(customer, customer_client, bind_card, django_assert_max_num_queries):
+def test_methods_page_queries_do_not_grow_with_methods(
+    customer, customer_client, bind_card, django_assert_max_num_queries
+):
     for number in ("4242424242424242", "5555555555554444", "4000056655665556"):
         bind_card(number, make_default=False)
     with django_assert_max_num_queries(8):
@@ -215,5 +232,7 @@ def test_adding_a_method_from_the_buy_page_returns_there_and_never_elsewhere(cus
     for next_url, expected in ((buy_url, buy_url), ("https://evil.example/", reverse("payments:methods"))):
         start = customer_client.post(reverse("payments:method_setup"), {"method_type": "card"}).json()
         confirm_setup_as_browser(start["client_secret"])
-        finish = customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "next": next_url})
+        finish = customer_client.post(
+            reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "next": next_url}
+        )
         assert finish["Location"] == expected

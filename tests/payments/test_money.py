@@ -1,5 +1,6 @@
 """Money at the edge, with no service: integer minor units turned into exact decimals by the
 currency's exponent and back, and CSV cells a spreadsheet cannot read as formulas."""
+
 from decimal import Decimal
 
 import pytest
@@ -11,13 +12,16 @@ from payments.views import _csv_cell
 pytestmark = pytest.mark.pure
 
 
-@pytest.mark.parametrize(("minor", "currency", "decimal"), [
-    (9800, "CNY", Decimal("98.00")),
-    (1200, "JPY", Decimal("1200")),
-    (1234, "KWD", Decimal("1.234")),
-    (-5, "eur", Decimal("-0.05")),
-    (10**15 + 1, "USD", Decimal("10000000000000.01")),
-])
+@pytest.mark.parametrize(
+    ("minor", "currency", "decimal"),
+    [
+        (9800, "CNY", Decimal("98.00")),
+        (1200, "JPY", Decimal("1200")),
+        (1234, "KWD", Decimal("1.234")),
+        (-5, "eur", Decimal("-0.05")),
+        (10**15 + 1, "USD", Decimal("10000000000000.01")),
+    ],
+)
 def test_minor_units_become_exact_decimals_by_the_currency_and_come_back_unchanged(minor, currency, decimal):
     assert to_decimal(minor, currency) == decimal
     assert to_minor(decimal, currency) == minor

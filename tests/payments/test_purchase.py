@@ -1,4 +1,5 @@
 """Buying a package on-session from a line's page, and paying a renewal now, against localstripe."""
+
 import csv
 import io
 from datetime import timedelta
@@ -25,12 +26,16 @@ def buy(client, line, package, method_id):
     return client.post(reverse("payments:buy", args=[line.pk]), {"package": package.pk, "payment_method": method_id})
 
 
-def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(customer, customer_client, bind_card, line, package):
+def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(
+    customer, customer_client, bind_card, line, package
+):
     bind_card("4242424242424242")
     (method,) = methods_of(customer)
     before = Line.objects.get(pk=line.pk)
     page = customer_client.get(reverse("payments:buy", args=[line.pk]))
-    assert page.status_code == 200 and "Visa •••• 4242" in page.content.decode() and "CNY 98.00" in page.content.decode()
+    assert (
+        page.status_code == 200 and "Visa •••• 4242" in page.content.decode() and "CNY 98.00" in page.content.decode()
+    )
 
     response = buy(customer_client, line, package, method.id)
 
@@ -40,7 +45,11 @@ def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(c
     assert (charge.amount_minor, charge.currency) == (9800, "CNY")
     assert charge.payment_method_summary == "Visa •••• 4242"
     intent = stripe.PaymentIntent.retrieve(charge.payment_intent_id)
-    assert intent["status"] == "succeeded" and intent["amount"] == 9800 and intent["metadata"]["charge_id"] == str(charge.pk)
+    assert (
+        intent["status"] == "succeeded"
+        and intent["amount"] == 9800
+        and intent["metadata"]["charge_id"] == str(charge.pk)
+    )
     line.refresh_from_db()
     assert line.data_remaining_bytes == before.data_remaining_bytes + package.data_allowance_bytes
     # Validity: max(current end, now + 30 days); the line had 10 days left.
@@ -57,7 +66,9 @@ def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(c
     assert rows[1][1] == line.iccid and rows[1][4] == "98.00" and rows[1][5] == "CNY" and rows[1][7] == "Succeeded"
 
 
-def test_buy_with_a_card_declined_at_charge_fails_with_the_reason_and_changes_nothing(customer, customer_client, bind_card, line, package):
+def test_buy_with_a_card_declined_at_charge_fails_with_the_reason_and_changes_nothing(
+    customer, customer_client, bind_card, line, package
+):
     bind_card("4000000000000341")  # attaches fine, declines when charged
     (method,) = methods_of(customer)
     before = Line.objects.get(pk=line.pk)
@@ -70,13 +81,19 @@ def test_buy_with_a_card_declined_at_charge_fails_with_the_reason_and_changes_no
     assert charge.failure_code == "card_declined" and charge.decline_kind == Charge.DeclineKind.SOFT
     assert charge.payment_intent_id
     line.refresh_from_db()
-    assert (line.data_remaining_bytes, line.expires_at, line.package_id) == (before.data_remaining_bytes, before.expires_at, before.package_id)
+    assert (line.data_remaining_bytes, line.expires_at, line.package_id) == (
+        before.data_remaining_bytes,
+        before.expires_at,
+        before.package_id,
+    )
     history = customer_client.get(reverse("payments:history")).content.decode()
     assert "Failed" in history and "Your card was declined." in history
     assert customer_client.get(reverse("payments:receipt", args=[charge.pk])).status_code == 404
 
 
-def test_three_d_secure_purchase_waits_for_the_bank_then_applies_the_package(customer, customer_client, bind_card, line, package):
+def test_three_d_secure_purchase_waits_for_the_bank_then_applies_the_package(
+    customer, customer_client, bind_card, line, package
+):
     bind_card("4000002500003155")
     (method,) = methods_of(customer)
     before = Line.objects.get(pk=line.pk)
@@ -117,7 +134,8 @@ def test_failed_three_d_secure_fails_the_purchase(customer, customer_client, bin
 
 
 def test_a_purchase_paid_after_its_line_was_terminated_is_refunded_once_with_an_operator_alert(
-        customer, customer_client, bind_card, line, package, django_capture_on_commit_callbacks):
+    customer, customer_client, bind_card, line, package, django_capture_on_commit_callbacks
+):
     """Money case 10: recorded as succeeded, the package silently not applied, the money kept."""
     from accounts.services.line_status import terminate_line
     from payments.services import on_session
@@ -156,7 +174,9 @@ def test_buy_page_without_methods_links_to_adding_one(customer_client, line):
     assert reverse("payments:methods") + "?next=" in html
 
 
-def test_another_customers_line_charge_and_receipt_are_404(customer, customer_client, bind_card, other_customer, package):
+def test_another_customers_line_charge_and_receipt_are_404(
+    customer, customer_client, bind_card, other_customer, package
+):
     bind_card("4242424242424242")
     (method,) = methods_of(customer)
     theirs = make_line(owner=other_customer)
@@ -168,7 +188,9 @@ def test_another_customers_line_charge_and_receipt_are_404(customer, customer_cl
     for name in ("payments:receipt", "payments:authenticate"):
         assert customer_client.get(reverse(name, args=[their_charge.pk])).status_code == 404
     assert customer_client.post(reverse("payments:complete", args=[their_charge.pk])).status_code == 404
-    assert f'data-charge-id="{their_charge.pk}"' not in customer_client.get(reverse("payments:history")).content.decode()
+    assert (
+        f'data-charge-id="{their_charge.pk}"' not in customer_client.get(reverse("payments:history")).content.decode()
+    )
 
 
 def test_paying_with_someone_elses_method_is_refused(customer_client, other_customer, line, package):
@@ -195,6 +217,7 @@ def test_anonymous_buy_goes_to_login(client, line, name):
 
 # --- pay now ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def make_failed_renewal(customer, line, package):
     """A renewal whose retries all failed, line suspended. Made after the customer's new card
@@ -205,18 +228,31 @@ def make_failed_renewal(customer, line, package):
 def _failed_renewal(line, package):
     rule = RenewalRule.objects.create(line=line, enabled=True, package=package, trigger_data_below_mb=500)
     Line.objects.filter(pk=line.pk).update(status=Line.Status.SUSPENDED, data_remaining_bytes=0)
-    return Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=package.price_minor, currency=package.currency,
-                                  status=Renewal.Status.FAILED, attempts=4, completed_at=timezone.now(),
-                                  last_failure_code="card_declined", last_failure_message="Your card was declined.")
+    return Renewal.objects.create(
+        line=line,
+        rule=rule,
+        package=package,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        status=Renewal.Status.FAILED,
+        attempts=4,
+        completed_at=timezone.now(),
+        last_failure_code="card_declined",
+        last_failure_message="Your card was declined.",
+    )
 
 
-def test_pay_now_for_a_failed_renewal_resumes_the_line(customer, customer_client, bind_card, make_failed_renewal, package):
+def test_pay_now_for_a_failed_renewal_resumes_the_line(
+    customer, customer_client, bind_card, make_failed_renewal, package
+):
     bind_card("4242424242424242")
     failed_renewal = make_failed_renewal()
     (method,) = methods_of(customer)
     page = customer_client.get(reverse("payments:pay_renewal", args=[failed_renewal.pk]))
     assert page.status_code == 200 and "CNY 98.00" in page.content.decode()
-    response = customer_client.post(reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": method.id})
+    response = customer_client.post(
+        reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": method.id}
+    )
     charge = Charge.objects.get(renewal=failed_renewal, status=Charge.Status.SUCCEEDED)
     assert response["Location"] == reverse("payments:receipt", args=[charge.pk])
     failed_renewal.refresh_from_db()
@@ -233,7 +269,9 @@ def test_pay_now_with_three_d_secure_goes_through_the_bank(customer, customer_cl
     bind_card("4000002500003155")
     failed_renewal = make_failed_renewal()
     (method,) = methods_of(customer)
-    response = customer_client.post(reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": method.id})
+    response = customer_client.post(
+        reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": method.id}
+    )
     charge = Charge.objects.get(renewal=failed_renewal, status=Charge.Status.REQUIRES_ACTION)
     assert response["Location"] == reverse("payments:authenticate", args=[charge.pk])
     secret = customer_client.get(response["Location"]).context["client_secret"]
@@ -246,15 +284,22 @@ def test_pay_now_with_three_d_secure_goes_through_the_bank(customer, customer_cl
 
 def test_another_customers_renewal_is_404(customer_client, other_customer, package):
     theirs = make_line(owner=other_customer)
-    renewal = Renewal.objects.create(line=theirs, package=package, amount_minor=100, currency="CNY", status=Renewal.Status.FAILED)
+    renewal = Renewal.objects.create(
+        line=theirs, package=package, amount_minor=100, currency="CNY", status=Renewal.Status.FAILED
+    )
     assert customer_client.get(reverse("payments:pay_renewal", args=[renewal.pk])).status_code == 404
-    assert customer_client.post(reverse("payments:pay_renewal", args=[renewal.pk]), {"payment_method": "pm_x"}).status_code == 404
+    assert (
+        customer_client.post(reverse("payments:pay_renewal", args=[renewal.pk]), {"payment_method": "pm_x"}).status_code
+        == 404
+    )
 
 
 # --- unknown outcomes ---------------------------------------------------------------------------
 
+
 def test_processor_time_out_leaves_the_purchase_pending_then_reconciliation_closes_it(
-        customer, customer_client, bind_card, line, package, settings, unresponsive_stripe_later):
+    customer, customer_client, bind_card, line, package, settings, unresponsive_stripe_later
+):
     import time_machine
 
     from payments.services import on_session
@@ -276,7 +321,9 @@ def test_processor_time_out_leaves_the_purchase_pending_then_reconciliation_clos
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
 
 
-def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, line, package, add_card, stripe_customer, settings):
+def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(
+    customer, line, package, add_card, stripe_customer, settings
+):
     import time_machine
 
     from payments import gateways
@@ -298,6 +345,7 @@ def test_a_purchase_paid_but_not_recorded_is_found_and_applied_once(customer, li
 
 # --- SEPA Direct Debit ----------------------------------------------------------------------------
 
+
 def _three_d_secure_purchase(customer, customer_client, bind_card, line, package):
     bind_card("4000002500003155")
     (method,) = methods_of(customer)
@@ -308,7 +356,8 @@ def _three_d_secure_purchase(customer, customer_client, bind_card, line, package
 
 
 def test_a_3ds_purchase_paid_at_the_bank_with_no_return_page_or_webhook_is_found_and_applied_once(
-        customer, customer_client, bind_card, line, package):
+    customer, customer_client, bind_card, line, package
+):
     from payments.services import on_session
 
     charge, secret = _three_d_secure_purchase(customer, customer_client, bind_card, line, package)
@@ -331,7 +380,8 @@ def test_a_3ds_purchase_paid_at_the_bank_with_no_return_page_or_webhook_is_found
 
 
 def test_a_3ds_purchase_abandoned_at_the_bank_is_withdrawn_when_its_window_ends(
-        customer, customer_client, bind_card, line, package, settings):
+    customer, customer_client, bind_card, line, package, settings
+):
     from payments.services import on_session
 
     charge, secret = _three_d_secure_purchase(customer, customer_client, bind_card, line, package)
@@ -341,7 +391,10 @@ def test_a_3ds_purchase_abandoned_at_the_bank_is_withdrawn_when_its_window_ends(
     assert on_session.reconcile_stale_purchases(now=end + timedelta(minutes=11)) == [charge.pk]
     charge.refresh_from_db()
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "authentication_timeout"
-    assert stripe.PaymentIntent.retrieve(charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)["status"] == "canceled"
+    assert (
+        stripe.PaymentIntent.retrieve(charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)["status"]
+        == "canceled"
+    )
     # The page the customer left open can no longer take the money.
     assert authenticate_as_browser(charge.payment_intent_id, secret, success=True).status_code >= 400
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
@@ -378,8 +431,11 @@ def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, cus
     # localstripe declines it about 0.5 s later: asked until it has, however long that takes here.
     from tests.partner.helpers import wait_until
 
-    assert wait_until(lambda: on_session.reconcile(charge=Charge.objects.get(pk=charge.pk)).status != Charge.Status.PENDING,
-                      timeout=60, interval=0.5)
+    assert wait_until(
+        lambda: on_session.reconcile(charge=Charge.objects.get(pk=charge.pk)).status != Charge.Status.PENDING,
+        timeout=60,
+        interval=0.5,
+    )
     charge = Charge.objects.get(pk=charge.pk)
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "card_declined"
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before

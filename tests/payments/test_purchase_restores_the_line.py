@@ -1,5 +1,6 @@
 """Money case 1: a customer who pays for a line that is out of data or suspended gets it back at
 the network, through the purchase path itself (not only through a renewal)."""
+
 from django.urls import reverse
 from django.utils import timezone
 
@@ -34,7 +35,9 @@ def test_buying_for_a_line_out_of_data_unblocks_its_data_at_the_network(customer
     assert commands(line) == ["unblock_data"]
 
 
-def test_buying_for_a_line_an_operator_suspended_keeps_it_suspended_with_the_data_paid_for(customer, customer_client, bind_card, package):
+def test_buying_for_a_line_an_operator_suspended_keeps_it_suspended_with_the_data_paid_for(
+    customer, customer_client, bind_card, package
+):
     line = make_line(owner=customer, package=package, data_remaining_bytes=0)
     assert suspend_line(line_id=line.pk, reason="fraud check", actor=None, now=timezone.now())
     bind_card("4242424242424242")

@@ -3,6 +3,7 @@ several real processes writing to localstripe never put more than the limit into
 recording proxy in front of localstripe and localstripe's own `created` stamps see it; every write
 path of the gateway is counted; a refused renewal charge sends nothing and costs no attempt; with
 the limiter's Redis stopped nothing is sent, and everything goes through once it is back."""
+
 import logging
 import multiprocessing
 import subprocess
@@ -65,9 +66,14 @@ def _writer(count: int, tag: str, barrier, results) -> None:
     done = 0
     try:
         for _ in range(count):
-            stripe.PaymentIntent.create(amount=1800, currency="cny", payment_method_types=["card"],
-                                        metadata={"limiter_run": tag}, api_key=django_settings.STRIPE_SECRET_KEY,
-                                        max_network_retries=0)
+            stripe.PaymentIntent.create(
+                amount=1800,
+                currency="cny",
+                payment_method_types=["card"],
+                metadata={"limiter_run": tag},
+                api_key=django_settings.STRIPE_SECRET_KEY,
+                max_network_retries=0,
+            )
             done += 1
     finally:
         results.put((done, stamping.write_times))
@@ -95,8 +101,11 @@ def test_four_processes_writing_at_once_never_exceed_the_limit_in_any_second_and
     assert len(sent) == total
     assert max_in_any_second(sent) <= 10, [round(t - sent[0], 3) for t in sent]
 
-    intents = [pi for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
-               if (pi["metadata"] or {}).get("limiter_run") == tag]
+    intents = [
+        pi
+        for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
+        if (pi["metadata"] or {}).get("limiter_run") == tag
+    ]
     assert len(intents) == total
     assert max(Counter(pi["created"] for pi in intents).values()) <= 10  # localstripe's 1-second stamps
 
@@ -121,20 +130,36 @@ def test_every_gateway_write_goes_through_the_limiter_and_is_counted(proxy, cust
     paid = on_session.purchase_package(user=customer, line=line, package=package, payment_method_id=card.id)
     assert paid.status == Charge.Status.SUCCEEDED
     refunds.refund_charge(charge_id=paid.pk, amount_minor=100)
-    secure = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card("4000002500003155"))
-    outcome = gateways.charge_on_session(charge=make_charge(user=customer, line=line, package=package),
-                                         customer_id=stripe_customer.id, payment_method_id=secure.id)
+    secure = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card("4000002500003155")
+    )
+    outcome = gateways.charge_on_session(
+        charge=make_charge(user=customer, line=line, package=package),
+        customer_id=stripe_customer.id,
+        payment_method_id=secure.id,
+    )
     assert outcome.kind is gateways.OutcomeKind.AUTHENTICATION_REQUIRED
     gateways.cancel_payment_intent(outcome.payment_intent_id)
     gateways.detach_payment_method(secure.id)
 
     writes = proxy.writes()
-    kinds = {(method, "/".join("{id}" if part.startswith(("cus_", "pm_", "pi_", "seti_")) else part
-                               for part in path.split("/"))) for _t, method, path in writes}
+    kinds = {
+        (
+            method,
+            "/".join("{id}" if part.startswith(("cus_", "pm_", "pi_", "seti_")) else part for part in path.split("/")),
+        )
+        for _t, method, path in writes
+    }
     assert kinds >= {
-        ("POST", "/v1/customers"), ("POST", "/v1/customers/{id}"), ("POST", "/v1/setup_intents"),
-        ("POST", "/v1/payment_methods"), ("POST", "/v1/payment_methods/{id}/attach"), ("POST", "/v1/payment_intents"),
-        ("POST", "/v1/refunds"), ("POST", "/v1/payment_intents/{id}/cancel"), ("POST", "/v1/payment_methods/{id}/detach"),
+        ("POST", "/v1/customers"),
+        ("POST", "/v1/customers/{id}"),
+        ("POST", "/v1/setup_intents"),
+        ("POST", "/v1/payment_methods"),
+        ("POST", "/v1/payment_methods/{id}/attach"),
+        ("POST", "/v1/payment_intents"),
+        ("POST", "/v1/refunds"),
+        ("POST", "/v1/payment_intents/{id}/cancel"),
+        ("POST", "/v1/payment_methods/{id}/detach"),
     }, kinds
     assert processor_limit.write_stats().writes == len(writes)
 
@@ -183,7 +208,8 @@ def _claim_and_charge(renewal: Renewal) -> Renewal:
 
 
 def test_renewal_charge_refused_after_the_bounded_wait_sends_nothing_and_is_retried_without_costing_an_attempt(
-        renewing_rule, settings, caplog):
+    renewing_rule, settings, caplog
+):
     renewal = _renewal_charging(renewing_rule)
     _take_the_seconds_only_slot(settings)
     processor_limit.reset_write_stats()
@@ -205,7 +231,8 @@ def test_renewal_charge_refused_after_the_bounded_wait_sends_nothing_and_is_retr
 
 
 def test_pay_now_refused_by_the_limiter_tells_the_customer_and_leaves_the_renewal_as_it_was(
-        renewing_rule, customer, settings):
+    renewing_rule, customer, settings
+):
     renewal = _renewal_charging(renewing_rule)
     renewal.status, renewal.failures = Renewal.Status.RETRY_SCHEDULED, 1
     renewal.next_attempt_at = later = timezone.now() + timedelta(hours=1)
@@ -219,17 +246,24 @@ def test_pay_now_refused_by_the_limiter_tells_the_customer_and_leaves_the_renewa
     assert "busy" in refused.value.user_message
     renewal.refresh_from_db()
     assert (renewal.status, renewal.attempts, renewal.failures, renewal.next_attempt_at) == (
-        Renewal.Status.RETRY_SCHEDULED, 0, 1, later)
+        Renewal.Status.RETRY_SCHEDULED,
+        0,
+        1,
+        later,
+    )
     assert not Charge.objects.filter(renewal=renewal).exists()
     assert payment_intents_for(renewal) == []
 
 
-def test_purchase_refused_by_the_limiter_shows_a_form_error_and_charges_nothing(customer_client, customer, line, package,
-                                                                                add_card, settings):
+def test_purchase_refused_by_the_limiter_shows_a_form_error_and_charges_nothing(
+    customer_client, customer, line, package, add_card, settings
+):
     card = add_card()
     _take_the_seconds_only_slot(settings)
 
-    response = customer_client.post(f"/payments/lines/{line.pk}/buy/", {"package": package.pk, "payment_method": card.id})
+    response = customer_client.post(
+        f"/payments/lines/{line.pk}/buy/", {"package": package.pk, "payment_method": card.id}
+    )
 
     assert response.status_code == 400
     assert "The payment processor is busy right now" in response.content.decode()
@@ -237,8 +271,22 @@ def test_purchase_refused_by_the_limiter_shows_a_form_error_and_charges_nothing(
 
 
 def _redis_server(port: int, tmp_path) -> subprocess.Popen:
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     from bench.common import wait_for_port
 
     wait_for_port(port, process=process, timeout=20)
@@ -246,7 +294,8 @@ def _redis_server(port: int, tmp_path) -> subprocess.Popen:
 
 
 def test_with_the_limiters_redis_stopped_nothing_is_sent_and_the_renewal_goes_through_once_it_is_back(
-        renewing_rule, settings, tmp_path, caplog):
+    renewing_rule, settings, tmp_path, caplog
+):
     from bench.common import free_port, stop
 
     port = free_port()

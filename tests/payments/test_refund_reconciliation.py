@@ -2,6 +2,7 @@
 lost (the processor made it, our request timed out) ends on our ledger as the processor holds it,
 and blocks a second refund until it is known; a charge.refunded event moves the ledger to what the
 processor says, never to what the event says."""
+
 import asyncio
 import json
 import threading
@@ -42,9 +43,13 @@ class LostAnswerProxy:
         async def handle(request):
             body = await request.read()
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            async with self._session.request(request.method, self.upstream + request.path_qs, data=body, headers=headers) as up:
+            async with self._session.request(
+                request.method, self.upstream + request.path_qs, data=body, headers=headers
+            ) as up:
                 data, status = await up.read(), up.status
-                keep = {k: v for k, v in up.headers.items() if k.lower() in ("content-type", "request-id", "stripe-version")}
+                keep = {
+                    k: v for k, v in up.headers.items() if k.lower() in ("content-type", "request-id", "stripe-version")
+                }
             if request.method == "POST" and request.path == "/v1/refunds":
                 self.refund_made.set()
                 await asyncio.sleep(self.hold_seconds)
@@ -88,7 +93,9 @@ def lost_refund_answers(settings):
             gateways.configure()
 
 
-def test_a_refund_whose_answer_was_lost_ends_on_the_ledger_as_the_processor_made_it(paid_charge, lost_refund_answers, settings):  # noqa: F811
+def test_a_refund_whose_answer_was_lost_ends_on_the_ledger_as_the_processor_made_it(
+    paid_charge, lost_refund_answers, settings
+):  # noqa: F811
     try:
         refunds.refund_charge(charge_id=paid_charge.pk)
     except errors.PaymentError:
@@ -111,17 +118,37 @@ def test_a_refund_whose_answer_was_lost_ends_on_the_ledger_as_the_processor_made
 
 
 def test_a_charge_refunded_event_sets_the_ledger_to_what_the_processor_holds_not_what_the_event_says(
-        client, endpoint, paid_charge):  # noqa: F811
+    client, endpoint, paid_charge
+):  # noqa: F811
     # A refund made at the processor without us (the dashboard, or a request whose answer we lost).
-    stripe.Refund.create(payment_intent=paid_charge.payment_intent_id, amount=3000, api_key=django_settings.STRIPE_SECRET_KEY)
-    latest = stripe.PaymentIntent.retrieve(paid_charge.payment_intent_id, api_key=django_settings.STRIPE_SECRET_KEY)["latest_charge"]
-    processor_charge = stripe.Charge.retrieve(latest if isinstance(latest, str) else latest["id"],
-                                              api_key=django_settings.STRIPE_SECRET_KEY).to_dict()
+    stripe.Refund.create(
+        payment_intent=paid_charge.payment_intent_id, amount=3000, api_key=django_settings.STRIPE_SECRET_KEY
+    )
+    latest = stripe.PaymentIntent.retrieve(paid_charge.payment_intent_id, api_key=django_settings.STRIPE_SECRET_KEY)[
+        "latest_charge"
+    ]
+    processor_charge = stripe.Charge.retrieve(
+        latest if isinstance(latest, str) else latest["id"], api_key=django_settings.STRIPE_SECRET_KEY
+    ).to_dict()
     # What the event claims is not what the processor holds: only the latter counts.
-    claimed = dict(processor_charge, amount_refunded=paid_charge.amount_minor, refunded=True,
-                   payment_intent=paid_charge.payment_intent_id)
-    body = json.dumps({"id": "evt_refunded", "object": "event", "type": "charge.refunded", "api_version": "2017-08-15",
-                       "livemode": False, "created": int(time.time()), "data": {"object": claimed}}, default=str).encode()
+    claimed = dict(
+        processor_charge,
+        amount_refunded=paid_charge.amount_minor,
+        refunded=True,
+        payment_intent=paid_charge.payment_intent_id,
+    )
+    body = json.dumps(
+        {
+            "id": "evt_refunded",
+            "object": "event",
+            "type": "charge.refunded",
+            "api_version": "2017-08-15",
+            "livemode": False,
+            "created": int(time.time()),
+            "data": {"object": claimed},
+        },
+        default=str,
+    ).encode()
 
     assert post_event(client, endpoint, body, sign(body, endpoint.secret)).status_code == 200
 

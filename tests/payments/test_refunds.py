@@ -1,5 +1,6 @@
 """Operator refunds against localstripe: capped at what is left (localstripe itself would
 over-refund), through the admin action."""
+
 import pytest
 import stripe
 from django.contrib import admin
@@ -45,7 +46,9 @@ def test_no_refund_beyond_the_amount(paid_charge):
 
 
 def test_failed_charges_are_not_refundable(customer, line, package):
-    charge = make_charge(user=customer, line=line, package=package, status=Charge.Status.FAILED, payment_intent_id="pi_failed")
+    charge = make_charge(
+        user=customer, line=line, package=package, status=Charge.Status.FAILED, payment_intent_id="pi_failed"
+    )
     with pytest.raises(errors.PaymentError):
         refunds.refund_charge(charge_id=charge.pk)
 
@@ -57,7 +60,9 @@ def test_admin_action_refunds_and_reports(paid_charge, customer, line, package):
     request.user = operator
     request.session = {}
     request._messages = FallbackStorage(request)
-    ChargeAdmin(Charge, admin.site).refund_in_full(request, Charge.objects.filter(pk__in=[paid_charge.pk, failed.pk]).order_by("pk"))
+    ChargeAdmin(Charge, admin.site).refund_in_full(
+        request, Charge.objects.filter(pk__in=[paid_charge.pk, failed.pk]).order_by("pk")
+    )
     texts = [str(m) for m in request._messages]
     assert f"Charge {paid_charge.pk} refunded." in texts
     assert any(t.startswith(f"Charge {failed.pk}:") for t in texts)

@@ -3,6 +3,7 @@ itself says about the PaymentIntent we stored on it. Forged events (dj-stripe's 
 override, an intent id we never stored, ids that disagree with our row, a payload that cannot be
 checked) change nothing and are logged at ERROR for the operator. The webhook endpoint refuses
 oversized bodies before storing them, and stored requests are pruned on a schedule."""
+
 import json
 import logging
 import time
@@ -21,15 +22,28 @@ from payments.models import Charge
 from tests.builders import make_charge
 from tests.payments.test_webhooks import post_event, sign
 
-HANDLED_TYPES = ["payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
-                 "payment_intent.processing", "payment_intent.requires_action"]
+HANDLED_TYPES = [
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+]
 
 
 def event_body(intent: dict, event_type: str = "payment_intent.succeeded", event_id: str = "") -> bytes:
-    return json.dumps({
-        "id": event_id or f"evt_forged_{time.monotonic_ns()}", "object": "event", "type": event_type,
-        "api_version": "2017-08-15", "livemode": False, "created": int(time.time()), "data": {"object": intent},
-    }, default=str).encode()
+    return json.dumps(
+        {
+            "id": event_id or f"evt_forged_{time.monotonic_ns()}",
+            "object": "event",
+            "type": event_type,
+            "api_version": "2017-08-15",
+            "livemode": False,
+            "created": int(time.time()),
+            "data": {"object": intent},
+        },
+        default=str,
+    ).encode()
 
 
 def paid_looking(intent, **changes) -> dict:
@@ -58,16 +72,24 @@ def assert_unpaid(charge, line):
 
 
 def rejected(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "webhook_event_rejected" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and "webhook_event_rejected" in r.getMessage()
+    ]
 
 
 def test_the_debug_secret_override_header_is_never_accepted(settings, client, endpoint, unpaid_purchase, line):
     settings.DEBUG = True  # dj-stripe honours the header only under DEBUG: the worst case
     charge, intent = unpaid_purchase
     body = event_body(paid_looking(intent), event_id="evt_override")
-    response = client.post(reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid}), body,
-                           content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body, "whsec_attacker"),
-                           HTTP_X_DJSTRIPE_WEBHOOK_SECRET="whsec_attacker")
+    response = client.post(
+        reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid}),
+        body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=sign(body, "whsec_attacker"),
+        HTTP_X_DJSTRIPE_WEBHOOK_SECRET="whsec_attacker",
+    )
     assert response.status_code == 400
     assert not Event.objects.filter(id="evt_override").exists()
     assert not WebhookEventTrigger.objects.filter(valid=True).exists()
@@ -76,9 +98,12 @@ def test_the_debug_secret_override_header_is_never_accepted(settings, client, en
 
 @pytest.mark.parametrize("event_type", HANDLED_TYPES)
 def test_an_event_for_an_intent_stripe_does_not_know_is_a_400_and_settles_nothing_even_naming_our_charge(
-        event_type, client, endpoint, unpaid_purchase, line, caplog):
+    event_type, client, endpoint, unpaid_purchase, line, caplog
+):
     charge, intent = unpaid_purchase
-    body = event_body(paid_looking(intent, id="pi_forged0000000001", metadata={"charge_id": str(charge.pk)}), event_type)
+    body = event_body(
+        paid_looking(intent, id="pi_forged0000000001", metadata={"charge_id": str(charge.pk)}), event_type
+    )
     response = post_event(client, endpoint, body, sign(body, endpoint.secret))
     assert response.status_code == 400 and "error" in response.json()
     assert_unpaid(charge, line)
@@ -106,7 +131,8 @@ def test_the_receiver_ignores_an_unknown_intent_even_naming_our_charge(event_typ
 
 @pytest.mark.parametrize("event_type", HANDLED_TYPES)
 def test_a_paid_looking_payload_for_our_intent_settles_only_to_what_stripe_says(
-        event_type, client, endpoint, unpaid_purchase, line):
+    event_type, client, endpoint, unpaid_purchase, line
+):
     charge, intent = unpaid_purchase
     body = event_body(paid_looking(intent), event_type)
     assert post_event(client, endpoint, body, sign(body, endpoint.secret)).status_code == 200
@@ -118,9 +144,19 @@ def test_a_paid_looking_payload_for_our_intent_settles_only_to_what_stripe_says(
 def test_a_stored_intent_stripe_does_not_know_is_never_settled_from_the_payload(customer, line, package, caplog):
     charge = make_charge(user=customer, line=line, package=package, payment_intent_id="pi_unknown_at_stripe_01")
     data_before = line.data_remaining_bytes
-    receive("payment_intent.succeeded", {"id": "pi_unknown_at_stripe_01", "object": "payment_intent", "status": "succeeded",
-                       "amount": charge.amount_minor, "currency": charge.currency.lower(),
-                       "metadata": {"charge_id": str(charge.pk)}, "livemode": False, "created": int(time.time())})
+    receive(
+        "payment_intent.succeeded",
+        {
+            "id": "pi_unknown_at_stripe_01",
+            "object": "payment_intent",
+            "status": "succeeded",
+            "amount": charge.amount_minor,
+            "currency": charge.currency.lower(),
+            "metadata": {"charge_id": str(charge.pk)},
+            "livemode": False,
+            "created": int(time.time()),
+        },
+    )
     charge.refresh_from_db()
     assert charge.status == Charge.Status.PENDING
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before
@@ -128,7 +164,8 @@ def test_a_stored_intent_stripe_does_not_know_is_never_settled_from_the_payload(
 
 
 def test_metadata_naming_another_charge_than_the_intents_own_changes_nothing(
-        client, endpoint, customer, stripe_customer, add_card, line, package, caplog):
+    client, endpoint, customer, stripe_customer, add_card, line, package, caplog
+):
     # Our charge whose intent Stripe says succeeded, but whose answer we never recorded.
     method = add_card()
     charge = make_charge(user=customer, line=line, package=package, sent_at=timezone.now())
@@ -144,7 +181,8 @@ def test_metadata_naming_another_charge_than_the_intents_own_changes_nothing(
 
 
 def test_an_intent_created_before_our_process_died_is_settled_by_its_event_through_stripe(
-        client, endpoint, customer, stripe_customer, add_card, line, package, caplog):
+    client, endpoint, customer, stripe_customer, add_card, line, package, caplog
+):
     method = add_card()
     charge = make_charge(user=customer, line=line, package=package, sent_at=timezone.now())
     outcome = gateways.charge_on_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=method.id)
@@ -180,8 +218,9 @@ def test_stored_webhook_requests_are_pruned_invalid_after_a_day_valid_after_the_
     now = timezone.now()
 
     def trigger(*, valid: bool, age: timedelta) -> int:
-        row = WebhookEventTrigger.objects.create(remote_ip="127.0.0.1", headers={}, body="{}", valid=valid,
-                                                 webhook_endpoint=endpoint)
+        row = WebhookEventTrigger.objects.create(
+            remote_ip="127.0.0.1", headers={}, body="{}", valid=valid, webhook_endpoint=endpoint
+        )
         WebhookEventTrigger.objects.filter(pk=row.pk).update(created=now - age)
         return row.pk
 
@@ -195,6 +234,10 @@ def test_stored_webhook_requests_are_pruned_invalid_after_a_day_valid_after_the_
 
 @pytest.mark.pure
 def test_beat_prunes_webhook_requests():
-    entries = [entry for entry in django_settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == "payments.prune_webhook_triggers"]
+    entries = [
+        entry
+        for entry in django_settings.CELERY_BEAT_SCHEDULE.values()
+        if entry["task"] == "payments.prune_webhook_triggers"
+    ]
     assert len(entries) == 1
     assert django_settings.CELERY_TASK_ROUTES["payments.prune_webhook_triggers"] == {"queue": "sweeps"}

@@ -1,6 +1,7 @@
 """Stripe events through dj-stripe's signed endpoint settle our charges: once, whatever the
 order, and never on a bad signature. Events are real localstripe PaymentIntents; the last test
 has localstripe deliver them itself to a live server."""
+
 import hashlib
 import hmac
 import json
@@ -24,15 +25,29 @@ def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
 
 
 def event_for(intent, event_type: str, event_id: str) -> bytes:
-    return json.dumps({
-        "id": event_id, "object": "event", "type": event_type, "api_version": "2017-08-15", "livemode": False,
-        "created": int(time.time()), "data": {"object": intent.to_dict_recursive() if hasattr(intent, "to_dict_recursive") else intent.to_dict()},
-    }, default=str).encode()
+    return json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "api_version": "2017-08-15",
+            "livemode": False,
+            "created": int(time.time()),
+            "data": {
+                "object": intent.to_dict_recursive() if hasattr(intent, "to_dict_recursive") else intent.to_dict()
+            },
+        },
+        default=str,
+    ).encode()
 
 
 def post_event(client, endpoint, body: bytes, signature: str):
-    return client.post(reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid}), body,
-                       content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
+    return client.post(
+        reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": endpoint.djstripe_uuid}),
+        body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature,
+    )
 
 
 @pytest.fixture
@@ -80,10 +95,23 @@ def test_a_late_failure_event_after_success_changes_nothing(client, endpoint, au
     charge, intent = authenticated_purchase
     data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
     succeeded = event_for(intent, "payment_intent.succeeded", "evt_ok")
-    stale = dict(intent.to_dict(), status="requires_payment_method",
-                 last_payment_error={"code": "card_declined", "message": "Your card was declined."})
-    failed = json.dumps({"id": "evt_late_fail", "object": "event", "type": "payment_intent.payment_failed", "api_version": "2017-08-15",
-                         "livemode": False, "created": int(time.time()) - 60, "data": {"object": stale}}, default=str).encode()
+    stale = dict(
+        intent.to_dict(),
+        status="requires_payment_method",
+        last_payment_error={"code": "card_declined", "message": "Your card was declined."},
+    )
+    failed = json.dumps(
+        {
+            "id": "evt_late_fail",
+            "object": "event",
+            "type": "payment_intent.payment_failed",
+            "api_version": "2017-08-15",
+            "livemode": False,
+            "created": int(time.time()) - 60,
+            "data": {"object": stale},
+        },
+        default=str,
+    ).encode()
     assert post_event(client, endpoint, succeeded, sign(succeeded, endpoint.secret)).status_code == 200
     assert post_event(client, endpoint, failed, sign(failed, endpoint.secret)).status_code == 200
     charge.refresh_from_db()
@@ -91,13 +119,25 @@ def test_a_late_failure_event_after_success_changes_nothing(client, endpoint, au
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before + package.data_allowance_bytes
 
 
-def test_a_failure_event_arriving_first_settles_to_stripes_latest_state(client, endpoint, authenticated_purchase, line, package):
+def test_a_failure_event_arriving_first_settles_to_stripes_latest_state(
+    client, endpoint, authenticated_purchase, line, package
+):
     # Out of order: the stale 'failed' event comes first; the receiver reads the intent back
     # from Stripe, which says succeeded.
     charge, intent = authenticated_purchase
     stale = dict(intent.to_dict(), status="requires_payment_method")
-    failed = json.dumps({"id": "evt_first_fail", "object": "event", "type": "payment_intent.payment_failed", "api_version": "2017-08-15",
-                         "livemode": False, "created": int(time.time()), "data": {"object": stale}}, default=str).encode()
+    failed = json.dumps(
+        {
+            "id": "evt_first_fail",
+            "object": "event",
+            "type": "payment_intent.payment_failed",
+            "api_version": "2017-08-15",
+            "livemode": False,
+            "created": int(time.time()),
+            "data": {"object": stale},
+        },
+        default=str,
+    ).encode()
     assert post_event(client, endpoint, failed, sign(failed, endpoint.secret)).status_code == 200
     charge.refresh_from_db()
     assert charge.status == Charge.Status.SUCCEEDED

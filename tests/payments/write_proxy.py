@@ -1,5 +1,6 @@
 """A recording HTTP proxy in front of localstripe: what the processor receives, with the time each
 request arrived, whichever client sent it (a write that bypassed our limiter shows up here too)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,9 +44,13 @@ class RecordingProxy:
                 await asyncio.get_running_loop().run_in_executor(None, self.before, request.method, request.path)
             body = await request.read()
             headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            async with self._session.request(request.method, self.upstream + request.path_qs, data=body, headers=headers) as up:
+            async with self._session.request(
+                request.method, self.upstream + request.path_qs, data=body, headers=headers
+            ) as up:
                 data = await up.read()
-                keep = {k: v for k, v in up.headers.items() if k.lower() in ("content-type", "request-id", "stripe-version")}
+                keep = {
+                    k: v for k, v in up.headers.items() if k.lower() in ("content-type", "request-id", "stripe-version")
+                }
                 return web.Response(status=up.status, body=data, headers=keep)
 
         app = web.Application()

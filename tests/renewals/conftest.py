@@ -1,4 +1,5 @@
 """Renewal fixtures: a line with an enabled rule, and a small policy so retries are minutes apart."""
+
 import pytest
 
 from renewals.models import RetryPolicy
@@ -50,7 +51,8 @@ def payment_intents_for(renewal) -> list:
     from django.conf import settings
 
     return [
-        pi for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
+        pi
+        for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
         if (pi["metadata"] or {}).get("renewal_id") == str(renewal.pk)
     ]
 

@@ -1,6 +1,7 @@
 """A renewal waiting for the customer's 3-D Secure, against the real localstripe: it times out into
 a failed cycle and a suspended line on the policy's clock, and turning the rule off withdraws its
 PaymentIntent at the processor, unless the customer paid first."""
+
 import io
 from datetime import timedelta
 
@@ -29,7 +30,9 @@ def waiting_for_3ds(rule, add_card) -> Renewal:
     return renewal
 
 
-def test_3ds_not_completed_in_the_policys_time_fails_the_renewal_and_suspends_the_line(rule, policy, add_card, customer_client):
+def test_3ds_not_completed_in_the_policys_time_fails_the_renewal_and_suspends_the_line(
+    rule, policy, add_card, customer_client
+):
     policy.authentication_hours = 48
     policy.save()
     renewal = waiting_for_3ds(rule, add_card)
@@ -66,7 +69,9 @@ def test_3ds_not_completed_in_the_policys_time_fails_the_renewal_and_suspends_th
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
-    assert list(NetworkCommand.objects.filter(line_id=rule.line_id).order_by("id").values_list("command", flat=True)) == ["suspend", "resume"]
+    assert list(
+        NetworkCommand.objects.filter(line_id=rule.line_id).order_by("id").values_list("command", flat=True)
+    ) == ["suspend", "resume"]
     assert [pi["status"] for pi in payment_intents_for(renewal)].count("succeeded") == 1
 
 

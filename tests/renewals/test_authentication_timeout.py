@@ -2,6 +2,7 @@
 withdrawn at the processor: the old email's link can then charge nothing next to a later attempt
 (a new default card wakes the failed cycle). If the customer paid just before the window closed,
 the success is recorded instead of a failure. Against the real localstripe."""
+
 import io
 from datetime import timedelta
 
@@ -62,7 +63,8 @@ def test_a_3ds_payment_made_just_before_the_window_closed_is_recorded_not_failed
 
 
 def test_a_3ds_timeout_while_the_processor_is_unreachable_leaves_the_cycle_waiting_until_the_intent_is_withdrawn(
-        rule, policy, add_card, settings):
+    rule, policy, add_card, settings
+):
     from payments import gateways
 
     renewal = waiting_for_3ds(rule, add_card)

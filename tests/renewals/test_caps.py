@@ -1,6 +1,7 @@
 """Caps and fees in integer minor units of one currency: the monthly spend cap counts only money in
 the rule's currency, over the customer's own month (their time zone, not UTC's), and the overage
 fee never goes through a float."""
+
 from datetime import UTC, datetime, timedelta
 
 from payments.models import Charge
@@ -11,11 +12,27 @@ from tests.builders import GB
 
 def paid_renewal(rule, *, amount_minor: int, currency: str, at: datetime) -> Renewal:
     """A renewal of the line already paid at `at`, as the ledger holds it."""
-    done = Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=amount_minor, currency=currency,
-                                  status=Renewal.Status.SUCCEEDED, completed_at=at)
-    Charge.objects.create(user=rule.line.owner, line=rule.line, renewal=done, attempt=1, purpose=Charge.Purpose.RENEWAL,
-                          amount_minor=amount_minor, currency=currency, status=Charge.Status.SUCCEEDED,
-                          idempotency_key=f"paid-{done.pk}", settled_at=at)
+    done = Renewal.objects.create(
+        line=rule.line,
+        rule=rule,
+        package=rule.package,
+        amount_minor=amount_minor,
+        currency=currency,
+        status=Renewal.Status.SUCCEEDED,
+        completed_at=at,
+    )
+    Charge.objects.create(
+        user=rule.line.owner,
+        line=rule.line,
+        renewal=done,
+        attempt=1,
+        purpose=Charge.Purpose.RENEWAL,
+        amount_minor=amount_minor,
+        currency=currency,
+        status=Charge.Status.SUCCEEDED,
+        idempotency_key=f"paid-{done.pk}",
+        settled_at=at,
+    )
     return done
 
 

@@ -1,5 +1,6 @@
 """The charge step against the real localstripe: what the processor ends up holding is checked
 in its own list of PaymentIntents, not in our tables."""
+
 from datetime import timedelta
 
 import time_machine
@@ -106,7 +107,9 @@ def test_an_attempt_the_processor_never_saw_is_retried_as_a_new_attempt(rule, ad
     add_card()
     now = timezone.now()
     renewal = claimed(rule, now)
-    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused", now=now)
+    prepared = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused", now=now
+    )
     # ... killed before the call: localstripe has no PaymentIntent for it.
     later = now + timedelta(minutes=11)
     report = dispatcher.run_dispatcher(now=later, enqueue=False)
@@ -119,7 +122,9 @@ def test_an_attempt_the_processor_never_saw_is_retried_as_a_new_attempt(rule, ad
     assert len(payment_intents_for(renewal)) == 1
 
 
-def test_full_dunning_run_then_pay_now_restores_the_line(rule, policy, add_card, customer, django_capture_on_commit_callbacks):
+def test_full_dunning_run_then_pay_now_restores_the_line(
+    rule, policy, add_card, customer, django_capture_on_commit_callbacks
+):
     """Threshold crossed, the card declines at every attempt on the policy's schedule, the line is
     suspended; the customer adds a good card and pays now; the line is back at once."""
     add_card(DECLINING_CARD)
@@ -148,7 +153,9 @@ def test_full_dunning_run_then_pay_now_restores_the_line(rule, policy, add_card,
     good = add_card("4242424242424242")
     with django_capture_on_commit_callbacks(execute=True):
         charge = pay_now.start_pay_now(renewal_id=renewal.pk, payment_method_id=good.id, now=timezone.now())
-        outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=good.id)
+        outcome = gateways.charge_on_session(
+            charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=good.id
+        )
         renewal = outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE

@@ -1,5 +1,6 @@
 """Invariants under real concurrency: threads with their own PostgreSQL connections, committed
 transactions (transaction=True), and the real localstripe."""
+
 import os
 import threading
 from datetime import timedelta
@@ -38,7 +39,9 @@ def in_thread(target, *args):
 
 
 def _waiting_on_a_lock(cursor) -> bool:
-    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
     return cursor.fetchone()[0] > 0
 
 
@@ -120,8 +123,9 @@ def test_turning_the_rule_off_wins_over_a_charge_step_waiting_for_the_lock(rule)
     )
     # Seen in PostgreSQL, not guessed from a sleep: the charge step is queued on a row lock.
     with connection.cursor() as cursor:
-        assert wait_until(lambda: thread_charge.is_alive() and _waiting_on_a_lock(cursor), timeout=60), \
+        assert wait_until(lambda: thread_charge.is_alive() and _waiting_on_a_lock(cursor), timeout=60), (
             "the charge step did not wait for the rule's row lock"
+        )
     release.set()
     thread_off.join(20)
     thread_charge.join(20)
@@ -239,8 +243,14 @@ def test_a_dead_broker_loses_no_renewal(rule):
         "from django.utils import timezone; from renewals.services import triggers; "
         f"print('opened', len(triggers.evaluate_triggers(line_ids=[{rule.line_id}], now=timezone.now())))"
     )
-    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], env=env, capture_output=True, text=True,
-                            timeout=120, cwd=Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0, result.stderr
     assert "opened 1" in result.stdout
     assert "charge_enqueue_failed" in result.stderr

@@ -1,6 +1,7 @@
 """What one renewal costs the engine: the SQL statements of a successful off-session renewal, from
 the claim to `succeeded` (bench 4's per-renewal cost), and the customer's email, which is sent by
 the notice task (accounts.send_notices) after the charge committed, once however often that task runs."""
+
 import pytest
 from django.core import mail
 from django.utils import timezone
@@ -19,7 +20,8 @@ STATEMENTS_PER_RENEWAL = 19
 
 
 def test_a_successful_renewal_costs_at_most_19_statements_and_sends_no_email_itself(
-        rule, add_card, django_assert_max_num_queries, django_capture_on_commit_callbacks):
+    rule, add_card, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
     add_card()
     now = timezone.now()
     renewal = claimed(rule, now)
@@ -32,7 +34,8 @@ def test_a_successful_renewal_costs_at_most_19_statements_and_sends_no_email_its
 
 
 def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_language(
-        rule, add_card, customer, django_capture_on_commit_callbacks):
+    rule, add_card, customer, django_capture_on_commit_callbacks
+):
     customer.language = "zh-hans"
     customer.save()
     add_card()
@@ -65,7 +68,8 @@ QUERIES_PER_OPENED_RENEWAL = 5
 
 @pytest.mark.parametrize("due", [1, 20])
 def test_a_dispatcher_tick_claims_one_due_renewal_or_twenty_for_the_same_exact_queries(
-        customer, package, due, django_assert_num_queries):
+    customer, package, due, django_assert_num_queries
+):
     for _ in range(due):
         line = make_line(owner=customer, package=package, data_remaining_bytes=100 * MB)
         make_renewal(line=line, package=package, rule=make_rule(line=line, package=package))
@@ -77,7 +81,8 @@ def test_a_dispatcher_tick_claims_one_due_renewal_or_twenty_for_the_same_exact_q
 
 @pytest.mark.parametrize("due", [1, 20])
 def test_a_dispatcher_tick_that_opens_renewals_costs_exactly_five_queries_more_per_renewal_opened(
-        customer, package, due, django_assert_num_queries):
+    customer, package, due, django_assert_num_queries
+):
     for _ in range(due):
         line = make_line(owner=customer, package=package, data_remaining_bytes=100 * MB)
         make_rule(line=line, package=package)

@@ -1,5 +1,6 @@
 """The engine's transitions and guards, without the processor: triggers, caps, claims, the charge
 step's pre-call checks, outcomes and the retry-then-suspend schedule."""
+
 from datetime import timedelta
 
 import pytest
@@ -45,23 +46,33 @@ def outcome(kind: str, code: str = "", pi: str = ""):
 
 def attempt(renewal, now, kind, code="", pi="") -> Renewal:
     """One attempt as the charge step makes it: Charge written first, then the outcome."""
-    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus_test", payment_method_id="pm_test", now=now)
-    assert prepared is not None
-    return outcomes.record_charge_outcome(
-        charge_id=prepared.charge.pk, outcome=outcome(kind, code, pi), now=now
+    prepared = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id="cus_test", payment_method_id="pm_test", now=now
     )
+    assert prepared is not None
+    return outcomes.record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome(kind, code, pi), now=now)
 
 
 def test_a_second_open_renewal_for_a_line_is_refused_by_the_database(rule):
     Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=9800, currency="CNY")
     with pytest.raises(IntegrityError), transaction.atomic():
-        Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=9800, currency="CNY",
-                               status=Renewal.Status.RETRY_SCHEDULED)
+        Renewal.objects.create(
+            line=rule.line,
+            rule=rule,
+            package=rule.package,
+            amount_minor=9800,
+            currency="CNY",
+            status=Renewal.Status.RETRY_SCHEDULED,
+        )
 
 
 def test_closed_renewals_do_not_count_as_open(rule):
-    Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=1, currency="CNY", status=Renewal.Status.SUCCEEDED)
-    Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=1, currency="CNY", status=Renewal.Status.CANCELLED)
+    Renewal.objects.create(
+        line=rule.line, rule=rule, package=rule.package, amount_minor=1, currency="CNY", status=Renewal.Status.SUCCEEDED
+    )
+    Renewal.objects.create(
+        line=rule.line, rule=rule, package=rule.package, amount_minor=1, currency="CNY", status=Renewal.Status.CANCELLED
+    )
     Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=1, currency="CNY")
 
 
@@ -105,12 +116,21 @@ def test_beat_sweep_finds_lines_the_usage_api_did_not_report(rule):
 
 def test_daily_cap_stops_a_runaway_line_and_alerts_the_operator(rule):
     for hours_ago in (3, 2):
-        Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=9800, currency="CNY",
-                               status=Renewal.Status.SUCCEEDED, completed_at=NOW - timedelta(hours=hours_ago))
+        Renewal.objects.create(
+            line=rule.line,
+            rule=rule,
+            package=rule.package,
+            amount_minor=9800,
+            currency="CNY",
+            status=Renewal.Status.SUCCEEDED,
+            completed_at=NOW - timedelta(hours=hours_ago),
+        )
     assert triggers.evaluate_triggers(line_ids=[rule.line_id], now=NOW) == []
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.RENEWAL_CAP_REACHED).count() == 1
     triggers.evaluate_triggers(line_ids=[rule.line_id], now=NOW)
-    assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.RENEWAL_CAP_REACHED).count() == 1  # one alert, not one per sweep
+    assert (
+        Alert.objects.filter(line=rule.line, kind=Alert.Kind.RENEWAL_CAP_REACHED).count() == 1
+    )  # one alert, not one per sweep
     # 24 hours after the older one, the cap has room again.
     assert len(triggers.evaluate_triggers(line_ids=[rule.line_id], now=NOW + timedelta(hours=21, minutes=1))) == 1
 
@@ -120,10 +140,27 @@ def test_monthly_spend_cap_counts_only_this_calendar_month(rule, customer):
     rule.max_renewals_per_day = 5
     rule.save()
     now = NOW.replace(day=2, hour=12)
-    done = Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=9800, currency="CNY",
-                                  status=Renewal.Status.SUCCEEDED, completed_at=now - timedelta(hours=1))
-    Charge.objects.create(user=customer, line=rule.line, renewal=done, attempt=1, purpose=Charge.Purpose.RENEWAL, amount_minor=9800,
-                          currency="CNY", status=Charge.Status.SUCCEEDED, idempotency_key="k2", settled_at=now - timedelta(hours=1))
+    done = Renewal.objects.create(
+        line=rule.line,
+        rule=rule,
+        package=rule.package,
+        amount_minor=9800,
+        currency="CNY",
+        status=Renewal.Status.SUCCEEDED,
+        completed_at=now - timedelta(hours=1),
+    )
+    Charge.objects.create(
+        user=customer,
+        line=rule.line,
+        renewal=done,
+        attempt=1,
+        purpose=Charge.Purpose.RENEWAL,
+        amount_minor=9800,
+        currency="CNY",
+        status=Charge.Status.SUCCEEDED,
+        idempotency_key="k2",
+        settled_at=now - timedelta(hours=1),
+    )
     assert triggers.evaluate_triggers(line_ids=[rule.line_id], now=now) == []
     assert Alert.objects.filter(line=rule.line, kind=Alert.Kind.SPEND_CAP_REACHED).exists()
     next_month = (now.replace(day=28) + timedelta(days=5)).replace(day=1, hour=0, minute=1)
@@ -133,7 +170,9 @@ def test_monthly_spend_cap_counts_only_this_calendar_month(rule, customer):
 def test_claim_takes_only_due_rows_and_marks_them_charging(rule, customer, package):
     due = triggers.open_renewal(rule=rule, now=NOW, trigger="data")
     later_line = make_line(owner=customer, data_remaining_bytes=0)
-    later = triggers.open_renewal(rule=make_rule(line=later_line, package=package), now=NOW + timedelta(minutes=5), trigger="data")
+    later = triggers.open_renewal(
+        rule=make_rule(line=later_line, package=package), now=NOW + timedelta(minutes=5), trigger="data"
+    )
     assert claims.claim_due_renewals(now=NOW) == [due.pk]
     assert claims.claim_due_renewals(now=NOW) == []  # claimed rows are not claimable again
     later.refresh_from_db()
@@ -173,7 +212,9 @@ def test_turning_off_while_an_attempt_is_at_the_processor_does_not_retry_its_dec
     renewal = open_and_claim(rule)
     prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus", payment_method_id="pm", now=NOW)
     assert rules.turn_off_rule(rule=rule, now=NOW) == []  # in flight: cannot be called back
-    renewal = outcomes.record_charge_outcome(charge_id=prepared.charge.pk, outcome=outcome("soft_decline", code="insufficient_funds"), now=NOW)
+    renewal = outcomes.record_charge_outcome(
+        charge_id=prepared.charge.pk, outcome=outcome("soft_decline", code="insufficient_funds"), now=NOW
+    )
     assert renewal.status == Renewal.Status.CANCELLED and renewal.next_attempt_at is None
 
 
@@ -220,8 +261,15 @@ def test_a_recorded_outcome_is_not_recorded_twice(rule):
 def test_two_successful_charges_for_one_renewal_are_refused_by_the_database(rule, customer):
     renewal = open_and_claim(rule)
     for n in (1, 2):
-        Charge.objects.create(user=customer, renewal=renewal, attempt=n, purpose=Charge.Purpose.RENEWAL, amount_minor=1,
-                              currency="CNY", idempotency_key=f"dup-{n}")
+        Charge.objects.create(
+            user=customer,
+            renewal=renewal,
+            attempt=n,
+            purpose=Charge.Purpose.RENEWAL,
+            amount_minor=1,
+            currency="CNY",
+            idempotency_key=f"dup-{n}",
+        )
     Charge.objects.filter(renewal=renewal, attempt=1).update(status=Charge.Status.SUCCEEDED)
     with pytest.raises(IntegrityError), transaction.atomic():
         Charge.objects.filter(renewal=renewal, attempt=2).update(status=Charge.Status.SUCCEEDED)
@@ -275,18 +323,34 @@ def test_soft_declines_follow_the_policy_then_the_line_is_suspended(rule, policy
     assert triggers.evaluate_triggers(line_ids=[rule.line_id], now=now + timedelta(days=10)) == []
 
 
-def test_paying_a_failed_renewal_restores_the_suspended_line(rule, policy, customer, django_capture_on_commit_callbacks):
+def test_paying_a_failed_renewal_restores_the_suspended_line(
+    rule, policy, customer, django_capture_on_commit_callbacks
+):
     policy.retry_delays_minutes = []
     policy.save()
     renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
     assert renewal.status == Renewal.Status.FAILED
-    pay_now = Charge.objects.create(user=customer, line=rule.line, renewal=renewal, attempt=renewal.attempts + 1, purpose=Charge.Purpose.RENEWAL,
-                                    amount_minor=renewal.amount_minor, currency="CNY", idempotency_key="pay-now-1", sent_at=NOW)
+    pay_now = Charge.objects.create(
+        user=customer,
+        line=rule.line,
+        renewal=renewal,
+        attempt=renewal.attempts + 1,
+        purpose=Charge.Purpose.RENEWAL,
+        amount_minor=renewal.amount_minor,
+        currency="CNY",
+        idempotency_key="pay-now-1",
+        sent_at=NOW,
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        renewal = outcomes.record_charge_outcome(charge_id=pay_now.pk, outcome=outcome("succeeded", pi="pi_now"), now=NOW)
+        renewal = outcomes.record_charge_outcome(
+            charge_id=pay_now.pk, outcome=outcome("succeeded", pi="pi_now"), now=NOW
+        )
     assert renewal.status == Renewal.Status.SUCCEEDED and renewal.resumed_line
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.ACTIVE
-    assert list(NetworkCommand.objects.filter(line=rule.line).order_by("id").values_list("command", flat=True)) == ["suspend", "resume"]
+    assert list(NetworkCommand.objects.filter(line=rule.line).order_by("id").values_list("command", flat=True)) == [
+        "suspend",
+        "resume",
+    ]
     send_owed_emails()  # the notice task's work, run here
     assert mail.outbox[-1].subject == f"Line {rule.line.iccid} is restored"
 
@@ -345,7 +409,9 @@ def test_operator_retry_now_and_cancel(rule):
     assert not operator.retry_now(renewal_id=renewal.pk, now=NOW)  # a closed renewal stays closed
 
 
-def test_a_new_method_gives_a_failed_cycle_one_immediate_attempt(rule, policy, customer, django_capture_on_commit_callbacks):
+def test_a_new_method_gives_a_failed_cycle_one_immediate_attempt(
+    rule, policy, customer, django_capture_on_commit_callbacks
+):
     policy.retry_delays_minutes = []
     policy.save()
     renewal = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
@@ -388,8 +454,15 @@ def test_operator_cannot_reopen_a_failed_cycle_the_line_has_moved_past(rule, pol
     policy.retry_delays_minutes = []
     policy.save()
     old = attempt(open_and_claim(rule), NOW, "soft_decline", code="card_declined")
-    newer = Renewal.objects.create(line=rule.line, rule=rule, package=rule.package, amount_minor=100, currency="CNY",
-                                   status=Renewal.Status.DUE, next_attempt_at=NOW)
+    newer = Renewal.objects.create(
+        line=rule.line,
+        rule=rule,
+        package=rule.package,
+        amount_minor=100,
+        currency="CNY",
+        status=Renewal.Status.DUE,
+        next_attempt_at=NOW,
+    )
     assert not operator.retry_now(renewal_id=old.pk, now=NOW)
     old.refresh_from_db()
     assert old.status == Renewal.Status.FAILED and newer.status == Renewal.Status.DUE

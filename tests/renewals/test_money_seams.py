@@ -1,6 +1,7 @@
 """Issue "Money seams": every case seen on main is a regression test here, against the real
 localstripe. What the processor holds is read from its own list of PaymentIntents, not our tables.
 The design as built is docs/money.md."""
+
 from datetime import timedelta
 
 import pytest
@@ -38,6 +39,7 @@ def retried(renewal) -> Renewal:
 
 # --- case 2: a renewal freezes its terms when it opens -------------------------------------------
 
+
 def test_a_retry_after_the_rule_switched_package_charges_and_applies_the_terms_the_renewal_opened_with(rule, add_card):
     """Case 2: the retry charged the new package's price in the old package's currency (50000
     "CNY" for a 9800-CNY package) and applied the old package."""
@@ -52,7 +54,9 @@ def test_a_retry_after_the_rule_switched_package_charges_and_applies_the_terms_t
 
     assert renewal.status == Renewal.Status.SUCCEEDED
     assert [(pi["amount"], pi["currency"], pi["status"]) for pi in payment_intents_for(renewal)] == [
-        (9800, "cny", "requires_payment_method"), (9800, "cny", "succeeded")]
+        (9800, "cny", "requires_payment_method"),
+        (9800, "cny", "succeeded"),
+    ]
     paid = Charge.objects.get(renewal=renewal, status=Charge.Status.SUCCEEDED)
     assert (paid.amount_minor, paid.currency, paid.package_id) == (9800, "CNY", bought.pk)
     line = Line.objects.get(pk=rule.line_id)
@@ -80,12 +84,19 @@ def test_an_operator_editing_the_package_price_and_currency_leaves_the_open_rene
 
 # --- case 5: overage is conserved ---------------------------------------------------------------
 
+
 def use(line, nbytes: int, now) -> None:
     """The network partner reports `nbytes` of usage on the line (the usage API's service)."""
     from partner.services.usage import UsageInput, ingest_usage
 
-    record = UsageInput(index=0, partner_record_id=f"use-{line.pk}-{now.timestamp()}-{nbytes}", iccid=line.iccid, bytes=nbytes,
-                        start=now - timedelta(minutes=10), end=now)
+    record = UsageInput(
+        index=0,
+        partner_record_id=f"use-{line.pk}-{now.timestamp()}-{nbytes}",
+        iccid=line.iccid,
+        bytes=nbytes,
+        start=now - timedelta(minutes=10),
+        end=now,
+    )
     ingest_usage(records=[record], now=now)
 
 
@@ -104,7 +115,9 @@ def test_overage_used_while_a_renewal_waits_for_3ds_is_still_owed_after_it_is_pa
 
     policy.overage_price_per_gb_minor = 1000
     policy.save()
-    RenewalRule.objects.filter(pk=rule.pk).update(overage_policy=RenewalRule.OveragePolicy.BILL_OVERAGE, overage_cap_mb=4096)
+    RenewalRule.objects.filter(pk=rule.pk).update(
+        overage_policy=RenewalRule.OveragePolicy.BILL_OVERAGE, overage_cap_mb=4096
+    )
     rule.refresh_from_db()
     line = rule.line
     Line.objects.filter(pk=line.pk).update(data_remaining_bytes=0, overage_bytes=GB)
@@ -128,7 +141,9 @@ def test_overage_used_while_a_renewal_waits_for_3ds_is_still_owed_after_it_is_pa
 
 def test_deduct_from_next_keeps_overage_beyond_the_new_allowance_owed(rule, add_card):
     """Case 5: with "deduct from next", 15 GB of overage and a 10 GB package left 0 and owed 0."""
-    RenewalRule.objects.filter(pk=rule.pk).update(overage_policy=RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT, overage_cap_mb=20 * 1024)
+    RenewalRule.objects.filter(pk=rule.pk).update(
+        overage_policy=RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT, overage_cap_mb=20 * 1024
+    )
     line = rule.line
     Line.objects.filter(pk=line.pk).update(data_remaining_bytes=0, overage_bytes=15 * GB)
     add_card()
@@ -148,7 +163,9 @@ def test_overage_a_purchase_settles_while_a_renewal_has_it_frozen_is_paid_for_on
 
     policy.overage_price_per_gb_minor = 1000
     policy.save()
-    RenewalRule.objects.filter(pk=rule.pk).update(overage_policy=RenewalRule.OveragePolicy.BILL_OVERAGE, overage_cap_mb=4096)
+    RenewalRule.objects.filter(pk=rule.pk).update(
+        overage_policy=RenewalRule.OveragePolicy.BILL_OVERAGE, overage_cap_mb=4096
+    )
     line = rule.line
     Line.objects.filter(pk=line.pk).update(data_remaining_bytes=0, overage_bytes=GB)
     add_card()
@@ -164,13 +181,19 @@ def test_overage_a_purchase_settles_while_a_renewal_has_it_frozen_is_paid_for_on
 
     line.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
-    assert [(pi["amount"], pi["status"]) for pi in payment_intents_for(renewal)] == [(10800, "succeeded")]  # frozen terms
+    assert [(pi["amount"], pi["status"]) for pi in payment_intents_for(renewal)] == [
+        (10800, "succeeded")
+    ]  # frozen terms
     # The gigabyte the renewal billed goes back to the allowance: used = granted + billed + owed.
     assert (line.data_remaining_bytes, line.overage_bytes) == (2 * GB + rule.package.data_allowance_bytes, 0)
-    assert beyond_zero(line, granted=2 * GB + rule.package.data_allowance_bytes - line.data_remaining_bytes, billed=GB) == GB
+    assert (
+        beyond_zero(line, granted=2 * GB + rule.package.data_allowance_bytes - line.data_remaining_bytes, billed=GB)
+        == GB
+    )
 
 
 # --- case 4: pay-now never moves the retry cycle ------------------------------------------------
+
 
 def pay_now(renewal, method) -> Charge:
     """The customer's pay-now, as the pay-now page runs it."""
@@ -179,8 +202,15 @@ def pay_now(renewal, method) -> Charge:
 
 def cycle(renewal) -> tuple:
     renewal.refresh_from_db()
-    return (renewal.status, renewal.failures, renewal.attempts, renewal.next_attempt_at, renewal.suspend_at,
-            renewal.line_suspended_at, renewal.completed_at)
+    return (
+        renewal.status,
+        renewal.failures,
+        renewal.attempts,
+        renewal.next_attempt_at,
+        renewal.suspend_at,
+        renewal.line_suspended_at,
+        renewal.completed_at,
+    )
 
 
 def failed_cycle(rule, *, suspend_at, suspended: bool) -> Renewal:
@@ -190,9 +220,18 @@ def failed_cycle(rule, *, suspend_at, suspended: bool) -> Renewal:
     if suspended:
         Line.objects.filter(pk=rule.line_id).update(status=Line.Status.SUSPENDED)
     return Renewal.objects.create(
-        line=rule.line, rule=rule, package=rule.package, amount_minor=rule.package.price_minor, currency=rule.package.currency,
-        status=Renewal.Status.FAILED, attempts=3, failures=3, completed_at=now, suspend_at=suspend_at,
-        line_suspended_at=now if suspended else None, last_failure_code="card_declined",
+        line=rule.line,
+        rule=rule,
+        package=rule.package,
+        amount_minor=rule.package.price_minor,
+        currency=rule.package.currency,
+        status=Renewal.Status.FAILED,
+        attempts=3,
+        failures=3,
+        completed_at=now,
+        suspend_at=suspend_at,
+        line_suspended_at=now if suspended else None,
+        last_failure_code="card_declined",
     )
 
 
@@ -234,7 +273,9 @@ def test_a_declined_pay_now_spends_no_retry_and_suspends_nothing(rule, policy, a
     assert retried(renewal).status == Renewal.Status.FAILED
 
 
-def test_a_hard_declined_pay_now_during_the_grace_period_still_suspends_the_line_when_grace_ends(rule, policy, add_card):
+def test_a_hard_declined_pay_now_during_the_grace_period_still_suspends_the_line_when_grace_ends(
+    rule, policy, add_card
+):
     """Case 4: during the grace period a hard-declined pay-now moved the renewal to `awaiting_method`,
     and the line was never suspended."""
     policy.hard_decline_codes = ["card_declined"]
@@ -250,7 +291,6 @@ def test_a_hard_declined_pay_now_during_the_grace_period_still_suspends_the_line
     assert suspension.suspend_overdue_lines(now=grace_ends - timedelta(seconds=1)) == []
     assert suspension.suspend_overdue_lines(now=grace_ends) == [renewal.pk]
     assert Line.objects.get(pk=rule.line_id).status == Line.Status.SUSPENDED
-
 
 
 def test_a_retry_due_while_a_pay_now_waits_at_the_bank_withdraws_it_first_and_spends_nothing_for_it(rule, add_card):
@@ -273,7 +313,6 @@ def test_a_retry_due_while_a_pay_now_waits_at_the_bank_withdraws_it_first_and_sp
     assert [pi["status"] for pi in payment_intents_for(renewal)] == ["requires_payment_method", "canceled", "succeeded"]
 
 
-
 def test_a_failed_renewal_whose_line_has_a_newer_cycle_cannot_be_paid_now(rule, add_card):
     """Without this, paying the older cycle and the newer one would apply two packages."""
     from payments.services import errors
@@ -288,7 +327,9 @@ def test_a_failed_renewal_whose_line_has_a_newer_cycle_cannot_be_paid_now(rule, 
     assert payment_intents_for(older) == []
 
 
-def test_turning_the_rule_off_during_a_pay_now_cancels_the_open_renewal_once_the_pay_now_is_declined(rule, add_card, customer):
+def test_turning_the_rule_off_during_a_pay_now_cancels_the_open_renewal_once_the_pay_now_is_declined(
+    rule, add_card, customer
+):
     """The rule going off waits for the pay-now at the processor, then wins."""
     from payments import gateways
 
@@ -299,7 +340,9 @@ def test_turning_the_rule_off_during_a_pay_now_cancels_the_open_renewal_once_the
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.RETRY_SCHEDULED  # left to the payment in flight
 
-    outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=card.id)
+    outcome = gateways.charge_on_session(
+        charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=card.id
+    )
     renewal = outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=timezone.now())
 
     assert renewal.status == Renewal.Status.CANCELLED and renewal.failures == 1
@@ -307,8 +350,10 @@ def test_turning_the_rule_off_during_a_pay_now_cancels_the_open_renewal_once_the
 
 # --- case 3: a pay-now that supersedes an open 3-D Secure payment ------------------------------
 
+
 def test_a_3ds_payment_completed_in_another_tab_while_pay_now_withdraws_it_is_recorded_and_nothing_is_charged_again(
-        rule, add_card, settings):
+    rule, add_card, settings
+):
     """Case 3: pay-now read the older 3-D Secure payment as still open, the customer completed it
     in another tab, our cancel was refused and the refusal swallowed: the new pay-now charged again."""
     import requests
@@ -325,8 +370,11 @@ def test_a_3ds_payment_completed_in_another_tab_while_pay_now_withdraws_it_is_re
 
     def customer_completes_it_first(method, path):
         if method == "POST" and path == f"/v1/payment_intents/{older['id']}/cancel":
-            requests.post(f"{proxy.upstream}/v1/payment_intents/{older['id']}/_authenticate?success=true",
-                          json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": older["client_secret"]}, timeout=10)
+            requests.post(
+                f"{proxy.upstream}/v1/payment_intents/{older['id']}/_authenticate?success=true",
+                json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": older["client_secret"]},
+                timeout=10,
+            )
 
     with RecordingProxy(settings.STRIPE_API_BASE, before=customer_completes_it_first) as proxy:
         settings.STRIPE_API_BASE = proxy.url
@@ -345,6 +393,7 @@ def test_a_3ds_payment_completed_in_another_tab_while_pay_now_withdraws_it_is_re
 
 
 # --- case 8: an outcome for a charge we had closed is never dropped ----------------------------
+
 
 def slow_first_attempt(rule, add_card):
     """The first attempt's request is slow to reach the processor: reconciliation finds no
@@ -372,7 +421,9 @@ def slow_first_attempt(rule, add_card):
     return renewal, prepared.charge, arrives
 
 
-def test_a_success_for_a_charge_closed_as_never_sent_pays_its_still_open_renewal_and_no_retry_charges_again(rule, add_card):
+def test_a_success_for_a_charge_closed_as_never_sent_pays_its_still_open_renewal_and_no_retry_charges_again(
+    rule, add_card
+):
     """Case 8: the success was dropped with an INFO log and the next retry charged again."""
     renewal, charge, arrives = slow_first_attempt(rule, add_card)
     data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
@@ -387,7 +438,8 @@ def test_a_success_for_a_charge_closed_as_never_sent_pays_its_still_open_renewal
 
 
 def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_alert(
-        rule, add_card, django_capture_on_commit_callbacks):
+    rule, add_card, django_capture_on_commit_callbacks
+):
     """Case 8: once the retry had paid the cycle, the late success was dropped: money kept, no trace."""
     import stripe
     from django.conf import settings
@@ -403,13 +455,21 @@ def test_a_success_after_the_cycle_was_paid_by_a_retry_is_refunded_once_with_an_
     with django_capture_on_commit_callbacks(execute=True):
         renewal = arrives()
     with django_capture_on_commit_callbacks(execute=True):  # a webhook for the same success, later
-        arrives_again = recording.record_outcome(charge_id=charge.pk, outcome=gateways.outcome_from_payment_intent(
-            stripe.PaymentIntent.retrieve(Charge.objects.get(pk=charge.pk).payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)))
+        arrives_again = recording.record_outcome(
+            charge_id=charge.pk,
+            outcome=gateways.outcome_from_payment_intent(
+                stripe.PaymentIntent.retrieve(
+                    Charge.objects.get(pk=charge.pk).payment_intent_id, api_key=settings.STRIPE_SECRET_KEY
+                )
+            ),
+        )
     assert payments_refunds.refund_due_charges() == []
 
     late = Charge.objects.get(pk=charge.pk)
     assert arrives_again.status == late.status == Charge.Status.REFUNDED and late.refunded_minor == late.amount_minor
-    refunds = list(stripe.Refund.list(payment_intent=late.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter())
+    refunds = list(
+        stripe.Refund.list(payment_intent=late.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
+    )
     assert [refund["amount"] for refund in refunds] == [late.amount_minor]
     assert renewal.status == Renewal.Status.SUCCEEDED
     assert Charge.objects.filter(renewal=renewal, status=Charge.Status.SUCCEEDED).count() == 1
@@ -429,18 +489,23 @@ def test_a_refund_the_processor_made_before_we_recorded_it_is_not_made_twice(rul
     late = Charge.objects.get(pk=charge.pk)
     assert late.status == Charge.Status.REFUND_DUE
     # ... after the processor had made the refund.
-    stripe.Refund.create(payment_intent=late.payment_intent_id, amount=late.amount_minor, api_key=settings.STRIPE_SECRET_KEY)
+    stripe.Refund.create(
+        payment_intent=late.payment_intent_id, amount=late.amount_minor, api_key=settings.STRIPE_SECRET_KEY
+    )
 
     assert payments_refunds.refund_due_charges() == [late.pk]
 
     late.refresh_from_db()
     assert late.status == Charge.Status.REFUNDED and late.refunded_minor == late.amount_minor
-    refunds = list(stripe.Refund.list(payment_intent=late.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter())
+    refunds = list(
+        stripe.Refund.list(payment_intent=late.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
+    )
     assert len(refunds) == 1
 
 
 def test_a_purchase_closed_as_never_sent_that_succeeds_later_is_refunded_not_applied(
-        customer, line, package, add_card, django_capture_on_commit_callbacks):
+    customer, line, package, add_card, django_capture_on_commit_callbacks
+):
     """Case 8, for a purchase: the customer was told it failed (and may have bought again)."""
     import stripe
     from django.conf import settings
@@ -450,17 +515,24 @@ def test_a_purchase_closed_as_never_sent_that_succeeds_later_is_refunded_not_app
     from tests.builders import make_charge
 
     method = add_card()
-    charge = make_charge(user=customer, line=line, package=package, payment_method_id=method.id, sent_at=timezone.now(),
-                         on_session=True)
+    charge = make_charge(
+        user=customer, line=line, package=package, payment_method_id=method.id, sent_at=timezone.now(), on_session=True
+    )
     assert on_session.reconcile(charge=charge, not_found_means_not_sent=True).status == Charge.Status.FAILED
     data_before = Line.objects.get(pk=line.pk).data_remaining_bytes
 
-    outcome = gateways.charge_on_session(charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=method.id)
+    outcome = gateways.charge_on_session(
+        charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=method.id
+    )
     with django_capture_on_commit_callbacks(execute=True):
         recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REFUNDED and charge.refunded_minor == charge.amount_minor
-    refunds = list(stripe.Refund.list(payment_intent=charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter())
+    refunds = list(
+        stripe.Refund.list(
+            payment_intent=charge.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY
+        ).auto_paging_iter()
+    )
     assert [refund["amount"] for refund in refunds] == [charge.amount_minor]
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == data_before

@@ -1,4 +1,5 @@
 """Renewal emails in the customer's language and time zone, and a complete zh-Hans catalogue."""
+
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,9 +19,15 @@ def test_a_chinese_customer_gets_chinese_email_with_local_times(customer, line, 
     customer.time_zone = "Asia/Shanghai"
     customer.save()
     rule = make_rule(line=line, package=package)
-    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
-                                     status=Renewal.Status.RETRY_SCHEDULED,
-                                     next_attempt_at=datetime(2026, 11, 24, 16, 30, tzinfo=UTC))
+    renewal = Renewal.objects.create(
+        line=line,
+        rule=rule,
+        package=package,
+        amount_minor=9800,
+        currency="CNY",
+        status=Renewal.Status.RETRY_SCHEDULED,
+        next_attempt_at=datetime(2026, 11, 24, 16, 30, tzinfo=UTC),
+    )
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
     assert message.subject == f"线路 {line.iccid} 的续费付款失败"
@@ -62,9 +69,15 @@ def test_the_zh_hans_catalogue_is_complete():
 
 def test_english_retry_email_ends_its_date_sentence_with_one_full_stop(customer, line, package, policy):
     rule = make_rule(line=line, package=package)
-    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
-                                     status=Renewal.Status.RETRY_SCHEDULED,
-                                     next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=UTC))
+    renewal = Renewal.objects.create(
+        line=line,
+        rule=rule,
+        package=package,
+        amount_minor=9800,
+        currency="CNY",
+        status=Renewal.Status.RETRY_SCHEDULED,
+        next_attempt_at=datetime(2026, 11, 24, 19, 2, tzinfo=UTC),
+    )
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
     assert "We will try again on Nov. 24, 2026, 19:02." in message.body
@@ -102,12 +115,15 @@ def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_befo
     assert success_email.subject == f"Line {rule.line.iccid} was renewed"
 
 
-def test_the_same_renewal_event_written_twice_owes_one_email_and_a_new_save_is_a_new_event(customer, line, package, policy):
+def test_the_same_renewal_event_written_twice_owes_one_email_and_a_new_save_is_a_new_event(
+    customer, line, package, policy
+):
     from accounts.models import Notice
 
     rule = make_rule(line=line, package=package)
-    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=9800, currency="CNY",
-                                     status=Renewal.Status.RETRY_SCHEDULED)
+    renewal = Renewal.objects.create(
+        line=line, rule=rule, package=package, amount_minor=9800, currency="CNY", status=Renewal.Status.RETRY_SCHEDULED
+    )
     notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
     notifications.notify_later(renewal, notifications.RETRY_SCHEDULED)
     assert Notice.objects.filter(kind="renewal_retry_scheduled").count() == 1

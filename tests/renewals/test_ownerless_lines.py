@@ -1,6 +1,7 @@
 """A line that lost its owner while a cycle without a payer was open: the attempt is refused in the
 engine's own words, not by the database's NOT NULL on the charge's customer (found by mypy:
 `Charge.user_id` got the line's `owner_id`, which may be None)."""
+
 import pytest
 from django.utils import timezone
 
@@ -20,8 +21,9 @@ def test_an_attempt_for_a_line_without_an_owner_cancels_the_renewal_and_charges_
     rule = make_rule(line=ownerless_line, package=package)
     renewal = make_renewal(line=ownerless_line, package=package, rule=rule, status=Renewal.Status.CHARGING)
 
-    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused",
-                                       now=timezone.now())
+    prepared = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id="cus_unused", payment_method_id="pm_unused", now=timezone.now()
+    )
 
     assert prepared is None
     renewal.refresh_from_db()

@@ -1,5 +1,6 @@
 """The customer's auto-renewal pages: who may see them, the form's errors, the confirmation step,
 turning off in one click, banners, and both languages."""
+
 from datetime import timedelta
 
 import pytest
@@ -66,7 +67,11 @@ def test_page_explains_methods_and_the_operator_minimum(customer_client, line, p
         ({"overage_policy": "deduct_from_next"}, "overage_cap_mb", "Set how much data may continue"),
         ({"overage_policy": "bill_overage"}, "overage_cap_mb", "Set how much data may continue"),
         ({"trigger_data_below_mb": str(10 * 1024)}, "trigger_data_below_mb", "below the package"),
-        ({"trigger_data_below_mb": "", "trigger_hours_before_expiry": str(30 * 24)}, "trigger_hours_before_expiry", "shorter than the package"),
+        (
+            {"trigger_data_below_mb": "", "trigger_hours_before_expiry": str(30 * 24)},
+            "trigger_hours_before_expiry",
+            "shorter than the package",
+        ),
         ({"monthly_spend_cap": "50.00"}, "monthly_spend_cap", "at least one renewal"),
         ({"monthly_spend_cap": "300.001"}, "monthly_spend_cap", "decimal places"),
         ({"monthly_spend_cap": "lots"}, "monthly_spend_cap", "Enter a number"),
@@ -113,17 +118,25 @@ def test_confirming_saves_the_rule_with_money_in_minor_units(customer_client, li
 
 
 def test_confirm_page_posts_back_exactly_what_was_reviewed(customer_client, line, package, policy):
-    page = customer_client.post(rule_url(line), form_data(package, review="", trigger_hours_before_expiry="24")).content.decode()
+    page = customer_client.post(
+        rule_url(line), form_data(package, review="", trigger_hours_before_expiry="24")
+    ).content.decode()
     import re
 
     posted = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page))
     posted["confirm"] = ""
     assert customer_client.post(rule_url(line), posted).status_code == 302
     rule = RenewalRule.objects.get(line=line)
-    assert (rule.trigger_data_below_mb, rule.trigger_hours_before_expiry, rule.monthly_spend_cap_minor) == (500, 24, 30000)
+    assert (rule.trigger_data_below_mb, rule.trigger_hours_before_expiry, rule.monthly_spend_cap_minor) == (
+        500,
+        24,
+        30000,
+    )
 
 
-def test_turning_on_a_rule_for_a_line_already_below_its_threshold_renews_now(customer_client, low_line, package, policy, django_capture_on_commit_callbacks):
+def test_turning_on_a_rule_for_a_line_already_below_its_threshold_renews_now(
+    customer_client, low_line, package, policy, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         customer_client.post(rule_url(low_line), form_data(package, confirm=""))
     assert Renewal.objects.get(line=low_line).status == Renewal.Status.CHARGING
@@ -131,7 +144,10 @@ def test_turning_on_a_rule_for_a_line_already_below_its_threshold_renews_now(cus
 
 def test_turning_off_takes_one_click_and_cancels_the_queued_renewal(customer_client, rule):
     renewal = triggers.open_renewal(rule=rule, now=timezone.now(), trigger="data")
-    response = customer_client.post(reverse("renewals:turn_off", args=[rule.line_id]), {"next": reverse("accounts:line_detail", args=[rule.line_id])})
+    response = customer_client.post(
+        reverse("renewals:turn_off", args=[rule.line_id]),
+        {"next": reverse("accounts:line_detail", args=[rule.line_id])},
+    )
     assert response.status_code == 302 and response["Location"] == reverse("accounts:line_detail", args=[rule.line_id])
     rule.refresh_from_db()
     renewal.refresh_from_db()
@@ -139,7 +155,9 @@ def test_turning_off_takes_one_click_and_cancels_the_queued_renewal(customer_cli
 
 
 def test_turn_off_ignores_a_foreign_redirect(customer_client, rule):
-    response = customer_client.post(reverse("renewals:turn_off", args=[rule.line_id]), {"next": "https://evil.example/"})
+    response = customer_client.post(
+        reverse("renewals:turn_off", args=[rule.line_id]), {"next": "https://evil.example/"}
+    )
     assert response["Location"] == rule_url(rule.line)
 
 
@@ -151,7 +169,9 @@ def test_turn_off_is_post_only(customer_client, rule):
 
 def test_banner_for_a_scheduled_retry_links_to_pay_now(customer_client, rule):
     renewal = triggers.open_renewal(rule=rule, now=timezone.now(), trigger="data")
-    Renewal.objects.filter(pk=renewal.pk).update(status=Renewal.Status.RETRY_SCHEDULED, next_attempt_at=timezone.now() + timedelta(hours=1))
+    Renewal.objects.filter(pk=renewal.pk).update(
+        status=Renewal.Status.RETRY_SCHEDULED, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
     body = customer_client.get(rule_url(rule.line)).content.decode()
     assert "failed; we will try again on" in body
     assert f'href="{reverse("payments:pay_renewal", args=[renewal.pk])}">Pay now' in body

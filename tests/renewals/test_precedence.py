@@ -2,6 +2,7 @@
 payment state. No renewal lifts an operator's suspension; a terminated line is not charged, and a
 success that still arrives for it is recorded, refunded and alerted; a line given to another owner
 charges nobody by the old owner's rule. Against the real localstripe."""
+
 from datetime import timedelta
 
 import stripe
@@ -51,7 +52,9 @@ def test_a_scheduled_retry_does_not_lift_an_operators_suspension(rule, add_card)
     assert renewal.status == Renewal.Status.CANCELLED
 
 
-def test_a_3ds_payment_completed_after_the_operator_suspended_the_line_is_kept_but_the_line_stays_suspended(rule, add_card):
+def test_a_3ds_payment_completed_after_the_operator_suspended_the_line_is_kept_but_the_line_stays_suspended(
+    rule, add_card
+):
     renewal = waiting_for_3ds(rule, add_card)
     [intent] = payment_intents_for(renewal)
     data_before = Line.objects.get(pk=rule.line_id).data_remaining_bytes
@@ -60,7 +63,9 @@ def test_a_3ds_payment_completed_after_the_operator_suspended_the_line_is_kept_b
 
     # What the webhook (or the browser's return) records.
     outcome = gateways.outcome_from_payment_intent(gateways.retrieve_payment_intent(intent["id"]))
-    outcomes.record_charge_outcome(charge_id=Charge.objects.get(renewal=renewal).pk, outcome=outcome, now=timezone.now())
+    outcomes.record_charge_outcome(
+        charge_id=Charge.objects.get(renewal=renewal).pk, outcome=outcome, now=timezone.now()
+    )
 
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED and not renewal.resumed_line
@@ -70,7 +75,9 @@ def test_a_3ds_payment_completed_after_the_operator_suspended_the_line_is_kept_b
     assert commands(line) == ["suspend"]
 
 
-def test_terminating_a_line_cancels_its_open_renewal_and_withdraws_its_3ds_intent(rule, add_card, django_capture_on_commit_callbacks):
+def test_terminating_a_line_cancels_its_open_renewal_and_withdraws_its_3ds_intent(
+    rule, add_card, django_capture_on_commit_callbacks
+):
     renewal = waiting_for_3ds(rule, add_card)
     [intent] = payment_intents_for(renewal)
     line = Line.objects.get(pk=rule.line_id)
@@ -86,15 +93,18 @@ def test_terminating_a_line_cancels_its_open_renewal_and_withdraws_its_3ds_inten
 
 
 def test_a_renewal_paid_after_its_line_was_terminated_is_recorded_refunded_and_alerted_without_an_error_loop(
-        rule, add_card, customer, django_capture_on_commit_callbacks):
+    rule, add_card, customer, django_capture_on_commit_callbacks
+):
     card = add_card()
     now = timezone.now()
     renewal = claimed(rule, now)
-    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id,
-                                       payment_method_id=card.id, now=now)
+    prepared = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id, payment_method_id=card.id, now=now
+    )
     # The processor takes the money; the worker dies before recording it.
-    assert gateways.charge_off_session(charge=prepared.charge, customer_id=prepared.customer_id,
-                                       payment_method_id=card.id).succeeded
+    assert gateways.charge_off_session(
+        charge=prepared.charge, customer_id=prepared.customer_id, payment_method_id=card.id
+    ).succeeded
     line = Line.objects.get(pk=rule.line_id)
     data_before = line.data_remaining_bytes
     with django_capture_on_commit_callbacks(execute=True):
@@ -119,7 +129,8 @@ def test_a_renewal_paid_after_its_line_was_terminated_is_recorded_refunded_and_a
 
 
 def test_giving_a_line_to_another_owner_turns_the_old_owners_rule_off_and_charges_nobody(
-        rule, add_card, django_capture_on_commit_callbacks):
+    rule, add_card, django_capture_on_commit_callbacks
+):
     add_card()
     new_owner = make_user()
     stripe_customer = gateways.ensure_customer(new_owner)

@@ -3,6 +3,7 @@ charge has its own next look-up by payment type (a card minutes after the attemp
 daily), taken earliest due first, so debits in flight never hide a card attempt that timed out; a
 renewal never sits in `charging` past a bound without an alert; and an attempt the processor never
 received spends no retry and suspends nobody."""
+
 from datetime import timedelta
 
 from django.utils import timezone
@@ -21,13 +22,18 @@ def _in_flight(rule, *, customer, method_id: str, sent_at) -> Charge:
     """A renewal whose attempt was written and (perhaps) sent, then the worker went away."""
     renewal = triggers.open_renewal(rule=rule, now=sent_at, trigger="data")
     assert claims.claim_due_renewals(now=sent_at, renewal_ids=[renewal.pk]) == [renewal.pk]
-    prepared = charging.prepare_charge(renewal_id=renewal.pk, customer_id=gateways.ensure_customer(customer).id,
-                                       payment_method_id=method_id, now=sent_at)
+    prepared = charging.prepare_charge(
+        renewal_id=renewal.pk,
+        customer_id=gateways.ensure_customer(customer).id,
+        payment_method_id=method_id,
+        now=sent_at,
+    )
     return prepared.charge
 
 
 def test_debits_in_flight_for_days_do_not_hide_a_card_attempt_that_timed_out(
-        customer, customer_client, package, policy, add_card, settings):
+    customer, customer_client, package, policy, add_card, settings
+):
     settings.RENEWALS_RECONCILE_PER_TICK = 3
     card = add_card()
     bind_sepa(customer_client, "DE89370400440532013000")
@@ -42,18 +48,23 @@ def test_debits_in_flight_for_days_do_not_hide_a_card_attempt_that_timed_out(
     card_rule = make_rule(line=card_line, package=package, payment_method_id=card.id)
     charge = _in_flight(card_rule, customer=customer, method_id=card.id, sent_at=now - timedelta(minutes=15))
     # The processor took the card payment; its answer was lost (a time-out).
-    assert gateways.charge_off_session(charge=charge, customer_id=gateways.ensure_customer(customer).id,
-                                       payment_method_id=card.id).succeeded
+    assert gateways.charge_off_session(
+        charge=charge, customer_id=gateways.ensure_customer(customer).id, payment_method_id=card.id
+    ).succeeded
 
     dispatcher.run_dispatcher(now=now, enqueue=False)
 
     assert Renewal.objects.get(pk=charge.renewal_id).status == Renewal.Status.SUCCEEDED
     assert Charge.objects.get(pk=charge.pk).status == Charge.Status.SUCCEEDED
     # The debits are looked up on their own, daily, schedule.
-    assert set(Charge.objects.filter(pk__in=[d.pk for d in debits]).values_list("status", flat=True)) == {Charge.Status.PENDING}
+    assert set(Charge.objects.filter(pk__in=[d.pk for d in debits]).values_list("status", flat=True)) == {
+        Charge.Status.PENDING
+    }
 
 
-def test_an_attempt_pending_past_its_bound_raises_an_alert_while_the_processor_cannot_be_asked(rule, add_card, customer, settings):
+def test_an_attempt_pending_past_its_bound_raises_an_alert_while_the_processor_cannot_be_asked(
+    rule, add_card, customer, settings
+):
     card = add_card()
     now = timezone.now()
     charge = _in_flight(rule, customer=customer, method_id=card.id, sent_at=now - timedelta(hours=3))

@@ -1,4 +1,5 @@
 """The beat sweep reads only the lines near a trigger, and still opens every renewal that is due."""
+
 from datetime import timedelta
 
 from django.db import transaction
@@ -38,14 +39,23 @@ def test_sweep_skips_rules_far_from_their_triggers_and_opens_the_near_one(custom
 # The sweep reads Line.renew_below_bytes / renew_hours_before_expiry (kept by database triggers),
 # so each way a rule or a line's data changes must leave it finding exactly the lines it should.
 
+
 def _candidates(now=None) -> set[int]:
     return set(lines_with_enabled_rules_ids(now=now or timezone.now()))
 
 
 def _rule_values(package, **fields) -> dict:
-    values = {"enabled": True, "package": package, "trigger_data_below_mb": 500, "trigger_hours_before_expiry": None,
-              "overage_policy": "block", "overage_cap_mb": None, "max_renewals_per_day": 2, "monthly_spend_cap_minor": None,
-              "payment_method_id": ""}
+    values = {
+        "enabled": True,
+        "package": package,
+        "trigger_data_below_mb": 500,
+        "trigger_hours_before_expiry": None,
+        "overage_policy": "block",
+        "overage_cap_mb": None,
+        "max_renewals_per_day": 2,
+        "monthly_spend_cap_minor": None,
+        "payment_method_id": "",
+    }
     values.update(fields)
     return values
 
@@ -71,8 +81,13 @@ def test_the_rule_service_keeps_the_sweep_in_step(customer, package, policy):
     save_rule(line=line, values=_rule_values(package, trigger_data_below_mb=100), now=now)
     assert line.pk not in _candidates()
     line.refresh_from_db()
-    save_rule(line=line, values=_rule_values(package, trigger_data_below_mb=None,
-                                             trigger_hours_before_expiry=(line.expires_at - now).days * 24 + 48), now=now)
+    save_rule(
+        line=line,
+        values=_rule_values(
+            package, trigger_data_below_mb=None, trigger_hours_before_expiry=(line.expires_at - now).days * 24 + 48
+        ),
+        now=now,
+    )
     assert Renewal.objects.filter(line=line, status=Renewal.Status.DUE, trigger="expiry").exists()
 
 
@@ -113,8 +128,22 @@ def test_a_usage_batch_and_a_package_move_lines_in_and_out_of_the_sweep(customer
     make_rule(line=crossing, package=package, trigger_data_below_mb=500)
     make_rule(line=staying, package=package, trigger_data_below_mb=500)
     batch = [
-        UsageInput(index=0, partner_record_id="u-1", iccid=crossing.iccid, bytes=200 * MB, start=now - timedelta(minutes=10), end=now),
-        UsageInput(index=1, partner_record_id="u-2", iccid=staying.iccid, bytes=50 * MB, start=now - timedelta(minutes=10), end=now),
+        UsageInput(
+            index=0,
+            partner_record_id="u-1",
+            iccid=crossing.iccid,
+            bytes=200 * MB,
+            start=now - timedelta(minutes=10),
+            end=now,
+        ),
+        UsageInput(
+            index=1,
+            partner_record_id="u-2",
+            iccid=staying.iccid,
+            bytes=50 * MB,
+            start=now - timedelta(minutes=10),
+            end=now,
+        ),
     ]
     ingest_usage(records=batch, now=now)
     # The batch opened the crossing line's renewal itself; while it is open the sweep leaves the line alone.

@@ -1,4 +1,5 @@
 """Beat's schedule drives the dispatcher; the tasks are registered under stable names."""
+
 from datetime import timedelta
 
 import pytest

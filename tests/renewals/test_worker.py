@@ -1,6 +1,7 @@
 """Real Celery worker processes against the test database, Redis and localstripe: a charge task
 delivered twice, and a worker SIGKILLed between Stripe's answer and our commit. The processor's
 own list of PaymentIntents is the judge (docs/invariants.md #1)."""
+
 import os
 import signal
 import threading
@@ -34,8 +35,6 @@ def claimed_renewal(rule) -> Renewal:
 
 def log_text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
-
-
 
 
 def test_a_charge_task_delivered_twice_to_real_workers_charges_once(rule, add_card, tmp_path):
@@ -76,7 +75,9 @@ def test_a_worker_killed_after_stripe_answered_is_reconciled_without_a_second_ch
     log = tmp_path / "worker.log"
     with celery_worker(log) as worker:
         charge_renewal_task.delay(renewal.pk)
-        assert wait_until(lambda: [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"], timeout=60), log_text(log)
+        assert wait_until(lambda: [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"], timeout=60), (
+            log_text(log)
+        )
         with connection.cursor() as cursor:
             assert wait_until(lambda: _waiting_on_a_lock(cursor), timeout=20)
         os.kill(worker.pid, signal.SIGKILL)  # between the processor's answer and our commit
@@ -96,7 +97,9 @@ def test_a_worker_killed_after_stripe_answered_is_reconciled_without_a_second_ch
         assert wait_until(lambda: "reason=attempt_in_flight" in log_text(log2), timeout=60), log_text(log2)
     assert len(payment_intents_for(renewal)) == 1
 
-    report = dispatcher.run_dispatcher(now=timezone.now() + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1), enqueue=False)
+    report = dispatcher.run_dispatcher(
+        now=timezone.now() + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1), enqueue=False
+    )
     assert report.reconciled == [charge.pk]
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.SUCCEEDED
@@ -112,8 +115,12 @@ def test_a_backlog_of_charges_does_not_hold_back_the_dispatcher_tick(customer, p
     from tests.builders import make_line, make_rule
 
     add_card()
-    renewals = [claimed_renewal(make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=0), package=package))
-                for _ in range(30)]
+    renewals = [
+        claimed_renewal(
+            make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=0), package=package)
+        )
+        for _ in range(30)
+    ]
     app.control.purge()
     for renewal in renewals:
         charge_renewal_task.delay(renewal.pk)
@@ -122,30 +129,44 @@ def test_a_backlog_of_charges_does_not_hold_back_the_dispatcher_tick(customer, p
         assert wait_until(lambda: "renewals.charge_renewal[" in log_text(log), timeout=60), log_text(log)
         dispatch_renewals.apply_async(expires=2)  # the backlog takes longer than that to drain
         assert wait_until(lambda: last_beat(DISPATCHER) is not None, timeout=30), log_text(log)
-        done_when_ticked = Renewal.objects.filter(pk__in=[r.pk for r in renewals], status=Renewal.Status.SUCCEEDED).count()
-        assert wait_until(lambda: Renewal.objects.filter(status=Renewal.Status.SUCCEEDED).count() == 30, timeout=180), log_text(log)
+        done_when_ticked = Renewal.objects.filter(
+            pk__in=[r.pk for r in renewals], status=Renewal.Status.SUCCEEDED
+        ).count()
+        assert wait_until(lambda: Renewal.objects.filter(status=Renewal.Status.SUCCEEDED).count() == 30, timeout=180), (
+            log_text(log)
+        )
     assert done_when_ticked < 25
     assert "Discarding revoked task: renewals.dispatch_renewals" not in log_text(log)
 
 
 def _waiting_on_a_lock(cursor) -> bool:
-    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
     return cursor.fetchone()[0] > 0
 
 
-def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rule, add_card, customer, package, tmp_path):
+def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(
+    rule, add_card, customer, package, tmp_path
+):
     from payments import gateways
     from tests.builders import MB, make_line, make_rule
 
     pm = add_card()
     stripe_customer = gateways.ensure_customer(customer)
-    other_rule = make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=100 * MB), package=package)
+    other_rule = make_rule(
+        line=make_line(owner=customer, package=package, data_remaining_bytes=100 * MB), package=package
+    )
     paid, never_sent = claimed_renewal(rule), claimed_renewal(other_rule)
     now = timezone.now()
     # One attempt the processor took (the worker died before recording it), one it never received.
     sent = charging.prepare_charge(renewal_id=paid.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
-    assert gateways.charge_off_session(charge=sent.charge, customer_id=stripe_customer.id, payment_method_id=pm.id).succeeded
-    lost = charging.prepare_charge(renewal_id=never_sent.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now)
+    assert gateways.charge_off_session(
+        charge=sent.charge, customer_id=stripe_customer.id, payment_method_id=pm.id
+    ).succeeded
+    lost = charging.prepare_charge(
+        renewal_id=never_sent.pk, customer_id=stripe_customer.id, payment_method_id=pm.id, now=now
+    )
     app.control.purge()
 
     later = now + settings.RENEWALS_RECONCILE_AFTER + timedelta(seconds=1)
@@ -159,7 +180,9 @@ def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(rul
     with celery_worker(log):
         from renewals.tasks import reconcile_charge_task
 
-        assert wait_until(lambda: not Charge.objects.filter(status=Charge.Status.PENDING).exists(), timeout=60), log_text(log)
+        assert wait_until(lambda: not Charge.objects.filter(status=Charge.Status.PENDING).exists(), timeout=60), (
+            log_text(log)
+        )
         reconcile_charge_task.delay(sent.charge.pk)  # a redelivered task finds it settled
         assert wait_until(lambda: "charge_reconcile_skipped" in log_text(log), timeout=30), log_text(log)
     assert Renewal.objects.get(pk=paid.pk).status == Renewal.Status.SUCCEEDED

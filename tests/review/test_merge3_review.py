@@ -1,6 +1,7 @@
 """Adversarial review: money-terms + money-precedence + line-life merged (scratch merge). Two
 records of "who suspended this line" disagree: line-life's Line.suspended_by_operator field and
 money-precedence's reading of the history rows (renewals.services.precedence.suspended_by_operator)."""
+
 from django.utils import timezone
 
 from accounts.models import Line
@@ -11,7 +12,8 @@ from tests.renewals.test_money_seams import failed_cycle
 
 
 def test_once_an_operator_suspends_a_line_already_suspended_for_non_payment_no_renewal_charges_it_or_claims_to_restore_it(
-        rule, add_card, customer):
+    rule, add_card, customer
+):
     """line-life's suspend action on a line the engine suspended for non-payment sets only the
     `suspended_by_operator` field (its history row has no `status`); money-precedence looks for
     the latest history row whose `after.status` is suspended, finds the engine's, and treats the
@@ -35,6 +37,7 @@ def test_once_an_operator_suspends_a_line_already_suspended_for_non_payment_no_r
     renewal.refresh_from_db()
     assert not Charge.objects.filter(renewal=renewal, status=Charge.Status.SUCCEEDED).exists(), (
         f"charged for an operator-suspended line: renewal {renewal.status}, resumed_line={renewal.resumed_line}, "
-        f"line {Line.objects.get(pk=rule.line_id).status}")
+        f"line {Line.objects.get(pk=rule.line_id).status}"
+    )
     assert not renewal.resumed_line
     assert precedence.suspended_by_operator(Line.objects.get(pk=rule.line_id))

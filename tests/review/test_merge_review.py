@@ -1,5 +1,6 @@
 """Adversarial review: money-terms merged with money-precedence (scratch merge, conflicts resolved
 by keeping both sides). Passes on money-terms alone; fails once both are merged."""
+
 from django.utils import timezone
 
 from accounts.models import Line
@@ -10,7 +11,9 @@ from tests.renewals.test_charging import THREE_D_SECURE_CARD
 from tests.renewals.test_money_seams import failed_cycle, pay_now
 
 
-def test_a_customers_pay_now_waiting_for_3ds_on_a_failed_renewal_is_not_withdrawn_by_the_next_dispatcher_tick(rule, add_card):
+def test_a_customers_pay_now_waiting_for_3ds_on_a_failed_renewal_is_not_withdrawn_by_the_next_dispatcher_tick(
+    rule, add_card
+):
     """money-terms: a pay-now leaves the failed renewal `failed` while the customer is at the bank's
     3-D Secure page. money-precedence: every tick withdraws REQUIRES_ACTION charges of `failed`
     renewals (abandoned_authentications + reconcile_charge, CLOSED_WITHOUT_PAYMENT). Together: the
@@ -38,7 +41,8 @@ def test_a_customers_pay_now_waiting_for_3ds_on_a_failed_renewal_is_not_withdraw
 
 
 def test_a_refund_of_money_paid_after_its_cycle_closed_that_the_processor_later_fails_goes_back_to_refund_due(
-        rule, add_card, monkeypatch, django_capture_on_commit_callbacks):
+    rule, add_card, monkeypatch, django_capture_on_commit_callbacks
+):
     """money-terms refunds a late success as `refund_due` -> `refunded`, next to the charge that
     paid the renewal. money-precedence's reconcile_refunds (sweep, charge.refunded /
     charge.refund.updated webhooks) recomputes status from the processor's refunds: with the
@@ -59,12 +63,16 @@ def test_a_refund_of_money_paid_after_its_cycle_closed_that_the_processor_later_
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    slow = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
+    slow = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now
+    ).charge
     later = now + timedelta(minutes=11)
     dispatcher.run_dispatcher(now=later, enqueue=False)  # closed as never sent; the renewal is claimed again
     assert Charge.objects.get(pk=slow.pk).failure_code == "not_sent"
     assert charging.charge_renewal(renewal_id=renewal.pk, now=later).status == Renewal.Status.SUCCEEDED
-    outcome = gateways.charge_off_session(charge=slow, customer_id=customer_id, payment_method_id=pm_id)  # the slow request lands
+    outcome = gateways.charge_off_session(
+        charge=slow, customer_id=customer_id, payment_method_id=pm_id
+    )  # the slow request lands
     with django_capture_on_commit_callbacks(execute=True):
         outcomes.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now())
     late = Charge.objects.get(pk=slow.pk)

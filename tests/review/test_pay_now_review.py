@@ -1,4 +1,5 @@
 """Review: pay-now of a failed renewal of a terminated line (suspected by the reviewer)."""
+
 from django.utils import timezone
 
 from accounts.models import Line

@@ -1,5 +1,6 @@
 """Adversarial review of branch money-precedence: each test states the expected behaviour and
 fails on the branch as reviewed."""
+
 from django.utils import timezone
 
 from accounts.models import Line
@@ -38,7 +39,8 @@ def test_a_renewal_of_the_old_owners_rule_never_charges_the_new_owners_card(rule
 
 
 def test_a_rule_whose_owner_change_follow_up_was_lost_is_turned_off_by_the_next_dispatcher_tick_and_charges_nobody(
-        rule, add_card, other_customer):
+    rule, add_card, other_customer
+):
     """The after-commit hook that turns the old owner's rule off is lost (the process died): the
     dispatcher's tick repairs it, and no renewal opens for the new owner meanwhile."""
     from payments import gateways

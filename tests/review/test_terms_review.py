@@ -1,5 +1,6 @@
 """Adversarial review of branch money-terms: each test states the expected behaviour and fails
 on the branch as reviewed."""
+
 from datetime import timedelta
 
 from django.utils import timezone
@@ -10,7 +11,8 @@ from renewals.services import _base, charging, claims, dispatcher, outcomes, rul
 
 
 def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spends_no_retry_and_does_not_stop_that_attempt(
-        rule, policy, add_card, customer, client):
+    rule, policy, add_card, customer, client
+):
     """Pay-now / withdrawal "superseded is not a decline, spends no retry" (docs/money.md). A failed
     cycle still has its off-session 3-D Secure intent open (it failed before timeouts withdrew
     first); the customer adds a new card, which wakes the renewal for one immediate attempt
@@ -53,7 +55,9 @@ def test_the_canceled_webhook_of_an_intent_we_withdraw_before_a_new_attempt_spen
     assert Charge.objects.get(pk=old.pk).failure_code == _base.SUPERSEDED
 
 
-def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is_left_open_at_the_processor(rule, add_card):
+def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is_left_open_at_the_processor(
+    rule, add_card
+):
     """No double charge (docs/invariants.md #1; "withdrawing anything open at the processor first").
     The first attempt was closed as never sent (slow request) and the next attempt asked for 3-D
     Secure (renewal requires_action, the customer emailed a pay link). The slow first attempt then
@@ -71,7 +75,9 @@ def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    slow = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
+    slow = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now
+    ).charge
     later = now + timedelta(minutes=11)
     dispatcher.run_dispatcher(now=later, enqueue=False)  # closed as never sent; the renewal is claimed again
     assert Charge.objects.get(pk=slow.pk).failure_code == "not_sent"
@@ -79,8 +85,13 @@ def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is
     assert charging.charge_renewal(renewal_id=renewal.pk, now=later).status == Renewal.Status.REQUIRES_ACTION
     waiting = Charge.objects.get(renewal=renewal, status=Charge.Status.REQUIRES_ACTION)
 
-    outcome = gateways.charge_off_session(charge=slow, customer_id=customer_id, payment_method_id=pm_id)  # the slow request lands
-    assert outcomes.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now()).status == Renewal.Status.SUCCEEDED
+    outcome = gateways.charge_off_session(
+        charge=slow, customer_id=customer_id, payment_method_id=pm_id
+    )  # the slow request lands
+    assert (
+        outcomes.record_charge_outcome(charge_id=slow.pk, outcome=outcome, now=timezone.now()).status
+        == Renewal.Status.SUCCEEDED
+    )
     dispatcher.run_dispatcher(now=timezone.now() + timedelta(minutes=1), enqueue=False)
 
     intent = stripe.PaymentIntent.retrieve(waiting.payment_intent_id, api_key=settings.STRIPE_SECRET_KEY)
@@ -89,7 +100,8 @@ def test_once_a_late_success_pays_the_cycle_no_other_3ds_intent_of_that_cycle_is
 
 
 def test_once_a_late_success_pays_the_cycle_its_other_3ds_intent_is_withdrawn_right_after_the_commit(
-        rule, add_card, django_capture_on_commit_callbacks):
+    rule, add_card, django_capture_on_commit_callbacks
+):
     """The same, without waiting for the dispatcher: the success's own after-commit step withdraws it."""
     import stripe
     from django.conf import settings
@@ -102,7 +114,9 @@ def test_once_a_late_success_pays_the_cycle_its_other_3ds_intent_is_withdrawn_ri
     renewal = claimed(rule, now)
     customer_id = gateways.ensure_customer(rule.line.owner).id
     pm_id = gateways.default_payment_method_id(rule.line.owner)
-    slow = charging.prepare_charge(renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now).charge
+    slow = charging.prepare_charge(
+        renewal_id=renewal.pk, customer_id=customer_id, payment_method_id=pm_id, now=now
+    ).charge
     later = now + timedelta(minutes=11)
     dispatcher.run_dispatcher(now=later, enqueue=False)
     add_card(THREE_D_SECURE_CARD)

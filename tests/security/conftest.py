@@ -1,6 +1,7 @@
 """The access matrix shared by the security tests: every URL the project serves, walked from the
 root URLconf, and for each portal URL how to build it and its objects for one owner. A URL missing
 from both the matrix and the out-of-scope list fails the tests, so a new view cannot be forgotten."""
+
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ from tests.builders import make_charge, make_line, make_package, make_renewal, m
 from tests.payments.conftest import confirm_setup_as_browser, create_card
 
 # --- the URLconf, walked --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -62,19 +64,38 @@ OUT_OF_SCOPE = {
 # allauth's pages: public ones (sign-up, login, reset) and the signed-in user's own account pages,
 # which take no object id of another user (the reset and confirmation keys are secrets).
 ALLAUTH_PUBLIC = {
-    "account_login", "account_signup", "account_reset_password", "account_reset_password_done",
-    "account_reset_password_from_key", "account_reset_password_from_key_done", "account_confirm_email",
-    "account_email_verification_sent", "account_inactive", "account_confirm_login_code", "account_verify_phone",
-    "mfa_authenticate", "account_logout",
+    "account_login",
+    "account_signup",
+    "account_reset_password",
+    "account_reset_password_done",
+    "account_reset_password_from_key",
+    "account_reset_password_from_key_done",
+    "account_confirm_email",
+    "account_email_verification_sent",
+    "account_inactive",
+    "account_confirm_login_code",
+    "account_verify_phone",
+    "mfa_authenticate",
+    "account_logout",
 }
 ALLAUTH_OWN_ACCOUNT = {
-    "account_email", "account_change_password", "account_set_password", "account_reauthenticate",
-    "account_change_phone", "mfa_index", "mfa_reauthenticate", "mfa_activate_totp", "mfa_deactivate_totp",
-    "mfa_view_recovery_codes", "mfa_generate_recovery_codes", "mfa_download_recovery_codes",
+    "account_email",
+    "account_change_password",
+    "account_set_password",
+    "account_reauthenticate",
+    "account_change_phone",
+    "mfa_index",
+    "mfa_reauthenticate",
+    "mfa_activate_totp",
+    "mfa_deactivate_totp",
+    "mfa_view_recovery_codes",
+    "mfa_generate_recovery_codes",
+    "mfa_download_recovery_codes",
 }
 
 
 # --- the world one matrix row runs in -------------------------------------------------------------
+
 
 @dataclass
 class World:
@@ -118,16 +139,43 @@ def world(db) -> World:
     assert confirm_setup_as_browser(start.client_secret, "4000056655665556").status_code == 200
     rule = make_rule(line=line, package=package)
     renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.FAILED, failures=3)
-    receipt_charge = make_charge(user=owner, line=line, package=package, status=Charge.Status.SUCCEEDED,
-                                 payment_intent_id="pi_owner_receipt_ref", payment_method_summary="Visa •••• 4242")
-    return World(owner=owner, other=other, staff=staff, package=package, line=line, rule=rule, renewal=renewal,
-                 receipt_charge=receipt_charge, action_charge=action_charge, method_id=method.id,
-                 spare_method_id=spare.id, setup_intent_id=start.setup_intent_id,
-                 markers=(line.iccid, line.matching_id, "Owner&#x27;s phone", "Owner's phone", "pi_owner_receipt_ref",
-                          action_charge.payment_intent_id, method.id, spare.id, "Visa •••• 5556"))
+    receipt_charge = make_charge(
+        user=owner,
+        line=line,
+        package=package,
+        status=Charge.Status.SUCCEEDED,
+        payment_intent_id="pi_owner_receipt_ref",
+        payment_method_summary="Visa •••• 4242",
+    )
+    return World(
+        owner=owner,
+        other=other,
+        staff=staff,
+        package=package,
+        line=line,
+        rule=rule,
+        renewal=renewal,
+        receipt_charge=receipt_charge,
+        action_charge=action_charge,
+        method_id=method.id,
+        spare_method_id=spare.id,
+        setup_intent_id=start.setup_intent_id,
+        markers=(
+            line.iccid,
+            line.matching_id,
+            "Owner&#x27;s phone",
+            "Owner's phone",
+            "pi_owner_receipt_ref",
+            action_charge.payment_intent_id,
+            method.id,
+            spare.id,
+            "Visa •••• 5556",
+        ),
+    )
 
 
 # --- the portal matrix ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Row:
@@ -150,9 +198,18 @@ class Row:
 
 
 def _rule_form(w: World, **changes) -> dict:
-    data = {"enabled": "on", "package": str(w.package.pk), "trigger_data_below_mb": "300", "trigger_hours_before_expiry": "",
-            "payment_method_id": "", "overage_policy": "block", "overage_cap_mb": "", "max_renewals_per_day": "1",
-            "monthly_spend_cap": "", "confirm": ""}
+    data = {
+        "enabled": "on",
+        "package": str(w.package.pk),
+        "trigger_data_below_mb": "300",
+        "trigger_hours_before_expiry": "",
+        "payment_method_id": "",
+        "overage_policy": "block",
+        "overage_cap_mb": "",
+        "max_renewals_per_day": "1",
+        "monthly_spend_cap": "",
+        "confirm": "",
+    }
     data.update(changes)
     return data
 
@@ -160,22 +217,43 @@ def _rule_form(w: World, **changes) -> dict:
 MATRIX = [
     Row("accounts:home", objects=False),
     Row("accounts:line_detail", kwargs=lambda w: {"line_id": w.line.pk}),
-    Row("accounts:settings", objects=False, post=302,
-        data=lambda w: {"name": "New name", "language": "en", "time_zone": "Europe/Berlin"}),
+    Row(
+        "accounts:settings",
+        objects=False,
+        post=302,
+        data=lambda w: {"name": "New name", "language": "en", "time_zone": "Europe/Berlin"},
+    ),
     Row("payments:methods", objects=False),
     Row("payments:method_setup", objects=False, get=None, post=200, data=lambda w: {"method_type": "card"}, json=True),
     # The object is in the body: another customer's setup intent is refused as a form error.
-    Row("payments:method_finish", get=None, post=302, foreign=400,
-        data=lambda w: {"setup_intent_id": w.setup_intent_id, "make_default": ""}),
+    Row(
+        "payments:method_finish",
+        get=None,
+        post=302,
+        foreign=400,
+        data=lambda w: {"setup_intent_id": w.setup_intent_id, "make_default": ""},
+    ),
     # Stripe's redirect back (a GET): a page with a button that posts to method_finish.
     Row("payments:method_return", get=200, foreign=400, query=lambda w: {"setup_intent": w.setup_intent_id}),
     Row("payments:method_default", kwargs=lambda w: {"payment_method_id": w.spare_method_id}, get=None, post=302),
-    Row("payments:method_remove", kwargs=lambda w: {"payment_method_id": w.spare_method_id}, post=302,
-        data=lambda w: {"replacement": ""}),
-    Row("payments:buy", kwargs=lambda w: {"line_id": w.line.pk}, post=302,
-        data=lambda w: {"package": str(w.package.pk), "payment_method": w.method_id}),
-    Row("payments:pay_renewal", kwargs=lambda w: {"renewal_id": w.renewal.pk}, post=302,
-        data=lambda w: {"payment_method": w.method_id}),
+    Row(
+        "payments:method_remove",
+        kwargs=lambda w: {"payment_method_id": w.spare_method_id},
+        post=302,
+        data=lambda w: {"replacement": ""},
+    ),
+    Row(
+        "payments:buy",
+        kwargs=lambda w: {"line_id": w.line.pk},
+        post=302,
+        data=lambda w: {"package": str(w.package.pk), "payment_method": w.method_id},
+    ),
+    Row(
+        "payments:pay_renewal",
+        kwargs=lambda w: {"renewal_id": w.renewal.pk},
+        post=302,
+        data=lambda w: {"payment_method": w.method_id},
+    ),
     Row("payments:authenticate", kwargs=lambda w: {"charge_id": w.action_charge.pk}),
     Row("payments:complete", kwargs=lambda w: {"charge_id": w.action_charge.pk}, get=None, post=302),
     Row("payments:receipt", kwargs=lambda w: {"charge_id": w.receipt_charge.pk}),
@@ -220,6 +298,7 @@ def assert_unchanged(before: dict, context: str) -> None:
 
 # --- clients --------------------------------------------------------------------------------------
 
+
 def client_for(user, *, enforce_csrf_checks: bool = False) -> Client:
     client = Client(enforce_csrf_checks=enforce_csrf_checks)
     if user is not None:
@@ -234,6 +313,7 @@ def is_login_redirect(response, login_url: str | None = None) -> bool:
 
 # --- forms in rendered HTML -----------------------------------------------------------------------
 
+
 class _PostForms(HTMLParser):
     """Each <form method="post"> of a page, with whether it carries Django's CSRF token."""
 
@@ -245,10 +325,18 @@ class _PostForms(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "form":
-            self._open = {"action": attrs.get("action", ""), "post": (attrs.get("method") or "get").lower() == "post",
-                          "token": False}
+            self._open = {
+                "action": attrs.get("action", ""),
+                "post": (attrs.get("method") or "get").lower() == "post",
+                "token": False,
+            }
             self.forms.append(self._open)
-        elif tag == "input" and self._open is not None and attrs.get("name") == "csrfmiddlewaretoken" and attrs.get("value"):
+        elif (
+            tag == "input"
+            and self._open is not None
+            and attrs.get("name") == "csrfmiddlewaretoken"
+            and attrs.get("value")
+        ):
             self._open["token"] = True
 
     def handle_endtag(self, tag):

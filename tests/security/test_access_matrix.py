@@ -1,5 +1,6 @@
 """Who may open what: every portal URL for an anonymous visitor, the owner, another customer and a
 staff user who has not passed two-factor; every admin URL refused to anyone without the TOTP step."""
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
@@ -64,7 +65,9 @@ def test_owner_reaches_own_objects(world, row):
     response = client.get(full_url(row, world))
     assert response.status_code == (row.get or 405), response.content[:500]
     if row.get == 200 and not row.json and row.objects:
-        assert any(marker in response.content.decode() for marker in world.markers), "the owner's page shows nothing of theirs"
+        assert any(marker in response.content.decode() for marker in world.markers), (
+            "the owner's page shows nothing of theirs"
+        )
     if row.post is None:
         before = snapshot()
         assert client.post(full_url(row, world), row.data(world)).status_code == 405
@@ -92,7 +95,10 @@ def test_another_customer_and_staff_without_two_factor_get_404_and_change_nothin
     if row.get is not None:
         response = client.get(url)
         responses.append(response)
-        assert response.status_code == (row.foreign if row.objects else 200), (response.status_code, response.content[:300])
+        assert response.status_code == (row.foreign if row.objects else 200), (
+            response.status_code,
+            response.content[:300],
+        )
     if row.post is not None and row.objects:
         response = client.post(url, row.data(world))
         responses.append(response)
@@ -111,16 +117,25 @@ def test_customers_own_choices_never_include_another_customers_objects(world):
     other_card = gateways.attach_payment_method(customer_id=other_customer.id, payment_method_id=create_card())
     client = client_for(world.owner)
     before = snapshot()
-    buy = client.post(reverse("payments:buy", args=[world.line.pk]), {"package": world.package.pk, "payment_method": other_card.id})
+    buy = client.post(
+        reverse("payments:buy", args=[world.line.pk]), {"package": world.package.pk, "payment_method": other_card.id}
+    )
     assert buy.status_code == 400
     pay = client.post(reverse("payments:pay_renewal", args=[world.renewal.pk]), {"payment_method": other_card.id})
     assert pay.status_code == 400
-    rule = client.post(reverse("renewals:rule", args=[world.line.pk]),
-                       MATRIX_BY_NAME["renewals:rule"].data(world) | {"payment_method_id": other_card.id})
+    rule = client.post(
+        reverse("renewals:rule", args=[world.line.pk]),
+        MATRIX_BY_NAME["renewals:rule"].data(world) | {"payment_method_id": other_card.id},
+    )
     assert rule.status_code == 200 and rule.context["form"].errors.get("payment_method_id")
     assert client.post(reverse("payments:method_default", args=[other_card.id])).status_code == 404
     assert client.post(reverse("payments:method_remove", args=[other_card.id]), {"replacement": ""}).status_code == 404
-    assert client.post(reverse("payments:method_remove", args=[world.method_id]), {"replacement": other_card.id}).status_code == 400
+    assert (
+        client.post(
+            reverse("payments:method_remove", args=[world.method_id]), {"replacement": other_card.id}
+        ).status_code
+        == 400
+    )
     assert_unchanged(before, "the owner naming another customer's objects")
     history = client.get(reverse("payments:history"), {"line": other_line.pk})
     assert history.status_code == 200 and "Other&#x27;s line" not in history.content.decode()
@@ -137,6 +152,7 @@ def test_allauth_account_pages_send_an_anonymous_visitor_to_login(db, name):
 
 
 # --- unverified contact details -------------------------------------------------------------------
+
 
 def _portal_gets(world):
     return [full_url(row, world) for row in MATRIX if row.get is not None]
@@ -165,6 +181,7 @@ def test_login_by_unverified_phone_opens_the_portal_only_after_the_sms_code(worl
 
 # --- the admin ------------------------------------------------------------------------------------
 
+
 def _action_posts():
     """Each registered model's admin actions, chosen (the confirmation page) and confirmed."""
     for model, model_admin in admin.site._registry.items():
@@ -180,8 +197,10 @@ def _action_posts():
 def _admin_refusal(endpoint_key: str, response) -> bool:
     if endpoint_key == "admin:login":
         # The admin's login sends staff to set up or pass TOTP, a customer to a 403.
-        return response.status_code == 403 or (response.status_code == 302 and response["Location"].startswith(
-            (reverse("mfa_activate_totp"), reverse("mfa_reauthenticate"))))
+        return response.status_code == 403 or (
+            response.status_code == 302
+            and response["Location"].startswith((reverse("mfa_activate_totp"), reverse("mfa_reauthenticate")))
+        )
     if endpoint_key == "admin:logout":
         return response.status_code == 302 and response["Location"] == reverse("admin:index")
     return is_login_redirect(response, reverse("admin:login"))
@@ -225,13 +244,21 @@ def test_admin_refuses_everyone_who_has_not_passed_two_factor(world, who):
 def test_operator_who_passed_two_factor_opens_the_same_admin_pages(world):
     """The control for the refusals above: the URLs are real pages once the TOTP step is passed."""
     client, _operator = admin_client_for("superuser")
-    for url in (reverse("admin:index"), reverse("admin:operations"), reverse("admin:accounts_line_import"),
-                reverse("admin:accounts_line_change", args=[world.line.pk]),
-                reverse("admin:payments_charge_change", args=[world.receipt_charge.pk])):
+    for url in (
+        reverse("admin:index"),
+        reverse("admin:operations"),
+        reverse("admin:accounts_line_import"),
+        reverse("admin:accounts_line_change", args=[world.line.pk]),
+        reverse("admin:payments_charge_change", args=[world.receipt_charge.pk]),
+    ):
         assert client.get(url).status_code == 200, url
-    export = client.post(reverse("admin:accounts_line_changelist"),
-                         {"action": "export_lines_csv", "_selected_action": [world.line.pk], "index": 0})
+    export = client.post(
+        reverse("admin:accounts_line_changelist"),
+        {"action": "export_lines_csv", "_selected_action": [world.line.pk], "index": 0},
+    )
     assert export.status_code == 200 and world.line.iccid in export.content.decode()
-    confirm = client.post(reverse("admin:accounts_line_changelist"),
-                          {"action": "suspend_lines", "_selected_action": [world.line.pk], "index": 0})
+    confirm = client.post(
+        reverse("admin:accounts_line_changelist"),
+        {"action": "suspend_lines", "_selected_action": [world.line.pk], "index": 0},
+    )
     assert confirm.status_code == 200

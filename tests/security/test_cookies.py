@@ -1,6 +1,7 @@
 """Under production settings every cookie a login over https sets is Secure, SameSite=Lax, and the
 session cookie HttpOnly. The values are read from esimsite/settings/production.py itself (with
 PRODUCTION_ENV, which tests/test_deploy_check.py also runs `check --deploy` under), not restated here."""
+
 import importlib
 import sys
 
@@ -23,10 +24,18 @@ PRODUCTION_ENV = {
 }
 # What production decides about cookies and https; the rest (database, Stripe keys) stays the suite's.
 COOKIE_AND_TLS_SETTINGS = [
-    "SESSION_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE",
-    "CSRF_COOKIE_SECURE", "CSRF_COOKIE_HTTPONLY", "CSRF_COOKIE_SAMESITE",
-    "LANGUAGE_COOKIE_SECURE", "LANGUAGE_COOKIE_HTTPONLY", "LANGUAGE_COOKIE_SAMESITE",
-    "SECURE_PROXY_SSL_HEADER", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SAMESITE",
+    "CSRF_COOKIE_SECURE",
+    "CSRF_COOKIE_HTTPONLY",
+    "CSRF_COOKIE_SAMESITE",
+    "LANGUAGE_COOKIE_SECURE",
+    "LANGUAGE_COOKIE_HTTPONLY",
+    "LANGUAGE_COOKIE_SAMESITE",
+    "SECURE_PROXY_SSL_HEADER",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
 ]
 
 

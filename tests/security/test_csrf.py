@@ -1,6 +1,7 @@
 """CSRF on every form: a POST without the token is refused everywhere (URLs walked from the
 URLconf), every rendered POST form carries the token, and only the two signature-authenticated
 machine endpoints are exempt."""
+
 import pytest
 from django.conf import settings
 from django.contrib import admin
@@ -56,8 +57,10 @@ def test_every_post_without_a_token_is_refused_and_changes_nothing(world):
         if row is not None:
             url, data, clients = full_url(row, world), row.data(world), (owner,)
         else:
-            url, data = fill_route(endpoint.route), {"password": PASSWORD, "login": world.owner.email,
-                                                     "language": "zh-hans", "email": world.owner.email}
+            url, data = (
+                fill_route(endpoint.route),
+                {"password": PASSWORD, "login": world.owner.email, "language": "zh-hans", "email": world.owner.email},
+            )
             clients = (owner, anonymous)
         for client in clients:
             response = client.post(url, data)
@@ -91,8 +94,10 @@ def test_admin_posts_without_a_token_are_refused_even_for_an_operator_who_passed
         changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
         pks = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)[:5]] or ["1"]
         for name in ["delete_selected", *(getattr(a, "__name__", a) for a in model_admin.actions or [])]:
-            response = client.post(changelist, {"action": name, "_selected_action": pks, "index": 0, "post": "yes",
-                                                "reason": "security test"})
+            response = client.post(
+                changelist,
+                {"action": name, "_selected_action": pks, "index": 0, "post": "yes", "reason": "security test"},
+            )
             if not _csrf_refused(response):
                 accepted.append((changelist, name, response.status_code))
     assert not accepted, accepted
@@ -100,6 +105,7 @@ def test_admin_posts_without_a_token_are_refused_even_for_an_operator_who_passed
 
 
 # --- every rendered POST form carries the token -----------------------------------------------------
+
 
 def _missing_tokens(response, where: str) -> list:
     if not is_html(response):
@@ -117,7 +123,10 @@ def test_every_post_form_of_the_portal_and_allauth_carries_the_csrf_token(world)
             missing += _missing_tokens(response, row.name)
     # Pages a POST renders: the rule's confirmation page and forms shown again with their errors.
     rendered_by_post = [
-        (reverse("renewals:rule", args=[world.line.pk]), {**MATRIX_BY_NAME["renewals:rule"].data(world), "confirm": None}),
+        (
+            reverse("renewals:rule", args=[world.line.pk]),
+            {**MATRIX_BY_NAME["renewals:rule"].data(world), "confirm": None},
+        ),
         (reverse("renewals:rule", args=[world.line.pk]), {"package": "x"}),
         (reverse("payments:buy", args=[world.line.pk]), {"package": "x"}),
         (reverse("payments:pay_renewal", args=[world.renewal.pk]), {"payment_method": "pm_nope"}),
@@ -131,8 +140,17 @@ def test_every_post_form_of_the_portal_and_allauth_carries_the_csrf_token(world)
         pages += 1
         missing += _missing_tokens(response, "POST " + url)
     anonymous = Client()
-    for name in sorted(ALLAUTH_PUBLIC - {"account_reset_password_from_key", "account_confirm_email", "account_logout",
-                                         "account_confirm_login_code", "account_verify_phone", "mfa_authenticate"}):
+    for name in sorted(
+        ALLAUTH_PUBLIC
+        - {
+            "account_reset_password_from_key",
+            "account_confirm_email",
+            "account_logout",
+            "account_confirm_login_code",
+            "account_verify_phone",
+            "mfa_authenticate",
+        }
+    ):
         response = anonymous.get(reverse(name))
         pages += is_html(response)
         missing += _missing_tokens(response, name)
@@ -148,8 +166,12 @@ def test_every_post_form_of_the_portal_and_allauth_carries_the_csrf_token(world)
 def test_every_post_form_of_the_admin_carries_the_csrf_token(world):
     client = _operator_client(enforce_csrf_checks=False)
     missing, pages = [], 0
-    urls = [reverse("admin:index"), reverse("admin:operations"), reverse("admin:accounts_line_import"),
-            reverse("admin:password_change")]
+    urls = [
+        reverse("admin:index"),
+        reverse("admin:operations"),
+        reverse("admin:accounts_line_import"),
+        reverse("admin:password_change"),
+    ]
     for model in admin.site._registry:
         info = f"admin:{model._meta.app_label}_{model._meta.model_name}"
         urls.append(reverse(f"{info}_changelist"))
@@ -157,8 +179,11 @@ def test_every_post_form_of_the_admin_carries_the_csrf_token(world):
             urls.append(reverse(f"{info}_add"))
             obj = model._default_manager.first()
             if obj is not None:
-                urls += [reverse(f"{info}_change", args=[obj.pk]), reverse(f"{info}_delete", args=[obj.pk]),
-                         reverse(f"{info}_history", args=[obj.pk])]
+                urls += [
+                    reverse(f"{info}_change", args=[obj.pk]),
+                    reverse(f"{info}_delete", args=[obj.pk]),
+                    reverse(f"{info}_history", args=[obj.pk]),
+                ]
     for url in urls:
         response = client.get(url)
         assert response.status_code in (200, 302, 403), (url, response.status_code)

@@ -1,6 +1,7 @@
 """Hypothesis over every form a customer can submit, with hostile values (huge, negative and
 non-numeric numbers, NUL and RTL characters, long strings, missing and repeated fields, other
 customers' and unknown ids): never a 5xx, and a request that is not accepted changes nothing."""
+
 import os
 
 import pytest
@@ -28,15 +29,71 @@ PASSWORD = "correct horse battery"
 
 HOSTILE = st.one_of(
     st.text(max_size=40),
-    st.sampled_from([
-        "", " ", "\x00", "1\x00", "a\x00b", "\u202egnp.exe", "\u200f123", "٣", "１２", "-1", "0", "-0", "1e309",
-        "NaN", "Infinity", "-Infinity", "1.5", "0.0001", "1,000", "99999999999999999999999", "-9223372036854775809",
-        "9223372036854775808", "2147483648", "12.345678901234567890", "1E+9999", "0x10", "None", "null", "[]", "{}",
-        "<script>alert(1)</script>", "' OR 1=1 --", "%00", "../../etc/passwd", "x" * 5000, "中文" * 300,
-        "2026-02-30", "9999-12-31", "0001-01-01", "10000-01-01", "2026-13-01", "http://evil.example/", "//evil.example",
-        "on", "off", "true", "card", "paypal", "sepa_debit", "seti_", "seti_" + "a" * 300, "pm_does_not_exist",
-        "UTC", "Asia/Shanghai", "Mars/Olympus", "en", "zh-hans", "xx", "block", "bill_overage", "deduct_from_next",
-    ]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "1\x00",
+            "a\x00b",
+            "\u202egnp.exe",
+            "\u200f123",
+            "٣",
+            "１２",
+            "-1",
+            "0",
+            "-0",
+            "1e309",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "1.5",
+            "0.0001",
+            "1,000",
+            "99999999999999999999999",
+            "-9223372036854775809",
+            "9223372036854775808",
+            "2147483648",
+            "12.345678901234567890",
+            "1E+9999",
+            "0x10",
+            "None",
+            "null",
+            "[]",
+            "{}",
+            "<script>alert(1)</script>",
+            "' OR 1=1 --",
+            "%00",
+            "../../etc/passwd",
+            "x" * 5000,
+            "中文" * 300,
+            "2026-02-30",
+            "9999-12-31",
+            "0001-01-01",
+            "10000-01-01",
+            "2026-13-01",
+            "http://evil.example/",
+            "//evil.example",
+            "on",
+            "off",
+            "true",
+            "card",
+            "paypal",
+            "sepa_debit",
+            "seti_",
+            "seti_" + "a" * 300,
+            "pm_does_not_exist",
+            "UTC",
+            "Asia/Shanghai",
+            "Mars/Olympus",
+            "en",
+            "zh-hans",
+            "xx",
+            "block",
+            "bill_overage",
+            "deduct_from_next",
+        ]
+    ),
     st.integers().map(str),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
 )
@@ -48,7 +105,9 @@ def form_data(fields: dict) -> st.SearchStrategy:
     def one_field(choices):
         if isinstance(choices, st.SearchStrategy):
             choices = [choices]
-        plausible = st.one_of(*[c if isinstance(c, st.SearchStrategy) else st.just(c) for c in choices]) if choices else None
+        plausible = (
+            st.one_of(*[c if isinstance(c, st.SearchStrategy) else st.just(c) for c in choices]) if choices else None
+        )
         value = st.one_of(plausible, HOSTILE) if choices else HOSTILE
         return st.one_of(st.none(), value, st.lists(value, min_size=2, max_size=3))
 
@@ -64,10 +123,30 @@ def _rows(queryset, *fields) -> list:
 def snapshot() -> dict:
     """Every row a customer's form could change."""
     return {
-        "users": _rows(User.objects, "email", "phone", "phone_verified", "name", "language", "time_zone", "password", "is_active"),
-        "lines": _rows(Line.objects, "status", "package_id", "data_remaining_bytes", "data_used_bytes", "overage_bytes", "expires_at"),
-        "rules": _rows(RenewalRule.objects, "enabled", "package_id", "trigger_data_below_mb", "trigger_hours_before_expiry",
-                       "payment_method_id", "overage_policy", "overage_cap_mb", "max_renewals_per_day", "monthly_spend_cap_minor"),
+        "users": _rows(
+            User.objects, "email", "phone", "phone_verified", "name", "language", "time_zone", "password", "is_active"
+        ),
+        "lines": _rows(
+            Line.objects,
+            "status",
+            "package_id",
+            "data_remaining_bytes",
+            "data_used_bytes",
+            "overage_bytes",
+            "expires_at",
+        ),
+        "rules": _rows(
+            RenewalRule.objects,
+            "enabled",
+            "package_id",
+            "trigger_data_below_mb",
+            "trigger_hours_before_expiry",
+            "payment_method_id",
+            "overage_policy",
+            "overage_cap_mb",
+            "max_renewals_per_day",
+            "monthly_spend_cap_minor",
+        ),
         "renewals": _rows(Renewal.objects, "status", "attempts", "next_attempt_at"),
         "charges": _rows(Charge.objects, "status", "amount_minor", "currency", "payment_intent_id"),
         "methods": _rows(PaymentMethod.objects, "customer_id"),
@@ -102,14 +181,24 @@ def world(db, customer, other_customer):
     for user, names in ((customer, ("default", "second")), (other_customer, ("other",))):
         stripe_customer = gateways.ensure_customer(user)
         for name in names:
-            methods[name] = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card()).id
+            methods[name] = gateways.attach_payment_method(
+                customer_id=stripe_customer.id, payment_method_id=create_card()
+            ).id
         gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=methods[names[0]])
+
     def ids(*objs):
         return [str(o.pk) for o in objs] + ["0", "-1", "99999999999999999999", "abc"]
+
     return {
-        "line": line, "other_line": other_line, "renewal": renewal, "other_renewal": other_renewal,
-        "charge": charge, "other_charge": other_charge, "methods": methods,
-        "line_ids": ids(line, other_line), "package_ids": ids(package, usd, retired),
+        "line": line,
+        "other_line": other_line,
+        "renewal": renewal,
+        "other_renewal": other_renewal,
+        "charge": charge,
+        "other_charge": other_charge,
+        "methods": methods,
+        "line_ids": ids(line, other_line),
+        "package_ids": ids(package, usd, retired),
         "method_ids": [methods["default"], methods["second"], methods["other"], "pm_missing", ""],
     }
 
@@ -117,46 +206,105 @@ def world(db, customer, other_customer):
 def _targets(world) -> dict:
     """name -> (method, path choices, fields and their plausible values)."""
     line, renewal, charge = world["line"], world["renewal"], world["charge"]
+
     def own_and_other(fmt, own, other):
         return [fmt.format(own.pk), fmt.format(other.pk), fmt.format(0), fmt.format(10**20)]
+
     methods = world["method_ids"]
     rule_fields = {
-        "enabled": ["on", ""], "package": world["package_ids"], "trigger_data_below_mb": ["200", "0", "-5", "10000001"],
-        "trigger_hours_before_expiry": ["24", "0", "8760"], "payment_method_id": methods,
-        "overage_policy": ["block", "deduct_from_next", "bill_overage"], "overage_cap_mb": ["100", "0"],
-        "max_renewals_per_day": ["1", "2", "11"], "monthly_spend_cap": ["100", "18.001", "0.01", "1e9"],
-        "confirm": ["1"], "edit": ["1"],
+        "enabled": ["on", ""],
+        "package": world["package_ids"],
+        "trigger_data_below_mb": ["200", "0", "-5", "10000001"],
+        "trigger_hours_before_expiry": ["24", "0", "8760"],
+        "payment_method_id": methods,
+        "overage_policy": ["block", "deduct_from_next", "bill_overage"],
+        "overage_cap_mb": ["100", "0"],
+        "max_renewals_per_day": ["1", "2", "11"],
+        "monthly_spend_cap": ["100", "18.001", "0.01", "1e9"],
+        "confirm": ["1"],
+        "edit": ["1"],
     }
-    history_fields = {"line": world["line_ids"], "status": ["succeeded", "failed", "nope"],
-                      "date_from": ["2026-01-01", "2026-02-30"], "date_to": ["2025-01-01", "2026-12-31"], "page": ["1", "-1", "last", "999999"]}
+    history_fields = {
+        "line": world["line_ids"],
+        "status": ["succeeded", "failed", "nope"],
+        "date_from": ["2026-01-01", "2026-02-30"],
+        "date_to": ["2025-01-01", "2026-12-31"],
+        "page": ["1", "-1", "last", "999999"],
+    }
     return {
-        "settings": ("post", ["/settings/"], {"name": [], "language": ["en", "zh-hans"], "time_zone": ["UTC", "Asia/Shanghai"]}),
+        "settings": (
+            "post",
+            ["/settings/"],
+            {"name": [], "language": ["en", "zh-hans"], "time_zone": ["UTC", "Asia/Shanghai"]},
+        ),
         "language": ("post", ["/language/"], {"language": ["en", "zh-hans"], "next": ["/", "//evil.example"]}),
         "rule": ("post", own_and_other("/renewals/lines/{}/", line, world["other_line"]), rule_fields),
-        "rule_off": ("post", own_and_other("/renewals/lines/{}/off/", line, world["other_line"]), {"next": ["/", "http://evil.example/"]}),
-        "pay_now": ("post", own_and_other("/payments/renewals/{}/pay/", renewal, world["other_renewal"]), {"payment_method": methods}),
-        "buy": ("post", own_and_other("/payments/lines/{}/buy/", line, world["other_line"]),
-                {"package": world["package_ids"], "payment_method": methods}),
-        "method_default": ("post", [f"/payments/methods/{m}/default/" for m in methods if m] + ["/payments/methods/%00/default/"], {}),
+        "rule_off": (
+            "post",
+            own_and_other("/renewals/lines/{}/off/", line, world["other_line"]),
+            {"next": ["/", "http://evil.example/"]},
+        ),
+        "pay_now": (
+            "post",
+            own_and_other("/payments/renewals/{}/pay/", renewal, world["other_renewal"]),
+            {"payment_method": methods},
+        ),
+        "buy": (
+            "post",
+            own_and_other("/payments/lines/{}/buy/", line, world["other_line"]),
+            {"package": world["package_ids"], "payment_method": methods},
+        ),
+        "method_default": (
+            "post",
+            [f"/payments/methods/{m}/default/" for m in methods if m] + ["/payments/methods/%00/default/"],
+            {},
+        ),
         "method_remove": ("post", [f"/payments/methods/{m}/remove/" for m in methods if m], {"replacement": methods}),
-        "method_setup": ("post", ["/payments/methods/setup/"], {"method_type": ["card", "sepa_debit", "paypal", "bitcoin"]}),
-        "method_finish": ("post", ["/payments/methods/finish/"], {"setup_intent_id": ["seti_123", "seti_x"], "make_default": ["on"], "next": ["/"]}),
+        "method_setup": (
+            "post",
+            ["/payments/methods/setup/"],
+            {"method_type": ["card", "sepa_debit", "paypal", "bitcoin"]},
+        ),
+        "method_finish": (
+            "post",
+            ["/payments/methods/finish/"],
+            {"setup_intent_id": ["seti_123", "seti_x"], "make_default": ["on"], "next": ["/"]},
+        ),
         "method_return": ("get", ["/payments/methods/return/"], {"setup_intent": ["seti_123"], "make_default": ["on"]}),
-        "charge_pages": ("get", own_and_other("/payments/charges/{}/receipt/", charge, world["other_charge"])
-                         + own_and_other("/payments/charges/{}/authenticate/", charge, world["other_charge"]), {}),
+        "charge_pages": (
+            "get",
+            own_and_other("/payments/charges/{}/receipt/", charge, world["other_charge"])
+            + own_and_other("/payments/charges/{}/authenticate/", charge, world["other_charge"]),
+            {},
+        ),
         "charge_complete": ("post", own_and_other("/payments/charges/{}/complete/", charge, world["other_charge"]), {}),
         "history": ("get", ["/payments/history/"], history_fields),
         "history_csv": ("get", ["/payments/history.csv"], history_fields),
-        "phone_change": ("post", ["/accounts/phone/change/"], {"phone": ["+8613800138000", "+86 138 0013 8001", "12345"]}),
+        "phone_change": (
+            "post",
+            ["/accounts/phone/change/"],
+            {"phone": ["+8613800138000", "+86 138 0013 8001", "12345"]},
+        ),
         "phone_verify": ("post", ["/accounts/phone/verify/"], {"code": ["123456", "000000"], "action": ["resend"]}),
     }
 
 
 ANONYMOUS_TARGETS = {
-    "signup": ("post", ["/accounts/signup/"], {"email": ["new@example.com", "alice@example.com", "a@b"],
-                                               "phone": ["+8613800138002", "abc"], "password1": [PASSWORD], "password2": [PASSWORD]}),
-    "login": ("post", ["/accounts/login/"], {"login": ["alice@example.com", "+8613800138000"], "password": [PASSWORD, "wrong"],
-                                             "remember": ["on"]}),
+    "signup": (
+        "post",
+        ["/accounts/signup/"],
+        {
+            "email": ["new@example.com", "alice@example.com", "a@b"],
+            "phone": ["+8613800138002", "abc"],
+            "password1": [PASSWORD],
+            "password2": [PASSWORD],
+        },
+    ),
+    "login": (
+        "post",
+        ["/accounts/login/"],
+        {"login": ["alice@example.com", "+8613800138000"], "password": [PASSWORD, "wrong"], "remember": ["on"]},
+    ),
 }
 
 
@@ -179,8 +327,23 @@ def _assert_survives(client, method, paths, fields, data):
 
 
 CUSTOMER_FORMS = [
-    "settings", "language", "rule", "rule_off", "pay_now", "buy", "method_default", "method_remove", "method_setup",
-    "method_finish", "method_return", "charge_pages", "charge_complete", "history", "history_csv", "phone_change", "phone_verify",
+    "settings",
+    "language",
+    "rule",
+    "rule_off",
+    "pay_now",
+    "buy",
+    "method_default",
+    "method_remove",
+    "method_setup",
+    "method_finish",
+    "method_return",
+    "charge_pages",
+    "charge_complete",
+    "history",
+    "history_csv",
+    "phone_change",
+    "phone_verify",
 ]
 
 
@@ -211,16 +374,32 @@ def test_sign_up_and_login_never_fail_and_change_nothing_when_rejected(name, wor
 
 # Every query-string parameter a customer page reads (and a few it does not), with plausible values;
 # HOSTILE values are mixed in by form_data.
-EXTREME_DATES = ["0001-01-01", "9999-12-31", "1999-12-31", "2000-01-01", "2999-12-31", "3000-01-01", "2026-11-10",
-                 st.dates().map(str)]
+EXTREME_DATES = [
+    "0001-01-01",
+    "9999-12-31",
+    "1999-12-31",
+    "2000-01-01",
+    "2999-12-31",
+    "3000-01-01",
+    "2026-11-10",
+    st.dates().map(str),
+]
 
 
 def _query_fields(world) -> dict:
     return {
-        "next": ["/", "//evil.example", "0", "http://evil.example/"], "page": ["1", "-1", "last", "999999", "0"],
-        "line": world["line_ids"], "status": ["succeeded", "failed", "nope"], "date_from": EXTREME_DATES,
-        "date_to": EXTREME_DATES, "setup_intent": ["seti_123", "seti_"], "make_default": ["on", "1"], "edit": ["1"],
-        "confirm": ["1"], "language": ["en", "zh-hans"], "payment_method": world["method_ids"],
+        "next": ["/", "//evil.example", "0", "http://evil.example/"],
+        "page": ["1", "-1", "last", "999999", "0"],
+        "line": world["line_ids"],
+        "status": ["succeeded", "failed", "nope"],
+        "date_from": EXTREME_DATES,
+        "date_to": EXTREME_DATES,
+        "setup_intent": ["seti_123", "seti_"],
+        "make_default": ["on", "1"],
+        "edit": ["1"],
+        "confirm": ["1"],
+        "language": ["en", "zh-hans"],
+        "payment_method": world["method_ids"],
     }
 
 
@@ -230,16 +409,19 @@ def _customer_get_pages(world) -> dict:
     from django.urls import reverse
 
     line, other_line, renewal, charge = world["line"], world["other_line"], world["renewal"], world["charge"]
+
     def both(name, key, own, other):
         return [reverse(name, kwargs={key: own.pk}), reverse(name, kwargs={key: other.pk})]
+
     return {
         "accounts:home": [reverse("accounts:home")],
         "accounts:line_detail": both("accounts:line_detail", "line_id", line, other_line),
         "accounts:settings": [reverse("accounts:settings")],
         "payments:methods": [reverse("payments:methods")],
         "payments:method_return": [reverse("payments:method_return")],
-        "payments:method_remove": [reverse("payments:method_remove", kwargs={"payment_method_id": m})
-                                   for m in world["method_ids"] if m],
+        "payments:method_remove": [
+            reverse("payments:method_remove", kwargs={"payment_method_id": m}) for m in world["method_ids"] if m
+        ],
         "payments:buy": both("payments:buy", "line_id", line, other_line),
         "payments:pay_renewal": both("payments:pay_renewal", "renewal_id", renewal, world["other_renewal"]),
         "payments:authenticate": both("payments:authenticate", "charge_id", charge, world["other_charge"]),
@@ -256,10 +438,26 @@ def test_every_customer_page_answering_get_has_its_query_string_fuzzed(world):
     assert set(_customer_get_pages(world)) == {row.name for row in MATRIX if row.get is not None}
 
 
-@pytest.mark.parametrize("name", sorted(["accounts:home", "accounts:line_detail", "accounts:settings", "payments:methods",
-                                         "payments:method_return", "payments:method_remove", "payments:buy",
-                                         "payments:pay_renewal", "payments:authenticate", "payments:receipt",
-                                         "payments:history", "payments:history_csv", "renewals:rule"]))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        [
+            "accounts:home",
+            "accounts:line_detail",
+            "accounts:settings",
+            "payments:methods",
+            "payments:method_return",
+            "payments:method_remove",
+            "payments:buy",
+            "payments:pay_renewal",
+            "payments:authenticate",
+            "payments:receipt",
+            "payments:history",
+            "payments:history_csv",
+            "renewals:rule",
+        ]
+    ),
+)
 def test_customer_pages_never_fail_and_a_get_changes_nothing_whatever_the_query_string(name, world, customer_client):
     paths, fields = _customer_get_pages(world)[name], _query_fields(world)
     if name.startswith("payments:history"):

@@ -2,6 +2,7 @@
 their own objects, as the access matrix builds them) and by an operator who passed two-factor
 (every admin page, and the change pages of real rows), leaves every table of the database as it
 was. State changes only by POST with a CSRF token (tests/security/test_csrf.py)."""
+
 import re
 
 from django.apps import apps
@@ -58,7 +59,10 @@ def crawl(client, urls: list[str]) -> dict:
     for url in urls:
         response = client.get(url)
         # The load balancer's probe answers 503 while the engine looks stale: by design.
-        assert response.status_code < 500 or (url == "/healthz" and response.status_code == 503), (url, response.status_code)
+        assert response.status_code < 500 or (url == "/healthz" and response.status_code == 503), (
+            url,
+            response.status_code,
+        )
         after = writes()
         if after != before:
             wrote[url] = sorted(table for table in after if after[table] != before.get(table))
@@ -93,11 +97,18 @@ def test_no_get_of_the_portal_changes_anything_for_the_signed_in_customer(world)
 
 def test_no_get_of_the_admin_changes_anything_for_an_operator(world):
     client, _operator = admin_client_for("superuser")
-    urls = [fill_route(e.route) for e in walk()
-            if is_admin(e) and e.key not in ENDS_SESSION and not DJSTRIPE_ACTION_PAGE.match(e.route)]
-    urls += [reverse("admin:accounts_line_change", args=[world.line.pk]), reverse("admin:payments_charge_change", args=[world.receipt_charge.pk]),
-             reverse("admin:renewals_renewal_change", args=[world.renewal.pk]), reverse("admin:renewals_renewalrule_change", args=[world.rule.pk]),
-             reverse("admin:accounts_user_change", args=[world.owner.pk])]
+    urls = [
+        fill_route(e.route)
+        for e in walk()
+        if is_admin(e) and e.key not in ENDS_SESSION and not DJSTRIPE_ACTION_PAGE.match(e.route)
+    ]
+    urls += [
+        reverse("admin:accounts_line_change", args=[world.line.pk]),
+        reverse("admin:payments_charge_change", args=[world.receipt_charge.pk]),
+        reverse("admin:renewals_renewal_change", args=[world.renewal.pk]),
+        reverse("admin:renewals_renewalrule_change", args=[world.rule.pk]),
+        reverse("admin:accounts_user_change", args=[world.owner.pk]),
+    ]
     assert len(urls) > 50
     before = database()
     assert crawl(client, urls) == {}

@@ -1,6 +1,7 @@
 """Content-Security-Policy on every kind of page, and no inline script for it to forbid: the
 customer's portal, allauth's pages, the operator's admin and the error pages, reached by following
 every link a signed-in customer and a superuser see."""
+
 import base64
 import hashlib
 import re
@@ -102,28 +103,55 @@ def portal_data(customer, package):
     pm = gateways.attach_payment_method(customer_id=stripe_customer.id, payment_method_id=create_card())
     gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=pm.id)
     make_charge(user=customer, line=line, package=package, status=Charge.Status.SUCCEEDED, payment_intent_id="pi_paid")
-    renewal = Renewal.objects.create(line=other, package=package, amount_minor=package.price_minor,
-                                     currency=package.currency, status=Renewal.Status.FAILED, failures=3)
+    renewal = Renewal.objects.create(
+        line=other,
+        package=package,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        status=Renewal.Status.FAILED,
+        failures=3,
+    )
     return {"line": line, "renewal": renewal, "pm": pm}
 
 
 def test_every_customer_page_sends_the_policy_and_has_no_inline_code(client, customer, portal_data):
     client.force_login(customer)
     line, renewal = portal_data["line"], portal_data["renewal"]
-    pages = crawl(client, [
-        "/", f"/payments/lines/{line.pk}/buy/", f"/payments/renewals/{renewal.pk}/pay/",
-        f"/renewals/lines/{line.pk}/", f"/payments/methods/{portal_data['pm'].id}/remove/",
-        reverse("account_change_password"), reverse("account_change_phone"), reverse("mfa_index"),
-    ])
-    for must in ("/", f"/lines/{line.pk}/", "/payments/methods/", "/payments/history/", "/settings/",
-                 f"/payments/renewals/{renewal.pk}/pay/", f"/renewals/lines/{line.pk}/"):
+    pages = crawl(
+        client,
+        [
+            "/",
+            f"/payments/lines/{line.pk}/buy/",
+            f"/payments/renewals/{renewal.pk}/pay/",
+            f"/renewals/lines/{line.pk}/",
+            f"/payments/methods/{portal_data['pm'].id}/remove/",
+            reverse("account_change_password"),
+            reverse("account_change_phone"),
+            reverse("mfa_index"),
+        ],
+    )
+    for must in (
+        "/",
+        f"/lines/{line.pk}/",
+        "/payments/methods/",
+        "/payments/history/",
+        "/settings/",
+        f"/payments/renewals/{renewal.pk}/pay/",
+        f"/renewals/lines/{line.pk}/",
+    ):
         assert must in pages
     assert any(p.startswith("/payments/charges/") and p.endswith("/receipt/") for p in pages), pages
     # The rule's confirmation page is the answer to a POST.
-    confirm = client.post(f"/renewals/lines/{line.pk}/", {
-        "enabled": "on", "package": line.package_id, "trigger_data_below_mb": "300",
-        "overage_policy": "block", "max_renewals_per_day": "2",
-    })
+    confirm = client.post(
+        f"/renewals/lines/{line.pk}/",
+        {
+            "enabled": "on",
+            "package": line.package_id,
+            "trigger_data_below_mb": "300",
+            "overage_policy": "block",
+            "max_renewals_per_day": "2",
+        },
+    )
     assert confirm.status_code in (200, 302, 400)
     check_page(confirm, "rule confirmation")
 
@@ -163,7 +191,9 @@ def test_policy_forbids_inline_script_and_names_the_stripe_origins(settings):
     digest = base64.b64encode(hashlib.sha256(b"display: none").digest()).decode()
     assert policy["style-src"] == f"'self' 'unsafe-hashes' 'sha256-{digest}'"
     assert "'unsafe-inline'" not in content_security_policy() and "'unsafe-eval'" not in content_security_policy()
-    assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'" and policy["form-action"] == "'self'"
+    assert (
+        policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'" and policy["form-action"] == "'self'"
+    )
     settings.STRIPE_JS_URL = "https://js.stripe.com/v3/"
     settings.STRIPE_API_BASE = "https://api.stripe.com"
     settings.CSP_EXTRA_FRAME_SRC = ["https://hooks.stripe.com"]

@@ -1,6 +1,7 @@
 """Schemathesis over the served partner OpenAPI description, in-process against the Django WSGI app
 on the test database: no 5xx, only documented answers that match the schema, and nothing applied
 from a rejected request (nor from the rejected records of a 207)."""
+
 import json
 import os
 from datetime import timedelta
@@ -32,7 +33,12 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
 )
-CHECKS_SIGNED = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance")
+CHECKS_SIGNED = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
 
 
 def _checks(names):
@@ -119,7 +125,9 @@ def _assert_only_accepted_records_applied(before: dict, after: dict, sent: list,
     for record in kept:
         assert record["id"] in after["records"], record
     new = {rid: value for rid, value in after["records"].items() if rid not in before["records"]}
-    assert {rid: before["records"][rid] for rid in before["records"]} == {rid: after["records"][rid] for rid in before["records"]}
+    assert {rid: before["records"][rid] for rid in before["records"]} == {
+        rid: after["records"][rid] for rid in before["records"]
+    }
     assert len(new) == answer["accepted"]
     for rid, (iccid, used) in new.items():
         assert any(r["id"] == rid and r["iccid"] == iccid and r["bytes"] == used for r in kept), rid
@@ -138,7 +146,9 @@ _SIGNED = {"headers": {"X-Signature": "signed in the test"}}
 
 @FUZZ_SETTINGS
 @given(
-    case=st.one_of(USAGE.as_strategy(GenerationMode.POSITIVE, **_SIGNED), USAGE.as_strategy(GenerationMode.NEGATIVE, **_SIGNED)),
+    case=st.one_of(
+        USAGE.as_strategy(GenerationMode.POSITIVE, **_SIGNED), USAGE.as_strategy(GenerationMode.NEGATIVE, **_SIGNED)
+    ),
     data=st.data(),
 )
 def test_signed_batches_get_documented_answers_and_apply_only_accepted_records(in_process, case, data):
@@ -179,7 +189,9 @@ def test_unsigned_or_badly_signed_batches_get_401_and_change_nothing(in_process,
             secret="test-partner-secret", body=raw, now=timezone.now() - timedelta(minutes=6)
         )
     elif forged == "body changed":
-        headers["X-Signature"] = partner_signature.sign(secret="test-partner-secret", body=raw + b" ", now=timezone.now())
+        headers["X-Signature"] = partner_signature.sign(
+            secret="test-partner-secret", body=raw + b" ", now=timezone.now()
+        )
     before = _snapshot()
 
     response = case.call(app=APP, data=raw, headers=headers)
@@ -201,10 +213,19 @@ def test_a_record_sharing_its_id_with_a_rejected_record_is_still_applied(lines, 
 
     period = {"start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"}
     before = Line.objects.get(iccid=REAL_ICCIDS[1]).data_used_bytes
-    response = signed_post(client, {"records": [
-        {"id": "r-1", "iccid": "898600000000009999", "bytes": 5, **period},
-        {"id": "r-1", "iccid": REAL_ICCIDS[1], "bytes": 7, **period},
-    ]})
+    response = signed_post(
+        client,
+        {
+            "records": [
+                {"id": "r-1", "iccid": "898600000000009999", "bytes": 5, **period},
+                {"id": "r-1", "iccid": REAL_ICCIDS[1], "bytes": 7, **period},
+            ]
+        },
+    )
     assert response.status_code == 207
-    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": [{"index": 0, "id": "r-1", "error": "unknown iccid"}]}
+    assert response.json() == {
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": [{"index": 0, "id": "r-1", "error": "unknown iccid"}],
+    }
     assert Line.objects.get(iccid=REAL_ICCIDS[1]).data_used_bytes == before + 7

@@ -4,6 +4,7 @@ state change is only ever a POST with a CSRF token (Stripe's redirect back after
 approval is a GET: it shows a page with a button), and one method earns one attempt per renewal
 cycle however often it is chosen. A declined SetupIntent reported by the page is cancelled at the
 processor, so it cannot be confirmed again with the next card number, and counts."""
+
 import stripe
 from django.conf import settings as django_settings
 from django.urls import reverse
@@ -41,8 +42,17 @@ def failed_cycle(user, line, package, *, tried: list[str]) -> Renewal:
     rule = make_rule(line=line, package=package)
     renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.FAILED, failures=len(tried))
     for attempt, method in enumerate(tried, start=1):
-        make_charge(user=user, line=line, package=package, renewal=renewal, attempt=attempt, status=Charge.Status.FAILED,
-                    payment_method_id=method, decline_kind=Charge.DeclineKind.HARD, failure_code="card_declined")
+        make_charge(
+            user=user,
+            line=line,
+            package=package,
+            renewal=renewal,
+            attempt=attempt,
+            status=Charge.Status.FAILED,
+            payment_method_id=method,
+            decline_kind=Charge.DeclineKind.HARD,
+            failure_code="card_declined",
+        )
     return renewal
 
 
@@ -62,7 +72,9 @@ def test_the_return_from_a_redirect_based_setup_changes_nothing_on_get(customer,
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.FAILED
     # Pressing it is a POST with the token: saved, made default, and the failed renewal woken.
-    response = customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": setup_intent, "make_default": "on"})
+    response = customer_client.post(
+        reverse("payments:method_finish"), {"setup_intent_id": setup_intent, "make_default": "on"}
+    )
     assert response.status_code == 302
     assert default_of(customer) != old
     renewal.refresh_from_db()
@@ -73,16 +85,22 @@ def test_finishing_returning_and_removing_count_against_the_payment_method_limit
     settings.PAYMENTS_RATE_LIMITS = {**settings.PAYMENTS_RATE_LIMITS, "payment_method": "3/h/user,50/h/ip"}
     spare = own_card(customer)
     own_card(customer, default=True)
-    answers = [customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": "seti_nothing"}).status_code
-               for _ in range(3)]
+    answers = [
+        customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": "seti_nothing"}).status_code
+        for _ in range(3)
+    ]
     assert answers == [400, 400, 400]
-    assert customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": "seti_nothing"}).status_code == 429
+    assert (
+        customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": "seti_nothing"}).status_code == 429
+    )
     assert customer_client.post(reverse("payments:method_default", args=[spare])).status_code == 429
     assert customer_client.post(reverse("payments:method_remove", args=[spare]), {"replacement": ""}).status_code == 429
     assert len(gateways.customer_for_user(customer).payment_methods.all()) == 2
 
 
-def test_a_method_earns_one_attempt_per_renewal_cycle_however_often_it_is_made_default(customer, customer_client, line, package):
+def test_a_method_earns_one_attempt_per_renewal_cycle_however_often_it_is_made_default(
+    customer, customer_client, line, package
+):
     first = own_card(customer, default=True)
     second = own_card(customer, "5555555555554444")
     renewal = failed_cycle(customer, line, package, tried=[first])
@@ -95,8 +113,17 @@ def test_a_method_earns_one_attempt_per_renewal_cycle_however_often_it_is_made_d
     renewal.refresh_from_db()
     assert renewal.status == Renewal.Status.DUE
     # ... which fails too. Switching back and forth between tried methods wakes nothing.
-    make_charge(user=customer, line=line, package=package, renewal=renewal, attempt=2, status=Charge.Status.FAILED,
-                payment_method_id=second, decline_kind=Charge.DeclineKind.HARD, failure_code="card_declined")
+    make_charge(
+        user=customer,
+        line=line,
+        package=package,
+        renewal=renewal,
+        attempt=2,
+        status=Charge.Status.FAILED,
+        payment_method_id=second,
+        decline_kind=Charge.DeclineKind.HARD,
+        failure_code="card_declined",
+    )
     Renewal.objects.filter(pk=renewal.pk).update(status=Renewal.Status.FAILED, completed_at=timezone.now())
     for method in (first, second, first, second):
         assert customer_client.post(reverse("payments:method_default", args=[method])).status_code == 302
@@ -119,7 +146,9 @@ def test_each_declined_confirmation_the_page_reports_counts_against_the_limit(se
     start = customer_client.post(reverse("payments:method_setup"), {"method_type": "card"}).json()
     for number in ("4000000000000002", "4000000000000002"):
         confirm_setup_as_browser(start["client_secret"], number)
-        response = customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"]})
+        response = customer_client.post(
+            reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"]}
+        )
         assert response.status_code == 400
         assert "Your card was declined" in response.content.decode()
     assert customer_client.post(reverse("payments:method_setup"), {"method_type": "card"}).status_code == 429

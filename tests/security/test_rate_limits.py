@@ -1,6 +1,7 @@
 """Rate limits hit for real (counters in the suite's Redis): allauth's on login and SMS codes, ours
 on buying, paying a renewal now and adding a payment method. A refused attempt is a translated 429,
 never a 500, and reaches neither our Charge table nor the processor."""
+
 import stripe
 from django.conf import settings as django_settings
 from django.test import Client
@@ -21,8 +22,11 @@ ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN"}
 
 def remote_intents(kind, customer_id: str) -> list[str]:
     """The processor's own list (localstripe), not ours."""
-    return [i["id"] for i in kind.list(limit=100, api_key=django_settings.STRIPE_SECRET_KEY).auto_paging_iter()
-            if i["customer"] == customer_id]
+    return [
+        i["id"]
+        for i in kind.list(limit=100, api_key=django_settings.STRIPE_SECRET_KEY).auto_paging_iter()
+        if i["customer"] == customer_id
+    ]
 
 
 def card_for(user, number: str = "4242424242424242") -> str:
@@ -33,6 +37,7 @@ def card_for(user, number: str = "4242424242424242") -> str:
 
 
 # --- allauth's limits ---------------------------------------------------------------------------
+
 
 def test_login_flood_from_one_address_gets_a_chinese_429_page(db):
     # allauth's "login" limit: 30 attempts a minute per IP, whatever the account.
@@ -74,7 +79,10 @@ def test_sms_codes_to_many_numbers_from_one_address_are_limited(db):
 
 # --- payments -----------------------------------------------------------------------------------
 
-def test_buying_beyond_the_per_user_limit_is_refused_before_any_charge(settings, customer, customer_client, line, package):
+
+def test_buying_beyond_the_per_user_limit_is_refused_before_any_charge(
+    settings, customer, customer_client, line, package
+):
     settings.PAYMENTS_RATE_LIMITS = {**settings.PAYMENTS_RATE_LIMITS, "payment": "2/10m/user,50/10m/ip"}
     method = card_for(customer)
     url = reverse("payments:buy", args=[line.pk])
@@ -99,9 +107,17 @@ def test_pay_now_beyond_the_limit_is_a_429_and_makes_no_intent(settings, custome
     method = card_for(customer, "4000000000000341")  # added fine, declined at every charge
     rule = RenewalRule.objects.create(line=line, enabled=True, package=package, trigger_data_below_mb=500)
     Line.objects.filter(pk=line.pk).update(status=Line.Status.SUSPENDED, data_remaining_bytes=0)
-    renewal = Renewal.objects.create(line=line, rule=rule, package=package, amount_minor=package.price_minor,
-                                     currency=package.currency, status=Renewal.Status.FAILED, attempts=4,
-                                     completed_at=timezone.now(), last_failure_code="card_declined")
+    renewal = Renewal.objects.create(
+        line=line,
+        rule=rule,
+        package=package,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        status=Renewal.Status.FAILED,
+        attempts=4,
+        completed_at=timezone.now(),
+        last_failure_code="card_declined",
+    )
     url = reverse("payments:pay_renewal", args=[renewal.pk])
     for _ in range(2):
         assert customer_client.post(url, {"payment_method": method}).status_code == 302
@@ -144,4 +160,3 @@ def test_one_address_is_limited_across_accounts(settings, db, package):
     elsewhere = Client(REMOTE_ADDR="198.51.100.10")
     elsewhere.force_login(make_user(email="honest@example.com"))
     assert elsewhere.post(url, {"method_type": "card"}).status_code == 200
-

@@ -1,5 +1,6 @@
 """The money model's fixtures: the limits that would only refuse its steps are lifted, and a
 machine for the regression tests that replay its counterexamples step by step."""
+
 import pytest
 
 

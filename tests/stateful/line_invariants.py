@@ -9,6 +9,7 @@ a drained line without a dead letter, the partner's state (its 2xx-answered comm
 received order, dropping a sequence not above the last applied) equals the two switches our
 database holds. Between drains only the order is checked: per line, sequences received never go
 down, and the ones the partner applied strictly increase (never a stale command after a newer)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ def _commands(world: World):
 
 # --- 1. order at the partner -------------------------------------------------------------------------
 
+
 def check_received_in_order(world: World, partner: PartnerStandIn) -> None:
     received = partner.all_received()
     followed = [r for r in received if r.path != COMMANDS_PATH]
@@ -56,26 +58,35 @@ def check_received_in_order(world: World, partner: PartnerStandIn) -> None:
     for line_id in world.line_ids:
         per_line = [r for r in received if r.iccid == world.iccids[line_id]]
         sent = [r.sequence for r in per_line]
-        assert sent == sorted(sent), f"line {line_id}: sequences received out of order {[(r.sequence, r.command, r.code) for r in per_line]}"
+        assert sent == sorted(sent), (
+            f"line {line_id}: sequences received out of order {[(r.sequence, r.command, r.code) for r in per_line]}"
+        )
         applied = [r.sequence for r in per_line if r.applied]
         assert all(a < b for a, b in pairwise(applied)), (
             f"line {line_id}: the partner was handed a command not newer than one it had applied (a stale or repeated "
-            f"send): {[(r.id, r.sequence, r.command, r.code) for r in per_line]}")
+            f"send): {[(r.id, r.sequence, r.command, r.code) for r in per_line]}"
+        )
 
 
 # --- 2. what the partner took is what the outbox recorded delivered ----------------------------------
+
 
 def check_partner_matches_outbox(world: World, partner: PartnerStandIn) -> None:
     iccids = set(world.iccids.values())
     applied = sorted(r.id for r in partner.all_received() if r.iccid in iccids and r.applied)
     delivered = sorted(_commands(world).filter(status=NetworkCommand.Status.DELIVERED).values_list("pk", flat=True))
     assert applied == delivered, f"the partner took commands {applied}, the outbox recorded {delivered} as delivered"
-    not_2xx = list(_commands(world).filter(status=NetworkCommand.Status.DELIVERED).exclude(
-        last_response_code__gte=200, last_response_code__lt=300).values_list("pk", "last_response_code"))
+    not_2xx = list(
+        _commands(world)
+        .filter(status=NetworkCommand.Status.DELIVERED)
+        .exclude(last_response_code__gte=200, last_response_code__lt=300)
+        .values_list("pk", "last_response_code")
+    )
     assert not not_2xx, f"commands recorded delivered on an answer that was not a 2xx: {not_2xx}"
 
 
 # --- 3. refusals are dead-lettered and shown -----------------------------------------------------------
+
 
 def check_refusals_dead_lettered(world: World, partner: PartnerStandIn) -> None:
     last_answer: dict[int, int] = {}
@@ -88,16 +99,21 @@ def check_refusals_dead_lettered(world: World, partner: PartnerStandIn) -> None:
             continue
         # Retried only after an operator put it back (attempts start again at 0 then).
         assert row.status in (NetworkCommand.Status.FAILED, NetworkCommand.Status.SUPERSEDED) or (
-            row.status == NetworkCommand.Status.PENDING and row.attempts == 0), (
-            f"command {command_id} ({row.command}) was refused with {code} and is {row.status} after {row.attempts} attempts")
+            row.status == NetworkCommand.Status.PENDING and row.attempts == 0
+        ), (
+            f"command {command_id} ({row.command}) was refused with {code} and is {row.status} after {row.attempts} attempts"
+        )
     failed = [pk for pk, row in rows.items() if row.status == NetworkCommand.Status.FAILED]
     if failed:
         shown = {c.pk for c in operations.dead_lettered_commands(limit=1000)}
         assert set(failed) <= shown, f"dead letters {sorted(set(failed) - shown)} are not on the operations page"
-        assert operations.dead_letter_count() >= len(failed), "the health check counts fewer dead letters than there are"
+        assert operations.dead_letter_count() >= len(failed), (
+            "the health check counts fewer dead letters than there are"
+        )
 
 
 # --- 4. once drained, the partner holds what the database holds --------------------------------------
+
 
 def database_switches(line: Line) -> PartnerLine:
     state = line_status.network_state(line)
@@ -120,11 +136,13 @@ def check_network_follows_line(world: World, partner: PartnerStandIn) -> int:
             f"line {line.pk} is {line.status} (data_blocked={line.data_blocked}) in the database, so the partner should hold "
             f"{want}; replaying what it received gives {held}: "
             f"{[(r.sequence, r.command, r.code) for r in partner.received_for(world.iccids[line.pk])]}; outbox "
-            f"{list(rows.order_by('id').values_list('sequence', 'command', 'status'))}")
+            f"{list(rows.order_by('id').values_list('sequence', 'command', 'status'))}"
+        )
     return compared
 
 
 # --- 4b. every command says something ------------------------------------------------------------------
+
 
 def check_no_needless_commands(world: World) -> None:
     """Replaying the outbox (a dead letter written again left out: its copy counts), each command
@@ -132,23 +150,30 @@ def check_no_needless_commands(world: World) -> None:
     partner may take `resume` as restoring the data too: docs/network-outbox.md)."""
     for line_id in world.line_ids:
         service_on, data_blocked, previous = True, False, None
-        rows = list(_commands(world).filter(line_id=line_id)
-                    .exclude(status=NetworkCommand.Status.SUPERSEDED, last_error__startswith="written again")
-                    .order_by("sequence").values_list("sequence", "command", "reason"))
+        rows = list(
+            _commands(world)
+            .filter(line_id=line_id)
+            .exclude(status=NetworkCommand.Status.SUPERSEDED, last_error__startswith="written again")
+            .order_by("sequence")
+            .values_list("sequence", "command", "reason")
+        )
         for sequence, command, reason in rows:
             if command in ("suspend", "resume"):
                 assert service_on != (command == "resume"), (
-                    f"line {line_id}: command {sequence} `{command}` ({reason}) repeats what the partner was already told: {rows}")
+                    f"line {line_id}: command {sequence} `{command}` ({reason}) repeats what the partner was already told: {rows}"
+                )
                 service_on = command == "resume"
             else:
                 repeat_after_resume = command == "block_data" and previous == "resume"
                 assert data_blocked != (command == "block_data") or repeat_after_resume, (
-                    f"line {line_id}: command {sequence} `{command}` ({reason}) repeats what the partner was already told: {rows}")
+                    f"line {line_id}: command {sequence} `{command}` ({reason}) repeats what the partner was already told: {rows}"
+                )
                 data_blocked = command == "block_data"
             previous = command
 
 
 # --- 5. precedence ------------------------------------------------------------------------------------------
+
 
 def check_precedence(world: World, now: datetime) -> None:
     """Operator suspension > termination > expiry > payment / data state."""
@@ -158,42 +183,66 @@ def check_precedence(world: World, now: datetime) -> None:
             continue
         if line.pk in world.operator_suspended:
             assert line.status == Line.Status.SUSPENDED and line.suspended_by_operator, (
-                f"the operator suspended line {line.pk}; it is {line.status} (by operator: {line.suspended_by_operator})")
+                f"the operator suspended line {line.pk}; it is {line.status} (by operator: {line.suspended_by_operator})"
+            )
             continue
         if line.status == Line.Status.SUSPENDED:
-            assert Renewal.objects.filter(line_id=line.pk, status=Renewal.Status.FAILED, line_suspended_at__isnull=False).exists(), (
-                f"line {line.pk} is suspended, not by the operator, and no failed renewal suspended it")
+            assert Renewal.objects.filter(
+                line_id=line.pk, status=Renewal.Status.FAILED, line_suspended_at__isnull=False
+            ).exists(), f"line {line.pk} is suspended, not by the operator, and no failed renewal suspended it"
         if line.status == Line.Status.EXPIRED:
-            assert line.expires_at is not None and line.expires_at <= now, f"line {line.pk} is expired until {line.expires_at}"
+            assert line.expires_at is not None and line.expires_at <= now, (
+                f"line {line.pk} is expired until {line.expires_at}"
+            )
         sweep = world.last_expiry_sweep_at
-        if sweep is not None and line.expires_at is not None and line.expires_at <= sweep and line.status != Line.Status.SUSPENDED:
+        if (
+            sweep is not None
+            and line.expires_at is not None
+            and line.expires_at <= sweep
+            and line.status != Line.Status.SUSPENDED
+        ):
             assert line.status == Line.Status.EXPIRED, (
-                f"line {line.pk}'s validity ended at {line.expires_at}, the expiry sweep ran at {sweep}, it is {line.status}")
+                f"line {line.pk}'s validity ended at {line.expires_at}, the expiry sweep ran at {sweep}, it is {line.status}"
+            )
         if line.status == Line.Status.ACTIVE:
             assert not line.data_blocked, f"line {line.pk} is active with its data blocked"
         if line.status == Line.Status.DATA_EXHAUSTED:
             assert line.data_blocked, f"line {line.pk} is out of data without its data switch off"
         if line.data_blocked:
-            assert line.data_remaining_bytes <= 0, f"line {line.pk} has its data blocked with {line.data_remaining_bytes} bytes left"
+            assert line.data_remaining_bytes <= 0, (
+                f"line {line.pk} has its data blocked with {line.data_remaining_bytes} bytes left"
+            )
 
 
 # --- 6. termination ----------------------------------------------------------------------------------------
 
+
 def check_termination(world: World) -> None:
     for line_id in world.terminated:
-        after = list(_commands(world).filter(line_id=line_id, pk__gt=world.last_command_at_termination[line_id],
-                                             command=NetworkCommand.Command.RESUME).values_list("pk", "reason"))
+        after = list(
+            _commands(world)
+            .filter(
+                line_id=line_id,
+                pk__gt=world.last_command_at_termination[line_id],
+                command=NetworkCommand.Command.RESUME,
+            )
+            .values_list("pk", "reason")
+        )
         assert not after, f"line {line_id} was terminated, and a resume was written for it since: {after}"
         line = Line.objects.get(pk=line_id)
         assert line.usage_notice_level <= world.notice_level_at_termination[line_id], (
             f"terminated line {line_id} moved to usage notice level {line.usage_notice_level} "
-            f"(was {world.notice_level_at_termination[line_id]}): its owner would be mailed")
+            f"(was {world.notice_level_at_termination[line_id]}): its owner would be mailed"
+        )
 
 
 # --- 7. bytes ---------------------------------------------------------------------------------------------
 
+
 def check_bytes(world: World) -> None:
     for line in Line.objects.filter(pk__in=world.line_ids):
         want = world.initial_used[line.pk] + world.usage_bytes.get(line.pk, 0)
-        assert line.data_used_bytes == want, f"line {line.pk} counts {line.data_used_bytes} bytes used, the partner reported {want}"
+        assert line.data_used_bytes == want, (
+            f"line {line.pk} counts {line.data_used_bytes} bytes used, the partner reported {want}"
+        )
         assert line.data_remaining_bytes >= 0, f"line {line.pk} has {line.data_remaining_bytes} bytes left"

@@ -6,6 +6,7 @@ a 4xx, a 5xx, or a 3xx redirect (to a path it also serves, so a followed redirec
 What the partner holds is what it would apply: the 2xx-answered commands of a line, in the order
 received, each dropped if its sequence is not above the last one applied (the contract in
 docs/network-outbox.md). Nothing here reads our database."""
+
 from __future__ import annotations
 
 import json
@@ -53,10 +54,16 @@ class PartnerStandIn:
                 with stand_in.lock:
                     # A redirect's target answers 200: if a sender followed it, it would look delivered.
                     code = 200 if self.path == REDIRECT_TARGET else stand_in.answer
-                    stand_in.received.append(Received(
-                        path=self.path, id=int(body.get("id", 0)), command=str(body.get("command", "")),
-                        iccid=str(body.get("iccid", "")), sequence=int(body.get("sequence", 0)), code=code,
-                    ))
+                    stand_in.received.append(
+                        Received(
+                            path=self.path,
+                            id=int(body.get("id", 0)),
+                            command=str(body.get("command", "")),
+                            iccid=str(body.get("iccid", "")),
+                            sequence=int(body.get("sequence", 0)),
+                            code=code,
+                        )
+                    )
                 self.send_response(code)
                 if 300 <= code < 400:
                     self.send_header("Location", REDIRECT_TARGET)

@@ -15,6 +15,7 @@ depends on the machine's speed). On-commit callbacks never run (nothing reaches 
 Size (environment): FUZZ_LINES_EXAMPLES, FUZZ_LINES_STEPS (derandomized unless
 FUZZ_LINES_RANDOM=1), FUZZ_LINES_SHRINK=1 to shrink a failure (on in `make fuzz-lines`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -86,14 +87,22 @@ class LineMachine(RuleBasedStateMachine):
         self.package = make_package(name=f"1 GB line model #{n}", data_allowance_bytes=1 * GB, validity_days=30)
         self.lines = []
         for i in range(LINES):
-            line = make_line(owner=self.owner, package=self.package, data_remaining_bytes=remaining_mb[i] * MB,
-                             data_used_bytes=400 * MB, expires_at=self.now + timedelta(days=validity_days[i]),
-                             activated_at=self.now - timedelta(days=1))
+            line = make_line(
+                owner=self.owner,
+                package=self.package,
+                data_remaining_bytes=remaining_mb[i] * MB,
+                data_used_bytes=400 * MB,
+                expires_at=self.now + timedelta(days=validity_days[i]),
+                activated_at=self.now - timedelta(days=1),
+            )
             # The rule is off (no renewal is charged here): it holds the overage policy usage reads.
-            RenewalRule.objects.create(line=line, package=self.package, enabled=False, overage_policy=policies[i], overage_cap_mb=200)
+            RenewalRule.objects.create(
+                line=line, package=self.package, enabled=False, overage_policy=policies[i], overage_cap_mb=200
+            )
             self.lines.append(line)
         self.world = inv.World(
-            line_ids=[line.pk for line in self.lines], iccids={line.pk: line.iccid for line in self.lines},
+            line_ids=[line.pk for line in self.lines],
+            iccids={line.pk: line.iccid for line in self.lines},
             initial_used={line.pk: line.data_used_bytes for line in self.lines},
         )
 
@@ -121,8 +130,19 @@ class LineMachine(RuleBasedStateMachine):
     def usage(self, which, mb):
         """A usage batch (the usage API's service), at whatever state the line is in."""
         line = self._line(which)
-        ingest_usage(records=[UsageInput(index=0, partner_record_id=f"rec-{uuid.uuid4().hex}", iccid=line.iccid, bytes=mb * MB,
-                                         start=self.now - timedelta(minutes=5), end=self.now)], now=self.now)
+        ingest_usage(
+            records=[
+                UsageInput(
+                    index=0,
+                    partner_record_id=f"rec-{uuid.uuid4().hex}",
+                    iccid=line.iccid,
+                    bytes=mb * MB,
+                    start=self.now - timedelta(minutes=5),
+                    end=self.now,
+                )
+            ],
+            now=self.now,
+        )
         self.world.usage_bytes[line.pk] = self.world.usage_bytes.get(line.pk, 0) + mb * MB
 
     # --- money ----------------------------------------------------------------------------------------
@@ -141,9 +161,16 @@ class LineMachine(RuleBasedStateMachine):
         line = self._line(which)
         if Renewal.objects.filter(line=line, status__in=Renewal.OPEN).exists():
             return
-        Renewal.objects.create(line=line, package=self.package, payer=self.owner, amount_minor=self.package.price_minor,
-                               currency=self.package.currency, status=Renewal.Status.FAILED, completed_at=self.now,
-                               suspend_at=self.now)
+        Renewal.objects.create(
+            line=line,
+            package=self.package,
+            payer=self.owner,
+            amount_minor=self.package.price_minor,
+            currency=self.package.currency,
+            status=Renewal.Status.FAILED,
+            completed_at=self.now,
+            suspend_at=self.now,
+        )
         suspension.suspend_overdue_lines(now=self.now)
 
     # --- time and the expiry sweep --------------------------------------------------------------------
@@ -179,14 +206,19 @@ class LineMachine(RuleBasedStateMachine):
             self.world.terminated.add(line.pk)
             self.world.operator_suspended.discard(line.pk)
             self.world.last_command_at_termination[line.pk] = (
-                NetworkCommand.objects.filter(line_id=line.pk).order_by("-pk").values_list("pk", flat=True).first() or 0)
+                NetworkCommand.objects.filter(line_id=line.pk).order_by("-pk").values_list("pk", flat=True).first() or 0
+            )
             self.world.notice_level_at_termination[line.pk] = Line.objects.get(pk=line.pk).usage_notice_level
 
     @rule(which=st.integers(0, 20))
     def operator_retry(self, which):
         """The admin's "Retry the selected commands now" on a dead letter or a command in backoff."""
-        candidates = list(NetworkCommand.objects.filter(
-            line_id__in=self.world.line_ids, status__in=[NetworkCommand.Status.FAILED, NetworkCommand.Status.PENDING]).order_by("pk"))
+        candidates = list(
+            NetworkCommand.objects.filter(
+                line_id__in=self.world.line_ids,
+                status__in=[NetworkCommand.Status.FAILED, NetworkCommand.Status.PENDING],
+            ).order_by("pk")
+        )
         if candidates:
             network.retry_command_now(command=candidates[which % len(candidates)], now=self.now)
 
@@ -210,7 +242,9 @@ class LineMachine(RuleBasedStateMachine):
             partner_tasks.deliver_network_commands()
         self.partner.answer = 200
         for command in stalled:
-            _reached("slow sender: sent" if network.deliver(command=command, now=timezone.now()) else "slow sender: fenced")
+            _reached(
+                "slow sender: sent" if network.deliver(command=command, now=timezone.now()) else "slow sender: fenced"
+            )
 
     @rule(sweeps=st.sampled_from([3, network.MAX_ATTEMPTS]))
     def partner_down(self, sweeps):
@@ -219,7 +253,9 @@ class LineMachine(RuleBasedStateMachine):
         commands go ahead)."""
         self.partner.answer = 503
         for _ in range(sweeps):
-            pending = NetworkCommand.objects.filter(line_id__in=self.world.line_ids, status=NetworkCommand.Status.PENDING)
+            pending = NetworkCommand.objects.filter(
+                line_id__in=self.world.line_ids, status=NetworkCommand.Status.PENDING
+            )
             if not pending.exists():
                 break
             due = min(pending.order_by("next_attempt_at").values_list("next_attempt_at", flat=True)[:1])
@@ -233,7 +269,9 @@ class LineMachine(RuleBasedStateMachine):
         """The partner answers 2xx and time passes until no command is pending."""
         self.partner.answer = 200
         for _ in range(50):
-            pending = NetworkCommand.objects.filter(line_id__in=self.world.line_ids, status=NetworkCommand.Status.PENDING)
+            pending = NetworkCommand.objects.filter(
+                line_id__in=self.world.line_ids, status=NetworkCommand.Status.PENDING
+            )
             if not pending.exists():
                 return
             due = max(pending.order_by("-next_attempt_at").values_list("next_attempt_at", flat=True)[:1])
@@ -274,8 +312,15 @@ def machine_settings(*, examples: int, steps: int) -> settings:
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.target, Phase.shrink] if shrink else [])
     database = DirectoryBasedExampleDatabase(".hypothesis/line-model") if randomized else None
     return settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=not randomized, database=database,
-        phases=phases, suppress_health_check=list(HealthCheck), print_blob=True, report_multiple_bugs=True,
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=not randomized,
+        database=database,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+        report_multiple_bugs=True,
     )
 
 

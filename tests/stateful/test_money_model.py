@@ -14,6 +14,7 @@ commits), so nothing is handed to Celery.
 Size (environment): FUZZ_MONEY_EXAMPLES, FUZZ_MONEY_STEPS (derandomized unless
 FUZZ_MONEY_RANDOM=1), FUZZ_MONEY_SHRINK=1 to shrink a failure (on by default in `make fuzz-money`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -110,22 +111,39 @@ class MoneyMachine(RuleBasedStateMachine):
             self.cards["alice"][card] = pm.id
         pm = gateways.attach_payment_method(customer_id=customers["bob"], payment_method_id=create_card(CARDS["good"]))
         self.cards["bob"]["good"] = pm.id
-        gateways.set_default_payment_method(customer_id=customers["alice"], payment_method_id=self.cards["alice"][default_card])
+        gateways.set_default_payment_method(
+            customer_id=customers["alice"], payment_method_id=self.cards["alice"][default_card]
+        )
         gateways.set_default_payment_method(customer_id=customers["bob"], payment_method_id=self.cards["bob"]["good"])
         remaining = remaining_mb * MB
-        self.line = make_line(owner=self.users["alice"], package=self.packages["cny"], data_remaining_bytes=remaining,
-                              data_used_bytes=400 * MB, expires_at=self.now + timedelta(days=10))
+        self.line = make_line(
+            owner=self.users["alice"],
+            package=self.packages["cny"],
+            data_remaining_bytes=remaining,
+            data_used_bytes=400 * MB,
+            expires_at=self.now + timedelta(days=10),
+        )
         self.owner = "alice"
         RenewalRule.objects.create(
-            line=self.line, package=self.packages["cny"], enabled=True, trigger_data_below_mb=500,
-            overage_policy=overage_policy, overage_cap_mb=200, max_renewals_per_day=2,
+            line=self.line,
+            package=self.packages["cny"],
+            enabled=True,
+            trigger_data_below_mb=500,
+            overage_policy=overage_policy,
+            overage_cap_mb=200,
+            max_renewals_per_day=2,
         )
         self.endpoint = webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
-        marker = stripe.PaymentIntent.create(amount=100, currency="usd", metadata={"marker": "money-model"},
-                                             api_key=django_settings.STRIPE_SECRET_KEY)
+        marker = stripe.PaymentIntent.create(
+            amount=100, currency="usd", metadata={"marker": "money-model"}, api_key=django_settings.STRIPE_SECRET_KEY
+        )
         self.world = inv.World(
-            line_id=self.line.pk, user_ids=[u.pk for u in self.users.values()], customer_ids=set(customers.values()),
-            marker_payment_intent=marker["id"], initial_remaining=remaining, initial_used=400 * MB,
+            line_id=self.line.pk,
+            user_ids=[u.pk for u in self.users.values()],
+            customer_ids=set(customers.values()),
+            marker_payment_intent=marker["id"],
+            initial_remaining=remaining,
+            initial_used=400 * MB,
         )
         self.seen_intents: list[dict] = []  # snapshots for stale webhook deliveries
         self.operator = make_user(email=f"operator-{uuid.uuid4().hex[:10]}@example.com", is_staff=True)
@@ -176,8 +194,19 @@ class MoneyMachine(RuleBasedStateMachine):
             record_id = f"rec-{uuid.uuid4().hex}"
             self._expect_usage(line, rule_row, mb * MB)
         self._last_record = record_id
-        ingest_usage(records=[UsageInput(index=0, partner_record_id=record_id, iccid=line.iccid, bytes=mb * MB,
-                                         start=self.now - timedelta(minutes=5), end=self.now)], now=self.now)
+        ingest_usage(
+            records=[
+                UsageInput(
+                    index=0,
+                    partner_record_id=record_id,
+                    iccid=line.iccid,
+                    bytes=mb * MB,
+                    start=self.now - timedelta(minutes=5),
+                    end=self.now,
+                )
+            ],
+            now=self.now,
+        )
 
     def _expect_usage(self, line, rule_row, used: int) -> None:
         """The bytes the design lets go unbilled (beyond zero under `block`, beyond the cap)."""
@@ -190,12 +219,20 @@ class MoneyMachine(RuleBasedStateMachine):
         kept = min(line.overage_bytes + beyond, max(cap, line.overage_bytes))
         self.world.policy_written_off += line.overage_bytes + beyond - kept
 
-    @rule(package=st.sampled_from(["cny", "eur"]), method=st.sampled_from(["", "good", "declining", "3ds"]),
-          threshold_mb=st.sampled_from([100, 500, 4096]), enabled=st.booleans())
+    @rule(
+        package=st.sampled_from(["cny", "eur"]),
+        method=st.sampled_from(["", "good", "declining", "3ds"]),
+        threshold_mb=st.sampled_from([100, 500, 4096]),
+        enabled=st.booleans(),
+    )
     def edit_rule(self, package, method, threshold_mb, enabled=True):
         """The customer confirms an edited rule (the confirmation page's service)."""
-        values = {"enabled": enabled, "package": self.packages[package], "trigger_data_below_mb": threshold_mb,
-                  "payment_method_id": self._method(method) if method else ""}
+        values = {
+            "enabled": enabled,
+            "package": self.packages[package],
+            "trigger_data_below_mb": threshold_mb,
+            "payment_method_id": self._method(method) if method else "",
+        }
         rules.save_rule(line=self._line(), values=values, now=self.now)
 
     @rule()
@@ -211,8 +248,11 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(package=st.sampled_from(["cny", "eur"]), card=st.sampled_from(["good", "declining", "3ds"]))
     def purchase(self, package, card):
         """The buy page, as the line's owner."""
-        self._post(self.owner, reverse("payments:buy", args=[self.line.pk]),
-                   {"package": self.packages[package].pk, "payment_method": self._method(card)})
+        self._post(
+            self.owner,
+            reverse("payments:buy", args=[self.line.pk]),
+            {"package": self.packages[package].pk, "payment_method": self._method(card)},
+        )
 
     @rule(card=st.sampled_from(["good", "declining", "3ds"]))
     def pay_now(self, card):
@@ -222,7 +262,9 @@ class MoneyMachine(RuleBasedStateMachine):
             return
         before = inv.schedule_of(renewal)
         last_charge = Charge.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        self._post(self.owner, reverse("payments:pay_renewal", args=[renewal.pk]), {"payment_method": self._method(card)})
+        self._post(
+            self.owner, reverse("payments:pay_renewal", args=[renewal.pk]), {"payment_method": self._method(card)}
+        )
         new = list(Charge.objects.filter(pk__gt=last_charge, renewal=renewal).values_list("pk", flat=True))
         inv.check_declined_pay_now_left_the_cycle(before=before, renewal_id=renewal.pk, new_charge_ids=new)
 
@@ -257,18 +299,22 @@ class MoneyMachine(RuleBasedStateMachine):
         current = self._intents()
         for pi in current:
             self._snapshot(pi["id"])
-        pool = self.seen_intents if stale else self.seen_intents[-len(current):] if current else []
+        pool = self.seen_intents if stale else self.seen_intents[-len(current) :] if current else []
         if not pool:
             return
         intent = pool[which % len(pool)]
         event_type = {
-            "succeeded": "payment_intent.succeeded", "canceled": "payment_intent.canceled", "processing": "payment_intent.processing",
+            "succeeded": "payment_intent.succeeded",
+            "canceled": "payment_intent.canceled",
+            "processing": "payment_intent.processing",
             "requires_action": "payment_intent.requires_action",
         }.get(intent["status"], "payment_intent.payment_failed")
         body = event_for(_Intent(intent), event_type, f"evt_{uuid.uuid4().hex}")
         url = reverse("djstripe:djstripe_webhook_by_uuid", kwargs={"uuid": self.endpoint.djstripe_uuid})
         for _ in range(2 if twice else 1):
-            response = Client().post(url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body, self.endpoint.secret))
+            response = Client().post(
+                url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(body, self.endpoint.secret)
+            )
             assert response.status_code == 200, (response.status_code, response.content[:300])
 
     # --- the beat ---------------------------------------------------------------------------------
@@ -323,7 +369,11 @@ class MoneyMachine(RuleBasedStateMachine):
 
     # --- the operator -----------------------------------------------------------------------------
 
-    @rule(price=st.sampled_from([500, 9800, 12000]), currency=st.sampled_from(["CNY", "EUR"]), package=st.sampled_from(["cny", "eur"]))
+    @rule(
+        price=st.sampled_from([500, 9800, 12000]),
+        currency=st.sampled_from(["CNY", "EUR"]),
+        package=st.sampled_from(["cny", "eur"]),
+    )
     def edit_package(self, package, price, currency):
         """The operator edits a package's price and currency (the admin's change form saves the row)."""
         row = Package.objects.get(pk=self.packages[package].pk)
@@ -351,8 +401,12 @@ class MoneyMachine(RuleBasedStateMachine):
             return
         self.world.terminated = True
         self.world.operator_suspended = False
-        self.world.paid_before_termination = set(Charge.objects.filter(line_id=line.pk, status__in=Charge.MONEY_TAKEN).values_list("pk", flat=True))
-        self.world.last_charge_id_at_termination = Charge.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        self.world.paid_before_termination = set(
+            Charge.objects.filter(line_id=line.pk, status__in=Charge.MONEY_TAKEN).values_list("pk", flat=True)
+        )
+        self.world.last_charge_id_at_termination = (
+            Charge.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        )
         assert line_status.terminate_line(line_id=line.pk, reason="terminated", actor=self.operator, now=self.now)
 
     @rule()
@@ -363,7 +417,9 @@ class MoneyMachine(RuleBasedStateMachine):
 
     @rule(which=st.integers(0, 5), partial=st.booleans())
     def operator_refund(self, which, partial=False):
-        charges = list(Charge.objects.filter(user_id__in=self.world.user_ids, status=Charge.Status.SUCCEEDED).order_by("pk"))
+        charges = list(
+            Charge.objects.filter(user_id__in=self.world.user_ids, status=Charge.Status.SUCCEEDED).order_by("pk")
+        )
         if not charges:
             return
         charge = charges[which % len(charges)]
@@ -415,8 +471,15 @@ def machine_settings(*, examples: int, steps: int) -> settings:
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.target, Phase.shrink] if shrink else [])
     database = DirectoryBasedExampleDatabase(".hypothesis/money-model") if randomized else None
     return settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=not randomized, database=database,
-        phases=phases, suppress_health_check=list(HealthCheck), print_blob=True, report_multiple_bugs=True,
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=not randomized,
+        database=database,
+        phases=phases,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+        report_multiple_bugs=True,
     )
 
 

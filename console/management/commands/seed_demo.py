@@ -1,5 +1,6 @@
 """Demo data for `make run`: an operator, a verified customer with two lines, three packages and
 the retry policy. Idempotent: running it again changes nothing that exists."""
+
 from datetime import timedelta
 
 from allauth.account.models import EmailAddress
@@ -30,7 +31,12 @@ class Command(BaseCommand):
         packages = [
             Package.objects.get_or_create(
                 name=name,
-                defaults={"data_allowance_bytes": allowance, "validity_days": days, "price_minor": price, "currency": currency},
+                defaults={
+                    "data_allowance_bytes": allowance,
+                    "validity_days": days,
+                    "price_minor": price,
+                    "currency": currency,
+                },
             )[0]
             for name, allowance, days, price, currency in PACKAGES
         ]
@@ -38,24 +44,40 @@ class Command(BaseCommand):
         Line.objects.get_or_create(
             iccid="8986001234567890123",
             defaults={
-                "owner": customer, "label": "Phone", "smdp_address": "smdp.example.com", "matching_id": "DEMO-PHONE-0001",
-                "status": Line.Status.ACTIVE, "package": packages[1], "data_remaining_bytes": 6 * GB,
-                "data_used_bytes": 4 * GB, "expires_at": now + timedelta(days=20), "activated_at": now - timedelta(days=10),
+                "owner": customer,
+                "label": "Phone",
+                "smdp_address": "smdp.example.com",
+                "matching_id": "DEMO-PHONE-0001",
+                "status": Line.Status.ACTIVE,
+                "package": packages[1],
+                "data_remaining_bytes": 6 * GB,
+                "data_used_bytes": 4 * GB,
+                "expires_at": now + timedelta(days=20),
+                "activated_at": now - timedelta(days=10),
             },
         )
         Line.objects.get_or_create(
             iccid="89860012345678901245",
             defaults={
-                "owner": customer, "label": "Tablet", "smdp_address": "smdp.example.com", "matching_id": "DEMO-TABLET-0002",
-                "status": Line.Status.ACTIVE, "package": packages[0], "data_remaining_bytes": 300 * 1024**2,
-                "data_used_bytes": GB - 300 * 1024**2, "expires_at": now + timedelta(days=2), "activated_at": now - timedelta(days=5),
+                "owner": customer,
+                "label": "Tablet",
+                "smdp_address": "smdp.example.com",
+                "matching_id": "DEMO-TABLET-0002",
+                "status": Line.Status.ACTIVE,
+                "package": packages[0],
+                "data_remaining_bytes": 300 * 1024**2,
+                "data_used_bytes": GB - 300 * 1024**2,
+                "expires_at": now + timedelta(days=2),
+                "activated_at": now - timedelta(days=5),
             },
         )
         self._usage(Line.objects.filter(owner=customer), now=now)
         RetryPolicy.current()
         self.stdout.write(self.style.SUCCESS("demo data ready"))
         self.stdout.write(f"  customer: {CUSTOMER[0]} / {CUSTOMER[1]}")
-        self.stdout.write(f"  operator: {OPERATOR[0]} / {OPERATOR[1]} (the admin asks to set up an authenticator app first)")
+        self.stdout.write(
+            f"  operator: {OPERATOR[0]} / {OPERATOR[1]} (the admin asks to set up an authenticator app first)"
+        )
 
     def _usage(self, lines, *, now) -> None:
         """A month of daily records per line, so the account page's chart has something to draw.
@@ -66,7 +88,12 @@ class Command(BaseCommand):
                 amount = (50 + (days_ago * 37 + line.pk * 11) % 200) * 1024**2
                 UsageRecord.objects.get_or_create(
                     partner_record_id=f"demo-{line.iccid}-{day:%Y%m%d}",
-                    defaults={"line": line, "bytes": amount, "period_start": day, "period_end": day + timedelta(hours=1)},
+                    defaults={
+                        "line": line,
+                        "bytes": amount,
+                        "period_start": day,
+                        "period_end": day + timedelta(hours=1),
+                    },
                 )
 
     def _user(self, email: str, password: str, **fields) -> User:

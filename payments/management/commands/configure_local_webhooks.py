@@ -1,5 +1,6 @@
 """Make localstripe deliver its events to this site's dj-stripe webhook endpoint (make run).
 localstripe forgets its webhook configuration when it restarts: run this after every start."""
+
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,7 +13,9 @@ class Command(BaseCommand):
     help = "Create the local webhook endpoint (signing secret STRIPE_WEBHOOK_SECRET) and register it with localstripe."
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", default="http://127.0.0.1:8000", help="Base URL of this site as localstripe reaches it.")
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000", help="Base URL of this site as localstripe reaches it."
+        )
         parser.add_argument("--wait", type=float, default=0, help="Seconds to keep retrying while localstripe starts.")
 
     def handle(self, *args, **options):
