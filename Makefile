@@ -39,13 +39,11 @@ test: bootstrap-test messages
 test-fast: bootstrap messages
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m pure -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# Lint, format, types and import contracts (the same hooks as .pre-commit-config.yaml).
-# LINT_STRICT=1 also runs the steps the tree does not pass yet (docs/development.md): ruff's rule
-# set over the whole tree and the format check.
-LINT_STRICT ?=
+# Lint, format, types and import contracts (the same hooks as .pre-commit-config.yaml); .ci/run runs
+# this before the tests.
 lint: bootstrap
-	.venv/bin/ruff check --select E9,F63,F7,F82 .
-	@if [[ -n "$(LINT_STRICT)" ]]; then .venv/bin/ruff check . && .venv/bin/ruff format --check .; fi
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	@if grep -qs '^\[importlinter\]' .importlinter setup.cfg || grep -qs '^\[tool.importlinter\]' pyproject.toml; then \
 		echo ".venv/bin/lint-imports"; .venv/bin/lint-imports; \

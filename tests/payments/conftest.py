@@ -12,7 +12,8 @@ import stripe
 from django.conf import settings
 
 from payments import gateways
-from payments.services import webhooks
+from payments.services import recording, webhooks
+from tests.builders import make_charge
 
 _seq = itertools.count(1)
 
@@ -184,3 +185,12 @@ def unresponsive_stripe_later():
 def endpoint(db, settings):
     """Our webhook endpoint and its signing secret, as `make run` configures it for localstripe."""
     return webhooks.configure_local_webhook_endpoint(base_url="http://testserver", register=False)
+
+
+@pytest.fixture
+def paid_charge(customer, line, package, stripe_customer, add_card):
+    """A card payment that succeeded at localstripe and is recorded in our ledger."""
+    pm = add_card("4242424242424242")
+    charge = make_charge(user=customer, line=line, package=package)
+    outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=pm.id)
+    return recording.record_outcome(charge_id=charge.pk, outcome=outcome)

@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from payments import gateways, tasks
 from payments.models import Charge
 from payments.services import errors, refunds
-from tests.payments.test_refunds import paid_charge, refunded_at_stripe  # noqa: F401 (fixture)
+from tests.payments.test_refunds import refunded_at_stripe
 from tests.payments.test_webhooks import post_event, sign
 
 

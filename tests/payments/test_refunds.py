@@ -8,18 +8,9 @@ from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 
 from console.admin.payments import ChargeAdmin
-from payments import gateways
 from payments.models import Charge
-from payments.services import errors, recording, refunds
+from payments.services import errors, refunds
 from tests.builders import make_charge, make_user
-
-
-@pytest.fixture
-def paid_charge(customer, line, package, stripe_customer, add_card):
-    pm = add_card("4242424242424242")
-    charge = make_charge(user=customer, line=line, package=package)
-    outcome = gateways.charge_off_session(charge=charge, customer_id=stripe_customer.id, payment_method_id=pm.id)
-    return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
 def refunded_at_stripe(charge) -> int:
