@@ -1,5 +1,9 @@
 """Who the customer is and what they own: users, eSIM lines, the packages the operator
-sells, and the partner's usage records."""
+sells, and the partner's usage records.
+
+A little over our ~400-line habit on purpose: Django's one models module per app, and each model
+here carries its constraints (the database's half of docs/invariants.md), which read best beside
+the fields they guard."""
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.contrib.contenttypes.fields import GenericForeignKey

@@ -1,70 +1,22 @@
-"""The operator's view of customers, lines, packages and the outbox. Actions ask first and call
-services (console.actions); every change to a line's state or a package is history."""
+"""The operator's view of customers and lines. Actions ask first and call services
+(console.actions); every change to a line's state is history."""
 
 from allauth.account.models import EmailAddress
-from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.contrib.contenttypes.admin import GenericTabularInline
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext_lazy
 
 from accounts.history import acting, record_change
-from accounts.models import ChangeRecord, Line, NetworkCommand, Notice, Package, UsageAdjustment, UsageRecord, User
+from accounts.models import Line, UsageAdjustment, User
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from console.views import LineImportView, UsageCorrectionView
-from partner.services.outbox import retry_command_now
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
 from renewals.models import Renewal, RenewalRule
 
-MB = 1024**2  # rule thresholds are in MB (renewals.services.MB)
-
-
-class ChangeHistoryInline(GenericTabularInline):
-    """The object's change history on its own page: who, when, what, before and after."""
-
-    model = ChangeRecord
-    ct_field = "content_type"
-    ct_fk_field = "object_id"
-    fields = ["created_at", "actor", "action", "reason", "before", "after"]
-    readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
-    ordering = ["-created_at", "-id"]
-    verbose_name_plural = _("change history")
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class HistoryAdminMixin:
-    """Saves and deletions from the admin are attributed to the operator in the history."""
-
-    def save_model(self, request, obj, form, change):
-        with acting(request.user):
-            super().save_model(request, obj, form, change)
-
-    def delete_model(self, request, obj):
-        with acting(request.user):
-            super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        with acting(request.user):
-            for obj in queryset:  # one by one, so each deletion writes its history row
-                obj.delete()
+from .history import ChangeHistoryInline, HistoryAdminMixin
 
 
 def _resend_verification(*, request, obj, reason, now) -> Outcome:
@@ -238,66 +190,6 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class PackageForm(forms.ModelForm):
-    """Refuses an allowance or validity that the enabled auto-renewal rules buying this package
-    could not lift their lines above: each renewal would leave the line at its trigger and the
-    next would open at once, up to the rule's daily cap (the rule form checks the same per rule)."""
-
-    class Meta:
-        model = Package
-        fields = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
-
-    def clean(self):
-        data = super().clean()
-        if self.instance.pk is None:
-            return data
-        rules = RenewalRule.objects.filter(package=self.instance, enabled=True).select_related("line")
-        allowance, days = data.get("data_allowance_bytes"), data.get("validity_days")
-        if allowance is not None:
-            self._refuse_if_rules(
-                rules.filter(trigger_data_below_mb__gte=-(-allowance // MB)),
-                "data_allowance_bytes",
-                ngettext_lazy(
-                    "%(count)d auto-renewal rule buys this package with a data threshold at or above this allowance: each"
-                    " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
-                    " Lower that threshold first.",
-                    "%(count)d auto-renewal rules buy this package with data thresholds at or above this allowance: each"
-                    " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
-                    " Lower those thresholds first.",
-                    "count",
-                ),
-            )
-        if days is not None:
-            self._refuse_if_rules(
-                rules.filter(trigger_hours_before_expiry__gte=days * 24),
-                "validity_days",
-                ngettext_lazy(
-                    "%(count)d auto-renewal rule buys this package and renews as long or longer before the validity ends"
-                    " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten that time first.",
-                    "%(count)d auto-renewal rules buy this package and renew as long or longer before the validity ends"
-                    " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten those times first.",
-                    "count",
-                ),
-            )
-        return data
-
-    def _refuse_if_rules(self, rules, field: str, message) -> None:
-        count = rules.count()
-        if count:
-            lines = ", ".join(rule.line.iccid for rule in rules.order_by("line_id")[:5]) + (", …" if count > 5 else "")
-            self.add_error(field, message % {"count": count, "lines": lines})
-
-
-@admin.register(Package)
-class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
-    form = PackageForm
-    list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
-    list_filter = ["active", "currency"]
-    search_fields = ["name"]
-    ordering = ["currency", "price_minor", "name"]
-    inlines = [ChangeHistoryInline]
-
-
 class UsageAdjustmentInline(admin.TabularInline):
     """The line's usage corrections on its page, read-only (made through "Correct usage")."""
 
@@ -419,160 +311,3 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
             path("<int:line_id>/adjust-usage/", correct, name="accounts_line_adjust_usage"),
             *super().get_urls(),
         ]
-
-
-@admin.register(ChangeRecord)
-class ChangeRecordAdmin(admin.ModelAdmin):
-    """All history in one list, for questions like "what did this operator do today"."""
-
-    list_display = ["created_at", "content_type", "object_repr", "action", "actor", "reason"]
-    list_filter = ["action", "content_type", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["object_repr", "object_id", "actor__email", "reason"]
-    list_select_related = ["content_type", "actor"]
-    date_hierarchy = "created_at"
-    readonly_fields = [
-        "created_at",
-        "content_type",
-        "object_id",
-        "object_repr",
-        "action",
-        "actor",
-        "reason",
-        "before",
-        "after",
-    ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
-    """The partner's records as received. Read-only for everyone: a record is the proof that its
-    bytes were counted, so a deleted one would count again when the partner re-sends it."""
-
-    list_display = ["partner_record_id", "line", "bytes", "period_start", "received_at", "charged"]
-    list_filter = ["charged"]  # uncharged: usage of a package replaced before it arrived (docs/usage.md)
-    search_fields = ["partner_record_id", "line__iccid"]
-    list_select_related = ["line"]
-    readonly_fields = [f.name for f in UsageRecord._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(UsageAdjustment)
-class UsageAdjustmentAdmin(admin.ModelAdmin):
-    """Operators' usage corrections (docs/usage.md, "Operator corrections"). Read-only for everyone:
-    a correction is made on the line's "Correct usage" page and is undone only by another one."""
-
-    list_display = ["created_at", "line", "bytes", "operator", "reason", "package"]
-    search_fields = ["line__iccid", "reason", "operator__email"]
-    list_select_related = ["line", "operator", "package"]
-    date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in UsageAdjustment._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def _retry_command(*, request, obj, reason, now) -> Outcome:
-    before = {"status": obj.status, "attempts": obj.attempts, "next_attempt_at": obj.next_attempt_at}
-    command = retry_command_now(command=obj, now=now)
-    after = {"status": command.status, "attempts": command.attempts, "next_attempt_at": command.next_attempt_at}
-    if after == before:
-        return Outcome(False, _("Already delivered, or being sent right now."))
-    record_change(
-        obj=command, action="retry_now", actor=request.user, reason=reason, before=before, after=after, now=now
-    )
-    return Outcome(True)
-
-
-@admin.register(NetworkCommand)
-class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
-    """The outbox to the network partner: what was sent, what is retrying, what gave up."""
-
-    list_display = [
-        "id",
-        "line",
-        "command",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_response_code",
-        "created_at",
-        "delivered_at",
-    ]
-    list_filter = ["status", "command"]
-    search_fields = ["line__iccid", "reason"]
-    list_select_related = ["line"]
-    raw_id_fields = ["line"]
-    readonly_fields = [f.name for f in NetworkCommand._meta.fields]
-    inlines = [ChangeHistoryInline]
-    # Sending a command again changes the line on the network: asked first and recorded.
-    actions = [
-        confirmed_action(
-            name="retry_now_confirmed",
-            description=_("Retry the selected commands now"),
-            permission="retry_renewal",
-            perform=_retry_command,
-        ),
-    ]
-
-    def has_add_permission(self, request):
-        return False  # commands come from services (enqueue_command), never typed in
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a deleted command is a state change the network never hears of
-
-
-@admin.register(Notice)
-class NoticeAdmin(admin.ModelAdmin):
-    """Every message owed to a customer (docs/notifications.md): pending, sent, not sent, failed.
-    Read-only for everyone: a notice is the record of what the customer was told, and the sender
-    owns its state (a failed one is written again by its event, never edited into "pending")."""
-
-    list_display = [
-        "id",
-        "created_at",
-        "user",
-        "line",
-        "kind",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "language",
-    ]
-    list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
-    list_select_related = ["user", "line"]
-    date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Notice._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

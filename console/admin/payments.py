@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.history import record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
-from console.admin.accounts import ChangeHistoryInline
+from console.admin.history import ChangeHistoryInline
 from payments.models import Charge
 from payments.money import plain_amount
 from payments.services import errors, refunds

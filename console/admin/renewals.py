@@ -8,7 +8,7 @@ from django.utils.translation import ngettext
 
 from accounts.history import acting, record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
-from console.admin.accounts import ChangeHistoryInline, HistoryAdminMixin
+from console.admin.history import ChangeHistoryInline, HistoryAdminMixin
 from renewals import notifications
 from renewals.models import Alert, Renewal, RenewalRule, RetryPolicy
 from renewals.services import alerts, operator, rules

@@ -1,0 +1,73 @@
+"""The catalogue: packages, and the refusal of an edit that would break the auto-renewal rules that
+buy them."""
+
+from django import forms
+from django.contrib import admin
+from django.utils.translation import ngettext_lazy
+
+from accounts.models import Package
+from renewals.models import RenewalRule
+
+from .history import ChangeHistoryInline, HistoryAdminMixin
+
+MB = 1024**2  # rule thresholds are in MB (renewals.services.MB)
+
+
+class PackageForm(forms.ModelForm):
+    """Refuses an allowance or validity that the enabled auto-renewal rules buying this package
+    could not lift their lines above: each renewal would leave the line at its trigger and the
+    next would open at once, up to the rule's daily cap (the rule form checks the same per rule)."""
+
+    class Meta:
+        model = Package
+        fields = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None:
+            return data
+        rules = RenewalRule.objects.filter(package=self.instance, enabled=True).select_related("line")
+        allowance, days = data.get("data_allowance_bytes"), data.get("validity_days")
+        if allowance is not None:
+            self._refuse_if_rules(
+                rules.filter(trigger_data_below_mb__gte=-(-allowance // MB)),
+                "data_allowance_bytes",
+                ngettext_lazy(
+                    "%(count)d auto-renewal rule buys this package with a data threshold at or above this allowance: each"
+                    " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
+                    " Lower that threshold first.",
+                    "%(count)d auto-renewal rules buy this package with data thresholds at or above this allowance: each"
+                    " renewal would leave its line at the threshold and start the next at once (lines: %(lines)s)."
+                    " Lower those thresholds first.",
+                    "count",
+                ),
+            )
+        if days is not None:
+            self._refuse_if_rules(
+                rules.filter(trigger_hours_before_expiry__gte=days * 24),
+                "validity_days",
+                ngettext_lazy(
+                    "%(count)d auto-renewal rule buys this package and renews as long or longer before the validity ends"
+                    " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten that time first.",
+                    "%(count)d auto-renewal rules buy this package and renew as long or longer before the validity ends"
+                    " than this validity: each renewal would start the next at once (lines: %(lines)s). Shorten those times first.",
+                    "count",
+                ),
+            )
+        return data
+
+    def _refuse_if_rules(self, rules, field: str, message) -> None:
+        count = rules.count()
+        if count:
+            lines = ", ".join(rule.line.iccid for rule in rules.order_by("line_id")[:5]) + (", …" if count > 5 else "")
+            self.add_error(field, message % {"count": count, "lines": lines})
+
+
+@admin.register(Package)
+class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    form = PackageForm
+    list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
+    list_filter = ["active", "currency"]
+    search_fields = ["name"]
+    ordering = ["currency", "price_minor", "name"]
+    inlines = [ChangeHistoryInline]

@@ -1,0 +1,138 @@
+"""What the engine and the partner write, shown read-only: usage records and operator corrections,
+the network outbox (with the operator's retry) and customer notices."""
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from accounts.history import record_change
+from accounts.models import NetworkCommand, Notice, UsageAdjustment, UsageRecord
+from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from partner.services.outbox import retry_command_now
+
+from .history import ChangeHistoryInline
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """The partner's records as received. Read-only for everyone: a record is the proof that its
+    bytes were counted, so a deleted one would count again when the partner re-sends it."""
+
+    list_display = ["partner_record_id", "line", "bytes", "period_start", "received_at", "charged"]
+    list_filter = ["charged"]  # uncharged: usage of a package replaced before it arrived (docs/usage.md)
+    search_fields = ["partner_record_id", "line__iccid"]
+    list_select_related = ["line"]
+    readonly_fields = [f.name for f in UsageRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageAdjustment)
+class UsageAdjustmentAdmin(admin.ModelAdmin):
+    """Operators' usage corrections (docs/usage.md, "Operator corrections"). Read-only for everyone:
+    a correction is made on the line's "Correct usage" page and is undone only by another one."""
+
+    list_display = ["created_at", "line", "bytes", "operator", "reason", "package"]
+    search_fields = ["line__iccid", "reason", "operator__email"]
+    list_select_related = ["line", "operator", "package"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in UsageAdjustment._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _retry_command(*, request, obj, reason, now) -> Outcome:
+    before = {"status": obj.status, "attempts": obj.attempts, "next_attempt_at": obj.next_attempt_at}
+    command = retry_command_now(command=obj, now=now)
+    after = {"status": command.status, "attempts": command.attempts, "next_attempt_at": command.next_attempt_at}
+    if after == before:
+        return Outcome(False, _("Already delivered, or being sent right now."))
+    record_change(
+        obj=command, action="retry_now", actor=request.user, reason=reason, before=before, after=after, now=now
+    )
+    return Outcome(True)
+
+
+@admin.register(NetworkCommand)
+class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+    """The outbox to the network partner: what was sent, what is retrying, what gave up."""
+
+    list_display = [
+        "id",
+        "line",
+        "command",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_response_code",
+        "created_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "command"]
+    search_fields = ["line__iccid", "reason"]
+    list_select_related = ["line"]
+    raw_id_fields = ["line"]
+    readonly_fields = [f.name for f in NetworkCommand._meta.fields]
+    inlines = [ChangeHistoryInline]
+    # Sending a command again changes the line on the network: asked first and recorded.
+    actions = [
+        confirmed_action(
+            name="retry_now_confirmed",
+            description=_("Retry the selected commands now"),
+            permission="retry_renewal",
+            perform=_retry_command,
+        ),
+    ]
+
+    def has_add_permission(self, request):
+        return False  # commands come from services (enqueue_command), never typed in
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a deleted command is a state change the network never hears of
+
+
+@admin.register(Notice)
+class NoticeAdmin(admin.ModelAdmin):
+    """Every message owed to a customer (docs/notifications.md): pending, sent, not sent, failed.
+    Read-only for everyone: a notice is the record of what the customer was told, and the sender
+    owns its state (a failed one is written again by its event, never edited into "pending")."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "user",
+        "line",
+        "kind",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "language",
+    ]
+    list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
+    list_select_related = ["user", "line"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Notice._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
