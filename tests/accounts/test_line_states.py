@@ -10,7 +10,8 @@ from accounts.models import Line, NetworkCommand
 from accounts.services import apply_package
 from accounts.services.line_status import resume_line, suspend_line
 from accounts.tasks import expire_lines
-from renewals.models import RenewalRule
+from renewals.models import Renewal, RenewalRule
+from renewals.services import suspension
 from tests.builders import GB, MB, make_line
 from tests.partner.helpers import record, signed_post
 
@@ -206,9 +207,6 @@ def test_a_suspended_line_whose_validity_ended_is_resumed_as_expired_and_stays_o
 
 def _fail_a_renewal_of(line, package, now):
     """A cycle out of attempts and past its grace, then the engine's suspension sweep."""
-    from renewals.models import Renewal
-    from renewals.services import suspend_overdue_lines
-
     Renewal.objects.create(
         line=line,
         package=package,
@@ -219,7 +217,7 @@ def _fail_a_renewal_of(line, package, now):
         completed_at=now,
         suspend_at=now,
     )
-    suspend_overdue_lines(now=now)
+    suspension.suspend_overdue_lines(now=now)
     line.refresh_from_db()
     return line
 
