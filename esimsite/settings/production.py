@@ -34,6 +34,9 @@ LANGUAGE_COOKIE_SECURE = True
 LANGUAGE_COOKIE_HTTPONLY = True
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
+# Flash messages in the session, not in a cookie of their own: Django deletes the "messages" cookie
+# with a Set-Cookie that has no Secure flag (delete_cookie), which `make prod-smoke` catches.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
