@@ -2,7 +2,7 @@
 environment: the defaults suit a small machine behind nginx (docs/deploying.md)."""
 import os
 
-# Where gunicorn listens: a loopback port behind the proxy, or GUNICORN_BIND=unix:/run/esimsite.sock.
+# Where gunicorn listens: a loopback port behind the proxy, or GUNICORN_BIND=unix:/run/x.sock.
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
