@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money fuzz-lines
+.PHONY: run test test-fast lint bootstrap bootstrap-test bootstrap-bench messages bench chaos fuzz-money fuzz-lines prod-smoke
 .DEFAULT_GOAL := run
 
 bootstrap:
@@ -38,6 +38,13 @@ test: bootstrap-test messages
 # without the services), on SQLite in memory and a cache in the process; seconds, not minutes.
 test-fast: bootstrap messages
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m pure -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The production shape, run and walked from outside (scripts/prod-smoke says what it checks): nginx
+# with TLS in front of gunicorn on the production settings, worker and beat, on throwaway services.
+# Prints PASS/FAIL lines; exit status 1 if any check fails. `make test` runs its --quick form
+# (tests/test_prod_smoke.py).
+prod-smoke: bootstrap-test messages
+	WITH_SERVICES_QUIET=1 scripts/with-services $(PY) scripts/prod-smoke $(PROD_SMOKE_ARGS)
 
 # Lint, format, types and import contracts (the same hooks as .pre-commit-config.yaml); .ci/run runs
 # this before the tests.

@@ -14,7 +14,11 @@ STRIPE_WRITE_RATE_LIMIT = env.int("STRIPE_WRITE_RATE_LIMIT", default=100 if STRI
 STRIPE_TEST_SECRET_KEY = "" if STRIPE_LIVE_MODE else STRIPE_SECRET_KEY  # noqa: F405
 STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""  # noqa: F405
 
+# The TLS proxy in front (nginx: docs/deploying.md) must set X-Forwarded-Proto itself, overwriting
+# any the client sent; Django then treats the request as https (redirects, Secure cookies, CSRF).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Links in allauth's emails (confirmation, password reset) use https behind the proxy.
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -31,6 +35,9 @@ LANGUAGE_COOKIE_SECURE = True
 LANGUAGE_COOKIE_HTTPONLY = True
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
+# Flash messages in the session, not in a cookie of their own: Django deletes the "messages" cookie
+# with a Set-Cookie that has no Secure flag (delete_cookie), which `make prod-smoke` catches.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
