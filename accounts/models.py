@@ -13,6 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.templatetags.data_units import signed_data_size
+
 # [0-9], not \d: \d also matches full-width and other scripts' digits, which would make a twin
 # line that the partner's (ASCII) ICCIDs never match; \Z, not $: $ lets a trailing newline through.
 ICCID_PATTERN = r"^[0-9]{18,20}\Z"
@@ -254,7 +256,7 @@ class UsageAdjustment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.bytes:+d} bytes on {self.line_id}"
+        return signed_data_size(self.bytes)  # the admin's row and page titles: "−300 MB", not bytes
 
 
 class NetworkCommand(models.Model):
@@ -376,6 +378,10 @@ class Heartbeat(models.Model):
         return self.name
 
 
+# The kinds of `Notice.kind`, in the operator's words; a kind without a label shows as written.
+NOTICE_KIND_LABELS = {"usage": _("Data usage alert"), "expiry": _("Expiry reminder")}
+
+
 class Notice(models.Model):
     """A message the customer is owed (docs/notifications.md): written in the transaction of the
     event that caused it, with what it will say (`facts`, a snapshot taken then), and sent by the
@@ -424,4 +430,9 @@ class Notice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} for {self.user_id} ({self.status})"
+        return f"{self.kind_label} ({self.get_status_display()})"
+
+    @property
+    def kind_label(self) -> str:
+        """What the operator reads for `kind` (accounts.services.notices.USAGE, EXPIRY)."""
+        return str(NOTICE_KIND_LABELS.get(self.kind, self.kind))

@@ -221,7 +221,9 @@ class UsageCorrectionView(View):
             raise Http404 from None
 
     def get(self, request, line_id):
-        return self.render(request, self.get_line(line_id), form=UsageCorrectionForm())
+        # "Change the correction" comes back here with the values it confirmed, to edit rather than retype.
+        initial = {name: request.GET[name] for name in ("megabytes", "reason") if name in request.GET}
+        return self.render(request, self.get_line(line_id), form=UsageCorrectionForm(initial=initial))
 
     def post(self, request, line_id):
         line = self.get_line(line_id)

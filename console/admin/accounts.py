@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.history import acting, record_change
 from accounts.models import Line, UsageAdjustment, User
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
+from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from console.views import LineImportView, UsageCorrectionView
 from payments.models import Charge
@@ -194,12 +195,16 @@ class UsageAdjustmentInline(admin.TabularInline):
     """The line's usage corrections on its page, read-only (made through "Correct usage")."""
 
     model = UsageAdjustment
-    fields = ["created_at", "bytes", "reason", "operator", "package", "period_started_at"]
+    fields = ["created_at", "amount", "reason", "operator", "package", "period_started_at"]
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
     ordering = ["-created_at", "-id"]
+
+    @admin.display(description=_("Correction"))
+    def amount(self, obj):
+        return signed_data_size(obj.bytes)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("operator", "package")

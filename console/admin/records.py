@@ -5,7 +5,8 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.history import record_change
-from accounts.models import NetworkCommand, Notice, UsageAdjustment, UsageRecord
+from accounts.models import NOTICE_KIND_LABELS, NetworkCommand, Notice, UsageAdjustment, UsageRecord
+from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
 from partner.services.outbox import retry_command_now
 
@@ -38,11 +39,20 @@ class UsageAdjustmentAdmin(admin.ModelAdmin):
     """Operators' usage corrections (docs/usage.md, "Operator corrections"). Read-only for everyone:
     a correction is made on the line's "Correct usage" page and is undone only by another one."""
 
-    list_display = ["created_at", "line", "bytes", "operator", "reason", "package"]
+    list_display = ["created_at", "line", "amount", "operator", "reason", "package"]
     search_fields = ["line__iccid", "reason", "operator__email"]
     list_select_related = ["line", "operator", "package"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in UsageAdjustment._meta.fields]
+    readonly_fields = fields = [
+        "amount" if f.name == "bytes" else f.name for f in UsageAdjustment._meta.fields if f.name != "id"
+    ]
+
+    class Media:
+        css = {"all": ["admin-extra/usage-correction.css"]}
+
+    @admin.display(description=_("Correction"), ordering="bytes")
+    def amount(self, obj):
+        return signed_data_size(obj.bytes)  # "−300 MB", as the customer's line page says it
 
     def has_add_permission(self, request):
         return False
@@ -104,6 +114,19 @@ class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
         return False  # a deleted command is a state change the network never hears of
 
 
+class NoticeKindFilter(admin.SimpleListFilter):
+    """The kinds by their labels: `kind` has no choices of its own (accounts.models.NOTICE_KIND_LABELS)."""
+
+    title = _("kind")
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return list(NOTICE_KIND_LABELS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
 @admin.register(Notice)
 class NoticeAdmin(admin.ModelAdmin):
     """Every message owed to a customer (docs/notifications.md): pending, sent, not sent, failed.
@@ -115,18 +138,22 @@ class NoticeAdmin(admin.ModelAdmin):
         "created_at",
         "user",
         "line",
-        "kind",
+        "kind_label",
         "status",
         "attempts",
         "next_attempt_at",
         "sent_at",
         "language",
     ]
-    list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
+    list_filter = ["status", NoticeKindFilter, ("created_at", admin.DateFieldListFilter)]
     search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
     list_select_related = ["user", "line"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Notice._meta.fields]
+    readonly_fields = fields = ["kind_label" if f.name == "kind" else f.name for f in Notice._meta.fields]
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def kind_label(self, obj):
+        return obj.kind_label
 
     def has_add_permission(self, request):
         return False

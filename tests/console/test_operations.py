@@ -145,6 +145,7 @@ def test_a_notice_out_of_attempts_shows_on_the_operations_page_and_in_healthz(su
     page = client.get("/admin/operations/")
     assert list(page.context["failed_notices"]) == [notice]
     assert "SMTPServerDisconnected" in page.content.decode()
+    assert "<td>Data usage alert</td>" in page.content.decode()  # the kind by its label, not "usage"
     body = client.get("/healthz").json()
     assert (body["customer_notices"], body["customer_notices_failed_48h"]) == ("attention", 1)
     # An old failure stays on the operations page but no longer makes /healthz say "attention".

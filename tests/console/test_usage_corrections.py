@@ -56,9 +56,21 @@ def test_finance_previews_before_and_after_then_confirms(finance_client, exhaust
     ).exists()
     # Listed read-only, on the line's page and in its own list.
     assert "partner sent r-17 twice" in client.get(f"/admin/accounts/line/{exhausted_line.pk}/change/").content.decode()
-    assert client.get("/admin/accounts/usageadjustment/").status_code == 200
+    listed = client.get("/admin/accounts/usageadjustment/").content.decode()
+    assert "\u2212300 MB" in listed and str(-300 * MB) not in listed  # megabytes, never raw bytes
     assert client.get(f"/admin/accounts/usageadjustment/{adjustment.pk}/delete/").status_code == 403
     assert client.get("/admin/accounts/usageadjustment/add/").status_code == 403
+
+
+def test_changing_the_correction_comes_back_to_the_form_with_its_values(finance_client, exhausted_line):
+    client, _operator = finance_client
+    preview = client.post(URL.format(exhausted_line.pk), {"megabytes": "-300", "reason": "sent twice & more"})
+    link = URL.format(exhausted_line.pk) + "?megabytes=-300&amp;reason=sent%20twice%20%26%20more"
+    assert link in preview.content.decode()
+    form = client.get(URL.format(exhausted_line.pk), {"megabytes": "-300", "reason": "sent twice & more"})
+    html = form.content.decode()
+    assert 'value="-300"' in html and 'value="sent twice &amp; more"' in html
+    assert not UsageAdjustment.objects.exists()
 
 
 @pytest.mark.parametrize(
