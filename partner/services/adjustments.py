@@ -59,17 +59,6 @@ def _state(line: Line) -> LineState:
     )
 
 
-def _as_change(line: LineState) -> LineChange:
-    return LineChange(
-        remaining=line.data_remaining_bytes,
-        used=line.data_used_bytes,
-        overage=line.overage_bytes,
-        status=line.status,
-        notice_level=line.usage_notice_level,
-        data_blocked=line.data_blocked,
-    )
-
-
 def period_usage(line: Line) -> int:
     """The usage charged to the line's current package: its records charged to it (the ingestion's
     rule, usage.charged_to_current_package) plus the corrections made since it began."""
@@ -125,7 +114,7 @@ def _settle(*, line: Line, bytes: int) -> AdjustmentPreview:
         after = settle_credit(line=state, rule=overage_rule, credit_bytes=-bytes)
     else:
         after = usage.settle_usage(line=state, rule=overage_rule, used_bytes=bytes)
-    return AdjustmentPreview(before=_as_change(state), after=after, period_usage=used_in_period)
+    return AdjustmentPreview(before=LineChange.unchanged(state), after=after, period_usage=used_in_period)
 
 
 def preview_adjustment(*, line_id: int, bytes: int) -> AdjustmentPreview:

@@ -68,6 +68,18 @@ class LineChange:
     notice_level: int
     data_blocked: bool
 
+    @classmethod
+    def unchanged(cls, line: "Line | LineState") -> "LineChange":
+        """The line's counters as they stand: what settling nothing leaves."""
+        return cls(
+            remaining=line.data_remaining_bytes,
+            used=line.data_used_bytes,
+            overage=line.overage_bytes,
+            status=line.status,
+            notice_level=line.usage_notice_level,
+            data_blocked=line.data_blocked,
+        )
+
 
 @dataclass(frozen=True)
 class LineState:
@@ -293,14 +305,7 @@ def _apply_to_lines(
         else:
             # Only an earlier package's usage: nothing of the current package moves, not even a
             # notice level or a block that its balance alone would imply (docs/usage.md).
-            change = LineChange(
-                remaining=line.data_remaining_bytes,
-                used=line.data_used_bytes,
-                overage=line.overage_bytes,
-                status=line.status,
-                notice_level=line.usage_notice_level,
-                data_blocked=line.data_blocked,
-            )
+            change = LineChange.unchanged(line)
         # The line's used data is its history: it counts the uncharged usage too.
         change.used += uncharged_bytes
         changes[line.pk] = change
