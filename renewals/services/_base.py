@@ -4,11 +4,12 @@ the engine's errors, its settings and its log line. Private to renewals.services
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.conf import settings
 
+from accounts.models import Line
 from payments.models import Charge
 
 from .. import selectors
@@ -98,3 +99,38 @@ class ChargeResult(Protocol):
 
 def _kind(outcome: ChargeResult) -> str:
     return str(getattr(outcome.kind, "value", outcome.kind))
+
+
+def new_renewal_charge(
+    *,
+    renewal: Renewal,
+    line: Line,
+    idempotency_key: str,
+    payment_method_id: str,
+    payment_method_summary: str,
+    now: datetime,
+    attempt: int | None,
+    on_session: bool = False,
+    next_check_at: datetime | None = None,
+) -> Charge:
+    """A pending attempt at the renewal's frozen terms (docs/money.md): its package, amount and
+    currency, never the rule's or the package's of today. Off-session and pay-now alike. Callers
+    refuse an ownerless line first (a charge's customer is NOT NULL)."""
+    assert line.owner_id is not None
+    return Charge.objects.create(
+        user_id=line.owner_id,
+        line=line,
+        package=renewal.package,
+        renewal=renewal,
+        attempt=attempt,
+        on_session=on_session,
+        purpose=Charge.Purpose.RENEWAL,
+        amount_minor=renewal.amount_minor,
+        currency=renewal.currency,
+        status=Charge.Status.PENDING,
+        idempotency_key=idempotency_key,
+        payment_method_id=payment_method_id,
+        payment_method_summary=payment_method_summary[:100],
+        sent_at=now,
+        next_check_at=next_check_at,
+    )

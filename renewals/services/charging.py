@@ -20,7 +20,7 @@ from payments.services.on_session import withdraw_open_payment
 from .. import notifications
 from ..models import Renewal
 from . import outcomes, precedence, reconciliation
-from ._base import PENDING, PROCESSOR_ERROR, THROTTLED, _kind, _log
+from ._base import PENDING, PROCESSOR_ERROR, THROTTLED, _kind, _log, new_renewal_charge
 from ._locks import _UNKNOWN, _cancel, _lock_rule_and_renewal, _Unknown
 
 logger = logging.getLogger(__name__)
@@ -86,21 +86,14 @@ def prepare_charge(
             _cancel(renewal, now=now, reason="line_has_no_owner")
             return None
         attempt = renewal.attempts + 1
-        # The renewal's frozen terms, never the rule's or the package's of today (docs/money.md).
-        charge = Charge.objects.create(
-            user_id=line.owner_id,
-            line=line,
-            package=renewal.package,
+        charge = new_renewal_charge(
             renewal=renewal,
+            line=line,
             attempt=attempt,
-            purpose=Charge.Purpose.RENEWAL,
-            amount_minor=renewal.amount_minor,
-            currency=renewal.currency,
-            status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-attempt-{attempt}-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id,
-            payment_method_summary=payment_method_summary[:100],
-            sent_at=now,
+            payment_method_summary=payment_method_summary,
+            now=now,
             next_check_at=now + reconciliation._check_interval(method_type),
         )
         renewal.attempts = attempt

@@ -21,7 +21,7 @@ from payments.services import on_session, recording
 
 from ..models import Renewal
 from . import precedence, reconciliation
-from ._base import RenewalNotPayable, _log
+from ._base import RenewalNotPayable, _log, new_renewal_charge
 from ._locks import _is_latest, _lock_rule_and_renewal
 
 logger = logging.getLogger(__name__)
@@ -56,21 +56,15 @@ def start_pay_now(
         line = renewal.line
         if line.owner_id is None:
             raise RenewalNotPayable("line_has_no_owner")  # nobody to charge: a charge's customer is NOT NULL
-        charge = Charge.objects.create(
-            user_id=line.owner_id,
-            line=line,
-            package=renewal.package,
+        charge = new_renewal_charge(
             renewal=renewal,
+            line=line,
             attempt=None,
             on_session=True,
-            purpose=Charge.Purpose.RENEWAL,
-            amount_minor=renewal.amount_minor,
-            currency=renewal.currency,
-            status=Charge.Status.PENDING,
             idempotency_key=f"renewal-{renewal.pk}-pay-now-{uuid.uuid4().hex}",
             payment_method_id=payment_method_id,
-            payment_method_summary=payment_method_summary[:100],
-            sent_at=now,
+            payment_method_summary=payment_method_summary,
+            now=now,
         )
         _log("pay_now_started", renewal, charge=charge.pk)
     return charge

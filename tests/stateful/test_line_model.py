@@ -27,10 +27,9 @@ from datetime import timedelta
 import time_machine
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from accounts import tasks as account_tasks
@@ -44,6 +43,7 @@ from renewals.services import suspension
 from tests.builders import GB, MB, make_line, make_package, make_user
 
 from . import line_invariants as inv
+from .fuzz import machine_settings
 from .partner_standin import PartnerStandIn
 
 LINES = 2
@@ -306,30 +306,17 @@ class LineMachine(RuleBasedStateMachine):
         self.check_all()
 
 
-def machine_settings(*, examples: int, steps: int) -> settings:
-    shrink = os.environ.get("FUZZ_LINES_SHRINK") == "1"
-    randomized = os.environ.get("FUZZ_LINES_RANDOM") == "1"
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.target, Phase.shrink] if shrink else [])
-    database = DirectoryBasedExampleDatabase(".hypothesis/line-model") if randomized else None
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=not randomized,
-        database=database,
-        phases=phases,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-        report_multiple_bugs=True,
-    )
-
-
 def test_line_model(db, partner):
     examples = int(os.environ.get("FUZZ_LINES_EXAMPLES", "20"))
     steps = int(os.environ.get("FUZZ_LINES_STEPS", "30"))
     LineMachine.partner = partner
     REACHED.clear()
-    run_state_machine_as_test(LineMachine, settings=machine_settings(examples=examples, steps=steps))
+    run_state_machine_as_test(
+        LineMachine,
+        settings=machine_settings(
+            env_prefix="FUZZ_LINES", database_dir=".hypothesis/line-model", examples=examples, steps=steps
+        ),
+    )
     print(f"\nline model: {examples} examples x {steps} steps; steps after which each was seen:")
     for what, count in sorted(REACHED.items()):
         print(f"  {what}: {count}")

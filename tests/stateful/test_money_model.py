@@ -29,9 +29,7 @@ from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from accounts.history import acting
@@ -48,6 +46,7 @@ from tests.payments.conftest import authenticate_as_browser, create_card
 from tests.payments.test_webhooks import event_for, sign
 
 from . import money_invariants as inv
+from .fuzz import machine_settings
 
 CARDS = {
     "good": "4242424242424242",
@@ -465,25 +464,12 @@ class _Intent(dict):
         return dict(self)
 
 
-def machine_settings(*, examples: int, steps: int) -> settings:
-    shrink = os.environ.get("FUZZ_MONEY_SHRINK") == "1"
-    randomized = os.environ.get("FUZZ_MONEY_RANDOM") == "1"
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.target, Phase.shrink] if shrink else [])
-    database = DirectoryBasedExampleDatabase(".hypothesis/money-model") if randomized else None
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=not randomized,
-        database=database,
-        phases=phases,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-        report_multiple_bugs=True,
-    )
-
-
 def test_money_model(db, money_settings):
     examples = int(os.environ.get("FUZZ_MONEY_EXAMPLES", "25"))
     steps = int(os.environ.get("FUZZ_MONEY_STEPS", "25"))
-    run_state_machine_as_test(MoneyMachine, settings=machine_settings(examples=examples, steps=steps))
+    run_state_machine_as_test(
+        MoneyMachine,
+        settings=machine_settings(
+            env_prefix="FUZZ_MONEY", database_dir=".hypothesis/money-model", examples=examples, steps=steps
+        ),
+    )
