@@ -104,6 +104,8 @@ LOGIN_REDIRECT_URL = "accounts:home"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The Babel locale money and dates are formatted in, per language (accounts/locale_format.py).
+BABEL_LOCALES = {"en": env("BABEL_LOCALE_EN", default="en_US"), "zh-hans": "zh_Hans_CN"}
 USE_I18N = True
 FORMAT_MODULE_PATH = ["esimsite.formats"]
 TIME_ZONE = "UTC"
