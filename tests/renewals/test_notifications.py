@@ -31,7 +31,7 @@ def test_a_chinese_customer_gets_chinese_email_with_local_times(customer, line, 
     )
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
-    assert message.subject == f"线路 {line.iccid} 的续费付款失败"
+    assert message.subject == f"eSIM {line.iccid} 的续费付款失败"
     assert "¥98.00" in message.body and "CN¥" not in message.body and "再次尝试" in message.body
     assert "00:30" in message.body or "0:30" in message.body  # 16:30 UTC is 00:30 in Shanghai
     assert f"http://127.0.0.1:8000/payments/renewals/{renewal.pk}/pay/" in message.body  # pay now, on-session
