@@ -65,7 +65,8 @@ class AccountAdapter(DefaultAccountAdapter):
         # The code stays the last word of the text in every language: tests and autofill read it there.
         send_sms(
             to=phone,
-            body=_("Your %(site_name)s verification code is %(code)s") % {"site_name": settings.SITE_NAME, "code": code},
+            body=_("Your %(site_name)s verification code is %(code)s")
+            % {"site_name": settings.SITE_NAME, "code": code},
         )
 
     def send_account_already_exists_sms(self, phone):
@@ -94,7 +95,9 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def get_login_stages(self) -> list[str]:
         return [
-            "accounts.stages.VerifyEmailIfGivenStage" if path == "allauth.account.stages.EmailVerificationStage" else path
+            "accounts.stages.VerifyEmailIfGivenStage"
+            if path == "allauth.account.stages.EmailVerificationStage"
+            else path
             for path in super().get_login_stages()
         ]
 

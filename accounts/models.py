@@ -131,7 +131,7 @@ class Package(models.Model):
 
     @property
     def validity_text(self) -> str:
-        """"7 days" / "7 天" in the active language."""
+        """ "7 days" / "7 天" in the active language."""
         return ngettext("%(count)d day", "%(count)d days", self.validity_days) % {"count": self.validity_days}
 
     def _in_language(self, field: str, language: str | None) -> str:

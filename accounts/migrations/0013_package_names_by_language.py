@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0012_usage_adjustments'),
+        ("accounts", "0012_usage_adjustments"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='package',
-            name='description',
-            field=models.TextField(blank=True, verbose_name='description'),
+            model_name="package",
+            name="description",
+            field=models.TextField(blank=True, verbose_name="description"),
         ),
         migrations.AddField(
-            model_name='package',
-            name='description_zh_hans',
-            field=models.TextField(blank=True, verbose_name='description (Chinese)'),
+            model_name="package",
+            name="description_zh_hans",
+            field=models.TextField(blank=True, verbose_name="description (Chinese)"),
         ),
         migrations.AddField(
-            model_name='package',
-            name='name_zh_hans',
-            field=models.CharField(blank=True, max_length=100, verbose_name='name (Chinese)'),
+            model_name="package",
+            name="name_zh_hans",
+            field=models.CharField(blank=True, max_length=100, verbose_name="name (Chinese)"),
         ),
     ]

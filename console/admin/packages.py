@@ -76,7 +76,15 @@ class PackageForm(forms.ModelForm):
 @admin.register(Package)
 class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
     form = PackageForm
-    list_display = ["name", "name_zh_hans", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
+    list_display = [
+        "name",
+        "name_zh_hans",
+        "data_allowance_bytes",
+        "validity_days",
+        "price_minor",
+        "currency",
+        "active",
+    ]
     list_filter = ["active", "currency"]
     search_fields = ["name", "name_zh_hans"]
     ordering = ["currency", "price_minor", "name"]

@@ -33,9 +33,7 @@ def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(
     (method,) = methods_of(customer)
     before = Line.objects.get(pk=line.pk)
     page = customer_client.get(reverse("payments:buy", args=[line.pk]))
-    assert (
-        page.status_code == 200 and "Visa •••• 4242" in page.content.decode() and "CN¥98.00" in page.content.decode()
-    )
+    assert page.status_code == 200 and "Visa •••• 4242" in page.content.decode() and "CN¥98.00" in page.content.decode()
 
     response = buy(customer_client, line, package, method.id)
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.utils import translation
 from django.core import mail
+from django.utils import translation
 
 from payments.money import format_money
 from renewals import notifications
@@ -93,9 +93,9 @@ def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_befo
     when the email task runs (by then the retry may have succeeded and the date is gone)."""
     import zoneinfo
 
-    from accounts.locale_format import format_datetime
     from django.utils import timezone, translation
 
+    from accounts.locale_format import format_datetime
     from renewals.services import charging, claims, operator
 
     from .conftest import send_owed_emails
