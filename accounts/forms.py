@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from .models import User
+from .phone import example_number, looks_like_phone, region_for_language
 
 
 def time_zone_choices() -> list[tuple[str, str]]:
@@ -30,13 +31,51 @@ class ProfileForm(forms.ModelForm):
         labels = {"name": _("Name")}
 
 
+class SignupForm(allauth_forms.SignupForm):
+    """Sign-up with an email (a mobile number may be added) or with a mobile number only
+    (docs/sign-up.md). `signup_with` says which page the customer chose; whichever was given is
+    verified before the first login (accounts/stages.py)."""
+
+    EMAIL, PHONE = "email", "phone"
+    signup_with = forms.ChoiceField(choices=[(EMAIL, EMAIL), (PHONE, PHONE)], required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, signup_with: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.is_bound:
+            signup_with = self.data.get("signup_with", "")
+        self.signup_with = self.PHONE if signup_with == self.PHONE else self.EMAIL
+        self.initial["signup_with"] = self.signup_with
+        if self.signup_with == self.PHONE:
+            del self.fields["email"]
+            self.fields["phone"].required = True
+            self.fields["phone"].widget.is_required = True
+            self.fields["phone"].help_text = _("We will text you a code to confirm it.")
+        else:
+            self.fields["email"].required = True
+            self.fields["email"].widget.is_required = True
+            self.fields["email"].label = _("Email")
+            self.fields["phone"].label = _("Mobile number (optional)")
+        self.fields["phone"].widget.attrs["placeholder"] = example_number(region_for_language())
+
+    def clean_email(self) -> str:
+        if self.signup_with == self.PHONE:
+            return ""
+        return super().clean_email()
+
+
 class LoginForm(allauth_forms.LoginForm):
     """allauth recognises "+86 138 0013 8000" as a phone number but then looks it up as typed;
     we look it up in the E.164 form it is stored in."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["login"].label = _("Email or mobile number")
+        self.fields["login"].widget.attrs["placeholder"] = ""
+
     def clean_login(self) -> str:
+        # A local number ("138 0013 8000") is read in the language's region, as at sign-up.
         login = super().clean_login()
-        if "@" in login:
+        if not looks_like_phone(login):
             return login
         try:
             return get_adapter().phone_form_field(required=True).clean(login)

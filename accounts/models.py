@@ -10,8 +10,9 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from accounts.templatetags.data_units import signed_data_size
 
@@ -87,7 +88,12 @@ class User(AbstractBaseUser, PermissionsMixin):
 class Package(models.Model):
     """What the operator sells: a data allowance valid for a number of days, at a price."""
 
+    # What the customer reads, per language (docs/translations.md): the plain fields are the
+    # default (English); a language's own field is used when it is filled in.
     name = models.CharField(_("name"), max_length=100)
+    name_zh_hans = models.CharField(_("name (Chinese)"), max_length=100, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    description_zh_hans = models.TextField(_("description (Chinese)"), blank=True)
     data_allowance_bytes = models.BigIntegerField(_("data allowance (bytes)"), validators=[MinValueValidator(0)])
     validity_days = models.PositiveIntegerField(_("validity (days)"), validators=[MinValueValidator(1)])
     price_minor = models.BigIntegerField(_("price (minor units)"), validators=[MinValueValidator(0)])
@@ -107,6 +113,33 @@ class Package(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def name_in(self, language: str | None) -> str:
+        return self._in_language("name", language)
+
+    def description_in(self, language: str | None) -> str:
+        return self._in_language("description", language)
+
+    @property
+    def localized_name(self) -> str:
+        """The name in the active language: what pages and forms show."""
+        return self.name_in(translation.get_language())
+
+    @property
+    def localized_description(self) -> str:
+        return self.description_in(translation.get_language())
+
+    @property
+    def validity_text(self) -> str:
+        """ "7 days" / "7 天" in the active language."""
+        return ngettext("%(count)d day", "%(count)d days", self.validity_days) % {"count": self.validity_days}
+
+    def _in_language(self, field: str, language: str | None) -> str:
+        suffix = (language or "").lower().replace("-", "_")
+        translated = getattr(self, f"{field}_{suffix}", "") if suffix in self.TRANSLATED_LANGUAGES else ""
+        return translated or getattr(self, field)
+
+    TRANSLATED_LANGUAGES = ("zh_hans",)
 
 
 class Line(models.Model):

@@ -85,6 +85,21 @@ def set_language(request):
     return response
 
 
+# --- sign-up with email or phone ------------------------------------------------------------------
+
+
+class _SignupView(allauth_views.SignupView):
+    """allauth's sign-up page, told which of the two the customer chose (?with=phone)."""
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        kwargs["signup_with"] = self.request.GET.get("with", "")
+        return kwargs
+
+
+signup = _SignupView.as_view()
+
+
 # --- phone verification at sign-up ---------------------------------------------------------------
 
 

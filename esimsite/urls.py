@@ -20,6 +20,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
+    path("accounts/signup/", account_views.signup, name="account_signup"),
     path("accounts/phone/verify/", account_views.verify_phone, name="account_verify_phone"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -26,7 +26,7 @@ def method_choices(methods) -> list[tuple[str, str]]:
 
 class PackageChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Package) -> str:
-        return f"{obj.name} — {format_money(obj.price_minor, obj.currency)}"
+        return f"{obj.localized_name} — {format_money(obj.price_minor, obj.currency)}"
 
 
 class PayNowForm(forms.Form):

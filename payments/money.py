@@ -1,9 +1,13 @@
 """Money as the ledger keeps it (integer minor units + ISO 4217 code) turned into text at the
 edge: pages, CSV, receipts. Decimal only; a float never touches an amount."""
 
+import re
 from decimal import Decimal
 
-from django.utils import formats
+from babel import Locale
+from babel.numbers import parse_pattern
+
+from accounts.locale_format import babel_locale
 
 # ISO 4217 minor-unit exponents that are not 2 (Stripe's amounts follow the same units).
 CURRENCY_EXPONENTS = {
@@ -34,6 +38,9 @@ CURRENCY_EXPONENTS = {
 }
 
 
+_LETTERS_THEN_DIGIT = re.compile(r"([A-Za-z])(\d)")
+
+
 def currency_exponent(currency: str) -> int:
     return CURRENCY_EXPONENTS.get((currency or "").upper(), 2)
 
@@ -49,13 +56,18 @@ def plain_amount(amount_minor: int, currency: str) -> str:
     return str(to_decimal(amount_minor, currency))
 
 
-def format_money(amount_minor: int, currency: str, *, use_l10n: bool = True) -> str:
-    """'CNY 1,234.56' in the active language's number format."""
-    value = to_decimal(amount_minor, currency)
-    number = formats.number_format(
-        value, decimal_pos=currency_exponent(currency), use_l10n=use_l10n, force_grouping=True
-    )
-    return f"{currency.upper()} {number}"
+def format_money(amount_minor: int, currency: str) -> str:
+    """By Babel in the active language's locale (docs/locale-formats.md): 9800 CNY is '¥98.00'
+    in Chinese and 'CN¥98.00' in English, 500 USD '$5.00' / 'US$5.00'. The digits are the
+    ledger's exponent, not Babel's idea of the currency."""
+    locale = Locale.parse(babel_locale())
+    pattern = parse_pattern(locale.currency_formats["standard"])
+    digits = currency_exponent(currency)
+    pattern.frac_prec = (digits, digits)
+    text = pattern.apply(to_decimal(amount_minor, currency), locale, currency=currency.upper(), currency_digits=False)
+    # CLDR's currencySpacing, which Babel does not apply: a symbol that is letters ("KWD") is
+    # kept off the digits by a no-break space ("KWD 1.234"); "CN¥98.00" stays as it is.
+    return _LETTERS_THEN_DIGIT.sub("\\1\u00a0\\2", text)
 
 
 def to_minor(amount: Decimal, currency: str) -> int:

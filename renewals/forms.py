@@ -30,7 +30,7 @@ def payment_method_choices(user) -> list[tuple[str, str]]:
 
 class PackageChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Package) -> str:
-        return f"{obj.name} — {format_money(obj.price_minor, obj.currency)}"
+        return f"{obj.localized_name} — {format_money(obj.price_minor, obj.currency)}"
 
 
 class RenewalRuleForm(forms.Form):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Notice
 from accounts.services import notices
+from accounts.user_locale import user_language
 
 from .models import Renewal
 
@@ -47,7 +48,7 @@ def facts_of(renewal) -> dict:
     return {
         "renewal_id": renewal.pk,
         "line_name": line.label or line.iccid,
-        "package_name": renewal.package.name,
+        "package_name": renewal.package.name_in(user_language(line.owner)),
         "amount_minor": renewal.amount_minor,
         "currency": renewal.currency,
         "status": renewal.status,

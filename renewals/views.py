@@ -56,7 +56,7 @@ def describe_rule(values: dict, method_label: str) -> str:
         "when": when,
         "method": method_label,
         "amount": format_money(package.price_minor, package.currency),
-        "package": package.name,
+        "package": package.localized_name,
         "times": ngettext("at most once a day", "at most %(count)s times a day", count) % {"count": count},
     }
     cap = values["monthly_spend_cap_minor"]

@@ -235,7 +235,7 @@ def line_facts(line: Line) -> dict:
     return {
         "line_name": line.label or line.iccid,
         "line_path": reverse("accounts:line_detail", args=[line.pk]),
-        "package_name": line.package.name if line.package_id else "",
+        "package_name": line.package.name_in(user_language(line.owner)) if line.package_id else "",
         "period_start_at": iso(line.package_started_at),
         "period_end_at": iso(line.expires_at),
         "auto_renewal": auto_renewal_on(line),

@@ -20,7 +20,17 @@ class PackageForm(forms.ModelForm):
 
     class Meta:
         model = Package
-        fields = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
+        fields = [
+            "name",
+            "name_zh_hans",
+            "description",
+            "description_zh_hans",
+            "data_allowance_bytes",
+            "validity_days",
+            "price_minor",
+            "currency",
+            "active",
+        ]
 
     def clean(self):
         data = super().clean()
@@ -66,8 +76,16 @@ class PackageForm(forms.ModelForm):
 @admin.register(Package)
 class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
     form = PackageForm
-    list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
+    list_display = [
+        "name",
+        "name_zh_hans",
+        "data_allowance_bytes",
+        "validity_days",
+        "price_minor",
+        "currency",
+        "active",
+    ]
     list_filter = ["active", "currency"]
-    search_fields = ["name"]
+    search_fields = ["name", "name_zh_hans"]
     ordering = ["currency", "price_minor", "name"]
     inlines = [ChangeHistoryInline]

@@ -104,6 +104,8 @@ LOGIN_REDIRECT_URL = "accounts:home"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The Babel locale money and dates are formatted in, per language (accounts/locale_format.py).
+BABEL_LOCALES = {"en": env("BABEL_LOCALE_EN", default="en_US"), "zh-hans": "zh_Hans_CN"}
 USE_I18N = True
 FORMAT_MODULE_PATH = ["esimsite.formats"]
 TIME_ZONE = "UTC"
@@ -144,7 +146,13 @@ CELERY_TASK_QUEUES = (Queue("sweeps"), Queue("celery"))
 # Email and SMS: console in development, captured in tests, real backends otherwise (no SMS
 # gateway is built in: the deployment names its backend).
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
-DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="esimsite <no-reply@esimsite.local>")
+# The product's name in emails and SMS ("Hello from …", "[…] Please confirm…"), and their sender.
+SITE_NAME = env("SITE_NAME", default="Axis eSIM")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default=f"{SITE_NAME} <no-reply@esimsite.local>")
+# A mobile number typed without "+country code" is read in the region of the page's language
+# (accounts/phone.py): 13800138000 is a Chinese mobile for a zh-Hans customer.
+PHONE_REGION_BY_LANGUAGE = {"zh-hans": "CN"}
+PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="US")
 SMS_BACKEND = env("SMS_BACKEND")
 
 # Stripe through dj-stripe. In development and tests STRIPE_API_BASE points at localstripe.
@@ -230,21 +238,22 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# django-allauth: email (and phone) login, mandatory email verification, rate limits on.
-# Sign-up needs an email: allauth refuses (a Critical system check) phone-only sign-up while email
-# verification is mandatory. A phone is optional at sign-up, verified by SMS code, and a login name.
+# django-allauth: sign-up with an email, a mobile number or both; each one given is verified
+# before the first login (email by link, phone by SMS code) and is a login name. allauth's own
+# email stage is replaced by one that lets a phone-only customer through once the phone is
+# verified (accounts/stages.py, docs/sign-up.md); rate limits on.
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
-ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm"}
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm"}
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email", "phone"}
-ACCOUNT_SIGNUP_FIELDS = ["email*", "phone", "password1*", "password2*"]
+ACCOUNT_SIGNUP_FIELDS = ["email", "phone", "password1*", "password2*"]  # one of the two: SignupForm
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = False  # a link
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # the link opens a page with a Confirm button: mail scanners cannot confirm
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Axis eSIM] "
+# The subject prefix is "[SITE_NAME] " (accounts/adapter.py).
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="http")
 ACCOUNT_PHONE_VERIFICATION_ENABLED = True
 ACCOUNT_PHONE_VERIFICATION_MAX_ATTEMPTS = 3

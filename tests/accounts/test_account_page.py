@@ -148,7 +148,7 @@ def test_account_page_in_chinese(client, customer):
     make_line(owner=customer, status=Line.Status.ACTIVE)
     client.force_login(customer)
     body = client.get(reverse("accounts:home")).content.decode()
-    for text in ("我的线路", "剩余流量", "已用流量", "有效期至", "使用中", "过去 30 天每日流量"):
+    for text in ("我的 eSIM", "剩余流量", "已用流量", "有效期至", "使用中", "过去 30 天每日流量"):
         assert text in body, text
     line = customer.lines.get()
     detail = client.get(reverse("accounts:line_detail", args=[line.pk])).content.decode()

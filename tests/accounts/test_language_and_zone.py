@@ -18,7 +18,7 @@ def test_switcher_sets_the_cookie_and_remembers_the_choice_on_the_user(customer_
     customer.refresh_from_db()
     assert customer.language == "zh-hans"
     page = customer_client.get(reverse("accounts:home")).content.decode()
-    assert '<html lang="zh-hans">' in page and "我的线路" in page
+    assert '<html lang="zh-hans">' in page and "我的 eSIM" in page
 
 
 def test_anonymous_switcher_only_sets_the_cookie(client, db):

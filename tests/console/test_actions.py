@@ -328,4 +328,4 @@ def test_resend_pay_now_email_sends_the_email_for_the_renewals_state_now(support
     run_action(client, "/admin/renewals/renewal/", "resend_pay_now_email", [retrying.pk])
     send_notices.apply()
     [message] = mail.outbox
-    assert "We will try again on Nov. 24, 2026, 19:02." in message.body
+    assert "We will try again on Nov 24, 2026, 19:02." in message.body

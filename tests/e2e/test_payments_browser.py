@@ -111,7 +111,7 @@ def test_add_a_3ds_card_and_buy_a_package_through_the_bank_check(payments_page, 
     page.get_by_role("button", name="Complete authentication").click()
     page.wait_for_url(re.compile(r"/receipt/$"))
     expect(page.locator(".messages")).to_contain_text("Payment received")
-    expect(page.locator(".receipt .amount")).to_have_text("CNY 128.00")
+    expect(page.locator(".receipt .amount")).to_have_text("CN¥128.00")
     charge = Charge.objects.get(user=user)
     assert charge.status == Charge.Status.SUCCEEDED
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before + package.data_allowance_bytes

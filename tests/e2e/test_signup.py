@@ -57,7 +57,7 @@ def test_account_page_in_chinese(page, log_in, verified_customer):
     verified_customer.save()
     make_line(owner=verified_customer, label="手机")
     log_in(verified_customer)  # the saved language wins over the browser's English
-    expect(page.get_by_role("heading", name="我的线路", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="我的 eSIM", level=1)).to_be_visible()
     expect(page.locator("progress")).to_have_count(1)
     expect(page.get_by_text("剩余流量")).to_be_visible()
 

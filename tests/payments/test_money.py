@@ -30,7 +30,10 @@ def test_minor_units_become_exact_decimals_by_the_currency_and_come_back_unchang
 def test_csv_amounts_are_plain_and_page_amounts_follow_the_language():
     assert plain_amount(123456, "CNY") == "1234.56"
     with translation.override("en"):
-        assert format_money(123456, "cny") == "CNY 1,234.56"
+        assert format_money(123456, "cny") == "CN¥1,234.56"
+    with translation.override("zh-hans"):
+        assert format_money(123456, "cny") == "¥1,234.56"
+        assert format_money(500, "USD") == "US$5.00"
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+cmd", "-2", "@SUM(A1)", "\tx", "\rx"])

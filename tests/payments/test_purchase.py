@@ -33,9 +33,7 @@ def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(
     (method,) = methods_of(customer)
     before = Line.objects.get(pk=line.pk)
     page = customer_client.get(reverse("payments:buy", args=[line.pk]))
-    assert (
-        page.status_code == 200 and "Visa •••• 4242" in page.content.decode() and "CNY 98.00" in page.content.decode()
-    )
+    assert page.status_code == 200 and "Visa •••• 4242" in page.content.decode() and "CN¥98.00" in page.content.decode()
 
     response = buy(customer_client, line, package, method.id)
 
@@ -57,9 +55,9 @@ def test_buy_with_a_good_card_applies_the_package_and_shows_in_history_and_csv(
     assert line.package_id == package.pk
 
     receipt = customer_client.get(response["Location"]).content.decode()
-    assert "CNY 98.00" in receipt and charge.payment_intent_id in receipt
+    assert "CN¥98.00" in receipt and charge.payment_intent_id in receipt
     history = customer_client.get(reverse("payments:history")).content.decode()
-    assert f'data-charge-id="{charge.pk}"' in history and "CNY 98.00" in history and "Succeeded" in history
+    assert f'data-charge-id="{charge.pk}"' in history and "CN¥98.00" in history and "Succeeded" in history
     exported = customer_client.get(reverse("payments:history_csv"))
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
     assert rows[0][0] == "Date" and len(rows) == 2
@@ -249,7 +247,7 @@ def test_pay_now_for_a_failed_renewal_resumes_the_line(
     failed_renewal = make_failed_renewal()
     (method,) = methods_of(customer)
     page = customer_client.get(reverse("payments:pay_renewal", args=[failed_renewal.pk]))
-    assert page.status_code == 200 and "CNY 98.00" in page.content.decode()
+    assert page.status_code == 200 and "CN¥98.00" in page.content.decode()
     response = customer_client.post(
         reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": method.id}
     )

@@ -47,7 +47,7 @@ def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_languag
     assert send_notices.apply().get() == 1
     assert send_notices.apply().get() == 0
     [message] = mail.outbox
-    assert message.to == [customer.email] and message.subject == f"线路 {rule.line.iccid} 已续费"
+    assert message.to == [customer.email] and message.subject == f"eSIM {rule.line.iccid} 已续费"
     notice.refresh_from_db()
     assert notice.status == "sent" and notice.sent_at is not None
 

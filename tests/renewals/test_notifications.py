@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
+from django.utils import translation
 
 from payments.money import format_money
 from renewals import notifications
@@ -30,8 +31,8 @@ def test_a_chinese_customer_gets_chinese_email_with_local_times(customer, line, 
     )
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
-    assert message.subject == f"线路 {line.iccid} 的续费付款失败"
-    assert "CNY 98.00" in message.body and "再次尝试" in message.body
+    assert message.subject == f"eSIM {line.iccid} 的续费付款失败"
+    assert "¥98.00" in message.body and "CN¥" not in message.body and "再次尝试" in message.body
     assert "00:30" in message.body or "0:30" in message.body  # 16:30 UTC is 00:30 in Shanghai
     assert f"http://127.0.0.1:8000/payments/renewals/{renewal.pk}/pay/" in message.body  # pay now, on-session
 
@@ -46,15 +47,18 @@ def test_every_kind_of_email_renders_in_both_languages(customer, line, package, 
             assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=kind)
     assert len(mail.outbox) == 2 * len(notifications.KINDS)
     assert len({m.subject for m in mail.outbox}) == 2 * len(notifications.KINDS)
-    assert all("{%" not in m.body and "CNY 98.00" in m.body for m in mail.outbox)
+    english, chinese = mail.outbox[: len(notifications.KINDS)], mail.outbox[len(notifications.KINDS) :]
+    assert all("{%" not in m.body and "CN¥98.00" in m.body for m in english)
+    assert all("{%" not in m.body and "¥98.00" in m.body and "CN¥" not in m.body for m in chinese)
 
 
 @pytest.mark.pure
 def test_money_is_formatted_from_minor_units_by_the_currency():
-    assert format_money(9800, "CNY") == "CNY 98.00"
-    assert format_money(5, "EUR") == "EUR 0.05"
-    assert format_money(1200, "JPY") == "JPY 1,200"
-    assert format_money(1234567, "KWD") == "KWD 1,234.567"
+    with translation.override("en"):
+        assert format_money(9800, "CNY") == "CN¥98.00"
+        assert format_money(5, "EUR") == "€0.05"
+        assert format_money(1200, "JPY") == "¥1,200"
+        assert format_money(1234567, "KWD") == "KWD\u00a01,234.567"  # CLDR currency spacing
 
 
 @pytest.mark.pure
@@ -80,7 +84,7 @@ def test_english_retry_email_ends_its_date_sentence_with_one_full_stop(customer,
     )
     assert notifications.send_renewal_email(renewal_id=renewal.pk, kind=notifications.RETRY_SCHEDULED)
     [message] = mail.outbox
-    assert "We will try again on Nov. 24, 2026, 19:02." in message.body
+    assert "We will try again on Nov 24, 2026, 19:02." in message.body
     assert ".." not in message.body
 
 
@@ -89,9 +93,9 @@ def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_befo
     when the email task runs (by then the retry may have succeeded and the date is gone)."""
     import zoneinfo
 
-    from django.template.defaultfilters import date as date_filter
     from django.utils import timezone, translation
 
+    from accounts.locale_format import format_datetime
     from renewals.services import charging, claims, operator
 
     from .conftest import send_owed_emails
@@ -109,7 +113,7 @@ def test_the_retry_email_says_when_we_try_again_even_if_the_retry_succeeded_befo
     send_owed_emails()
     retry_email, success_email = mail.outbox
     with translation.override("en"), timezone.override(zoneinfo.ZoneInfo("UTC")):
-        when = date_filter(retry_at, "DATETIME_FORMAT")
+        when = format_datetime(retry_at)
     assert when and f"We will try again on {when}." in retry_email.body
     assert "try again on ." not in retry_email.body
     assert success_email.subject == f"Line {rule.line.iccid} was renewed"

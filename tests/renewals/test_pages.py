@@ -55,7 +55,7 @@ def test_page_explains_methods_and_the_operator_minimum(customer_client, line, p
     with django_assert_max_num_queries(12):
         body = customer_client.get(rule_url(line)).content.decode()
     assert "credit card, debit card, SEPA direct debit" in body
-    assert "CNY 50.00" in body
+    assert "CN¥50.00" in body
     assert 'name="trigger_data_below_mb"' in body
 
 
@@ -95,15 +95,15 @@ def test_package_below_the_operator_minimum_is_refused(customer_client, line, po
     policy.save()
     cheap = make_package(price_minor=4999)
     response = customer_client.post(rule_url(line), form_data(cheap))
-    assert "The minimum renewal amount is CNY 50.00." in response.context["form"].errors["package"]
+    assert "The minimum renewal amount is CN¥50.00." in response.context["form"].errors["package"]
 
 
 def test_review_restates_the_rule_in_plain_words_and_saves_nothing(customer_client, line, package, policy):
     response = customer_client.post(rule_url(line), form_data(package, review=""))
     assert response.status_code == 200
     assert response.context["summary"] == (
-        f"When this line has 500 MB or less left, we will charge My default payment method CNY 98.00 for {package.name}, "
-        "at most 2 times a day and CNY 300.00 a month."
+        f"When this line has 500 MB or less left, we will charge My default payment method CN¥98.00 for {package.name}, "
+        "at most 2 times a day and CN¥300.00 a month."
     )
     assert not RenewalRule.objects.exists()
 
@@ -181,7 +181,7 @@ def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, packag
     customer_client.cookies["django_language"] = "zh-hans"
     response = customer_client.post(rule_url(line), form_data(package, review=""), HTTP_ACCEPT_LANGUAGE="zh-hans")
     summary = response.context["summary"]
-    assert "500 MB" in summary and "CNY 98.00" in summary and "CNY 300.00" in summary
+    assert "500 MB" in summary and "CN¥98.00" in summary and "CN¥300.00" in summary
     assert "When this line" not in summary
     with translation.override("zh-hans"):
         assert "自动续费" in customer_client.get(rule_url(line), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
@@ -189,6 +189,6 @@ def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, packag
 
 def test_page_restates_the_saved_rule(customer_client, rule):
     body = customer_client.get(rule_url(rule.line)).content.decode()
-    assert "When this line has 500 MB or less left, we will charge My default payment method CNY 98.00" in body
+    assert "When this line has 500 MB or less left, we will charge My default payment method CN¥98.00" in body
     rules.turn_off_rule(rule=rule, now=timezone.now())
     assert "Auto-renewal is off." in customer_client.get(rule_url(rule.line)).content.decode()

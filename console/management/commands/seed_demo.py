@@ -15,9 +15,9 @@ OPERATOR = ("operator@example.com", "operator-demo-pass")
 CUSTOMER = ("customer@example.com", "customer-demo-pass")
 GB = 1024**3
 PACKAGES = [
-    ("Starter 1 GB / 7 days", 1 * GB, 7, 1800, "CNY"),
-    ("Standard 10 GB / 30 days", 10 * GB, 30, 9800, "CNY"),
-    ("Plus 50 GB / 30 days", 50 * GB, 30, 19800, "CNY"),
+    ("Starter 1 GB / 7 days", "入门套餐 1 GB / 7 天", 1 * GB, 7, 1800, "CNY"),
+    ("Standard 10 GB / 30 days", "标准套餐 10 GB / 30 天", 10 * GB, 30, 9800, "CNY"),
+    ("Plus 50 GB / 30 days", "畅享套餐 50 GB / 30 天", 50 * GB, 30, 19800, "CNY"),
 ]
 
 
@@ -32,14 +32,21 @@ class Command(BaseCommand):
             Package.objects.get_or_create(
                 name=name,
                 defaults={
+                    "name_zh_hans": name_zh_hans,
                     "data_allowance_bytes": allowance,
                     "validity_days": days,
                     "price_minor": price,
                     "currency": currency,
                 },
             )[0]
-            for name, allowance, days, price, currency in PACKAGES
+            for name, name_zh_hans, allowance, days, price, currency in PACKAGES
         ]
+        # A demo database seeded before packages had Chinese names gets them; a name set by
+        # an operator is left alone.
+        for package, (_name, name_zh_hans, *_rest) in zip(packages, PACKAGES, strict=True):
+            if not package.name_zh_hans:
+                package.name_zh_hans = name_zh_hans
+                package.save(update_fields=["name_zh_hans"])
         now = timezone.now()
         Line.objects.get_or_create(
             iccid="8986001234567890123",
