@@ -1,15 +1,23 @@
 """django-allauth hooks for our User model (email and/or phone, no username): where the phone
 number lives, how verification codes leave by SMS, which language a new user keeps."""
 
+import logging
 import re
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.fields import PhoneField
+from allauth.core import context
 from django.utils import translation
 from django.utils.translation import gettext as _
 
 from .models import User
-from .sms import send_sms
+from .sms import SMSError, SMSRejected, masked, send_sms
+
+logger = logging.getLogger(__name__)
+
+# Where a failed verification SMS is remembered until the verify page shows it as a form error
+# (accounts.views.SMSFailureFormErrorMixin): "rejected" (another number is needed) or "unavailable".
+SMS_FAILURE_SESSION_KEY = "accounts_sms_failure"
 
 
 class PhoneNumberField(PhoneField):
@@ -43,12 +51,32 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def send_verification_code_sms(self, user, phone, code, **kwargs):
         # The code stays the last word of the text in every language: tests and autofill read it there.
-        send_sms(to=phone, body=_("Your Axis eSIM verification code is %(code)s") % {"code": code})
+        body = _("Your Axis eSIM verification code is %(code)s") % {"code": code}
+        try:
+            send_sms(to=phone, body=body, retry=True)
+            context.request.session.pop(SMS_FAILURE_SESSION_KEY, None)
+        except SMSError as exc:
+            # Logged by send_sms. allauth goes on to its verify page (its rate limit already
+            # counted this send); that page says what went wrong instead of "code sent".
+            request = context.request
+            request._sms_failed = True
+            request.session[SMS_FAILURE_SESSION_KEY] = "rejected" if isinstance(exc, SMSRejected) else "unavailable"
 
     def send_account_already_exists_sms(self, phone):
-        send_sms(
-            to=phone, body=_("Someone tried to sign up for Axis eSIM with this number, which already has an account.")
-        )
+        # A failure is logged and not shown: the page must look the same whether the number had
+        # an account (this text) or not (no text), or it would tell a stranger which numbers do.
+        try:
+            send_sms(
+                to=phone,
+                body=_("Someone tried to sign up for Axis eSIM with this number, which already has an account."),
+            )
+        except SMSError:
+            logger.warning("sms_account_exists_warning_not_sent to=%s", masked(phone))
+
+    def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
+        if getattr(request, "_sms_failed", False) and message_template == "account/messages/phone_verification_sent.txt":
+            return  # nothing was sent: the verify page shows the failure instead
+        super().add_message(request, level, message_template, message_context, extra_tags, message)
 
     def save_user(self, request, user, form, commit=True):
         # Emails sent later by workers have no request: they need the language of the sign-up.

@@ -141,11 +141,28 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("sweeps"), Queue("celery"))
 
-# Email and SMS: console in development, captured in tests, real backends otherwise (no SMS
-# gateway is built in: the deployment names its backend).
+# Email and SMS: console in development, captured in tests, real backends otherwise. The
+# deployment names its SMS backend (docs/notifications.md#sms): accounts.sms.TwilioBackend or
+# accounts.sms.SignedHTTPBackend.
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="esimsite <no-reply@esimsite.local>")
 SMS_BACKEND = env("SMS_BACKEND")
+# Seconds one attempt may take; a verification code is sent while the person waits for the page.
+SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=5.0)
+# Pauses before each retry of a verification code after a transient failure (429, 5xx, timeout):
+# two retries, so at most three attempts, all inside the one send allauth rate-limits.
+SMS_RETRY_DELAYS_SECONDS = env.list("SMS_RETRY_DELAYS_SECONDS", cast=float, default=[0.5, 2.0])
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+# An API key (SK...) to authenticate with instead of the account's own token (TWILIO_AUTH_TOKEN
+# then holds the key's secret).
+TWILIO_API_KEY_SID = env("TWILIO_API_KEY_SID", default="")
+TWILIO_FROM = env("TWILIO_FROM", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+# Only for a stand-in (tests); Twilio's own otherwise.
+SMS_TWILIO_API_BASE = env("SMS_TWILIO_API_BASE", default="https://api.twilio.com")
+SMS_HTTP_URL = env("SMS_HTTP_URL", default="")
+SMS_HTTP_SECRET = env("SMS_HTTP_SECRET", default="")
 
 # Stripe through dj-stripe. In development and tests STRIPE_API_BASE points at localstripe.
 # Live mode is the deployment's choice (production.py turns it on unless told otherwise).
