@@ -74,7 +74,10 @@ class AccountAdapter(DefaultAccountAdapter):
             logger.warning("sms_account_exists_warning_not_sent to=%s", masked(phone))
 
     def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
-        if getattr(request, "_sms_failed", False) and message_template == "account/messages/phone_verification_sent.txt":
+        if (
+            getattr(request, "_sms_failed", False)
+            and message_template == "account/messages/phone_verification_sent.txt"
+        ):
             return  # nothing was sent: the verify page shows the failure instead
         super().add_message(request, level, message_template, message_context, extra_tags, message)
 

@@ -113,7 +113,9 @@ class SMSFailureFormErrorMixin:
                 _show_error(context["verify_form"], NON_FIELD_ERRORS, message)
         elif failure:
             _show_error(
-                context["verify_form"], NON_FIELD_ERRORS, _("We could not send the code right now. Please try again later.")
+                context["verify_form"],
+                NON_FIELD_ERRORS,
+                _("We could not send the code right now. Please try again later."),
             )
         context["sms_not_sent"] = bool(failure)
         return context

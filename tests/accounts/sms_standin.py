@@ -99,7 +99,10 @@ def twilio_answer(handler: BaseHTTPRequestHandler, state: State, options, raw: b
     if not body:
         return (*twilio_error(400, 21602, "Message body is required."), {**record, "problems": ["Body"]})
     if not sender or ("From" in form) == ("MessagingServiceSid" in form):
-        return (*twilio_error(400, 21606, "The 'From' phone number provided is not valid."), {**record, "problems": ["From"]})
+        return (
+            *twilio_error(400, 21606, "The 'From' phone number provided is not valid."),
+            {**record, "problems": ["From"]},
+        )
     if len(body) > 1600:
         problems.append("Body too long")
     if set(form) - {"To", "Body", "From", "MessagingServiceSid"}:
