@@ -174,6 +174,9 @@ STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+# The secret being rotated out, accepted alongside STRIPE_WEBHOOK_SECRET while set
+# (payments.webhooks.CappedWebhookView, docs/deploying.md#rotating-secrets).
+STRIPE_WEBHOOK_SECRET_PREVIOUS = env("STRIPE_WEBHOOK_SECRET_PREVIOUS", default="")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
 # Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
 STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
@@ -222,12 +225,17 @@ PAYMENTS_RATE_LIMITS = {
 
 # Network partner: usage records in, commands out.
 PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET")
+# Each signing secret has a previous value, set only while it is being rotated
+# (docs/deploying.md#rotating-secrets): incoming signatures may use either; outgoing commands carry
+# a signature with each.
+PARTNER_USAGE_SECRET_PREVIOUS = env("PARTNER_USAGE_SECRET_PREVIOUS", default="")
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # How long after its period ends a usage record may still arrive on time (docs/usage.md): longer
 # than any partner retry. A record of an earlier package that arrives later is reported as "late".
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
+NETWORK_WEBHOOK_SECRET_PREVIOUS = env("NETWORK_WEBHOOK_SECRET_PREVIOUS", default="")
 # The outbox sweep (partner/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
