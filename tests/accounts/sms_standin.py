@@ -18,8 +18,9 @@ against X-SMS-Signature; 200 {"id", "status": "accepted"}, 401 for a bad signatu
 without a second delivery.
 
 Both record every request with what was wrong with its shape ("problems") and the status they
-answered: GET /_standin/received. POST /_standin/answers {"answers": [500, 429, ...]} makes the
-next requests fail with those statuses (then normal answers resume); POST /_standin/reset."""
+answered: GET /_standin/received. POST /_standin/answers {"answers": [500, 429, 0, ...]} makes the
+next requests fail with those statuses (0: no answer for --hang-seconds, then 503), then normal
+answers resume; POST /_standin/reset."""
 
 from __future__ import annotations
 
@@ -66,10 +67,17 @@ class State:
         self.received: list[dict] = []
         self.answers: list[int] = []
         self.accepted_ids: set[str] = set()
+        self.hang_seconds = 0.0
 
     def next_forced(self) -> int | None:
+        """The next queued status; 0 means: answer nothing for --hang-seconds (the sender's
+        timeout), then 503."""
         with self.lock:
-            return self.answers.pop(0) if self.answers else None
+            forced = self.answers.pop(0) if self.answers else None
+        if forced == 0:
+            time.sleep(self.hang_seconds)
+            return 503
+        return forced
 
 
 def twilio_answer(handler: BaseHTTPRequestHandler, state: State, options, raw: bytes) -> tuple[int, dict, dict]:
@@ -182,6 +190,7 @@ def http_answer(handler: BaseHTTPRequestHandler, state: State, options, raw: byt
 
 def serve(options) -> None:
     state = State()
+    state.hang_seconds = options.hang_seconds
     answer = twilio_answer if options.kind == "twilio" else http_answer
 
     class Handler(BaseHTTPRequestHandler):
@@ -232,6 +241,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--account-sid", default="")
     parser.add_argument("--auth-token", default="")
     parser.add_argument("--secret", default="")
+    parser.add_argument("--hang-seconds", type=float, default=5.0)
     serve(parser.parse_args(argv))
 
 

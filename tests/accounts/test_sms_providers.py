@@ -17,6 +17,7 @@ from accounts import sms
 from accounts.models import User
 from tests.accounts.helpers import PASSWORD, sign_up, sms_code
 from tests.builders import make_user
+from tests.partner.helpers import wait_until
 
 STANDIN = Path(__file__).with_name("sms_standin.py")
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -61,7 +62,7 @@ class StandIn:
 
 @pytest.fixture(scope="module")
 def twilio_process():
-    stand_in = StandIn("twilio", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN)
+    stand_in = StandIn("twilio", "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--hang-seconds", "6")
     yield stand_in
     stand_in.stop()
 
@@ -159,6 +160,21 @@ def test_twilio_down_is_tried_a_bounded_number_of_times_then_try_later(client, d
     sign_up(client, email="ann@example.com", phone=PHONE)
     assert [r["status"] for r in twilio.received()] == [429, 500, 503]  # three attempts, no more
     assert COULD_NOT_SEND in verify_page(client)
+
+
+def test_twilio_not_answering_in_time_is_retried_and_the_code_delivered(client, db, twilio, settings):
+    # The stand-in holds the first request for 6 s; we give up after 2 s and try again: ample
+    # for a loopback answer on a loaded machine, and far below the hold.
+    settings.SMS_TIMEOUT_SECONDS = 2.0
+    twilio.answer_next(0)
+    sign_up(client, email="ann@example.com", phone=PHONE)
+    # The held request is recorded when it ends (and must end before the next test resets).
+    assert wait_until(lambda: len(twilio.received()) == 2, timeout=60)
+    assert sorted(r["status"] for r in twilio.received()) == [201, 503]
+    [delivered] = twilio.delivered()
+    assert "sent a code" in verify_page(client)
+    client.post(reverse("account_verify_phone"), {"code": sms_code(delivered)})
+    assert User.objects.get().phone_verified
 
 
 def test_twilio_refusing_our_credentials_is_logged_and_the_customer_is_told_to_try_later(
