@@ -1,8 +1,11 @@
 """django-allauth hooks for our User model (email and/or phone, no username): where the phone
 number lives, how verification codes leave by SMS, which language a new user keeps."""
 
+import logging
+
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.fields import PhoneField
+from allauth.core import context
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -10,7 +13,13 @@ from django.utils.translation import gettext_lazy
 
 from .models import User
 from .phone import to_e164
-from .sms import send_sms
+from .sms import SMSError, SMSRejected, masked, send_sms
+
+logger = logging.getLogger(__name__)
+
+# Where a failed verification SMS is remembered until the verify page shows it as a form error
+# (accounts.views.SMSFailureFormErrorMixin): "rejected" (another number is needed) or "unavailable".
+SMS_FAILURE_SESSION_KEY = "accounts_sms_failure"
 
 
 class PhoneNumberField(PhoneField):
@@ -63,18 +72,39 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def send_verification_code_sms(self, user, phone, code, **kwargs):
         # The code stays the last word of the text in every language: tests and autofill read it there.
-        send_sms(
-            to=phone,
-            body=_("Your %(site_name)s verification code is %(code)s")
-            % {"site_name": settings.SITE_NAME, "code": code},
-        )
+        body = _("Your %(site_name)s verification code is %(code)s") % {
+            "site_name": settings.SITE_NAME,
+            "code": code,
+        }
+        try:
+            send_sms(to=phone, body=body, retry=True)
+            context.request.session.pop(SMS_FAILURE_SESSION_KEY, None)
+        except SMSError as exc:
+            # Logged by send_sms. allauth goes on to its verify page (its rate limit already
+            # counted this send); that page says what went wrong instead of "code sent".
+            request = context.request
+            request._sms_failed = True
+            request.session[SMS_FAILURE_SESSION_KEY] = "rejected" if isinstance(exc, SMSRejected) else "unavailable"
 
     def send_account_already_exists_sms(self, phone):
-        send_sms(
-            to=phone,
-            body=_("Someone tried to sign up for %(site_name)s with this number, which already has an account.")
-            % {"site_name": settings.SITE_NAME},
-        )
+        # A failure is logged and not shown: the page must look the same whether the number had
+        # an account (this text) or not (no text), or it would tell a stranger which numbers do.
+        try:
+            send_sms(
+                to=phone,
+                body=_("Someone tried to sign up for %(site_name)s with this number, which already has an account.")
+                % {"site_name": settings.SITE_NAME},
+            )
+        except SMSError:
+            logger.warning("sms_account_exists_warning_not_sent to=%s", masked(phone))
+
+    def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
+        if (
+            getattr(request, "_sms_failed", False)
+            and message_template == "account/messages/phone_verification_sent.txt"
+        ):
+            return  # nothing was sent: the verify page shows the failure instead
+        super().add_message(request, level, message_template, message_context, extra_tags, message)
 
     # --- who the emails come from (docs/sign-up.md) ---------------------------------------------
 

@@ -9,6 +9,7 @@ from allauth.account import views as allauth_views
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.i18n import set_language as django_set_language
 
 from . import selectors
+from .adapter import SMS_FAILURE_SESSION_KEY
 from .forms import ProfileForm
 from .models import Line
 from .usage_chart import build_chart, chart_window
@@ -103,7 +105,42 @@ signup = _SignupView.as_view()
 # --- phone verification at sign-up ---------------------------------------------------------------
 
 
-class _VerifyPhoneAtSignupView(allauth_views._VerifyPhoneSignupView):
+def _show_error(form, field: str, message: str) -> None:
+    # add_error() wants a validated form; on an unbound one the errors are only for display.
+    form.errors[field] = form.error_class([message], renderer=form.renderer)
+
+
+class SMSFailureFormErrorMixin:
+    """allauth's verify page after the code could not be sent (accounts.adapter): instead of "we've
+    sent a code", a form error that says what to do: another number if the provider refused this
+    one, or later if the provider (or our account with it) failed. docs/notifications.md#sms."""
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)  # type: ignore[misc]
+        failure = self.request.session.pop(SMS_FAILURE_SESSION_KEY, None)  # type: ignore[attr-defined]
+        if failure == "rejected":
+            message = _("We could not send a text message to %(phone)s. Check the number, or use a different one.") % {
+                "phone": context["phone"]
+            }
+            if context.get("can_change"):
+                _show_error(context["change_form"], "phone", message)
+            else:
+                _show_error(context["verify_form"], NON_FIELD_ERRORS, message)
+        elif failure:
+            _show_error(
+                context["verify_form"],
+                NON_FIELD_ERRORS,
+                _("We could not send the code right now. Please try again later."),
+            )
+        context["sms_not_sent"] = bool(failure)
+        return context
+
+
+class _VerifyPhoneInSettingsView(SMSFailureFormErrorMixin, allauth_views._VerifyPhoneChangeView):
+    """allauth's page for a signed-in customer's new number, with the send failure shown."""
+
+
+class _VerifyPhoneAtSignupView(SMSFailureFormErrorMixin, allauth_views._VerifyPhoneSignupView):
     """allauth's sign-up phone step, the same whether or not the number was registered. allauth
     drops a sign-up whose number is taken (texting the owner) and goes on with no user, and then
     leaves out the "Use a different phone number" form, which a stranger could see to probe numbers
@@ -143,5 +180,5 @@ class _VerifyPhoneAtSignupView(allauth_views._VerifyPhoneSignupView):
 def verify_phone(request):
     """allauth's `account_verify_phone`, with the sign-up step replaced (see above)."""
     if request.user.is_authenticated:
-        return allauth_views.verify_phone(request)
+        return _VerifyPhoneInSettingsView.as_view()(request)
     return _VerifyPhoneAtSignupView.as_view()(request)

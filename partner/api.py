@@ -117,9 +117,10 @@ def usage_batch(request):
         logger.warning("usage_batch_rejected status=413 reason=body_too_large")
         return _error(413, f"request body too large; send at most {MAX_RECORDS} records per request")
     try:
-        partner_signature.verify(
+        signed_with = partner_signature.verify(
             header=request.headers.get(partner_signature.HEADER),
             secret=settings.PARTNER_USAGE_SECRET,
+            previous_secret=settings.PARTNER_USAGE_SECRET_PREVIOUS,
             body=body,
             now=timezone.now(),
             tolerance=settings.PARTNER_SIGNATURE_TOLERANCE,
@@ -127,6 +128,9 @@ def usage_batch(request):
     except partner_signature.SignatureError as exc:
         logger.warning("usage_batch_rejected status=401 reason=%s remote=%s", exc, request.META.get("REMOTE_ADDR"))
         return _error(401, str(exc))
+    if signed_with == "previous":
+        # The partner still signs with the secret being rotated out: drop it only once these stop.
+        logger.info("usage_batch_signed_with_previous_secret remote=%s", request.META.get("REMOTE_ADDR"))
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):  # ValueError covers bad UTF-8 and bad JSON

@@ -4,6 +4,11 @@
     X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">
 
 Signing the timestamp with the body makes a captured request useless after the tolerance window.
+
+Rotating a secret without downtime (docs/deploying.md#rotating-secrets): for a while each side
+knows a current and a previous secret. Incoming requests verify with either (`verify`'s
+`previous_secret`); outgoing ones carry one v1 per secret (`sign`'s `previous_secret`), so the
+receiver accepts them whichever of the two it holds.
 """
 
 import hashlib
@@ -21,14 +26,27 @@ def compute(*, secret: str, timestamp: int | str, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def sign(*, secret: str, body: bytes, now: datetime) -> str:
-    """The X-Signature header value for `body` sent at `now`."""
+def sign(*, secret: str, body: bytes, now: datetime, previous_secret: str = "") -> str:
+    """The X-Signature header value for `body` sent at `now`: a v1 with `secret`, and a second
+    with `previous_secret` while one is set (a rotation)."""
     timestamp = int(now.timestamp())
-    return f"t={timestamp},v1={compute(secret=secret, timestamp=timestamp, body=body)}"
+    header = f"t={timestamp},v1={compute(secret=secret, timestamp=timestamp, body=body)}"
+    if previous_secret and previous_secret != secret:
+        header += f",v1={compute(secret=previous_secret, timestamp=timestamp, body=body)}"
+    return header
 
 
-def verify(*, header: str | None, secret: str, body: bytes, now: datetime, tolerance: timedelta) -> None:
-    """Raise SignatureError unless `header` signs `body` with `secret` within `tolerance` of `now`.
+def verify(
+    *,
+    header: str | None,
+    secret: str,
+    body: bytes,
+    now: datetime,
+    tolerance: timedelta,
+    previous_secret: str = "",
+) -> str:
+    """Raise SignatureError unless `header` signs `body` with `secret` (or, during a rotation,
+    `previous_secret`) within `tolerance` of `now`. Returns "current" or "previous": which one did.
 
     Several v1 entries are allowed so that the partner can sign with an old and a new secret
     while a secret is being rotated.
@@ -52,9 +70,13 @@ def verify(*, header: str | None, secret: str, body: bytes, now: datetime, toler
     seconds = int(timestamp)
     if abs(now.timestamp() - seconds) > tolerance.total_seconds():
         raise SignatureError("X-Signature timestamp is outside the tolerance window")
-    # The digest covers t exactly as sent.
-    expected = compute(secret=secret, timestamp=timestamp, body=body)
-    # compare_digest on ASCII bytes: constant time, and no TypeError on non-ASCII input.
-    matches = [hmac.compare_digest(expected.encode(), c.encode("utf-8", "replace")) for c in candidates]
-    if not any(matches):
-        raise SignatureError("X-Signature does not match the body")
+    for which, key in (("current", secret), ("previous", previous_secret)):
+        if not key:
+            continue
+        # The digest covers t exactly as sent.
+        expected = compute(secret=key, timestamp=timestamp, body=body)
+        # compare_digest on ASCII bytes: constant time, and no TypeError on non-ASCII input.
+        matches = [hmac.compare_digest(expected.encode(), c.encode("utf-8", "replace")) for c in candidates]
+        if any(matches):
+            return which
+    raise SignatureError("X-Signature does not match the body")

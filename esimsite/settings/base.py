@@ -143,8 +143,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = (Queue("sweeps"), Queue("celery"))
 
-# Email and SMS: console in development, captured in tests, real backends otherwise (no SMS
-# gateway is built in: the deployment names its backend).
+# Email and SMS: console in development, captured in tests, real backends otherwise. The
+# deployment names its SMS backend (docs/notifications.md#sms): accounts.sms.TwilioBackend or
+# accounts.sms.SignedHTTPBackend.
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 # The product's name in emails and SMS ("Hello from …", "[…] Please confirm…"), and their sender.
 SITE_NAME = env("SITE_NAME", default="Axis eSIM")
@@ -154,6 +155,22 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default=f"{SITE_NAME} <no-reply@e
 PHONE_REGION_BY_LANGUAGE = {"zh-hans": "CN"}
 PHONE_DEFAULT_REGION = env("PHONE_DEFAULT_REGION", default="US")
 SMS_BACKEND = env("SMS_BACKEND")
+# Seconds one attempt may take; a verification code is sent while the person waits for the page.
+SMS_TIMEOUT_SECONDS = env.float("SMS_TIMEOUT_SECONDS", default=5.0)
+# Pauses before each retry of a verification code after a transient failure (429, 5xx, timeout):
+# two retries, so at most three attempts, all inside the one send allauth rate-limits.
+SMS_RETRY_DELAYS_SECONDS = env.list("SMS_RETRY_DELAYS_SECONDS", cast=float, default=[0.5, 2.0])
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+# An API key (SK...) to authenticate with instead of the account's own token (TWILIO_AUTH_TOKEN
+# then holds the key's secret).
+TWILIO_API_KEY_SID = env("TWILIO_API_KEY_SID", default="")
+TWILIO_FROM = env("TWILIO_FROM", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+# Only for a stand-in (tests); Twilio's own otherwise.
+SMS_TWILIO_API_BASE = env("SMS_TWILIO_API_BASE", default="https://api.twilio.com")
+SMS_HTTP_URL = env("SMS_HTTP_URL", default="")
+SMS_HTTP_SECRET = env("SMS_HTTP_SECRET", default="")
 
 # Stripe through dj-stripe. In development and tests STRIPE_API_BASE points at localstripe.
 # Live mode is the deployment's choice (production.py turns it on unless told otherwise).
@@ -165,6 +182,9 @@ STRIPE_LIVE_SECRET_KEY = STRIPE_SECRET_KEY if STRIPE_LIVE_MODE else ""
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+# The secret being rotated out, accepted alongside STRIPE_WEBHOOK_SECRET while set
+# (payments.webhooks.CappedWebhookView, docs/deploying.md#rotating-secrets).
+STRIPE_WEBHOOK_SECRET_PREVIOUS = env("STRIPE_WEBHOOK_SECRET_PREVIOUS", default="")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
 # Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
 STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
@@ -213,12 +233,17 @@ PAYMENTS_RATE_LIMITS = {
 
 # Network partner: usage records in, commands out.
 PARTNER_USAGE_SECRET = env("PARTNER_USAGE_SECRET")
+# Each signing secret has a previous value, set only while it is being rotated
+# (docs/deploying.md#rotating-secrets): incoming signatures may use either; outgoing commands carry
+# a signature with each.
+PARTNER_USAGE_SECRET_PREVIOUS = env("PARTNER_USAGE_SECRET_PREVIOUS", default="")
 PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # How long after its period ends a usage record may still arrive on time (docs/usage.md): longer
 # than any partner retry. A record of an earlier package that arrives later is reported as "late".
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
+NETWORK_WEBHOOK_SECRET_PREVIOUS = env("NETWORK_WEBHOOK_SECRET_PREVIOUS", default="")
 # The outbox sweep (partner/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))

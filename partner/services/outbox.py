@@ -133,7 +133,14 @@ def deliver(*, command: NetworkCommand, now: datetime) -> bool:
     body = json.dumps(payload(command), separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
-        partner_signature.HEADER: partner_signature.sign(secret=settings.NETWORK_WEBHOOK_SECRET, body=body, now=now),
+        # During a rotation both secrets sign (docs/deploying.md#rotating-secrets): the partner
+        # accepts the command whichever one it holds.
+        partner_signature.HEADER: partner_signature.sign(
+            secret=settings.NETWORK_WEBHOOK_SECRET,
+            previous_secret=settings.NETWORK_WEBHOOK_SECRET_PREVIOUS,
+            body=body,
+            now=now,
+        ),
         "Idempotency-Key": f"network-command-{command.pk}",
     }
     code, error = None, ""

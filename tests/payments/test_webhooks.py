@@ -199,3 +199,36 @@ def test_configure_local_webhooks_says_clearly_when_localstripe_is_down(db, sett
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens on the discard port
     with pytest.raises(CommandError, match="could not configure localstripe"):
         call_command("configure_local_webhooks", "--url", "http://127.0.0.1:8000", "--wait", "1")
+
+
+# --- rotating the signing secret (docs/deploying.md#rotating-secrets) --------------------------------
+
+
+def test_during_a_rotation_events_signed_with_either_secret_are_accepted_and_others_refused(
+    client, endpoint, authenticated_purchase, settings, caplog
+):
+    settings.STRIPE_WEBHOOK_SECRET_PREVIOUS = "whsec_rotated_out"
+    charge, intent = authenticated_purchase
+    current = event_for(intent, "payment_intent.succeeded", "evt_signed_current")
+    previous = event_for(intent, "payment_intent.succeeded", "evt_signed_previous")
+    unknown = event_for(intent, "payment_intent.succeeded", "evt_signed_unknown")
+    assert post_event(client, endpoint, current, sign(current, settings.STRIPE_WEBHOOK_SECRET)).status_code == 200
+    assert post_event(client, endpoint, previous, sign(previous, "whsec_rotated_out")).status_code == 200
+    assert "webhook_signed_with_previous_secret" in caplog.text
+    assert post_event(client, endpoint, unknown, sign(unknown, "whsec_someone_else")).status_code == 400
+    assert set(Event.objects.values_list("id", flat=True)) >= {"evt_signed_current", "evt_signed_previous"}
+    assert not Event.objects.filter(id="evt_signed_unknown").exists()
+    endpoint.refresh_from_db()
+    assert endpoint.secret == settings.STRIPE_WEBHOOK_SECRET  # the row is never rewritten
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.SUCCEEDED
+
+
+def test_after_a_rotation_the_previous_webhook_secret_is_refused(client, endpoint, authenticated_purchase, settings):
+    settings.STRIPE_WEBHOOK_SECRET_PREVIOUS = ""
+    charge, intent = authenticated_purchase
+    body = event_for(intent, "payment_intent.succeeded", "evt_old_secret")
+    assert post_event(client, endpoint, body, sign(body, "whsec_rotated_out")).status_code == 400
+    assert not Event.objects.filter(id="evt_old_secret").exists()
+    charge.refresh_from_db()
+    assert charge.status == Charge.Status.REQUIRES_ACTION
