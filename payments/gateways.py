@@ -473,7 +473,7 @@ def forget_customer(customer_id: str) -> Any:
     try:
         current = stripe.Customer.retrieve(customer_id, api_key=_key())
         # Stripe unsets a metadata key given as "": every key but the subscriber id goes.
-        metadata = {key: "" for key in (_get(current, "metadata") or {}) if key != "djstripe_subscriber"}
+        metadata = {key: "" for key in _as_dict(_get(current, "metadata") or {}) if key != "djstripe_subscriber"}
         cus = stripe.Customer.modify(
             customer_id, email="", name="", phone="", description="", metadata=metadata, api_key=_key()
         )

@@ -78,9 +78,9 @@ def forget_customer(*, user: User) -> int:
         for stripe_id in [c.id for c in customers]:
             Event.objects.annotate(text=Cast("data", TextField())).filter(text__contains=stripe_id).delete()
             WebhookEventTrigger.objects.filter(body__contains=stripe_id).delete()
-        Customer.objects.filter(pk__in=[c.pk for c in customers]).update(
-            email="", description="", metadata={}, stripe_data={}
-        )
+        # Emptied rather than deleted: the user row's charges and the processor's customer
+        # (kept for its payments) still meet through it.
+        Customer.objects.filter(pk__in=[c.pk for c in customers]).update(email="", metadata={}, stripe_data={})
     logger.info("stripe_customer_forgotten user=%s customer=%s methods=%s", user.pk, customer.id, len(method_ids))
     return len(method_ids)
 

@@ -97,7 +97,12 @@ def _daily_usage(line_ids: list[int]) -> Iterator[dict[str, Any]]:
         .order_by("line_id", "day")
     )
     for row in rows.iterator(chunk_size=USAGE_CHUNK):
-        yield {"line_id": row["line_id"], "day": row["day"].isoformat(), "bytes": row["bytes"], "records": row["records"]}
+        yield {
+            "line_id": row["line_id"],
+            "day": row["day"].isoformat(),
+            "bytes": row["bytes"],
+            "records": row["records"],
+        }
 
 
 def _usage_records(line_ids: list[int]) -> Iterator[dict[str, Any]]:
