@@ -72,7 +72,7 @@ def forget_customer(*, user: User) -> int:
                 continue
             field = next((f for f in model._meta.concrete_fields if f.name == "customer" and f.is_relation), None)
             if field is not None and field.related_model is Customer:
-                model.objects.filter(customer__in=customers).delete()
+                model._default_manager.filter(customer__in=customers).delete()
         PaymentMethod.objects.filter(id__in=method_ids).delete()
         # Webhook events and their raw bodies carry the customer's email and card details.
         for stripe_id in [c.id for c in customers]:

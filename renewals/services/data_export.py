@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -28,7 +28,7 @@ USAGE_CHUNK = 2000
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.UTC).isoformat() if value else None
+    return value.astimezone(UTC).isoformat() if value else None
 
 
 def _dump(value: Any) -> str:
@@ -91,7 +91,7 @@ def _line(line: Line, history: list[dict[str, Any]]) -> dict[str, Any]:
 def _daily_usage(line_ids: list[int]) -> Iterator[dict[str, Any]]:
     rows = (
         UsageRecord.objects.filter(line_id__in=line_ids)
-        .annotate(day=TruncDate("period_start", tzinfo=timezone.UTC))
+        .annotate(day=TruncDate("period_start", tzinfo=UTC))
         .values("line_id", "day")
         .annotate(bytes=Sum("bytes"), records=Count("id"))
         .order_by("line_id", "day")
@@ -228,4 +228,4 @@ def export_user_data(user: User, *, now: datetime | None = None) -> Iterator[str
 
 
 def export_filename(user: User, now: datetime) -> str:
-    return f"esimsite-data-{user.pk}-{now.astimezone(timezone.UTC):%Y%m%d}.json"
+    return f"esimsite-data-{user.pk}-{now.astimezone(UTC):%Y%m%d}.json"
