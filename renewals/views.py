@@ -218,7 +218,7 @@ def download_data(request):
 def close_account(request):
     """What closing does, a box to tick, and the button. The POST needs a recent sign-in (allauth
     asks for the password, or a code, again); a payment still at the processor refuses it."""
-    form = CloseAccountForm(request.POST or None)
+    form = CloseAccountForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         user = request.user
         try:

@@ -159,7 +159,7 @@ def test_closing_leaves_nothing_of_the_person_outside_the_kept_records(alice, bo
     # A record of the closure, without personal data.
     closed = ChangeRecord.objects.get(action="account_closed", object_id=str(alice.pk))
     assert closed.actor_id == alice.pk and closed.after == {"closed_by": "customer"}
-    assert closed.object_repr == closure.pseudonym
+    assert closed.object_repr.startswith(closure.pseudonym)
 
     # Nothing of her anywhere: every table, every text and JSON field.
     for needle in ("alice.closing@example.com", "alice.second@example.org", PHONE, PHONE[3:], NAME):
