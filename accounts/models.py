@@ -390,6 +390,8 @@ class ChangeRecord(models.Model):
             ("import_lines", _("Can import lines from CSV")),
             ("view_operations", _("Can see the operations page")),
             ("adjust_usage", _("Can correct a line's usage")),
+            ("close_account", _("Can close a customer's account and erase their personal data")),
+            ("export_customer_data", _("Can download a customer's data (subject access request)")),
         ]
 
     def __str__(self) -> str:

@@ -31,6 +31,8 @@ OPERATOR_PERMISSIONS = (
     "import_lines",
     "view_operations",
     "adjust_usage",
+    "close_account",
+    "export_customer_data",
 )
 
 
@@ -85,6 +87,12 @@ class OperatorPermissionsMixin:
 
     def has_view_operations_permission(self, request):
         return self._operator_may(request, "view_operations")
+
+    def has_close_account_permission(self, request):
+        return self._operator_may(request, "close_account")
+
+    def has_export_customer_data_permission(self, request):
+        return self._operator_may(request, "export_customer_data")
 
 
 def confirmed_action(

@@ -1,6 +1,7 @@
 """The operator roles as Django groups, kept in step with the code after every migrate:
 support reads everything and may retry, resume and cancel a renewal and resend emails; finance
-may also refund, suspend, correct usage, import lines and edit packages and the retry policy. Superusers do all."""
+may also refund, suspend, correct usage, import lines, edit packages and the retry policy, and answer
+data-rights requests (export a customer's data, close an account). Superusers do all."""
 
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
@@ -24,6 +25,9 @@ FINANCE_ACTIONS = SUPPORT_ACTIONS + [
     "accounts.add_package",
     "accounts.change_package",
     "renewals.change_retrypolicy",
+    # Data rights (docs/data-rights.md): a subject access request's export and an account closure.
+    "accounts.export_customer_data",
+    "accounts.close_account",
 ]
 
 

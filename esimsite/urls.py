@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import urls as account_urls
 from accounts import views as account_views
 from console.health import healthz
 from payments import urls as payment_urls
@@ -12,6 +13,16 @@ from renewals import views as renewal_views
 payment_pages = (
     [*payment_urls.urlpatterns, path("renewals/<int:renewal_id>/pay/", renewal_views.pay_renewal, name="pay_renewal")],
     payment_urls.app_name,
+)
+# Accounts' pages, with the data-rights pages of the settings (download my data, close my account),
+# which read and close everything up to renewals and so live there (docs/data-rights.md).
+account_pages = (
+    [
+        path("settings/data/", renewal_views.download_data, name="download_data"),
+        path("settings/close/", renewal_views.close_account, name="close_account"),
+        *account_urls.urlpatterns,
+    ],
+    account_urls.app_name,
 )
 # dj-stripe's webhook route (same name), served by our view that caps the body before storing it.
 stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="djstripe_webhook_by_uuid")], "djstripe")
@@ -28,5 +39,5 @@ urlpatterns = [
     path("api/partner/", include("partner.urls")),
     path("payments/", include(payment_pages)),
     path("renewals/", include("renewals.urls")),
-    path("", include("accounts.urls")),
+    path("", include(account_pages)),
 ]

@@ -463,6 +463,25 @@ def detach_payment_method(payment_method_id: str) -> None:
         raise _gateway_error(exc) from exc
 
 
+def forget_customer(customer_id: str) -> Any:
+    """Remove the person from the processor's customer (an account closure, docs/data-rights.md):
+    email, name, phone and description emptied, only dj-stripe's subscriber id kept in metadata.
+    Stripe keeps the customer object and its payments, which the financial records need."""
+    from djstripe.models import Customer
+
+    ensure_local_owner_account()
+    try:
+        current = stripe.Customer.retrieve(customer_id, api_key=_key())
+        # Stripe unsets a metadata key given as "": every key but the subscriber id goes.
+        metadata = {key: "" for key in _as_dict(_get(current, "metadata") or {}) if key != "djstripe_subscriber"}
+        cus = stripe.Customer.modify(
+            customer_id, email="", name="", phone="", description="", metadata=metadata, api_key=_key()
+        )
+        return Customer.sync_from_stripe_data(cus, api_key=_key())
+    except stripe.StripeError as exc:
+        raise _gateway_error(exc) from exc
+
+
 # --- charges -------------------------------------------------------------------------------------
 
 

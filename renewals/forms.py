@@ -153,3 +153,14 @@ class RenewalRuleForm(forms.Form):
 
     def payment_method_label(self) -> str:
         return str(dict(self.fields["payment_method_id"].choices).get(self.cleaned_data.get("payment_method_id") or ""))
+
+
+class CloseAccountForm(forms.Form):
+    """The customer's last word before their account is closed (they re-authenticated already:
+    allauth's reauthentication flow guards the POST)."""
+
+    confirm = forms.BooleanField(
+        label=_("I understand that my account will be closed for good and cannot be restored."),
+        required=True,
+        error_messages={"required": _("Tick the box to confirm.")},
+    )

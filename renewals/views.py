@@ -2,31 +2,39 @@
 paying a renewal now. Only the confirmation's POST saves; every line is looked up among the
 customer's own (404 else)."""
 
+import logging
+
+from allauth.account.decorators import reauthentication_required
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import selectors as account_selectors
 from accounts.models import Line
+from accounts.services import erasure
 from payments import selectors as payment_selectors
 from payments import views as payment_views
 from payments.forms import PayNowForm
+from payments.gateways import GatewayError
 from payments.money import format_money
 from payments.rate_limits import limit
 from payments.services import errors as payment_errors
 
 from . import selectors
-from .forms import RenewalRuleForm
+from .forms import CloseAccountForm, RenewalRuleForm
 from .models import RenewalRule, RetryPolicy
-from .services import pay_now, rules
+from .services import account_closure, data_export, pay_now, rules
+
+logger = logging.getLogger(__name__)
 
 
 def _own_line(request, line_id: int) -> Line:
@@ -183,3 +191,54 @@ def pay_renewal(request, renewal_id: int):
         {"renewal": renewal, "form": form, "methods": methods},
         status=400 if form.errors else 200,
     )
+
+
+# --- the customer's data rights (docs/data-rights.md) ---------------------------------------------
+# Served under accounts' namespace (accounts:download_data, accounts:close_account, joined in
+# esimsite/urls.py): they read and close everything up to renewals, which accounts cannot import.
+
+
+@login_required
+@require_GET
+def download_data(request):
+    """The customer's own data as a JSON file, streamed (usage records can be many)."""
+    now = timezone.now()
+    response = StreamingHttpResponse(
+        data_export.export_user_data(request.user, now=now), content_type="application/json; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{data_export.export_filename(request.user, now)}"'
+    response["Cache-Control"] = "no-store"
+    logger.info("data_export_downloaded user=%s by=customer", request.user.pk)
+    return response
+
+
+@login_required
+@reauthentication_required(allow_get=True)
+@require_http_methods(["GET", "POST"])
+def close_account(request):
+    """What closing does, a box to tick, and the button. The POST needs a recent sign-in (allauth
+    asks for the password, or a code, again); a payment still at the processor refuses it."""
+    form = CloseAccountForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        try:
+            account_closure.close_account(
+                user=user, actor=user, closed_by=account_closure.CUSTOMER, reason="", now=timezone.now()
+            )
+        except account_closure.PaymentInFlight:
+            form.add_error(
+                None,
+                _(
+                    "A payment of yours is being processed right now. Auto-renewal is off, so no new "
+                    "payment will start; please try again in a few minutes."
+                ),
+            )
+        except GatewayError:
+            form.add_error(None, _("The payment processor did not answer. Nothing was closed; please try again."))
+        except erasure.CustomerOnly:
+            form.add_error(None, _("Staff accounts are closed by an administrator."))
+        else:
+            logout(request)
+            return render(request, "renewals/account_closed.html")
+    lines = account_selectors.lines_for_user(request.user).exclude(status=Line.Status.TERMINATED)
+    return render(request, "renewals/close_account.html", {"form": form, "lines": lines})

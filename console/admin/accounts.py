@@ -1,23 +1,33 @@
 """The operator's view of customers and lines. Actions ask first and call services
 (console.actions); every change to a line's state is history."""
 
+import logging
+
 from allauth.account.models import EmailAddress
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, StreamingHttpResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.history import acting, record_change
 from accounts.models import Line, UsageAdjustment, User
+from accounts.services import erasure
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
 from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
 from console.views import LineImportView, UsageCorrectionView
+from payments.gateways import GatewayError
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
 from renewals.models import Renewal, RenewalRule
+from renewals.services import account_closure, data_export
 
 from .history import ChangeHistoryInline, HistoryAdminMixin
+
+logger = logging.getLogger(__name__)
 
 
 def _resend_verification(*, request, obj, reason, now) -> Outcome:
@@ -34,6 +44,24 @@ def _resend_verification(*, request, obj, reason, now) -> Outcome:
         after={"emails": [address.email for address in addresses]},
         now=now,
     )
+    return Outcome(True)
+
+
+def _close_account(*, request, obj, reason, now) -> Outcome:
+    """An operator closes an account at the customer's request (docs/data-rights.md); the same
+    steps as the customer's own closure, attributed to the operator in the history."""
+    if erasure.is_closed(obj):
+        return Outcome(False, _("Already closed."))
+    try:
+        account_closure.close_account(
+            user=obj, actor=request.user, closed_by=account_closure.OPERATOR, reason=reason, now=now
+        )
+    except account_closure.PaymentInFlight:
+        return Outcome(False, _("A payment is at the processor; auto-renewal is off now. Try again in a few minutes."))
+    except GatewayError:
+        return Outcome(False, _("The payment processor did not answer; nothing was erased. Try again."))
+    except erasure.CustomerOnly:
+        return Outcome(False, _("Staff accounts are not closed this way: remove their staff status instead."))
     return Outcome(True)
 
 
@@ -154,6 +182,19 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
             permission="email_customer",
             perform=_resend_verification,
         ),
+        confirmed_action(
+            name="close_accounts",
+            description=_("Close the account and erase the customer's personal data"),
+            permission="close_account",
+            perform=_close_account,
+            reason_required=True,
+            warning=_(
+                "This cannot be undone. Auto-renewal is turned off and open renewals cancelled, payment "
+                "methods are removed at the processor, every line is terminated, and the email, phone and "
+                "name are erased. Payments and refunds are kept under a pseudonym. Download the customer's "
+                "data first if they asked for it."
+            ),
+        ),
         csv_export_action(
             name="export_customers_csv",
             filename="customers.csv",
@@ -187,8 +228,31 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
                 .select_related("line", "package")
                 .order_by("-created_at", "-id")[:20],
                 customer_payment_methods=payment_methods_for_user(user),
+                may_export_data=self.has_export_customer_data_permission(request),
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.data_export_view)
+        return [path("<int:user_id>/data-export/", export, name="accounts_user_data_export"), *super().get_urls()]
+
+    def data_export_view(self, request, user_id: int):
+        """A subject access request: the customer's data as the customer downloads it themselves,
+        and a history row saying which operator took it and when."""
+        if not self.has_export_customer_data_permission(request):
+            raise PermissionDenied
+        customer = User.objects.filter(pk=user_id).first()
+        if customer is None:
+            raise Http404
+        now = timezone.now()
+        record_change(obj=customer, action="data_exported", actor=request.user, now=now)
+        logger.info("data_export_downloaded user=%s by=operator operator=%s", customer.pk, request.user.pk)
+        response = StreamingHttpResponse(
+            data_export.export_user_data(customer, now=now), content_type="application/json; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{data_export.export_filename(customer, now)}"'
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class UsageAdjustmentInline(admin.TabularInline):

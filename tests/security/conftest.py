@@ -170,6 +170,7 @@ def world(db) -> World:
             method.id,
             spare.id,
             "Visa •••• 5556",
+            owner.email,
         ),
     )
 
@@ -261,6 +262,10 @@ MATRIX = [
     Row("payments:history_csv", objects=False, query=lambda w: {"line": w.line.pk}),
     Row("renewals:rule", kwargs=lambda w: {"line_id": w.line.pk}, post=302, data=lambda w: _rule_form(w)),
     Row("renewals:turn_off", kwargs=lambda w: {"line_id": w.line.pk}, get=None, post=302),
+    # Only the signed-in customer's own data: another customer's download must not hold a marker.
+    Row("accounts:download_data", objects=False),
+    # The POST needs a recent sign-in (allauth's reauthentication): a bare session is sent there.
+    Row("accounts:close_account", objects=False, post=302, data=lambda w: {"confirm": "on"}),
 ]
 MATRIX_BY_NAME = {row.name: row for row in MATRIX}
 
