@@ -427,7 +427,11 @@ class Heartbeat(models.Model):
 
 
 # The kinds of `Notice.kind`, in the operator's words; a kind without a label shows as written.
-NOTICE_KIND_LABELS = {"usage": _("Data usage alert"), "expiry": _("Expiry reminder")}
+NOTICE_KIND_LABELS = {
+    "usage": _("Data usage alert"),
+    "expiry": _("Expiry reminder"),
+    "line_added": _("New line added"),
+}
 
 
 class Notice(models.Model):

@@ -1,6 +1,6 @@
 """The operator roles as Django groups, kept in step with the code after every migrate:
 support reads everything and may retry, resume and cancel a renewal and resend emails; finance
-may also refund, suspend, correct usage, import lines and edit packages and the retry policy. Superusers do all."""
+may also refund, suspend, correct usage, import and assign lines and edit packages and the retry policy. Superusers do all."""
 
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
@@ -20,6 +20,7 @@ FINANCE_ACTIONS = SUPPORT_ACTIONS + [
     "accounts.refund_charge",
     "accounts.suspend_line",
     "accounts.import_lines",
+    "accounts.assign_line",
     "accounts.adjust_usage",
     "accounts.add_package",
     "accounts.change_package",
