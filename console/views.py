@@ -45,7 +45,10 @@ class LineImportForm(forms.Form):
     file = forms.FileField(
         label=_("CSV file"),
         required=False,
-        help_text=_("Columns: iccid, smdp_address, matching_id, package (optional: a package name or number)."),
+        help_text=_(
+            "Columns: iccid, smdp_address, matching_id; optional: package (a package name or number) and owner"
+            " (the customer's email, or phone as +8613800138000, who is then told by email)."
+        ),
     )
     # The file's text travels back with the preview; it is checked again before anything is created.
     text = forms.CharField(widget=forms.HiddenInput, required=False)
