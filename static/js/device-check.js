@@ -42,7 +42,7 @@
     matches.forEach(function (row) {
       var item = document.createElement("li");
       var strong = document.createElement("strong");
-      strong.textContent = form.getAttribute("data-yes").replace("%(model)s", row[1]);
+      strong.textContent = form.getAttribute("data-yes").replace("__MODEL__", row[1]);
       var note = document.createElement("span");
       note.className = "muted";
       note.textContent = " " + row[2] + "." + (row[3] ? " " + row[3] : "");
