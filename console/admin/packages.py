@@ -20,7 +20,17 @@ class PackageForm(forms.ModelForm):
 
     class Meta:
         model = Package
-        fields = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
+        fields = [
+            "name",
+            "data_allowance_bytes",
+            "validity_days",
+            "price_minor",
+            "currency",
+            "active",
+            "listed",
+            "coverage_region",
+            "coverage_countries",
+        ]
 
     def clean(self):
         data = super().clean()
@@ -66,8 +76,8 @@ class PackageForm(forms.ModelForm):
 @admin.register(Package)
 class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
     form = PackageForm
-    list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
-    list_filter = ["active", "currency"]
+    list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active", "listed"]
+    list_filter = ["active", "listed", "currency"]
     search_fields = ["name"]
     ordering = ["currency", "price_minor", "name"]
     inlines = [ChangeHistoryInline]
