@@ -38,6 +38,7 @@ CURRENCY_EXPONENTS = {
     "TND": 3,
 }
 
+
 def currency_exponent(currency: str) -> int:
     return CURRENCY_EXPONENTS.get((currency or "").upper(), 2)
 

@@ -1,6 +1,7 @@
 """The operator roles as Django groups, kept in step with the code after every migrate:
 support reads everything and may retry, resume and cancel a renewal and resend emails; finance
-may also refund, suspend, correct usage, import and assign lines and edit packages and the retry policy. Superusers do all."""
+may also refund, suspend, correct usage, import and assign lines and edit packages and the retry
+policy. Superusers do all."""
 
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions

@@ -336,7 +336,12 @@ class AssignLineView(View):
         return TemplateResponse(
             request,
             "admin/accounts/line/assign.html",
-            {**admin.admin_site.each_context(request), "opts": admin.model._meta, "title": _("Assign a line"), **context},
+            {
+                **admin.admin_site.each_context(request),
+                "opts": admin.model._meta,
+                "title": _("Assign a line"),
+                **context,
+            },
         )
 
     def get(self, request):
@@ -367,7 +372,9 @@ class AssignLineView(View):
                 return self.render(request, form=form)
             if request.POST.get("confirm") != "yes":
                 return self.render(request, form=form, assignment=assignment, preview=True)
-            line = line_assignment.assign_line(assignment=assignment, actor=request.user, reason=data["reason"], now=now)
+            line = line_assignment.assign_line(
+                assignment=assignment, actor=request.user, reason=data["reason"], now=now
+            )
         except line_assignment.AssignmentRefused as exc:
             form.add_error(None, str(exc))
             return self.render(request, form=form)

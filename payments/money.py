@@ -9,6 +9,7 @@ from django.utils import formats
 # prices and the ledger's amounts agree.
 from accounts.prices import CURRENCY_EXPONENTS
 
+
 def currency_exponent(currency: str) -> int:
     return CURRENCY_EXPONENTS.get((currency or "").upper(), 2)
 

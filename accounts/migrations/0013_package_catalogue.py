@@ -5,29 +5,64 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0012_usage_adjustments'),
+        ("accounts", "0012_usage_adjustments"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='changerecord',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('retry_renewal', 'Can retry a renewal now'), ('cancel_renewal', 'Can cancel a renewal'), ('suspend_line', 'Can suspend a line'), ('resume_line', 'Can resume a line'), ('refund_charge', 'Can refund a charge'), ('email_customer', 'Can resend a verification or pay-now email'), ('import_lines', 'Can import lines from CSV'), ('view_operations', 'Can see the operations page'), ('adjust_usage', "Can correct a line's usage"), ('assign_line', 'Can assign a line to a customer')], 'verbose_name': 'change record', 'verbose_name_plural': 'change history'},
+            name="changerecord",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("retry_renewal", "Can retry a renewal now"),
+                    ("cancel_renewal", "Can cancel a renewal"),
+                    ("suspend_line", "Can suspend a line"),
+                    ("resume_line", "Can resume a line"),
+                    ("refund_charge", "Can refund a charge"),
+                    ("email_customer", "Can resend a verification or pay-now email"),
+                    ("import_lines", "Can import lines from CSV"),
+                    ("view_operations", "Can see the operations page"),
+                    ("adjust_usage", "Can correct a line's usage"),
+                    ("assign_line", "Can assign a line to a customer"),
+                ],
+                "verbose_name": "change record",
+                "verbose_name_plural": "change history",
+            },
         ),
         migrations.AddField(
-            model_name='package',
-            name='coverage_countries',
-            field=models.CharField(blank=True, help_text='ISO country codes separated by commas, for example CN, HK, MO, JP.', max_length=1000, validators=[django.core.validators.RegexValidator('^\\s*[A-Za-z]{2}(\\s*,\\s*[A-Za-z]{2})*\\s*,?\\s*\\Z', 'Use ISO country codes separated by commas, such as CN, HK.')], verbose_name='coverage (country codes)'),
+            model_name="package",
+            name="coverage_countries",
+            field=models.CharField(
+                blank=True,
+                help_text="ISO country codes separated by commas, for example CN, HK, MO, JP.",
+                max_length=1000,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^\\s*[A-Za-z]{2}(\\s*,\\s*[A-Za-z]{2})*\\s*,?\\s*\\Z",
+                        "Use ISO country codes separated by commas, such as CN, HK.",
+                    )
+                ],
+                verbose_name="coverage (country codes)",
+            ),
         ),
         migrations.AddField(
-            model_name='package',
-            name='coverage_region',
-            field=models.CharField(blank=True, help_text='Optional, shown as written above the countries, for example Asia (12 countries).', max_length=100, verbose_name='coverage (region)'),
+            model_name="package",
+            name="coverage_region",
+            field=models.CharField(
+                blank=True,
+                help_text="Optional, shown as written above the countries, for example Asia (12 countries).",
+                max_length=100,
+                verbose_name="coverage (region)",
+            ),
         ),
         migrations.AddField(
-            model_name='package',
-            name='listed',
-            field=models.BooleanField(default=False, help_text='Shown on the plans page, for sale as a new eSIM.', verbose_name='in the catalogue'),
+            model_name="package",
+            name="listed",
+            field=models.BooleanField(
+                default=False,
+                help_text="Shown on the plans page, for sale as a new eSIM.",
+                verbose_name="in the catalogue",
+            ),
         ),
     ]

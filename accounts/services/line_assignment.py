@@ -34,9 +34,13 @@ def find_customer(identifier: str) -> User:
             raise AssignmentRefused(
                 _("Enter an email address or a phone number in international form, such as +8613800138000.")
             ) from None
-        user = User.objects.filter(phone=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)).first()
+        user = User.objects.filter(
+            phone=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        ).first()
     if user is None:
-        raise AssignmentRefused(_("No customer has the email address or phone number %(customer)s.") % {"customer": text})
+        raise AssignmentRefused(
+            _("No customer has the email address or phone number %(customer)s.") % {"customer": text}
+        )
     return user
 
 

@@ -194,7 +194,9 @@ def _why_not_send(notice: Notice) -> str:
     if not notice.user.email:
         return "no email address"
     line = notice.line
-    if notice.kind == LINE_ADDED and (line is None or line.status == Line.Status.TERMINATED or line.owner_id != notice.user_id):
+    if notice.kind == LINE_ADDED and (
+        line is None or line.status == Line.Status.TERMINATED or line.owner_id != notice.user_id
+    ):
         return "the line is no longer the customer's"
     if notice.kind in (USAGE, EXPIRY):
         if (

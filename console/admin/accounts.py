@@ -10,9 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from accounts.history import acting, record_change
 from accounts.models import Line, UsageAdjustment, User
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
-from accounts.templatetags.data_units import signed_data_size
+from accounts.templatetags.data_units import data_size, signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
-from accounts.templatetags.data_units import data_size
 from console.views import AssignLineView, LineImportView, UsageCorrectionView
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
@@ -102,7 +101,11 @@ class LineDataMixin:
 
 
 # The byte counters a line's pages show through LineDataMixin instead.
-LINE_DATA_DISPLAY = {"data_remaining_bytes": "data_remaining", "data_used_bytes": "data_used", "overage_bytes": "overage"}
+LINE_DATA_DISPLAY = {
+    "data_remaining_bytes": "data_remaining",
+    "data_used_bytes": "data_used",
+    "overage_bytes": "overage",
+}
 
 
 class CustomerLineInline(LineDataMixin, admin.TabularInline):

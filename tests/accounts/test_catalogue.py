@@ -60,7 +60,9 @@ def test_a_plan_shows_data_validity_price_coverage_and_the_buy_link_in_english(c
 
 
 def test_a_plan_reads_in_chinese_with_the_chinese_currency_format(client, asia):
-    make_package(name="China 1 GB", data_allowance_bytes=GB, validity_days=1, price_minor=1800, currency="CNY", listed=True)
+    make_package(
+        name="China 1 GB", data_allowance_bytes=GB, validity_days=1, price_minor=1800, currency="CNY", listed=True
+    )
     page = in_chinese(client).get(PLANS).content.decode()
     assert '<p class="price">US$18.00</p>' in page and '<p class="price">¥18.00</p>' in page
     assert "15天" in page or "15 天" in page

@@ -99,7 +99,9 @@ def test_the_form_starts_today_in_the_operators_zone_and_in_mb_if_asked(finance_
     page = client.get(ASSIGN, {"customer": customer.email}).content.decode()
     assert f'value="{timezone.localdate(timezone=SHANGHAI).isoformat()}"' in page
     assert 'value="dan@example.com"' in page
-    client.post(ASSIGN, {**fields(customer=customer.email, package=travel, data_amount="300", data_unit="MB"), "confirm": "yes"})
+    client.post(
+        ASSIGN, {**fields(customer=customer.email, package=travel, data_amount="300", data_unit="MB"), "confirm": "yes"}
+    )
     assert customer.lines.get().data_remaining_bytes == 300 * MB
 
 
@@ -129,7 +131,9 @@ def test_support_may_not_assign_and_anonymous_is_sent_to_log_in(support_client, 
     support, _user = support_client
     customer = make_user(email="fay@example.com")
     assert support.get(ASSIGN).status_code == 403
-    assert support.post(ASSIGN, {**fields(customer=customer.email, package=travel), "confirm": "yes"}).status_code == 403
+    assert (
+        support.post(ASSIGN, {**fields(customer=customer.email, package=travel), "confirm": "yes"}).status_code == 403
+    )
     assert "assign-line-link" not in support.get(f"/admin/accounts/user/{customer.pk}/change/").content.decode()
     response = client.get(ASSIGN)
     assert response.status_code == 302 and "login" in response["Location"]
