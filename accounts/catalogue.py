@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from babel.lists import format_list
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -38,11 +39,13 @@ def packages_for_sale() -> QuerySet[Package]:
     return Package.objects.filter(active=True, listed=True).order_by("currency", "price_minor", "name")
 
 
-def coverage_names(package: Package, language: str | None = None) -> list[str]:
-    """The package's countries by name in the language (CLDR), in the order the operator wrote them;
+def coverage_names(package: Package, language: str | None = None) -> str:
+    """The package's countries by name in the language (CLDR), in the order the operator wrote them,
+    as the language lists them ("China, Hong Kong SAR China, and Japan"; "中国、中国香港特别行政区和日本");
     a code CLDR cannot name is shown as the code."""
-    territories = babel_locale(language).territories
-    return [territories.get(code, code) for code in package.coverage_codes]
+    locale = babel_locale(language)
+    names = [locale.territories.get(code, code) for code in package.coverage_codes]
+    return format_list(names, locale=locale) if names else ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,9 @@ class DeviceFamily:
 
     @property
     def label(self) -> str:
-        return _("%(brand)s %(model)s and later") % {"brand": self.brand, "model": self.first}
+        """"Apple iPhone XS and later"; a model named after its maker is not named twice ("Xiaomi 12T Pro")."""
+        name = self.first if self.first.lower().startswith(self.brand.lower()) else f"{self.brand} {self.first}"
+        return _("%(model)s and later") % {"model": name}
 
     @property
     def caveat_text(self) -> str:

@@ -43,11 +43,15 @@
       var item = document.createElement("li");
       var strong = document.createElement("strong");
       strong.textContent = form.getAttribute("data-yes").replace("__MODEL__", row[1]);
-      var note = document.createElement("span");
-      note.className = "muted";
-      note.textContent = " " + row[2] + "." + (row[3] ? " " + row[3] : "");
       item.appendChild(strong);
-      item.appendChild(note);
+      [row[2], row[3]].forEach(function (text) {
+        if (!text) { return; }
+        var note = document.createElement("span");
+        note.className = "muted";
+        note.textContent = text;
+        item.appendChild(document.createElement("br"));
+        item.appendChild(note);
+      });
       list.appendChild(item);
     });
     result.appendChild(list);

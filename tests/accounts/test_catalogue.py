@@ -56,7 +56,7 @@ def test_a_plan_shows_data_validity_price_coverage_and_the_buy_link_in_english(c
     card = re.search(rf'<li class="card plan" id="plan-{asia.pk}">(.*?)</li>', page, re.S).group(1)
     assert "5 GB" in card and "15 days" in card
     assert '<p class="price">$18.00</p>' in card
-    assert "<strong>Asia</strong>" in card and "China, Hong Kong SAR China, Japan" in card
+    assert "<strong>Asia</strong>" in card and "China, Hong Kong SAR China, and Japan" in card
     assert f'href="/esim/buy/{asia.pk}/"' in card and asia.buy_url == f"/esim/buy/{asia.pk}/"
 
 
@@ -67,7 +67,7 @@ def test_a_plan_reads_in_chinese_with_the_chinese_currency_format(client, asia):
     page = in_chinese(client).get(PLANS).content.decode()
     assert '<p class="price">US$18.00</p>' in page and '<p class="price">¥18.00</p>' in page
     assert "15天" in page or "15 天" in page
-    assert "中国, 中国香港特别行政区, 日本" in page
+    assert "中国、中国香港特别行政区和日本" in page
     assert "我的手机支持 eSIM 吗？" in page
 
 
