@@ -10,7 +10,7 @@ import phonenumbers
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
-from ..history import record_change
+from ..history import acting, record_change
 from ..models import Line, Package, User
 from . import notices
 
@@ -100,7 +100,7 @@ def assign_line(*, assignment: Assignment, actor, reason: str, now: datetime) ->
     (apply_package): a new line is on at the network already, so no command is written."""
     a = assignment
     try:
-        with transaction.atomic():
+        with transaction.atomic(), acting(actor, reason=reason):  # the creation's history row is the operator's
             line = Line.objects.create(
                 owner=a.owner,
                 iccid=a.iccid,
