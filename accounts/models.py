@@ -7,6 +7,7 @@ the fields they guard."""
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.contrib.contenttypes.fields import GenericForeignKey
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -22,6 +23,10 @@ ICCID_PATTERN = r"^[0-9]{18,20}\Z"
 ICCID_VALIDATOR = RegexValidator(
     ICCID_PATTERN, _("An ICCID is 18 to 20 digits.")
 )  # stored as received: no Luhn check digit is required (docs/invariants.md)
+# ISO 3166-1 alpha-2 codes separated by commas (spaces allowed): "CN, HK, MO".
+COUNTRY_CODES_VALIDATOR = RegexValidator(
+    r"^\s*[A-Za-z]{2}(\s*,\s*[A-Za-z]{2})*\s*,?\s*\Z", _("Use ISO country codes separated by commas, such as CN, HK.")
+)
 CURRENCY_VALIDATOR = RegexValidator(r"^[A-Z]{3}$", _("Use an ISO 4217 code such as CNY or EUR."))
 
 
@@ -99,6 +104,25 @@ class Package(models.Model):
     price_minor = models.BigIntegerField(_("price (minor units)"), validators=[MinValueValidator(0)])
     currency = models.CharField(_("currency"), max_length=3, validators=[CURRENCY_VALIDATOR])
     active = models.BooleanField(_("on sale"), default=True)
+    # The public catalogue (/plans/, docs/catalogue.md): the packages sold as a new eSIM. An active
+    # package that is not listed is still sold as a top-up or renewal of an existing line.
+    listed = models.BooleanField(
+        _("in the catalogue"), default=False, help_text=_("Shown on the plans page, for sale as a new eSIM.")
+    )
+    # ISO 3166-1 alpha-2 codes, shown as country names in the reader's language (Babel's CLDR).
+    coverage_countries = models.CharField(
+        _("coverage (country codes)"),
+        max_length=1000,
+        blank=True,
+        validators=[COUNTRY_CODES_VALIDATOR],
+        help_text=_("ISO country codes separated by commas, for example CN, HK, MO, JP."),
+    )
+    coverage_region = models.CharField(
+        _("coverage (region)"),
+        max_length=100,
+        blank=True,
+        help_text=_("Optional, shown as written above the countries, for example Asia (12 countries)."),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -140,6 +164,28 @@ class Package(models.Model):
         return translated or getattr(self, field)
 
     TRANSLATED_LANGUAGES = ("zh_hans",)
+    def clean(self):
+        super().clean()
+        from babel import Locale  # CLDR's territory list: the codes a reader's language can name
+
+        known = Locale.parse("en").territories
+        unknown = [code for code in self.coverage_codes if code not in known or code.isdigit()]
+        if unknown:
+            raise ValidationError(
+                {"coverage_countries": _("Unknown country codes: %(codes)s.") % {"codes": ", ".join(unknown)}}
+            )
+        self.coverage_countries = ", ".join(dict.fromkeys(self.coverage_codes))
+
+    @property
+    def coverage_codes(self) -> list[str]:
+        return [code.strip().upper() for code in self.coverage_countries.split(",") if code.strip()]
+
+    @property
+    def buy_url(self) -> str:
+        """Where the catalogue's Buy button goes: the provisioning app's `provisioning:buy`
+        (/esim/buy/<package>/), which lives above accounts. A literal path until that app is merged,
+        then reverse("provisioning:buy", args=[self.pk]): this is the one place that builds it."""
+        return f"/esim/buy/{self.pk}/"
 
 
 class Line(models.Model):
@@ -392,6 +438,7 @@ class ChangeRecord(models.Model):
             ("adjust_usage", _("Can correct a line's usage")),
             ("close_account", _("Can close a customer's account and erase their personal data")),
             ("export_customer_data", _("Can download a customer's data (subject access request)")),
+            ("assign_line", _("Can assign a line to a customer")),
         ]
 
     def __str__(self) -> str:
@@ -414,7 +461,11 @@ class Heartbeat(models.Model):
 
 
 # The kinds of `Notice.kind`, in the operator's words; a kind without a label shows as written.
-NOTICE_KIND_LABELS = {"usage": _("Data usage alert"), "expiry": _("Expiry reminder")}
+NOTICE_KIND_LABELS = {
+    "usage": _("Data usage alert"),
+    "expiry": _("Expiry reminder"),
+    "line_added": _("New line added"),
+}
 
 
 class Notice(models.Model):

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django.views.i18n import set_language as django_set_language
 
-from . import selectors
+from . import catalogue, selectors
 from .adapter import SMS_FAILURE_SESSION_KEY
 from .forms import ProfileForm
 from .models import Line
@@ -38,6 +38,33 @@ def home(request):
     usage = selectors.daily_usage_for_lines(lines, since=since, zone=zone)
     entries = [{"line": line, "chart": build_chart(days=days, usage=usage[line.pk])} for line in lines]
     return render(request, "accounts/home.html", {"entries": entries})
+
+
+@require_GET
+def plans(request):
+    """The public catalogue (docs/catalogue.md): the plans for a new eSIM and the device check,
+    which answers a plain GET form (?device=…) so that it works without a script."""
+    language = translation.get_language()
+    packages = [
+        {"package": package, "coverage": catalogue.coverage_names(package, language)}
+        for package in catalogue.packages_for_sale()
+    ]
+    device = request.GET.get("device", "").strip()[: catalogue.MAX_QUERY]
+    context = {
+        "plans": packages,
+        "device": device,
+        "device_matches": catalogue.find_devices(device) if device else None,
+        "device_models": catalogue.all_device_models(),
+        "device_families": catalogue.device_families(),
+        # The same list for the script that answers as the customer types (static/js/device-check.js).
+        "device_index": [
+            [family.brand, model, family.label, family.caveat_text]
+            for family in catalogue.device_families()
+            for model in family.models
+        ],
+        "has_lines": request.user.is_authenticated and selectors.lines_for_user(request.user).exists(),
+    }
+    return render(request, "accounts/plans.html", context)
 
 
 @login_required

@@ -1,7 +1,7 @@
 """The operator roles as Django groups, kept in step with the code after every migrate:
 support reads everything and may retry, resume and cancel a renewal and resend emails; finance
-may also refund, suspend, correct usage, import lines, edit packages and the retry policy, and answer
-data-rights requests (export a customer's data, close an account). Superusers do all."""
+may also refund, suspend, correct usage, import and assign lines, edit packages and the retry
+policy, and answer data-rights requests (export a customer's data, close an account). Superusers do all."""
 
 from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
@@ -21,6 +21,7 @@ FINANCE_ACTIONS = SUPPORT_ACTIONS + [
     "accounts.refund_charge",
     "accounts.suspend_line",
     "accounts.import_lines",
+    "accounts.assign_line",
     "accounts.adjust_usage",
     "accounts.add_package",
     "accounts.change_package",

@@ -1,5 +1,5 @@
-"""Admin pages that are not one model's list: the line CSV import (upload, preview, import) and
-the operations page. Both sit behind the two-factor admin site and the operator roles."""
+"""Admin pages that are not one model's list: the line CSV import (upload, preview, import),
+the operations page, assigning a line to a customer. All sit behind the two-factor admin site and the operator roles."""
 
 from django import forms
 from django.conf import settings
@@ -15,9 +15,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views import View
 
-from accounts.models import Line
-from accounts.services import notices
-from accounts.services.line_import import ImportFileError, import_lines, parse
+from accounts.models import ICCID_VALIDATOR, Line, Package
+from accounts.services import line_assignment, notices
+from accounts.services.line_import import FQDN, MATCHING_ID, ImportFileError, import_lines, parse
 from accounts.templatetags.data_units import signed_data_size
 from partner.services import adjustments
 from payments.money import format_money
@@ -45,7 +45,10 @@ class LineImportForm(forms.Form):
     file = forms.FileField(
         label=_("CSV file"),
         required=False,
-        help_text=_("Columns: iccid, smdp_address, matching_id, package (optional: a package name or number)."),
+        help_text=_(
+            "Columns: iccid, smdp_address, matching_id; optional: package (a package name or number) and owner"
+            " (the customer's email, or phone as +8613800138000, who is then told by email)."
+        ),
     )
     # The file's text travels back with the preview; it is checked again before anything is created.
     text = forms.CharField(widget=forms.HiddenInput, required=False)
@@ -257,3 +260,130 @@ class UsageCorrectionView(View):
             request, _("Usage of %(line)s corrected by %(bytes)s.") % {"line": line, "bytes": signed_data_size(bytes_)}
         )
         return redirect("admin:accounts_line_change", line.pk)
+
+
+class AssignLineForm(forms.Form):
+    """Give a line to a customer found by email or phone (accounts.services.line_assignment):
+    data in MB or GB and validity default to the package's; validity starts on a day in the
+    operator's time zone."""
+
+    UNITS = {"MB": MB, "GB": 1024**3}
+
+    customer = forms.CharField(
+        label=_("Customer's email or phone"),
+        max_length=254,
+        help_text=_("An email address, or a phone number in international form such as +8613800138000."),
+    )
+    package = forms.ModelChoiceField(label=_("Package"), queryset=Package.objects.filter(active=True))
+    iccid = forms.CharField(label=_("ICCID"), max_length=20, validators=[ICCID_VALIDATOR])
+    smdp_address = forms.RegexField(
+        label=_("SM-DP+ address"),
+        regex=FQDN,
+        max_length=253,
+        error_messages={"invalid": _("The SM-DP+ address must be a host name such as smdp.example.com.")},
+    )
+    matching_id = forms.RegexField(
+        label=_("Matching ID"),
+        regex=MATCHING_ID,
+        max_length=255,
+        error_messages={"invalid": _("The matching ID must be letters, digits and dashes.")},
+    )
+    label = forms.CharField(label=_("Label"), max_length=100, required=False)
+    data_amount = forms.DecimalField(
+        label=_("Data"),
+        required=False,
+        min_value=0,
+        max_value=100_000,
+        decimal_places=2,
+        help_text=_("Empty: the package's allowance."),
+    )
+    data_unit = forms.ChoiceField(label=_("Unit"), choices=[("GB", "GB"), ("MB", "MB")], initial="GB")
+    starts_on = forms.DateField(
+        label=_("Valid from"), help_text=_("The validity starts at the beginning of this day, in your time zone.")
+    )
+    validity_days = forms.IntegerField(
+        label=_("Validity (days)"), required=False, min_value=1, max_value=3650, help_text=_("Empty: the package's.")
+    )
+    reason = forms.CharField(label=_("Note for the history"), max_length=500, required=False)
+
+    def clean_customer(self):
+        try:
+            return line_assignment.find_customer(self.cleaned_data["customer"])
+        except line_assignment.AssignmentRefused as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def data_bytes(self) -> int | None:
+        amount = self.cleaned_data.get("data_amount")
+        if amount is None:
+            return None
+        return int(amount * self.UNITS[self.cleaned_data["data_unit"]])
+
+
+class AssignLineView(View):
+    """Assign a line: the form (reached from the customer's page with the customer filled in), a
+    confirmation page with what will be written, then the line, its history (ChangeRecord and the
+    admin's LogEntry) and the customer's email. Refusals are form errors, never a 500."""
+
+    model_admin = None
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.has_perm("accounts.assign_line"):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def render(self, request, **context):
+        admin = self.model_admin
+        return TemplateResponse(
+            request,
+            "admin/accounts/line/assign.html",
+            {
+                **admin.admin_site.each_context(request),
+                "opts": admin.model._meta,
+                "title": _("Assign a line"),
+                **context,
+            },
+        )
+
+    def get(self, request):
+        initial = {"customer": request.GET.get("customer", "")[:254], "starts_on": timezone.localdate()}
+        return self.render(request, form=AssignLineForm(initial=initial))
+
+    def post(self, request):
+        form = AssignLineForm(request.POST)
+        if not form.is_valid():
+            return self.render(request, form=form)
+        data = form.cleaned_data
+        now = timezone.now()
+        try:
+            assignment = line_assignment.plan_assignment(
+                owner=data["customer"],
+                package=data["package"],
+                iccid=data["iccid"],
+                smdp_address=data["smdp_address"],
+                matching_id=data["matching_id"],
+                label=data["label"],
+                data_bytes=form.data_bytes(),
+                starts_on=data["starts_on"],
+                validity_days=data["validity_days"],
+                zone=timezone.get_current_timezone(),
+                now=now,
+            )
+            if request.POST.get("edit"):
+                return self.render(request, form=form)
+            if request.POST.get("confirm") != "yes":
+                return self.render(request, form=form, assignment=assignment, preview=True)
+            line = line_assignment.assign_line(
+                assignment=assignment, actor=request.user, reason=data["reason"], now=now
+            )
+        except line_assignment.AssignmentRefused as exc:
+            form.add_error(None, str(exc))
+            return self.render(request, form=form)
+        self.model_admin.log_addition(
+            request, line, [{"added": {"name": "assignment", "object": f"{line.owner} · {line.package}"}}]
+        )
+        messages.success(
+            request,
+            _("Line %(line)s assigned to %(customer)s; they are told by email.")
+            % {"line": line.iccid, "customer": line.owner},
+        )
+        return redirect("admin:accounts_user_change", line.owner_id)

@@ -9,33 +9,9 @@ from babel.numbers import parse_pattern
 
 from accounts.locale_format import babel_locale
 
-# ISO 4217 minor-unit exponents that are not 2 (Stripe's amounts follow the same units).
-CURRENCY_EXPONENTS = {
-    "BIF": 0,
-    "CLP": 0,
-    "DJF": 0,
-    "GNF": 0,
-    "ISK": 0,
-    "JPY": 0,
-    "KMF": 0,
-    "KRW": 0,
-    "PYG": 0,
-    "RWF": 0,
-    "UGX": 0,
-    "UYI": 0,
-    "VND": 0,
-    "VUV": 0,
-    "XAF": 0,
-    "XOF": 0,
-    "XPF": 0,
-    "BHD": 3,
-    "IQD": 3,
-    "JOD": 3,
-    "KWD": 3,
-    "LYD": 3,
-    "OMR": 3,
-    "TND": 3,
-}
+# The exponents are ISO 4217's, kept in accounts (the lowest package) so that the catalogue's
+# prices and the ledger's amounts agree.
+from accounts.prices import CURRENCY_EXPONENTS
 
 
 _LETTERS_THEN_DIGIT = re.compile(r"([A-Za-z])(\d)")

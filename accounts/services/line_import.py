@@ -1,18 +1,24 @@
-"""Lines from the operator's CSV (ICCID, SM-DP+ address, matching id, optional package): every
-row is checked on its own, the good rows are created, the bad ones come back with their reasons."""
+"""Lines from the operator's CSV (ICCID, SM-DP+ address, matching id, optional package, optional
+owner by email or E.164 phone): every row is checked on its own, the good rows are created, the bad
+ones come back with their reasons. An imported line with an owner tells its owner by email
+(a `line_added` notice, docs/catalogue.md)."""
 
 import csv
 import io
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import phonenumbers
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
 from ..history import record_change
-from ..models import Line, Package
+from ..models import Line, Package, User
+from . import notices
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +41,9 @@ class ImportRow:
     smdp_address: str
     matching_id: str
     package_name: str
+    owner_text: str = ""
     package: Package | None = None
+    owner: User | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +74,7 @@ def parse(text: str) -> list[ImportRow]:
                     smdp_address=values.get("smdp_address", ""),
                     matching_id=values.get("matching_id", ""),
                     package_name=values.get("package", ""),
+                    owner_text=values.get("owner", ""),
                 )
             )
     except csv.Error as exc:
@@ -78,6 +87,7 @@ def _check(rows: list[ImportRow]) -> None:
     iccids = [row.iccid for row in rows]
     taken = set(Line.objects.filter(iccid__in=iccids).values_list("iccid", flat=True))
     packages = {str(p.pk): p for p in Package.objects.all()} | {p.name: p for p in Package.objects.all()}
+    owners = _owners(row.owner_text for row in rows if row.owner_text)
     seen: set[str] = set()
     for row in rows:
         if not ICCID.match(row.iccid):
@@ -95,6 +105,38 @@ def _check(rows: list[ImportRow]) -> None:
             row.package = packages.get(row.package_name)
             if row.package is None:
                 row.errors.append(_("No package named or numbered %(package)s.") % {"package": row.package_name})
+        if row.owner_text:
+            row.owner = owners.get(_owner_key(row.owner_text))
+            if row.owner is None:
+                row.errors.append(
+                    _("No customer has the email address or phone number %(owner)s (phones as +8613800138000).")
+                    % {"owner": row.owner_text}
+                )
+
+
+def _owner_key(text: str) -> str:
+    """How an owner cell is looked up: an email in lower case, a phone in E.164 ("" if neither)."""
+    if "@" in text:
+        return text.lower()
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(text, None), phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return ""
+
+
+def _owners(texts: Iterable[str]) -> dict[str, User]:
+    """The customers the owner cells name, by lookup key: two queries for the whole file."""
+    keys = {_owner_key(text) for text in texts} - {""}
+    emails = [key for key in keys if "@" in key]
+    phones = [key for key in keys if "@" not in key]
+    found: dict[str, User] = {}
+    if emails:
+        for user in User.objects.annotate(email_lower=Lower("email")).filter(email_lower__in=emails):
+            found[user.email_lower] = user
+    if phones:
+        for user in User.objects.filter(phone__in=phones):
+            found[user.phone] = user
+    return found
 
 
 def import_lines(*, text: str, actor, now: datetime) -> tuple[list[Line], list[ImportRow]]:
@@ -104,7 +146,13 @@ def import_lines(*, text: str, actor, now: datetime) -> tuple[list[Line], list[I
     with transaction.atomic():
         created = Line.objects.bulk_create(
             [
-                Line(iccid=row.iccid, smdp_address=row.smdp_address, matching_id=row.matching_id, package=row.package)
+                Line(
+                    iccid=row.iccid,
+                    smdp_address=row.smdp_address,
+                    matching_id=row.matching_id,
+                    package=row.package,
+                    owner=row.owner,
+                )
                 for row in good
             ],
             ignore_conflicts=False,
@@ -114,9 +162,10 @@ def import_lines(*, text: str, actor, now: datetime) -> tuple[list[Line], list[I
                 obj=line,
                 action="imported",
                 actor=actor,
-                after={"iccid": line.iccid, "package": line.package_id, "status": line.status},
+                after={"iccid": line.iccid, "package": line.package_id, "owner": line.owner_id, "status": line.status},
                 now=now,
             )
+        notices.owe_lines_added(lines=[line for line in created if line.owner_id], now=now)
     logger.info(
         "lines_imported created=%s rejected=%s operator=%s",
         len(created),

@@ -47,6 +47,7 @@ SEND_BATCH = 200
 
 USAGE = "usage"
 EXPIRY = "expiry"
+LINE_ADDED = "line_added"
 USAGE_NOTICE_LEVELS = (90, 75)  # highest first
 EXPIRY_NOTICE_BEFORE = timedelta(hours=24)
 NOTIFIED_STATUSES = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED)
@@ -193,6 +194,10 @@ def _why_not_send(notice: Notice) -> str:
     if not notice.user.email:
         return "no email address"
     line = notice.line
+    if notice.kind == LINE_ADDED and (
+        line is None or line.status == Line.Status.TERMINATED or line.owner_id != notice.user_id
+    ):
+        return "the line is no longer the customer's"
     if notice.kind in (USAGE, EXPIRY):
         if (
             line is None
@@ -312,6 +317,30 @@ def send_expiry_notices(*, now: datetime | None = None, limit: int = 500) -> int
                 ]
             )
     return len(ids)
+
+
+# --- a line given to a customer -------------------------------------------------------------------
+
+
+def owe_lines_added(*, lines: list[Line], now: datetime) -> None:
+    """Tell each owner that a line was added to their account (an operator's assignment, an import
+    with an owner), in the transaction that gave it. One message per line and owner. Each line's
+    package is read from the line, so callers pass lines loaded with it."""
+    owe(
+        [
+            Notice(
+                user_id=line.owner_id,
+                line=line,
+                kind=LINE_ADDED,
+                facts={**line_facts(line), "data_bytes": max(line.data_remaining_bytes, 0)},
+                dedup_key=f"{LINE_ADDED}:{line.pk}:{line.owner_id}",
+                created_at=now,
+                next_attempt_at=now,
+            )
+            for line in lines
+            if line.owner_id is not None
+        ]
+    )
 
 
 # --- what operators see -------------------------------------------------------------------------

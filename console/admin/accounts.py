@@ -16,9 +16,9 @@ from accounts.history import acting, record_change
 from accounts.models import Line, UsageAdjustment, User
 from accounts.services import erasure
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
-from accounts.templatetags.data_units import signed_data_size
+from accounts.templatetags.data_units import data_size, signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
-from console.views import LineImportView, UsageCorrectionView
+from console.views import AssignLineView, LineImportView, UsageCorrectionView
 from payments.gateways import GatewayError
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
@@ -112,10 +112,34 @@ def _line_rows(queryset):
         ]
 
 
-class CustomerLineInline(admin.TabularInline):
+class LineDataMixin:
+    """A line's counters as operators read them: MB and GB, not bytes."""
+
+    @admin.display(description=_("data remaining"), ordering="data_remaining_bytes")
+    def data_remaining(self, obj):
+        return data_size(obj.data_remaining_bytes)
+
+    @admin.display(description=_("data used"), ordering="data_used_bytes")
+    def data_used(self, obj):
+        return data_size(obj.data_used_bytes)
+
+    @admin.display(description=_("overage"))
+    def overage(self, obj):
+        return data_size(obj.overage_bytes)
+
+
+# The byte counters a line's pages show through LineDataMixin instead.
+LINE_DATA_DISPLAY = {
+    "data_remaining_bytes": "data_remaining",
+    "data_used_bytes": "data_used",
+    "overage_bytes": "overage",
+}
+
+
+class CustomerLineInline(LineDataMixin, admin.TabularInline):
     model = Line
     fk_name = "owner"
-    fields = ["iccid", "status", "package", "data_remaining_bytes", "data_used_bytes", "expires_at"]
+    fields = ["iccid", "status", "package", "data_remaining", "data_used", "expires_at"]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -292,9 +316,9 @@ LINE_EDITABLE_FIELDS = ["label"]
 
 
 @admin.register(Line)
-class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
+class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, LineDataMixin, admin.ModelAdmin):
     change_list_template = "admin/accounts/line/change_list.html"
-    list_display = ["iccid", "owner", "status", "package", "data_remaining_bytes", "expires_at", "created_at"]
+    list_display = ["iccid", "owner", "status", "package", "data_remaining", "expires_at", "created_at"]
     list_filter = [
         "status",
         "package",
@@ -303,7 +327,8 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     ]
     search_fields = ["=iccid", "iccid", "owner__email", "owner__phone", "matching_id"]
     list_select_related = ["owner", "package"]
-    raw_id_fields = ["owner"]
+    # Found by email or phone as one types (UserAdmin.search_fields), never a raw user id.
+    autocomplete_fields = ["owner"]
     ordering = ["-created_at", "-id"]
     inlines = [UsageAdjustmentInline, ChangeHistoryInline]
     actions = [
@@ -351,7 +376,7 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return LINE_ADD_FIELDS
-        return [f.name for f in Line._meta.fields if f.editable and f.name != "id"]
+        return [LINE_DATA_DISPLAY.get(f.name, f.name) for f in Line._meta.fields if f.editable and f.name != "id"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -375,8 +400,10 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view(LineImportView.as_view(model_admin=self))
         correct = self.admin_site.admin_view(UsageCorrectionView.as_view(model_admin=self))
+        assign = self.admin_site.admin_view(AssignLineView.as_view(model_admin=self))
         return [
             path("import/", view, name="accounts_line_import"),
+            path("assign/", assign, name="accounts_line_assign"),
             path("<int:line_id>/adjust-usage/", correct, name="accounts_line_adjust_usage"),
             *super().get_urls(),
         ]

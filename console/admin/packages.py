@@ -30,6 +30,9 @@ class PackageForm(forms.ModelForm):
             "price_minor",
             "currency",
             "active",
+            "listed",
+            "coverage_region",
+            "coverage_countries",
         ]
 
     def clean(self):
@@ -84,8 +87,9 @@ class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
         "price_minor",
         "currency",
         "active",
+        "listed",
     ]
-    list_filter = ["active", "currency"]
+    list_filter = ["active", "listed", "currency"]
     search_fields = ["name", "name_zh_hans"]
     ordering = ["currency", "price_minor", "name"]
     inlines = [ChangeHistoryInline]

@@ -25,7 +25,7 @@ def test_sign_up_verify_email_and_see_the_account_page(page, live_server):
 
     page.wait_for_url(live_server.url + "/")
     expect(page.get_by_role("heading", name="My lines", level=1)).to_be_visible()
-    expect(page.get_by_text("You have no eSIM lines yet.")).to_be_visible()
+    expect(page.get_by_text("You have no eSIM yet")).to_be_visible()
     assert User.objects.get(email="new.customer@example.com").emailaddress_set.get().verified
     assert page.js_errors == []
 

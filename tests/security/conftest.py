@@ -58,6 +58,7 @@ OUT_OF_SCOPE = {
     "partner_api:openapi": "the partner API's public contract (no data)",
     "healthz": "the load balancer's probe: public by design, counts and ages only (console/health.py)",
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
+    "accounts:plans": "the public catalogue: listed packages and the device check, no customer data (tests/accounts/test_catalogue.py)",
     "accounts:set_language": "the language switch: public, changes the visitor's cookie and only their own saved language",
 }
 

@@ -251,6 +251,7 @@ def test_operator_who_passed_two_factor_opens_the_same_admin_pages(world):
         reverse("admin:index"),
         reverse("admin:operations"),
         reverse("admin:accounts_line_import"),
+        reverse("admin:accounts_line_assign"),
         reverse("admin:accounts_line_change", args=[world.line.pk]),
         reverse("admin:payments_charge_change", args=[world.receipt_charge.pk]),
     ):
