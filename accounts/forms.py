@@ -43,10 +43,12 @@ class SignupForm(allauth_forms.SignupForm):
         super().__init__(*args, **kwargs)
         if self.is_bound:
             signup_with = self.data.get("signup_with", "")
-        self.signup_with = self.PHONE if signup_with == self.PHONE else self.EMAIL
-        self.initial["signup_with"] = self.signup_with
-        if self.signup_with == self.PHONE:
+        # Not `signup_with`: a template's form.signup_with is the hidden field, not this choice.
+        self.chosen = self.PHONE if signup_with == self.PHONE else self.EMAIL
+        self.initial["signup_with"] = self.chosen
+        if self.chosen == self.PHONE:
             del self.fields["email"]
+            self.fields["phone"].label = _("Mobile number")
             self.fields["phone"].required = True
             self.fields["phone"].widget.is_required = True
             self.fields["phone"].help_text = _("We will text you a code to confirm it.")
@@ -58,7 +60,7 @@ class SignupForm(allauth_forms.SignupForm):
         self.fields["phone"].widget.attrs["placeholder"] = example_number(region_for_language())
 
     def clean_email(self) -> str:
-        if self.signup_with == self.PHONE:
+        if self.chosen == self.PHONE:
             return ""
         return super().clean_email()
 

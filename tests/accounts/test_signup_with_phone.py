@@ -103,3 +103,9 @@ def test_the_sign_up_page_offers_email_or_mobile_number(client, db):
     assert 'name="email"' in page and f'href="{reverse("account_signup")}?with=phone"' in page
     page = client.get(reverse("account_signup") + "?with=phone").content.decode()
     assert 'name="email"' not in page and 'name="phone"' in page and 'value="phone"' in page
+    assert '<strong aria-current="page">Mobile number</strong>' in page
+
+
+def test_a_refused_phone_sign_up_stays_on_the_phone_form(client, db):
+    page = sign_up_by_phone(client, "12345").content.decode()
+    assert '<strong aria-current="page">Mobile number</strong>' in page and 'name="email"' not in page
