@@ -57,7 +57,7 @@ class DeviceFamily:
 
     @property
     def label(self) -> str:
-        """"Apple iPhone XS and later"; a model named after its maker is not named twice ("Xiaomi 12T Pro")."""
+        """Like "Apple iPhone XS and later"; a model named after its maker is not named twice ("Xiaomi 12T Pro")."""
         name = self.first if self.first.lower().startswith(self.brand.lower()) else f"{self.brand} {self.first}"
         return _("%(model)s and later") % {"model": name}
 
