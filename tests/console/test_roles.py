@@ -32,6 +32,9 @@ def test_groups_exist_after_migrate_with_their_rights(db):
     } <= support_perms
     assert not {"accounts.refund_charge", "renewals.change_retrypolicy", "accounts.change_package"} & support_perms
     assert {"accounts.refund_charge", "renewals.change_retrypolicy", "accounts.change_package"} <= finance_perms
+    # Data rights (docs/data-rights.md): finance answers them, support does not.
+    data_rights = {"accounts.close_account", "accounts.export_customer_data"}
+    assert data_rights <= finance_perms and not data_rights & support_perms
 
 
 def test_support_is_not_offered_refund_and_cannot_post_it(support_client, customer, line, package):

@@ -159,3 +159,17 @@ def test_operator_closes_an_account_on_request_with_history(db, customer, other_
     # The kept record shows on the customer's page, under the pseudonym.
     page = client.get(reverse("admin:accounts_user_change", args=[customer.pk])).content.decode()
     assert "account_closed" in page and "alice@example.com" not in page
+
+
+def test_closing_with_a_payment_in_flight_says_so_and_keeps_the_account(client, customer, package):
+    line = make_line(owner=customer, package=package)
+    make_charge(user=customer, line=line, package=package, status=Charge.Status.PENDING)  # sent, no answer yet
+    assert client.post(reverse("account_login"), {"login": customer.email, "password": PASSWORD}).status_code == 302
+
+    response = client.post(reverse("accounts:close_account"), {"confirm": "on"})
+
+    assert response.status_code == 200
+    assert "A payment of yours is being processed right now" in response.content.decode()
+    assert User.objects.get(pk=customer.pk).is_active
+    assert Line.objects.get(pk=line.pk).status == line.status
+    assert not ChangeRecord.objects.filter(action="account_closed").exists()
