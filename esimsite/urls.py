@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
-from console.health import healthz
+from console import health
 from payments import urls as payment_urls
 from payments.webhooks import CappedWebhookView
 from renewals import views as renewal_views
@@ -17,7 +17,10 @@ payment_pages = (
 stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="djstripe_webhook_by_uuid")], "djstripe")
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # The probes: docs/deploying.md says which goes where.
+    path("healthz", health.healthz, name="healthz"),
+    path("healthz/live", health.live, name="healthz_live"),
+    path("healthz/ready", health.ready, name="healthz_ready"),
     path("admin/", admin.site.urls),
     # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
     path("accounts/phone/verify/", account_views.verify_phone, name="account_verify_phone"),

@@ -114,11 +114,15 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Redis, with this process's memory while Redis cannot be reached (accounts/cache.py): the rate
+# limits kept here fall back to per-process counting instead of a 500 (docs/deploying.md).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "accounts.cache.FallbackRedisCache",
         "LOCATION": env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
         "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="esimsite"),
+        # An unreachable Redis costs each request at most this, then is skipped for a few seconds.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 

@@ -56,7 +56,9 @@ OUT_OF_SCOPE = {
     "djstripe:djstripe_webhook_by_uuid": "Stripe's webhook: authenticated by its signature, tested in tests/payments/test_webhooks.py",
     "partner_api:usage": "the partner's usage API: authenticated by HMAC, tested in tests/partner/test_usage_api.py",
     "partner_api:openapi": "the partner API's public contract (no data)",
-    "healthz": "the load balancer's probe: public by design, counts and ages only (console/health.py)",
+    "healthz": "the status probe: public by design, counts and ages only (console/health.py)",
+    "healthz_live": "the liveness probe: public by design, says only ok (console/health.py)",
+    "healthz_ready": "the readiness probe: public by design, says ok/down/pending only (console/health.py)",
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
     "accounts:set_language": "the language switch: public, changes the visitor's cookie and only their own saved language",
 }
