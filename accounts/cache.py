@@ -37,7 +37,9 @@ class _Outage:
     def failed(self, retry_seconds: float, exc: Exception) -> None:
         with self.lock:
             if not self.down:
-                logger.warning("cache_redis_unavailable error=%s: rate limits count in this process", type(exc).__name__)
+                logger.warning(
+                    "cache_redis_unavailable error=%s: rate limits count in this process", type(exc).__name__
+                )
             self.down = True
             self.down_until = time.monotonic() + retry_seconds
 

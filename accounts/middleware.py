@@ -119,3 +119,31 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", self.policy)
         return response
+
+
+class RequestMetricsMiddleware:
+    """Request count and latency by the resolved view's name (never the raw path: ids and junk
+    URLs would make a new series each). Unresolved paths count as "unresolved"."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        import time
+
+        from . import metrics
+
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = match.view_name if match is not None else "unresolved"
+        metrics.REQUEST_SECONDS.labels(view=view).observe(time.perf_counter() - started)
+        metrics.REQUESTS.labels(
+            view=view,
+            method=request.method if request.method in _METHODS else "other",
+            status=str(response.status_code),
+        ).inc()
+        return response
+
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}

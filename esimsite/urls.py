@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from accounts import views as account_views
 from console import health
+from console import metrics as metrics_views
 from payments import urls as payment_urls
 from payments.webhooks import CappedWebhookView
 from renewals import views as renewal_views
@@ -21,6 +22,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("healthz/live", health.live, name="healthz_live"),
     path("healthz/ready", health.ready, name="healthz_ready"),
+    # Prometheus, behind METRICS_TOKEN (docs/operations-metrics.md).
+    path("metrics", metrics_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
     path("accounts/phone/verify/", account_views.verify_phone, name="account_verify_phone"),

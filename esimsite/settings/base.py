@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it times the whole request and sees the status every other middleware settled on.
+    "accounts.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "accounts.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -215,6 +217,10 @@ PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
+
+# Prometheus's scraper sends "Authorization: Bearer <METRICS_TOKEN>" to /metrics; empty: no
+# /metrics at all (404). docs/operations-metrics.md, also for the multiprocess directory.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # The outbox sweep (partner/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))

@@ -102,7 +102,9 @@ def redis_server(tmp_path):
     server.wait()
 
 
-def test_with_redis_killed_customers_and_operators_log_in_and_see_their_pages(customer, package, redis_server, settings):
+def test_with_redis_killed_customers_and_operators_log_in_and_see_their_pages(
+    customer, package, redis_server, settings
+):
     from django.contrib.auth import get_user_model
 
     server, url = redis_server

@@ -48,8 +48,9 @@ def test_ready_is_503_while_a_migration_is_unapplied(client, db, fresh_migration
     assert client.get("/healthz/ready").status_code == 200
 
 
-def test_ready_once_true_does_not_load_the_migrations_again(client, db, fresh_migration_check, django_assert_max_num_queries):
+def test_ready_once_true_does_not_load_the_migrations_again(
+    client, db, fresh_migration_check, django_assert_max_num_queries
+):
     assert client.get("/healthz/ready").status_code == 200
     with django_assert_max_num_queries(1):  # SELECT 1, nothing from django_migrations
         assert client.get("/healthz/ready").status_code == 200
-

@@ -58,6 +58,7 @@ OUT_OF_SCOPE = {
     "partner_api:openapi": "the partner API's public contract (no data)",
     "healthz": "the status probe: public by design, counts and ages only (console/health.py)",
     "healthz_live": "the liveness probe: public by design, says only ok (console/health.py)",
+    "metrics": "Prometheus's scrape: a bearer token (METRICS_TOKEN), tested in tests/console/test_metrics.py",
     "healthz_ready": "the readiness probe: public by design, says ok/down/pending only (console/health.py)",
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
     "accounts:set_language": "the language switch: public, changes the visitor's cookie and only their own saved language",
