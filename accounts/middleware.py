@@ -147,3 +147,25 @@ class RequestMetricsMiddleware:
 
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class RequestIdMiddleware:
+    """Every request has an id: the proxy's or client's X-Request-ID when it looks sane, else a new
+    one. It is in every log line written while the request runs and in the response's X-Request-ID,
+    so a customer's screenshot or a proxy log leads to the lines (docs/operations-metrics.md)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from .log_context import new_request_id, request_id
+
+        value = new_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = value
+        token = request_id.set(value)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(token)
+        response["X-Request-ID"] = value
+        return response

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the request id is set before anything logs and echoed on every response.
+    "accounts.middleware.RequestIdMiddleware",
     # First: it times the whole request and sees the status every other middleware settled on.
     "accounts.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -231,11 +233,44 @@ NOTICES_SWEEP_INTERVAL = timedelta(seconds=env.int("NOTICES_SWEEP_SECONDS", defa
 # expired, and suspended at the network, within a minute of its end, at most this many per tick.
 LINES_EXPIRE_PER_TICK = env.int("LINES_EXPIRE_PER_TICK", default=500)
 
+# Errors to Sentry when SENTRY_DSN is set: Django and Celery, no personal data (send_default_pii off,
+# and every string of an event masked by accounts/log_context.py; docs/operations-metrics.md).
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    from accounts.log_context import scrub_sentry_event
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        send_default_pii=False,
+        before_send=scrub_sentry_event,
+        environment=env("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+
+# Every handler masks card numbers and phone numbers and adds the request id and the engine's ids
+# (accounts/log_context.py); production writes JSON lines (docs/operations-metrics.md "Logs").
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "accounts.log_context.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "accounts.log_context.MaskedFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {
+            "()": "accounts.log_context.MaskedJsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -4,6 +4,9 @@ from the environment, plus the hosts, live Stripe, secure cookies, HSTS and TLS 
 from .base import *  # noqa: F403
 from .base import env
 
+# One JSON object per log line, for the log shipper (docs/operations-metrics.md "Logs").
+LOGGING["handlers"]["console"]["formatter"] = env("LOG_FORMAT", default="json")  # noqa: F405
+
 DEBUG = False
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 # Stripe.js's nested frames and its 3-D Secure pages (Stripe's published CSP requirements).
