@@ -33,4 +33,8 @@ RUN SECRET_KEY=build-only ALLOWED_HOSTS=build SITE_URL=https://build DATABASE_UR
 
 USER esimsite
 EXPOSE 8000
+# Liveness (docs/deploying.md "Probes"): the process answers, over plain http (exempt from the https
+# redirect), with a Host that ALLOWED_HOSTS accepts. The load balancer uses /healthz/ready instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request as u; host = os.environ['ALLOWED_HOSTS'].split(',')[0].strip().lstrip('.*') or 'localhost'; u.urlopen(u.Request('http://127.0.0.1:%s/healthz/live' % os.environ.get('PORT', '8000'), headers={'Host': host}), timeout=4)"
 CMD ["env", "DJANGO_SETTINGS_MODULE=esimsite.settings.production", "gunicorn", "--config", "gunicorn.conf.py", "esimsite.wsgi:application"]

@@ -18,3 +18,16 @@ max_requests_jitter = max_requests // 10
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
+
+# Prometheus's multiprocess mode (docs/operations-metrics.md): every worker writes its counters as
+# files in this directory, which must exist, be empty when the processes start (a tmpfs or systemd's
+# RuntimeDirectory=) and be shared with the Celery worker on this machine. /metrics adds them up.
+prometheus_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def child_exit(server, worker):
+    """A gunicorn worker is gone: its live gauges go with it (its counters stay counted)."""
+    if prometheus_multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

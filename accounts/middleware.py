@@ -119,3 +119,53 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", self.policy)
         return response
+
+
+class RequestMetricsMiddleware:
+    """Request count and latency by the resolved view's name (never the raw path: ids and junk
+    URLs would make a new series each). Unresolved paths count as "unresolved"."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        import time
+
+        from . import metrics
+
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = match.view_name if match is not None else "unresolved"
+        metrics.REQUEST_SECONDS.labels(view=view).observe(time.perf_counter() - started)
+        metrics.REQUESTS.labels(
+            view=view,
+            method=request.method if request.method in _METHODS else "other",
+            status=str(response.status_code),
+        ).inc()
+        return response
+
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+class RequestIdMiddleware:
+    """Every request has an id: the proxy's or client's X-Request-ID when it looks sane, else a new
+    one. It is in every log line written while the request runs and in the response's X-Request-ID,
+    so a customer's screenshot or a proxy log leads to the lines (docs/operations-metrics.md)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from .log_context import new_request_id, request_id
+
+        value = new_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = value
+        token = request_id.set(value)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(token)
+        response["X-Request-ID"] = value
+        return response

@@ -1,10 +1,15 @@
-"""/healthz for the load balancer: can this web process reach the database and Redis, how long
-is the broker's queue, how old is the dispatcher's last pass. Counts and ages only: no host
-names, versions or errors' text, which would tell an outsider about the inside."""
+"""The probes (docs/deploying.md "Probes"): `/healthz/live` (the process answers: for a restart
+policy), `/healthz/ready` (this web process can serve: database reachable, migrations applied: for
+the load balancer) and `/healthz`, the full status for operators and monitoring (database, Redis,
+the broker's queue, the dispatcher's last pass). Counts and ages only: no host names, versions or
+errors' text, which would tell an outsider about the inside."""
+
+import threading
 
 import redis
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -42,6 +47,63 @@ def broker_queue_length() -> int | None:
         return int(_redis_client(settings.CELERY_BROKER_URL).llen(BROKER_QUEUE))
     except Exception:
         return None
+
+
+class _Migrations:
+    """Whether the database has every migration this code ships. Once true it stays true for the
+    process (the code's migrations do not change under it), so only probes before that pay for
+    loading the migration graph."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.applied = False
+
+    def check(self) -> bool:
+        if self.applied:
+            return True
+        with self.lock:
+            if not self.applied:
+                executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+                self.applied = not executor.migration_plan(executor.loader.graph.leaf_nodes())
+        return self.applied
+
+    def forget(self) -> None:
+        """Check again at the next probe (tests that unapply a migration)."""
+        self.applied = False
+
+
+migrations = _Migrations()
+
+
+def migrations_applied() -> bool:
+    try:
+        return migrations.check()
+    except Exception:
+        return False
+
+
+@never_cache
+@require_GET
+def live(request):
+    """The process answers: no database, no Redis. A failure here means restart it."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def ready(request):
+    """This web process can serve customers. Redis is deliberately not asked: without it pages
+    still serve (the cache falls back to the process, kicks to the workers wait for beat's sweep,
+    payments are refused with a message), and a Redis outage must not pull every web process out
+    of the load balancer at once (docs/deploying.md "Redis down")."""
+    database = check_database()
+    applied = migrations_applied() if database else False
+    body = {
+        "database": "ok" if database else "down",
+        "migrations": "ok" if applied else ("pending" if database else "unknown"),
+    }
+    body["status"] = "ok" if database and applied else "fail"
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
 
 
 @never_cache

@@ -3,7 +3,8 @@ from django.urls import include, path
 
 from accounts import urls as account_urls
 from accounts import views as account_views
-from console.health import healthz
+from console import health
+from console import metrics as metrics_views
 from payments import urls as payment_urls
 from payments.webhooks import CappedWebhookView
 from renewals import views as renewal_views
@@ -28,7 +29,12 @@ account_pages = (
 stripe_urls = ([path("webhook/<uuid:uuid>/", CappedWebhookView.as_view(), name="djstripe_webhook_by_uuid")], "djstripe")
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    # The probes: docs/deploying.md says which goes where.
+    path("healthz", health.healthz, name="healthz"),
+    path("healthz/live", health.live, name="healthz_live"),
+    path("healthz/ready", health.ready, name="healthz_ready"),
+    # Prometheus, behind METRICS_TOKEN (docs/operations-metrics.md).
+    path("metrics", metrics_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
     path("accounts/signup/", account_views.signup, name="account_signup"),

@@ -17,6 +17,8 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from accounts import metrics
+
 logger = logging.getLogger(__name__)
 
 # Times are integer microseconds on Redis's clock, formatted with %.0f: Lua's default %.14g
@@ -193,6 +195,7 @@ def acquire_write(*, method: str, path: str) -> float:
             path,
             type(exc).__name__,
         )
+        metrics.PROCESSOR_WRITES.labels(result="refused").inc()
         raise WriteNotSent("limiter_unavailable") from exc
     waited = time.monotonic() - started
     if not granted:
@@ -204,8 +207,11 @@ def acquire_write(*, method: str, path: str) -> float:
             waited * 1000,
             max_wait / 1000,
         )
+        metrics.PROCESSOR_WRITES.labels(result="refused").inc()
         raise WriteNotSent("rate_limited", wait=waited)
+    metrics.PROCESSOR_WRITES.labels(result="sent").inc()
     if waited > 0.001:
+        metrics.PROCESSOR_WRITES.labels(result="waited").inc()
         logger.info("stripe_write_waited method=%s path=%s waited_ms=%d", method, path, waited * 1000)
     return waited
 

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from .. import history
+from .. import history, metrics
 from ..history import acting
 from ..models import Line
 from .network import enqueue_commands
@@ -133,6 +133,7 @@ def suspend_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
     logger.info(
         "line_suspended line=%s status=%s->suspended operator=%s", line.pk, previous, getattr(actor, "pk", None)
     )
+    metrics.count_on_commit(metrics.LINE_SUSPENSIONS, by="operator")
     return True
 
 
@@ -151,6 +152,7 @@ def suspend_line_for_payment(*, line_id: int, reason: str, now: datetime) -> str
             line.save(update_fields=["status", "data_blocked", "updated_at"])
         write_commands(line=line, before=before, reason=reason, now=now)
     logger.info("line_suspended line=%s status=%s->suspended for non-payment reason=%s", line.pk, previous, reason)
+    metrics.count_on_commit(metrics.LINE_SUSPENSIONS, by="non_payment")
     return previous
 
 
@@ -172,6 +174,7 @@ def resume_line(*, line_id: int, reason: str, actor, now: datetime) -> bool:
     logger.info(
         "line_resumed line=%s status=suspended->%s operator=%s", line.pk, line.status, getattr(actor, "pk", None)
     )
+    metrics.count_on_commit(metrics.LINE_RESTORATIONS, by="operator")
     return True
 
 

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from .. import metrics
 from ..models import Line, Package
 from .line_status import begin_transition, write_commands
 
@@ -74,6 +75,8 @@ def apply_package_to_locked_line(*, line: Line, package: Package, now: datetime,
         line.activated_at = now
     line.save()
     write_commands(line=line, before=network_before, reason=f"package {package.pk} applied", now=now)
+    if previous_status == Line.Status.SUSPENDED and line.status != Line.Status.SUSPENDED:
+        metrics.count_on_commit(metrics.LINE_RESTORATIONS, by="payment")
     logger.info(
         "package_applied line=%s package=%s status=%s->%s remaining=%s expires_at=%s overage_credited=%s",
         line.pk,

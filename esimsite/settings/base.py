@@ -42,6 +42,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the request id is set before anything logs and echoed on every response.
+    "accounts.middleware.RequestIdMiddleware",
+    # First: it times the whole request and sees the status every other middleware settled on.
+    "accounts.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "accounts.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -116,11 +120,15 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Redis, with this process's memory while Redis cannot be reached (accounts/cache.py): the rate
+# limits kept here fall back to per-process counting instead of a 500 (docs/deploying.md).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "accounts.cache.FallbackRedisCache",
         "LOCATION": env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
         "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="esimsite"),
+        # An unreachable Redis costs each request at most this, then is skipped for a few seconds.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 
@@ -244,6 +252,10 @@ USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", d
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
 NETWORK_WEBHOOK_SECRET_PREVIOUS = env("NETWORK_WEBHOOK_SECRET_PREVIOUS", default="")
+
+# Prometheus's scraper sends "Authorization: Bearer <METRICS_TOKEN>" to /metrics; empty: no
+# /metrics at all (404). docs/operations-metrics.md, also for the multiprocess directory.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # The outbox sweep (partner/tasks.py) is the safety net behind the kick sent after each commit:
 # a command whose kick was lost with Redis goes out at the next sweep.
 NETWORK_COMMANDS_SWEEP_INTERVAL = timedelta(seconds=env.int("NETWORK_COMMANDS_SWEEP_SECONDS", default=15))
@@ -254,11 +266,44 @@ NOTICES_SWEEP_INTERVAL = timedelta(seconds=env.int("NOTICES_SWEEP_SECONDS", defa
 # expired, and suspended at the network, within a minute of its end, at most this many per tick.
 LINES_EXPIRE_PER_TICK = env.int("LINES_EXPIRE_PER_TICK", default=500)
 
+# Errors to Sentry when SENTRY_DSN is set: Django and Celery, no personal data (send_default_pii off,
+# and every string of an event masked by accounts/log_context.py; docs/operations-metrics.md).
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    from accounts.log_context import scrub_sentry_event
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        send_default_pii=False,
+        before_send=scrub_sentry_event,
+        environment=env("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
+
+# Every handler masks card numbers and phone numbers and adds the request id and the engine's ids
+# (accounts/log_context.py); production writes JSON lines (docs/operations-metrics.md "Logs").
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "accounts.log_context.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "accounts.log_context.MaskedFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {
+            "()": "accounts.log_context.MaskedJsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

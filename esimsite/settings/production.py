@@ -4,6 +4,9 @@ from the environment, plus the hosts, live Stripe, secure cookies, HSTS and TLS 
 from .base import *  # noqa: F403
 from .base import env
 
+# One JSON object per log line, for the log shipper (docs/operations-metrics.md "Logs").
+LOGGING["handlers"]["console"]["formatter"] = env("LOG_FORMAT", default="json")  # noqa: F405
+
 DEBUG = False
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 # Stripe.js's nested frames and its 3-D Secure pages (Stripe's published CSP requirements).
@@ -20,6 +23,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Links in allauth's emails (confirmation, password reset) use https behind the proxy.
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = env("ACCOUNT_DEFAULT_HTTP_PROTOCOL", default="https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# The probes answer a load balancer or kubelet that asks gunicorn over plain http (docs/deploying.md).
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/live|/ready)?$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True

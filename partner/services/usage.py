@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts import history
+from accounts import history, metrics
 from accounts.models import Line, UsageRecord
 from accounts.services import network, notices
 from renewals.models import RenewalRule
@@ -187,6 +187,13 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
             if new_levels:
                 notices.owe_usage_notices(levels=new_levels, now=now)
 
+    for outcome, amount in (
+        ("accepted", result.accepted),
+        ("duplicate", result.duplicates),
+        ("rejected", len(result.rejected)),
+    ):
+        if amount:
+            metrics.USAGE_RECORDS.labels(result=outcome).inc(amount)
     logger.info(
         "usage_batch_ingested accepted=%s duplicates=%s rejected=%s uncharged=%s late=%s lines=%s exhausted=%s",
         result.accepted,

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from accounts import heartbeats
+from accounts import heartbeats, metrics
 
 from .. import notifications, selectors
 from . import authentications, claims, precedence, reconciliation, suspension, triggers
@@ -40,6 +40,13 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
     reconciliation of unknown outcomes, and the claim of due work. With enqueue=False the caller
     runs the charge step itself (`renewals_tick`), reconciliation included."""
     report = DispatchReport()
+    with metrics.DISPATCHER_PASS_SECONDS.time():
+        _run_pass(report, now=now, enqueue=enqueue)
+    logger.info("renewals_dispatched %s", report)
+    return report
+
+
+def _run_pass(report: DispatchReport, *, now: datetime, enqueue: bool) -> None:
     # Opened renewals are left due: the claim below takes them with the rest of the batch.
     opened = triggers.evaluate_triggers(
         line_ids=selectors.lines_with_enabled_rules_ids(now=now), now=now, dispatch=False
@@ -72,5 +79,3 @@ def run_dispatcher(*, now: datetime, enqueue: bool = True) -> DispatchReport:
         report.emails_enqueued = notifications.unsent_notice_ids(older_than=now - NOTICE_SWEEP_AFTER)
         notifications.enqueue_notices(report.emails_enqueued)
     heartbeats.beat(heartbeats.DISPATCHER, now=now)
-    logger.info("renewals_dispatched %s", report)
-    return report

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from accounts import metrics
 from accounts.models import Line
 from accounts.services import apply_package_to_locked_line
 from payments.models import Charge, next_authentication_check
@@ -142,6 +143,7 @@ def _record_outcome(*, renewal_id: int, charge_id: int, outcome: ChargeResult, n
                     # The rule went off while this pay-now was at the processor (_cancel_unsent left the
                     # renewal to it): the cancellation it deferred happens now. A failed one stays payable.
                     _cancel(renewal, now=now, reason="rule_off")
+        metrics.count_on_commit(metrics.CHARGE_OUTCOMES, outcome=kind, decline_kind=charge.decline_kind or "none")
     return renewal
 
 
@@ -308,6 +310,7 @@ def _record_decline(*, renewal: Renewal, charge: Charge, hard: bool, rule_on: bo
     renewal.status = Renewal.Status.RETRY_SCHEDULED
     renewal.next_attempt_at = now + policy.delay_after_failure(renewal.failures)
     renewal.save()
+    metrics.count_on_commit(metrics.RETRIES_SCHEDULED)
     _log(
         "renewal_retry_scheduled",
         renewal,
