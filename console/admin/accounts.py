@@ -12,6 +12,7 @@ from accounts.models import Line, UsageAdjustment, User
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
 from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from console.admin.display import ReadableFieldsMixin
 from console.views import LineImportView, UsageCorrectionView
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
@@ -84,7 +85,7 @@ def _line_rows(queryset):
         ]
 
 
-class CustomerLineInline(admin.TabularInline):
+class CustomerLineInline(ReadableFieldsMixin, admin.TabularInline):
     model = Line
     fk_name = "owner"
     fields = ["iccid", "status", "package", "data_remaining_bytes", "data_used_bytes", "expires_at"]
@@ -102,7 +103,7 @@ class CustomerLineInline(admin.TabularInline):
         return False
 
 
-class CustomerChargeInline(admin.TabularInline):
+class CustomerChargeInline(ReadableFieldsMixin, admin.TabularInline):
     """The customer's charges on the customer page (console.admin.accounts.UserAdmin), newest first."""
 
     model = Charge
@@ -130,7 +131,7 @@ class CustomerChargeInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
+class UserAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, BaseUserAdmin):
     """The customer page: everything about the customer on one screen (lines and charges inline;
     rules, renewals and payment method summaries below, see the change_form template)."""
 
@@ -191,7 +192,7 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class UsageAdjustmentInline(admin.TabularInline):
+class UsageAdjustmentInline(ReadableFieldsMixin, admin.TabularInline):
     """The line's usage corrections on its page, read-only (made through "Correct usage")."""
 
     model = UsageAdjustment
@@ -227,8 +228,23 @@ LINE_ADD_FIELDS = ["iccid", "smdp_address", "matching_id", "owner", "package", "
 LINE_EDITABLE_FIELDS = ["label"]
 
 
+class LineFieldsMixin:
+    """The line form's fields: what may be typed when adding, only the label when changing. A mixin
+    so that ReadableFieldsMixin, before it, shows the read-only ones in MB/GB and with zones."""
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return LINE_ADD_FIELDS
+        return [f.name for f in Line._meta.fields if f.editable and f.name != "id"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [name for name in LineFieldsMixin.get_fields(self, request, obj) if name not in LINE_EDITABLE_FIELDS]
+
+
 @admin.register(Line)
-class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
+class LineAdmin(ReadableFieldsMixin, LineFieldsMixin, OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/accounts/line/change_list.html"
     list_display = ["iccid", "owner", "status", "package", "data_remaining_bytes", "expires_at", "created_at"]
     list_filter = [
@@ -283,16 +299,6 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
             rows=_line_rows,
         ),
     ]
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return LINE_ADD_FIELDS
-        return [f.name for f in Line._meta.fields if f.editable and f.name != "id"]
-
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return []
-        return [name for name in self.get_fields(request, obj) if name not in LINE_EDITABLE_FIELDS]
 
     def save_model(self, request, obj, form, change):
         if change:

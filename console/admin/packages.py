@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.utils.translation import ngettext_lazy
 
 from accounts.models import Package
+from console.admin.display import ReadableFieldsMixin
 from renewals.models import RenewalRule
 
 from .history import ChangeHistoryInline, HistoryAdminMixin
@@ -64,7 +65,7 @@ class PackageForm(forms.ModelForm):
 
 
 @admin.register(Package)
-class PackageAdmin(HistoryAdminMixin, admin.ModelAdmin):
+class PackageAdmin(ReadableFieldsMixin, HistoryAdminMixin, admin.ModelAdmin):
     form = PackageForm
     list_display = ["name", "data_allowance_bytes", "validity_days", "price_minor", "currency", "active"]
     list_filter = ["active", "currency"]

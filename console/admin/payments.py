@@ -3,6 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.history import record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from console.admin.display import ReadableFieldsMixin
 from console.admin.history import ChangeHistoryInline
 from payments.models import Charge
 from payments.money import plain_amount
@@ -64,7 +65,7 @@ def _charge_rows(queryset):
 
 
 @admin.register(Charge)
-class ChargeAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+class ChargeAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "user",

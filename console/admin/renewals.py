@@ -8,6 +8,7 @@ from django.utils.translation import ngettext
 
 from accounts.history import acting, record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from console.admin.display import ReadableFieldsMixin
 from console.admin.history import ChangeHistoryInline, HistoryAdminMixin
 from renewals import notifications
 from renewals.models import Alert, Renewal, RenewalRule, RetryPolicy
@@ -58,7 +59,7 @@ def _resend_pay_now(*, request, obj, reason, now) -> Outcome:
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(HistoryAdminMixin, admin.ModelAdmin):
+class RetryPolicyAdmin(ReadableFieldsMixin, HistoryAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "retry_delays_minutes", "grace_hours", "minimum_renewal_minor", "updated_at"]
     inlines = [ChangeHistoryInline]
 
@@ -89,7 +90,9 @@ class EngineOwnedMixin:
 
 
 @admin.register(RenewalRule)
-class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminMixin, admin.ModelAdmin):
+class RenewalRuleAdmin(
+    ReadableFieldsMixin, OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminMixin, admin.ModelAdmin
+):
     """The customer sets the rule (renewals.services.rules.save_rule checks it); operators read it and
     may turn it off, which cancels what is not yet at the processor."""
 
@@ -126,7 +129,7 @@ class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminM
 
 
 @admin.register(Renewal)
-class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
+class RenewalAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "line",
@@ -222,7 +225,7 @@ def _resolve_alert(*, request, obj, reason, now) -> Outcome:
 
 
 @admin.register(Alert)
-class AlertAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
+class AlertAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "line", "renewal", "message", "resolved_at"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["line__iccid", "message"]
