@@ -70,3 +70,18 @@ def test_notice_facts_and_history_are_shown_as_lines_not_json(superuser_client, 
     assert history is not None
     page = _text(client.get(f"/admin/accounts/line/{line.pk}/change/"))
     assert "status: active" in page and '"status": "active"' not in page
+
+
+def test_the_package_form_takes_megabytes_and_a_price_in_the_currencys_units(superuser_client, ledger):
+    from tests.console.conftest import form_values
+
+    client, _operator = superuser_client
+    *_, package = ledger
+    url = f"/admin/accounts/package/{package.pk}/change/"
+    page = client.get(url)
+    assert form_values(page)["data_allowance_mb"] == "512" and form_values(page)["price"] == "98.00"
+    refused = client.post(url, form_values(page) | {"price": "98.001"})
+    assert refused.status_code == 200 and "CNY has 2 decimal places." in refused.content.decode()
+    assert client.post(url, form_values(page) | {"data_allowance_mb": "1024", "price": "45.5"}).status_code == 302
+    package.refresh_from_db()
+    assert (package.data_allowance_bytes, package.price_minor) == (GB, 4550)
