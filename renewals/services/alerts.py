@@ -55,7 +55,7 @@ FINISHED_RENEWAL = (Renewal.Status.SUCCEEDED, Renewal.Status.CANCELLED)
 LINE_WORKS = (Line.Status.ACTIVE, Line.Status.DATA_EXHAUSTED)
 
 
-def _close(alerts, *, reason: str, now: datetime) -> int:
+def _close(alerts: list[Alert], *, reason: str, now: datetime) -> int:
     closed = 0
     for alert in alerts:
         if not Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(resolved_at=now):
