@@ -35,7 +35,7 @@ PROCESSOR_MIRROR_APP = "djstripe"
 
 def passed_two_factor(request) -> bool:
     """True when this session's login (or a later reauthentication, or the TOTP activation, which
-    checks a code from the new authenticator: console.signals) included an MFA step. Having an
+    checks a code from the new authenticator: console.two_factor) included an MFA step. Having an
     authenticator is not enough: force_login or a password reset never proved possession of it."""
     records = get_authentication_records(request, request.user)
     return any(record.get("method") == "mfa" for record in records)
