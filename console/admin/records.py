@@ -81,17 +81,7 @@ def _retry_command(*, request, obj, reason, now) -> Outcome:
 class NetworkCommandAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, admin.ModelAdmin):
     """The outbox to the network partner: what was sent, what is retrying, what gave up."""
 
-    list_display = [
-        "id",
-        "line",
-        "command",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_response_code",
-        "created_at",
-        "delivered_at",
-    ]
+    list_display = ["id", "line", "command", "status", "attempts", "next_attempt_at", "delivered_at"]
     list_filter = ["status", "command"]
     search_fields = ["line__iccid", "reason"]
     list_select_related = ["line"]
@@ -134,18 +124,7 @@ class NoticeAdmin(ReadableFieldsMixin, admin.ModelAdmin):
     Read-only for everyone: a notice is the record of what the customer was told, and the sender
     owns its state (a failed one is written again by its event, never edited into "pending")."""
 
-    list_display = [
-        "id",
-        "created_at",
-        "user",
-        "line",
-        "kind_label",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "language",
-    ]
+    list_display = ["created_at", "user", "kind_label", "status", "attempts", "sent_at"]
     list_filter = ["status", NoticeKindFilter, ("created_at", admin.DateFieldListFilter)]
     search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
     list_select_related = ["user", "line"]
