@@ -158,6 +158,16 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
+# Which payment method types each currency's customers are offered (docs/payment-methods.md), as
+# JSON in the environment. A currency not listed gets PAYMENT_METHOD_TYPES_DEFAULT. PayPal also
+# needs STRIPE_PAYPAL_ENABLED (the Stripe account must have it turned on).
+PAYMENT_METHOD_TYPES_BY_CURRENCY = env.json(
+    "PAYMENT_METHOD_TYPES_BY_CURRENCY",
+    default={"CNY": ["card"], "EUR": ["card", "sepa_debit"], "USD": ["card", "paypal"]},
+)
+PAYMENT_METHOD_TYPES_DEFAULT = env.list("PAYMENT_METHOD_TYPES_DEFAULT", default=["card"])
+# A customer with no line or payment yet is offered the methods of this currency.
+DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
 # Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
 STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
 # Retries for reads and binding calls only; charge calls never retry (payments/gateways.py).
