@@ -56,10 +56,17 @@ def test_operator_lists_fit_and_charges_show_amount_and_status(page, operator, l
             response = page.goto(url)
             assert response is not None and response.status == 200, url
             if url == "/admin/payments/charge/" and width == 1280:
+                # Within the list's own box, which clips what does not fit behind a scroll bar.
+                results = page.locator("#changelist .results").first.bounding_box()
+                assert results is not None
                 for column in ("column-amount_minor_readable", "column-status"):
-                    header = page.locator(f"th.{column}").first
-                    box = header.bounding_box()
-                    assert box is not None and box["x"] + box["width"] <= width, (language, column, box)
+                    box = page.locator(f"th.{column}").first.bounding_box()
+                    assert box is not None and box["x"] + box["width"] <= results["x"] + results["width"] + 1, (
+                        language,
+                        column,
+                        box,
+                        results,
+                    )
             if shots:
                 name = url.strip("/").replace("/", "_") or "home"
                 Path(shots).mkdir(parents=True, exist_ok=True)
