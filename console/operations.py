@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce
 
 from accounts import heartbeats
@@ -79,15 +79,26 @@ def lines_suspended_since(since: datetime) -> int:
 
 
 def revenue(*, since: datetime) -> list[dict]:
-    """Money kept (charged minus refunded) from `since` on, per currency, integer minor units."""
-    return list(
+    """Per currency, in integer minor units, for charges settled from `since` on: gross (what was
+    taken, `charges` of them), refunds (what went back, `refunds` charges) and net = amount_minor.
+    A refund counts with its charge's period (docs/console.md, "Operations page")."""
+    rows = (
         Charge.objects.filter(status__in=Charge.MONEY_TAKEN)
         .annotate(settled=Coalesce("settled_at", "created_at"))
         .filter(settled__gte=since)
         .values("currency")
-        .annotate(amount_minor=Sum(F("amount_minor") - F("refunded_minor")), charges=Count("pk"))
+        .annotate(
+            gross_minor=Sum("amount_minor"),
+            refunds_minor=Sum("refunded_minor"),
+            charges=Count("pk"),
+            refunds=Count("pk", filter=Q(refunded_minor__gt=0)),
+        )
         .order_by("currency")
     )
+    return [
+        {**row, "refunded_minor": row["refunds_minor"], "amount_minor": row["gross_minor"] - row["refunds_minor"]}
+        for row in rows
+    ]
 
 
 def open_alerts(limit: int = 50):

@@ -140,7 +140,12 @@ def operations_view(request, admin_site):
 
     def money_rows(since):
         return [
-            {**row, "formatted": format_money(row["amount_minor"], row["currency"])}
+            {
+                **row,
+                "formatted": format_money(row["amount_minor"], row["currency"]),
+                "gross": format_money(row["gross_minor"], row["currency"]),
+                "refunded": format_money(row["refunded_minor"], row["currency"]),
+            }
             for row in operations.revenue(since=since)
         ]
 

@@ -5,6 +5,7 @@ from accounts import urls as account_urls
 from accounts import views as account_views
 from console import health
 from console import metrics as metrics_views
+from console.two_factor import StaffActivateTOTPView
 from payments import urls as payment_urls
 from payments.webhooks import CappedWebhookView
 from renewals import views as renewal_views
@@ -39,6 +40,8 @@ urlpatterns = [
     # Before allauth's own: its sign-up phone step, without the tell of an already-registered number.
     path("accounts/signup/", account_views.signup, name="account_signup"),
     path("accounts/phone/verify/", account_views.verify_phone, name="account_verify_phone"),
+    # Before allauth's own: the same page, whose activation counts as staff's two-factor step.
+    path("accounts/2fa/totp/activate/", StaffActivateTOTPView.as_view(), name="mfa_activate_totp"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("stripe/", include(stripe_urls, namespace="djstripe")),

@@ -13,7 +13,6 @@ from accounts.locale_format import babel_locale
 # prices and the ledger's amounts agree.
 from accounts.prices import CURRENCY_EXPONENTS
 
-
 _LETTERS_THEN_DIGIT = re.compile(r"([A-Za-z])(\d)")
 
 

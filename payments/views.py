@@ -55,8 +55,7 @@ def _stripe_context() -> dict:
 def _methods_page(request, *, status: int = 200, error: str = ""):
     context = {
         "methods": selectors.payment_methods_for_user(request.user),
-        "method_types": method_services.enabled_method_types(),
-        "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
+        "method_types": method_services.method_types_for_user(request.user),
         "next": _safe_next(request, ""),
         "error": error,
         **_stripe_context(),

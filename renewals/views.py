@@ -5,7 +5,6 @@ customer's own (404 else)."""
 import logging
 
 from allauth.account.decorators import reauthentication_required
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -28,6 +27,7 @@ from payments.gateways import GatewayError
 from payments.money import format_money
 from payments.rate_limits import limit
 from payments.services import errors as payment_errors
+from payments.services import methods as method_services
 
 from . import selectors
 from .forms import CloseAccountForm, RenewalRuleForm
@@ -131,7 +131,7 @@ def rule_page(request, line_id: int):
             "policy": policy,
             "renewals": line.renewals.select_related("package")[:10],
             "minimum": policy.minimum_renewal_minor,
-            "paypal_enabled": settings.STRIPE_PAYPAL_ENABLED,
+            "accepted_methods": method_services.method_types_for_user(request.user),
         },
     )
 
@@ -170,7 +170,9 @@ def pay_renewal(request, renewal_id: int):
             raise Http404 from None
         messages.info(request, exc.user_message)
         return redirect("payments:history")
-    methods = payment_selectors.usable_payment_methods_for_user(request.user)
+    # Only the types the operator takes in this currency (docs/payment-methods.md): no SEPA for CNY.
+    offered = method_services.method_types_for_currency(renewal.currency)
+    methods = [m for m in payment_selectors.usable_payment_methods_for_user(request.user) if m.type in offered]
     form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
     if request.method == "POST" and form.is_valid():
         try:

@@ -25,6 +25,9 @@ from aiohttp import web
 from localstripe import resources
 from localstripe.server import app, store
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import localstripe_paypal  # noqa: E402  (beside this file; scripts/ is no package)
+
 
 def _no_dump(self):
     return None
@@ -73,6 +76,9 @@ def main(argv=None):
         help="persist the store here (load at start, save at shutdown); default: memory only",
     )
     args = parser.parse_args(argv)
+
+    # Stripe's PayPal payment method, which localstripe lacks (docs/payment-methods.md).
+    localstripe_paypal.install(app)
 
     # Per-request persistence off, whatever the mode.
     resources.Store.dump_to_disk = _no_dump

@@ -16,8 +16,9 @@ from accounts.history import acting, record_change
 from accounts.models import Line, UsageAdjustment, User
 from accounts.services import erasure
 from accounts.services.line_status import resume_line, suspend_line, terminate_line
-from accounts.templatetags.data_units import data_size, signed_data_size
+from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action, csv_export_action
+from console.admin.display import ReadableFieldsMixin
 from console.views import AssignLineView, LineImportView, UsageCorrectionView
 from payments.gateways import GatewayError
 from payments.models import Charge
@@ -112,34 +113,10 @@ def _line_rows(queryset):
         ]
 
 
-class LineDataMixin:
-    """A line's counters as operators read them: MB and GB, not bytes."""
-
-    @admin.display(description=_("data remaining"), ordering="data_remaining_bytes")
-    def data_remaining(self, obj):
-        return data_size(obj.data_remaining_bytes)
-
-    @admin.display(description=_("data used"), ordering="data_used_bytes")
-    def data_used(self, obj):
-        return data_size(obj.data_used_bytes)
-
-    @admin.display(description=_("overage"))
-    def overage(self, obj):
-        return data_size(obj.overage_bytes)
-
-
-# The byte counters a line's pages show through LineDataMixin instead.
-LINE_DATA_DISPLAY = {
-    "data_remaining_bytes": "data_remaining",
-    "data_used_bytes": "data_used",
-    "overage_bytes": "overage",
-}
-
-
-class CustomerLineInline(LineDataMixin, admin.TabularInline):
+class CustomerLineInline(ReadableFieldsMixin, admin.TabularInline):
     model = Line
     fk_name = "owner"
-    fields = ["iccid", "status", "package", "data_remaining", "data_used", "expires_at"]
+    fields = ["iccid", "status", "package", "data_remaining_bytes", "data_used_bytes", "expires_at"]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -154,7 +131,7 @@ class CustomerLineInline(LineDataMixin, admin.TabularInline):
         return False
 
 
-class CustomerChargeInline(admin.TabularInline):
+class CustomerChargeInline(ReadableFieldsMixin, admin.TabularInline):
     """The customer's charges on the customer page (console.admin.accounts.UserAdmin), newest first."""
 
     model = Charge
@@ -182,7 +159,7 @@ class CustomerChargeInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
+class UserAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, BaseUserAdmin):
     """The customer page: everything about the customer on one screen (lines and charges inline;
     rules, renewals and payment method summaries below, see the change_form template)."""
 
@@ -279,7 +256,7 @@ class UserAdmin(OperatorPermissionsMixin, BaseUserAdmin):
         return response
 
 
-class UsageAdjustmentInline(admin.TabularInline):
+class UsageAdjustmentInline(ReadableFieldsMixin, admin.TabularInline):
     """The line's usage corrections on its page, read-only (made through "Correct usage")."""
 
     model = UsageAdjustment
@@ -315,10 +292,25 @@ LINE_ADD_FIELDS = ["iccid", "smdp_address", "matching_id", "owner", "package", "
 LINE_EDITABLE_FIELDS = ["label"]
 
 
+class LineFieldsMixin:
+    """The line form's fields: what may be typed when adding, only the label when changing. A mixin
+    so that ReadableFieldsMixin, before it, shows the read-only ones in MB/GB and with zones."""
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return LINE_ADD_FIELDS
+        return [f.name for f in Line._meta.fields if f.editable and f.name != "id"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [name for name in LineFieldsMixin.get_fields(self, request, obj) if name not in LINE_EDITABLE_FIELDS]
+
+
 @admin.register(Line)
-class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, LineDataMixin, admin.ModelAdmin):
+class LineAdmin(ReadableFieldsMixin, LineFieldsMixin, OperatorPermissionsMixin, HistoryAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/accounts/line/change_list.html"
-    list_display = ["iccid", "owner", "status", "package", "data_remaining", "expires_at", "created_at"]
+    list_display = ["iccid", "owner", "status", "package", "data_remaining_bytes", "expires_at", "created_at"]
     list_filter = [
         "status",
         "package",
@@ -372,16 +364,6 @@ class LineAdmin(OperatorPermissionsMixin, HistoryAdminMixin, LineDataMixin, admi
             rows=_line_rows,
         ),
     ]
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return LINE_ADD_FIELDS
-        return [LINE_DATA_DISPLAY.get(f.name, f.name) for f in Line._meta.fields if f.editable and f.name != "id"]
-
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return []
-        return [name for name in self.get_fields(request, obj) if name not in LINE_EDITABLE_FIELDS]
 
     def save_model(self, request, obj, form, change):
         if change:

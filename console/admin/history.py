@@ -7,9 +7,10 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.history import acting
 from accounts.models import ChangeRecord
+from console.admin.display import ReadableFieldsMixin
 
 
-class ChangeHistoryInline(GenericTabularInline):
+class ChangeHistoryInline(ReadableFieldsMixin, GenericTabularInline):
     """The object's change history on its own page: who, when, what, before and after."""
 
     model = ChangeRecord
@@ -54,7 +55,7 @@ class HistoryAdminMixin:
 
 
 @admin.register(ChangeRecord)
-class ChangeRecordAdmin(admin.ModelAdmin):
+class ChangeRecordAdmin(ReadableFieldsMixin, admin.ModelAdmin):
     """All history in one list, for questions like "what did this operator do today"."""
 
     list_display = ["created_at", "content_type", "object_repr", "action", "actor", "reason"]

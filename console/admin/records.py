@@ -8,13 +8,14 @@ from accounts.history import record_change
 from accounts.models import NOTICE_KIND_LABELS, NetworkCommand, Notice, UsageAdjustment, UsageRecord
 from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from console.admin.display import ReadableFieldsMixin
 from partner.services.outbox import retry_command_now
 
 from .history import ChangeHistoryInline
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadableFieldsMixin, admin.ModelAdmin):
     """The partner's records as received. Read-only for everyone: a record is the proof that its
     bytes were counted, so a deleted one would count again when the partner re-sends it."""
 
@@ -35,7 +36,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageAdjustment)
-class UsageAdjustmentAdmin(admin.ModelAdmin):
+class UsageAdjustmentAdmin(ReadableFieldsMixin, admin.ModelAdmin):
     """Operators' usage corrections (docs/usage.md, "Operator corrections"). Read-only for everyone:
     a correction is made on the line's "Correct usage" page and is undone only by another one."""
 
@@ -77,20 +78,10 @@ def _retry_command(*, request, obj, reason, now) -> Outcome:
 
 
 @admin.register(NetworkCommand)
-class NetworkCommandAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
+class NetworkCommandAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, admin.ModelAdmin):
     """The outbox to the network partner: what was sent, what is retrying, what gave up."""
 
-    list_display = [
-        "id",
-        "line",
-        "command",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_response_code",
-        "created_at",
-        "delivered_at",
-    ]
+    list_display = ["id", "line", "command", "status", "attempts", "next_attempt_at", "delivered_at"]
     list_filter = ["status", "command"]
     search_fields = ["line__iccid", "reason"]
     list_select_related = ["line"]
@@ -128,23 +119,12 @@ class NoticeKindFilter(admin.SimpleListFilter):
 
 
 @admin.register(Notice)
-class NoticeAdmin(admin.ModelAdmin):
+class NoticeAdmin(ReadableFieldsMixin, admin.ModelAdmin):
     """Every message owed to a customer (docs/notifications.md): pending, sent, not sent, failed.
     Read-only for everyone: a notice is the record of what the customer was told, and the sender
     owns its state (a failed one is written again by its event, never edited into "pending")."""
 
-    list_display = [
-        "id",
-        "created_at",
-        "user",
-        "line",
-        "kind_label",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "language",
-    ]
+    list_display = ["created_at", "user", "kind_label", "status", "attempts", "sent_at"]
     list_filter = ["status", NoticeKindFilter, ("created_at", admin.DateFieldListFilter)]
     search_fields = ["user__email", "line__iccid", "dedup_key", "last_error"]
     list_select_related = ["user", "line"]

@@ -8,6 +8,7 @@ from django.utils.translation import ngettext
 
 from accounts.history import acting, record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
+from console.admin.display import ReadableFieldsMixin
 from console.admin.history import ChangeHistoryInline, HistoryAdminMixin
 from renewals import notifications
 from renewals.models import Alert, Renewal, RenewalRule, RetryPolicy
@@ -58,7 +59,7 @@ def _resend_pay_now(*, request, obj, reason, now) -> Outcome:
 
 
 @admin.register(RetryPolicy)
-class RetryPolicyAdmin(HistoryAdminMixin, admin.ModelAdmin):
+class RetryPolicyAdmin(ReadableFieldsMixin, HistoryAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "retry_delays_minutes", "grace_hours", "minimum_renewal_minor", "updated_at"]
     inlines = [ChangeHistoryInline]
 
@@ -89,20 +90,13 @@ class EngineOwnedMixin:
 
 
 @admin.register(RenewalRule)
-class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminMixin, admin.ModelAdmin):
+class RenewalRuleAdmin(
+    ReadableFieldsMixin, OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminMixin, admin.ModelAdmin
+):
     """The customer sets the rule (renewals.services.rules.save_rule checks it); operators read it and
     may turn it off, which cancels what is not yet at the processor."""
 
-    list_display = [
-        "line",
-        "line_owner",
-        "enabled",
-        "package",
-        "trigger_data_below_mb",
-        "trigger_hours_before_expiry",
-        "overage_policy",
-        "updated_at",
-    ]
+    list_display = ["line", "line_owner", "enabled", "package", "trigger_data_below_mb", "overage_policy"]
     list_filter = ["enabled", "overage_policy", "package", ("updated_at", admin.DateFieldListFilter)]
     search_fields = ["=line__iccid", "line__owner__email", "line__owner__phone"]
     list_select_related = ["line__owner", "package"]
@@ -126,21 +120,9 @@ class RenewalRuleAdmin(OperatorPermissionsMixin, EngineOwnedMixin, HistoryAdminM
 
 
 @admin.register(Renewal)
-class RenewalAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
-    list_display = [
-        "id",
-        "line",
-        "line_owner",
-        "status",
-        "package",
-        "attempts",
-        "failures",
-        "last_failure_code",
-        "next_attempt_at",
-        "amount_minor",
-        "currency",
-        "created_at",
-    ]
+class RenewalAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
+    # Fits 1280 px beside the filters; the package, attempts and failure code are on its page.
+    list_display = ["id", "line", "line_owner", "status", "amount_minor", "failures", "next_attempt_at"]
     list_filter = ["status", "package", ("created_at", admin.DateFieldListFilter), "currency"]
     search_fields = ["=line__iccid", "line__owner__email", "line__owner__phone", "=charges__payment_intent_id"]
     list_select_related = ["line__owner", "package"]
@@ -222,7 +204,7 @@ def _resolve_alert(*, request, obj, reason, now) -> Outcome:
 
 
 @admin.register(Alert)
-class AlertAdmin(OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
+class AlertAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, EngineOwnedMixin, admin.ModelAdmin):
     list_display = ["created_at", "kind", "line", "renewal", "message", "resolved_at"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["line__iccid", "message"]

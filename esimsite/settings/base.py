@@ -194,6 +194,16 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 # (payments.webhooks.CappedWebhookView, docs/deploying.md#rotating-secrets).
 STRIPE_WEBHOOK_SECRET_PREVIOUS = env("STRIPE_WEBHOOK_SECRET_PREVIOUS", default="")
 STRIPE_PAYPAL_ENABLED = env.bool("STRIPE_PAYPAL_ENABLED", default=False)
+# Which payment method types each currency's customers are offered (docs/payment-methods.md), as
+# JSON in the environment. A currency not listed gets PAYMENT_METHOD_TYPES_DEFAULT. PayPal also
+# needs STRIPE_PAYPAL_ENABLED (the Stripe account must have it turned on).
+PAYMENT_METHOD_TYPES_BY_CURRENCY = env.json(
+    "PAYMENT_METHOD_TYPES_BY_CURRENCY",
+    default={"CNY": ["card"], "EUR": ["card", "sepa_debit"], "USD": ["card", "paypal"]},
+)
+PAYMENT_METHOD_TYPES_DEFAULT = env.list("PAYMENT_METHOD_TYPES_DEFAULT", default=["card"])
+# A customer with no line or payment yet is offered the methods of this currency.
+DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", default="CNY")
 # Seconds before a Stripe call gives up; a charge that times out is reconciled, not re-sent.
 STRIPE_HTTP_TIMEOUT_SECONDS = env.float("STRIPE_HTTP_TIMEOUT_SECONDS", default=20.0)
 # Retries for reads and binding calls only; charge calls never retry (payments/gateways.py).

@@ -29,11 +29,39 @@ logger = logging.getLogger(__name__)
 METHOD_TYPES = ("card", "sepa_debit", "paypal")
 
 
+def method_types_for_currency(currency: str) -> list[str]:
+    """What the operator offers to pay `currency` with (settings.PAYMENT_METHOD_TYPES_BY_CURRENCY,
+    docs/payment-methods.md): SEPA only where the euro is, PayPal only where the account has it."""
+    by_currency = {code.upper(): types for code, types in settings.PAYMENT_METHOD_TYPES_BY_CURRENCY.items()}
+    types = by_currency.get((currency or "").upper(), settings.PAYMENT_METHOD_TYPES_DEFAULT)
+    return [t for t in METHOD_TYPES if t in types and (t != "paypal" or settings.STRIPE_PAYPAL_ENABLED)]
+
+
+def customer_currencies(user: User) -> list[str]:
+    """The currencies a customer pays in: their lines' packages and their past charges; a new
+    customer the site's default."""
+    from accounts.models import Line
+
+    from ..models import Charge
+
+    currencies = set(
+        Line.objects.filter(owner=user, package__isnull=False).values_list("package__currency", flat=True)
+    ) | set(Charge.objects.filter(user=user).values_list("currency", flat=True))
+    return sorted(c.upper() for c in currencies) or [settings.DEFAULT_CURRENCY.upper()]
+
+
+def method_types_for_user(user: User) -> list[str]:
+    """The types offered on the customer's methods page: those every currency they pay in takes,
+    so a saved method can pay each of their renewals (a SEPA mandate cannot pay a CNY package)."""
+    offered = [set(method_types_for_currency(currency)) for currency in customer_currencies(user)]
+    common = set.intersection(*offered) if offered else set()
+    return [t for t in METHOD_TYPES if t in common] or ["card"]
+
+
 def enabled_method_types() -> list[str]:
-    types = ["card", "sepa_debit"]
-    if settings.STRIPE_PAYPAL_ENABLED:
-        types.append("paypal")
-    return types
+    """Every type some currency offers (the form's choices)."""
+    currencies = [*settings.PAYMENT_METHOD_TYPES_BY_CURRENCY, "*"]
+    return [t for t in METHOD_TYPES if any(t in method_types_for_currency(c) for c in currencies)]
 
 
 @dataclass(frozen=True)
@@ -46,7 +74,7 @@ class BindingStart:
 def start_binding(*, user: User, method_type: str) -> BindingStart:
     """A fresh SetupIntent the browser confirms with Stripe.js; the card number or IBAN goes
     from the browser to Stripe, never to us."""
-    if method_type not in enabled_method_types():
+    if method_type not in method_types_for_user(user):
         raise MethodUnavailable(_("This payment method is not available."), code="method_unavailable")
     try:
         customer = gateways.ensure_customer(user)

@@ -10,7 +10,7 @@ from datetime import datetime
 from accounts import heartbeats, metrics
 
 from .. import notifications, selectors
-from . import authentications, claims, precedence, reconciliation, suspension, triggers
+from . import alerts, authentications, claims, precedence, reconciliation, suspension, triggers
 from ._base import NOTICE_SWEEP_AFTER
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def _run_pass(report: DispatchReport, *, now: datetime, enqueue: bool) -> None:
     precedence.cancel_renewals_of_terminated_lines(now=now)
     precedence.turn_off_rules_of_given_lines(now=now)
     reconciliation.alert_stuck_charges(now=now)
+    alerts.close_cleared_alerts(now=now)
     stale = reconciliation.stale_pending_charges(now=now, limit=reconciliation._reconcile_per_tick())
     stale += authentications.abandoned_authentications(
         limit=max(reconciliation._reconcile_per_tick() - len(stale), 0), now=now

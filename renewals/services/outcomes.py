@@ -218,7 +218,7 @@ def _record_success(*, renewal: Renewal, charge: Charge, now: datetime) -> None:
     renewal.last_failure_message = ""
     renewal.resumed_line = was_suspended
     renewal.save()
-    Alert.objects.filter(line=line, kind=Alert.Kind.REPEATED_FAILURES, resolved_at__isnull=True).update(resolved_at=now)
+    alerts.close_alerts_of_paid_line(line=line, now=now)
     _log("renewal_succeeded", renewal, previous=previous, charge=charge.pk, payment_intent=charge.payment_intent_id)
     notifications.notify_later(renewal, notifications.RESTORED if was_suspended else notifications.SUCCEEDED)
     # The cycle is paid: any other intent of it still waiting for 3-D Secure (an emailed link) is

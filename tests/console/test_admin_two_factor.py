@@ -54,26 +54,40 @@ def test_staff_without_two_factor_cannot_open_the_admin_and_is_sent_to_set_it_up
     assert client.get("/admin/accounts/line/", follow=True).redirect_chain[-1][0] != "/admin/accounts/line/"
 
 
-def test_staff_sets_up_totp_then_enters_the_admin(client, db):
+def test_staff_sets_up_totp_then_continues_from_the_recovery_codes_to_the_admin(client, db):
+    """password -> set up the authenticator -> recovery codes -> "Continue to admin" -> admin,
+    without a second code in the session that has just proved it holds the authenticator."""
     user, _ = make_staff(with_totp=False)
-    client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD})
-    response = client.get(reverse("mfa_activate_totp"))
-    response = client.post(response["Location"], {"password": PASSWORD})
+    response = client.post(reverse("account_login") + "?next=/admin/", {"login": user.email, "password": PASSWORD})
+    response = client.get("/admin/", follow=True)
+    assert response.redirect_chain[-1][0].startswith(reverse("account_reauthenticate"))
+    response = client.post(response.redirect_chain[-1][0], {"password": PASSWORD})
     assert response["Location"] == reverse("mfa_activate_totp")
     client.get(reverse("mfa_activate_totp"))
     secret = client.session[SECRET_SESSION_KEY]
     response = client.post(reverse("mfa_activate_totp"), {"code": totp_code(secret)})
-    assert response.status_code == 302
+    assert response["Location"] == reverse("mfa_view_recovery_codes")
     assert Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
-    # Activating is not passing: the session must still show a code.
-    response = client.get("/admin/", follow=True)
-    step = response.redirect_chain[-1][0]
-    assert step.startswith(reverse("mfa_reauthenticate"))
-    later = time.time() + 30  # a TOTP code is accepted once per period
-    with time_machine.travel(later, tick=False):
-        response = client.post(step, {"code": totp_code(secret, later)})
-        assert response.status_code == 302 and response["Location"] == "/admin/"
-        assert client.get("/admin/").status_code == 200
+    codes = client.get(reverse("mfa_view_recovery_codes")).content.decode()
+    assert 'href="/admin/"' in codes and "Continue to admin" in codes
+    page = client.get("/admin/")
+    assert page.status_code == 200 and "Axis eSIM operations" in page.content.decode()
+    # The next session (a new login) asks for the code as always.
+    client.logout()
+    client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD})
+    assert client.get("/admin/").status_code == 302
+
+
+def test_a_customer_setting_up_totp_sees_no_admin_button(client, db):
+    client.force_login(make_user(email="alice@example.com", password=PASSWORD))
+    response = client.get(reverse("mfa_activate_totp"))
+    if response.status_code == 302:
+        client.post(response["Location"], {"password": PASSWORD})
+    client.get(reverse("mfa_activate_totp"))
+    secret = client.session[SECRET_SESSION_KEY]
+    client.post(reverse("mfa_activate_totp"), {"code": totp_code(secret)})
+    codes = client.get(reverse("mfa_view_recovery_codes")).content.decode()
+    assert "Continue to admin" not in codes
 
 
 def test_staff_with_totp_logs_in_through_the_code_step(client, db):

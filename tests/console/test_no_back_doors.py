@@ -192,14 +192,14 @@ def test_a_package_edit_that_would_leave_rules_below_their_threshold_is_refused(
     make_rule(line=line, package=package, trigger_data_below_mb=2048)  # 2 GB threshold, 10 GB package
     url = f"/admin/accounts/package/{package.pk}/change/"
     page = client.get(url)
-    response = client.post(url, form_values(page) | {"data_allowance_bytes": str(2 * GB)})
+    response = client.post(url, form_values(page) | {"data_allowance_mb": "2048"})
     assert response.status_code == 200
     assert "1 auto-renewal rule buys this package" in response.content.decode()
     package.refresh_from_db()
     assert package.data_allowance_bytes == 10 * GB
     response = client.post(url, form_values(page) | {"validity_days": "1"})
     assert response.status_code == 302  # the rule has no expiry trigger: a shorter validity breaks nothing
-    response = client.post(url, form_values(client.get(url)) | {"data_allowance_bytes": str(3 * GB)})
+    response = client.post(url, form_values(client.get(url)) | {"data_allowance_mb": "3072", "price": "88.50"})
     assert response.status_code == 302
     package.refresh_from_db()
-    assert package.data_allowance_bytes == 3 * GB
+    assert (package.data_allowance_bytes, package.price_minor) == (3 * GB, 8850)

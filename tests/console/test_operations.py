@@ -167,3 +167,23 @@ def test_notices_are_listed_read_only_in_the_admin(support_client, customer):
     assert client.get("/admin/accounts/notice/add/").status_code == 403
     notice.refresh_from_db()
     assert notice.status == "pending"
+
+
+def test_revenue_shows_gross_refunds_and_net_per_currency(support_client, customer):
+    client, _user = support_client
+    now = timezone.now()
+    package = make_package(price_minor=1800)
+    for _ in range(4):
+        make_charge(user=customer, package=package, status="succeeded", amount_minor=1800, settled_at=now)
+    make_charge(
+        user=customer, package=package, status="refunded", amount_minor=1800, refunded_minor=1800, settled_at=now
+    )
+    page = client.get("/admin/operations/")
+    (row,) = page.context["revenue_today"]
+    assert (row["gross_minor"], row["refunded_minor"], row["amount_minor"]) == (9000, 1800, 7200)
+    assert (row["charges"], row["refunds"]) == (5, 1)
+    html = page.content.decode()
+    cny = html[html.index('id="ops-revenue-cny"') :]
+    cny = cny[: cny.index("</tr>")]
+    assert "CNY 90.00" in cny and "CNY 18.00" in cny and "CNY 72.00" in cny
+    assert "5 charges" in cny and "1 refunded" in cny

@@ -11,6 +11,7 @@ from djstripe.models import PaymentMethod
 from payments import gateways
 from payments.selectors import card_expiry_flags, payment_methods_for_user
 from renewals.models import RenewalRule
+from tests.builders import make_line, make_package
 from tests.payments.conftest import confirm_sepa_setup_as_browser
 
 
@@ -58,7 +59,8 @@ def test_a_setup_intent_of_another_customer_cannot_be_finished(customer_client, 
     assert not PaymentMethod.objects.filter(customer__isnull=False).exists()
 
 
-def test_add_sepa_debit(customer, customer_client):
+def test_add_sepa_debit(customer, customer_client, settings):
+    settings.DEFAULT_CURRENCY = "EUR"  # a customer of the euro market (no line yet)
     start = customer_client.post(reverse("payments:method_setup"), {"method_type": "sepa_debit"}).json()
     assert confirm_sepa_setup_as_browser(start["client_secret"]).status_code == 200
     finish = customer_client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"]})
@@ -174,12 +176,15 @@ def test_paypal_is_not_offered_unless_enabled(customer, customer_client, setting
     assert response.status_code == 400 and "not available" in response.json()["error"]
 
 
-def test_paypal_enabled_but_unavailable_at_the_processor_is_a_clear_error(customer, customer_client, settings):
-    # localstripe has no 'paypal' method type: what an account without PayPal looks like.
+def test_paypal_enabled_but_unavailable_at_the_processor_is_a_clear_error(
+    customer, customer_client, settings, unresponsive_stripe
+):
+    # The processor does not answer for PayPal (localstripe emulates PayPal: tests/payments/test_paypal.py).
     settings.STRIPE_PAYPAL_ENABLED = True
+    settings.DEFAULT_CURRENCY = "USD"  # PayPal is offered for USD (PAYMENT_METHOD_TYPES_BY_CURRENCY)
     assert 'value="paypal"' in customer_client.get(reverse("payments:methods")).content.decode()
     response = customer_client.post(reverse("payments:method_setup"), {"method_type": "paypal"})
-    assert response.status_code == 400
+    assert response.status_code in (400, 502)
     assert "PayPal is not available" in response.json()["error"]
     assert payment_methods_for_user(customer) == []
 
@@ -236,3 +241,23 @@ def test_adding_a_method_from_the_buy_page_returns_there_and_never_elsewhere(cus
             reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "next": next_url}
         )
         assert finish["Location"] == expected
+
+
+def test_a_cny_customer_is_never_offered_sepa_and_cannot_start_it(customer, customer_client, settings):
+    settings.STRIPE_PAYPAL_ENABLED = True
+    make_line(owner=customer, package=make_package(currency="CNY"))
+    html = customer_client.get(reverse("payments:methods")).content.decode()
+    assert 'value="card"' in html and 'value="sepa_debit"' not in html and 'value="paypal"' not in html
+    response = customer_client.post(reverse("payments:method_setup"), {"method_type": "sepa_debit"})
+    assert response.status_code == 400 and "not available" in response.json()["error"]
+
+
+def test_the_operator_chooses_the_types_per_currency(customer, customer_client, settings):
+    make_line(owner=customer, package=make_package(currency="EUR", price_minor=900))
+    assert 'value="sepa_debit"' in customer_client.get(reverse("payments:methods")).content.decode()
+    settings.PAYMENT_METHOD_TYPES_BY_CURRENCY = {"EUR": ["card"]}
+    assert 'value="sepa_debit"' not in customer_client.get(reverse("payments:methods")).content.decode()
+    # A customer paying in CNY and EUR is offered what pays both: a SEPA mandate cannot pay CNY.
+    settings.PAYMENT_METHOD_TYPES_BY_CURRENCY = {"EUR": ["card", "sepa_debit"], "CNY": ["card"]}
+    make_line(owner=customer, package=make_package(currency="CNY"))
+    assert 'value="sepa_debit"' not in customer_client.get(reverse("payments:methods")).content.decode()

@@ -401,9 +401,14 @@ def test_a_3ds_purchase_abandoned_at_the_bank_is_withdrawn_when_its_window_ends(
 
 
 def bind_sepa(client, iban):
+    from django.test import override_settings
+
     from tests.payments.conftest import confirm_sepa_setup_as_browser
 
-    start = client.post(reverse("payments:method_setup"), {"method_type": "sepa_debit"}).json()
+    # These tests are about SEPA's late settlement, bought in the test catalogue's CNY: the operator
+    # offers SEPA for it here only (docs/payment-methods.md: by default SEPA is for EUR).
+    with override_settings(PAYMENT_METHOD_TYPES_BY_CURRENCY={"CNY": ["card", "sepa_debit"]}):
+        start = client.post(reverse("payments:method_setup"), {"method_type": "sepa_debit"}).json()
     confirm_sepa_setup_as_browser(start["client_secret"], iban)
     client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "make_default": "on"})
 
@@ -438,3 +443,16 @@ def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, cus
     charge = Charge.objects.get(pk=charge.pk)
     assert charge.status == Charge.Status.FAILED and charge.failure_code == "card_declined"
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
+
+
+def test_pay_now_for_a_cny_renewal_does_not_list_a_sepa_mandate(customer, customer_client, make_failed_renewal):
+    bind_sepa(customer_client, "DE89370400440532013000")
+    failed_renewal = make_failed_renewal()  # the test catalogue's CNY package
+    page = customer_client.get(reverse("payments:pay_renewal", args=[failed_renewal.pk])).content.decode()
+    assert "SEPA Direct Debit" not in page
+    sepa = methods_of(customer)[0]
+    response = customer_client.post(
+        reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": sepa.id}
+    )
+    assert response.status_code == 400
+    assert not Charge.objects.filter(renewal=failed_renewal).exists()
