@@ -8,4 +8,5 @@ urlpatterns = [
     path("lines/<int:line_id>/", views.line_detail, name="line_detail"),
     path("settings/", views.profile, name="settings"),
     path("language/", views.set_language, name="set_language"),
+    path("manifest.webmanifest", views.web_manifest, name="web_manifest"),
 ]
