@@ -52,7 +52,8 @@ def test_another_customers_line_and_rule_are_404(client, line, package, other_cu
 def test_page_explains_methods_and_the_operator_minimum(customer_client, line, policy, django_assert_max_num_queries):
     policy.minimum_renewal_minor = 5000
     policy.save()
-    with django_assert_max_num_queries(12):
+    # 15: the line's current state (line, newest renewal, waiting purchase, rule) joined the page.
+    with django_assert_max_num_queries(15):
         body = customer_client.get(rule_url(line)).content.decode()
     assert "credit card, debit card, SEPA direct debit" in body
     assert "CNY 50.00" in body
