@@ -129,3 +129,8 @@ def method_for_off_session(*, user, payment_method_id: str = ""):
     if payment_method_id:
         return methods.filter(id=payment_method_id).first()
     return methods.filter(id=F("customer__default_payment_method")).first()
+
+
+def default_method_id(user) -> str:
+    """The id of the user's default method in our mirror, or ""."""
+    return gateways.default_payment_method_id(user) or ""
