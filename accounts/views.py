@@ -81,7 +81,12 @@ def web_manifest(request):
     icons = [
         {"src": static(f"icons/icon-{size}.png"), "sizes": f"{size}x{size}", "type": "image/png"} for size in (192, 512)
     ] + [
-        {"src": static(f"icons/icon-maskable-{size}.png"), "sizes": f"{size}x{size}", "type": "image/png", "purpose": "maskable"}
+        {
+            "src": static(f"icons/icon-maskable-{size}.png"),
+            "sizes": f"{size}x{size}",
+            "type": "image/png",
+            "purpose": "maskable",
+        }
         for size in (192, 512)
     ]
     manifest = {

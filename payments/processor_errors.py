@@ -29,7 +29,9 @@ CODES: dict[str, Promise] = {
     "postal_code_invalid": _("The postal code does not match the card."),
     "processing_error": _("The card could not be processed. Nothing was charged; please try again."),
     "rate_limit": _("Too many attempts at once. Please wait a minute and try again."),
-    "card_decline_rate_limit_exceeded": _("This card was declined too many times. Please wait a day or use another card."),
+    "card_decline_rate_limit_exceeded": _(
+        "This card was declined too many times. Please wait a day or use another card."
+    ),
     "authentication_required": _("Your bank asks you to confirm this payment."),
     "payment_intent_authentication_failure": _("Your bank's authentication was not completed."),
     "setup_intent_authentication_failure": _("Your bank's authentication was not completed. Nothing was saved."),

@@ -228,7 +228,9 @@ def failure_reason(charge: Charge) -> str:
         return processor_errors.customer_message(charge.failure_code)
     if charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR:
         return _("The payment processor did not answer.")
-    return processor_errors.customer_message(charge.failure_code, error_type="card_error" if charge.failure_code else "")
+    return processor_errors.customer_message(
+        charge.failure_code, error_type="card_error" if charge.failure_code else ""
+    )
 
 
 @login_required

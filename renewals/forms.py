@@ -150,4 +150,3 @@ class RenewalRuleForm(forms.Form):
             "max_renewals_per_day": data["max_renewals_per_day"],
             "monthly_spend_cap_minor": data.get("monthly_spend_cap_minor"),
         }
-

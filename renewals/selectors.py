@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import F, Max, Q, QuerySet, Sum
-from django.utils import timezone
+from django.db.models import F, Max, Q, Sum
 
 from accounts.models import Line, User
 from payments.models import Charge
@@ -77,7 +76,7 @@ def situation_of(line: Line, renewal: Renewal | None, pending_charge: Charge | N
         # Suspended by the renewal (paying restores it), or by the operator (only they can lift it).
         if renewal is not None and status in PAYABLE_STATUSES:
             if status != Renewal.Status.FAILED or renewal.line_suspended_at is not None:
-                    return Situation("suspended_unpaid", Severity.ERROR, renewal=renewal)
+                return Situation("suspended_unpaid", Severity.ERROR, renewal=renewal)
         return Situation("suspended", Severity.ERROR)
     if status == Renewal.Status.REQUIRES_ACTION:
         return Situation("needs_authentication", Severity.WARNING, renewal=renewal)
@@ -109,7 +108,9 @@ def line_states_for_user(user: User | AnonymousUser | None, *, line: Line | None
     lines_by_id = {each.pk: each for each in lines}
     if not lines_by_id:
         return {}
-    newest = Renewal.objects.filter(line_id__in=lines_by_id).values("line_id").annotate(newest=Max("id")).values("newest")
+    newest = (
+        Renewal.objects.filter(line_id__in=lines_by_id).values("line_id").annotate(newest=Max("id")).values("newest")
+    )
     renewals = {r.line_id: r for r in Renewal.objects.filter(pk__in=newest).select_related("package")}
     pending = {
         charge.line_id: charge

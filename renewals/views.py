@@ -210,7 +210,9 @@ def paid(request, renewal_id: int):
     if renewal is None:
         raise Http404
     charge = (
-        Charge.objects.filter(renewal=renewal, user=request.user, status=Charge.Status.SUCCEEDED).order_by("-id").first()
+        Charge.objects.filter(renewal=renewal, user=request.user, status=Charge.Status.SUCCEEDED)
+        .order_by("-id")
+        .first()
     )
     if charge is None:
         raise Http404

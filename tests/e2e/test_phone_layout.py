@@ -83,11 +83,17 @@ def journey(transactional_db, screen):
     """A customer with every page filled: two lines (one renewing, one whose renewal failed), a
     saved card, a paid purchase and a failed renewal payment, in the language under test."""
     language, _ = screen
-    user = make_user(email="layout.customer@example.com", password=PASSWORD, language=language, time_zone="Asia/Shanghai")
+    user = make_user(
+        email="layout.customer@example.com", password=PASSWORD, language=language, time_zone="Asia/Shanghai"
+    )
     package = make_package(name="10 GB / 30 days", data_allowance_bytes=10 * GB, price_minor=9800)
-    line = make_line(owner=user, package=package, label="Travel phone", data_remaining_bytes=3 * GB, data_used_bytes=7 * GB)
+    line = make_line(
+        owner=user, package=package, label="Travel phone", data_remaining_bytes=3 * GB, data_used_bytes=7 * GB
+    )
     make_rule(line=line, package=package)
-    failing = make_line(owner=user, package=package, label="Tablet", data_remaining_bytes=120 * MB, data_used_bytes=int(9.9 * GB))
+    failing = make_line(
+        owner=user, package=package, label="Tablet", data_remaining_bytes=120 * MB, data_used_bytes=int(9.9 * GB)
+    )
     rule = make_rule(line=failing, package=package)
     renewal = make_renewal(
         line=failing,
@@ -118,7 +124,11 @@ def check(page, screen, name: str) -> list[str]:
 
 def test_every_customer_page_fits_the_screen_without_overflow_or_spilled_text(page, log_in, journey, screen):
     problems = []
-    for name, path in (("login", "/accounts/login/"), ("signup", "/accounts/signup/"), ("password-reset", "/accounts/password/reset/")):
+    for name, path in (
+        ("login", "/accounts/login/"),
+        ("signup", "/accounts/signup/"),
+        ("password-reset", "/accounts/password/reset/"),
+    ):
         page.goto(path)
         problems += check(page, screen, name)
 
@@ -150,7 +160,9 @@ def test_every_customer_page_fits_the_screen_without_overflow_or_spilled_text(pa
 
     # The icons and the manifest every page links are served.
     page.goto("/")
-    for href in page.eval_on_selector_all("link[rel=icon], link[rel=apple-touch-icon], link[rel=manifest]", "els => els.map(e => e.href)"):
+    for href in page.eval_on_selector_all(
+        "link[rel=icon], link[rel=apple-touch-icon], link[rel=manifest]", "els => els.map(e => e.href)"
+    ):
         assert page.request.get(href).status == 200, href
     assert re.search(r"\S", page.title())
     assert problems == [], "\n".join(problems)

@@ -20,7 +20,12 @@ pytestmark = pytest.mark.pure
         ("processing_error", "", "card_error", "could not be processed"),
         ("rate_limit", "", "rate_limit_error", "wait a minute"),
         ("authentication_required", "", "card_error", "confirm this payment"),
-        ("", "", "invalid_request_error", "Check the card number, the expiry date (MM/YY)"),  # localstripe's "Bad request"
+        (
+            "",
+            "",
+            "invalid_request_error",
+            "Check the card number, the expiry date (MM/YY)",
+        ),  # localstripe's "Bad request"
         ("something_new", "", "", "could not be completed"),
     ],
 )

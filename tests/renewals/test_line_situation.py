@@ -23,7 +23,11 @@ def banners(body: str) -> list[str]:
 def pages(client, line) -> list[str]:
     return [
         client.get(url).content.decode()
-        for url in (reverse("accounts:home"), reverse("accounts:line_detail", args=[line.pk]), reverse("renewals:rule", args=[line.pk]))
+        for url in (
+            reverse("accounts:home"),
+            reverse("accounts:line_detail", args=[line.pk]),
+            reverse("renewals:rule", args=[line.pk]),
+        )
     ]
 
 
@@ -42,7 +46,13 @@ def test_a_restored_line_now_out_of_data_shows_only_out_of_data(customer_client,
     [
         (Line.Status.SUSPENDED, Renewal.Status.FAILED, True, ("error", "suspended_unpaid"), "Pay now"),
         (Line.Status.SUSPENDED, None, False, ("error", "suspended"), None),
-        (Line.Status.ACTIVE, Renewal.Status.REQUIRES_ACTION, False, ("warning", "needs_authentication"), "Confirm payment"),
+        (
+            Line.Status.ACTIVE,
+            Renewal.Status.REQUIRES_ACTION,
+            False,
+            ("warning", "needs_authentication"),
+            "Confirm payment",
+        ),
         (Line.Status.ACTIVE, Renewal.Status.AWAITING_METHOD, False, ("warning", "needs_method"), "Add a card"),
         (Line.Status.ACTIVE, Renewal.Status.RETRY_SCHEDULED, False, ("warning", "retry_scheduled"), "Pay now"),
         (Line.Status.DATA_EXHAUSTED, Renewal.Status.FAILED, False, ("error", "renewal_failed"), "Pay now"),

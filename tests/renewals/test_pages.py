@@ -196,7 +196,9 @@ def test_page_restates_the_saved_rule(customer_client, rule):
     assert "Auto-renewal is off." in customer_client.get(rule_url(rule.line)).content.decode()
 
 
-def test_confirmation_names_the_card_and_the_overage_choice_cap_and_price(customer_client, customer, line, package, policy):
+def test_confirmation_names_the_card_and_the_overage_choice_cap_and_price(
+    customer_client, customer, line, package, policy
+):
     from payments import gateways
     from tests.payments.conftest import create_card
 

@@ -51,7 +51,9 @@ def test_pay_page_preselects_nothing_when_every_saved_card_just_failed(customer_
     assert "Add a payment method" in response.content.decode()
 
 
-def test_after_paying_with_another_card_one_click_makes_it_the_auto_renewal_card(customer_client, customer, rule, add_card):
+def test_after_paying_with_another_card_one_click_makes_it_the_auto_renewal_card(
+    customer_client, customer, rule, add_card
+):
     good = add_card("4242424242424242", default=False)
     failing = add_card("4000000000000341")
     renewal = failed_renewal(rule, customer, failing.id)
@@ -70,8 +72,13 @@ def test_paid_page_is_the_owners_only(client, customer, other_customer, rule, ad
     good = add_card("4242424242424242")
     renewal = failed_renewal(rule, customer, "pm_gone")
     make_charge(
-        user=customer, line=rule.line, package=rule.package, renewal=renewal, attempt=2,
-        status=Charge.Status.SUCCEEDED, payment_method_id=good.id,
+        user=customer,
+        line=rule.line,
+        package=rule.package,
+        renewal=renewal,
+        attempt=2,
+        status=Charge.Status.SUCCEEDED,
+        payment_method_id=good.id,
     )
     paid_url = reverse("renewals:paid", args=[renewal.pk])
     for response in (client.get(paid_url), client.post(paid_url)):
