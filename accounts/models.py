@@ -279,6 +279,30 @@ class Line(models.Model):
     def data_total_bytes(self) -> int:
         return max(self.data_remaining_bytes, 0) + self.data_used_bytes
 
+    @property
+    def data_allowance_bytes(self) -> int:
+        """What this package period's percentages are of: the package's allowance (what the usage
+        notices count against), else what the line has had this period."""
+        return self.package.data_allowance_bytes if self.package_id else self.data_total_bytes
+
+    @property
+    def data_used_percent(self) -> int:
+        """The one "% used" of the page and the usage notices (docs/pages.md)."""
+        return used_percent(remaining_bytes=self.data_remaining_bytes, allowance_bytes=self.data_allowance_bytes)
+
+    @property
+    def data_left_percent(self) -> int:
+        return 100 - self.data_used_percent
+
+
+def used_percent(*, remaining_bytes: int, allowance_bytes: int) -> int:
+    """How much of the package's allowance is used, in whole percent rounded down (0–100): the
+    account page's "% left" is 100 minus this, the usage notices say this, so they never disagree."""
+    if allowance_bytes <= 0:
+        return 0
+    used = allowance_bytes - max(remaining_bytes, 0)
+    return max(0, min(100, used * 100 // allowance_bytes))
+
 
 class UsageRecord(models.Model):
     """One record from the network partner; its id makes a re-sent record a no-op."""

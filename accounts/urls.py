@@ -9,4 +9,5 @@ urlpatterns = [
     path("plans/", views.plans, name="plans"),
     path("settings/", views.profile, name="settings"),
     path("language/", views.set_language, name="set_language"),
+    path("manifest.webmanifest", views.web_manifest, name="web_manifest"),
 ]

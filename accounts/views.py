@@ -10,8 +10,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.functional import cached_property
@@ -100,6 +101,37 @@ def profile(request):
         # UserLanguageMiddleware refreshes the language cookie on this response.
         return redirect("accounts:settings")
     return render(request, "accounts/settings.html", {"form": form})
+
+
+@require_GET
+def web_manifest(request):
+    """The web app manifest, so "add to home screen" shows the name in the visitor's language and
+    our icons (docs/pages.md). The icons themselves are static files served by WhiteNoise."""
+    icons = [
+        {"src": static(f"icons/icon-{size}.png"), "sizes": f"{size}x{size}", "type": "image/png"} for size in (192, 512)
+    ] + [
+        {
+            "src": static(f"icons/icon-maskable-{size}.png"),
+            "sizes": f"{size}x{size}",
+            "type": "image/png",
+            "purpose": "maskable",
+        }
+        for size in (192, 512)
+    ]
+    manifest = {
+        "name": _("Axis eSIM"),
+        "short_name": _("Axis eSIM"),
+        "lang": translation.get_language(),
+        "start_url": reverse("accounts:home"),
+        "scope": "/",
+        "display": "standalone",
+        "background_color": "#f6f7f9",
+        "theme_color": "#0b5fff",
+        "icons": icons,
+    }
+    response = JsonResponse(manifest, json_dumps_params={"ensure_ascii": False})
+    response["Content-Type"] = "application/manifest+json"
+    return response
 
 
 @require_POST

@@ -32,12 +32,14 @@ class PackageChoiceField(forms.ModelChoiceField):
 class PayNowForm(forms.Form):
     payment_method = forms.ChoiceField(label=_("Pay with"), widget=forms.RadioSelect)
 
-    def __init__(self, *args, methods, **kwargs):
+    def __init__(self, *args, methods, preselect: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["payment_method"].choices = method_choices(methods)
+        # `preselect` "" means: choose none (every saved card just failed; add a new one).
         default = next((m.id for m in methods if m.is_default), methods[0].id if methods else None)
-        if default:
-            self.fields["payment_method"].initial = default
+        chosen = default if preselect is None else preselect
+        if chosen:
+            self.fields["payment_method"].initial = chosen
 
 
 class BuyPackageForm(PayNowForm):

@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import gateways
 from .models import Charge
@@ -31,6 +32,16 @@ class SavedMethod:
     expiring_soon: bool = False
 
     def __str__(self) -> str:
+        return self.summary
+
+    def described(self) -> str:
+        """The method as a customer recognises it: "Visa •••• 4242, expires 12/30"."""
+        if self.exp_month and self.exp_year:
+            return _("%(method)s, expires %(month)02d/%(year)02d") % {
+                "method": self.summary,
+                "month": self.exp_month,
+                "year": self.exp_year % 100,
+            }
         return self.summary
 
 
@@ -118,3 +129,8 @@ def method_for_off_session(*, user, payment_method_id: str = ""):
     if payment_method_id:
         return methods.filter(id=payment_method_id).first()
     return methods.filter(id=F("customer__default_payment_method")).first()
+
+
+def default_method_id(user) -> str:
+    """The id of the user's default method in our mirror, or ""."""
+    return gateways.default_payment_method_id(user) or ""

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import Line, Package
 from accounts.selectors import line_for_user
 
-from . import gateways, selectors
+from . import gateways, processor_errors, selectors
 from .forms import BuyPackageForm, FinishBindingForm, HistoryFilterForm, RemoveMethodForm, StartBindingForm
 from .gateways import GatewayError
 from .models import Charge
@@ -58,6 +58,7 @@ def _methods_page(request, *, status: int = 200, error: str = ""):
         "method_types": method_services.method_types_for_user(request.user),
         "next": _safe_next(request, ""),
         "error": error,
+        "processor_errors": processor_errors.for_browser(),
         **_stripe_context(),
     }
     return render(request, "payments/methods.html", context, status=status)
@@ -222,21 +223,13 @@ def after_payment(request, charge: Charge, *, retry_url: str):
 
 def failure_reason(charge: Charge) -> str:
     """A translated reason for the customer from the processor's code."""
-    reasons = {
-        "card_declined": _("Your card was declined."),
-        "insufficient_funds": _("Your card has insufficient funds."),
-        "expired_card": _("Your card has expired."),
-        "incorrect_cvc": _("The card's security code is incorrect."),
-        "payment_intent_authentication_failure": _("Your bank's authentication was not completed."),
-        "authentication_required": _("Your bank asks you to confirm this payment."),
-        "superseded": _("Replaced by a new payment."),
-        "not_sent": _("The payment processor never received this payment."),
-    }
-    if charge.failure_code in reasons:
-        return reasons[charge.failure_code]
+    if charge.failure_code in processor_errors.CODES:
+        return processor_errors.customer_message(charge.failure_code)
     if charge.decline_kind == Charge.DeclineKind.PROCESSOR_ERROR:
         return _("The payment processor did not answer.")
-    return _("The payment was declined (%(code)s).") % {"code": charge.failure_code or _("unknown reason")}
+    return processor_errors.customer_message(
+        charge.failure_code, error_type="card_error" if charge.failure_code else ""
+    )
 
 
 @login_required

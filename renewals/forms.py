@@ -20,7 +20,7 @@ MB = 1024**2
 def payment_method_choices(user) -> list[tuple[str, str]]:
     """The customer's saved methods, from the payments mirror (no call to Stripe); the default is
     always offered."""
-    choices = [("", _("My default payment method"))]
+    choices = [("", _("My default card"))]
     customer = gateways.customer_for_user(user)
     if customer is not None:
         for method in PaymentMethod.objects.filter(customer=customer).order_by("created", "id"):

@@ -1,17 +1,19 @@
-"""Reads of renewals shared by views, templates, tasks, the admin and the engine: the banners, the
+"""Reads of renewals shared by views, templates, tasks, the admin and the engine: each line's current
+situation (the portal's banner), the
 lines at a trigger (the sweep's candidates) and the caps' counts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import F, Max, Q, QuerySet, Sum
-from django.utils import timezone
+from django.db.models import F, Max, Q, Sum
 
 from accounts.models import Line, User
 from payments.models import Charge
+from payments.selectors import payment_methods_for_user
 
 from .models import Renewal, RenewalRule, RetryPolicy
 
@@ -20,14 +22,12 @@ from .models import Renewal, RenewalRule, RetryPolicy
 # renewal must not lift behind their back).
 NOT_RENEWABLE = (Line.Status.INACTIVE, Line.Status.TERMINATED, Line.Status.SUSPENDED)
 
-# A success is worth a banner for this long; problems stay until they are solved.
-SUCCESS_BANNER_FOR = timedelta(days=3)
-BANNER_STATUSES = (
+# The renewal statuses a customer can settle by paying now (renewals.services.pay_now.PAYABLE).
+PAYABLE_STATUSES = (
     Renewal.Status.RETRY_SCHEDULED,
-    Renewal.Status.REQUIRES_ACTION,
     Renewal.Status.AWAITING_METHOD,
+    Renewal.Status.REQUIRES_ACTION,
     Renewal.Status.FAILED,
-    Renewal.Status.SUCCEEDED,
 )
 
 
@@ -35,31 +35,106 @@ def rule_for_line(line: Line) -> RenewalRule | None:
     return RenewalRule.objects.select_related("package").filter(line=line).first()
 
 
-def latest_renewals_for_user(user: User, *, line: Line | None = None) -> QuerySet[Renewal]:
-    """The newest renewal of each of the user's lines (or of one line)."""
-    mine = Renewal.objects.filter(line__owner=user)
-    if line is not None:
-        mine = mine.filter(line=line)
-    newest = mine.values("line_id").annotate(newest=Max("id")).values("newest")
-    return Renewal.objects.filter(pk__in=newest).select_related("line", "package").order_by("line_id")
+# --- a line's current situation (the portal's one banner per line, docs/pages.md) ----------------
 
 
-def banners_for_user(
-    user: User | AnonymousUser | None, *, line: Line | None = None, now: datetime | None = None
-) -> list[Renewal]:
+class Severity:
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    SUCCESS = "success"
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What is true of a line now and needs the customer: `kind` picks the sentence and the one
+    action (renewals/_banners.html); `renewal` or `charge` is the open item the action settles."""
+
+    kind: str
+    severity: str
+    renewal: Renewal | None = None
+    charge: Charge | None = None
+
+
+@dataclass(frozen=True)
+class LineState:
+    line: Line
+    situation: Situation | None
+    auto_renewal: bool
+    # The card the rule charges, named ("Visa •••• 4242, expires 12/30"); empty when off or none.
+    renewal_method: str = ""
+
+
+def situation_of(line: Line, renewal: Renewal | None, pending_charge: Charge | None) -> Situation | None:
+    """The line's current situation from its status, its newest renewal and a purchase waiting
+    for the bank, most urgent first. Past events (a success, a failure since made good) give none:
+    they belong in the history, not in a banner."""
+    status = renewal.status if renewal is not None else None
+    if line.status in (Line.Status.TERMINATED, Line.Status.INACTIVE):
+        return None
+    if line.status == Line.Status.SUSPENDED:
+        # Suspended by the renewal (paying restores it), or by the operator (only they can lift it).
+        if renewal is not None and status in PAYABLE_STATUSES:
+            if status != Renewal.Status.FAILED or renewal.line_suspended_at is not None:
+                return Situation("suspended_unpaid", Severity.ERROR, renewal=renewal)
+        return Situation("suspended", Severity.ERROR)
+    if status == Renewal.Status.REQUIRES_ACTION:
+        return Situation("needs_authentication", Severity.WARNING, renewal=renewal)
+    if status == Renewal.Status.AWAITING_METHOD:
+        return Situation("needs_method", Severity.WARNING, renewal=renewal)
+    if status == Renewal.Status.RETRY_SCHEDULED:
+        return Situation("retry_scheduled", Severity.WARNING, renewal=renewal)
+    if status == Renewal.Status.FAILED and line.status != Line.Status.ACTIVE:
+        return Situation("renewal_failed", Severity.ERROR, renewal=renewal)
+    if pending_charge is not None:
+        return Situation("purchase_needs_authentication", Severity.WARNING, charge=pending_charge)
+    if status in (Renewal.Status.DUE, Renewal.Status.CHARGING):
+        return Situation("renewing", Severity.INFO, renewal=renewal)
+    if line.status == Line.Status.DATA_EXHAUSTED:
+        return Situation("out_of_data", Severity.ERROR)
+    if line.status == Line.Status.EXPIRED:
+        return Situation("expired", Severity.ERROR)
+    return None
+
+
+def line_states_for_user(user: User | AnonymousUser | None, *, line: Line | None = None) -> dict[int, LineState]:
+    """Each of the user's lines (or one) with its current situation and its auto-renewal, by line
+    id. A fixed number of queries whatever the number of lines."""
     if user is None or not user.is_authenticated:
-        return []
-    now = now or timezone.now()
-    banners = []
-    for renewal in latest_renewals_for_user(user, line=line):
-        if renewal.status not in BANNER_STATUSES:
-            continue
-        if renewal.status == Renewal.Status.SUCCEEDED and (
-            renewal.completed_at is None or renewal.completed_at < now - SUCCESS_BANNER_FOR
-        ):
-            continue
-        banners.append(renewal)
-    return banners
+        return {}
+    lines = Line.objects.filter(owner=user).select_related("package")
+    if line is not None:
+        lines = lines.filter(pk=line.pk)
+    lines_by_id = {each.pk: each for each in lines}
+    if not lines_by_id:
+        return {}
+    newest = (
+        Renewal.objects.filter(line_id__in=lines_by_id).values("line_id").annotate(newest=Max("id")).values("newest")
+    )
+    renewals = {r.line_id: r for r in Renewal.objects.filter(pk__in=newest).select_related("package")}
+    pending = {
+        charge.line_id: charge
+        for charge in Charge.objects.filter(
+            line_id__in=lines_by_id, purpose=Charge.Purpose.PURCHASE, status=Charge.Status.REQUIRES_ACTION
+        ).order_by("id")
+    }
+    rules = {r.line_id: r for r in RenewalRule.objects.filter(line_id__in=lines_by_id, enabled=True)}
+    methods = payment_methods_for_user(user) if rules else []
+    default = next((m for m in methods if m.is_default), None)
+    by_id = {m.id: m for m in methods}
+    states = {}
+    for line_id, each in lines_by_id.items():
+        rule = rules.get(line_id)
+        method = None
+        if rule is not None:
+            method = by_id.get(rule.payment_method_id) if rule.payment_method_id else default
+        states[line_id] = LineState(
+            line=each,
+            situation=situation_of(each, renewals.get(line_id), pending.get(line_id)),
+            auto_renewal=rule is not None,
+            renewal_method=method.described() if method is not None else "",
+        )
+    return states
 
 
 def hard_decline_codes() -> set[str]:

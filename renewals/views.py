@@ -24,6 +24,7 @@ from payments import selectors as payment_selectors
 from payments import views as payment_views
 from payments.forms import PayNowForm
 from payments.gateways import GatewayError
+from payments.models import Charge
 from payments.money import format_money
 from payments.rate_limits import limit
 from payments.services import errors as payment_errors
@@ -31,7 +32,7 @@ from payments.services import methods as method_services
 
 from . import selectors
 from .forms import CloseAccountForm, RenewalRuleForm
-from .models import RenewalRule, RetryPolicy
+from .models import Renewal, RenewalRule, RetryPolicy
 from .services import account_closure, data_export, pay_now, rules
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,23 @@ def _own_line(request, line_id: int) -> Line:
         raise Http404 from None
 
 
-def describe_rule(values: dict, method_label: str) -> str:
-    """The rule in plain words, as the confirmation page restates it."""
+def named_method(user, payment_method_id: str) -> str:
+    """The card a rule charges, as the customer knows it ("Visa •••• 4242, expires 12/30"): the
+    chosen one, else the default. Never "my default payment method": the customer checks a card."""
+    methods = payment_selectors.payment_methods_for_user(user)
+    chosen = next(
+        (m for m in methods if (m.id == payment_method_id if payment_method_id else m.is_default)),
+        None,
+    )
+    if chosen is None:
+        return _("your default card (you have none yet: add one before the first renewal)")
+    return chosen.described()
+
+
+def describe_rule(values: dict, method_label: str, policy: RetryPolicy) -> str:
+    """Everything the rule will do, with prices, in sentences a customer can check: the trigger,
+    the package and its price, the card by name, the limits, and what happens if data runs out
+    first (the overage choice, its cap and its price). docs/pages.md."""
     package = values["package"]
     if not values["enabled"]:
         return _("Auto-renewal will be off: we will not charge you automatically.")
@@ -75,7 +91,20 @@ def describe_rule(values: dict, method_label: str) -> str:
         }
     else:
         sentence = _("%(sentence)s.") % {"sentence": sentence}
-    return sentence
+    overage = values.get("overage_policy") or RenewalRule.OveragePolicy.BLOCK
+    overage_cap = values.get("overage_cap_mb")
+    if overage == RenewalRule.OveragePolicy.DEDUCT_FROM_NEXT:
+        then = _(
+            "If data runs out before the renewal, you may use up to %(cap)s MB more, deducted from the next package."
+        ) % {"cap": overage_cap}
+    elif overage == RenewalRule.OveragePolicy.BILL_OVERAGE:
+        then = _(
+            "If data runs out before the renewal, you may use up to %(cap)s MB more, billed at %(price)s per GB "
+            "with the next renewal."
+        ) % {"cap": overage_cap, "price": format_money(policy.overage_price_per_gb_minor, package.currency)}
+    else:
+        then = _("If data runs out before the renewal, data stops until the line is renewed.")
+    return _("%(sentence)s %(then)s") % {"sentence": sentence, "then": then}
 
 
 def rule_values(rule: RenewalRule) -> dict:
@@ -86,6 +115,8 @@ def rule_values(rule: RenewalRule) -> dict:
         "trigger_hours_before_expiry": rule.trigger_hours_before_expiry,
         "max_renewals_per_day": rule.max_renewals_per_day,
         "monthly_spend_cap_minor": rule.monthly_spend_cap_minor,
+        "overage_policy": rule.overage_policy,
+        "overage_cap_mb": rule.overage_cap_mb,
     }
 
 
@@ -109,7 +140,9 @@ def rule_page(request, line_id: int):
                     {
                         "line": line,
                         "form": form,
-                        "summary": describe_rule(values, form.payment_method_label()),
+                        "summary": describe_rule(
+                            values, named_method(request.user, values["payment_method_id"]), policy
+                        ),
                     },
                 )
     else:
@@ -118,8 +151,7 @@ def rule_page(request, line_id: int):
     if rule is not None and not rule.enabled:
         current = _("Auto-renewal is off.")
     elif rule is not None:
-        methods = dict(form.fields["payment_method_id"].choices)
-        current = describe_rule(rule_values(rule), str(methods.get(rule.payment_method_id, methods[""])))
+        current = describe_rule(rule_values(rule), named_method(request.user, rule.payment_method_id), policy)
     return render(
         request,
         "renewals/rule.html",
@@ -157,6 +189,61 @@ def turn_off(request, line_id: int):
     return HttpResponseRedirect(target) if target else redirect("renewals:rule", line_id=line.pk)
 
 
+def best_method_for(renewal, methods) -> str:
+    """The card to preselect on the pay-now page: not the one whose renewal attempt just failed
+    (nor an expired one: `methods` holds only usable ones), the default first; none when every
+    saved card just failed, so the customer adds a new one."""
+    failed = set(
+        Charge.objects.filter(renewal=renewal, status=Charge.Status.FAILED).values_list("payment_method_id", flat=True)
+    )
+    candidates = [m for m in methods if m.id not in failed]
+    chosen = next((m for m in candidates if m.is_default), candidates[0] if candidates else None)
+    return chosen.id if chosen is not None else ""
+
+
+def _rule_charges_another_method(renewal, charge) -> bool:
+    rule = RenewalRule.objects.filter(line=renewal.line, enabled=True).first()
+    if rule is None or not charge.payment_method_id:
+        return False
+    current = rule.payment_method_id or payment_selectors.default_method_id(renewal.line.owner)
+    return current != charge.payment_method_id
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def paid(request, renewal_id: int):
+    """After a successful pay-now with another card than the rule's: offer, in one click, to make
+    that card the one auto-renewal charges (POST). The renewal's line must be the customer's."""
+    renewal = Renewal.objects.select_related("line", "package").filter(pk=renewal_id, line__owner=request.user).first()
+    if renewal is None:
+        raise Http404
+    charge = (
+        Charge.objects.filter(renewal=renewal, user=request.user, status=Charge.Status.SUCCEEDED)
+        .order_by("-id")
+        .first()
+    )
+    if charge is None:
+        raise Http404
+    if request.method == "POST":
+        try:
+            rules.use_method_for_auto_renewal(
+                user=request.user, line=renewal.line, payment_method_id=charge.payment_method_id
+            )
+        except (RenewalRule.DoesNotExist, payment_errors.PaymentMethodNotFound):
+            messages.error(request, _("This card can no longer be used for auto-renewal."))
+        else:
+            messages.success(
+                request,
+                _("Auto-renewal will now charge %(method)s.") % {"method": charge.payment_method_summary},
+            )
+        return redirect("accounts:line_detail", line_id=renewal.line_id)
+    return render(
+        request,
+        "renewals/paid.html",
+        {"renewal": renewal, "charge": charge, "offer": _rule_charges_another_method(renewal, charge)},
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 @limit("payment")
@@ -173,7 +260,11 @@ def pay_renewal(request, renewal_id: int):
     # Only the types the operator takes in this currency (docs/payment-methods.md): no SEPA for CNY.
     offered = method_services.method_types_for_currency(renewal.currency)
     methods = [m for m in payment_selectors.usable_payment_methods_for_user(request.user) if m.type in offered]
-    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
+    form = PayNowForm(
+        request.POST if request.method == "POST" else None,
+        methods=methods,
+        preselect=best_method_for(renewal, methods),
+    )
     if request.method == "POST" and form.is_valid():
         try:
             charge = pay_now.pay_renewal_now(
@@ -184,6 +275,9 @@ def pay_renewal(request, renewal_id: int):
         except payment_errors.NotPayable as exc:
             form.add_error(None, exc.user_message)
         else:
+            if charge.status == Charge.Status.SUCCEEDED and _rule_charges_another_method(renewal, charge):
+                messages.success(request, _("Payment received. Thank you!"))
+                return redirect("renewals:paid", renewal_id=renewal.pk)
             return payment_views.after_payment(
                 request, charge, retry_url=reverse("payments:pay_renewal", args=[renewal.pk])
             )

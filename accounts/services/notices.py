@@ -26,7 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from ..models import Line, Notice
+from ..models import Line, Notice, used_percent
 from ..user_locale import user_language, user_zone
 
 logger = logging.getLogger(__name__)
@@ -221,14 +221,6 @@ def usage_notice_level(*, remaining_bytes: int, allowance_bytes: int) -> int:
     return next((level for level in USAGE_NOTICE_LEVELS if used >= level), 0)
 
 
-def used_percent(*, remaining_bytes: int, allowance_bytes: int) -> int:
-    """How much of the package's allowance is used, in whole percent rounded down (0–100)."""
-    if allowance_bytes <= 0:
-        return 0
-    used = allowance_bytes - max(remaining_bytes, 0)
-    return max(0, min(100, used * 100 // allowance_bytes))
-
-
 def auto_renewal_on(line: Line) -> bool:
     """Whether the line has an enabled renewal rule: the database keeps its triggers' copies on the
     line, NULL unless the rule is on (renewals migration 0004), so accounts needs no renewals import."""
@@ -245,6 +237,9 @@ def line_facts(line: Line) -> dict:
         "period_end_at": iso(line.expires_at),
         "auto_renewal": auto_renewal_on(line),
         "renews_before_expiry": line.renew_hours_before_expiry is not None,
+        # What auto-renewal will do, for the notice to say it (and when), rather than "turn it on".
+        "renew_below_bytes": line.renew_below_bytes,
+        "renew_hours_before_expiry": line.renew_hours_before_expiry,
     }
 
 
@@ -259,12 +254,12 @@ def owe_usage_notices(*, levels: dict[int, int], now: datetime) -> None:
     )
     notices = []
     for line in lines:
-        allowance = line.package.data_allowance_bytes if line.package_id else line.data_total_bytes
+        allowance = line.data_allowance_bytes
         remaining = max(line.data_remaining_bytes, 0)
         facts = {
             **line_facts(line),
             "level": levels[line.pk],
-            "used_percent": used_percent(remaining_bytes=remaining, allowance_bytes=allowance),
+            "used_percent": line.data_used_percent,
             "remaining_bytes": remaining,
             "allowance_bytes": allowance,
         }

@@ -118,6 +118,9 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files browsers ask for at the root (/favicon.ico, /apple-touch-icon.png), served by WhiteNoise
+# without collectstatic (scripts/make-icons.py draws them; docs/pages.md).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Redis, with this process's memory while Redis cannot be reached (accounts/cache.py): the rate

@@ -13,6 +13,7 @@ from django.db.models import Q
 from accounts.history import acting, record_changes
 from accounts.models import Line, User
 from payments.models import Charge
+from payments.services.methods import own_method
 
 from ..models import Renewal, RenewalRule
 from . import authentications, claims, triggers
@@ -142,3 +143,22 @@ def move_rules_to_method(*, user: User, from_id: str, to_id: str) -> int:
                 action="payment_method_replaced",
             )
     return len(rules)
+
+
+def use_method_for_auto_renewal(*, user: User, line: Line, payment_method_id: str) -> RenewalRule:
+    """After paying a renewal by hand with a card, make that card the one the line's rule charges
+    (the card that failed would fail the next renewal again). The customer must own the line, the
+    rule and the card; raises RenewalRule.DoesNotExist or payments' PaymentMethodNotFound."""
+    own_method(user, payment_method_id)
+    with transaction.atomic():
+        rule = RenewalRule.objects.select_for_update().get(line=line, line__owner=user, owner=user)
+        before = rule.payment_method_id
+        RenewalRule.objects.filter(pk=rule.pk).update(payment_method_id=payment_method_id)
+        rule.payment_method_id = payment_method_id
+        with acting(user):
+            record_changes(
+                [(rule, {"payment_method_id": before}, {"payment_method_id": payment_method_id})],
+                action="payment_method_chosen_after_pay_now",
+            )
+    logger.info("renewal_rule_method_chosen rule=%s line=%s", rule.pk, line.pk)
+    return rule

@@ -11,9 +11,11 @@ import re
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import translation
 from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Line
+from payments import processor_errors
 from payments.models import Charge
 from tests.builders import make_line, make_package, make_user
 
@@ -141,3 +143,28 @@ def test_failed_bank_check_charges_nothing(payments_page, shopper):
     expect(page.locator(".messages")).to_contain_text("authentication was not completed")
     assert Charge.objects.get(user=user).status == Charge.Status.FAILED
     assert Line.objects.get(pk=line.pk).data_remaining_bytes == before
+
+
+def test_a_four_digit_expiry_year_gets_a_sentence_not_bad_request(payments_page, shopper):
+    # localstripe's card field prefixes "20": "2034" reaches it as 202034, refused with a bare
+    # "Bad request" (an invalid_request_error without a code), as real Stripe refuses a bad year.
+    page = payments_page
+    page.goto("/payments/methods/")
+    type_card(page, "4242424242424242", year="2034")
+    page.click("#add-method-submit")
+    expect(page.locator("#method-error")).to_contain_text("Check the card number, the expiry date (MM/YY)")
+    assert "Bad request" not in page.locator("#method-error").inner_text()
+    assert page.locator("table.payment-methods").count() == 0
+
+
+def test_card_errors_are_in_the_customers_language(payments_page, shopper):
+    shopper.language = "zh-hans"
+    shopper.save(update_fields=["language"])
+    page = payments_page
+    page.goto("/payments/methods/")
+    type_card(page, "4000000000000002")
+    page.click("#add-method-submit")
+    with translation.override("zh-hans"):
+        expected = str(processor_errors.CODES["card_declined"])
+    assert expected != str(processor_errors.CODES["card_declined"])  # a Chinese sentence exists
+    expect(page.locator("#method-error")).to_have_text(expected)

@@ -52,7 +52,8 @@ def test_another_customers_line_and_rule_are_404(client, line, package, other_cu
 def test_page_explains_methods_and_the_operator_minimum(customer_client, line, policy, django_assert_max_num_queries):
     policy.minimum_renewal_minor = 5000
     policy.save()
-    with django_assert_max_num_queries(12):
+    # 15: the line's current state (line, newest renewal, waiting purchase, rule) joined the page.
+    with django_assert_max_num_queries(15):
         body = customer_client.get(rule_url(line)).content.decode()
     assert "credit card, debit card, SEPA direct debit" in body
     assert "CN¥50.00" in body
@@ -102,8 +103,9 @@ def test_review_restates_the_rule_in_plain_words_and_saves_nothing(customer_clie
     response = customer_client.post(rule_url(line), form_data(package, review=""))
     assert response.status_code == 200
     assert response.context["summary"] == (
-        f"When this line has 500 MB or less left, we will charge My default payment method CN¥98.00 for {package.name}, "
-        "at most 2 times a day and CN¥300.00 a month."
+        "When this line has 500 MB or less left, we will charge your default card (you have none yet: add one before "
+        f"the first renewal) CN¥98.00 for {package.name}, at most 2 times a day and CN¥300.00 a month. "
+        "If data runs out before the renewal, data stops until the line is renewed."
     )
     assert not RenewalRule.objects.exists()
 
@@ -189,6 +191,28 @@ def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, packag
 
 def test_page_restates_the_saved_rule(customer_client, rule):
     body = customer_client.get(rule_url(rule.line)).content.decode()
-    assert "When this line has 500 MB or less left, we will charge My default payment method CN¥98.00" in body
+    assert "When this line has 500 MB or less left, we will charge your default card" in body
     rules.turn_off_rule(rule=rule, now=timezone.now())
     assert "Auto-renewal is off." in customer_client.get(rule_url(rule.line)).content.decode()
+
+
+def test_confirmation_names_the_card_and_the_overage_choice_cap_and_price(
+    customer_client, customer, line, package, policy
+):
+    from payments import gateways
+    from tests.payments.conftest import create_card
+
+    policy.overage_price_per_gb_minor = 1500
+    policy.save()
+    stripe_customer = gateways.ensure_customer(customer)
+    method = gateways.attach_payment_method(
+        customer_id=stripe_customer.id, payment_method_id=create_card(exp_month=12, exp_year=2030)
+    )
+    gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=method.id)
+    response = customer_client.post(
+        rule_url(line), form_data(package, review="", overage_policy="bill_overage", overage_cap_mb="200")
+    )
+    summary = response.context["summary"]
+    assert "we will charge Visa •••• 4242, expires 12/30 CNY 98.00" in summary
+    assert "up to 200 MB more, billed at CNY 15.00 per GB with the next renewal." in summary
+    assert "My default" not in response.content.decode()

@@ -61,6 +61,7 @@ class Command(BaseCommand):
                 "data_used_bytes": 4 * GB,
                 "expires_at": now + timedelta(days=20),
                 "activated_at": now - timedelta(days=10),
+                "package_started_at": now - timedelta(days=10),
             },
         )
         Line.objects.get_or_create(
@@ -76,6 +77,7 @@ class Command(BaseCommand):
                 "data_used_bytes": GB - 300 * 1024**2,
                 "expires_at": now + timedelta(days=2),
                 "activated_at": now - timedelta(days=5),
+                "package_started_at": now - timedelta(days=5),
             },
         )
         self._usage(Line.objects.filter(owner=customer), now=now)
@@ -87,12 +89,17 @@ class Command(BaseCommand):
         )
 
     def _usage(self, lines, *, now) -> None:
-        """A month of daily records per line, so the account page's chart has something to draw.
-        Record ids are per line and day: a second run adds nothing."""
+        """Daily records since each line's package began, adding up exactly to the line's "used"
+        figure, so the page's numbers agree (docs/pages.md). Record ids are per line and day: a
+        second run adds nothing."""
         for line in lines:
-            for days_ago in range(30):
-                day = now - timedelta(days=days_ago, hours=1)  # never in the future
-                amount = (50 + (days_ago * 37 + line.pk * 11) % 200) * 1024**2
+            began = line.package_started_at or line.activated_at or now - timedelta(days=1)
+            days = max(1, (now - began).days)
+            weights = [50 + (days_ago * 37 + line.pk * 11) % 200 for days_ago in range(days)]
+            amounts = [line.data_used_bytes * weight // sum(weights) for weight in weights]
+            amounts[0] += line.data_used_bytes - sum(amounts)  # the rounding left over, today
+            for days_ago, amount in enumerate(amounts):
+                day = now - timedelta(days=days_ago, hours=1)  # never in the future, after `began`
                 UsageRecord.objects.get_or_create(
                     partner_record_id=f"demo-{line.iccid}-{day:%Y%m%d}",
                     defaults={

@@ -10,6 +10,18 @@
     return input ? input.value : "";
   }
 
+  // A processor error (Stripe.js's or localstripe's `error` object) as a sentence in the page's
+  // language, from payments/processor_errors.py: decline code, then code, then type; never the
+  // processor's own English message ("Bad request").
+  function messageFor(error) {
+    var node = document.getElementById("processor-errors");
+    var table = node ? JSON.parse(node.textContent) : {codes: {}, declines: {}, types: {}, fallback: ""};
+    if (!error) { return ""; }
+    return (error.decline_code && table.declines[error.decline_code]) ||
+      (error.code && table.codes[error.code]) ||
+      (error.type && table.types[error.type]) || table.fallback;
+  }
+
   function setupAddMethod(root) {
     var stripe = Stripe(root.dataset.publishableKey);
     var card = stripe.elements().create("card");
@@ -20,7 +32,7 @@
     var submit = document.getElementById("add-method-submit");
     function show(message) { errorBox.textContent = message || ""; }
     function selectedType() { return form.querySelector("input[name=method_type]:checked").value; }
-    card.on("change", function (e) { show(e && e.error ? e.error.message : ""); });
+    card.on("change", function (e) { show(e && e.error ? messageFor(e.error) : ""); });
     form.addEventListener("change", function () {
       var type = selectedType();
       form.querySelectorAll("[data-for]").forEach(function (el) { el.hidden = el.dataset.for !== type; });
@@ -54,7 +66,7 @@
           result = await stripe.confirmPayPalSetup(data.client_secret, {return_url: back.toString()});
         }
         if (result && result.error) {
-          show(result.error.code === "card_declined" ? root.dataset.msgDeclined : (result.error.message || root.dataset.msgFailed));
+          show(messageFor(result.error));
           // Report the declined confirmation: the server counts it against the rate limit and
           // cancels the intent, so it cannot be confirmed again with another card number.
           fetch(finish.action, {
