@@ -81,13 +81,12 @@ class SmdpStandIn:
         with self.lock:
             failure = dict(self.failure)
             if failure.get("times") is not None:
-                failure["times"] -= 1
-                if failure["times"] <= 0:
+                # The failure applies to this many more calls, then the stand-in answers normally.
+                self.failure["times"] -= 1
+                if self.failure["times"] <= 0:
                     self.failure = {"mode": "ok"}
         mode = failure.get("mode", "ok")
-        if mode == "slow":
-            time.sleep(float(failure.get("seconds", 5)))
-        elif mode == "down":
+        if mode == "down":
             return 503, {"error": "service unavailable"}
         with self.lock:
             replay = self.answers.get((function, fci)) if fci else None
@@ -113,7 +112,10 @@ class SmdpStandIn:
             effect = out["header"]["functionExecutionStatus"]["status"]
             self.calls.append({"function": function, "fci": fci, "effect": effect, "answer": out})
             self.answers[(function, fci)] = out
-            return 200, out
+        if mode == "slow":
+            # Done, answered late: the caller times out not knowing the order was placed.
+            time.sleep(float(failure.get("seconds", 5)))
+        return 200, out
 
     def _answer(self, fci: str, status: dict, **fields) -> dict:
         return {"header": {"functionExecutionStatus": status}, **fields}

@@ -69,6 +69,7 @@ def test_a_slow_smdp_is_a_time_out_retried_with_the_same_identifier(smdp, custom
 
     order = services.advance_order(order_id=order.pk)
     assert order.status == ProfileOrder.Status.PENDING and order.attempts == 1
+    assert [c["effect"] for c in smdp.calls("downloadOrder")] == ["Executed-Success"]  # placed, answer lost
 
     order = services.advance_order(order_id=order.pk, now=order.next_attempt_at)
     assert order.status == ProfileOrder.Status.RELEASED
