@@ -131,6 +131,22 @@ class ProfileOrder(models.Model):
             return ""
         return f"LPA:1${self.smdp_address}${self.matching_id}"
 
+    def install_steps(self) -> list[dict]:
+        """The customer's view of the order: each step with its time (None: not reached yet), then
+        the device events reported, in the order they happened."""
+        S = self.Status
+        steps: list[dict] = [
+            {"key": "ordered", "label": _("Ordered"), "at": self.created_at},
+            {"key": "ready", "label": S.RELEASED.label, "at": self.released_at},
+            {"key": "downloaded", "label": S.DOWNLOADED.label, "at": self.downloaded_at},
+            {"key": "installed", "label": S.INSTALLED.label, "at": self.installed_at},
+        ]
+        events = {"enabled": _("Enabled"), "disabled": _("Disabled"), "deleted": _("Deleted")}
+        reported = [(key, getattr(self, f"{key}_at")) for key in events if getattr(self, f"{key}_at")]
+        for key, at in sorted(reported, key=lambda item: item[1]):
+            steps.append({"key": key, "label": events[key], "at": at})
+        return steps
+
     @property
     def ready(self) -> bool:
         return self.RANK.get(self.status, -1) >= self.RANK[self.Status.RELEASED]
