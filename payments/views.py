@@ -187,7 +187,11 @@ def method_remove(request, payment_method_id: str):
 
 
 def after_payment(request, charge: Charge, *, retry_url: str):
-    if charge.status == Charge.Status.SUCCEEDED and charge.line_id is None and charge.purpose == Charge.Purpose.PURCHASE:
+    if (
+        charge.status == Charge.Status.SUCCEEDED
+        and charge.line_id is None
+        and charge.purpose == Charge.Purpose.PURCHASE
+    ):
         # A new eSIM: its "Preparing your eSIM" page (provisioning's, joined by URL name only).
         return redirect("provisioning:charge_order", charge_id=charge.pk)
     if charge.status == Charge.Status.SUCCEEDED:

@@ -256,7 +256,9 @@ def _schedule_retry(order: ProfileOrder, error: str, *, now: datetime) -> None:
     order.next_attempt_at = now + RETRY_DELAYS[min(order.attempts, len(RETRY_DELAYS)) - 1]
     order.save(update_fields=["attempts", "last_error", "next_attempt_at"])
     log = logger.error if order.attempts >= ALERT_AFTER_ATTEMPTS else logger.warning
-    log("esim_order_retry order=%s attempts=%s next=%s error=%s", order.pk, order.attempts, order.next_attempt_at, error)
+    log(
+        "esim_order_retry order=%s attempts=%s next=%s error=%s", order.pk, order.attempts, order.next_attempt_at, error
+    )
 
 
 def _fail(order: ProfileOrder, *, code: str, message: str, now: datetime) -> None:
@@ -283,7 +285,9 @@ def _fail(order: ProfileOrder, *, code: str, message: str, now: datetime) -> Non
         dedup_key=f"{FAILED}:{order.pk}",
         now=now,
     )
-    logger.error("esim_order_failed order=%s charge=%s code=%s: refunding; %s", order.pk, order.charge_id, code, message)
+    logger.error(
+        "esim_order_failed order=%s charge=%s code=%s: refunding; %s", order.pk, order.charge_id, code, message
+    )
 
 
 def _refund(order: ProfileOrder) -> None:

@@ -51,7 +51,13 @@ def _cancel(*, request, obj, reason, now) -> Outcome:
     except services.OrderNotChangeable as exc:
         return Outcome(False, _("Not cancelled: %(reason)s") % {"reason": exc})
     record_change(
-        obj=order, action="cancelled", actor=request.user, reason=reason, before=before, after={"status": order.status}, now=now
+        obj=order,
+        action="cancelled",
+        actor=request.user,
+        reason=reason,
+        before=before,
+        after={"status": order.status},
+        now=now,
     )
     return Outcome(True)
 

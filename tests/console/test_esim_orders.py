@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported below are parameters of the tests)
 """eSIM orders in the admin and on the operations page: the ES2+ history, retry and
 cancel-with-refund as confirmed actions with their history, failed orders and a low pool shown."""
 
@@ -10,8 +11,8 @@ from payments.services import on_session
 from provisioning import services
 from provisioning.models import ProfileOrder
 from tests.console.conftest import run_action
-from tests.provisioning.conftest import SmdpControl, card, smdp  # noqa: F401  (fixtures)
 from tests.payments.conftest import add_card, stripe_customer  # noqa: F401  (fixtures)
+from tests.provisioning.conftest import SmdpControl, card, smdp  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHANGELIST = "/admin/provisioning/profileorder/"
@@ -31,7 +32,11 @@ def test_an_order_page_shows_its_es2_calls(superuser_client, smdp, customer, pac
 
 
 def test_retry_now_then_cancel_with_refund_are_confirmed_and_recorded(
-    superuser_client, smdp, customer, package, card  # noqa: F811
+    superuser_client,
+    smdp,
+    customer,
+    package,
+    card,  # noqa: F811
 ):
     client, operator = superuser_client
     smdp.fail("down")
@@ -69,7 +74,12 @@ def test_an_installed_order_cannot_be_cancelled(superuser_client, smdp, customer
 
 
 def test_failed_orders_and_a_low_pool_show_on_the_operations_page(
-    support_client, smdp, customer, package, card, settings  # noqa: F811
+    support_client,
+    smdp,
+    customer,
+    package,
+    card,
+    settings,  # noqa: F811
 ):
     client, _user = support_client
     settings.PROVISIONING_PROFILE_SOURCE = "pool"

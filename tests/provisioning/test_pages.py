@@ -133,7 +133,10 @@ def test_the_callback_refuses_unauthenticated_and_malformed_calls(smdp, customer
 
     assert post_notification(client, {"iccid": ""}, settings.SMDP_CALLBACK_SECRET).status_code == 400
     response = client.post(
-        CALLBACK, data=b"{not json", content_type="application/json", HTTP_X_ES2_CALLBACK_SECRET=settings.SMDP_CALLBACK_SECRET
+        CALLBACK,
+        data=b"{not json",
+        content_type="application/json",
+        HTTP_X_ES2_CALLBACK_SECRET=settings.SMDP_CALLBACK_SECRET,
     )
     assert response.status_code == 400
 
