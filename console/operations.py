@@ -15,6 +15,7 @@ from accounts import heartbeats
 from accounts.models import ChangeRecord, Line, NetworkCommand
 from payments import processor_limit
 from payments.models import Charge
+from provisioning.models import Profile, ProfileOrder
 from renewals.models import Alert, Renewal
 
 DAY = timedelta(hours=24)
@@ -131,3 +132,42 @@ def processor_writes():
 def day_and_month_start(now: datetime) -> tuple[datetime, datetime]:
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return day, day.replace(day=1)
+
+
+def failed_esim_orders(limit: int = 50):
+    """eSIM orders that failed for good (refunded, customer told) and no operator has resolved."""
+    return (
+        ProfileOrder.objects.filter(status=ProfileOrder.Status.FAILED, alert_resolved_at__isnull=True)
+        .select_related("user", "package", "charge")
+        .order_by("-failed_at", "-id")[:limit]
+    )
+
+
+def stuck_esim_orders(*, attempts: int = 4, limit: int = 50):
+    """Open eSIM orders the SM-DP+ has not answered for several attempts (still retried)."""
+    return (
+        ProfileOrder.objects.filter(status__in=ProfileOrder.OPEN, attempts__gte=attempts)
+        .select_related("user", "package")
+        .order_by("created_at", "id")[:limit]
+    )
+
+
+@dataclass
+class PoolLevel:
+    available: int
+    threshold: int
+    in_use: bool
+
+    @property
+    def low(self) -> bool:
+        return self.in_use and self.available < self.threshold
+
+
+def profile_pool() -> PoolLevel:
+    """The imported ICCID pool: low when fewer than PROVISIONING_LOW_POOL profiles are left and
+    the pool is what orders draw from (PROVISIONING_PROFILE_SOURCE=pool)."""
+    return PoolLevel(
+        available=Profile.objects.filter(status=Profile.Status.AVAILABLE).count(),
+        threshold=settings.PROVISIONING_LOW_POOL,
+        in_use=settings.PROVISIONING_PROFILE_SOURCE == "pool",
+    )

@@ -48,5 +48,6 @@ urlpatterns = [
     path("api/partner/", include("partner.urls")),
     path("payments/", include(payment_pages)),
     path("renewals/", include("renewals.urls")),
+    path("esim/", include("provisioning.urls")),
     path("", include(account_pages)),
 ]

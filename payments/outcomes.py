@@ -51,3 +51,26 @@ def alert_operator(*, line_id: int, reason: str, message: str, now: datetime) ->
         return False
     _alert[0](line_id=line_id, reason=reason, message=message, now=now)
     return True
+
+
+class NewLinePurchaseHandler(Protocol):
+    """What a paid purchase that has no line yet means (a new eSIM: provisioning orders its
+    profile). Called inside record_outcome's transaction, with the charge locked, so the order
+    commits with the payment's success or not at all."""
+
+    def __call__(self, *, charge_id: int, now: datetime) -> object: ...
+
+
+_new_line: list[NewLinePurchaseHandler] = []
+
+
+def register_new_line_purchase(handler: NewLinePurchaseHandler) -> None:
+    _new_line[:] = [handler]
+
+
+def new_line_purchase_paid(*, charge_id: int, now: datetime) -> bool:
+    """False when no app takes new-line purchases (the caller then gives the money back)."""
+    if not _new_line:
+        return False
+    _new_line[0](charge_id=charge_id, now=now)
+    return True

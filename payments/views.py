@@ -187,6 +187,13 @@ def method_remove(request, payment_method_id: str):
 
 
 def after_payment(request, charge: Charge, *, retry_url: str):
+    if (
+        charge.status == Charge.Status.SUCCEEDED
+        and charge.line_id is None
+        and charge.purpose == Charge.Purpose.PURCHASE
+    ):
+        # A new eSIM: its "Preparing your eSIM" page (provisioning's, joined by URL name only).
+        return redirect("provisioning:charge_order", charge_id=charge.pk)
     if charge.status == Charge.Status.SUCCEEDED:
         messages.success(request, _("Payment received. Thank you!"))
         return redirect("payments:receipt", charge_id=charge.pk)
@@ -269,6 +276,8 @@ def _retry_url(charge: Charge) -> str:
         return reverse("payments:pay_renewal", args=[charge.renewal_id])
     if charge.line_id:
         return reverse("payments:buy", args=[charge.line_id])
+    if charge.purpose == Charge.Purpose.PURCHASE and charge.package_id:
+        return reverse("provisioning:buy", args=[charge.package_id])
     return reverse("payments:history")
 
 

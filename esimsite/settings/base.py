@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "payments",
     "renewals",
     "partner",
+    "provisioning",
     "console",
 ]
 
@@ -368,6 +369,23 @@ RENEWALS_AUTHENTICATION_WINDOW = (
     timedelta(seconds=int(_authentication_window_seconds)) if _authentication_window_seconds else None
 )
 
+# The SM-DP+ (ES2+, docs/provisioning.md). Production: https with mutual TLS (our client
+# certificate and key, the CA bundle that signed the SM-DP+'s certificate). Development and tests:
+# the stand-in (scripts/smdp_standin.py), started by `make run` and scripts/with-services.
+SMDP_URL = env("SMDP_URL", default="")
+SMDP_REQUESTER_ID = env("SMDP_REQUESTER_ID", default="esimsite")
+SMDP_CLIENT_CERT = env("SMDP_CLIENT_CERT", default="")
+SMDP_CLIENT_KEY = env("SMDP_CLIENT_KEY", default="")
+SMDP_CA_BUNDLE = env("SMDP_CA_BUNDLE", default="")
+SMDP_TIMEOUT_SECONDS = env.float("SMDP_TIMEOUT_SECONDS", default=15.0)
+# What the SM-DP+ sends in the X-ES2-Callback-Secret header of HandleDownloadProgressInfo.
+SMDP_CALLBACK_SECRET = env("SMDP_CALLBACK_SECRET", default="")
+SMDP_PROFILE_TYPE = env("SMDP_PROFILE_TYPE", default="default")
+# "smdp": the SM-DP+ allocates (DownloadOrder without ICCID); "pool": an ICCID from the imported pool.
+PROVISIONING_PROFILE_SOURCE = env("PROVISIONING_PROFILE_SOURCE", default="smdp")
+PROVISIONING_LOW_POOL = env.int("PROVISIONING_LOW_POOL", default=10)
+PROVISIONING_INSTALL_REMINDER_AFTER = timedelta(days=env.int("PROVISIONING_INSTALL_REMINDER_DAYS", default=3))
+
 # Everything beat sends, in one place. A sweep not started within its interval is superseded by
 # the next one ("expires"). Each goes to the "sweeps" queue (CELERY_TASK_QUEUES above says why).
 CELERY_BEAT_SCHEDULE = {
@@ -401,6 +419,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.send_notices",
         "schedule": NOTICES_SWEEP_INTERVAL,
         "options": {"expires": NOTICES_SWEEP_INTERVAL.total_seconds()},
+    },
+    "provisioning-sweep-orders": {
+        "task": "provisioning.sweep_orders",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
+    "provisioning-install-reminders": {
+        "task": "provisioning.send_install_reminders",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
     },
     "accounts-expire-lines": {
         "task": "accounts.expire_lines",

@@ -15,6 +15,8 @@ DEVELOPMENT_ENVIRONMENT = {
     "STRIPE_WEBHOOK_SECRET": "whsec_localstripe_esimsite",
     "STRIPE_API_BASE": "http://127.0.0.1:8420",
     "STRIPE_JS_URL": "http://127.0.0.1:8420/js.stripe.com/v3/",
+    "SMDP_URL": "http://127.0.0.1:8430",
+    "SMDP_CALLBACK_SECRET": "dev-smdp-callback-secret",
     "PARTNER_USAGE_SECRET": "dev-partner-usage-secret",
     "NETWORK_WEBHOOK_SECRET": "dev-network-webhook-secret",
 }

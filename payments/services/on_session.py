@@ -90,6 +90,33 @@ def purchase_package(
     return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
+def purchase_new_line(*, user: User, package: Package, payment_method_id: str, now: datetime | None = None) -> Charge:
+    """Buy a package for an eSIM that does not exist yet, on-session: a purchase with no line.
+    Once paid, the app registered in payments.outcomes (provisioning) orders the profile in the
+    same transaction as the payment's success (docs/provisioning.md). Returns the charge as
+    purchase_package does."""
+    now = now or timezone.now()
+    if not package.active:
+        raise NotPayable(_("This package is no longer on sale."), code="package_inactive")
+    method = methods.own_method(user, payment_method_id)
+    charge = _new_charge(
+        user=user,
+        line=None,
+        package=package,
+        amount_minor=package.price_minor,
+        currency=package.currency,
+        purpose=Charge.Purpose.PURCHASE,
+        method=method,
+        now=now,
+    )
+    logger.info("new_line_purchase_started charge=%s user=%s package=%s", charge.pk, user.pk, package.pk)
+    outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
+    if outcome.kind is OutcomeKind.THROTTLED:
+        Charge.objects.filter(pk=charge.pk, status=Charge.Status.PENDING, payment_intent_id__isnull=True).delete()
+        processor_busy(charge, outcome)
+    return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
+
+
 def processor_busy(charge: Charge, outcome: ChargeOutcome) -> NoReturn:
     logger.warning("payment_not_sent charge=%s renewal=%s code=%s", charge.pk, charge.renewal_id, outcome.failure_code)
     raise NotPayable(outcome.failure_message, code=outcome.failure_code)

@@ -65,6 +65,15 @@ def record_outcome(*, charge_id: int, outcome: ChargeOutcome, now: datetime | No
                     apply_package(line=line, package=package, now=now)
                 except LineTerminated:
                     _refund_purchase_for_terminated_line(charge=charge, now=now)
+            elif charge.purpose == Charge.Purpose.PURCHASE and charge.line_id is None and charge.package_id:
+                # A new eSIM: its order is written in this transaction (docs/provisioning.md).
+                charge.save()
+                if not outcomes.new_line_purchase_paid(charge_id=charge.pk, now=now):
+                    charge.status = Charge.Status.REFUND_DUE
+                    charge.failure_code = "not_provisioned"
+                    charge.failure_message = "no app orders new eSIMs: refunded"
+                    charge_id = charge.pk
+                    transaction.on_commit(lambda: refunds.refund_due_charge(charge_id=charge_id))
         elif kind is OutcomeKind.AUTHENTICATION_REQUIRED:
             if previous != Charge.Status.REQUIRES_ACTION:
                 # Looked up at the processor until it settles (reconcile_stale_purchases).
