@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -164,6 +165,7 @@ class Package(models.Model):
         return translated or getattr(self, field)
 
     TRANSLATED_LANGUAGES = ("zh_hans",)
+
     def clean(self):
         super().clean()
         from babel import Locale  # CLDR's territory list: the codes a reader's language can name
@@ -182,10 +184,9 @@ class Package(models.Model):
 
     @property
     def buy_url(self) -> str:
-        """Where the catalogue's Buy button goes: the provisioning app's `provisioning:buy`
-        (/esim/buy/<package>/), which lives above accounts. A literal path until that app is merged,
-        then reverse("provisioning:buy", args=[self.pk]): this is the one place that builds it."""
-        return f"/esim/buy/{self.pk}/"
+        """Where the catalogue's Buy button goes: the provisioning app's buy page, which lives above
+        accounts, so it is found by its URL name, never imported (docs/catalogue.md)."""
+        return reverse("provisioning:buy", args=[self.pk])
 
 
 class Line(models.Model):
