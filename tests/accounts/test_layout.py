@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from tests.accounts.helpers import sign_up
 
-ANONYMOUS_PAGES = ["account_login", "account_signup", "account_reset_password"]
+ANONYMOUS_PAGES = ["account_login", "account_signup", "account_reset_password", "accounts:plans"]
 SIGNED_IN_PAGES = [
     "account_email",
     "account_change_password",
