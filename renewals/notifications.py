@@ -73,7 +73,9 @@ def notify_later(renewal, kind: str) -> None:
     Redis loses the kick)."""
     owner_id = renewal.line.owner_id
     if owner_id is None:
-        logger.info("renewal_email_skipped renewal=%s kind=%s reason=no_owner", renewal.pk, kind)
+        logger.info(
+            "renewal_email_skipped renewal=%s line=%s kind=%s reason=no_owner", renewal.pk, renewal.line_id, kind
+        )
         return
     notices.owe_notice(
         user_id=owner_id,
@@ -142,7 +144,9 @@ def send_renewal_email(*, renewal_id: int, kind: str, facts: dict | None = None)
     renewal = Renewal.objects.select_related("line__owner", "package").get(pk=renewal_id)
     owner = renewal.line.owner
     if owner is None or not owner.email:
-        logger.info("renewal_email_skipped renewal=%s kind=%s reason=no_email", renewal.pk, kind)
+        logger.info(
+            "renewal_email_skipped renewal=%s line=%s kind=%s reason=no_email", renewal.pk, renewal.line_id, kind
+        )
         return False
     notice = Notice.objects.create(
         user=owner,

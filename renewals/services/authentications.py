@@ -91,9 +91,10 @@ def withdraw_authentication(*, charge_id: int, now: datetime) -> Renewal | None:
         )
         return None
     logger.info(
-        "authentication_withdrawn charge=%s renewal=%s payment_intent=%s kind=%s",
+        "authentication_withdrawn charge=%s renewal=%s line=%s payment_intent=%s kind=%s",
         charge.pk,
         charge.renewal_id,
+        charge.line_id,
         charge.payment_intent_id,
         _kind(outcome),
     )

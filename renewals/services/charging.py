@@ -159,8 +159,9 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
         # Unknown (time-out, connection reset, 5xx) or not settled yet: the charge stays pending and
         # is reconciled by looking its PaymentIntent up, never re-sent blindly (docs/invariants.md #1).
         logger.warning(
-            "charge_outcome_unknown renewal=%s charge=%s kind=%s code=%s",
+            "charge_outcome_unknown renewal=%s line=%s charge=%s kind=%s code=%s",
             renewal_id,
+            prepared.charge.line_id,
             prepared.charge.pk,
             _kind(outcome),
             getattr(outcome, "failure_code", ""),
@@ -178,6 +179,8 @@ def _withdraw_open_payments(*, renewal_id: int) -> bool:
     succeeded) or could not be withdrawn; no attempt now, requeue_lost_claims brings it back."""
     for charge in Charge.objects.filter(renewal_id=renewal_id, status=Charge.Status.REQUIRES_ACTION):
         if withdraw_open_payment(charge).status != Charge.Status.FAILED:
-            logger.warning("charge_skipped renewal=%s reason=open_payment charge=%s", renewal_id, charge.pk)
+            logger.warning(
+                "charge_skipped renewal=%s line=%s reason=open_payment charge=%s", renewal_id, charge.line_id, charge.pk
+            )
             return False
     return True

@@ -27,17 +27,18 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
         )
         if renewal_ids is not None:
             due = due.filter(pk__in=renewal_ids)
-        ids = list(
+        claimed = list(
             due.select_for_update(skip_locked=True)
             .order_by("next_attempt_at", "id")
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "line_id")[:limit]
         )
+        ids = [renewal_id for renewal_id, _line_id in claimed]
         if ids:
             Renewal.objects.filter(pk__in=ids).update(
                 status=Renewal.Status.CHARGING, claimed_at=now, next_attempt_at=None
             )
-    for renewal_id in ids:
-        logger.info("renewal_claimed renewal=%s status=charging", renewal_id)
+    for renewal_id, line_id in claimed:
+        logger.info("renewal_claimed renewal=%s line=%s status=charging", renewal_id, line_id)
     return ids
 
 
@@ -58,14 +59,15 @@ def requeue_lost_claims(*, now: datetime) -> list[int]:
     attempt is in flight for them, so running the charge step again is safe."""
     stale = now - _reconcile_after()
     with transaction.atomic():
-        ids = list(
+        lost = list(
             Renewal.objects.select_for_update(skip_locked=True)
             .filter(status=Renewal.Status.CHARGING, claimed_at__lt=stale)
             .exclude(charges__status=Charge.Status.PENDING)
-            .values_list("id", flat=True)[: _claim_batch_size()]
+            .values_list("id", "line_id")[: _claim_batch_size()]
         )
+        ids = [renewal_id for renewal_id, _line_id in lost]
         if ids:
             Renewal.objects.filter(pk__in=ids).update(claimed_at=now)
-    for renewal_id in ids:
-        logger.warning("renewal_requeued renewal=%s reason=claim_without_attempt", renewal_id)
+    for renewal_id, line_id in lost:
+        logger.warning("renewal_requeued renewal=%s line=%s reason=claim_without_attempt", renewal_id, line_id)
     return ids

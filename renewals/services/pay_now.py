@@ -99,7 +99,13 @@ def pay_renewal_now(*, user: User, renewal: Renewal, payment_method_id: str, now
     for old in renewal.charges.filter(status=Charge.Status.REQUIRES_ACTION):
         old = on_session.withdraw_open_payment(old)
         if old.status == Charge.Status.SUCCEEDED:
-            logger.info("pay_now_already_paid renewal=%s charge=%s pi=%s", renewal.pk, old.pk, old.payment_intent_id)
+            logger.info(
+                "pay_now_already_paid renewal=%s line=%s charge=%s pi=%s",
+                renewal.pk,
+                renewal.line_id,
+                old.pk,
+                old.payment_intent_id,
+            )
             return old
         if old.status != Charge.Status.FAILED:
             # Still open at the processor (or the processor did not answer): a second payment now
@@ -115,7 +121,7 @@ def pay_renewal_now(*, user: User, renewal: Renewal, payment_method_id: str, now
             payment_method_summary=gateways.payment_method_summary(method),
         )
     except RenewalNotPayable as exc:
-        logger.info("pay_now_refused renewal=%s reason=%s", renewal.pk, exc)
+        logger.info("pay_now_refused renewal=%s line=%s reason=%s", renewal.pk, renewal.line_id, exc)
         if str(exc) == "attempt_in_flight":
             raise payment_errors.NotPayable(
                 _("A payment for this renewal is in progress. Please check again in a minute."), code="in_flight"
@@ -125,7 +131,7 @@ def pay_renewal_now(*, user: User, renewal: Renewal, payment_method_id: str, now
                 _("This line is terminated; no package can be bought for it."), code="line_terminated"
             ) from exc
         raise payment_errors.NotPayable(_("This renewal has nothing left to pay."), code="not_payable") from exc
-    logger.info("pay_now_started charge=%s renewal=%s user=%s", charge.pk, renewal.pk, user.pk)
+    logger.info("pay_now_started charge=%s renewal=%s line=%s user=%s", charge.pk, renewal.pk, renewal.line_id, user.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
     if outcome.kind is OutcomeKind.THROTTLED:
         reconciliation.release_unsent_attempt(charge_id=charge.pk, now=now, previous=renewal)

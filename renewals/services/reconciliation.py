@@ -182,7 +182,13 @@ def reconcile_charge(*, charge_id: int, now: datetime) -> Renewal | None:
                     message=f"charge {charge.pk}: PaymentIntent {outcome.payment_intent_id} in an unexpected state",
                 )
             return None
-    logger.warning("charge_reconciled charge=%s renewal=%s kind=%s", charge.pk, charge.renewal_id, _kind(outcome))
+    logger.warning(
+        "charge_reconciled charge=%s renewal=%s line=%s kind=%s",
+        charge.pk,
+        charge.renewal_id,
+        charge.line_id,
+        _kind(outcome),
+    )
     return outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)
 
 
@@ -199,9 +205,10 @@ def _check_authentication(*, charge: Charge, now: datetime) -> Renewal | None:
         )
         return None
     logger.warning(
-        "authentication_reconciled charge=%s renewal=%s payment_intent=%s",
+        "authentication_reconciled charge=%s renewal=%s line=%s payment_intent=%s",
         charge.pk,
         charge.renewal_id,
+        charge.line_id,
         outcome.payment_intent_id,
     )
     return outcomes.record_charge_outcome(charge_id=charge.pk, outcome=outcome, now=now)

@@ -3,9 +3,11 @@ it again: the request id, the engine's ids as fields. The flow (sign-up with a p
 at localstripe, a renewal charged) writes through the project's own console handler, its filter
 and the production JSON formatter (docs/operations-metrics.md "Logs")."""
 
+import copy
 import io
 import json
 import logging
+from logging.config import DictConfigurator
 
 import pytest
 from django.conf import settings
@@ -14,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import sms
-from accounts.log_context import ContextFilter, MaskedJsonFormatter
+from accounts.log_context import ContextFilter
 from accounts.models import User
 from renewals.models import Renewal
 from renewals.services import charging
@@ -32,7 +34,10 @@ def captured_log():
     [handler] = [h for h in logging.getLogger().handlers if any(isinstance(f, ContextFilter) for f in h.filters)]
     buffer = io.StringIO()
     old_stream, old_formatter = handler.setStream(buffer), handler.formatter
-    handler.setFormatter(MaskedJsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"))
+    # Production's formatter, made from the settings' own entry as logging's dictConfig makes it.
+    handler.setFormatter(
+        DictConfigurator({}).configure_formatter(copy.deepcopy(settings.LOGGING["formatters"]["json"]))
+    )
     try:
         yield buffer
     finally:
