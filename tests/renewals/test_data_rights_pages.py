@@ -166,7 +166,8 @@ def test_operator_closes_an_account_on_request_with_history(db, customer, other_
 def test_closing_with_a_payment_in_flight_says_so_and_keeps_the_account(client, customer, package):
     line = make_line(owner=customer, package=package)
     make_charge(user=customer, line=line, package=package, status=Charge.Status.PENDING)  # sent, no answer yet
-    assert client.post(reverse("account_login"), {"login": customer.email, "password": PASSWORD}).status_code == 302
+    client.force_login(customer)
+    assert client.post(reverse("account_reauthenticate"), {"password": PASSWORD}).status_code == 302
 
     response = client.post(reverse("accounts:close_account"), {"confirm": "on"})
 
