@@ -7,7 +7,7 @@ from allauth.account.models import EmailAddress
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponseNotAllowed, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -239,7 +239,10 @@ class UserAdmin(ReadableFieldsMixin, OperatorPermissionsMixin, BaseUserAdmin):
 
     def data_export_view(self, request, user_id: int):
         """A subject access request: the customer's data as the customer downloads it themselves,
-        and a history row saying which operator took it and when."""
+        and a history row saying which operator took it and when. A POST (the customer page's
+        button), because it writes that row: no GET changes state."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
         if not self.has_export_customer_data_permission(request):
             raise PermissionDenied
         customer = User.objects.filter(pk=user_id).first()

@@ -18,8 +18,8 @@ from tests.console.conftest import admin_client_for, run_action
 PASSWORD = "correct horse battery"  # tests.builders.make_user's
 
 
-def _download(client, url: str) -> dict:
-    response = client.get(url)
+def _download(client, url: str, *, method: str = "get") -> dict:
+    response = getattr(client, method)(url)
     assert response.status_code == 200, response
     assert response["Content-Type"].startswith("application/json")
     assert response["Content-Disposition"].startswith('attachment; filename="esimsite-data-')
@@ -121,16 +121,18 @@ def test_operator_downloads_a_customers_data_and_the_download_is_history(db, cus
         reverse("admin:accounts_user_data_export", args=[customer.pk])
         in client.get(reverse("admin:accounts_user_change", args=[customer.pk])).content.decode()
     )
-    data = _download(client, url)
+    assert client.get(url).status_code == 405  # it writes history: a POST, as no GET changes state
+    assert not ChangeRecord.objects.filter(action="data_exported").exists()
+    data = _download(client, url, method="post")
     assert data["profile"]["email"] == customer.email and other_customer.email not in json.dumps(data)
     record = ChangeRecord.objects.get(action="data_exported", object_id=str(customer.pk))
     assert record.actor_id == operator.pk
-    assert client.get(reverse("admin:accounts_user_data_export", args=[999999])).status_code == 404
+    assert client.post(reverse("admin:accounts_user_data_export", args=[999999])).status_code == 404
 
 
 def test_staff_without_the_data_rights_permissions_can_neither_download_nor_close(db, customer):
     client, _support = admin_client_for("support")
-    assert client.get(reverse("admin:accounts_user_data_export", args=[customer.pk])).status_code == 403
+    assert client.post(reverse("admin:accounts_user_data_export", args=[customer.pk])).status_code == 403
     changelist = reverse("admin:accounts_user_changelist")
     response = client.post(
         changelist, {"action": "close_accounts", "_selected_action": [str(customer.pk)], "post": "yes", "reason": "x"}
@@ -140,7 +142,7 @@ def test_staff_without_the_data_rights_permissions_can_neither_download_nor_clos
     assert "close_accounts" not in client.get(changelist).content.decode()
     anonymous = client.__class__()
     url = reverse("admin:accounts_user_data_export", args=[customer.pk])
-    assert anonymous.get(url).status_code == 302
+    assert anonymous.post(url).status_code == 302
 
 
 def test_operator_closes_an_account_on_request_with_history(db, customer, other_customer, package):
@@ -164,7 +166,8 @@ def test_operator_closes_an_account_on_request_with_history(db, customer, other_
 def test_closing_with_a_payment_in_flight_says_so_and_keeps_the_account(client, customer, package):
     line = make_line(owner=customer, package=package)
     make_charge(user=customer, line=line, package=package, status=Charge.Status.PENDING)  # sent, no answer yet
-    assert client.post(reverse("account_login"), {"login": customer.email, "password": PASSWORD}).status_code == 302
+    client.force_login(customer)
+    assert client.post(reverse("account_reauthenticate"), {"password": PASSWORD}).status_code == 302
 
     response = client.post(reverse("accounts:close_account"), {"confirm": "on"})
 
