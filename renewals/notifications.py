@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from accounts.models import Notice
 from accounts.services import notices
-from accounts.user_locale import user_language
 
 from .models import Renewal
 
@@ -48,7 +47,8 @@ def facts_of(renewal) -> dict:
     return {
         "renewal_id": renewal.pk,
         "line_name": line.label or line.iccid,
-        "package_name": renewal.package.name_in(user_language(line.owner)),
+        "package_name": renewal.package.name,
+        "package_names": notices.package_names(renewal.package),
         "amount_minor": renewal.amount_minor,
         "currency": renewal.currency,
         "status": renewal.status,

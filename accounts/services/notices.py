@@ -173,6 +173,8 @@ def render(notice: Notice) -> tuple[str, str, str]:
         key: (datetime.fromisoformat(value) if key.endswith("_at") and value else value)
         for key, value in notice.facts.items()
     }
+    # The package's name in the customer's language, if the operator gave one (docs/translations.md).
+    facts["package_name"] = (facts.get("package_names") or {}).get(language) or facts.get("package_name", "")
     context = {"notice": facts, "user": notice.user, "site_url": settings.SITE_URL.rstrip("/")}
     with translation.override(language), timezone.override(user_zone(notice.user)):
         subject = " ".join(render_to_string(f"notices/{notice.kind}_subject.txt", context).split())
@@ -227,12 +229,19 @@ def auto_renewal_on(line: Line) -> bool:
     return line.renew_below_bytes is not None or line.renew_hours_before_expiry is not None
 
 
+def package_names(package) -> dict[str, str]:
+    """A package's names in the languages the operator filled in, for a notice to pick from."""
+    names = {"zh-hans": package.name_zh_hans}
+    return {language: name for language, name in names.items() if name}
+
+
 def line_facts(line: Line) -> dict:
     """What every line notice says about the line and its package's period."""
     return {
         "line_name": line.label or line.iccid,
         "line_path": reverse("accounts:line_detail", args=[line.pk]),
-        "package_name": line.package.name_in(user_language(line.owner)) if line.package_id else "",
+        "package_name": line.package.name if line.package_id else "",
+        "package_names": package_names(line.package) if line.package_id else {},
         "period_start_at": iso(line.package_started_at),
         "period_end_at": iso(line.expires_at),
         "auto_renewal": auto_renewal_on(line),

@@ -58,7 +58,8 @@ def test_usage_chart_groups_records_by_day_in_the_users_zone(client, db):
     body = client.get(reverse("accounts:home")).content.decode()
     chart = re.search(r"<svg [^>]*role=\"img\".*?</svg>", body, re.S).group(0)
     bars = re.findall(r"<rect [^>]*><title>([^<]*)</title>", chart)
-    day1, day2 = (base + timedelta(days=1)).strftime("%m/%d/%Y"), (base + timedelta(days=2)).strftime("%m/%d/%Y")
+    # Babel's en_US short date: month/day/two-digit year, no leading zeros.
+    day1, day2 = (f"{d.month}/{d.day}/{d.year % 100:02d}" for d in (base + timedelta(days=1), base + timedelta(days=2)))
     assert bars == [f"{day1}: 150 MB", f"{day2}: 10 MB"]
     assert "total 160 MB" in body
     # the peak day's bar is full height
