@@ -448,9 +448,9 @@ def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, cus
 def test_pay_now_for_a_cny_renewal_does_not_list_a_sepa_mandate(customer, customer_client, make_failed_renewal):
     bind_sepa(customer_client, "DE89370400440532013000")
     failed_renewal = make_failed_renewal()  # the test catalogue's CNY package
-    page = customer_client.get(reverse("payments:pay_renewal", args=[failed_renewal.pk])).content.decode()
-    assert "SEPA Direct Debit" not in page
     sepa = methods_of(customer)[0]
+    page = customer_client.get(reverse("payments:pay_renewal", args=[failed_renewal.pk])).content.decode()
+    assert f'value="{sepa.id}"' not in page
     response = customer_client.post(
         reverse("payments:pay_renewal", args=[failed_renewal.pk]), {"payment_method": sepa.id}
     )
