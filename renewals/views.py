@@ -76,7 +76,7 @@ def describe_rule(values: dict, method_label: str, policy: RetryPolicy) -> str:
     else:
         when = _("When this line's validity ends within %(hours)s hours") % {"hours": hours}
     count = values["max_renewals_per_day"]
-    sentence = _("%(when)s, we will charge %(method)s %(amount)s for %(package)s, %(times)s") % {
+    sentence = _("%(when)s, we will charge %(amount)s for %(package)s to %(method)s, %(times)s") % {
         "when": when,
         "method": method_label,
         "amount": format_money(package.price_minor, package.currency),

@@ -34,8 +34,8 @@ def test_line_card_shows_status_data_validity_package_and_progress(customer_clie
     assert "1.50 GB" in body and "8.50 GB" in body
     assert "Standard 10 GB" in body
     progress = re.search(r"<progress [^>]*>", body).group(0)
-    assert f'max="{10 * GB}"' in progress and f'value="{1536 * MB}"' in progress
-    assert "15% of your data is left" in body
+    assert 'max="100"' in progress and 'value="15"' in progress  # 1.5 GB of 10 GB: the notices' figure
+    assert "15% of this package's data is left" in body
 
 
 def test_small_amounts_are_megabytes_with_grouping(customer_client, customer):
@@ -150,7 +150,7 @@ def test_account_page_in_chinese(client, customer):
     make_line(owner=customer, status=Line.Status.ACTIVE)
     client.force_login(customer)
     body = client.get(reverse("accounts:home")).content.decode()
-    for text in ("我的 eSIM", "剩余流量", "已用流量", "有效期至", "使用中", "过去 30 天每日流量"):
+    for text in ("我的 eSIM", "本套餐剩余", "本套餐已用", "有效期至", "使用中", "过去 30 天每日流量"):
         assert text in body, text
     line = customer.lines.get()
     detail = client.get(reverse("accounts:line_detail", args=[line.pk])).content.decode()
@@ -178,4 +178,4 @@ def test_a_terminated_line_says_it_has_ended_and_offers_no_purchase_renewal_or_i
             reverse("payments:buy", args=[ended.pk]) not in body
             and reverse("renewals:rule", args=[ended.pk]) not in body
         )
-        assert "of your data is left" not in body and "esimsetup.apple.com" not in body
+        assert "data is left" not in body and "esimsetup.apple.com" not in body

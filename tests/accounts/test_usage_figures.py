@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Line, Notice
 from accounts.services import notices
-from tests.builders import GB, MB, make_line, make_package, make_user
+from tests.builders import GB, MB, make_line, make_package, make_rule, make_user
 
 
 def usage_notice_for(line) -> str:
@@ -30,8 +30,9 @@ def test_page_percent_left_and_notice_percent_used_add_up_to_100(client, db):
 
 
 def test_notice_with_auto_renewal_on_says_when_it_renews_not_turn_it_on(db):
-    line = make_line(owner=make_user(), package=make_package(), data_remaining_bytes=600 * MB)
-    Line.objects.filter(pk=line.pk).update(renew_below_bytes=500 * MB)
+    package = make_package()
+    line = make_line(owner=make_user(), package=package, data_remaining_bytes=600 * MB)
+    make_rule(line=line, package=package, trigger_data_below_mb=500)  # the database copies the trigger
     mail = usage_notice_for(Line.objects.get(pk=line.pk))
     assert "Auto-renewal is on: when 500 MB or less is left, we renew your package automatically" in mail
     assert "turn on auto-renewal" not in mail

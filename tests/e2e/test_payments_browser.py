@@ -146,20 +146,21 @@ def test_failed_bank_check_charges_nothing(payments_page, shopper):
 
 
 def test_a_four_digit_expiry_year_gets_a_sentence_not_bad_request(payments_page, shopper):
-    # localstripe's card field prefixes "20": "2034" reaches it as 202034, refused with a bare
-    # "Bad request" (an invalid_request_error without a code), as real Stripe refuses a bad year.
+    # localstripe's card field prefixes "20": "2034" reaches the processor as 202034, refused as an
+    # invalid expiry year (once shown as its bare "Bad request").
     page = payments_page
     page.goto("/payments/methods/")
     type_card(page, "4242424242424242", year="2034")
     page.click("#add-method-submit")
-    expect(page.locator("#method-error")).to_contain_text("Check the card number, the expiry date (MM/YY)")
+    expect(page.locator("#method-error")).to_contain_text("The expiry year is not valid: enter it as MM/YY")
     assert "Bad request" not in page.locator("#method-error").inner_text()
     assert page.locator("table.payment-methods").count() == 0
 
 
 def test_card_errors_are_in_the_customers_language(payments_page, shopper):
-    shopper.language = "zh-hans"
-    shopper.save(update_fields=["language"])
+    user = shopper[0]
+    user.language = "zh-hans"
+    user.save(update_fields=["language"])
     page = payments_page
     page.goto("/payments/methods/")
     type_card(page, "4000000000000002")

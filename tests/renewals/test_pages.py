@@ -103,8 +103,8 @@ def test_review_restates_the_rule_in_plain_words_and_saves_nothing(customer_clie
     response = customer_client.post(rule_url(line), form_data(package, review=""))
     assert response.status_code == 200
     assert response.context["summary"] == (
-        "When this line has 500 MB or less left, we will charge your default card (you have none yet: add one before "
-        f"the first renewal) CN¥98.00 for {package.name}, at most 2 times a day and CN¥300.00 a month. "
+        f"When this line has 500 MB or less left, we will charge CN¥98.00 for {package.name} to your default card "
+        "(you have none yet: add one before the first renewal), at most 2 times a day and CN¥300.00 a month. "
         "If data runs out before the renewal, data stops until the line is renewed."
     )
     assert not RenewalRule.objects.exists()
@@ -191,7 +191,8 @@ def test_chinese_customer_sees_the_rule_in_chinese(customer_client, line, packag
 
 def test_page_restates_the_saved_rule(customer_client, rule):
     body = customer_client.get(rule_url(rule.line)).content.decode()
-    assert "When this line has 500 MB or less left, we will charge your default card" in body
+    assert "When this line has 500 MB or less left, we will charge CNY 98.00 for" in body
+    assert "to your default card" in body
     rules.turn_off_rule(rule=rule, now=timezone.now())
     assert "Auto-renewal is off." in customer_client.get(rule_url(rule.line)).content.decode()
 
@@ -213,6 +214,6 @@ def test_confirmation_names_the_card_and_the_overage_choice_cap_and_price(
         rule_url(line), form_data(package, review="", overage_policy="bill_overage", overage_cap_mb="200")
     )
     summary = response.context["summary"]
-    assert "we will charge Visa •••• 4242, expires 12/30 CNY 98.00" in summary
+    assert f"we will charge CNY 98.00 for {package.name} to Visa •••• 4242, expires 12/30," in summary
     assert "up to 200 MB more, billed at CNY 15.00 per GB with the next renewal." in summary
     assert "My default" not in response.content.decode()
