@@ -38,7 +38,12 @@ def shot(page, name: str, language: str) -> None:
 
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_a_newcomer_buys_an_esim_and_sees_it_installed(
-    page, log_in, verified_customer, live_server, smdp, language  # noqa: F811
+    page,
+    log_in,
+    verified_customer,
+    live_server,
+    smdp,
+    language,  # noqa: F811
 ):
     words = TEXT[language]
     verified_customer.language = language
@@ -71,6 +76,8 @@ def test_a_newcomer_buys_an_esim_and_sees_it_installed(
     order.refresh_from_db()
     expect(page.locator("#lpa-code")).to_have_value(order.activation_code)
     assert "carddata=LPA%3A1%24" in page.locator("#ios-install").get_attribute("href")
+    expect(page.locator("#after-purchase")).to_be_visible()  # auto-renewal offered, not forced
+    expect(page.locator("#install-steps li.done")).to_have_count(2)  # ordered, ready to install
     assert page.evaluate("window.__samePage") is True  # no reload
     shot(page, "ready", language)
 
