@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the smdp fixture imported below is a parameter of the test)
 """A newcomer gets an eSIM, in Chromium against the live server, localstripe and the SM-DP+
 stand-in: a plan is bought with a 3-D Secure card, "Preparing your eSIM" turns into the QR code
 without a reload (the test plays the worker), the stand-in plays the phone downloading and
@@ -43,7 +44,7 @@ def test_a_newcomer_buys_an_esim_and_sees_it_installed(
     verified_customer,
     live_server,
     smdp,
-    language,  # noqa: F811
+    language,
 ):
     words = TEXT[language]
     verified_customer.language = language
