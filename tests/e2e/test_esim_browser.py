@@ -1,10 +1,11 @@
-# ruff: noqa: F811  (the smdp fixture imported below is a parameter of the test)
 """A newcomer gets an eSIM, in Chromium against the live server, localstripe and the SM-DP+
 stand-in: a plan is bought with a 3-D Secure card, "Preparing your eSIM" turns into the QR code
 without a reload (the test plays the worker), the stand-in plays the phone downloading and
 installing it, and the line page says "Installed" — in English and in Chinese.
 
 With ESIM_SHOTS_DIR set, the pages are also saved as screenshots at 390 and 1280 px."""
+
+# ruff: noqa: F811  (the smdp fixture imported below is a parameter of the test)
 
 import os
 import re
