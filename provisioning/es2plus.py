@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from django.conf import settings
@@ -32,7 +33,7 @@ class Es2Error(Exception):
     subject_code: str = ""
     reason_code: str = ""
     http_status: int | None = None
-    response: dict = field(default_factory=dict)
+    response: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         codes = f" {self.subject_code}/{self.reason_code}" if self.subject_code else ""
@@ -57,13 +58,13 @@ class Exchange:
 
     function: str
     function_call_id: str
-    request: dict
+    request: dict[str, Any]
     http_status: int | None = None
-    response: dict = field(default_factory=dict)
+    response: dict[str, Any] = field(default_factory=dict)
 
 
-def _session_options() -> dict:
-    options: dict = {"timeout": settings.SMDP_TIMEOUT_SECONDS}
+def _session_options() -> dict[str, Any]:
+    options: dict[str, Any] = {"timeout": settings.SMDP_TIMEOUT_SECONDS}
     if settings.SMDP_CLIENT_CERT:
         options["cert"] = (settings.SMDP_CLIENT_CERT, settings.SMDP_CLIENT_KEY or None)
     if settings.SMDP_CA_BUNDLE:
@@ -71,7 +72,7 @@ def _session_options() -> dict:
     return options
 
 
-def call(function: str, *, function_call_id: str, exchange: Exchange | None = None, **fields) -> dict:
+def call(function: str, *, function_call_id: str, exchange: Exchange | None = None, **fields: Any) -> dict[str, Any]:
     """POST one ES2+ function and return the answer's fields (header removed). `exchange`, when
     given, is filled with what was sent and received, whatever happens."""
     body = {

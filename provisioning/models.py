@@ -97,7 +97,7 @@ class ProfileOrder(models.Model):
     alert_resolved_at = models.DateTimeField(_("alert resolved"), null=True, blank=True)
 
     # The order of the forward steps: a late notification never moves an order back.
-    RANK = {
+    RANK: dict[str, int] = {
         Status.PENDING: 0,
         Status.DOWNLOAD_ORDERED: 1,
         Status.RELEASED: 2,

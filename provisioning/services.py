@@ -11,7 +11,8 @@ call, which the SM-DP+ answers without a second effect."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -309,7 +310,7 @@ class UnknownProfile(Exception):
     pass
 
 
-def record_notification(*, payload: dict, now: datetime | None = None) -> ProfileOrder:
+def record_notification(*, payload: dict[str, Any], now: datetime | None = None) -> ProfileOrder:
     """Apply one HandleDownloadProgressInfo. Idempotent (a notification's functionCallIdentifier
     is recorded once) and order-proof: steps only move forward, each step's time is set once, and
     the device state follows the latest reported event."""
@@ -321,7 +322,7 @@ def record_notification(*, payload: dict, now: datetime | None = None) -> Profil
     status = (payload.get("notificationPointStatus") or {}).get("status", "")
     when = parse_datetime(str(payload.get("timestamp") or "")) or now
     if timezone.is_naive(when):
-        when = timezone.make_aware(when, timezone.utc)
+        when = timezone.make_aware(when, UTC)
     with transaction.atomic():
         order = ProfileOrder.objects.select_for_update().filter(iccid=iccid).order_by("-id").first()
         if order is None:

@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -114,9 +115,17 @@ def order_status(request, order_id: int):
     except ProfileOrder.DoesNotExist:
         return JsonResponse({"error": "not_found"}, status=404)
     body: dict = {"status": order.status, "label": order.get_status_display(), "ready": order.ready}
+    body["steps_html"] = render_to_string(
+        "provisioning/_install_steps.html", {"steps": order.install_steps()}, request=request
+    )
     if order.ready:
         install = _install_context(order)
         body.update(lpa=install["lpa"], qr_svg=str(install["qr_svg"]), ios_install_url=install["ios_install_url"])
+    if order.line_id:
+        body.update(
+            line_url=reverse("accounts:line_detail", args=[order.line_id]),
+            renewal_url=reverse("renewals:rule", args=[order.line_id]),
+        )
     return JsonResponse(body)
 
 

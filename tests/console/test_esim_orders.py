@@ -1,6 +1,7 @@
-# ruff: noqa: F811  (the fixtures imported below are parameters of the tests)
 """eSIM orders in the admin and on the operations page: the ES2+ history, retry and
 cancel-with-refund as confirmed actions with their history, failed orders and a low pool shown."""
+
+# ruff: noqa: F811  (the fixtures imported below are parameters of the tests)
 
 import pytest
 from django.contrib.contenttypes.models import ContentType

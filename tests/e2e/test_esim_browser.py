@@ -5,6 +5,8 @@ installing it, and the line page says "Installed" — in English and in Chinese.
 
 With ESIM_SHOTS_DIR set, the pages are also saved as screenshots at 390 and 1280 px."""
 
+# ruff: noqa: F811  (the smdp fixture imported below is a parameter of the test)
+
 import os
 import re
 from pathlib import Path
@@ -38,7 +40,12 @@ def shot(page, name: str, language: str) -> None:
 
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_a_newcomer_buys_an_esim_and_sees_it_installed(
-    page, log_in, verified_customer, live_server, smdp, language  # noqa: F811
+    page,
+    log_in,
+    verified_customer,
+    live_server,
+    smdp,
+    language,
 ):
     words = TEXT[language]
     verified_customer.language = language
@@ -71,6 +78,8 @@ def test_a_newcomer_buys_an_esim_and_sees_it_installed(
     order.refresh_from_db()
     expect(page.locator("#lpa-code")).to_have_value(order.activation_code)
     assert "carddata=LPA%3A1%24" in page.locator("#ios-install").get_attribute("href")
+    expect(page.locator("#after-purchase")).to_be_visible()  # auto-renewal offered, not forced
+    expect(page.locator("#install-steps li.done")).to_have_count(2)  # ordered, ready to install
     assert page.evaluate("window.__samePage") is True  # no reload
     shot(page, "ready", language)
 

@@ -170,3 +170,13 @@ def test_an_order_not_installed_after_the_reminder_delay_gets_one_reminder(smdp,
     notices.send_due_notices(now=later)
     assert Notice.objects.get(kind=services.REMINDER).status == Notice.Status.SENT
     assert "not installed yet" in mail.outbox[-1].body
+
+
+def test_a_notification_with_a_timestamp_without_zone_is_read_as_utc(smdp, customer, client, package, card):
+    order = released_order(customer, package, card)
+    body = notification(order, 3, fci="n-naive", at="2026-01-01T10:00:00")
+    from django.conf import settings
+
+    assert post_notification(client, body, settings.SMDP_CALLBACK_SECRET).status_code == 204
+    order.refresh_from_db()
+    assert order.downloaded_at.isoformat() == "2026-01-01T10:00:00+00:00"

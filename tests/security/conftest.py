@@ -18,6 +18,7 @@ from accounts.models import Line
 from payments import gateways
 from payments.models import Charge
 from payments.services import methods, on_session
+from provisioning.models import ProfileOrder
 from renewals.models import Renewal, RenewalRule, RetryPolicy
 from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule, make_user
 from tests.payments.conftest import confirm_setup_as_browser, create_card
@@ -63,6 +64,8 @@ OUT_OF_SCOPE = {
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
     "accounts:plans": "the public catalogue: listed packages and the device check, no customer data (tests/accounts/test_catalogue.py)",
     "accounts:set_language": "the language switch: public, changes the visitor's cookie and only their own saved language",
+    "provisioning:handle_download_progress_info": "the SM-DP+'s ES2+ callback: authenticated by its shared-secret "
+    "header, tested in tests/provisioning/test_pages.py",
 }
 
 # allauth's pages: public ones (sign-up, login, reset) and the signed-in user's own account pages,
@@ -115,6 +118,7 @@ class World:
     method_id: str  # the owner's default card
     spare_method_id: str  # a second card of the owner's, used by no rule
     setup_intent_id: str  # confirmed by the owner's browser, not yet finished
+    order: ProfileOrder  # a new eSIM of the owner's, ready to install
     markers: tuple[str, ...] = field(default=())  # text only the owner's pages may show
 
 
@@ -151,6 +155,15 @@ def world(db) -> World:
         payment_intent_id="pi_owner_receipt_ref",
         payment_method_summary="Visa •••• 4242",
     )
+    order = ProfileOrder.objects.create(
+        user=owner,
+        package=package,
+        charge=make_charge(user=owner, line=None, package=package, status=Charge.Status.SUCCEEDED),
+        status=ProfileOrder.Status.RELEASED,
+        iccid="8999000000000000099",
+        smdp_address="smdp.example",
+        matching_id="OWNER-ORDER-MATCHING-ID",
+    )
     return World(
         owner=owner,
         other=other,
@@ -164,6 +177,7 @@ def world(db) -> World:
         method_id=method.id,
         spare_method_id=spare.id,
         setup_intent_id=start.setup_intent_id,
+        order=order,
         markers=(
             line.iccid,
             line.matching_id,
@@ -175,6 +189,7 @@ def world(db) -> World:
             spare.id,
             "Visa •••• 5556",
             owner.email,
+            order.matching_id,
         ),
     )
 
@@ -270,6 +285,17 @@ MATRIX = [
     Row("accounts:download_data", objects=False),
     # The POST needs a recent sign-in (allauth's reauthentication): a bare session is sent there.
     Row("accounts:close_account", objects=False, post=302, data=lambda w: {"confirm": "on"}),
+    # The package is public (the catalogue's Buy button); the owner pays with their own card.
+    Row(
+        "provisioning:buy",
+        kwargs=lambda w: {"package_id": w.package.pk},
+        objects=False,
+        post=302,
+        data=lambda w: {"payment_method": w.method_id},
+    ),
+    Row("provisioning:charge_order", kwargs=lambda w: {"charge_id": w.order.charge_id}, get=302),
+    Row("provisioning:order", kwargs=lambda w: {"order_id": w.order.pk}),
+    Row("provisioning:order_status", kwargs=lambda w: {"order_id": w.order.pk}, json=True),
 ]
 MATRIX_BY_NAME = {row.name: row for row in MATRIX}
 

@@ -124,6 +124,8 @@ def test_customers_own_choices_never_include_another_customers_objects(world):
         reverse("payments:buy", args=[world.line.pk]), {"package": world.package.pk, "payment_method": other_card.id}
     )
     assert buy.status_code == 400
+    esim = client.post(reverse("provisioning:buy", args=[world.package.pk]), {"payment_method": other_card.id})
+    assert esim.status_code == 400
     pay = client.post(reverse("payments:pay_renewal", args=[world.renewal.pk]), {"payment_method": other_card.id})
     assert pay.status_code == 400
     rule = client.post(

@@ -13,12 +13,19 @@
     var state = document.getElementById("order-state");
     if (state) { state.textContent = body.label; state.className = "badge esim-" + body.status; }
     if (body.status === "failed" || body.status === "cancelled") { window.location.reload(); return true; }
+    var steps = document.getElementById("install-steps");
+    if (steps && body.steps_html) { steps.outerHTML = body.steps_html; }  // rendered by our template
     if (!body.ready) { return false; }
     document.getElementById("install-qr").innerHTML = body.qr_svg;  // our own SVG (segno), not user input
     document.getElementById("lpa-code").value = body.lpa;
     document.getElementById("ios-install").setAttribute("href", body.ios_install_url);
     document.getElementById("preparing").hidden = true;
     document.getElementById("install").hidden = false;
+    if (body.line_url) {
+      document.getElementById("renewal-link").setAttribute("href", body.renewal_url);
+      document.getElementById("line-link").setAttribute("href", body.line_url);
+      document.getElementById("after-purchase").hidden = false;
+    }
     var title = document.getElementById("order-title");
     title.textContent = title.getAttribute("data-ready-title");
     root.setAttribute("data-status", body.status);
