@@ -109,7 +109,20 @@ def journey(transactional_db, screen):
     gateways.set_default_payment_method(customer_id=customer.id, payment_method_id=method.id)
     paid = make_charge(user=user, line=line, package=package, status=Charge.Status.SUCCEEDED, settled_at=timezone.now())
     make_charge(user=user, line=failing, package=package, renewal=renewal, attempt=1, status=Charge.Status.FAILED)
-    return {"user": user, "line": line, "failing": failing, "renewal": renewal, "paid": paid}
+    # A renewal paid by hand with another card than the rule's: the "use this card" offer.
+    settled = make_renewal(line=line, package=package, status=Renewal.Status.SUCCEEDED)
+    make_charge(
+        user=user,
+        line=line,
+        package=package,
+        renewal=settled,
+        attempt=1,
+        status=Charge.Status.SUCCEEDED,
+        settled_at=timezone.now(),
+        payment_method_id="pm_other",
+        payment_method_summary="Mastercard •••• 4444",
+    )
+    return {"user": user, "line": line, "failing": failing, "renewal": renewal, "paid": paid, "settled": settled}
 
 
 def check(page, screen, name: str) -> list[str]:
@@ -144,6 +157,7 @@ def test_every_customer_page_fits_the_screen_without_overflow_or_spilled_text(pa
         ("methods", "/payments/methods/"),
         ("history", "/payments/history/"),
         ("receipt", f"/payments/charges/{paid.pk}/receipt/"),
+        ("paid", f"/renewals/{journey['settled'].pk}/paid/"),
         ("settings", "/settings/"),
         ("password-change", "/accounts/password/change/"),
         ("email", "/accounts/email/"),
