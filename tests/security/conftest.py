@@ -62,6 +62,7 @@ OUT_OF_SCOPE = {
     "metrics": "Prometheus's scrape: a bearer token (METRICS_TOKEN), tested in tests/console/test_metrics.py",
     "healthz_ready": "the readiness probe: public by design, says ok/down/pending only (console/health.py)",
     "set_language": "Django's language switch: public, changes only the visitor's cookie",
+    "accounts:web_manifest": "the web app manifest: public by design, the site's name and icons only (tests/accounts/test_icons.py)",
     "accounts:plans": "the public catalogue: listed packages and the device check, no customer data (tests/accounts/test_catalogue.py)",
     "accounts:set_language": "the language switch: public, changes the visitor's cookie and only their own saved language",
     "provisioning:handle_download_progress_info": "the SM-DP+'s ES2+ callback: authenticated by its shared-secret "
@@ -119,6 +120,7 @@ class World:
     spare_method_id: str  # a second card of the owner's, used by no rule
     setup_intent_id: str  # confirmed by the owner's browser, not yet finished
     order: ProfileOrder  # a new eSIM of the owner's, ready to install
+    paid_renewal: Renewal  # paid now with the spare card, which the rule does not charge
     markers: tuple[str, ...] = field(default=())  # text only the owner's pages may show
 
 
@@ -164,6 +166,17 @@ def world(db) -> World:
         smdp_address="smdp.example",
         matching_id="OWNER-ORDER-MATCHING-ID",
     )
+    paid_renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.SUCCEEDED)
+    make_charge(
+        user=owner,
+        line=line,
+        package=package,
+        renewal=paid_renewal,
+        attempt=1,
+        status=Charge.Status.SUCCEEDED,
+        payment_method_id=spare.id,
+        payment_method_summary="Mastercard •••• 4444",
+    )
     return World(
         owner=owner,
         other=other,
@@ -178,6 +191,7 @@ def world(db) -> World:
         spare_method_id=spare.id,
         setup_intent_id=start.setup_intent_id,
         order=order,
+        paid_renewal=paid_renewal,
         markers=(
             line.iccid,
             line.matching_id,
@@ -281,6 +295,8 @@ MATRIX = [
     Row("payments:history_csv", objects=False, query=lambda w: {"line": w.line.pk}),
     Row("renewals:rule", kwargs=lambda w: {"line_id": w.line.pk}, post=302, data=lambda w: _rule_form(w)),
     Row("renewals:turn_off", kwargs=lambda w: {"line_id": w.line.pk}, get=None, post=302),
+    # After paying now with another card: the offer to make it the auto-renewal card (POST).
+    Row("renewals:paid", kwargs=lambda w: {"renewal_id": w.paid_renewal.pk}, post=302),
     # Only the signed-in customer's own data: another customer's download must not hold a marker.
     Row("accounts:download_data", objects=False),
     # The POST needs a recent sign-in (allauth's reauthentication): a bare session is sent there.

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from accounts.models import Line, User
 from payments import gateways
 from payments.models import Charge
+from provisioning.models import ProfileOrder
 from renewals.models import Renewal, RenewalRule
 from tests.builders import make_charge, make_line, make_package, make_renewal, make_rule
 from tests.payments.conftest import create_card
@@ -186,6 +187,25 @@ def world(db, customer, other_customer):
             ).id
         gateways.set_default_payment_method(customer_id=stripe_customer.id, payment_method_id=methods[names[0]])
 
+    paid, other_paid = (
+        make_renewal(line=ln, package=package, rule=r, status=Renewal.Status.SUCCEEDED)
+        for ln, r in ((line, rule), (other_line, other_rule))
+    )
+    orders = {}
+    for user, renewal_paid, name in ((customer, paid, "order"), (other_customer, other_paid, "other_order")):
+        make_charge(
+            user=user, line=renewal_paid.line, package=package, renewal=renewal_paid, attempt=1, status="succeeded"
+        )
+        orders[name] = ProfileOrder.objects.create(
+            user=user,
+            package=package,
+            charge=make_charge(user=user, line=None, package=package, status=Charge.Status.SUCCEEDED),
+            status=ProfileOrder.Status.RELEASED,
+            iccid=f"89990000000000001{len(orders)}",
+            smdp_address="smdp.example",
+            matching_id=f"FUZZ-{name}",
+        )
+
     def ids(*objs):
         return [str(o.pk) for o in objs] + ["0", "-1", "99999999999999999999", "abc"]
 
@@ -200,6 +220,11 @@ def world(db, customer, other_customer):
         "line_ids": ids(line, other_line),
         "package_ids": ids(package, usd, retired),
         "method_ids": [methods["default"], methods["second"], methods["other"], "pm_missing", ""],
+        "package": package,
+        "usd": usd,
+        "paid": paid,
+        "other_paid": other_paid,
+        **orders,
     }
 
 
@@ -429,6 +454,18 @@ def _customer_get_pages(world) -> dict:
         "payments:history": [reverse("payments:history")],
         "payments:history_csv": [reverse("payments:history_csv")],
         "renewals:rule": both("renewals:rule", "line_id", line, other_line),
+        "renewals:paid": both("renewals:paid", "renewal_id", world["paid"], world["other_paid"]),
+        "accounts:download_data": [reverse("accounts:download_data")],
+        "accounts:close_account": [reverse("accounts:close_account")],
+        "provisioning:buy": both("provisioning:buy", "package_id", world["package"], world["usd"]),
+        "provisioning:order": both("provisioning:order", "order_id", world["order"], world["other_order"]),
+        "provisioning:order_status": both(
+            "provisioning:order_status", "order_id", world["order"], world["other_order"]
+        ),
+        "provisioning:charge_order": [
+            reverse("provisioning:charge_order", kwargs={"charge_id": o.charge_id})
+            for o in (world["order"], world["other_order"])
+        ],
     }
 
 
@@ -455,6 +492,13 @@ def test_every_customer_page_answering_get_has_its_query_string_fuzzed(world):
             "payments:history",
             "payments:history_csv",
             "renewals:rule",
+            "renewals:paid",
+            "accounts:download_data",
+            "accounts:close_account",
+            "provisioning:buy",
+            "provisioning:order",
+            "provisioning:order_status",
+            "provisioning:charge_order",
         ]
     ),
 )
