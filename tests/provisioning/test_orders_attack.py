@@ -96,3 +96,23 @@ def test_an_account_closed_after_download_ordered_cancels_the_profile_at_the_smd
     assert not Line.objects.filter(owner=customer).exists()
     charge.refresh_from_db()
     assert charge.status == Charge.Status.REFUNDED
+
+
+def test_a_failed_orders_refund_that_the_bank_later_fails_is_owed_again_not_kept(smdp, customer, package, card):
+    """The ledger says a failed order's purchase was refunded, the processor later shows no refund
+    (the refund failed at the bank; charge.refund.updated): reconciliation must put the charge
+    back to refund_due, which the sweep sends again, never to succeeded (money kept for an eSIM
+    the customer never got)."""
+    smdp.fail("down")
+    charge = buy(customer, package, card)
+    order = ProfileOrder.objects.get(charge=charge)
+    ProfileOrder.objects.filter(pk=order.pk).update(status=ProfileOrder.Status.FAILED)
+    # What the ledger believed after the refund call; localstripe holds no refund of the intent.
+    Charge.objects.filter(pk=charge.pk).update(
+        status=Charge.Status.REFUNDED, refunded_minor=charge.amount_minor, failure_code="esim_not_provisioned"
+    )
+
+    charge = refunds.reconcile_refunds(charge_id=charge.pk)
+
+    assert (charge.status, charge.refunded_minor) == (Charge.Status.REFUND_DUE, 0)
+    assert refunds.refund_due_charges() == [charge.pk]
