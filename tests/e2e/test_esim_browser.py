@@ -38,7 +38,12 @@ def shot(page, name: str, language: str) -> None:
 
 @pytest.mark.parametrize("language", ["en", "zh-hans"])
 def test_a_newcomer_buys_an_esim_and_sees_it_installed(
-    page, log_in, verified_customer, live_server, smdp, language  # noqa: F811
+    page,
+    log_in,
+    verified_customer,
+    live_server,
+    smdp,
+    language,  # noqa: F811
 ):
     words = TEXT[language]
     verified_customer.language = language

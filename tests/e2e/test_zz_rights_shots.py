@@ -16,7 +16,9 @@ def test_shots(browser, live_server, lang, transactional_db):
     package = make_package(name="10 GB / 30 days")
     customer = make_user(email=f"shot-{lang}@example.com", password=PASSWORD, language=lang, name="Alice")
     make_line(owner=customer, package=package, label="Phone")
-    operator = make_user(email=f"ops-{lang}@example.com", password=PASSWORD, is_staff=True, is_superuser=True, language=lang)
+    operator = make_user(
+        email=f"ops-{lang}@example.com", password=PASSWORD, is_staff=True, is_superuser=True, language=lang
+    )
     secret = generate_totp_secret()
     TOTP.activate(operator, secret)
     for width in (390, 1280):
