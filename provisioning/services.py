@@ -17,11 +17,12 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Line, User
-from accounts.services import apply_package
+from accounts.services import apply_package, erasure
 from accounts.services import notices as customer_notices
 from accounts.services.line_status import terminate_line
 from payments.models import Charge
@@ -147,7 +148,8 @@ def _step_once(*, order_id: int, now: datetime) -> bool:
     order = ProfileOrder.objects.filter(pk=order_id).first()
     if order is None or order.status not in ProfileOrder.OPEN:
         return False
-    if order.source == ProfileOrder.Source.POOL and order.status == S.PENDING:
+    closed = erasure.is_closed(order.user)
+    if order.source == ProfileOrder.Source.POOL and order.status == S.PENDING and not closed:
         if not _ensure_pool_profile(order_id, now):
             with transaction.atomic():
                 order = ProfileOrder.objects.select_for_update().get(pk=order_id)
@@ -162,6 +164,8 @@ def _step_once(*, order_id: int, now: datetime) -> bool:
         )
         if order is None:
             return False  # another worker has it, or it is not due
+        if closed:
+            return _cancel_for_closed_account(order, now=now)
         function = "downloadOrder" if order.status == S.PENDING else "confirmOrder"
         exchange = es2plus.Exchange(function=function, function_call_id=order.function_call_id(function), request={})
         try:
@@ -211,6 +215,41 @@ def _step_once(*, order_id: int, now: datetime) -> bool:
         )
         logger.info("esim_order_released order=%s iccid=%s line=%s", order.pk, order.iccid, order.line_id)
         return False
+
+
+def _cancel_for_closed_account(order: ProfileOrder, *, now: datetime) -> bool:
+    """The customer closed their account while the order was being placed (docs/provisioning.md,
+    "Closed accounts"): no profile is released and no line created for an erased person; a
+    profile already ordered is cancelled at the SM-DP+ (retried like any step if it does not
+    answer), and the purchase is refunded. Under the order's row lock; no notice (nobody to tell)."""
+    if order.status == S.DOWNLOAD_ORDERED and order.iccid:
+        exchange = es2plus.Exchange("cancelOrder", order.function_call_id("cancelOrder"), {})
+        try:
+            es2plus.cancel_order(
+                function_call_id=exchange.function_call_id,
+                iccid=order.iccid,
+                final_status="Unavailable",
+                exchange=exchange,
+            )
+        except es2plus.TransientError as exc:
+            _record(order, exchange, "no_answer", exc, now=now)
+            _schedule_retry(order, str(exc), now=now)
+            return False
+        except es2plus.PermanentError as exc:
+            _record(order, exchange, "Failed", exc, now=now)  # refused: the operator sees it in the calls
+        else:
+            _record(order, exchange, es2plus.SUCCESS, None, now=now)
+    order.status = S.CANCELLED
+    order.cancelled_at = now
+    order.last_error = "account closed"
+    order.save()
+    if order.profile_id:
+        Profile.objects.filter(pk=order.profile_id).update(status=Profile.Status.RETIRED)
+    _refund(order)
+    logger.warning(
+        "esim_order_cancelled order=%s charge=%s reason=account_closed: refunding", order.pk, order.charge_id
+    )
+    return False
 
 
 def _new_line(order: ProfileOrder, *, now: datetime) -> Line:
@@ -293,8 +332,13 @@ def _fail(order: ProfileOrder, *, code: str, message: str, now: datetime) -> Non
 
 def _refund(order: ProfileOrder) -> None:
     """Mark the purchase refund_due in the caller's transaction; refunded after the commit."""
+    # What is left after an operator's partial refund goes back too (refund_due_charge reads what
+    # the processor already refunded and refunds only the rest).
     updated = Charge.objects.filter(
-        pk=order.charge_id, status=Charge.Status.SUCCEEDED, refunded_minor=0, refund_in_doubt_since__isnull=True
+        pk=order.charge_id,
+        status=Charge.Status.SUCCEEDED,
+        refunded_minor__lt=F("amount_minor"),
+        refund_in_doubt_since__isnull=True,
     ).update(status=Charge.Status.REFUND_DUE, failure_code="esim_not_provisioned")
     if updated:
         charge_id = order.charge_id

@@ -7,9 +7,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import uuid
 from urllib.parse import quote
 
 import segno
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -19,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -35,6 +38,19 @@ from .models import ProfileOrder
 
 logger = logging.getLogger(__name__)
 
+
+class BuyForm(PayNowForm):
+    """The pay form with the purchase's own token: the same page sent twice is one purchase
+    (payments.services.on_session.purchase_new_line, `submission`)."""
+
+    submission = forms.RegexField(
+        regex=r"^[0-9a-f]{32}$",
+        widget=forms.HiddenInput,
+        required=False,  # a page shown before the token existed still buys (without the guard)
+        error_messages={"invalid": gettext_lazy("This page has expired. Please try again.")},
+    )
+
+
 IOS_INSTALL_URL = "https://esimsetup.apple.com/esim_qrcode_provisioning?carddata="
 CALLBACK_SECRET_HEADER = "X-ES2-Callback-Secret"
 
@@ -45,11 +61,18 @@ CALLBACK_SECRET_HEADER = "X-ES2-Callback-Secret"
 def buy(request, package_id: int):
     package = get_object_or_404(Package, pk=package_id, active=True)
     methods = payment_selectors.usable_payment_methods_for_user(request.user)
-    form = PayNowForm(request.POST if request.method == "POST" else None, methods=methods)
+    form = BuyForm(
+        request.POST if request.method == "POST" else None,
+        methods=methods,
+        initial={"submission": uuid.uuid4().hex},
+    )
     if request.method == "POST" and form.is_valid():
         try:
             charge = on_session.purchase_new_line(
-                user=request.user, package=package, payment_method_id=form.cleaned_data["payment_method"]
+                user=request.user,
+                package=package,
+                payment_method_id=form.cleaned_data["payment_method"],
+                submission=form.cleaned_data["submission"],
             )
         except errors.PaymentMethodNotFound:
             form.add_error("payment_method", _("Choose one of your payment methods."))
@@ -57,6 +80,9 @@ def buy(request, package_id: int):
             form.add_error(None, exc.user_message)
         else:
             return after_payment(request, charge, retry_url=reverse("provisioning:buy", args=[package.pk]))
+    if "submission" in form.errors:
+        form.data = form.data.copy()
+        form.data["submission"] = uuid.uuid4().hex  # a fresh page, not the expired or forged token
     return render(
         request,
         "provisioning/buy.html",

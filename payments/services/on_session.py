@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -38,6 +39,7 @@ def _new_charge(
     purpose: str,
     method: PaymentMethod,
     now: datetime,
+    idempotency_key: str = "",
 ) -> Charge:
     # Committed before the processor is called (autocommit outside a transaction): an attempt
     # can never exist at Stripe without the row that explains it.
@@ -50,7 +52,7 @@ def _new_charge(
         currency=currency,
         status=Charge.Status.PENDING,
         on_session=True,
-        idempotency_key=f"{purpose}-{uuid.uuid4().hex}",
+        idempotency_key=idempotency_key or f"{purpose}-{uuid.uuid4().hex}",
         payment_method_id=method.id,
         payment_method_summary=gateways.payment_method_summary(method)[:100],
         sent_at=now,
@@ -90,25 +92,41 @@ def purchase_package(
     return recording.record_outcome(charge_id=charge.pk, outcome=outcome)
 
 
-def purchase_new_line(*, user: User, package: Package, payment_method_id: str, now: datetime | None = None) -> Charge:
+def purchase_new_line(
+    *, user: User, package: Package, payment_method_id: str, submission: str = "", now: datetime | None = None
+) -> Charge:
     """Buy a package for an eSIM that does not exist yet, on-session: a purchase with no line.
     Once paid, the app registered in payments.outcomes (provisioning) orders the profile in the
     same transaction as the payment's success (docs/provisioning.md). Returns the charge as
-    purchase_package does."""
+    purchase_package does. `submission` names one buy form shown: the same form sent twice (a
+    double click, two requests racing) is the same purchase, and the second gets the first's
+    charge back (the charge's unique idempotency key decides, not a check in Python)."""
     now = now or timezone.now()
     if not package.active:
         raise NotPayable(_("This package is no longer on sale."), code="package_inactive")
+    key = f"purchase-new-{user.pk}-{submission}" if submission else ""
+    if key and (existing := Charge.objects.filter(idempotency_key=key, user=user).first()) is not None:
+        logger.info("new_line_purchase_resubmitted charge=%s user=%s", existing.pk, user.pk)
+        return existing
     method = methods.own_method(user, payment_method_id)
-    charge = _new_charge(
-        user=user,
-        line=None,
-        package=package,
-        amount_minor=package.price_minor,
-        currency=package.currency,
-        purpose=Charge.Purpose.PURCHASE,
-        method=method,
-        now=now,
-    )
+    try:
+        charge = _new_charge(
+            user=user,
+            line=None,
+            package=package,
+            amount_minor=package.price_minor,
+            currency=package.currency,
+            purpose=Charge.Purpose.PURCHASE,
+            method=method,
+            now=now,
+            idempotency_key=key,
+        )
+    except IntegrityError:
+        existing = Charge.objects.filter(idempotency_key=key, user=user).first()
+        if not key or existing is None:
+            raise
+        logger.info("new_line_purchase_resubmitted charge=%s user=%s", existing.pk, user.pk)
+        return existing
     logger.info("new_line_purchase_started charge=%s user=%s package=%s", charge.pk, user.pk, package.pk)
     outcome = gateways.charge_on_session(charge=charge, customer_id=method.customer_id, payment_method_id=method.id)
     if outcome.kind is OutcomeKind.THROTTLED:

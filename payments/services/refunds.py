@@ -83,8 +83,9 @@ def refund_charge(*, charge_id: int, amount_minor: int | None = None, operator: 
     return charge
 
 
-# Why a charge is refund_due (renewals.services and _refund_paid_after_closed write these).
-REFUND_DUE_CODES = ("paid_after_closed", "line_terminated")
+# Why a charge is refund_due (renewals.services and _refund_paid_after_closed write these; a new
+# eSIM never provisioned: recording's "not_provisioned", provisioning's "esim_not_provisioned").
+REFUND_DUE_CODES = ("paid_after_closed", "line_terminated", "not_provisioned", "esim_not_provisioned")
 
 
 def reconcile_refunds(*, charge_id: int, now: datetime | None = None) -> Charge:
