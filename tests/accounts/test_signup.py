@@ -54,7 +54,7 @@ def test_sign_up_in_chinese_sends_chinese_email_and_shows_chinese_account_page(c
     body = response.content.decode()
     assert '<html lang="zh-hans">' in body
     assert "我的 eSIM" in body
-    assert "您还没有 eSIM。" in body
+    assert "您还没有 eSIM" in body
 
 
 def test_unverified_email_blocks_login_and_resends_the_link(client, db):

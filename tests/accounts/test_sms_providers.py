@@ -23,7 +23,7 @@ STANDIN = Path(__file__).with_name("sms_standin.py")
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "standin-auth-token"
 HTTP_SECRET = "standin-sms-http-secret"
-PHONE = "+447700900123"
+PHONE = "+447911123456"  # a number phonenumbers reads as a valid UK mobile, as sign-up requires
 INVALID = "+15005550001"  # Twilio's test number for 21211
 COULD_NOT_SEND = "We could not send the code right now. Please try again later."
 REFUSED = "We could not send a text message to"
@@ -112,7 +112,7 @@ def verify_page(client) -> str:
 
 
 def test_twilio_gets_the_code_in_the_messages_api_shape_and_it_verifies_the_phone(client, db, twilio):
-    response = sign_up(client, email="ann@example.com", phone="+44 7700 900123")
+    response = sign_up(client, email="ann@example.com", phone="+44 7911 123456")
     assert response["Location"] == reverse("account_verify_phone")
     [request] = twilio.received()
     assert request["path"] == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
@@ -206,17 +206,17 @@ def test_sms_logs_never_show_the_code_or_the_whole_number(client, db, twilio, lo
     sign_up(client, email="a@example.com", phone=PHONE)
     sign_up(client.__class__(), email="b@example.com", phone=INVALID)
     settings.TWILIO_AUTH_TOKEN = "wrong"
-    make_user(email="c@example.com", password=PASSWORD, phone="+447700900456", phone_verified=False)
-    client.__class__().post(reverse("account_login"), {"login": "+447700900456", "password": PASSWORD})
+    make_user(email="c@example.com", password=PASSWORD, phone="+447911123457", phone_verified=False)
+    client.__class__().post(reverse("account_login"), {"login": "+447911123457", "password": PASSWORD})
     received = twilio.received()
     assert [r["status"] for r in received] == [500, 201, 400, 401]
     codes = {sms_code(r) for r in received if r.get("body")}  # a request refused for auth is not read
     assert len(codes) == 2
     text = logs.text + "".join(str(r.exc_info) for r in logs.records if r.exc_info)
     assert "sms_sent" in text and "sms_failed" in text  # the scan reads the lines that matter
-    for secret in [*codes, PHONE, INVALID, "+447700900456", "7700900123", "7700900456"]:
+    for secret in [*codes, PHONE, INVALID, "+447911123457", "7911123456", "7911123457"]:
         assert secret not in text, secret
-    assert "+44********23" in text  # the masked number is what operators see
+    assert "+44********56" in text  # the masked number is what operators see
 
 
 # --- the generic signed-HTTP gateway ---------------------------------------------------------------
@@ -270,4 +270,4 @@ def test_gateway_signature_is_the_documented_hmac():
 def test_sms_errors_say_status_and_provider_code_only():
     error = sms.SMSRejected(backend="twilio", status=400, provider_code=21211)
     assert str(error) == "sms rejected backend=twilio status=400 provider_code=21211"
-    assert sms.masked("+447700900123") == "+44********23"
+    assert sms.masked("+447911123456") == "+44********56"
