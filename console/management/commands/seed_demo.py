@@ -14,6 +14,7 @@ from renewals.models import RetryPolicy
 OPERATOR = ("operator@example.com", "operator-demo-pass")
 CUSTOMER = ("customer@example.com", "customer-demo-pass")
 GB = 1024**3
+DEMO_COVERAGE = "CN, HK, MO"
 PACKAGES = [
     ("Starter 1 GB / 7 days", "入门套餐 1 GB / 7 天", 1 * GB, 7, 1800, "CNY"),
     ("Standard 10 GB / 30 days", "标准套餐 10 GB / 30 天", 10 * GB, 30, 9800, "CNY"),
@@ -37,6 +38,8 @@ class Command(BaseCommand):
                     "validity_days": days,
                     "price_minor": price,
                     "currency": currency,
+                    "listed": True,  # on the public plans page (/plans/), for sale as a new eSIM
+                    "coverage_countries": DEMO_COVERAGE,
                 },
             )[0]
             for name, name_zh_hans, allowance, days, price, currency in PACKAGES
@@ -47,6 +50,10 @@ class Command(BaseCommand):
             if not package.name_zh_hans:
                 package.name_zh_hans = name_zh_hans
                 package.save(update_fields=["name_zh_hans"])
+            # Likewise a demo database seeded before the catalogue: its packages go on sale.
+            if not package.coverage_countries:
+                package.coverage_countries, package.listed = DEMO_COVERAGE, True
+                package.save(update_fields=["coverage_countries", "listed"])
         now = timezone.now()
         Line.objects.get_or_create(
             iccid="8986001234567890123",
