@@ -260,7 +260,8 @@ def _new_line(order: ProfileOrder, *, now: datetime) -> Line:
         iccid=order.iccid,
         smdp_address=order.smdp_address,
         matching_id=order.matching_id,
-        label=order.package.name[:100],
+        # Named as the customer reads the package (its name in their language); theirs to rename.
+        label=order.package.name_in(order.user.language)[:100],
     )
     return apply_package(line=line, package=order.package, now=now)
 

@@ -40,6 +40,16 @@ def test_a_paid_purchase_orders_a_profile_and_releases_it_with_a_line(smdp, cust
     assert order.activation_code in mail.outbox[-1].body
 
 
+def test_the_new_esim_is_named_as_a_chinese_customer_reads_the_package(smdp, customer, package, card):
+    customer.language = "zh-hans"
+    customer.save(update_fields=["language"])
+    package.name_zh_hans = "旅行套餐"
+    package.save(update_fields=["name_zh_hans"])
+    order = ProfileOrder.objects.get(charge=buy(customer, package, card))
+    order = services.advance_order(order_id=order.pk)
+    assert Line.objects.get(pk=order.line_id).label == "旅行套餐"
+
+
 def test_smdp_down_at_purchase_keeps_the_order_and_places_it_later_once(smdp, customer, package, card):
     smdp.fail("down")
     charge = buy(customer, package, card)
