@@ -44,10 +44,11 @@ def customer_currencies(user: User) -> list[str]:
 
     from ..models import Charge
 
-    currencies = set(
-        Line.objects.filter(owner=user, package__isnull=False).values_list("package__currency", flat=True)
-    ) | set(Charge.objects.filter(user=user).values_list("currency", flat=True))
-    return sorted(c.upper() for c in currencies) or [settings.DEFAULT_CURRENCY.upper()]
+    # One query (UNION), not two: the rule page asks on every view and has a query budget.
+    lines = Line.objects.filter(owner=user, package__isnull=False).order_by().values_list("package__currency")
+    charges = Charge.objects.filter(user=user).order_by().values_list("currency")
+    currencies = {currency for (currency,) in lines.union(charges)}
+    return sorted({c.upper() for c in currencies}) or [settings.DEFAULT_CURRENCY.upper()]
 
 
 def method_types_for_user(user: User) -> list[str]:

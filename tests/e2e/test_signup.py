@@ -59,9 +59,11 @@ def test_account_page_in_chinese(page, log_in, verified_customer):
     log_in(verified_customer)  # the saved language wins over the browser's English
     expect(page.get_by_role("heading", name="我的 eSIM", level=1)).to_be_visible()
     expect(page.locator("progress")).to_have_count(1)
-    expect(page.get_by_text("剩余流量")).to_be_visible()
+    expect(page.get_by_text("本套餐剩余", exact=True)).to_be_visible()  # "Left in this package"
 
 
 def test_customer_page_fixture_is_logged_in(customer_page, live_server):
     assert customer_page.url == live_server.url + "/"
+    # A phone screen: the links, and Log out, are under the header's Menu (docs/pages.md).
+    customer_page.locator(".nav-compact summary").click()
     expect(customer_page.get_by_role("button", name="Log out")).to_be_visible()
