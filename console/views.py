@@ -20,7 +20,7 @@ from accounts.services import line_assignment, notices
 from accounts.services.line_import import FQDN, MATCHING_ID, ImportFileError, import_lines, parse
 from accounts.templatetags.data_units import signed_data_size
 from partner.services import adjustments
-from payments.money import format_money
+from payments.money import format_money_code
 
 from . import operations
 
@@ -142,9 +142,9 @@ def operations_view(request, admin_site):
         return [
             {
                 **row,
-                "formatted": format_money(row["amount_minor"], row["currency"]),
-                "gross": format_money(row["gross_minor"], row["currency"]),
-                "refunded": format_money(row["refunded_minor"], row["currency"]),
+                "formatted": format_money_code(row["amount_minor"], row["currency"]),
+                "gross": format_money_code(row["gross_minor"], row["currency"]),
+                "refunded": format_money_code(row["refunded_minor"], row["currency"]),
             }
             for row in operations.revenue(since=since)
         ]

@@ -45,6 +45,19 @@ def format_money(amount_minor: int, currency: str) -> str:
     return _LETTERS_THEN_DIGIT.sub("\\1\u00a0\\2", text)
 
 
+def format_money_code(amount_minor: int, currency: str) -> str:
+    """For operators (the console, docs/locale-formats.md): the ISO code, never a symbol, then the
+    amount in the active locale's digits: 'CNY 98.00', 'JPY 1,200', 'USD 5.00'. A symbol is
+    ambiguous across the ledger's currencies ('¥' is CNY in Chinese and JPY in English); the
+    customer's pages use `format_money`."""
+    locale = Locale.parse(babel_locale())
+    pattern = parse_pattern(locale.decimal_formats[None])
+    digits = currency_exponent(currency)
+    pattern.frac_prec = (digits, digits)
+    number = pattern.apply(to_decimal(amount_minor, currency), locale)
+    return f"{currency.upper()} {number}"
+
+
 def to_minor(amount: Decimal, currency: str) -> int:
     """Decimal('98.00') CNY -> 9800. Callers validate the decimal places first."""
     return int(amount.scaleb(currency_exponent(currency)).to_integral_value())

@@ -20,7 +20,7 @@ from django.utils.functional import lazy
 from django.utils.html import format_html, format_html_join
 
 from accounts.templatetags.data_units import data_size
-from payments.money import format_money
+from payments.money import format_money_code
 
 EMPTY = "-"
 # "data remaining (bytes)" -> "data remaining": the display says the unit itself. Both the English
@@ -59,7 +59,7 @@ def currency_of(obj) -> str:
 def money(amount_minor: int | None, currency: str) -> str:
     if amount_minor is None:
         return EMPTY
-    return format_money(amount_minor, currency) if currency else str(amount_minor)
+    return format_money_code(amount_minor, currency) if currency else str(amount_minor)
 
 
 def _readable_value(key: str, value: Any, facts: dict) -> str:
@@ -68,7 +68,7 @@ def _readable_value(key: str, value: Any, facts: dict) -> str:
     if isinstance(value, int) and (key.endswith("_bytes") or key == "bytes"):
         return data_size(value)
     if isinstance(value, int) and key.endswith("_minor") and facts.get("currency"):
-        return format_money(value, facts["currency"])
+        return format_money_code(value, facts["currency"])
     if isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" and "T" in value:
         parsed = parse_datetime(value)
         if parsed is not None:

@@ -148,6 +148,20 @@ def world(db) -> World:
     # A card of its own (last 4 5556, shown by the return page) so the page shows the owner's marker.
     assert confirm_setup_as_browser(start.client_secret, "4000056655665556").status_code == 200
     rule = make_rule(line=line, package=package)
+    # The previous cycle, paid with the spare card (the "use this card" page after pay-now). It is
+    # older than the failed renewal below: pay-now refuses a failed renewal that a newer one has
+    # replaced (renewals.services.pay_now, "line_has_a_newer_renewal").
+    paid_renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.SUCCEEDED)
+    make_charge(
+        user=owner,
+        line=line,
+        package=package,
+        renewal=paid_renewal,
+        attempt=1,
+        status=Charge.Status.SUCCEEDED,
+        payment_method_id=spare.id,
+        payment_method_summary="Mastercard •••• 4444",
+    )
     renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.FAILED, failures=3)
     receipt_charge = make_charge(
         user=owner,
@@ -165,17 +179,6 @@ def world(db) -> World:
         iccid="8999000000000000099",
         smdp_address="smdp.example",
         matching_id="OWNER-ORDER-MATCHING-ID",
-    )
-    paid_renewal = make_renewal(line=line, package=package, rule=rule, status=Renewal.Status.SUCCEEDED)
-    make_charge(
-        user=owner,
-        line=line,
-        package=package,
-        renewal=paid_renewal,
-        attempt=1,
-        status=Charge.Status.SUCCEEDED,
-        payment_method_id=spare.id,
-        payment_method_summary="Mastercard •••• 4444",
     )
     return World(
         owner=owner,
