@@ -93,6 +93,9 @@ def import_profiles(*, text: str, actor, now: datetime) -> tuple[list[Profile], 
                 now=now,
             )
     logger.info(
-        "pool_imported created=%s rejected=%s operator=%s", len(created), len(rows) - len(good), getattr(actor, "pk", None)
+        "pool_imported created=%s rejected=%s operator=%s",
+        len(created),
+        len(rows) - len(good),
+        getattr(actor, "pk", None),
     )
     return created, [row for row in rows if not row.ok]

@@ -14,8 +14,9 @@ IMPORT = "/admin/provisioning/profile/import/"
 CHANGELIST = "/admin/provisioning/profile/"
 
 
-def upload(client, text: str):
-    return client.post(IMPORT, {"file": SimpleUploadedFile("pool.csv", text.encode(), content_type="text/csv")})
+def upload(client, text: str, **headers):
+    file = SimpleUploadedFile("pool.csv", text.encode(), content_type="text/csv")
+    return client.post(IMPORT, {"file": file}, **headers)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -90,3 +91,12 @@ def test_staff_without_the_import_permission_get_403_and_no_link():
 def test_anonymous_is_sent_to_login(client):
     response = client.get(IMPORT)
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_the_import_page_and_its_errors_in_chinese():
+    client, operator = admin_client_for("finance")
+    operator.language = "zh-hans"
+    operator.save(update_fields=["language"])
+    page = upload(client, "iccid\n1234\n", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "从 CSV 导入配置文件" in page and "配置文件类型" in page and "ICCID 为 18 到 20 位数字" in page
