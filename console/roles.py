@@ -8,7 +8,8 @@ from django.contrib.auth.management import create_permissions
 
 SUPPORT = "support"
 FINANCE = "finance"
-OPERATOR_APPS = ("accounts", "payments", "renewals")
+# Both roles read these apps' lists (provisioning: eSIM orders and the profile pool, docs/provisioning.md).
+OPERATOR_APPS = ("accounts", "payments", "renewals", "provisioning")
 
 SUPPORT_ACTIONS = [
     "accounts.retry_renewal",

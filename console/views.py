@@ -21,6 +21,7 @@ from accounts.services.line_import import FQDN, MATCHING_ID, ImportFileError, im
 from accounts.templatetags.data_units import signed_data_size
 from partner.services import adjustments
 from payments.money import format_money_code
+from provisioning import pool_import
 
 from . import operations
 
@@ -130,6 +131,76 @@ class LineImportView(View):
         if bad:
             return self.render(request, form=LineImportForm(), rows=bad, rejected=True, bad=len(bad))
         return redirect("admin:accounts_line_changelist")
+
+
+class ProfileImportForm(LineImportForm):
+    file = forms.FileField(
+        label=_("CSV file"),
+        required=False,
+        help_text=_('Columns: iccid; optional: profile_type (the SM-DP+ profile type, "default" when empty).'),
+    )
+
+
+class ProfileImportView(View):
+    """The profile pool's CSV import (docs/provisioning.md, "Profiles"): the line import's upload,
+    preview and confirmation, with the same permission."""
+
+    model_admin = None
+
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.has_perm("accounts.import_lines"):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def render(self, request, **context):
+        admin = self.model_admin
+        return TemplateResponse(
+            request,
+            "admin/provisioning/profile/import.html",
+            {
+                **admin.admin_site.each_context(request),
+                "opts": admin.model._meta,
+                "title": _("Import profiles from CSV"),
+                **context,
+            },
+        )
+
+    def get(self, request):
+        return self.render(request, form=ProfileImportForm())
+
+    def post(self, request):
+        form = ProfileImportForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return self.render(request, form=form)
+        text = form.cleaned_data["text"]
+        try:
+            if request.POST.get("confirm") != "yes":
+                rows = pool_import.parse(text)
+                return self.render(
+                    request,
+                    form=ProfileImportForm(initial={"text": text}),
+                    rows=rows,
+                    preview=True,
+                    good=sum(row.ok for row in rows),
+                    bad=sum(not row.ok for row in rows),
+                )
+            created, bad = pool_import.import_profiles(text=text, actor=request.user, now=timezone.now())
+        except ImportFileError as exc:
+            form.add_error(None, str(exc))
+            return self.render(request, form=form)
+        except IntegrityError:
+            form.add_error(
+                None, _("Another import added some of these profiles meanwhile: nothing was imported, try again.")
+            )
+            return self.render(request, form=form)
+        messages.success(
+            request,
+            ngettext("%(count)d profile imported.", "%(count)d profiles imported.", len(created))
+            % {"count": len(created)},
+        )
+        if bad:
+            return self.render(request, form=ProfileImportForm(), rows=bad, rejected=True, bad=len(bad))
+        return redirect("admin:provisioning_profile_changelist")
 
 
 def operations_view(request, admin_site):

@@ -4,11 +4,13 @@ with refund (a profile never downloaded), resolve a failed order's alert. The po
 ICCIDs is listed too."""
 
 from django.contrib import admin
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
 from accounts.history import record_change
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
 from console.admin.history import ChangeHistoryInline
+from console.views import ProfileImportView
 from provisioning import services
 from provisioning.models import Es2Call, Profile, ProfileOrder
 
@@ -117,6 +119,11 @@ class ProfileAdmin(OperatorPermissionsMixin, admin.ModelAdmin):
     list_filter = ["status", "profile_type"]
     search_fields = ["=iccid"]
     readonly_fields = ["status", "assigned_at"]
+    change_list_template = "admin/provisioning/profile/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(ProfileImportView.as_view(model_admin=self))
+        return [path("import/", view, name="provisioning_profile_import"), *super().get_urls()]
 
     def has_delete_permission(self, request, obj=None):
         return False
