@@ -75,8 +75,27 @@ class LineImportForm(forms.Form):
         return data
 
 
-class LineImportView(View):
+class CsvImportView(View):
+    """An operator's CSV import in the admin: upload, a preview of every row with its errors
+    (nothing written), then "import the good rows" in one transaction, the rejected rows listed.
+    A subclass names its form, template, parser, importer and words; the permission is importing
+    lines (docs/console.md)."""
+
     model_admin = None
+    form_class: type[forms.Form] = forms.Form
+    template = ""
+    title = ""
+    changelist = ""
+    meanwhile = ""  # the form error when a concurrent import took some rows first
+
+    def parse(self, text: str) -> list:
+        raise NotImplementedError
+
+    def import_rows(self, *, text: str, actor, now) -> tuple[list, list]:
+        raise NotImplementedError
+
+    def imported(self, count: int) -> str:
+        raise NotImplementedError
 
     def dispatch(self, request, *args, **kwargs):
         if not request.user.has_perm("accounts.import_lines"):
@@ -87,50 +106,57 @@ class LineImportView(View):
         admin = self.model_admin
         return TemplateResponse(
             request,
-            "admin/accounts/line/import.html",
-            {
-                **admin.admin_site.each_context(request),
-                "opts": admin.model._meta,
-                "title": _("Import lines from CSV"),
-                **context,
-            },
+            self.template,
+            {**admin.admin_site.each_context(request), "opts": admin.model._meta, "title": self.title, **context},
         )
 
     def get(self, request):
-        return self.render(request, form=LineImportForm())
+        return self.render(request, form=self.form_class())
 
     def post(self, request):
-        form = LineImportForm(request.POST, request.FILES)
+        form = self.form_class(request.POST, request.FILES)
         if not form.is_valid():
             return self.render(request, form=form)
         text = form.cleaned_data["text"]
         try:
             if request.POST.get("confirm") != "yes":
-                rows = parse(text)
+                rows = self.parse(text)
                 return self.render(
                     request,
-                    form=LineImportForm(initial={"text": text}),
+                    form=self.form_class(initial={"text": text}),
                     rows=rows,
                     preview=True,
                     good=sum(row.ok for row in rows),
                     bad=sum(not row.ok for row in rows),
                 )
-            created, bad = import_lines(text=text, actor=request.user, now=timezone.now())
+            created, bad = self.import_rows(text=text, actor=request.user, now=timezone.now())
         except ImportFileError as exc:
             form.add_error(None, str(exc))
             return self.render(request, form=form)
         except IntegrityError:
-            form.add_error(
-                None, _("Another import added some of these lines meanwhile: nothing was imported, try again.")
-            )
+            form.add_error(None, self.meanwhile)
             return self.render(request, form=form)
-        messages.success(
-            request,
-            ngettext("%(count)d line imported.", "%(count)d lines imported.", len(created)) % {"count": len(created)},
-        )
+        messages.success(request, self.imported(len(created)))
         if bad:
-            return self.render(request, form=LineImportForm(), rows=bad, rejected=True, bad=len(bad))
-        return redirect("admin:accounts_line_changelist")
+            return self.render(request, form=self.form_class(), rows=bad, rejected=True, bad=len(bad))
+        return redirect(self.changelist)
+
+
+class LineImportView(CsvImportView):
+    form_class = LineImportForm
+    template = "admin/accounts/line/import.html"
+    title = _("Import lines from CSV")
+    changelist = "admin:accounts_line_changelist"
+    meanwhile = _("Another import added some of these lines meanwhile: nothing was imported, try again.")
+
+    def parse(self, text):
+        return parse(text)
+
+    def import_rows(self, *, text, actor, now):
+        return import_lines(text=text, actor=actor, now=now)
+
+    def imported(self, count):
+        return ngettext("%(count)d line imported.", "%(count)d lines imported.", count) % {"count": count}
 
 
 class ProfileImportForm(LineImportForm):
@@ -141,66 +167,24 @@ class ProfileImportForm(LineImportForm):
     )
 
 
-class ProfileImportView(View):
+class ProfileImportView(CsvImportView):
     """The profile pool's CSV import (docs/provisioning.md, "Profiles"): the line import's upload,
     preview and confirmation, with the same permission."""
 
-    model_admin = None
+    form_class = ProfileImportForm
+    template = "admin/provisioning/profile/import.html"
+    title = _("Import profiles from CSV")
+    changelist = "admin:provisioning_profile_changelist"
+    meanwhile = _("Another import added some of these profiles meanwhile: nothing was imported, try again.")
 
-    def dispatch(self, request, *args, **kwargs):
-        if not request.user.has_perm("accounts.import_lines"):
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)
+    def parse(self, text):
+        return pool_import.parse(text)
 
-    def render(self, request, **context):
-        admin = self.model_admin
-        return TemplateResponse(
-            request,
-            "admin/provisioning/profile/import.html",
-            {
-                **admin.admin_site.each_context(request),
-                "opts": admin.model._meta,
-                "title": _("Import profiles from CSV"),
-                **context,
-            },
-        )
+    def import_rows(self, *, text, actor, now):
+        return pool_import.import_profiles(text=text, actor=actor, now=now)
 
-    def get(self, request):
-        return self.render(request, form=ProfileImportForm())
-
-    def post(self, request):
-        form = ProfileImportForm(request.POST, request.FILES)
-        if not form.is_valid():
-            return self.render(request, form=form)
-        text = form.cleaned_data["text"]
-        try:
-            if request.POST.get("confirm") != "yes":
-                rows = pool_import.parse(text)
-                return self.render(
-                    request,
-                    form=ProfileImportForm(initial={"text": text}),
-                    rows=rows,
-                    preview=True,
-                    good=sum(row.ok for row in rows),
-                    bad=sum(not row.ok for row in rows),
-                )
-            created, bad = pool_import.import_profiles(text=text, actor=request.user, now=timezone.now())
-        except ImportFileError as exc:
-            form.add_error(None, str(exc))
-            return self.render(request, form=form)
-        except IntegrityError:
-            form.add_error(
-                None, _("Another import added some of these profiles meanwhile: nothing was imported, try again.")
-            )
-            return self.render(request, form=form)
-        messages.success(
-            request,
-            ngettext("%(count)d profile imported.", "%(count)d profiles imported.", len(created))
-            % {"count": len(created)},
-        )
-        if bad:
-            return self.render(request, form=ProfileImportForm(), rows=bad, rejected=True, bad=len(bad))
-        return redirect("admin:provisioning_profile_changelist")
+    def imported(self, count):
+        return ngettext("%(count)d profile imported.", "%(count)d profiles imported.", count) % {"count": count}
 
 
 def operations_view(request, admin_site):
