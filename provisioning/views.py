@@ -31,6 +31,7 @@ from payments.forms import PayNowForm
 from payments.models import Charge
 from payments.rate_limits import limit
 from payments.services import errors, on_session
+from payments.services import methods as method_services
 from payments.views import after_payment
 
 from . import selectors, services
@@ -60,7 +61,9 @@ CALLBACK_SECRET_HEADER = "X-ES2-Callback-Secret"
 @limit("payment")
 def buy(request, package_id: int):
     package = get_object_or_404(Package, pk=package_id, active=True)
-    methods = payment_selectors.usable_payment_methods_for_user(request.user)
+    # Only the types the operator takes in the package's currency (docs/payment-methods.md).
+    offered = method_services.method_types_for_currency(package.currency)
+    methods = [m for m in payment_selectors.usable_payment_methods_for_user(request.user) if m.type in offered]
     form = BuyForm(
         request.POST if request.method == "POST" else None,
         methods=methods,

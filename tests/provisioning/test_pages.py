@@ -180,3 +180,21 @@ def test_a_notification_with_a_timestamp_without_zone_is_read_as_utc(smdp, custo
     assert post_notification(client, body, settings.SMDP_CALLBACK_SECRET).status_code == 204
     order.refresh_from_db()
     assert order.downloaded_at.isoformat() == "2026-01-01T10:00:00+00:00"
+
+
+def test_the_buy_page_offers_only_the_methods_the_operator_takes_in_the_packages_currency(
+    smdp, customer, customer_client, package, card
+):
+    """A SEPA mandate saved for euro payments is neither listed nor accepted for a CNY plan
+    (settings.PAYMENT_METHOD_TYPES_BY_CURRENCY, docs/payment-methods.md)."""
+    from payments.selectors import payment_methods_for_user
+    from tests.payments.test_purchase import bind_sepa
+
+    assert package.currency == "CNY"
+    bind_sepa(customer_client, "DE89370400440532013000")
+    sepa = next(m for m in payment_methods_for_user(customer) if m.type == "sepa_debit")
+    page = customer_client.get(reverse("provisioning:buy", args=[package.pk])).content.decode()
+    assert f'value="{sepa.id}"' not in page and f'value="{card.id}"' in page
+    response = customer_client.post(reverse("provisioning:buy", args=[package.pk]), {"payment_method": sepa.id})
+    assert response.status_code == 400
+    assert not Charge.objects.filter(user=customer).exists()
