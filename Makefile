@@ -27,6 +27,7 @@ run: bootstrap messages
 	@echo "  esimsite: http://127.0.0.1:8000/   (admin: http://127.0.0.1:8000/admin/)"
 	@echo "  operator: operator@example.com / operator-demo-pass"
 	@echo "  customer: customer@example.com / customer-demo-pass"
+	@echo "  new eSIM: http://127.0.0.1:8000/plans/ (README: playing the phone on the SM-DP+ stand-in, :8430)"
 	@echo "  Ctrl-C stops everything."
 	@echo
 	exec .venv/bin/honcho start -f Procfile
