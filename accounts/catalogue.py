@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from babel import Locale
 from babel.lists import format_list
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .locale_format import babel_locale
 from .models import Package
-from .prices import babel_locale
 
 DEVICES_FILE = Path(__file__).resolve().parent / "data" / "esim_devices.json"
 MAX_QUERY = 60
@@ -43,7 +44,7 @@ def coverage_names(package: Package, language: str | None = None) -> str:
     """The package's countries by name in the language (CLDR), in the order the operator wrote them,
     as the language lists them ("China, Hong Kong SAR China, and Japan"; "中国、中国香港特别行政区和日本");
     a code CLDR cannot name is shown as the code."""
-    locale = babel_locale(language)
+    locale = Locale.parse(babel_locale(language))
     names = [locale.territories.get(code, code) for code in package.coverage_codes]
     return format_list(names, locale=locale) if names else ""
 

@@ -3,11 +3,15 @@ language with Babel (CLDR): "$18.00" in English, "US$18.00" and "¥18.00" in Chi
 exponents are ISO 4217's (Stripe's amounts use the same), kept here because accounts is the lowest
 package: payments.money reads the same table. docs/catalogue.md."""
 
+import re
 from decimal import Decimal
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.numbers import parse_pattern
-from django.utils.translation import get_language, to_locale
+
+from accounts.locale_format import babel_locale
+
+_LETTERS_THEN_DIGIT = re.compile(r"([A-Za-z])(\d)")
 
 # ISO 4217 minor-unit exponents that are not 2. CLDR's own (Babel's get_currency_precision) differ
 # for a few (HUF, TWD: cash digits), so the ledger's exponent decides, not the locale data.
@@ -49,19 +53,16 @@ def to_decimal(amount_minor: int, currency: str) -> Decimal:
     return Decimal(int(amount_minor)).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
 
 
-def babel_locale(language: str | None = None) -> Locale:
-    """The Babel locale of a Django language code ("zh-hans" -> zh_Hans), English if unknown."""
-    try:
-        return Locale.parse(to_locale(language or get_language() or "en"))
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse("en")
-
-
 def format_price(amount_minor: int, currency: str, language: str | None = None) -> str:
-    """The price in the language's currency format, with the ISO exponent's decimals: 1800 USD is
-    "$18.00" in English and "US$18.00" in Chinese, 1800 CNY "CN¥18.00" and "¥18.00"."""
-    locale = babel_locale(language)
+    """The amount in the language's currency format (the active one unless given), with the ISO
+    exponent's decimals, not Babel's idea of the currency: 1800 USD is "$18.00" in English and
+    "US$18.00" in Chinese, 1800 CNY "CN¥18.00" and "¥18.00". The one money formatter of the
+    catalogue and the customer's pages (payments.money.format_money)."""
+    locale = Locale.parse(babel_locale(language))
     pattern = parse_pattern(locale.currency_formats["standard"])
     exponent = currency_exponent(currency)
     pattern.frac_prec = (exponent, exponent)
-    return pattern.apply(to_decimal(amount_minor, currency), locale, currency=currency.upper(), currency_digits=False)
+    text = pattern.apply(to_decimal(amount_minor, currency), locale, currency=currency.upper(), currency_digits=False)
+    # CLDR's currencySpacing, which Babel does not apply: a symbol that is letters ("KWD") is
+    # kept off the digits by a no-break space ("KWD 1.234"); "CN¥98.00" stays as it is.
+    return _LETTERS_THEN_DIGIT.sub("\\1\u00a0\\2", text)

@@ -1,7 +1,6 @@
 """Money as the ledger keeps it (integer minor units + ISO 4217 code) turned into text at the
 edge: pages, CSV, receipts. Decimal only; a float never touches an amount."""
 
-import re
 from decimal import Decimal
 
 from babel import Locale
@@ -9,21 +8,9 @@ from babel.numbers import parse_pattern
 
 from accounts.locale_format import babel_locale
 
-# The exponents are ISO 4217's, kept in accounts (the lowest package) so that the catalogue's
-# prices and the ledger's amounts agree.
-from accounts.prices import CURRENCY_EXPONENTS
-
-_LETTERS_THEN_DIGIT = re.compile(r"([A-Za-z])(\d)")
-
-
-def currency_exponent(currency: str) -> int:
-    return CURRENCY_EXPONENTS.get((currency or "").upper(), 2)
-
-
-def to_decimal(amount_minor: int, currency: str) -> Decimal:
-    """98_00 CNY -> Decimal('98.00'); 1200 JPY -> Decimal('1200')."""
-    exponent = currency_exponent(currency)
-    return Decimal(int(amount_minor)).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
+# The exponents and the customer-facing format live in accounts (the lowest package), so that the
+# catalogue's prices and the ledger's amounts agree.
+from accounts.prices import currency_exponent, format_price, to_decimal
 
 
 def plain_amount(amount_minor: int, currency: str) -> str:
@@ -33,16 +20,8 @@ def plain_amount(amount_minor: int, currency: str) -> str:
 
 def format_money(amount_minor: int, currency: str) -> str:
     """By Babel in the active language's locale (docs/locale-formats.md): 9800 CNY is '¥98.00'
-    in Chinese and 'CN¥98.00' in English, 500 USD '$5.00' / 'US$5.00'. The digits are the
-    ledger's exponent, not Babel's idea of the currency."""
-    locale = Locale.parse(babel_locale())
-    pattern = parse_pattern(locale.currency_formats["standard"])
-    digits = currency_exponent(currency)
-    pattern.frac_prec = (digits, digits)
-    text = pattern.apply(to_decimal(amount_minor, currency), locale, currency=currency.upper(), currency_digits=False)
-    # CLDR's currencySpacing, which Babel does not apply: a symbol that is letters ("KWD") is
-    # kept off the digits by a no-break space ("KWD 1.234"); "CN¥98.00" stays as it is.
-    return _LETTERS_THEN_DIGIT.sub("\\1\u00a0\\2", text)
+    in Chinese and 'CN¥98.00' in English, 500 USD '$5.00' / 'US$5.00'."""
+    return format_price(amount_minor, currency)
 
 
 def format_money_code(amount_minor: int, currency: str) -> str:

@@ -3,8 +3,6 @@
 "default"). Every row is checked on its own; the good rows are added to the pool with a history
 row each, the bad ones come back with their reasons, as the line import does."""
 
-import csv
-import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -14,7 +12,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from accounts.history import record_change
-from accounts.services.line_import import ICCID, MAX_ROWS, ImportFileError
+from accounts.services.line_import import ICCID, read_rows
 
 from .models import Profile
 
@@ -37,29 +35,15 @@ class PoolRow:
 
 
 def parse(text: str) -> list[PoolRow]:
-    """Read and check every row (no write). Columns by header name, in any order."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    columns = [(name or "").strip().lower() for name in (reader.fieldnames or [])]
-    if "iccid" not in columns:
-        raise ImportFileError(_("Missing columns: %(columns)s.") % {"columns": "iccid"})
-    reader.fieldnames = columns
-    rows: list[PoolRow] = []
-    try:
-        for raw in reader:
-            if len(rows) >= MAX_ROWS:
-                raise ImportFileError(_("At most %(count)d rows per file.") % {"count": MAX_ROWS})
-            values = {key: (value or "").strip() for key, value in raw.items() if isinstance(value, str)}
-            if not any(values.values()):
-                continue
-            rows.append(
-                PoolRow(
-                    number=reader.line_num,
-                    iccid=values.get("iccid", ""),
-                    profile_type=values.get("profile_type", "") or DEFAULT_TYPE,
-                )
-            )
-    except csv.Error as exc:
-        raise ImportFileError(_("Not a readable CSV file: %(error)s") % {"error": exc}) from exc
+    """Read and check every row (no write)."""
+    rows = [
+        PoolRow(
+            number=number,
+            iccid=values.get("iccid", ""),
+            profile_type=values.get("profile_type", "") or DEFAULT_TYPE,
+        )
+        for number, values in read_rows(text, ("iccid",))
+    ]
     taken = set(Profile.objects.filter(iccid__in=[row.iccid for row in rows]).values_list("iccid", flat=True))
     seen: set[str] = set()
     for row in rows:

@@ -51,34 +51,42 @@ class ImportRow:
         return not self.errors
 
 
-def parse(text: str) -> list[ImportRow]:
-    """Read and check every row (no write). Columns by header name, in any order."""
+def read_rows(text: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """An operator's CSV as (line number, header -> stripped value), blank rows left out. Columns
+    by header name, in any order; a missing required column, too many rows or an unreadable file
+    is an ImportFileError. Shared by the line and the profile pool imports."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     columns = [(name or "").strip().lower() for name in (reader.fieldnames or [])]
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    missing = [name for name in required if name not in columns]
     if missing:
         raise ImportFileError(_("Missing columns: %(columns)s.") % {"columns": ", ".join(missing)})
     reader.fieldnames = columns
-    rows: list[ImportRow] = []
+    rows: list[tuple[int, dict[str, str]]] = []
     try:
         for raw in reader:
             if len(rows) >= MAX_ROWS:
                 raise ImportFileError(_("At most %(count)d rows per file.") % {"count": MAX_ROWS})
             values = {key: (value or "").strip() for key, value in raw.items() if isinstance(value, str)}
-            if not any(values.values()):
-                continue
-            rows.append(
-                ImportRow(
-                    number=reader.line_num,
-                    iccid=values.get("iccid", ""),
-                    smdp_address=values.get("smdp_address", ""),
-                    matching_id=values.get("matching_id", ""),
-                    package_name=values.get("package", ""),
-                    owner_text=values.get("owner", ""),
-                )
-            )
+            if any(values.values()):
+                rows.append((reader.line_num, values))
     except csv.Error as exc:
         raise ImportFileError(_("Not a readable CSV file: %(error)s") % {"error": exc}) from exc
+    return rows
+
+
+def parse(text: str) -> list[ImportRow]:
+    """Read and check every row (no write)."""
+    rows = [
+        ImportRow(
+            number=number,
+            iccid=values.get("iccid", ""),
+            smdp_address=values.get("smdp_address", ""),
+            matching_id=values.get("matching_id", ""),
+            package_name=values.get("package", ""),
+            owner_text=values.get("owner", ""),
+        )
+        for number, values in read_rows(text, REQUIRED_COLUMNS)
+    ]
     _check(rows)
     return rows
 
