@@ -62,8 +62,7 @@ CALLBACK_SECRET_HEADER = "X-ES2-Callback-Secret"
 def buy(request, package_id: int):
     package = get_object_or_404(Package, pk=package_id, active=True)
     # Only the types the operator takes in the package's currency (docs/payment-methods.md).
-    offered = method_services.method_types_for_currency(package.currency)
-    methods = [m for m in payment_selectors.usable_payment_methods_for_user(request.user) if m.type in offered]
+    methods = method_services.usable_methods_for_currency(request.user, package.currency)
     form = BuyForm(
         request.POST if request.method == "POST" else None,
         methods=methods,

@@ -258,8 +258,7 @@ def pay_renewal(request, renewal_id: int):
         messages.info(request, exc.user_message)
         return redirect("payments:history")
     # Only the types the operator takes in this currency (docs/payment-methods.md): no SEPA for CNY.
-    offered = method_services.method_types_for_currency(renewal.currency)
-    methods = [m for m in payment_selectors.usable_payment_methods_for_user(request.user) if m.type in offered]
+    methods = method_services.usable_methods_for_currency(request.user, renewal.currency)
     form = PayNowForm(
         request.POST if request.method == "POST" else None,
         methods=methods,

@@ -14,7 +14,7 @@ from django.db.models import Model
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import gateways, hooks
+from .. import gateways, hooks, selectors
 from ..gateways import GatewayError
 from .errors import BindingFailed, MethodUnavailable, PaymentError, PaymentMethodNotFound, ReplacementRequired
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from djstripe.models import PaymentMethod
 
     from accounts.models import User
+
+    from ..selectors import SavedMethod
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,13 @@ def method_types_for_currency(currency: str) -> list[str]:
     by_currency = {code.upper(): types for code, types in settings.PAYMENT_METHOD_TYPES_BY_CURRENCY.items()}
     types = by_currency.get((currency or "").upper(), settings.PAYMENT_METHOD_TYPES_DEFAULT)
     return [t for t in METHOD_TYPES if t in types and (t != "paypal" or settings.STRIPE_PAYPAL_ENABLED)]
+
+
+def usable_methods_for_currency(user: User, currency: str) -> list[SavedMethod]:
+    """The customer's usable saved methods of the types the operator takes in `currency`: what a
+    page paying in that currency lists and accepts (pay-now, a new eSIM)."""
+    offered = method_types_for_currency(currency)
+    return [m for m in selectors.usable_payment_methods_for_user(user) if m.type in offered]
 
 
 def customer_currencies(user: User) -> list[str]:
