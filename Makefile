@@ -66,6 +66,8 @@ bench: bootstrap-bench messages
 		echo "### bench.$$b"; \
 		WITH_SERVICES_QUIET=1 scripts/with-services $(PY) -m bench.$$b 2>&1 | tee var/bench/$$b.out; \
 	done
+	@echo "### every figure against its goal (bench/common.goal; var/bench/<bench>.out has the rest)"
+	@for b in $(BENCHES); do grep -h '^GOAL ' var/bench/$$b.out | sed "s/^GOAL /$$b: /" || echo "$$b: no GOAL line (the bench failed: var/bench/$$b.out)"; done
 
 # The chaos run (bench/chaos.py says what it breaks and what it checks); exit status 1 if an
 # invariant fails. CHAOS_ARGS="--lines 2000 --duration 180 --settle 600" for the issue's size.

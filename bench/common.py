@@ -67,6 +67,19 @@ def header(title: str) -> None:
     print(f"   time: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
 
 
+def goal(name: str, figure: float, *, target: float, at_least: bool, unit: str = "", note: str = "") -> bool:
+    """Print one figure against its goal (issue 15) on a line `make bench` collects into its summary:
+
+        GOAL <name>: <figure><unit> (goal >= <target><unit>) met|MISSED[ — note]
+
+    Returns whether it was met. Benches never assert on time: a missed goal is a printed fact."""
+    met = figure >= target if at_least else figure <= target
+    sign = ">=" if at_least else "<="
+    tail = f" - {note}" if note else ""
+    print(f"GOAL {name}: {figure:,.2f}{unit} (goal {sign} {target:,.2f}{unit}) {'met' if met else 'MISSED'}{tail}")
+    return met
+
+
 @contextmanager
 def timed():
     """with timed() as t: ...; t() -> seconds."""
