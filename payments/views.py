@@ -247,8 +247,21 @@ def buy(request, line_id: int):
         line = line_for_user(request.user, line_id)
     except Line.DoesNotExist:
         raise Http404 from None
-    methods = selectors.usable_payment_methods_for_user(request.user)
+    # Only methods some package on sale can be paid with are listed, and the chosen package's
+    # currency decides at POST (docs/payment-methods.md): a SEPA mandate never pays CNY.
+    currencies = set(Package.objects.filter(active=True).values_list("currency", flat=True))
+    offered = {t for currency in currencies for t in method_services.method_types_for_currency(currency)}
+    methods = [m for m in selectors.usable_payment_methods_for_user(request.user) if m.type in offered]
     form = BuyPackageForm(request.POST if request.method == "POST" else None, methods=methods)
+    if request.method == "POST" and form.is_valid():
+        package = form.cleaned_data["package"]
+        chosen = next(m for m in methods if m.id == form.cleaned_data["payment_method"])
+        if chosen.type not in method_services.method_types_for_currency(package.currency):
+            form.add_error(
+                "payment_method",
+                _("This payment method cannot pay in %(currency)s. Choose another one.")
+                % {"currency": package.currency.upper()},
+            )
     if request.method == "POST" and form.is_valid():
         try:
             charge = on_session.purchase_package(

@@ -400,20 +400,24 @@ def test_a_3ds_purchase_abandoned_at_the_bank_is_withdrawn_when_its_window_ends(
     assert on_session.reconcile_stale_purchases(now=end + timedelta(hours=1)) == []
 
 
+# The SEPA purchase tests are about SEPA's late settlement, bought in the test catalogue's CNY: the
+# operator offers SEPA for it there only (docs/payment-methods.md: by default SEPA is for EUR).
+SEPA_FOR_CNY = {"CNY": ["card", "sepa_debit"]}
+
+
 def bind_sepa(client, iban):
     from django.test import override_settings
 
     from tests.payments.conftest import confirm_sepa_setup_as_browser
 
-    # These tests are about SEPA's late settlement, bought in the test catalogue's CNY: the operator
-    # offers SEPA for it here only (docs/payment-methods.md: by default SEPA is for EUR).
-    with override_settings(PAYMENT_METHOD_TYPES_BY_CURRENCY={"CNY": ["card", "sepa_debit"]}):
+    with override_settings(PAYMENT_METHOD_TYPES_BY_CURRENCY=SEPA_FOR_CNY):
         start = client.post(reverse("payments:method_setup"), {"method_type": "sepa_debit"}).json()
     confirm_sepa_setup_as_browser(start["client_secret"], iban)
     client.post(reverse("payments:method_finish"), {"setup_intent_id": start["setup_intent_id"], "make_default": "on"})
 
 
-def test_sepa_purchase_that_settles_at_once(customer, customer_client, line, package):
+def test_sepa_purchase_that_settles_at_once(customer, customer_client, line, package, settings):
+    settings.PAYMENT_METHOD_TYPES_BY_CURRENCY = SEPA_FOR_CNY
     bind_sepa(customer_client, "DE89370400440532013000")
     (method,) = methods_of(customer)
     response = buy(customer_client, line, package, method.id)
@@ -422,9 +426,10 @@ def test_sepa_purchase_that_settles_at_once(customer, customer_client, line, pac
     assert response["Location"] == reverse("payments:receipt", args=[charge.pk])
 
 
-def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, customer_client, line, package):
+def test_sepa_purchase_that_bounces_later_stays_pending_then_fails(customer, customer_client, line, package, settings):
     from payments.services import on_session
 
+    settings.PAYMENT_METHOD_TYPES_BY_CURRENCY = SEPA_FOR_CNY
     bind_sepa(customer_client, "DE62370400440532013001")  # localstripe: processing, then declined ~0.5 s later
     (method,) = methods_of(customer)
     before = Line.objects.get(pk=line.pk).data_remaining_bytes
@@ -456,3 +461,22 @@ def test_pay_now_for_a_cny_renewal_does_not_list_a_sepa_mandate(customer, custom
     )
     assert response.status_code == 400
     assert not Charge.objects.filter(renewal=failed_renewal).exists()
+
+
+def test_a_top_up_in_cny_refuses_a_sepa_mandate_with_a_form_error_and_charges_nothing(
+    customer, customer_client, line, package
+):
+    # docs/payment-methods.md: by default SEPA pays euros only; the test catalogue's package is CNY.
+    bind_sepa(customer_client, "DE89370400440532013000")
+    (sepa,) = methods_of(customer)
+    page = reverse("payments:buy", args=[line.pk])
+    assert f'value="{sepa.id}"' not in customer_client.get(page).content.decode()
+    assert buy(customer_client, line, package, sepa.id).status_code == 400
+    # With a euro package on sale too the mandate is listed (it can pay that one), and choosing
+    # the CNY package with it says why it cannot.
+    make_package(name="Euro 5 GB", currency="EUR", price_minor=900)
+    assert f'value="{sepa.id}"' in customer_client.get(page).content.decode()
+    response = buy(customer_client, line, package, sepa.id)
+    assert response.status_code == 400
+    assert "This payment method cannot pay in CNY." in response.content.decode()
+    assert not Charge.objects.filter(user=customer).exists()
