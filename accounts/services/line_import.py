@@ -94,7 +94,8 @@ def parse(text: str) -> list[ImportRow]:
 def _check(rows: list[ImportRow]) -> None:
     iccids = [row.iccid for row in rows]
     taken = set(Line.objects.filter(iccid__in=iccids).values_list("iccid", flat=True))
-    packages = {str(p.pk): p for p in Package.objects.all()} | {p.name: p for p in Package.objects.all()}
+    catalogue = list(Package.objects.all())
+    packages = {str(p.pk): p for p in catalogue} | {p.name: p for p in catalogue}
     owners = _owners(row.owner_text for row in rows if row.owner_text)
     seen: set[str] = set()
     for row in rows:
