@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from . import common
 
-
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
@@ -43,9 +42,7 @@ def _xacts() -> dict:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()"
-        )
+        cursor.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()")
         commit, rollback = cursor.fetchone()
     return {"commit": commit, "rollback": rollback}
 
@@ -86,7 +83,8 @@ def write_pg(path: Path, pg: dict, *, per: int) -> None:
     """Every statement of the phase, for the notes: calls, per renewal, total ms, query."""
     with open(path, "w") as out:
         for calls, total, _rows, query in pg["all"]:
-            out.write(f"{calls:>7} {calls / per:6.2f}/r {total:10.1f} ms  {re.sub(r'\s+', ' ', query)[:400]}\n")
+            text = re.sub(r"\s+", " ", query)[:400]
+            out.write(f"{calls:>7} {calls / per:6.2f}/r {total:10.1f} ms  {text}\n")
 
 
 def print_pg(label: str, pg: dict, *, per: int) -> None:

@@ -21,44 +21,67 @@ from . import common, profiling
 MB = common.MB
 
 
-def _plain_client(jobs, barrier, results):
+def _plain_client(jobs, barrier, results, threads=1):
+    import threading
+
     import stripe
     from django.conf import settings
 
     # A connection of its own: a keep-alive socket inherited through fork, shared with the
-    # sibling, interleaves the two clients' requests on one stream.
+    # sibling, interleaves the two clients' requests on one stream. (The SDK's RequestsClient
+    # keeps one session per thread.)
     stripe.default_http_client = stripe.RequestsClient(timeout=settings.STRIPE_HTTP_TIMEOUT_SECONDS)
     barrier.wait()
-    done = 0
-    try:
-        for customer_id, pm_id in jobs:
-            stripe.PaymentIntent.create(
-                amount=9800,
-                currency="cny",
-                customer=customer_id,
-                payment_method=pm_id,
-                payment_method_types=["card"],
-                confirm=True,
-                off_session=True,
-                api_key=settings.STRIPE_SECRET_KEY,
-                max_network_retries=0,
-            )
-            done += 1
-    except BaseException as exc:  # the parent says what went wrong instead of waiting for a result
-        results.put(("error", repr(exc)))
-        raise
-    results.put((done, time.time()))
+    done = [0] * threads
+    errors = []
+
+    def client(k: int) -> None:
+        try:
+            for customer_id, pm_id in jobs[k::threads]:
+                _create(stripe, settings, customer_id, pm_id)
+                done[k] += 1
+        except BaseException as exc:  # the parent says what went wrong instead of waiting for a result
+            errors.append(repr(exc))
+
+    others = [threading.Thread(target=client, args=(k,)) for k in range(1, threads)]
+    for other in others:
+        other.start()
+    client(0)
+    for other in others:
+        other.join()
+    if errors:
+        results.put(("error", errors[0]))
+        return
+    results.put((sum(done), time.time()))
 
 
-def run_ceiling(jobs: list[tuple[str, str]], *, processes: int = 2) -> tuple[float, float, float]:
-    """(rate, start, end) of `processes` forked plain stripe clients creating+confirming a PaymentIntent per job."""
+def _create(stripe, settings, customer_id: str, pm_id: str) -> None:
+    stripe.PaymentIntent.create(
+        amount=9800,
+        currency="cny",
+        customer=customer_id,
+        payment_method=pm_id,
+        payment_method_types=["card"],
+        confirm=True,
+        off_session=True,
+        api_key=settings.STRIPE_SECRET_KEY,
+        max_network_retries=0,
+    )
+
+
+def run_ceiling(jobs: list[tuple[str, str]], *, processes: int = 2, threads: int = 1) -> tuple[float, float, float]:
+    """(rate, start, end) of `processes` forked plain stripe clients (each with `threads` threads)
+    creating+confirming a PaymentIntent per job."""
     from django.db import connections
 
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(processes + 1)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_plain_client, args=(jobs[k::processes], barrier, results)) for k in range(processes)]
+    procs = [
+        ctx.Process(target=_plain_client, args=(jobs[k::processes], barrier, results, threads))
+        for k in range(processes)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -186,6 +209,7 @@ def run(
     low_concurrency: int = 4,
     py_spy: bool = False,
 ) -> dict:
+    from django.conf import settings
     from django.test import override_settings
     from djstripe.models import Customer
 
@@ -221,6 +245,16 @@ def run(
     )
     print(f"   ceiling CPU in cores (the clients are forked from the bench): {ceiling_cpu.line()}")
     print(f"   ratio engine/ceiling: {ratio:.2f}")
+    # The engine overlaps round trips on RENEWALS_CHARGE_THREADS threads per process; the same
+    # concurrency for the plain clients says whether localstripe, not the clients, is the bound.
+    threads = int(settings.RENEWALS_CHARGE_THREADS)
+    with profiling.CpuMeter(None) as threaded_cpu:
+        threaded_rate, _t_start, _t_end = run_ceiling(jobs, threads=threads)
+    print(
+        f"   the same 2 plain clients with {threads} threads each (the engine's concurrency): "
+        f"{threaded_rate:.1f} PaymentIntents/s; engine / that = {engine['rate'] / threaded_rate:.2f}; "
+        f"CPU in cores: {threaded_cpu.line()}"
+    )
 
     low_ids = line_ids[: low_renewals or min(renewals, 200)]
     low = _engine_phase(
@@ -264,6 +298,7 @@ def run(
     return {
         "engine_rate": engine["rate"],
         "ceiling_rate": ceiling_rate,
+        "threaded_ceiling_rate": threaded_rate,
         "ratio": ratio,
         "peak_writes": engine["log_peak"],
         "succeeded": engine["succeeded"],
