@@ -247,7 +247,7 @@ def run(
     print(f"   ratio engine/ceiling: {ratio:.2f}")
     # The engine overlaps round trips on RENEWALS_CHARGE_THREADS threads per process; the same
     # concurrency for the plain clients says whether localstripe, not the clients, is the bound.
-    threads = int(settings.RENEWALS_CHARGE_THREADS)
+    threads = int(getattr(settings, "RENEWALS_CHARGE_THREADS", 4))  # 4: the base tree has no setting
     with profiling.CpuMeter(None) as threaded_cpu:
         threaded_rate, _t_start, _t_end = run_ceiling(jobs, threads=threads)
     print(

@@ -240,12 +240,12 @@ def test_the_tick_hands_claimed_renewals_to_real_workers_in_batches(customer, pa
     assert len(report.claimed) == 5
     log = tmp_path / "worker.log"
     with celery_worker(log):
-        assert wait_until(
-            lambda: Renewal.objects.filter(status=Renewal.Status.SUCCEEDED).count() == 5, timeout=60
-        ), log_text(log)
-        # Each batch kicks the email sender once, after its last renewal committed.
-        assert wait_until(lambda: not Notice.objects.exclude(status=Notice.Status.SENT).exists(), timeout=60), (
+        assert wait_until(lambda: Renewal.objects.filter(status=Renewal.Status.SUCCEEDED).count() == 5, timeout=60), (
             log_text(log)
+        )
+        # Each batch kicks the email sender once, after its last renewal committed.
+        assert wait_until(lambda: not Notice.objects.exclude(status=Notice.Status.SENT).exists(), timeout=60), log_text(
+            log
         )
     # Two messages (3 + 2 renewals), not five; and two email kicks, not five.
     assert len(re.findall(r"Task renewals\.charge_renewals\[[^\]]+\] received", log_text(log))) == 2, log_text(log)
