@@ -30,6 +30,19 @@ def delay_each(task, ids: list[int], *, event: str, field: str) -> list[int]:
     return enqueued
 
 
+def delay_batches(task, batches: list[list[int]], *, event: str, field: str) -> list[int]:
+    """`task.delay(ids)` for each batch of ids; the ids enqueued (a broker down: as delay_each)."""
+    enqueued = []
+    for ids in batches:
+        try:
+            task.delay(ids)
+        except OperationalError:
+            logger.warning("%s %s=%s reason=broker_unavailable", event, field, ",".join(map(str, ids)))
+            continue
+        enqueued.extend(ids)
+    return enqueued
+
+
 @shared_task(name="renewals.dispatch_renewals", ignore_result=True)
 def dispatch_renewals() -> str:
     """Beat's tick (every RENEWALS_DISPATCH_INTERVAL): claim due renewals and enqueue their charges."""
@@ -42,6 +55,18 @@ def dispatch_renewals() -> str:
 def charge_renewal_task(renewal_id: int) -> str:
     renewal = charging.charge_renewal(renewal_id=renewal_id)
     return renewal.status
+
+
+# The dispatcher's message: several claimed renewals, each charged by the one-renewal step above
+# on a small thread pool (docs/performance-renewals.md). Redelivered whole, it is as safe as the
+# single task delivered again: each renewal already charged or in flight is skipped.
+@shared_task(name="renewals.charge_renewals", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def charge_renewals_task(renewal_ids: list[int]) -> dict[str, int]:
+    statuses = charging.charge_renewals(renewal_ids=renewal_ids)
+    summary: dict[str, int] = {}
+    for status in statuses.values():
+        summary[status] = summary.get(status, 0) + 1
+    return summary
 
 
 # Enqueued by the dispatcher for each stale pending charge. Safe twice and in parallel: a charge

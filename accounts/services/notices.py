@@ -16,6 +16,9 @@ period. Only usage charged to the current package moves the level (docs/usage.md
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 from celery import current_app
@@ -62,7 +65,38 @@ def owe(notices: list[Notice]) -> None:
     if not notices:
         return
     Notice.objects.bulk_create(notices, ignore_conflicts=True)
-    transaction.on_commit(kick_sender)
+    transaction.on_commit(_kick_after_commit)
+
+
+# Inside one_kick(): the kicks owed by the block, sent as one at its end.
+_owed_kicks: ContextVar[list[bool] | None] = ContextVar("owed_notice_kicks", default=None)
+
+
+@contextmanager
+def one_kick() -> Iterator[None]:
+    """Kick the sender once, when the block ends, for every notice the block owed (a batch of
+    renewals charged by one task: one send task, not one per renewal; docs/performance-renewals.md).
+    Threads the block starts share it when run in a copy of its context (contextvars.copy_context).
+    The rows are written either way: a kick lost with the process is beat's sweep's to send."""
+    if _owed_kicks.get() is not None:
+        yield
+        return
+    owed: list[bool] = []
+    token = _owed_kicks.set(owed)
+    try:
+        yield
+    finally:
+        _owed_kicks.reset(token)
+        if owed:
+            kick_sender()
+
+
+def _kick_after_commit() -> None:
+    owed = _owed_kicks.get()
+    if owed is None:
+        kick_sender()
+    else:
+        owed.append(True)
 
 
 def owe_notice(

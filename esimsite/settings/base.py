@@ -362,6 +362,11 @@ RENEWALS_DISPATCH_INTERVAL = timedelta(seconds=env.int("RENEWALS_DISPATCH_INTERV
 # A charge left pending this long (a crash, a time-out) is reconciled by looking its PaymentIntent up.
 RENEWALS_RECONCILE_AFTER = timedelta(minutes=env.int("RENEWALS_RECONCILE_AFTER_MINUTES", default=10))
 RENEWALS_CLAIM_BATCH_SIZE = env.int("RENEWALS_CLAIM_BATCH_SIZE", default=100)
+# Claimed renewals travel to the workers this many per Celery message, and each worker process
+# charges a message's renewals on this many threads so that their processor round trips overlap
+# (docs/performance-renewals.md). Every thread holds a database connection while it runs.
+RENEWALS_CHARGE_BATCH_SIZE = env.int("RENEWALS_CHARGE_BATCH_SIZE", default=10)
+RENEWALS_CHARGE_THREADS = env.int("RENEWALS_CHARGE_THREADS", default=4)
 # The customer's time to confirm a renewal with the bank (3-D Secure) is the retry policy's
 # authentication_hours; this, when set, replaces it with seconds: the chaos run (bench/chaos.py)
 # lets cycles close within the run. Unset in production.

@@ -3,15 +3,20 @@ no lock held, then record the outcome (outcomes.py)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from accounts.services import notices
 from payments import gateways
 from payments.models import Charge
 from payments.selectors import method_for_off_session
@@ -151,7 +156,10 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     if prepared is None:
         return Renewal.objects.get(pk=renewal_id)
     outcome = gateways.charge_off_session(
-        charge=prepared.charge, customer_id=prepared.customer_id, payment_method_id=prepared.payment_method_id
+        charge=prepared.charge,
+        customer_id=prepared.customer_id,
+        payment_method_id=prepared.payment_method_id,
+        method_type=method_type,
     )
     if _kind(outcome) == THROTTLED:
         return reconciliation.release_unsent_attempt(charge_id=prepared.charge.pk, now=now or timezone.now())
@@ -170,6 +178,45 @@ def charge_renewal(*, renewal_id: int, now: datetime | None = None) -> Renewal:
     return outcomes._record_outcome(
         renewal_id=renewal_id, charge_id=prepared.charge.pk, outcome=outcome, now=now or timezone.now()
     )
+
+
+def charge_renewals(*, renewal_ids: list[int], threads: int | None = None) -> dict[int, str]:
+    """The charge step for several claimed renewals, each exactly charge_renewal (its own
+    transactions, locks and idempotency key), run on up to `threads` threads so that one renewal's
+    processor round trip overlaps another's database work (docs/performance-renewals.md). Returns
+    each renewal's status; one that raised is logged and left `charging` for requeue_lost_claims,
+    as a failed single task would be, and the others go on."""
+    threads = max(1, threads or int(getattr(settings, "RENEWALS_CHARGE_THREADS", 4)))
+    pending = deque(renewal_ids)
+    statuses: dict[int, str] = {}
+
+    def work() -> None:
+        try:
+            while True:
+                try:
+                    renewal_id = pending.popleft()  # atomic: each id to one thread
+                except IndexError:
+                    return
+                try:
+                    statuses[renewal_id] = charge_renewal(renewal_id=renewal_id).status
+                except Exception:
+                    logger.exception("charge_error renewal=%s", renewal_id)
+                    statuses[renewal_id] = "error"
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connection.close()  # a pool thread's own connection ends with it
+
+    with notices.one_kick():  # one email kick for the batch, not one per renewal
+        helpers = [
+            threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+            for _ in range(min(threads, len(renewal_ids)) - 1)
+        ]
+        for helper in helpers:
+            helper.start()
+        work()  # the calling thread takes its share and keeps its connection
+        for helper in helpers:
+            helper.join()
+    return statuses
 
 
 def _withdraw_open_payments(*, renewal_id: int) -> bool:

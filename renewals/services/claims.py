@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 
 from payments.models import Charge
@@ -43,8 +44,11 @@ def claim_due_renewals(*, now: datetime, limit: int | None = None, renewal_ids: 
 
 
 def _enqueue_charges(renewal_ids: list[int]) -> None:
-    # A claim is a row: requeue_lost_claims hands it out again once the broker is back.
-    tasks.delay_each(tasks.charge_renewal_task, renewal_ids, event="charge_enqueue_failed", field="renewal")
+    """One Celery message per RENEWALS_CHARGE_BATCH_SIZE claimed renewals (docs/performance-renewals.md).
+    A claim is a row: requeue_lost_claims hands it out again once the broker is back."""
+    size = max(1, int(getattr(settings, "RENEWALS_CHARGE_BATCH_SIZE", 10)))
+    batches = [renewal_ids[i : i + size] for i in range(0, len(renewal_ids), size)]
+    tasks.delay_batches(tasks.charge_renewals_task, batches, event="charge_enqueue_failed", field="renewals")
 
 
 def dispatch_now(*, renewal_ids: list[int], now: datetime) -> list[int]:

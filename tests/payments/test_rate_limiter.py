@@ -7,6 +7,7 @@ the limiter's Redis stopped nothing is sent, and everything goes through once it
 import logging
 import multiprocessing
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -57,14 +58,17 @@ class StampingClient(stripe.RequestsClient):
         return super().request(method, url, headers, post_data)
 
 
-def _writer(count: int, tag: str, barrier, results) -> None:
+def _writer(count: int, tag: str, barrier, results, threads: int = 1) -> None:
     # The limited client as configure() makes it, with a fresh HTTP session of its own (a keep-alive
-    # socket inherited through fork would be shared) that notes its send times.
+    # socket inherited through fork would be shared) that notes its send times. With threads > 1,
+    # `count` writes on each of that many threads, as a batch of renewals is charged
+    # (renewals.services.charging.charge_renewals; the SDK keeps a session per thread).
     stamping = StampingClient(timeout=django_settings.STRIPE_HTTP_TIMEOUT_SECONDS)
     stripe.default_http_client = gateways.WriteLimitedClient(stamping)
     barrier.wait()
-    done = 0
-    try:
+    done = [0] * threads
+
+    def write(k: int) -> None:
         for _ in range(count):
             stripe.PaymentIntent.create(
                 amount=1800,
@@ -74,9 +78,17 @@ def _writer(count: int, tag: str, barrier, results) -> None:
                 api_key=django_settings.STRIPE_SECRET_KEY,
                 max_network_retries=0,
             )
-            done += 1
+            done[k] += 1
+
+    others = [threading.Thread(target=write, args=(k,)) for k in range(1, threads)]
+    try:
+        for other in others:
+            other.start()
+        write(0)
     finally:
-        results.put((done, stamping.write_times))
+        for other in others:
+            other.join()
+        results.put((sum(done), stamping.write_times))
 
 
 def test_four_processes_writing_at_once_never_exceed_the_limit_in_any_second_and_all_finish(settings):
@@ -115,6 +127,40 @@ def test_four_processes_writing_at_once_never_exceed_the_limit_in_any_second_and
     # How many writes had to wait depends on how fast the four processes start (a slow start
     # spreads them out), so it is not asserted: the limit above is the behaviour.
     assert stats.waited <= total
+
+
+def test_two_processes_of_four_threads_each_never_exceed_the_limit_in_any_second_and_all_finish(settings):
+    """The batch charge path's shape: several threads per worker process, each writing."""
+    settings.STRIPE_WRITE_RATE_LIMIT = 10
+    settings.STRIPE_RATE_LIMIT_MAX_WAIT_SECONDS = 30
+    processor_limit.reset_write_stats()
+    tag, processes, threads, each = uuid.uuid4().hex, 2, 4, 5
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
+    children = [ctx.Process(target=_writer, args=(each, tag, barrier, results, threads)) for _ in range(processes)]
+    for child in children:
+        child.start()
+    barrier.wait()
+    reports = [results.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(10)
+
+    total = processes * threads * each
+    assert [done for done, _times in reports] == [threads * each] * processes
+    sent = sorted(t for _done, times in reports for t in times)
+    assert len(sent) == total
+    assert max_in_any_second(sent) <= 10, [round(t - sent[0], 3) for t in sent]
+    intents = [
+        pi
+        for pi in stripe.PaymentIntent.list(limit=100, api_key=settings.STRIPE_SECRET_KEY).auto_paging_iter()
+        if (pi["metadata"] or {}).get("limiter_run") == tag
+    ]
+    assert len(intents) == total
+    assert max(Counter(pi["created"] for pi in intents).values()) <= 10
+    stats = processor_limit.write_stats()
+    assert (stats.writes, stats.refused) == (total, 0)
+    assert 0 < stats.max_window <= 10
 
 
 def test_every_gateway_write_goes_through_the_limiter_and_is_counted(proxy, customer, line, package):

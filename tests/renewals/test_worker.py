@@ -3,6 +3,7 @@ delivered twice, and a worker SIGKILLed between Stripe's answer and our commit. 
 own list of PaymentIntents is the judge (docs/invariants.md #1)."""
 
 import os
+import re
 import signal
 import threading
 from datetime import timedelta
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
+from django.test import override_settings
 from django.utils import timezone
 
-from accounts.models import Line
+from accounts.models import Line, Notice
 from esimsite.celery import app
 from payments.models import Charge
 from renewals.models import Renewal
@@ -192,3 +194,62 @@ def test_the_tick_hands_stale_charges_to_real_workers_which_settle_each_once(
     assert Renewal.objects.get(pk=never_sent.pk).failures == 0
     assert Charge.objects.get(pk=lost.charge.pk).failure_code == "not_sent"
     assert payment_intents_for(never_sent) == []
+
+
+def test_a_batch_charge_task_delivered_twice_to_real_workers_charges_each_renewal_once(
+    customer, package, policy, add_card, tmp_path, settings
+):
+    """One message charges several renewals, their processor calls overlapping on the worker's
+    threads (docs/performance-renewals.md); each is still the one-renewal charge step, so the
+    batch delivered twice sends nothing twice."""
+    from renewals.tasks import charge_renewals_task
+    from tests.builders import make_line, make_rule
+
+    add_card()
+    renewals = [
+        claimed_renewal(
+            make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=0), package=package)
+        )
+        for _ in range(6)
+    ]
+    ids = [renewal.pk for renewal in renewals]
+    app.control.purge()
+    charge_renewals_task.delay(ids)
+    charge_renewals_task.delay(ids)
+    log = tmp_path / "worker.log"
+    with celery_worker(log, RENEWALS_CHARGE_THREADS="4"):
+        assert wait_until(lambda: log_text(log).count("renewals.charge_renewals[") >= 4, timeout=60), log_text(log)
+        assert wait_until(
+            lambda: Renewal.objects.filter(pk__in=ids, status=Renewal.Status.SUCCEEDED).count() == 6, timeout=60
+        ), log_text(log)
+    for renewal in renewals:
+        assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]
+        assert Charge.objects.filter(renewal=renewal).count() == 1
+    assert "reason=not_charging" in log_text(log) or "reason=attempt_in_flight" in log_text(log)
+
+
+def test_the_tick_hands_claimed_renewals_to_real_workers_in_batches(customer, package, policy, add_card, tmp_path):
+    from tests.builders import make_line, make_rule
+
+    add_card()
+    for _ in range(5):
+        make_rule(line=make_line(owner=customer, package=package, data_remaining_bytes=0), package=package)
+    app.control.purge()
+    with override_settings(RENEWALS_CHARGE_BATCH_SIZE=3):
+        report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=True)
+    assert len(report.claimed) == 5
+    log = tmp_path / "worker.log"
+    with celery_worker(log):
+        assert wait_until(lambda: Renewal.objects.filter(status=Renewal.Status.SUCCEEDED).count() == 5, timeout=60), (
+            log_text(log)
+        )
+        # Each batch kicks the email sender once, after its last renewal committed.
+        assert wait_until(lambda: not Notice.objects.exclude(status=Notice.Status.SENT).exists(), timeout=60), log_text(
+            log
+        )
+    # Two messages (3 + 2 renewals), not five; and two email kicks, not five.
+    assert len(re.findall(r"Task renewals\.charge_renewals\[[^\]]+\] received", log_text(log))) == 2, log_text(log)
+    assert len(re.findall(r"Task accounts\.send_notices\[[^\]]+\] received", log_text(log))) == 2, log_text(log)
+    assert "Task renewals.charge_renewal[" not in log_text(log)
+    for renewal in Renewal.objects.filter(pk__in=report.claimed):
+        assert [pi["status"] for pi in payment_intents_for(renewal)] == ["succeeded"]
