@@ -185,8 +185,23 @@ def _py_spy(gunicorn_pid: int, out: str, seconds: int):
     answer is not counted: pg_stat_statements says what the SQL cost)."""
     spy = common.ROOT / ".venv" / "bin" / "py-spy"
     return subprocess.Popen(
-        [str(spy), "record", "--pid", str(gunicorn_pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
-         "--duration", str(seconds), "--nonblocking", "--output", out],
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(gunicorn_pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--gil",
+            "--duration",
+            str(seconds),
+            "--nonblocking",
+            "--output",
+            out,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -203,7 +218,14 @@ def py_spy_summary(path: str, top: int = 25) -> list[str]:
         for row in f:
             stack, _, count_text = row.rstrip("\n").rpartition(" ")
             frames = stack.split(";")
-            start = next((i for i, frame in enumerate(frames) if frame.startswith(("handle_request ", "SyncWorker.handle_request", "ThreadWorker.handle_request"))), None)
+            start = next(
+                (
+                    i
+                    for i, frame in enumerate(frames)
+                    if frame.startswith(("handle_request ", "SyncWorker.handle_request", "ThreadWorker.handle_request"))
+                ),
+                None,
+            )
             if start is None or not count_text.isdigit():
                 continue
             count = int(count_text)
@@ -336,22 +358,46 @@ def run(
         # Browsing customers have an auto-renewal rule: the pages then read rules and methods too.
         common.load_rules(first=1, last=browsing, package_id=package.pk)
         common.vacuum_analyze("accounts_user", "accounts_line", "payments_charge", "account_emailaddress")
-    print(f"   {customers:,} customers with a line, {browsing} of them with 20 charges and a rule: loaded in {t():.1f} s")
+    print(
+        f"   {customers:,} customers with a line, {browsing} of them with 20 charges and a rule: loaded in {t():.1f} s"
+    )
     sessions = common.OUT_DIR / "portal-sessions.json"
     sessions.write_text(json.dumps(_sessions(browsing)))
-    model = f"{web_workers} gunicorn {'gthread workers x ' + str(threads) + ' threads' if threads > 1 else 'sync workers'}"
+    model = (
+        f"{web_workers} gunicorn {'gthread workers x ' + str(threads) + ' threads' if threads > 1 else 'sync workers'}"
+    )
     print(f"   {model}; each user waits 1 s after each page")
     out: dict = {}
-    with common.gunicorn(workers=web_workers, threads=threads, log_name="portal-gunicorn") as base_url:
-        pid = _gunicorn_master()
-        # A few requests first, so that the workers' imports and template compilation are not measured.
-        if not rounds:
-            print("   warm-up (one round per user, not counted):")
-            _phase(base_url=base_url, gunicorn_pid=pid, users=min(users), seconds=seconds, rounds=1, sessions=sessions, spy=False)
-        for count in users:
-            out[count] = _phase(
-                base_url=base_url, gunicorn_pid=pid, users=count, seconds=seconds, rounds=rounds, sessions=sessions, spy=spy
-            )
+    # gunicorn as production runs it: connections kept between requests (settings/production.py).
+    kept = os.environ.get("CONN_MAX_AGE")
+    os.environ["CONN_MAX_AGE"] = kept or "60"
+    try:
+        with common.gunicorn(workers=web_workers, threads=threads, log_name="portal-gunicorn") as base_url:
+            pid = _gunicorn_master()
+            if not rounds:
+                print("   warm-up (one round per user, not counted):")
+                _phase(
+                    base_url=base_url,
+                    gunicorn_pid=pid,
+                    users=min(users),
+                    seconds=seconds,
+                    rounds=1,
+                    sessions=sessions,
+                    spy=False,
+                )
+            for count in users:
+                out[count] = _phase(
+                    base_url=base_url,
+                    gunicorn_pid=pid,
+                    users=count,
+                    seconds=seconds,
+                    rounds=rounds,
+                    sessions=sessions,
+                    spy=spy,
+                )
+    finally:
+        if kept is None:
+            os.environ.pop("CONN_MAX_AGE", None)
     return out
 
 
@@ -360,7 +406,9 @@ def report_goals(out: dict) -> None:
     low, high = out.get(50), out.get(200)
     errors = sum(phase["Aggregated"]["failures"] for phase in out.values())
     if low and high and low["Aggregated"]["p95"] and high["Aggregated"]["p95"]:
-        print(f"   p95 at 200 users / p95 at 50 users (same run): {high['Aggregated']['p95'] / low['Aggregated']['p95']:.2f}")
+        print(
+            f"   p95 at 200 users / p95 at 50 users (same run): {high['Aggregated']['p95'] / low['Aggregated']['p95']:.2f}"
+        )
     if low:
         common.goal("portal p95 at 50 users", low["Aggregated"]["p95"] or 0.0, target=50, at_least=False, unit=" ms")
     if high:
