@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -267,34 +266,41 @@ def _phase(*, base_url: str, gunicorn_pid: int, users: int, seconds: int, rounds
     json_path = f"{prefix}.json"
     if os.path.exists(json_path):
         os.unlink(json_path)
-    have_sql = _statements_reset()
     spawn_rate = max(users // 5, 1)
+    ramp = 0 if rounds else users / spawn_rate
     command = [
         sys.executable, "-m", "locust", "-f", str(common.ROOT / "bench" / "locustfile.py"), "--headless",
-        "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds + (users // spawn_rate if not rounds else 0)}s",
+        "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds + ramp:.0f}s",
         "--host", base_url, "--json-file", str(prefix), "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     if not rounds:
         command.append("--reset-stats")  # the figures start once every user browses
-    spy_process = _py_spy(gunicorn_pid, f"{prefix}-pyspy.raw", seconds) if spy else None
-    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before_web, before_machine = _cpu_seconds(gunicorn_pid), _machine_cpu_seconds()
-    started = time.monotonic()
     with open(common.OUT_DIR / f"portal-locust-{users}.log", "wb") as log:
-        subprocess.run(
+        process = subprocess.Popen(
             command,
             env=common.child_env(
                 BENCH_PORTAL_SESSIONS=str(sessions), BENCH_PORTAL_ROUNDS=str(rounds), BENCH_PORTAL_USERS=str(users)
             ),
-            check=False,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        # The CPU, the SQL and the profile are counted over the window locust's figures cover:
+        # from the moment every user has started (--reset-stats) to the end.
+        deadline = time.monotonic() + ramp
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        have_sql = _statements_reset()
+        spy_process = _py_spy(gunicorn_pid, f"{prefix}-pyspy.raw", seconds) if spy else None
+        before_web, before_machine = _cpu_seconds(gunicorn_pid), _machine_cpu_seconds()
+        before_locust = locust_now = _cpu_seconds(process.pid)
+        started = time.monotonic()
+        while process.poll() is None:
+            locust_now = max(locust_now, _cpu_seconds(process.pid))  # its last reading before it quits
+            time.sleep(0.5)
     wall = time.monotonic() - started
-    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     web = _cpu_seconds(gunicorn_pid) - before_web
     machine = _machine_cpu_seconds() - before_machine
-    locust = (after_children.ru_utime + after_children.ru_stime) - (before_children.ru_utime + before_children.ru_stime)
+    locust = locust_now - before_locust
     results = _results(json.loads(open(json_path).read()))
     total = results["Aggregated"]
     results["cpu"] = {"wall": wall, "locust": locust, "gunicorn": web, "machine": machine}
@@ -314,16 +320,17 @@ def _phase(*, base_url: str, gunicorn_pid: int, users: int, seconds: int, rounds
                 f"p50 {row['p50']} ms, p95 {row['p95']} ms, p99 {row['p99']} ms"
             )
     cores = os.cpu_count() or 1
+    views = max(total["requests"], 1)
     print(
-        f"   CPU over {wall:.0f} s (whole run, ramp included; {cores} cores = {cores * wall:.0f} core-s): "
-        f"gunicorn {web:.1f} s ({100 * web / wall:.0f}% of a core), locust {locust:.1f} s ({100 * locust / wall:.0f}%), "
-        f"whole machine {machine:.1f} s ({100 * machine / (cores * wall):.0f}% of all cores; the rest is PostgreSQL, "
-        f"Redis and the neighbours)"
+        f"   CPU over the {wall:.0f} s measured ({cores} cores = {cores * wall:.0f} core-s): "
+        f"gunicorn {web:.1f} s ({100 * web / wall:.0f}% of a core, {1000 * web / views:.1f} ms per page view), "
+        f"locust {locust:.1f} s ({100 * locust / wall:.0f}% of a core, {1000 * locust / views:.1f} ms per request), "
+        f"whole machine {machine:.1f} s ({100 * machine / (cores * wall):.0f}% of all cores: the rest is "
+        f"PostgreSQL, Redis and the neighbours)"
     )
     if results["sql"]:
         calls = sum(row[0] for row in results["sql"])
         ms = sum(row[1] for row in results["sql"])
-        views = max(total["requests"], 1)
         print(f"   SQL: {calls:,} statements, {ms:,.0f} ms in PostgreSQL (whole phase); "
               f"~{calls / views:.1f} statements and {ms / views:.2f} ms per page view")  # fmt: skip
         for calls_, total_ms, mean_ms, query in results["sql"][:6]:
