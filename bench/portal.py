@@ -17,8 +17,9 @@ functions that take the most time (var/bench/portal-pyspy-<users>.txt).
     scripts/with-services .venv/bin/python -m bench.portal [--customers 100000 --users 50 200 --duration 60]
         [--web-workers 4 --threads 1] [--py-spy]
 
-gunicorn runs the worker model of Procfile.production unless told otherwise (docs/portal-performance.md
-says why): --web-workers and --threads (threads > 1 is gthread)."""
+gunicorn runs 4 sync workers, the model this bench always measured (production runs gthread, 2 x 4:
+docs/portal-performance.md compares them); --web-workers and --threads change it (threads > 1 is
+gthread). Database connections are kept between requests, as production keeps them."""
 
 from __future__ import annotations
 
@@ -452,8 +453,9 @@ def main(argv=None) -> None:
 
 
 def production_worker_model() -> tuple[int, int]:
-    """The workers and threads Procfile.production gives gunicorn (WEB_CONCURRENCY / GUNICORN_THREADS
-    defaults), so the bench measures what is deployed."""
+    """The bench's default workers and threads: 4 sync workers on 2 cores, as every earlier run of
+    this bench, so figures compare across sessions (production's gthread 2 x 4: --web-workers 2
+    --threads 4)."""
     return 4, 1
 
 
