@@ -433,7 +433,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--py-spy", action="store_true", help="sample the gunicorn workers with py-spy in each phase")
     args = parser.parse_args(argv)
-    workers, threads = production_worker_model()
+    workers, threads = default_worker_model()
     workers = args.web_workers or workers
     threads = args.threads or threads
     common.setup_django()
@@ -452,7 +452,7 @@ def main(argv=None) -> None:
     report_goals(out)
 
 
-def production_worker_model() -> tuple[int, int]:
+def default_worker_model() -> tuple[int, int]:
     """The bench's default workers and threads: 4 sync workers on 2 cores, as every earlier run of
     this bench, so figures compare across sessions (production's gthread 2 x 4: --web-workers 2
     --threads 4)."""
