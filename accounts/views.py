@@ -1,5 +1,6 @@
 """The customer's portal pages: account home, line detail with install codes, own settings."""
 
+import functools
 import zoneinfo
 from urllib.parse import quote
 
@@ -30,6 +31,15 @@ from .usage_chart import build_chart, chart_window
 IOS_INSTALL_URL = "https://esimsetup.apple.com/esim_qrcode_provisioning?carddata="
 
 
+@functools.lru_cache(maxsize=512)
+def activation_qr_svg(lpa: str, title: str) -> str:
+    """The activation code's QR code as inline SVG. Encoding it is a good part of the line page's
+    CPU and the answer depends only on the code and the title's language: each worker keeps the
+    last ones it drew (docs/portal-performance.md)."""
+    svg = segno.make(lpa, error="m").svg_inline(scale=5, border=4, light="#fff", omitsize=True, title=title)
+    return svg.replace("<svg ", '<svg role="img" ', 1)
+
+
 @login_required
 @require_GET
 def home(request):
@@ -38,7 +48,7 @@ def home(request):
     days, since = chart_window(now=timezone.now(), zone=zone)
     usage = selectors.daily_usage_for_lines(lines, since=since, zone=zone)
     entries = [{"line": line, "chart": build_chart(days=days, usage=usage[line.pk])} for line in lines]
-    return render(request, "accounts/home.html", {"entries": entries})
+    return render(request, "accounts/home.html", {"entries": entries, "lines": lines})
 
 
 @require_GET
@@ -76,14 +86,11 @@ def line_detail(request, line_id: int):
     except Line.DoesNotExist:
         raise Http404 from None
     lpa = line.lpa_string
-    qr_svg = segno.make(lpa, error="m").svg_inline(
-        scale=5, border=4, light="#fff", omitsize=True, title=_("QR code of the activation code")
-    )
     context = {
         "line": line,
         "lpa": lpa,
         # segno escapes the title; the SVG is ours, not user input.
-        "qr_svg": mark_safe(qr_svg.replace("<svg ", '<svg role="img" ', 1)),
+        "qr_svg": mark_safe(activation_qr_svg(lpa, _("QR code of the activation code"))),
         "ios_install_url": IOS_INSTALL_URL + quote(lpa, safe=""),
         "corrections": list(selectors.usage_corrections_for_line(line)),
     }

@@ -97,15 +97,20 @@ def situation_of(line: Line, renewal: Renewal | None, pending_charge: Charge | N
     return None
 
 
-def line_states_for_user(user: User | AnonymousUser | None, *, line: Line | None = None) -> dict[int, LineState]:
+def line_states_for_user(
+    user: User | AnonymousUser | None, *, line: Line | None = None, lines: list[Line] | None = None
+) -> dict[int, LineState]:
     """Each of the user's lines (or one) with its current situation and its auto-renewal, by line
-    id. A fixed number of queries whatever the number of lines."""
+    id. A fixed number of queries whatever the number of lines. A page that has already read the
+    lines passes them (`line`, or `lines` from accounts.selectors.lines_for_user): they are not read
+    again, and any that is not the user's is left out (docs/portal-performance.md)."""
     if user is None or not user.is_authenticated:
         return {}
-    lines = Line.objects.filter(owner=user).select_related("package")
     if line is not None:
-        lines = lines.filter(pk=line.pk)
-    lines_by_id = {each.pk: each for each in lines}
+        lines = [line]
+    if lines is None:
+        lines = list(Line.objects.filter(owner=user).select_related("package"))
+    lines_by_id = {each.pk: each for each in lines if each.owner_id == user.pk}
     if not lines_by_id:
         return {}
     newest = (

@@ -8,6 +8,10 @@ from .base import env
 LOGGING["handlers"]["console"]["formatter"] = env("LOG_FORMAT", default="json")  # noqa: F405
 
 DEBUG = False
+# Each gunicorn thread keeps its database connection between requests: opening one (a new
+# PostgreSQL backend process, authentication, set-up statements) cost more than the portal's page
+# itself (docs/portal-performance.md). workers x threads connections per web host.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)  # noqa: F405
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 # Stripe.js's nested frames and its 3-D Secure pages (Stripe's published CSP requirements).
 CSP_EXTRA_SCRIPT_SRC = env.list("CSP_EXTRA_SCRIPT_SRC", default=["https://*.js.stripe.com"])

@@ -22,9 +22,10 @@ def money(amount_minor, currency: str) -> str:
 
 
 @register.simple_tag
-def line_states(user, line=None) -> dict:
-    """`{% line_states user as states %}` (or one line's): LineState by line id."""
-    return selectors.line_states_for_user(user, line=line)
+def line_states(user, line=None, lines=None) -> dict:
+    """`{% line_states user as states %}`, one line's (`{% line_states user line as states %}`) or
+    those the view read (`lines=lines`): LineState by line id."""
+    return selectors.line_states_for_user(user, line=line, lines=lines)
 
 
 @register.filter

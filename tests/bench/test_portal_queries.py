@@ -38,3 +38,36 @@ def test_portal_pages_send_as_many_queries_for_one_line_as_for_many_lines_and_ch
     client.force_login(other_customer)
     many = counts(client, other_customer, lines=8, charges_per_line=6)
     assert many == few
+
+
+def statements_for(client, url) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200
+    return [query["sql"] for query in captured.captured_queries]
+
+
+@pytest.mark.django_db
+def test_account_and_line_pages_read_the_customers_lines_once(client, customer):
+    # The banners and the auto-renewal state reuse the lines the view already read
+    # (docs/portal-performance.md): a second read of the same rows is a round trip for nothing.
+    package = make_package()
+    line = make_line(owner=customer, package=package)
+    make_line(owner=customer, package=package)
+    client.force_login(customer)
+
+    for url in (reverse("accounts:home"), reverse("accounts:line_detail", args=[line.pk])):
+        reads = [sql for sql in statements_for(client, url) if sql.startswith('SELECT "accounts_line"."id"')]
+        assert len(reads) == 1, (url, reads)
+
+
+@pytest.mark.django_db
+def test_history_page_reads_the_line_filter_without_a_server_side_cursor(client, customer):
+    # A held cursor (DECLARE … WITH HOLD, then FETCH and CLOSE) is three round trips and a
+    # materialised result for a handful of lines.
+    make_line(owner=customer, package=make_package())
+    client.force_login(customer)
+
+    statements = statements_for(client, reverse("payments:history"))
+
+    assert not [sql for sql in statements if sql.startswith("DECLARE")], statements
