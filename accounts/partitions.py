@@ -34,6 +34,11 @@ LOCK_TIMEOUT = "2s"
 _known_days: set[date] = set()
 
 
+def forget_known_days() -> None:
+    """Empty this process's cache (a test that drops partitions inside its transaction)."""
+    _known_days.clear()
+
+
 def is_partitioned() -> bool:
     return connection.vendor == "postgresql"
 
