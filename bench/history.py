@@ -112,7 +112,10 @@ def _account_page_times(*, requests: int) -> list[float]:
         client = Client()
         client.force_login(user)
         warm = client.get("/")
-        assert warm.status_code == 200, (warm.status_code, warm.get("Location"))  # warm: templates, translations, the session
+        assert warm.status_code == 200, (
+            warm.status_code,
+            warm.get("Location"),
+        )  # warm: templates, translations, the session
         clients.append(client)
     times = []
     for n in range(requests):
@@ -174,7 +177,9 @@ def load_history(*, records: int, days: int, first_line_id: int, lines: int) -> 
             lo, hi = _day_start(day), _day_start(day) + timedelta(days=1)
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP TABLE IF EXISTS {stage}")
-                cursor.execute(f"CREATE TABLE {stage} (LIKE accounts_usagerecord INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+                cursor.execute(
+                    f"CREATE TABLE {stage} (LIKE accounts_usagerecord INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                )
                 cursor.execute(
                     f"""
                     INSERT INTO {stage} (id, partner_record_id, bytes, period_start, period_end, received_at,
@@ -257,7 +262,11 @@ def run(
 
     print(f"-- EMPTY: no history, {CUSTOMERS} customers with 30 days of their own usage")
     empty = measure(
-        phase="empty", ingest_records=ingest_records, concurrency=concurrency, page_requests=page_requests, **ingest_lines
+        phase="empty",
+        ingest_records=ingest_records,
+        concurrency=concurrency,
+        page_requests=page_requests,
+        **ingest_lines,
     )
 
     free = shutil.disk_usage("/").free
@@ -274,7 +283,11 @@ def run(
 
     print(f"-- FULL: {load['loaded']:,} historical records")
     full = measure(
-        phase="full", ingest_records=ingest_records, concurrency=concurrency, page_requests=page_requests, **ingest_lines
+        phase="full",
+        ingest_records=ingest_records,
+        concurrency=concurrency,
+        page_requests=page_requests,
+        **ingest_lines,
     )
     ratios = {
         "ingest": empty["ingest_rate"] / full["ingest_rate"],
