@@ -31,11 +31,12 @@ TRACKED: dict[str, tuple[str, ...] | None] = {
     "accounts.Package": None,
     "renewals.RenewalRule": None,
     "renewals.RetryPolicy": None,
+    "accounts.UsageRetention": None,
 }
 UNTRACKED_FIELDS = {"id", "created_at", "updated_at"}
 # The retry policy's one row is created with defaults on first use (RetryPolicy.current()), often
 # inside a partner's usage batch: not a change anyone made, and not worth a query there.
-CREATION_NOT_HISTORY = {"renewals.RetryPolicy"}
+CREATION_NOT_HISTORY = {"renewals.RetryPolicy", "accounts.UsageRetention"}
 SNAPSHOT_ATTR = "_history_snapshot"
 
 

@@ -27,6 +27,11 @@ RETRIES_SCHEDULED = Counter("esimsite_renewal_retries_scheduled", "Declined rene
 LINE_SUSPENSIONS = Counter("esimsite_line_suspensions", "Lines suspended, by who suspended them", ["by"])
 LINE_RESTORATIONS = Counter("esimsite_line_restorations", "Suspended lines brought back, by what lifted it", ["by"])
 USAGE_RECORDS = Counter("esimsite_usage_records", "Partner usage records, by what ingestion did with them", ["result"])
+USAGE_PARTITIONS = Counter(
+    "esimsite_usage_partitions",
+    "Usage record day partitions created and dropped (and attempts that waited too long for a lock)",
+    ["action"],
+)
 PROCESSOR_WRITES = Counter(
     "esimsite_processor_writes", "Writes to the processor through the rate limiter, by what happened", ["result"]
 )

@@ -5,6 +5,9 @@ A little over our ~400-line habit on purpose: Django's one models module per app
 here carries its constraints (the database's half of docs/invariants.md), which read best beside
 the fields they guard."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.core.exceptions import ValidationError
@@ -306,10 +309,20 @@ def used_percent(*, remaining_bytes: int, allowance_bytes: int) -> int:
 
 
 class UsageRecord(models.Model):
-    """One record from the network partner; its id makes a re-sent record a no-op."""
+    """One record from the network partner; its id (with its period start, the same in every
+    retry) makes a re-sent record a no-op.
 
-    partner_record_id = models.CharField(_("partner record id"), max_length=128, unique=True)
-    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="usage_records", on_delete=models.CASCADE)
+    On PostgreSQL the table is partitioned by day of `period_start` (accounts/partitions.py,
+    migration 0016, docs/usage.md "History"): the database's primary key is (id, period_start)
+    and the uniqueness is per (partner_record_id, period_start), because a partitioned table's
+    unique keys must include the partition key. `id` still comes from one identity sequence, so
+    Django's `pk` stays unique."""
+
+    partner_record_id = models.CharField(_("partner record id"), max_length=128)
+    # No index of its own: (line, period_start) below serves the foreign key's lookups too.
+    line = models.ForeignKey(
+        Line, verbose_name=_("line"), related_name="usage_records", on_delete=models.CASCADE, db_index=False
+    )
     bytes = models.BigIntegerField(_("bytes"), validators=[MinValueValidator(0)])
     period_start = models.DateTimeField(_("period start"))
     period_end = models.DateTimeField(_("period end"))
@@ -325,10 +338,64 @@ class UsageRecord(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(bytes__gte=0), name="usage_bytes_not_negative"),
             models.CheckConstraint(condition=Q(period_end__gte=models.F("period_start")), name="usage_period_ordered"),
+            # The dedup key (partner/services/usage.py's ON CONFLICT target).
+            models.UniqueConstraint(fields=["partner_record_id", "period_start"], name="usage_record_once"),
         ]
 
     def __str__(self) -> str:
         return self.partner_record_id
+
+
+def default_usage_retention_days() -> int:
+    return 400
+
+
+class UsageRetention(models.Model):
+    """Operator-set: how long raw usage records are kept (one row, `UsageRetention.current()`).
+    Older day partitions are dropped by beat (accounts.tasks.maintain_usage_partitions); the
+    lines' counters and the daily roll-ups are kept. Never shorter than the dedup window
+    (settings.USAGE_DEDUP_WINDOW): a dropped day could no longer catch a retried record."""
+
+    days = models.PositiveIntegerField(
+        _("keep raw usage records (days)"),
+        default=default_usage_retention_days,
+        help_text=_("Older records are deleted; data counters and daily totals are kept."),
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("usage record retention")
+        verbose_name_plural = _("usage record retention")
+
+    def __str__(self) -> str:
+        return str(_("Usage record retention"))
+
+    @classmethod
+    def current(cls) -> "UsageRetention":
+        retention, _created = cls.objects.get_or_create(pk=1)
+        return retention
+
+    @staticmethod
+    def minimum_days() -> int:
+        window = settings.USAGE_DEDUP_WINDOW
+        return window.days + (1 if window - timedelta(days=window.days) else 0)
+
+    def clean(self) -> None:
+        super().clean()
+        if self.days is not None and self.days < self.minimum_days():
+            raise ValidationError(
+                {
+                    "days": _(
+                        "Keep records at least %(days)s days: the duplicate check looks back that far, "
+                        "and a partner's retry of a deleted record would count twice."
+                    )
+                    % {"days": self.minimum_days()}
+                }
+            )
+
+    @property
+    def period(self) -> timedelta:
+        return timedelta(days=self.days)
 
 
 class UsageAdjustment(models.Model):

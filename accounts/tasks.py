@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from . import partitions
 from .services import line_status, notices
 
 
@@ -28,3 +29,12 @@ def send_notices() -> int:
 def expire_lines() -> int:
     """Move the lines whose validity ended to expired and tell the network. Run by beat."""
     return len(line_status.expire_lines(now=timezone.now(), limit=getattr(settings, "LINES_EXPIRE_PER_TICK", 500)))
+
+
+@shared_task(name="accounts.maintain_usage_partitions", ignore_result=True)
+def maintain_usage_partitions() -> int:
+    """Make the usage records' day partitions ahead and drop those past the operator's retention
+    (docs/usage.md, "History"). Run by beat; safe twice and in parallel (each change takes the
+    table's locks and re-checks). Returns how many partitions were dropped."""
+    _made, dropped = partitions.maintain(now=timezone.now())
+    return len(dropped)

@@ -27,6 +27,7 @@ FINANCE_ACTIONS = SUPPORT_ACTIONS + [
     "accounts.add_package",
     "accounts.change_package",
     "renewals.change_retrypolicy",
+    "accounts.change_usageretention",
     # Data rights (docs/data-rights.md): a subject access request's export and an account closure.
     "accounts.export_customer_data",
     "accounts.close_account",

@@ -5,13 +5,13 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.history import record_change
-from accounts.models import NOTICE_KIND_LABELS, NetworkCommand, Notice, UsageAdjustment, UsageRecord
+from accounts.models import NOTICE_KIND_LABELS, NetworkCommand, Notice, UsageAdjustment, UsageRecord, UsageRetention
 from accounts.templatetags.data_units import signed_data_size
 from console.actions import OperatorPermissionsMixin, Outcome, confirmed_action
 from console.admin.display import ReadableFieldsMixin
 from partner.services.outbox import retry_command_now
 
-from .history import ChangeHistoryInline
+from .history import ChangeHistoryInline, HistoryAdminMixin
 
 
 @admin.register(UsageRecord)
@@ -21,8 +21,12 @@ class UsageRecordAdmin(ReadableFieldsMixin, admin.ModelAdmin):
 
     list_display = ["partner_record_id", "line", "bytes", "period_start", "received_at", "charged"]
     list_filter = ["charged"]  # uncharged: usage of a package replaced before it arrived (docs/usage.md)
-    search_fields = ["partner_record_id", "line__iccid"]
+    # Exact matches: each day partition's (partner_record_id, period_start) index answers the first,
+    # the lines' ICCID index the second; a "contains" search would read every record ever kept.
+    search_fields = ["=partner_record_id", "=line__iccid"]
     list_select_related = ["line"]
+    # Counting hundreds of millions of rows for the paginator is a full scan (docs/usage.md, "History").
+    show_full_result_count = False
     readonly_fields = [f.name for f in UsageRecord._meta.fields]
 
     def has_add_permission(self, request):
@@ -30,6 +34,21 @@ class UsageRecordAdmin(ReadableFieldsMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageRetention)
+class UsageRetentionAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    """How long raw usage records are kept (docs/usage.md, "History"); one row, its changes in
+    the history below the form. The model refuses a period shorter than the dedup window."""
+
+    list_display = ["__str__", "days", "updated_at"]
+    inlines = [ChangeHistoryInline]
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not UsageRetention.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

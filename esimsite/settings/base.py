@@ -265,6 +265,11 @@ PARTNER_SIGNATURE_TOLERANCE = timedelta(minutes=5)
 # How long after its period ends a usage record may still arrive on time (docs/usage.md): longer
 # than any partner retry. A record of an earlier package that arrives later is reported as "late".
 USAGE_LATENESS_WINDOW = timedelta(hours=env.int("USAGE_LATENESS_WINDOW_HOURS", default=6))
+# How far back a usage record's period may start and still be checked for a duplicate
+# (docs/usage.md, "History"): records older than this are refused, because the day partition
+# that would hold their first copy may be gone. Much longer than any partner retry and than the
+# lateness window; the operator's retention (UsageRetention) can never be shorter.
+USAGE_DEDUP_WINDOW = timedelta(days=env.int("USAGE_DEDUP_WINDOW_DAYS", default=35))
 NETWORK_WEBHOOK_URL = env("NETWORK_WEBHOOK_URL", default="")
 NETWORK_WEBHOOK_SECRET = env("NETWORK_WEBHOOK_SECRET")
 NETWORK_WEBHOOK_SECRET_PREVIOUS = env("NETWORK_WEBHOOK_SECRET_PREVIOUS", default="")
@@ -435,6 +440,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "provisioning-install-reminders": {
         "task": "provisioning.send_install_reminders",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600},
+    },
+    "accounts-usage-partitions": {
+        "task": "accounts.maintain_usage_partitions",
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600},
     },

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts import history, metrics
+from accounts import history, metrics, partitions
 from accounts.models import Line, UsageRecord
 from accounts.services import network, notices
 from renewals.models import RenewalRule
@@ -33,6 +33,10 @@ from renewals.services.triggers import evaluate_triggers
 logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+# The dedup key: UsageRecord's "usage_record_once" constraint. It includes period_start (the same in
+# every retry of a record) because the table is partitioned by it (docs/usage.md, "History").
+CONFLICT_TARGET = ("partner_record_id", "period_start")
+OUTSIDE_DEDUP_WINDOW = "start is older than the dedup window ({days} days): a duplicate could no longer be detected"
 
 
 @dataclass(frozen=True)
@@ -156,15 +160,21 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
     # Unknown ICCIDs are rejected before duplicates are counted: a rejected record was not received,
     # so a later record of the batch with the same id is not its duplicate (it would be lost).
     unique: dict[str, UsageInput] = {}
+    dedup_since = now - settings.USAGE_DEDUP_WINDOW
     for record in records:
         if record.iccid not in line_ids:
             result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": "unknown iccid"})
+        elif record.start < dedup_since:
+            error = OUTSIDE_DEDUP_WINDOW.format(days=settings.USAGE_DEDUP_WINDOW.days)
+            result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": error})
         elif record.partner_record_id in unique:
             result.duplicates += 1
         else:
             unique[record.partner_record_id] = record
     # Sorted by id: concurrent batches that share records wait on the unique index in the same order (no deadlock).
     known = sorted(unique.values(), key=lambda r: r.partner_record_id)
+    # Before the batch's transaction, so that making a day's partition never waits on our own locks.
+    partitions.ensure_partitions_for(r.start for r in known)
 
     with transaction.atomic():
         inserted = _insert_new_records(known, line_ids=line_ids, now=now)
@@ -220,7 +230,7 @@ def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], 
         qn(UsageRecord._meta.get_field(f).column)
         for f in ("partner_record_id", "line", "bytes", "period_start", "period_end", "received_at")
     )
-    conflict = f"ON CONFLICT ({qn('partner_record_id')}) DO NOTHING RETURNING {qn('partner_record_id')}"
+    conflict = f"ON CONFLICT ({', '.join(map(qn, CONFLICT_TARGET))}) DO NOTHING RETURNING {qn('partner_record_id')}"
     if connection.vendor == "postgresql":
         # One array per column: six parameters instead of six per record, so the driver does not
         # parse a 6,000-placeholder statement on every batch (a fifth of a batch's time).

@@ -59,3 +59,13 @@ def test_portal_bench_browses_as_logged_in_customers_without_errors_in_both_phas
         assert results["Aggregated"]["failures"] == 0  # a redirect to the login page counts as one
         assert {"account", "line", "history"} <= set(results)
         assert results["cpu"]["gunicorn"] > 0 and results["cpu"]["locust"] > 0
+
+
+def test_history_bench_loads_history_and_measures_both_phases():
+    from bench import history
+
+    results = history.run(records=10_000, days=3, lines=200, ingest_records=400, concurrency=2, page_requests=20)
+
+    assert results["load"]["loaded"] == 10_000
+    assert set(results["ratios"]) == {"ingest", "dedup", "page"}
+    assert all(value > 0 for value in results["ratios"].values())

@@ -72,7 +72,12 @@ def in_process(lines):
 
 def _snapshot() -> dict:
     return {
-        "records": {r[0]: r[1:] for r in UsageRecord.objects.values_list("partner_record_id", "line__iccid", "bytes")},
+        # Keyed by the dedup key, id and start (docs/usage.md, "History"): an id received before with
+        # another start is another record.
+        "records": {
+            r[:2]: r[2:]
+            for r in UsageRecord.objects.values_list("partner_record_id", "period_start", "line__iccid", "bytes")
+        },
         "lines": {
             row["iccid"]: row
             for row in Line.objects.values(
@@ -122,14 +127,15 @@ def _assert_only_accepted_records_applied(before: dict, after: dict, sent: list,
     assert answer["accepted"] + answer["duplicates"] + len(rejected) == len(sent)
     kept = [record for index, record in enumerate(sent) if index not in rejected]
     # "Every record not listed in rejected was applied (or was a duplicate)": its id is stored.
+    stored_ids = {rid for rid, _start in after["records"]}
     for record in kept:
-        assert record["id"] in after["records"], record
-    new = {rid: value for rid, value in after["records"].items() if rid not in before["records"]}
-    assert {rid: before["records"][rid] for rid in before["records"]} == {
-        rid: after["records"][rid] for rid in before["records"]
+        assert record["id"] in stored_ids, record
+    new = {key: value for key, value in after["records"].items() if key not in before["records"]}
+    assert {key: before["records"][key] for key in before["records"]} == {
+        key: after["records"][key] for key in before["records"]
     }
     assert len(new) == answer["accepted"]
-    for rid, (iccid, used) in new.items():
+    for (rid, _start), (iccid, used) in new.items():
         assert any(r["id"] == rid and r["iccid"] == iccid and r["bytes"] == used for r in kept), rid
     for iccid, row in before["lines"].items():
         added = sum(used for line_iccid, used in new.values() if line_iccid == iccid)

@@ -188,21 +188,17 @@ class MoneyMachine(RuleBasedStateMachine):
         """A partner usage batch (the usage API's service); sometimes the partner re-sends the last record."""
         line = self._line()
         rule_row = RenewalRule.objects.filter(line_id=line.pk).first()
-        record_id = getattr(self, "_last_record", None) if resend_last else None
-        if record_id is None:
-            record_id = f"rec-{uuid.uuid4().hex}"
+        # A re-send repeats the record unchanged, its period too: the record's identity is its id
+        # with its start (docs/usage.md, "History"), whatever the clock says now.
+        last = getattr(self, "_last_record", None) if resend_last else None
+        if last is None:
+            last = (f"rec-{uuid.uuid4().hex}", self.now - timedelta(minutes=5), self.now, mb * MB)
             self._expect_usage(line, rule_row, mb * MB)
-        self._last_record = record_id
+        self._last_record = last
+        record_id, start, end, used = last
         ingest_usage(
             records=[
-                UsageInput(
-                    index=0,
-                    partner_record_id=record_id,
-                    iccid=line.iccid,
-                    bytes=mb * MB,
-                    start=self.now - timedelta(minutes=5),
-                    end=self.now,
-                )
+                UsageInput(index=0, partner_record_id=record_id, iccid=line.iccid, bytes=used, start=start, end=end)
             ],
             now=self.now,
         )
