@@ -57,7 +57,13 @@ def test_an_id_repeated_inside_a_batch_and_rejected_records_add_nothing(client, 
         "records": [
             record(line, id="same", bytes=MB),
             record(line, id="same", bytes=5 * MB),
-            {"id": "nobody", "iccid": "8988000000000000999", "bytes": 7 * MB, "start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"},
+            {
+                "id": "nobody",
+                "iccid": "8988000000000000999",
+                "bytes": 7 * MB,
+                "start": "2026-11-01T10:00:00Z",
+                "end": "2026-11-01T10:05:00Z",
+            },
             record(line, id="bad", bytes=-1),
         ]
     }
