@@ -398,6 +398,30 @@ class UsageRetention(models.Model):
         return timedelta(days=self.days)
 
 
+class UsageHour(models.Model):
+    """The roll-up of a line's usage records: bytes and records per hour (UTC) of their period's
+    start, kept in the transaction that inserts the records (partner.services.usage), so a
+    duplicate adds nothing. Hourly so that days can be cut at the customer's midnight in any
+    whole-hour zone; the chart, the usage e-mails and the data export read it, never the raw
+    records (docs/usage.md, "Daily roll-ups")."""
+
+    line = models.ForeignKey(Line, verbose_name=_("line"), related_name="usage_hours", on_delete=models.CASCADE)
+    hour = models.DateTimeField(_("hour"))
+    bytes = models.BigIntegerField(_("bytes"), default=0)
+    records = models.IntegerField(_("records"), default=0)
+
+    class Meta:
+        verbose_name = _("usage per hour")
+        verbose_name_plural = _("usage per hour")
+        constraints = [
+            models.UniqueConstraint(fields=["line", "hour"], name="usage_hour_unique"),
+            models.CheckConstraint(condition=Q(bytes__gte=0), name="usage_hour_bytes_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line_id} {self.hour:%Y-%m-%d %H:00}"
+
+
 class UsageAdjustment(models.Model):
     """An operator's signed correction of a line's usage (docs/usage.md, "Operator corrections"):
     negative bytes give usage back (a partner's double report, a goodwill credit), positive bytes

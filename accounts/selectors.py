@@ -5,7 +5,7 @@ from datetime import date, datetime, tzinfo
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from .models import Line, UsageAdjustment, UsageRecord
+from .models import Line, UsageAdjustment, UsageHour
 
 
 def lines_for_user(user) -> QuerySet[Line]:
@@ -19,10 +19,12 @@ def line_for_user(user, line_id: int) -> Line:
 
 def daily_usage_for_lines(lines, *, since: datetime, zone: tzinfo) -> dict[int, dict[date, int]]:
     """Bytes used per line per calendar day in `zone`, from `since` on: one query for all lines,
-    so the account page costs the same whatever the number of lines."""
+    so the account page costs the same whatever the number of lines. Read from the hourly roll-up
+    (UsageHour), not the records: at most 24 rows per line and day, however often the partner
+    reports; a record counts on the day its period starts (docs/usage.md, "Daily roll-ups")."""
     rows = (
-        UsageRecord.objects.filter(line__in=[line.pk for line in lines], period_start__gte=since)
-        .annotate(day=TruncDate("period_start", tzinfo=zone))
+        UsageHour.objects.filter(line__in=[line.pk for line in lines], hour__gte=since)
+        .annotate(day=TruncDate("hour", tzinfo=zone))
         .values("line_id", "day")
         .annotate(total=Sum("bytes"))
         .order_by()

@@ -8,24 +8,28 @@ but lowers nothing of the new package, moves no notice, no overage, no block and
 trigger. If it also arrived more than `USAGE_LATENESS_WINDOW` after its period ended it is *late*:
 reported to the partner and logged as a warning.
 
-The cost of a batch does not grow in queries with its size: one INSERT … ON CONFLICT DO NOTHING
-RETURNING tells which records are new, one SELECT … FOR UPDATE locks the touched lines, one
-UPDATE … FROM (the batch's values) writes them (and, only in a batch that has uncharged records, one
-UPDATE … WHERE partner_record_id IN (…) flags them), all in one transaction, so a duplicate can never be
-applied twice and two partners' retries of the same batch serialize on the unique index.
+The cost of a batch does not grow in queries with its size, and its records never become Python
+objects one by one (docs/usage.md, "The ingest path"): the batch travels as one array per column
+(`UsageBatch`). One SELECT … FOR UPDATE resolves the ICCIDs and locks their lines (in id order, so
+batches never deadlock, and before any record is inserted, so the foreign key's share locks never
+meet another batch's update); one statement inserts the new records (INSERT … SELECT FROM unnest …
+ON CONFLICT DO NOTHING RETURNING, each flagged charged or not against its locked line), adds them
+to the hourly roll-up (`UsageHour`: only what was inserted, so a duplicate adds nothing) and sums
+them per line; one UPDATE … FROM unnest writes the lines. All in one transaction, so a duplicate
+can never be applied twice and two partners' retries of the same batch serialize on the lines.
 """
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts import history, metrics, partitions
-from accounts.models import Line, UsageRecord
+from accounts.models import Line, UsageHour, UsageRecord
 from accounts.services import network, notices
 from renewals.models import RenewalRule
 from renewals.services.triggers import evaluate_triggers
@@ -33,10 +37,42 @@ from renewals.services.triggers import evaluate_triggers
 logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-# The dedup key: UsageRecord's "usage_record_once" constraint. It includes period_start (the same in
-# every retry of a record) because the table is partitioned by it (docs/usage.md, "History").
-CONFLICT_TARGET = ("partner_record_id", "period_start")
+# What makes a usage record a duplicate: UsageRecord's "usage_record_once" constraint, the unique
+# index the INSERT's ON CONFLICT names. It includes period_start (the same in every retry of a
+# record) because the table is partitioned by it (docs/usage.md, "History").
+RECORD_CONFLICT_TARGET = ("partner_record_id", "period_start")
 OUTSIDE_DEDUP_WINDOW = "start is older than the dedup window ({days} days): a duplicate could no longer be detected"
+# Arrays travel to PostgreSQL as one string each, split by string_to_array: the driver's client-side
+# binding dumps a Python list element by element, which was a quarter of a batch's Python time.
+# The separator is not printable, so partner.api never lets it into a record id; other text is checked.
+SEPARATOR = "\x1f"
+
+
+def _packed(values, cast: str) -> tuple[str, list]:
+    """`string_to_array(%s, %s)::<cast>` and its parameters: `values` (ints, booleans, datetimes
+    or text) joined into one string. Text holding the separator travels as a list instead."""
+    if cast == "boolean[]":
+        text = SEPARATOR.join("t" if value else "f" for value in values)
+    elif cast == "timestamptz[]":
+        iso = {value: value.isoformat() for value in set(values)}  # a batch repeats its periods
+        text = SEPARATOR.join(map(iso.__getitem__, values))
+    elif cast in ("varchar[]", "text[]"):
+        if any(SEPARATOR in value for value in values):
+            return f"%s::{cast}", [list(values)]
+        text = SEPARATOR.join(values)
+    else:
+        text = SEPARATOR.join(map(str, values))
+    return f"string_to_array(%s, %s)::{cast}", [text, SEPARATOR]
+
+
+def _unnest(*columns: tuple[list, str]) -> tuple[str, list]:
+    """`unnest(<array>, …)` of the given (values, cast) columns and its parameters."""
+    parts, params = [], []
+    for values, cast in columns:
+        sql, values_params = _packed(values, cast)
+        parts.append(sql)
+        params += values_params
+    return f"unnest({', '.join(parts)})", params
 
 
 @dataclass(frozen=True)
@@ -49,6 +85,59 @@ class UsageInput:
     bytes: int
     start: datetime
     end: datetime
+
+
+@dataclass
+class UsageBatch:
+    """A batch of checked records as one list per column (partner.api.parse_batch builds it
+    without a Python object per record); `indexes` are the positions in the request."""
+
+    indexes: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    iccids: list[str] = field(default_factory=list)
+    bytes: list[int] = field(default_factory=list)
+    starts: list[datetime] = field(default_factory=list)
+    ends: list[datetime] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def of(cls, records: "list[UsageInput] | UsageBatch") -> "UsageBatch":
+        if isinstance(records, UsageBatch):
+            return records
+        return cls(
+            indexes=[r.index for r in records],
+            ids=[r.partner_record_id for r in records],
+            iccids=[r.iccid for r in records],
+            bytes=[r.bytes for r in records],
+            starts=[r.start for r in records],
+            ends=[r.end for r in records],
+        )
+
+    def keep(self, positions: list[int]) -> "UsageBatch":
+        return UsageBatch(
+            indexes=[self.indexes[k] for k in positions],
+            ids=[self.ids[k] for k in positions],
+            iccids=[self.iccids[k] for k in positions],
+            bytes=[self.bytes[k] for k in positions],
+            starts=[self.starts[k] for k in positions],
+            ends=[self.ends[k] for k in positions],
+        )
+
+    def record(self, k: int) -> UsageInput:
+        return UsageInput(self.indexes[k], self.ids[k], self.iccids[k], self.bytes[k], self.starts[k], self.ends[k])
+
+
+@dataclass(frozen=True)
+class LineUsage:
+    """What a batch's new records add to one line: charged to its current package, or not."""
+
+    charged_bytes: int
+    charged_records: int
+    uncharged_bytes: int
+    # The uncharged records as (partner_record_id, period_end): rare, for the late report.
+    uncharged: list[tuple[str, datetime]]
 
 
 @dataclass
@@ -149,47 +238,56 @@ def settle_usage(*, line: LineState, rule: RuleOverage | None, used_bytes: int) 
     )
 
 
-def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> IngestResult:
+def ingest_usage(*, records: "list[UsageInput] | UsageBatch", now: datetime | None = None) -> IngestResult:
     """Record the batch and apply each new record to its line, exactly once. Records whose ICCID
     is unknown are rejected one by one; the others go ahead."""
     now = now or timezone.now()
     result = IngestResult()
-    if not records:
-        return result
-    line_ids = dict(Line.objects.filter(iccid__in={r.iccid for r in records}).values_list("iccid", "id"))
-    # Unknown ICCIDs are rejected before duplicates are counted: a rejected record was not received,
-    # so a later record of the batch with the same id is not its duplicate (it would be lost).
-    unique: dict[str, UsageInput] = {}
+    batch = UsageBatch.of(records)
+    # A record older than the dedup window is refused: its day's partition may be gone already, so
+    # a retry of it could no longer be told from a new record (docs/usage.md, "History").
     dedup_since = now - settings.USAGE_DEDUP_WINDOW
-    for record in records:
-        if record.iccid not in line_ids:
-            result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": "unknown iccid"})
-        elif record.start < dedup_since:
-            error = OUTSIDE_DEDUP_WINDOW.format(days=settings.USAGE_DEDUP_WINDOW.days)
-            result.rejected.append({"index": record.index, "id": record.partner_record_id, "error": error})
-        elif record.partner_record_id in unique:
-            result.duplicates += 1
-        else:
-            unique[record.partner_record_id] = record
-    # Sorted by id: concurrent batches that share records wait on the unique index in the same order (no deadlock).
-    known = sorted(unique.values(), key=lambda r: r.partner_record_id)
+    if any(start < dedup_since for start in batch.starts):
+        error = OUTSIDE_DEDUP_WINDOW.format(days=settings.USAGE_DEDUP_WINDOW.days)
+        inside = []
+        for k, start in enumerate(batch.starts):
+            if start < dedup_since:
+                result.rejected.append({"index": batch.indexes[k], "id": batch.ids[k], "error": error})
+            else:
+                inside.append(k)
+        batch = batch.keep(inside)
+    if not len(batch):
+        return result
     # Before the batch's transaction, so that making a day's partition never waits on our own locks.
-    partitions.ensure_partitions_for(r.start for r in known)
+    partitions.ensure_partitions_for(batch.starts)
 
     with transaction.atomic():
-        inserted = _insert_new_records(known, line_ids=line_ids, now=now)
-        result.accepted = len(inserted)
-        result.duplicates += len(known) - len(inserted)
-        new_by_line: dict[int, list[UsageInput]] = defaultdict(list)
-        for record in known:
-            if record.partner_record_id in inserted:
-                new_by_line[line_ids[record.iccid]].append(record)
-        if new_by_line:
-            charged_line_ids, exhausted, new_levels, uncharged = _apply_to_lines(new_by_line, now=now)
+        lines, rules = _lock_lines(set(batch.iccids))
+        line_of = [lines.get(iccid) for iccid in batch.iccids]
+        # Unknown ICCIDs are rejected before duplicates are counted: a rejected record was not received,
+        # so a later record of the batch with the same id is not its duplicate (it would be lost).
+        if None in line_of:
+            known = []
+            for k, line in enumerate(line_of):
+                if line is None:
+                    result.rejected.append({"index": batch.indexes[k], "id": batch.ids[k], "error": "unknown iccid"})
+                else:
+                    known.append(k)
+            batch = batch.keep(known)
+            line_of = [line_of[k] for k in known]
+            result.rejected.sort(key=lambda rejection: rejection["index"])
+        line_ids = [line.pk for line in line_of]  # type: ignore[union-attr]
+        usage_by_line = _insert_new_records(batch, line_ids=line_ids, lines=lines, now=now)
+        result.accepted = sum(u.charged_records + len(u.uncharged) for u in usage_by_line.values())
+        result.duplicates = len(batch) - result.accepted
+        if usage_by_line:
+            states = {line.pk: line for line in lines.values() if line.pk in usage_by_line}
+            charged_line_ids, exhausted, new_levels = _apply_to_lines(usage_by_line, lines=states, rules=rules, now=now)
             result.line_ids = charged_line_ids
             result.exhausted_line_ids = exhausted
-            result.uncharged = len(uncharged)
-            result.late = _late_records(uncharged, now=now)
+            result.uncharged = sum(len(u.uncharged) for u in usage_by_line.values())
+            if result.uncharged:
+                result.late = _late_records(usage_by_line, batch=batch, now=now)
             if exhausted:
                 network.enqueue_commands(
                     commands=[(line_id, "block_data", "data exhausted") for line_id in exhausted], now=now
@@ -219,155 +317,252 @@ def ingest_usage(*, records: list[UsageInput], now: datetime | None = None) -> I
     return result
 
 
-def _insert_new_records(records: list[UsageInput], *, line_ids: dict[str, int], now: datetime) -> set[str]:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING: the ids that were not there before.
-    PostgreSQL and SQLite (≥ 3.35) both speak this dialect, so development runs the same path."""
-    if not records:
-        return set()
-    qn = connection.ops.quote_name
-    table = qn(UsageRecord._meta.db_table)
-    columns = ", ".join(
-        qn(UsageRecord._meta.get_field(f).column)
-        for f in ("partner_record_id", "line", "bytes", "period_start", "period_end", "received_at")
-    )
-    conflict = f"ON CONFLICT ({', '.join(map(qn, CONFLICT_TARGET))}) DO NOTHING RETURNING {qn('partner_record_id')}"
+def _in_list(values: list) -> tuple[str, list]:
+    """`= ANY(%s)` with one array parameter on PostgreSQL (no 1,000-placeholder statement for the
+    driver to split and the planner to read); `IN (%s, …)` elsewhere."""
     if connection.vendor == "postgresql":
-        # One array per column: six parameters instead of six per record, so the driver does not
-        # parse a 6,000-placeholder statement on every batch (a fifth of a batch's time).
-        sql = (
-            f"INSERT INTO {table} ({columns}) "
-            "SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[]) "
-            f"{conflict}"
-        )
-        params = [
-            [r.partner_record_id for r in records],
-            [line_ids[r.iccid] for r in records],
-            [r.bytes for r in records],
-            [r.start for r in records],
-            [r.end for r in records],
-            [now] * len(records),
-        ]
-    else:
-        adapt = connection.ops.adapt_datetimefield_value
-        params = []
-        for r in records:
-            params += [r.partner_record_id, line_ids[r.iccid], r.bytes, adapt(r.start), adapt(r.end), adapt(now)]
-        sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(records))} {conflict}"
+        return "= ANY(%s)", [values]
+    return f"IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def _lock_lines(iccids: set[str]) -> tuple[dict[str, LineState], dict[int, RuleOverage]]:
+    """The batch's known lines by ICCID, locked in id order (so batches never deadlock) before any
+    record is inserted, with their renewal rule's overage terms: one statement."""
+    qn = connection.ops.quote_name
+    line_table, package_table = (
+        qn(Line._meta.db_table),
+        qn(Line._meta.get_field("package").related_model._meta.db_table),
+    )
+    rule_table = qn(RenewalRule._meta.db_table)
+    condition, params = _in_list(sorted(iccids))
+    lock = " FOR UPDATE OF l" if connection.features.has_select_for_update_of else ""
+    sql = (
+        "SELECT l.id, l.iccid, l.status, l.data_remaining_bytes, l.data_used_bytes, l.overage_bytes, "
+        "l.usage_notice_level, l.package_id, p.data_allowance_bytes, l.data_blocked, l.package_started_at, "
+        "r.overage_policy, r.overage_cap_mb "
+        f"FROM {line_table} l LEFT JOIN {package_table} p ON p.id = l.package_id "
+        f"LEFT JOIN {rule_table} r ON r.line_id = l.id "
+        f"WHERE l.iccid {condition} ORDER BY l.id{lock}"
+    )
+    lines: dict[str, LineState] = {}
+    rules: dict[int, RuleOverage] = {}
+    datetime_field = Line._meta.get_field("package_started_at")
+    converters = connection.ops.get_db_converters(datetime_field)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+        for row in cursor.fetchall():
+            started = row[10]
+            for converter in converters:
+                started = converter(started, datetime_field, connection)
+            state = LineState(*row[:10], package_started_at=started)  # type: ignore[misc]
+            lines[state.iccid] = state
+            if row[11] is not None:
+                rules[state.pk] = RuleOverage(row[11], row[12])
+    return lines, rules
 
 
-LINE_STATE_FIELDS = (
-    "pk",
-    "iccid",
-    "status",
-    "data_remaining_bytes",
-    "data_used_bytes",
-    "overage_bytes",
-    "usage_notice_level",
-    "package_id",
-    "package__data_allowance_bytes",
-    "data_blocked",
-    "package_started_at",
-)
+def _insert_new_records(
+    batch: UsageBatch, *, line_ids: list[int], lines: dict[str, LineState], now: datetime
+) -> dict[int, LineUsage]:
+    """Insert the records that were not there before (INSERT … ON CONFLICT DO NOTHING: the first
+    of a batch's repeated ids wins), each flagged charged or not against its locked line, add them
+    to the hourly roll-up, and return what they add to each line."""
+    if not len(batch):
+        return {}
+    if connection.vendor == "postgresql":
+        return _insert_new_records_postgresql(batch, line_ids=line_ids, now=now)
+    return _insert_new_records_portable(batch, line_ids=line_ids, lines=lines, now=now)
+
+
+def _insert_new_records_postgresql(batch: UsageBatch, *, line_ids: list[int], now: datetime) -> dict[int, LineUsage]:
+    """One statement: the batch as one array per column, the insert, the roll-up and the sums per
+    line are PostgreSQL's set work (docs/usage.md, "The ingest path")."""
+    qn = connection.ops.quote_name
+    records, hours, lines = (qn(m._meta.db_table) for m in (UsageRecord, UsageHour, Line))
+    unnest, unnest_params = _unnest(
+        (batch.ids, "varchar[]"),
+        (line_ids, "bigint[]"),
+        (batch.bytes, "bigint[]"),
+        (batch.starts, "timestamptz[]"),
+        (batch.ends, "timestamptz[]"),
+    )
+    conflict = ", ".join(qn(column) for column in RECORD_CONFLICT_TARGET)
+    sql = (
+        f"WITH ins AS (INSERT INTO {records} (partner_record_id, line_id, bytes, period_start, period_end, received_at, charged) "
+        "SELECT r.record_id, r.line_id, r.bytes, r.period_start, r.period_end, %s, "
+        # charged_to_current_package, in SQL: the period ended at or after the package began.
+        "(l.package_started_at IS NULL OR r.period_end >= l.package_started_at) "
+        f"FROM {unnest} "
+        "WITH ORDINALITY AS r (record_id, line_id, bytes, period_start, period_end, n) "
+        f"JOIN {lines} l ON l.id = r.line_id "
+        # By id: concurrent batches that share records wait on the unique index in the same order.
+        "ORDER BY r.record_id, r.n "
+        f"ON CONFLICT ({conflict}) DO NOTHING "
+        "RETURNING line_id, bytes, period_start, period_end, charged, partner_record_id), "
+        # Only what was inserted is rolled up: a duplicate adds nothing to its hour.
+        f"rollup AS (INSERT INTO {hours} AS h (line_id, hour, bytes, records) "
+        "SELECT line_id, date_trunc('hour', period_start, 'UTC'), sum(bytes), count(*) FROM ins GROUP BY 1, 2 ORDER BY 1, 2 "
+        "ON CONFLICT (line_id, hour) DO UPDATE SET bytes = h.bytes + EXCLUDED.bytes, records = h.records + EXCLUDED.records) "
+        "SELECT line_id, coalesce(sum(bytes) FILTER (WHERE charged), 0), count(*) FILTER (WHERE charged), "
+        "coalesce(sum(bytes) FILTER (WHERE NOT charged), 0), array_agg(partner_record_id) FILTER (WHERE NOT charged), "
+        "array_agg(bytes) FILTER (WHERE NOT charged), array_agg(period_end) FILTER (WHERE NOT charged) "
+        "FROM ins GROUP BY line_id"
+    )
+    params = [now, *unnest_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {
+            line_id: LineUsage(
+                charged_bytes=int(charged_bytes),
+                charged_records=charged_records,
+                uncharged_bytes=int(uncharged_bytes),
+                uncharged=list(zip(ids, sizes, ends, strict=True)) if ids else [],
+            )
+            for line_id, charged_bytes, charged_records, uncharged_bytes, ids, sizes, ends in cursor.fetchall()
+        }
+
+
+def _insert_new_records_portable(
+    batch: UsageBatch, *, line_ids: list[int], lines: dict[str, LineState], now: datetime
+) -> dict[int, LineUsage]:
+    """The same in Python and portable SQL (SQLite ≥ 3.35 speaks ON CONFLICT … RETURNING), for
+    development: the batch's records one by one."""
+    by_pk = {line.pk: line for line in lines.values()}
+    first: dict[str, int] = {}
+    for k, record_id in enumerate(batch.ids):
+        first.setdefault(record_id, k)
+    order = sorted(first.values(), key=lambda k: batch.ids[k])
+    if not order:
+        return {}
+    adapt = connection.ops.adapt_datetimefield_value
+    qn = connection.ops.quote_name
+    params: list = []
+    charged_of: dict[str, bool] = {}
+    for k in order:
+        record = batch.record(k)
+        charged = charged_to_current_package(line=by_pk[line_ids[k]], record=record)
+        charged_of[record.partner_record_id] = charged
+        params += [
+            record.partner_record_id,
+            line_ids[k],
+            record.bytes,
+            adapt(record.start),
+            adapt(record.end),
+            adapt(now),
+            charged,
+        ]
+    conflict = ", ".join(qn(column) for column in RECORD_CONFLICT_TARGET)
+    sql = (
+        f"INSERT INTO {qn(UsageRecord._meta.db_table)} (partner_record_id, line_id, bytes, period_start, period_end, received_at, charged) "
+        f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(order))} ON CONFLICT ({conflict}) DO NOTHING RETURNING partner_record_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = {row[0] for row in cursor.fetchall()}
+    usage: dict[int, dict] = {}
+    hours: dict[tuple[int, datetime], list[int]] = defaultdict(lambda: [0, 0])
+    for k in order:
+        if batch.ids[k] not in inserted:
+            continue
+        entry = usage.setdefault(
+            line_ids[k], {"charged_bytes": 0, "charged_records": 0, "uncharged_bytes": 0, "uncharged": []}
+        )
+        if charged_of[batch.ids[k]]:
+            entry["charged_bytes"] += batch.bytes[k]
+            entry["charged_records"] += 1
+        else:
+            entry["uncharged_bytes"] += batch.bytes[k]
+            entry["uncharged"].append((batch.ids[k], batch.bytes[k], batch.ends[k]))
+        hour = batch.starts[k].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        hours[(line_ids[k], hour)][0] += batch.bytes[k]
+        hours[(line_ids[k], hour)][1] += 1
+    if hours:
+        table = qn(UsageHour._meta.db_table)
+        rows = sorted(hours.items())
+        params = []
+        for (line_id, hour), (size, count) in rows:
+            params += [line_id, adapt(hour), size, count]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (line_id, hour, bytes, records) VALUES {', '.join(['(%s, %s, %s, %s)'] * len(rows))} "
+                f"ON CONFLICT (line_id, hour) DO UPDATE SET bytes = {table}.bytes + excluded.bytes, records = {table}.records + excluded.records",
+                params,
+            )
+    return {line_id: LineUsage(**entry) for line_id, entry in usage.items()}
 
 
 def charged_to_current_package(*, line: LineState, record: UsageInput) -> bool:
     """Whether the record falls in the line's current package's period: it ended at or after the
     package began (a period that straddles the start is the new package's). A line whose package
     start is unknown (before migration 0010, or never given a package by apply_package) is charged
-    every record, as before."""
+    every record, as before. (The PostgreSQL path says the same in SQL: _insert_new_records_postgresql.)"""
     return line.package_started_at is None or record.end >= line.package_started_at
 
 
 def _apply_to_lines(
-    new_by_line: dict[int, list[UsageInput]], *, now: datetime
-) -> tuple[list[int], list[int], dict[int, int], list[tuple[int, UsageInput]]]:
-    """Lock the lines (in id order, so batches never deadlock), settle the usage charged to each
-    line's current package, write every line in one UPDATE, and flag the records that were not
-    charged in one more. Returns the charged lines, the lines whose data was just blocked, the new
-    notice levels and the uncharged records (with their line id)."""
-    lines = [
-        LineState(*row)
-        for row in Line.objects.filter(pk__in=new_by_line)
-        .order_by("pk")
-        .select_for_update(of=("self",))
-        .values_list(*LINE_STATE_FIELDS)
-    ]
-    rules = {
-        line_id: RuleOverage(policy, cap)
-        for line_id, policy, cap in RenewalRule.objects.filter(line_id__in=new_by_line).values_list(
-            "line_id", "overage_policy", "overage_cap_mb"
-        )
-    }
+    usage_by_line: dict[int, LineUsage], *, lines: dict[int, LineState], rules: dict[int, RuleOverage], now: datetime
+) -> tuple[list[int], list[int], dict[int, int]]:
+    """Settle the usage charged to each (locked) line's current package and write every line in
+    one UPDATE. Returns the charged lines, the lines whose data was just blocked and the new
+    notice levels."""
     changes: dict[int, LineChange] = {}
     charged_lines: list[int] = []
     exhausted: list[int] = []
     new_levels: dict[int, int] = {}
-    uncharged: list[tuple[int, UsageInput]] = []
-    for line in lines:
-        charged_bytes = uncharged_bytes = 0
-        any_charged = False
-        for record in new_by_line[line.pk]:
-            if charged_to_current_package(line=line, record=record):
-                charged_bytes += record.bytes
-                any_charged = True
-            else:
-                uncharged_bytes += record.bytes
-                uncharged.append((line.pk, record))
-        if any_charged:
-            change = settle_usage(line=line, rule=rules.get(line.pk), used_bytes=charged_bytes)
-            charged_lines.append(line.pk)
+    for pk in sorted(usage_by_line):
+        line, usage = lines[pk], usage_by_line[pk]
+        if usage.charged_records:
+            change = settle_usage(line=line, rule=rules.get(pk), used_bytes=usage.charged_bytes)
+            charged_lines.append(pk)
         else:
             # Only an earlier package's usage: nothing of the current package moves, not even a
             # notice level or a block that its balance alone would imply (docs/usage.md).
             change = LineChange.unchanged(line)
         # The line's used data is its history: it counts the uncharged usage too.
-        change.used += uncharged_bytes
-        changes[line.pk] = change
+        change.used += usage.uncharged_bytes
+        changes[pk] = change
         if change.data_blocked and not (line.data_blocked or line.status == Line.Status.DATA_EXHAUSTED):
-            exhausted.append(line.pk)
-            logger.info("line_data_exhausted line=%s overage=%s", line.pk, change.overage)
+            exhausted.append(pk)
+            logger.info("line_data_exhausted line=%s overage=%s", pk, change.overage)
         if change.notice_level > line.usage_notice_level:
-            new_levels[line.pk] = change.notice_level
+            new_levels[pk] = change.notice_level
     _write_lines(changes, now=now)
-    if uncharged:
-        UsageRecord.objects.filter(
-            partner_record_id__in=[record.partner_record_id for _line, record in uncharged]
-        ).update(charged=False)
     # The bulk UPDATE bypasses the history signals: record the line states it changed.
     history.record_changes(
         [
-            (Line(pk=line.pk, iccid=line.iccid), {"status": line.status}, {"status": changes[line.pk].status})
-            for line in lines
-            if changes[line.pk].status != line.status
+            (Line(pk=pk, iccid=lines[pk].iccid), {"status": lines[pk].status}, {"status": change.status})
+            for pk, change in changes.items()
+            if change.status != lines[pk].status
         ],
         action="usage_batch",
         reason="data used up",
         now=now,
     )
-    return charged_lines, exhausted, new_levels, uncharged
+    return charged_lines, exhausted, new_levels
 
 
-def _late_records(uncharged: list[tuple[int, UsageInput]], *, now: datetime) -> list[dict]:
+def _late_records(usage_by_line: dict[int, LineUsage], *, batch: UsageBatch, now: datetime) -> list[dict]:
     """The uncharged records that arrived more than USAGE_LATENESS_WINDOW after their period ended:
     past any partner retry, so worth the partner's (and the operator's) attention. Uncharged records
     inside the window are the normal tail of the previous package and are only counted."""
     window = settings.USAGE_LATENESS_WINDOW
+    index_of: dict[str, int] = {}
+    for record_id, index in zip(reversed(batch.ids), reversed(batch.indexes), strict=True):
+        index_of[record_id] = index  # the first of repeated ids is the one inserted
     late = []
-    for line_id, record in uncharged:
-        if now - record.end > window:
-            late.append({"index": record.index, "id": record.partner_record_id})
-            logger.warning(
-                "usage_record_late line=%s id=%r bytes=%s period_end=%s received=%s window=%s",
-                line_id,
-                record.partner_record_id,
-                record.bytes,
-                record.end.isoformat(),
-                now.isoformat(),
-                window,
-            )
+    for line_id, usage in usage_by_line.items():
+        for record_id, size, end in usage.uncharged:
+            if now - end > window:
+                late.append({"index": index_of[record_id], "id": record_id})
+                logger.warning(
+                    "usage_record_late line=%s id=%r bytes=%s period_end=%s received=%s window=%s",
+                    line_id,
+                    record_id,
+                    size,
+                    end.isoformat(),
+                    now.isoformat(),
+                    window,
+                )
     return sorted(late, key=lambda entry: entry["index"])
 
 
@@ -382,20 +577,20 @@ def _write_lines(changes: dict[int, LineChange], *, now: datetime) -> None:
         f"{qn('usage_notice_level')} = v.notice_level, {qn('data_blocked')} = v.data_blocked, {qn('updated_at')} = %s "
     )
     if connection.vendor == "postgresql":
+        unnest, unnest_params = _unnest(
+            (list(changes), "bigint[]"),
+            ([c.remaining for c in changes.values()], "bigint[]"),
+            ([c.used for c in changes.values()], "bigint[]"),
+            ([c.overage for c in changes.values()], "bigint[]"),
+            ([c.status for c in changes.values()], "varchar[]"),
+            ([c.notice_level for c in changes.values()], "integer[]"),
+            ([c.data_blocked for c in changes.values()], "boolean[]"),
+        )
         sql = (
-            f"{set_columns} FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::integer[], %s::boolean[]) "
+            f"{set_columns} FROM {unnest} "
             f"AS v (id, remaining, used, overage, status, notice_level, data_blocked) WHERE {table}.{qn('id')} = v.id"
         )
-        params: list = [
-            now,
-            list(changes),
-            [c.remaining for c in changes.values()],
-            [c.used for c in changes.values()],
-            [c.overage for c in changes.values()],
-            [c.status for c in changes.values()],
-            [c.notice_level for c in changes.values()],
-            [c.data_blocked for c in changes.values()],
-        ]
+        params: list = [now, *unnest_params]
     else:
         row = "(CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), CAST(%s AS bigint), %s, CAST(%s AS integer), CAST(%s AS boolean))"
         params = []

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accounts.models import ChangeRecord, Line, Notice, UsageRecord, User
+from accounts.models import ChangeRecord, Line, Notice, UsageHour, UsageRecord, User
 from payments.models import Charge
 from payments.selectors import payment_methods_for_user
 
@@ -89,19 +89,20 @@ def _line(line: Line, history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _daily_usage(line_ids: list[int]) -> Iterator[dict[str, Any]]:
+    """Per line and UTC day, from the hourly roll-up (docs/usage.md, "Daily roll-ups")."""
     rows = (
-        UsageRecord.objects.filter(line_id__in=line_ids)
-        .annotate(day=TruncDate("period_start", tzinfo=UTC))
+        UsageHour.objects.filter(line_id__in=line_ids)
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
         .values("line_id", "day")
-        .annotate(bytes=Sum("bytes"), records=Count("id"))
+        .annotate(total=Sum("bytes"), count=Sum("records"))
         .order_by("line_id", "day")
     )
     for row in rows.iterator(chunk_size=USAGE_CHUNK):
         yield {
             "line_id": row["line_id"],
             "day": row["day"].isoformat(),
-            "bytes": row["bytes"],
-            "records": row["records"],
+            "bytes": row["total"],
+            "records": row["count"],
         }
 
 

@@ -10,13 +10,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Line, UsageRecord
+from partner.services.usage import UsageInput, ingest_usage
 from tests.builders import GB, MB, make_line, make_package, make_user
 
 
 def usage(line, *, at: datetime, amount: int, ref: str) -> UsageRecord:
-    return UsageRecord.objects.create(
-        partner_record_id=ref, line=line, bytes=amount, period_start=at, period_end=at + timedelta(minutes=5)
-    )
+    """A partner record, through the ingestion (which keeps the roll-up the chart reads)."""
+    ingest_usage(records=[UsageInput(0, ref, line.iccid, amount, at, at + timedelta(minutes=5))], now=datetime.now(UTC))
+    return UsageRecord.objects.get(partner_record_id=ref)
 
 
 def test_line_card_shows_status_data_validity_package_and_progress(customer_client, customer):

@@ -10,7 +10,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import ChangeRecord, Line, Notice, UsageRecord, User
+from accounts.models import ChangeRecord, Line, Notice, User
+from partner.services.usage import UsageInput, ingest_usage
 from payments.models import Charge
 from tests.builders import make_charge, make_line, make_renewal, make_rule
 from tests.console.conftest import admin_client_for, run_action
@@ -27,16 +28,15 @@ def _download(client, url: str, *, method: str = "get") -> dict:
 
 
 def _usage(line, n: int, size: int) -> None:
+    """n partner records, through the ingestion (which keeps the roll-up the export reads)."""
     start = timezone.now() - timedelta(days=2)
-    UsageRecord.objects.bulk_create(
-        UsageRecord(
-            partner_record_id=f"r-{line.pk}-{i}",
-            line=line,
-            bytes=size,
-            period_start=start + timedelta(minutes=i),
-            period_end=start + timedelta(minutes=i + 1),
-        )
-        for i in range(n)
+    ingest_usage(
+        records=[
+            UsageInput(
+                i, f"r-{line.pk}-{i}", line.iccid, size, start + timedelta(minutes=i), start + timedelta(minutes=i + 1)
+            )
+            for i in range(n)
+        ]
     )
 
 

@@ -1,14 +1,15 @@
 """Demo data for `make run`: an operator, a verified customer with two lines, three packages and
 the retry policy. Idempotent: running it again changes nothing that exists."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from allauth.account.models import EmailAddress
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import Line, Package, UsageRecord, User
+from accounts.models import Line, Package, UsageHour, UsageRecord, User
 from renewals.models import RetryPolicy
 
 OPERATOR = ("operator@example.com", "operator-demo-pass")
@@ -107,7 +108,7 @@ class Command(BaseCommand):
             amounts[0] += line.data_used_bytes - sum(amounts)  # the rounding left over, today
             for days_ago, amount in enumerate(amounts):
                 day = now - timedelta(days=days_ago, hours=1)  # never in the future, after `began`
-                UsageRecord.objects.get_or_create(
+                _record, created = UsageRecord.objects.get_or_create(
                     partner_record_id=f"demo-{line.iccid}-{day:%Y%m%d}",
                     defaults={
                         "line": line,
@@ -116,6 +117,11 @@ class Command(BaseCommand):
                         "period_end": day + timedelta(hours=1),
                     },
                 )
+                if created:  # the roll-up the chart reads (docs/usage.md, "Daily roll-ups")
+                    hour, _new = UsageHour.objects.get_or_create(
+                        line=line, hour=day.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+                    )
+                    UsageHour.objects.filter(pk=hour.pk).update(bytes=F("bytes") + amount, records=F("records") + 1)
 
     def _user(self, email: str, password: str, **fields) -> User:
         user = User.objects.filter(email=email).first()
