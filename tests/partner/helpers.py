@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
@@ -16,9 +17,14 @@ from django.utils import timezone
 from partner import signature as partner_signature
 
 USAGE_URL = "/api/partner/usage"
+# The day the tests' usage starts on: three days ago, so always inside the dedup window
+# (settings.USAGE_DEDUP_WINDOW; older records are refused, docs/usage.md "History").
+USAGE_DAY = (timezone.now() - timedelta(days=3)).date()
+DAY = USAGE_DAY.isoformat()
+NEXT_DAY = (USAGE_DAY + timedelta(days=1)).isoformat()
 
 
-def record(line, *, id: str, bytes: int, start="2026-11-01T10:00:00Z", end="2026-11-01T10:05:00Z", **extra) -> dict:
+def record(line, *, id: str, bytes: int, start=f"{DAY}T10:00:00Z", end=f"{DAY}T10:05:00Z", **extra) -> dict:
     return {"id": id, "iccid": line.iccid, "bytes": bytes, "start": start, "end": end, **extra}
 
 

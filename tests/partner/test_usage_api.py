@@ -2,7 +2,7 @@
 
 import json
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from accounts import partitions
 from accounts.models import UsageRecord
 from tests.builders import GB, MB, make_line
-from tests.partner.helpers import USAGE_URL, record, signed_post
+from tests.partner.helpers import DAY, USAGE_DAY, USAGE_URL, record, signed_post
 
 
 def counters(line):
@@ -32,15 +32,13 @@ def test_batch_lowers_remaining_and_raises_used(client, line):
     assert response.json() == {"accepted": 2, "duplicates": 0}
     assert counters(line) == (before_remaining - 150 * MB, before_used + 150 * MB)
     stored = UsageRecord.objects.get(partner_record_id="r-1")
-    assert (stored.line, stored.bytes, stored.period_start.isoformat()) == (line, 100 * MB, "2026-11-01T10:00:00+00:00")
+    assert (stored.line, stored.bytes, stored.period_start.isoformat()) == (line, 100 * MB, f"{DAY}T10:00:00+00:00")
 
 
 def test_offset_timestamps_are_stored_in_utc(client, line):
-    body = {
-        "records": [record(line, id="tz", bytes=1, start="2026-11-01T18:00:00+08:00", end="2026-11-01T18:30:00+08:00")]
-    }
+    body = {"records": [record(line, id="tz", bytes=1, start=f"{DAY}T18:00:00+08:00", end=f"{DAY}T18:30:00+08:00")]}
     assert signed_post(client, body).status_code == 200
-    assert UsageRecord.objects.get().period_start.isoformat() == "2026-11-01T10:00:00+00:00"
+    assert UsageRecord.objects.get().period_start.isoformat() == f"{DAY}T10:00:00+00:00"
 
 
 def test_same_batch_sent_twice_is_applied_once(client, line):
@@ -90,8 +88,8 @@ def test_unknown_iccid_is_rejected_alone(client, line):
                 "id": "stranger",
                 "iccid": "8944000000000000001",
                 "bytes": MB,
-                "start": "2026-11-01T10:00:00Z",
-                "end": "2026-11-01T10:05:00Z",
+                "start": f"{DAY}T10:00:00Z",
+                "end": f"{DAY}T10:05:00Z",
             },
         ]
     }
@@ -115,8 +113,8 @@ def test_unknown_iccid_is_rejected_alone(client, line):
         ({"bytes": True}, "bytes must be an integer"),
         ({"bytes": None}, "bytes must be an integer"),
         ({"bytes": 10**16}, "bytes must be at most 1000000000000000"),
-        ({"start": "2026-11-01T10:10:00Z"}, "end must not be before start"),
-        ({"start": "2026-11-01T10:00:00"}, "start must include a UTC offset (e.g. Z or +08:00)"),
+        ({"start": f"{DAY}T10:10:00Z"}, "end must not be before start"),
+        ({"start": f"{DAY}T10:00:00"}, "start must include a UTC offset (e.g. Z or +08:00)"),
         ({"end": "yesterday"}, "end is not an ISO-8601 date-time"),
         ({"end": "2026-13-45T10:00:00Z"}, "end is not an ISO-8601 date-time"),
         ({"start": 1732442400}, "start must be an ISO-8601 string"),
@@ -277,7 +275,7 @@ def test_batch_costs_the_same_few_queries_whatever_its_size(client, customer, pa
     lines = [make_line(owner=customer, package=package) for _ in range(100)]
     body = {"records": [record(lines[i % 100], id=f"r-{i}", bytes=MB) for i in range(1000)]}
     # A process looks a day's partition up once, on its first batch of that day (accounts/partitions.py).
-    partitions.ensure_day_partitions([date(2026, 11, 1)])
+    partitions.ensure_day_partitions([USAGE_DAY])
     with django_assert_num_queries(USAGE_BATCH_QUERIES) as captured:
         response = signed_post(client, body)
     assert response.json() == {"accepted": 1000, "duplicates": 0}
@@ -295,7 +293,7 @@ def test_ten_records_and_a_thousand_cost_the_same_queries(client, customer, pack
     from renewals.models import RetryPolicy
 
     RetryPolicy.current()  # created on first use: not part of a batch's cost
-    partitions.ensure_day_partitions([date(2026, 11, 1)])  # looked up once per process
+    partitions.ensure_day_partitions([USAGE_DAY])  # looked up once per process
     lines = [make_line(owner=customer, package=package) for _ in range(100)]
     counts = []
     for size, prefix in ((10, "small"), (1000, "big")):

@@ -3,7 +3,7 @@ transaction that inserts the records, only for records actually inserted, and re
 and the data export instead of the raw records."""
 
 import importlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.apps import apps
 from django.db import connection
@@ -11,7 +11,7 @@ from django.db import connection
 from accounts.models import UsageHour, UsageRecord
 from renewals.services.data_export import _daily_usage
 from tests.builders import MB, make_line
-from tests.partner.helpers import record, signed_post
+from tests.partner.helpers import DAY, NEXT_DAY, USAGE_DAY, record, signed_post
 
 
 def hours(line) -> dict[str, tuple[int, int]]:
@@ -33,13 +33,13 @@ def test_a_batch_adds_its_records_to_the_hour_their_period_starts_in(client, cus
         client,
         {
             "records": [
-                record(line, id="a", bytes=MB, start="2026-11-01T10:00:00Z", end="2026-11-01T10:05:00Z"),
-                record(line, id="b", bytes=2 * MB, start="2026-11-01T10:55:00Z", end="2026-11-01T11:00:00Z"),
-                record(line, id="c", bytes=4 * MB, start="2026-11-01T11:00:00Z", end="2026-11-01T11:05:00Z"),
+                record(line, id="a", bytes=MB, start=f"{DAY}T10:00:00Z", end=f"{DAY}T10:05:00Z"),
+                record(line, id="b", bytes=2 * MB, start=f"{DAY}T10:55:00Z", end=f"{DAY}T11:00:00Z"),
+                record(line, id="c", bytes=4 * MB, start=f"{DAY}T11:00:00Z", end=f"{DAY}T11:05:00Z"),
             ]
         },
     )
-    assert hours(line) == {"2026-11-01 10": (3 * MB, 2), "2026-11-01 11": (4 * MB, 1)}
+    assert hours(line) == {f"{DAY} 10": (3 * MB, 2), f"{DAY} 11": (4 * MB, 1)}
 
 
 def test_a_duplicate_batch_does_not_double_the_day(client, customer, package):
@@ -47,8 +47,8 @@ def test_a_duplicate_batch_does_not_double_the_day(client, customer, package):
     body = {"records": [record(line, id=f"r-{i}", bytes=MB) for i in range(3)]}
     assert post(client, body)["accepted"] == 3
     assert post(client, body) == {"accepted": 0, "duplicates": 3}
-    assert hours(line) == {"2026-11-01 10": (3 * MB, 3)}
-    assert list(_daily_usage([line.pk])) == [{"line_id": line.pk, "day": "2026-11-01", "bytes": 3 * MB, "records": 3}]
+    assert hours(line) == {f"{DAY} 10": (3 * MB, 3)}
+    assert list(_daily_usage([line.pk])) == [{"line_id": line.pk, "day": f"{DAY}", "bytes": 3 * MB, "records": 3}]
 
 
 def test_an_id_repeated_inside_a_batch_and_rejected_records_add_nothing(client, customer, package):
@@ -61,35 +61,35 @@ def test_an_id_repeated_inside_a_batch_and_rejected_records_add_nothing(client, 
                 "id": "nobody",
                 "iccid": "8988000000000000999",
                 "bytes": 7 * MB,
-                "start": "2026-11-01T10:00:00Z",
-                "end": "2026-11-01T10:05:00Z",
+                "start": f"{DAY}T10:00:00Z",
+                "end": f"{DAY}T10:05:00Z",
             },
             record(line, id="bad", bytes=-1),
         ]
     }
     answer = post(client, body)
     assert (answer["accepted"], answer["duplicates"], len(answer["rejected"])) == (1, 1, 2)
-    assert hours(line) == {"2026-11-01 10": (MB, 1)}
+    assert hours(line) == {f"{DAY} 10": (MB, 1)}
 
 
 def test_a_record_spanning_midnight_utc_counts_on_the_day_it_starts(client, customer, package):
     line = make_line(owner=customer, package=package)
     post(
         client,
-        {"records": [record(line, id="night", bytes=MB, start="2026-11-01T23:55:00Z", end="2026-11-02T00:05:00Z")]},
+        {"records": [record(line, id="night", bytes=MB, start=f"{DAY}T23:55:00Z", end=f"{NEXT_DAY}T00:05:00Z")]},
     )
-    assert hours(line) == {"2026-11-01 23": (MB, 1)}
-    assert [row["day"] for row in _daily_usage([line.pk])] == ["2026-11-01"]
+    assert hours(line) == {f"{DAY} 23": (MB, 1)}
+    assert [row["day"] for row in _daily_usage([line.pk])] == [f"{DAY}"]
 
 
 def test_a_record_of_the_previous_package_is_in_the_roll_up_too(client, customer, package):
     """The chart shows usage history, not the package balance: an uncharged record still counts."""
     line = make_line(owner=customer, package=package)
-    line.package_started_at = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    line.package_started_at = datetime.combine(USAGE_DAY, time(12), tzinfo=UTC)
     line.save(update_fields=["package_started_at"])
     post(client, {"records": [record(line, id="old", bytes=MB)]})
     assert UsageRecord.objects.get(partner_record_id="old").charged is False
-    assert hours(line) == {"2026-11-01 10": (MB, 1)}
+    assert hours(line) == {f"{DAY} 10": (MB, 1)}
 
 
 def test_the_migration_backfills_the_roll_up_from_the_records_already_stored(customer, package):

@@ -20,6 +20,7 @@ from schemathesis.generation.modes import GenerationMode
 from accounts.models import Line, NetworkCommand, UsageRecord
 from partner import signature as partner_signature
 from tests.builders import MB, make_line
+from tests.partner.helpers import DAY
 
 APP = get_wsgi_application()
 SCHEMA = schemathesis.openapi.from_wsgi("/api/partner/openapi.yaml", APP)
@@ -217,7 +218,7 @@ def test_a_record_sharing_its_id_with_a_rejected_record_is_still_applied(lines, 
     rejected (unknown ICCID), so its usage was silently lost."""
     from tests.partner.helpers import signed_post
 
-    period = {"start": "2026-11-01T10:00:00Z", "end": "2026-11-01T10:05:00Z"}
+    period = {"start": f"{DAY}T10:00:00Z", "end": f"{DAY}T10:05:00Z"}
     before = Line.objects.get(iccid=REAL_ICCIDS[1]).data_used_bytes
     response = signed_post(
         client,
