@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0016_usage_hour'),
-        ('accounts', '0016_usage_partitions'),
+        ("accounts", "0016_usage_hour"),
+        ("accounts", "0016_usage_partitions"),
     ]
 
-    operations = [
-    ]
+    operations = []
