@@ -62,10 +62,11 @@ def test_the_email_task_delivered_twice_sends_one_email_in_the_customers_languag
 # no query.
 DISPATCHER_TICK_QUERIES = 27
 # A tick that opens renewals pays the same 9 statements more whether it opens one renewal or
-# twenty (set-based opening, docs/invariants.md "Opening renewals"): the retry policy, the
-# candidates' rules with their lines and packages, the transaction around the opening (savepoint
-# and release), each line's latest renewal (one window query), the daily-cap counts (one grouped
-# query), and one INSERT … ON CONFLICT DO NOTHING of every renewal. Before, it was 6 + 5 per
+# twenty (set-based opening, docs/invariants.md "Opening renewals"): the lines at a trigger again
+# for the given ids (2), the retry policy, the candidates' rules with their lines and packages, the
+# transaction around the opening (savepoint and release), each line's latest renewal (one window
+# query), the daily-cap counts (one grouped query), and one INSERT … ON CONFLICT DO NOTHING of
+# every renewal. Before, it was 6 + 5 per
 # renewal opened (bench/notes/burst.md).
 QUERIES_TO_OPEN_ANY_NUMBER = 9
 
