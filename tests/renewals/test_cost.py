@@ -66,9 +66,21 @@ DISPATCHER_TICK_QUERIES = 27
 # for the given ids (2), the retry policy, the candidates' rules with their lines and packages, the
 # transaction around the opening (savepoint and release), each line's latest renewal (one window
 # query), the daily-cap counts (one grouped query), and one INSERT … ON CONFLICT DO NOTHING of
-# every renewal. Before, it was 6 + 5 per
-# renewal opened (bench/notes/burst.md).
+# every renewal. Before, it was 6 + 5 per renewal opened (bench/notes/burst.md).
 QUERIES_TO_OPEN_ANY_NUMBER = 9
+
+
+@pytest.mark.parametrize("due", [1, 20])
+def test_a_dispatcher_tick_claims_one_due_renewal_or_twenty_for_the_same_exact_queries(
+    customer, package, due, django_assert_num_queries
+):
+    for _ in range(due):
+        line = make_line(owner=customer, package=package, data_remaining_bytes=100 * MB)
+        make_renewal(line=line, package=package, rule=make_rule(line=line, package=package))
+    RetryPolicy.current()  # created on first use: not part of a tick's cost
+    with django_assert_num_queries(DISPATCHER_TICK_QUERIES):
+        report = dispatcher.run_dispatcher(now=timezone.now(), enqueue=False)
+    assert (len(report.opened), len(report.claimed)) == (0, due)
 
 
 @pytest.mark.parametrize("due", [1, 20])
