@@ -59,7 +59,7 @@ lint: bootstrap
 
 # Benchmarks (bench/RESULTS.md): each bench on its own throwaway services; figures printed and
 # kept in var/bench/<bench>.out. Not part of `make test` (tests/bench/ runs them at tiny sizes).
-BENCHES ?= dispatcher ingest threshold throughput portal history
+BENCHES ?= dispatcher ingest threshold throughput burst portal history
 bench: bootstrap-bench messages
 	mkdir -p var/bench
 	for b in $(BENCHES); do \

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.db.models import F, Max, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum, Window
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import RowNumber
 
 from accounts.models import Line, User
 from payments.models import Charge
@@ -194,20 +195,58 @@ def month_start(now: datetime, time_zone: str = "UTC") -> datetime:
     return now.astimezone(zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def renewals_in_last_day(*, line: Line, now: datetime) -> int:
-    return Renewal.objects.filter(
-        line=line, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)
-    ).count()
+def renewals_in_last_day(*, line_ids: list[int], now: datetime) -> dict[int, int]:
+    """Renewals each line completed successfully in the 24 hours before `now` (the daily cap's
+    count), for many lines in one grouped query; a line with none is absent."""
+    rows = (
+        Renewal.objects.filter(
+            line_id__in=line_ids, status=Renewal.Status.SUCCEEDED, completed_at__gt=now - timedelta(hours=24)
+        )
+        .order_by()
+        .values_list("line_id")
+        .annotate(n=Count("id"))
+    )
+    return dict(rows)
 
 
-def spent_this_month(*, line: Line, now: datetime, currency: str) -> int:
-    """Money taken in `currency` by this line's renewals since the first of the owner's month (in
-    their time zone), net of refunds. A cap is in one currency: other currencies never add to it."""
-    time_zone = line.owner.time_zone if line.owner is not None else "UTC"
-    total = Charge.objects.filter(
-        renewal__line=line,
-        status__in=Charge.MONEY_TAKEN,
-        currency=currency,
-        settled_at__gte=month_start(now, time_zone),
-    ).aggregate(total=Sum(F("amount_minor") - F("refunded_minor")))["total"]
-    return int(total or 0)
+def spent_this_month(*, line_ids: list[int], now: datetime) -> dict[tuple[int, str], int]:
+    """Money taken by each line's renewals since the first of its owner's month (in their time
+    zone), net of refunds, per (line, currency): a cap is in one currency, so other currencies never
+    add to it. One query for many lines: the rows since the earliest month start any zone can have
+    (a day before UTC's), each kept or not by its own owner's month start."""
+    since = month_start(now) - timedelta(days=1)
+    rows = (
+        Charge.objects.filter(renewal__line_id__in=line_ids, status__in=Charge.MONEY_TAKEN, settled_at__gte=since)
+        .order_by()
+        .values_list(
+            "renewal__line_id",
+            "renewal__line__owner__time_zone",
+            "currency",
+            "settled_at",
+            F("amount_minor") - F("refunded_minor"),
+        )
+    )
+    starts: dict[str, datetime] = {}
+    spent: dict[tuple[int, str], int] = {}
+    for line_id, time_zone, currency, settled_at, net in rows:
+        zone = time_zone or "UTC"
+        if zone not in starts:
+            starts[zone] = month_start(now, zone)
+        if settled_at >= starts[zone]:
+            spent[(line_id, currency)] = spent.get((line_id, currency), 0) + int(net)
+    return spent
+
+
+def latest_renewals(*, line_ids: list[int]) -> dict[int, Renewal]:
+    """Each line's latest renewal (by creation), for many lines in one query (a window over the
+    (line, -created_at) index); a line that never renewed is absent."""
+    latest = (
+        Renewal.objects.filter(line_id__in=line_ids)
+        .annotate(
+            position=Window(RowNumber(), partition_by=[F("line_id")], order_by=[F("created_at").desc(), F("id").desc()])
+        )
+        .filter(position=1)
+        .only("id", "line_id", "status", "failures", "completed_at", "updated_at", "created_at")
+        .order_by()
+    )
+    return {renewal.line_id: renewal for renewal in latest}

@@ -69,3 +69,18 @@ def test_history_bench_loads_history_and_measures_both_phases():
     assert results["load"]["loaded"] == 10_000
     assert set(results["ratios"]) == {"ingest", "dedup", "page"}
     assert all(value > 0 for value in results["ratios"].values())
+
+
+@pytest.mark.worker
+def test_burst_bench_opens_every_crossing_line_in_its_request_and_settles_every_renewal():
+    from bench import burst
+
+    results = burst.run(lines=20, limit=50, customers=5, concurrency=2, batch=10, opening_sizes=(2, 6))
+
+    assert results["statuses"] == {200} and results["accepted"] == 20
+    assert results["opened"] == 20 and results["succeeded"] == 20
+    assert results["refused"] == 0 and results["intents"] == 20
+    # Opening is set-based: one INSERT of renewals per request, whatever the lines in it.
+    assert results["opening"]["per_renewal"] == 0
+    if results["renewal_inserts"] is not None:  # pg_stat_statements preloaded
+        assert results["renewal_inserts"] == 2
