@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.db.models import Count, F, Max, Q, Sum, Window
+from django.db.models import Count, F, Max, Q, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
 
