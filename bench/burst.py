@@ -28,9 +28,7 @@ import argparse
 import datetime as dt
 import http.client
 import json
-import os
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import common
@@ -206,23 +204,8 @@ def _send_batches(*, base_url: str, secret: str, iccids: list[str], batch: int, 
 
 
 def _intent_creations(*, since: float, until: float) -> list[float]:
-    """When localstripe logged each POST /v1/payment_intents (its own access log), in [since, until]."""
-    services_dir = os.environ.get("ESIMSITE_SERVICES_DIR")
-    if not services_dir:
-        return []
-    out = []
-    with open(Path(services_dir) / "localstripe.log", errors="replace") as f:
-        for line in f:
-            if "POST /v1/payment_intents " not in line and "POST /v1/payment_intents HTTP" not in line:
-                continue
-            try:
-                stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-            except ValueError:
-                continue
-            seconds = time.mktime(stamp.timetuple()) + stamp.microsecond / 1e6  # asctime is local time
-            if since <= seconds <= until:
-                out.append(seconds)
-    return sorted(out)
+    """When each POST /v1/payment_intents reached localstripe (its own access log), in [since, until]."""
+    return common.processor_write_times(since=since, until=until, path_prefix="POST /v1/payment_intents ")
 
 
 def _most_in_one_second(stamps: list[float]) -> int:

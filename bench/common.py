@@ -465,17 +465,18 @@ def wait_until(predicate, *, timeout: float, interval: float = 0.2) -> bool:
     return predicate()
 
 
-def processor_writes_per_second(
-    *, since: float, until: float, path_prefix: str = "POST /v1/payment_intents"
-) -> dict[int, int]:
-    """Writes localstripe itself logged (its aiohttp access log, ESIMSITE_SERVICES_DIR/localstripe.log),
-    per whole second of wall-clock time in [since, until]: the processor's count, not ours."""
+def processor_write_times(*, since: float, until: float, path_prefix: str = "POST /v1/payment_intents") -> list[float]:
+    """When each write reached localstripe, from its own access log (ESIMSITE_SERVICES_DIR/
+    localstripe.log): the line is logged when the answer is sent, and ends with the request's own
+    time (%Tf, scripts/localstripe_server.py), so the arrival is the log time minus that. Arrival is
+    where the processor counts its rate limit; the answer's time would bunch a slow second's
+    writes into the next one. Sorted, in [since, until]."""
     import datetime as dt
 
     services_dir = os.environ.get("ESIMSITE_SERVICES_DIR")
     if not services_dir:
-        return {}
-    counts: dict[int, int] = {}
+        return []
+    out = []
     with open(Path(services_dir) / "localstripe.log", errors="replace") as f:
         for line in f:
             if path_prefix not in line:
@@ -485,6 +486,21 @@ def processor_writes_per_second(
             except ValueError:
                 continue
             seconds = time.mktime(stamp.timetuple()) + stamp.microsecond / 1e6  # asctime is local time
+            try:
+                seconds -= float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                pass  # a log without the request's time: the answer's time
             if since <= seconds <= until:
-                counts[int(seconds)] = counts.get(int(seconds), 0) + 1
+                out.append(seconds)
+    return sorted(out)
+
+
+def processor_writes_per_second(
+    *, since: float, until: float, path_prefix: str = "POST /v1/payment_intents"
+) -> dict[int, int]:
+    """Writes localstripe itself received, per whole second of wall-clock time in [since, until]:
+    the processor's count, not ours."""
+    counts: dict[int, int] = {}
+    for seconds in processor_write_times(since=since, until=until, path_prefix=path_prefix):
+        counts[int(seconds)] = counts.get(int(seconds), 0) + 1
     return counts
