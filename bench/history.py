@@ -1,4 +1,4 @@
-"""Bench 6, history: does the cost of usage grow with the records kept? Measures, in one run, on
+"""Bench 7, history: does the cost of usage grow with the records kept? Measures, in one run, on
 an EMPTY usage table and then on a FULL one (≥ 50 million historical records over ~60 day
 partitions, docs/usage.md "History"):
 
