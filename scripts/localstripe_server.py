@@ -73,9 +73,8 @@ def index_the_store():
     list_all = resources.StripeObject._api_list_all.__func__
 
     def indexed_list_all(cls, url, limit=None, starting_after=None, **kwargs):
-        li = list_all(cls, url, limit=limit, starting_after=starting_after, **kwargs) if kwargs else None
-        if li is not None:  # localstripe's own refusal of unexpected arguments
-            return li
+        if kwargs:  # localstripe's own refusal of unexpected arguments
+            return list_all(cls, url, limit=limit, starting_after=starting_after, **kwargs)
         li = resources.List(url, limit=limit, starting_after=starting_after)
         li._list = list(by_type.get(cls.object, {}).values())
         return li

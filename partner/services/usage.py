@@ -238,24 +238,33 @@ def settle_usage(*, line: LineState, rule: RuleOverage | None, used_bytes: int) 
     )
 
 
+def _reject(
+    batch: UsageBatch, refused: list[bool], *, error: str, result: IngestResult
+) -> tuple[UsageBatch, list[int]]:
+    """The records flagged in `refused` go to the result's rejections with `error`; returns the
+    rest of the batch and their positions in it."""
+    kept = []
+    for k, bad in enumerate(refused):
+        if bad:
+            result.rejected.append({"index": batch.indexes[k], "id": batch.ids[k], "error": error})
+        else:
+            kept.append(k)
+    return batch.keep(kept), kept
+
+
 def ingest_usage(*, records: "list[UsageInput] | UsageBatch", now: datetime | None = None) -> IngestResult:
     """Record the batch and apply each new record to its line, exactly once. Records whose ICCID
-    is unknown are rejected one by one; the others go ahead."""
+    is unknown or that start before the dedup window are rejected one by one; the others go ahead."""
     now = now or timezone.now()
     result = IngestResult()
     batch = UsageBatch.of(records)
     # A record older than the dedup window is refused: its day's partition may be gone already, so
     # a retry of it could no longer be told from a new record (docs/usage.md, "History").
     dedup_since = now - settings.USAGE_DEDUP_WINDOW
-    if any(start < dedup_since for start in batch.starts):
+    too_old = [start < dedup_since for start in batch.starts]
+    if any(too_old):
         error = OUTSIDE_DEDUP_WINDOW.format(days=settings.USAGE_DEDUP_WINDOW.days)
-        inside = []
-        for k, start in enumerate(batch.starts):
-            if start < dedup_since:
-                result.rejected.append({"index": batch.indexes[k], "id": batch.ids[k], "error": error})
-            else:
-                inside.append(k)
-        batch = batch.keep(inside)
+        batch, _kept = _reject(batch, too_old, error=error, result=result)
     if not len(batch):
         return result
     # Before the batch's transaction, so that making a day's partition never waits on our own locks.
@@ -267,14 +276,8 @@ def ingest_usage(*, records: "list[UsageInput] | UsageBatch", now: datetime | No
         # Unknown ICCIDs are rejected before duplicates are counted: a rejected record was not received,
         # so a later record of the batch with the same id is not its duplicate (it would be lost).
         if None in line_of:
-            known = []
-            for k, line in enumerate(line_of):
-                if line is None:
-                    result.rejected.append({"index": batch.indexes[k], "id": batch.ids[k], "error": "unknown iccid"})
-                else:
-                    known.append(k)
-            batch = batch.keep(known)
-            line_of = [line_of[k] for k in known]
+            batch, kept = _reject(batch, [line is None for line in line_of], error="unknown iccid", result=result)
+            line_of = [line_of[k] for k in kept]
             result.rejected.sort(key=lambda rejection: rejection["index"])
         line_ids = [line.pk for line in line_of]  # type: ignore[union-attr]
         usage_by_line = _insert_new_records(batch, line_ids=line_ids, lines=lines, now=now)
